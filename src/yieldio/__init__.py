@@ -1,0 +1,105 @@
+"""yieldio: an async I/O runtime built on the coroutine model.
+
+A coroutine is anything with ``send()``/``throw()``; ``await``/``yield from``
+is a call; the kernel drives coroutines and performs the waiting they ask
+for. Write ``async def`` or generator coroutines and mix them freely::
+
+    import yieldio
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.sleep, 0.1)
+        return "done"
+
+    print(yieldio.run(main))
+"""
+
+from __future__ import annotations
+
+import types as _types
+
+from ._cancel import CancelScope, fail_after, fail_at, move_on_after, move_on_at
+from ._exceptions import (
+    BusyResourceError,
+    Cancelled,
+    ClosedResourceError,
+    Deadlock,
+    IncompleteRead,
+    QueueClosed,
+    QueueEmpty,
+    QueueFull,
+    TaskCancelled,
+    WouldBlock,
+)
+from ._instrument import Instrument
+from ._kernel import run
+from ._state import current_task
+from ._task import Task
+from ._taskgroup import TaskGroup, TaskStatus
+from ._time import checkpoint, current_time, sleep, sleep_forever, sleep_until
+from ._trampoline import Trampoline, trampoline
+from .queue import Queue, UniversalQueue
+from .sync import Condition, Event, Lock, Semaphore
+from .threads import from_thread, to_thread
+
+__version__ = "0.1.0"
+
+
+
+def coroutine(fn: _types.FunctionType) -> _types.FunctionType:
+    """Mark a generator function as a coroutine: awaitable, and able to await.
+
+    The generator may then be awaited from ``async def`` code, and may itself
+    ``yield from`` native coroutines and yieldio awaitables::
+
+        @yieldio.coroutine
+        def fetch_twice(url):
+            a = yield from fetch(url)        # fetch is an async def
+            b = yield fetch(url)             # a trampolined call: same result
+            return a, b
+
+        async def main():
+            print(await fetch_twice("x"))
+    """
+    return _types.coroutine(fn)
+
+
+__all__ = [
+    "BusyResourceError",
+    "CancelScope",
+    "Cancelled",
+    "ClosedResourceError",
+    "Condition",
+    "Deadlock",
+    "Event",
+    "IncompleteRead",
+    "Instrument",
+    "Lock",
+    "Queue",
+    "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
+    "Semaphore",
+    "Task",
+    "TaskCancelled",
+    "TaskGroup",
+    "TaskStatus",
+    "Trampoline",
+    "UniversalQueue",
+    "WouldBlock",
+    "checkpoint",
+    "coroutine",
+    "current_task",
+    "current_time",
+    "fail_after",
+    "fail_at",
+    "from_thread",
+    "move_on_after",
+    "move_on_at",
+    "run",
+    "sleep",
+    "sleep_forever",
+    "sleep_until",
+    "to_thread",
+    "trampoline",
+]

@@ -1,0 +1,384 @@
+"""Cancel scopes: level-triggered, nestable, shieldable cancellation.
+
+Scopes form a tree that mirrors how code is nested: a scope's parent is the
+scope that was innermost when it was entered; a task spawned into a
+:class:`TaskGroup` hangs off the group's scope. Each scope caches ``_eff``
+("effectively cancelled"): it was cancelled, or its parent is effectively
+cancelled and it is not a shield. Each task caches ``_cancel_pending`` for its
+innermost scope, so a checkpoint's cancellation test is one attribute load.
+
+``cancel()`` walks down the tree (iteratively -- nesting depth is not bounded
+by the recursion limit), marks every task it reaches and aborts the waits of
+those parked, so they wake with :class:`Cancelled`. The *outermost* cancelled
+scope that the exception reaches catches it, as in trio; because cancellation
+is level-triggered, any inner cancelled scope would see it again at the next
+checkpoint anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import _state
+from ._exceptions import Cancelled
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+__all__ = ["CancelScope", "move_on_after", "move_on_at", "fail_after", "fail_at"]
+
+
+class CancelScope:
+    """A region of code that can be cancelled as a unit.
+
+    ::
+
+        with yieldio.CancelScope() as scope:
+            tg.spawn(watchdog, scope)        # may call scope.cancel()
+            await do_work()
+        if scope.cancelled_caught:
+            print("work was cancelled")
+
+    ``deadline`` (in :func:`current_time` units) cancels the scope when it
+    passes; ``shield=True`` hides cancellation of enclosing scopes from the
+    code inside. Usable with ``with`` or ``async with``; a scope can be entered
+    only once.
+    """
+
+    __slots__ = (
+        "_parent",
+        "_children",
+        "_tasks",
+        "_cancel_called",
+        "_shield",
+        "_eff",
+        "_deadline",
+        "_timer",
+        "_task",
+        "_entered",
+        "_exited",
+        "_by_deadline",
+        "cancelled_caught",
+        "_kernel",
+        "_is_task_root",
+    )
+
+    def __init__(self, *, deadline: float = math.inf, shield: bool = False) -> None:
+        self._parent: CancelScope | None = None
+        self._children: dict[CancelScope, None] = {}
+        self._tasks: dict[Task, None] = {}
+        self._cancel_called = False
+        self._shield = bool(shield)
+        self._eff = False
+        self._deadline = float(deadline)
+        self._timer: Any = None
+        self._task: Task | None = None
+        self._entered = False
+        self._exited = False
+        self._by_deadline = False
+        self.cancelled_caught = False
+        self._kernel: Any = None
+        self._is_task_root = False
+
+    def __repr__(self) -> str:
+        bits = []
+        if self._cancel_called:
+            bits.append("cancelled")
+        if self._shield:
+            bits.append("shield")
+        if self._deadline != math.inf:
+            bits.append(f"deadline={self._deadline:.3f}")
+        return f"<CancelScope {' '.join(bits) or 'active'}>"
+
+    # -- properties ---------------------------------------------------------
+    @property
+    def cancel_called(self) -> bool:
+        """True once :meth:`cancel` was called or the deadline passed."""
+        return self._cancel_called
+
+    @property
+    def shield(self) -> bool:
+        """While True, cancellation of enclosing scopes does not reach inside."""
+        return self._shield
+
+    @shield.setter
+    def shield(self, value: bool) -> None:
+        self._shield = bool(value)
+        if self._parent is not None:
+            self._recompute()
+
+    @property
+    def deadline(self) -> float:
+        """When the scope cancels itself (``math.inf`` for never)."""
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self._deadline = float(value)
+        if self._entered and not self._exited:
+            self._arm_deadline()
+
+    # -- cancellation -------------------------------------------------------
+    def cancel(self) -> None:
+        """Cancel everything inside this scope; idempotent and synchronous."""
+        if self._cancel_called:
+            return
+        self._cancel_called = True
+        self._disarm_deadline()
+        if self._parent is not None or self._is_task_root:
+            self._recompute()
+
+    def _recompute(self) -> None:
+        """Refresh ``_eff`` for this subtree and deliver to tasks that became cancelled."""
+        parent = self._parent
+        eff = self._cancel_called or (not self._shield and parent is not None and parent._eff)
+        if eff == self._eff:
+            return
+        pending = [self]
+        self._eff = eff
+        first = True
+        while pending:
+            scope = pending.pop()
+            if not first:
+                p = scope._parent
+                new = scope._cancel_called or (not scope._shield and p is not None and p._eff)
+                if new == scope._eff:
+                    continue
+                scope._eff = new
+            first = False
+            new_eff = scope._eff
+            for task in tuple(scope._tasks):
+                if task._scope is scope:
+                    task._cancel_pending = new_eff or task._ki_pending
+                    if new_eff:
+                        _deliver(task)
+            # Reverse so the stack pops children in insertion order.
+            pending.extend(reversed(tuple(scope._children)))
+
+    # -- deadlines ----------------------------------------------------------
+    def _arm_deadline(self) -> None:
+        k = self._kernel
+        self._disarm_deadline()
+        if self._cancel_called or self._deadline == math.inf:
+            return
+        if self._deadline <= k.clock_now():
+            self._by_deadline = True
+            self.cancel()
+            return
+        self._timer = k.add_timer(self._deadline, self)
+
+    def _disarm_deadline(self) -> None:
+        if self._timer is not None:
+            self._kernel.cancel_timer(self._timer)
+            self._timer = None
+
+    def _on_deadline(self) -> None:
+        self._by_deadline = True
+        self.cancel()
+
+    # -- entering and leaving -----------------------------------------------
+    def __enter__(self) -> CancelScope:
+        try:
+            k = _state.local.kernel
+        except AttributeError:
+            _state.outside_run()
+        task = k.current
+        if self._entered:
+            raise RuntimeError("a CancelScope can be entered only once")
+        self._entered = True
+        self._kernel = k
+        self._task = task
+        parent = task._scope
+        self._parent = parent
+        parent._children[self] = None
+        parent._tasks.pop(task, None)
+        self._tasks[task] = None
+        task._scope = self
+        self._eff = self._cancel_called or (not self._shield and parent._eff)
+        task._cancel_pending = self._eff or task._ki_pending
+        if self._deadline != math.inf:
+            self._arm_deadline()
+        return self
+
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        task = self._task
+        assert task is not None
+        if task._scope is not self:
+            raise RuntimeError(
+                "cancel scopes exited out of order: a scope must be left before the "
+                f"scope it encloses ({self!r} is not the innermost scope of {task!r})"
+            )
+        self._exited = True
+        self._disarm_deadline()
+        parent = self._parent
+        assert parent is not None
+        del self._tasks[task]
+        del parent._children[self]
+        parent._tasks[task] = None
+        task._scope = parent
+        task._cancel_pending = parent._eff or task._ki_pending
+        if exc is None or not self._eff:
+            return False
+        # Catch only if no enclosing cancellation is visible from here: the
+        # outermost cancelled scope is the one that swallows Cancelled.
+        if not self._shield and parent._eff:
+            return False
+        if isinstance(exc, Cancelled):
+            self.cancelled_caught = True
+            return True
+        if isinstance(exc, BaseExceptionGroup):
+            rest = exc.split(Cancelled)[1]
+            if rest is None:
+                self.cancelled_caught = True
+                return True
+        return False
+
+    async def __aenter__(self) -> CancelScope:
+        return self.__enter__()
+
+    async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        return self.__exit__(etype, exc, tb)
+
+
+def _deliver(task: Task) -> None:
+    """Wake a parked task with Cancelled if its wait can be aborted."""
+    wait = task._wait
+    if wait is None or task._state != "running":
+        return
+    if wait._abort_wait(task):
+        task._kernel.reschedule_error(task, Cancelled(f"task {task.name!r} was cancelled"))
+
+
+def insert_task_scope(task: Task) -> CancelScope:
+    """Give ``task`` its own root scope (for :meth:`Task.cancel`), created lazily.
+
+    Spawning stays cheap because most tasks are never cancelled one by one.
+    The new scope is spliced between the task's group scope and the scopes the
+    task itself has entered.
+    """
+    k = task._kernel
+    root = CancelScope()
+    root._kernel = k
+    root._task = task
+    root._entered = True
+    root._is_task_root = True
+    # Find the outermost scope this task entered itself.
+    outer = task._scope
+    own = None
+    while outer is not None and outer._task is task and not outer._is_task_root:
+        own = outer
+        outer = outer._parent
+    assert outer is not None
+    root._parent = outer
+    outer._children[root] = None
+    root._eff = not root._shield and outer._eff
+    if own is None:
+        outer._tasks.pop(task, None)
+        root._tasks[task] = None
+        task._scope = root
+    else:
+        del outer._children[own]
+        own._parent = root
+        root._children[own] = None
+    task._own_scope = root
+    return root
+
+
+def remove_task_scope(task: Task) -> None:
+    """Unlink a finished task's root scope from the tree."""
+    root = task._own_scope
+    if root is None:
+        return
+    parent = root._parent
+    if parent is not None:
+        parent._children.pop(root, None)
+    root._disarm_deadline()
+
+
+def _scope_after(seconds: float, shield: bool) -> CancelScope:
+    if seconds != seconds:
+        raise ValueError("timeout must not be NaN")
+    k = _state.current_kernel()
+    return CancelScope(deadline=k.clock_now() + max(0.0, float(seconds)), shield=shield)
+
+
+def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
+    """A scope cancelled at ``deadline``; leaving it after a timeout is silent.
+
+    ::
+
+        with yieldio.move_on_at(yieldio.current_time() + 5) as scope:
+            await long_job()
+    """
+    return CancelScope(deadline=deadline, shield=shield)
+
+
+def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
+    """A scope cancelled ``seconds`` from now; check ``scope.cancelled_caught``.
+
+    ::
+
+        with yieldio.move_on_after(1.5) as scope:
+            await slow()
+        if scope.cancelled_caught:
+            print("gave up")
+    """
+    return _scope_after(seconds, shield)
+
+
+class _FailScope:
+    """Context manager behind :func:`fail_after`: raises ``TimeoutError``."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: CancelScope) -> None:
+        self._scope = scope
+
+    def __enter__(self) -> CancelScope:
+        return self._scope.__enter__()
+
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        caught = self._scope.__exit__(etype, exc, tb)
+        if caught and self._scope._by_deadline:
+            raise TimeoutError(f"deadline {self._scope.deadline:.3f} exceeded") from exc
+        return caught
+
+    async def __aenter__(self) -> CancelScope:
+        return self.__enter__()
+
+    async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        return self.__exit__(etype, exc, tb)
+
+    @property
+    def scope(self) -> CancelScope:
+        return self._scope
+
+    def __iter__(self) -> Iterator[Any]:  # pragma: no cover - guard against misuse
+        raise TypeError("use 'with yieldio.fail_after(...)', not 'await'/'yield from'")
+
+
+def fail_at(deadline: float, *, shield: bool = False) -> _FailScope:
+    """Like :func:`move_on_at` but raise the built-in ``TimeoutError`` on timeout.
+
+    ::
+
+        with yieldio.fail_at(deadline):
+            await handshake()
+    """
+    return _FailScope(CancelScope(deadline=deadline, shield=shield))
+
+
+def fail_after(seconds: float, *, shield: bool = False) -> _FailScope:
+    """Like :func:`move_on_after` but raise ``TimeoutError`` when time runs out.
+
+    ::
+
+        try:
+            with yieldio.fail_after(2):
+                await yieldio.sleep(10)
+        except TimeoutError:
+            print("too slow")
+    """
+    return _FailScope(_scope_after(seconds, shield))

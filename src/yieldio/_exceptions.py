@@ -1,0 +1,110 @@
+"""The exceptions yieldio raises.
+
+Every error that user code can see is defined here, so ``except yieldio.X``
+works no matter which module raised it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Cancelled",
+    "TaskCancelled",
+    "ClosedResourceError",
+    "BusyResourceError",
+    "Deadlock",
+    "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
+    "IncompleteRead",
+    "WouldBlock",
+]
+
+
+class Cancelled(BaseException):
+    """Raised at a checkpoint inside a cancelled :class:`CancelScope`.
+
+    It derives from :class:`BaseException` (like ``KeyboardInterrupt``) so that
+    a bare ``except Exception:`` does not swallow it by accident; the cancel
+    scope that was cancelled catches it on the way out::
+
+        with yieldio.move_on_after(1):
+            await yieldio.sleep(10)      # Cancelled raised here after 1 s ...
+        # ... and caught here by the scope.
+
+    Never raise it yourself and never swallow it: re-raise it after cleanup.
+    """
+
+
+class TaskCancelled(Exception):
+    """Raised by :meth:`Task.join` and :meth:`Task.result` for a cancelled task.
+
+    It is an ordinary ``Exception`` on purpose: the *joiner* was not cancelled,
+    so it must not receive a raw :class:`Cancelled` that its own cancel scopes
+    would misread::
+
+        task.cancel()
+        try:
+            await task.join()
+        except yieldio.TaskCancelled:
+            print("it was cancelled")
+    """
+
+
+class ClosedResourceError(Exception):
+    """The stream, socket, queue or other resource was already closed.
+
+    Also thrown into a task that was waiting on a file descriptor when another
+    task closed it, so no task waits forever on a dead descriptor.
+    """
+
+
+class BusyResourceError(Exception):
+    """Two tasks tried to use a resource that allows only one at a time.
+
+    For example two tasks reading the same stream at once: the interleaving of
+    their data would be undefined, so the second reader gets this error.
+    """
+
+
+class Deadlock(RuntimeError):
+    """Every task is blocked on something only another task could release.
+
+    :func:`yieldio.run` raises it instead of hanging forever. Its message holds
+    the task tree, so you can see who waits on what.
+    """
+
+
+class QueueClosed(Exception):
+    """The :class:`Queue` was closed: no more items will arrive.
+
+    ``put`` raises it at once; ``get`` raises it once the queue is drained.
+    """
+
+
+class QueueEmpty(Exception):
+    """``Queue.get_nowait()`` found no item."""
+
+
+class QueueFull(Exception):
+    """``Queue.put_nowait()`` found no room."""
+
+
+class IncompleteRead(EOFError):
+    """End of stream before ``read_exactly(n)`` got ``n`` bytes.
+
+    ``partial`` holds what did arrive, so nothing read is lost::
+
+        try:
+            header = await stream.read_exactly(8)
+        except yieldio.IncompleteRead as e:
+            print("peer closed after", len(e.partial), "bytes")
+    """
+
+    def __init__(self, partial: bytes, expected: int) -> None:
+        self.partial = partial
+        self.expected = expected
+        super().__init__(f"{len(partial)} bytes read on a total of {expected} expected bytes")
+
+
+class WouldBlock(Exception):
+    """A ``*_nowait`` operation would have had to wait (``Lock.acquire_nowait``)."""

@@ -1,0 +1,802 @@
+"""The kernel: a ready queue, a timer heap, epoll, and one loop that drives tasks.
+
+Read this module top to bottom in one sitting; it is the whole scheduler.
+
+* A task is stepped by sending it a value (or throwing an exception) inside
+  its own ``contextvars.Context``. What it yields is tested by identity
+  against the two traps of :mod:`yieldio._traps`.
+* Waiting has one primitive: the waiting code records an abortable wait on
+  the task and yields ``PARK``; whoever ends the wait calls
+  :meth:`Kernel.reschedule` or :meth:`Kernel.reschedule_error`. Timers,
+  sockets, events and queues are all built on it, outside the kernel.
+* epoll registrations are level-triggered and kept across waits: a task that
+  waits on the same fd again costs no ``epoll_ctl``. An armed fd that reports
+  readiness with nobody waiting is disarmed then (lazily), so it cannot spin.
+* The loop runs the tasks that were ready at the start of a batch, then
+  polls. It is written once; instruments and the seeded schedule are tested
+  with a local flag per batch/step, so an un-instrumented run pays nothing
+  measurable for them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import itertools
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import _state
+from ._cancel import CancelScope, remove_task_scope
+from ._exceptions import Cancelled, ClosedResourceError, Deadlock
+from ._task import CANCELLED, DONE, FAILED, RUNNING, Task
+from ._trampoline import Trampoline, is_subcoroutine
+from ._traps import PARK, SCHEDULE
+
+__all__ = ["Kernel", "run", "SystemClock"]
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_READ_EVENTS = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+_WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+
+#: How many fast-path successes (an I/O call or lock acquire that did not have
+#: to wait) pass before one of them takes a real schedule point. Counted, not
+#: timed, so that a seeded run replays exactly.
+FAST_PATH_BUDGET = 32
+
+
+class SystemClock:
+    """The default clock: ``time.monotonic()``, and real sleeping."""
+
+    autojump = False
+
+    def current_time(self) -> float:
+        return time.monotonic()
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return deadline - time.monotonic()
+
+
+class _FdWaits:
+    """Who waits on one file descriptor, and what epoll is asked to watch."""
+
+    __slots__ = ("fd", "reader", "writer", "mask", "kernel")
+
+    def __init__(self, fd: int, kernel: Kernel) -> None:
+        self.fd = fd
+        self.reader: Task | None = None
+        self.writer: Task | None = None
+        self.mask = 0
+        self.kernel = kernel
+
+    def _abort_wait(self, task: Task) -> bool:
+        k = self.kernel
+        if self.reader is task:
+            self.reader = None
+        elif self.writer is task:
+            self.writer = None
+        else:
+            return False
+        k.io_waiters -= 1
+        return True
+
+    def _describe_wait(self, task: Task) -> str:
+        what = "read" if self.reader is task else "write"
+        return f"{what} fd {self.fd}"
+
+
+class _SleepWait:
+    """The wait object of a sleeping task; aborting it makes its timer stale."""
+
+    __slots__ = ()
+
+    def _abort_wait(self, task: Task) -> bool:
+        entry = task._timer
+        if entry is not None:
+            task._timer = None
+            task._kernel.stale_timers += 1
+        return True
+
+    def _describe_wait(self, task: Task) -> str:
+        entry = task._timer
+        if entry is None:
+            return "sleep"
+        return f"sleep until +{entry[0] - task._kernel.clock_now():.2f} s"
+
+
+SLEEP_WAIT = _SleepWait()
+
+
+class _ExternalWait:
+    """A park that something outside the kernel (a thread, a signal) will end."""
+
+    __slots__ = ("description", "abort")
+
+    def __init__(self, description: str, abort: Callable[[Task], bool] | None) -> None:
+        self.description = description
+        self.abort = abort
+
+    def _abort_wait(self, task: Task) -> bool:
+        if self.abort is None:
+            return False
+        return self.abort(task)
+
+    def _describe_wait(self, task: Task) -> str:
+        return self.description
+
+
+_HOOKS = (
+    "before_run",
+    "after_run",
+    "task_spawned",
+    "task_scheduled",
+    "before_task_step",
+    "after_task_step",
+    "task_exited",
+    "before_io_wait",
+    "after_io_wait",
+)
+
+
+class Kernel:
+    """One event loop; created by :func:`run`, one per thread at most."""
+
+    def __init__(self, clock: Any = None, instruments: Any = (), seed: int | None = None) -> None:
+        self.clock = clock if clock is not None else SystemClock()
+        self.clock_now: Callable[[], float] = self.clock.current_time
+        self.ready: deque[Task] = deque()
+        self.current: Task | None = None
+        self.timers: list[tuple[float, int, Any]] = []
+        self.stale_timers = 0
+        self._timer_seq = itertools.count()
+        self.epoll = select.epoll()
+        self.fds: dict[int, _FdWaits] = {}
+        # Counters that decide "every task is blocked" in O(1).
+        self.io_waiters = 0
+        self.thread_jobs = 0
+        self.external_parks = 0
+        self.fast_budget = FAST_PATH_BUDGET
+        self.seed = seed
+        self.random = random.Random(seed) if seed is not None else None
+        self.root_scope = CancelScope()
+        self.root_scope._kernel = self
+        self.root_scope._entered = True
+        self.main_task: Task | None = None
+        self.system_tasks: dict[Task, None] = {}
+        self.closed = False
+        self.thread_id = threading.get_ident()
+        self.stats_steps = 0
+        self.stats_iterations = 0
+        self.debug_listeners: list[Any] = []
+        # Other threads hand work to the loop through this deque + a wakeup.
+        self._thread_calls: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._wakeup_pending = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_fd = self._wake_r.fileno()
+        self.epoll.register(self._wake_fd, _EPOLLIN)
+        self._ki_pending = False
+        self._old_sigint: Any = None
+        self._old_wakeup_fd: int | None = None
+        self._signal_handlers: dict[int, Any] = {}
+        # Instruments: one tuple of bound hooks per hook name.
+        self.instruments: list[Any] = []
+        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {h: () for h in _HOOKS}
+        for inst in instruments:
+            self.add_instrument(inst)
+
+    # -- instruments ----------------------------------------------------------
+    def add_instrument(self, inst: Any) -> None:
+        """Attach an instrument; its hook methods are called from now on."""
+        self.instruments.append(inst)
+        self._rebuild_hooks()
+
+    def remove_instrument(self, inst: Any) -> None:
+        self.instruments.remove(inst)
+        self._rebuild_hooks()
+
+    def _rebuild_hooks(self) -> None:
+        from ._instrument import _defined_hooks
+
+        defined = [(_defined_hooks(i), i) for i in self.instruments]
+        for name in _HOOKS:
+            self._hooks[name] = tuple(self._guard(i, name) for names, i in defined
+                                      if name in names)
+        if self._hooks["task_scheduled"]:
+            self.reschedule = self._reschedule_instrumented  # type: ignore[method-assign]
+            self.reschedule_error = self._reschedule_error_instrumented  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("reschedule", None)
+            self.__dict__.pop("reschedule_error", None)
+
+    def _guard(self, inst: Any, name: str) -> Callable[..., None]:
+        """Wrap a hook so that a broken instrument is reported and removed, not fatal."""
+        hook = getattr(inst, name)
+
+        def guarded(*args: Any) -> None:
+            try:
+                hook(*args)
+            except Exception as exc:
+                print(f"yieldio: instrument {inst!r} raised {exc!r} in {name}; removing it",
+                      file=sys.stderr)
+                if inst in self.instruments:
+                    self.remove_instrument(inst)
+
+        return guarded
+
+    def _call_hooks(self, name: str, *args: Any) -> None:
+        for hook in self._hooks[name]:
+            hook(*args)
+
+    # -- scheduling -----------------------------------------------------------
+    def reschedule(self, task: Task, value: Any = None) -> None:
+        """End ``task``'s wait: it resumes with ``value`` as the result of its yield."""
+        task._wait = None
+        task._val = value
+        self.ready.append(task)
+
+    def reschedule_error(self, task: Task, exc: BaseException) -> None:
+        """End ``task``'s wait by raising ``exc`` at its yield."""
+        task._wait = None
+        task._exc = exc
+        self.ready.append(task)
+
+    def _reschedule_instrumented(self, task: Task, value: Any = None) -> None:
+        Kernel.reschedule(self, task, value)
+        self._call_hooks("task_scheduled", task)
+
+    def _reschedule_error_instrumented(self, task: Task, exc: BaseException) -> None:
+        Kernel.reschedule_error(self, task, exc)
+        self._call_hooks("task_scheduled", task)
+
+    def spawn(self, coro: Any, scope: CancelScope, parent: Task | None, group: Any,
+              name: str | None, context: contextvars.Context | None = None) -> Task:
+        """Create a task for ``coro`` under ``scope`` and make it ready."""
+        if self.closed:
+            raise RuntimeError("the yieldio kernel has shut down; no new tasks")
+        if context is None:
+            context = contextvars.copy_context()
+        task = Task(coro, self, scope, context, parent, group, name)
+        scope._tasks[task] = None
+        self.ready.append(task)
+        if self._hooks["task_spawned"]:
+            self._call_hooks("task_spawned", task)
+            self._call_hooks("task_scheduled", task)
+        return task
+
+    # -- timers ---------------------------------------------------------------
+    def add_timer(self, deadline: float, target: Any) -> tuple[float, int, Any]:
+        """Call ``target._on_deadline()`` (or wake a sleeping task) at ``deadline``."""
+        entry = (deadline, next(self._timer_seq), target)
+        target._timer = entry
+        heapq.heappush(self.timers, entry)
+        return entry
+
+    def cancel_timer(self, entry: tuple[float, int, Any]) -> None:
+        """Make a timer stale; it is skipped when it reaches the top of the heap."""
+        target = entry[2]
+        if target._timer is entry:
+            target._timer = None
+            self.stale_timers += 1
+
+    def _next_deadline(self) -> float | None:
+        timers = self.timers
+        while timers:
+            entry = timers[0]
+            if entry[2]._timer is entry:
+                return entry[0]
+            heapq.heappop(timers)
+            self.stale_timers -= 1
+        return None
+
+    def _compact_timers(self) -> None:
+        # Timeouts that never fire leave stale entries behind; once they are
+        # most of the heap, rebuild it so memory stays proportional to live timers.
+        self.timers = [e for e in self.timers if e[2]._timer is e]
+        heapq.heapify(self.timers)
+        self.stale_timers = 0
+
+    def _expire_timers(self) -> None:
+        timers = self.timers
+        now = self.clock_now()
+        reschedule = self.reschedule
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            target = entry[2]
+            if target._timer is not entry:
+                self.stale_timers -= 1
+                continue
+            target._timer = None
+            if type(target) is Task:
+                reschedule(target)
+            else:
+                target._on_deadline()
+
+    # -- file descriptors -----------------------------------------------------
+    def _watch(self, w: _FdWaits, mask: int) -> None:
+        fd = w.fd
+        try:
+            if mask == 0:
+                self.epoll.unregister(fd)
+            elif w.mask == 0:
+                self.epoll.register(fd, mask)
+            else:
+                self.epoll.modify(fd, mask)
+        except FileExistsError:  # fd number reused behind our back
+            self.epoll.modify(fd, mask)
+        except FileNotFoundError:  # closed and reopened without notify_closing
+            if mask:
+                self.epoll.register(fd, mask)
+        w.mask = mask
+
+    def fd_waits(self, fd: int) -> _FdWaits:
+        w = self.fds.get(fd)
+        if w is None:
+            w = self.fds[fd] = _FdWaits(fd, self)
+        return w
+
+    def notify_closing(self, fd: int) -> None:
+        """Forget ``fd`` before it is closed and wake its waiters with an error.
+
+        Call it *before* closing: a reused fd number must never inherit a
+        stale registration, and no task may wait forever on a dead fd.
+        """
+        w = self.fds.pop(fd, None)
+        if w is None:
+            return
+        if w.mask:
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+        for task in (w.reader, w.writer):
+            if task is not None:
+                self.io_waiters -= 1
+                self.reschedule_error(task, ClosedResourceError("another task closed this resource"))
+        w.reader = w.writer = None
+
+    def _dispatch_io(self, events: list[tuple[int, int]]) -> None:
+        fds = self.fds
+        reschedule = self.reschedule
+        for fd, mask in events:
+            if fd == self._wake_fd:
+                self._drain_wakeup()
+                continue
+            w = fds.get(fd)
+            if w is None:
+                continue
+            stale = 0
+            if mask & _READ_EVENTS:
+                task = w.reader
+                if task is not None:
+                    w.reader = None
+                    self.io_waiters -= 1
+                    reschedule(task)
+                elif w.mask & _EPOLLIN:
+                    stale |= _EPOLLIN
+            if mask & _WRITE_EVENTS:
+                task = w.writer
+                if task is not None:
+                    w.writer = None
+                    self.io_waiters -= 1
+                    reschedule(task)
+                elif w.mask & _EPOLLOUT:
+                    stale |= _EPOLLOUT
+            if stale:
+                # Nobody is waiting in that direction any more: stop watching it,
+                # or level-triggered epoll would wake us forever.
+                self._watch(w, w.mask & ~stale)
+                if w.mask == 0 and w.reader is None and w.writer is None:
+                    del fds[fd]
+
+    # -- other threads and signals --------------------------------------------
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the kernel's thread at the next loop iteration."""
+        if self.closed:
+            raise RuntimeError("the yieldio kernel has shut down")
+        self._thread_calls.append((fn, args))
+        if not self._wakeup_pending:
+            self._wakeup_pending = True
+            try:
+                self._wake_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _run_thread_calls(self) -> None:
+        # Clear the flag before draining: a call appended after this point
+        # writes a new wakeup byte, so none can be stranded.
+        self._wakeup_pending = False
+        calls = self._thread_calls
+        while calls:
+            fn, args = calls.popleft()
+            fn(*args)
+
+    def _install_sigint(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        try:
+            self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w.fileno(),
+                                                       warn_on_full_buffer=False)
+        except ValueError:
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self._ki_pending = True
+
+        self._old_sigint = signal.signal(signal.SIGINT, on_sigint)
+
+    def _restore_signals(self) -> None:
+        if self._old_sigint is not None:
+            signal.signal(signal.SIGINT, self._old_sigint)
+            self._old_sigint = None
+        if self._old_wakeup_fd is not None:
+            try:
+                signal.set_wakeup_fd(self._old_wakeup_fd)
+            except ValueError:
+                pass
+            self._old_wakeup_fd = None
+
+    def _deliver_keyboard_interrupt(self) -> None:
+        """Raise KeyboardInterrupt in the main task, ignoring shields."""
+        self._ki_pending = False
+        task = self.main_task
+        if task is None or task._state is not RUNNING:
+            return
+        wait = task._wait
+        if wait is not None and wait._abort_wait(task):
+            self.reschedule_error(task, KeyboardInterrupt())
+            return
+        task._ki_pending = True
+        task._cancel_pending = True
+
+    # -- stepping ---------------------------------------------------------------
+    def _odd_yield(self, task: Task, value: Any) -> None:
+        """Handle a yield that is neither trap: a trampolined call or a bad yield.
+
+        Loops without recursion: the pushed call's first yield comes back here
+        until it is a trap.
+        """
+        run = task._ctx_run
+        while True:
+            if value is PARK:
+                return
+            if value is SCHEDULE:
+                task._val = None
+                self.ready.append(task)
+                return
+            if is_subcoroutine(value):
+                tramp = task._tramp
+                if tramp is None:
+                    tramp = task._tramp = Trampoline(task.coro, started=True)
+                    task._send = tramp.send
+                    task._throw = tramp.throw
+                tramp.push(value)
+                try:
+                    value = run(task._send, None)
+                except BaseException as exc:
+                    self._task_exited(task, exc)
+                    return
+                continue
+            err = TypeError(_bad_yield_message(task, value))
+            if task._throw is None:
+                self._task_exited(task, err)
+                return
+            try:
+                value = run(task._throw, err)
+            except BaseException as exc:
+                self._task_exited(task, exc)
+                return
+
+    def _task_exited(self, task: Task, exc: BaseException) -> None:
+        if type(exc) is StopIteration:
+            task._state = DONE
+            task._result = exc.value
+        elif isinstance(exc, Cancelled):
+            task._state = CANCELLED
+        else:
+            task._state = FAILED
+            task._exception = exc
+        task._send = task._throw = None  # type: ignore[assignment]
+        task._wait = None
+        task._val = None
+        scope = task._scope
+        scope._tasks.pop(task, None)
+        if task._own_scope is not None:
+            remove_task_scope(task)
+        if task._timer is not None:
+            self.cancel_timer(task._timer)
+        joiners = task._joiners
+        if joiners:
+            task._joiners = None
+            for j in joiners:
+                self.reschedule(j)
+        if self._hooks["task_exited"]:
+            self._call_hooks("task_exited", task)
+        group = task._group
+        if group is not None:
+            group._child_exited(task)
+        elif task in self.system_tasks:
+            del self.system_tasks[task]
+
+    # -- the loop ---------------------------------------------------------------
+    def run_main(self, coro: Any) -> Any:
+        main = self.main_task = self.spawn(coro, self.root_scope, None, None, "main")
+        hooks = self._hooks
+        for h in hooks["before_run"]:
+            h()
+        try:
+            self._loop()
+        finally:
+            for h in self._hooks["after_run"]:
+                h()
+        return main.result() if main._state is not CANCELLED else _raise_cancelled_main(main)
+
+    def _loop(self) -> None:
+        ready = self.ready
+        popleft = ready.popleft
+        append = ready.append
+        poll = self.epoll.poll
+        hooks = self._hooks
+        main = self.main_task
+        assert main is not None
+        odd_yield = self._odd_yield
+        task_exited = self._task_exited
+        deadlocked = False
+        while True:
+            # 1. How long may we block? Zero if anything is ready.
+            if ready:
+                timeout = 0.0
+            else:
+                if main._state is not RUNNING and not self.system_tasks:
+                    return
+                deadline = self._next_deadline()
+                if deadline is None:
+                    timeout = -1.0
+                    if (self.io_waiters == 0 and self.thread_jobs == 0
+                            and self.external_parks == 0 and not self._thread_calls
+                            and not self._ki_pending):
+                        if main._state is not RUNNING:
+                            # Only system tasks are left: stop them.
+                            self._cancel_system_tasks()
+                            continue
+                        if deadlocked:
+                            self._abandon_all()
+                            return
+                        deadlocked = True
+                        self._report_deadlock()
+                        continue
+                elif self.clock.autojump and self.io_waiters == 0 and self.thread_jobs == 0 \
+                        and not self._thread_calls:
+                    self.clock.jump_to(deadline)
+                    timeout = 0.0
+                else:
+                    timeout = self.clock.deadline_to_sleep_time(deadline)
+                    if timeout < 0:
+                        timeout = 0.0
+                    elif timeout > 86400.0:
+                        timeout = 86400.0
+            # 2. Poll.
+            if hooks["before_io_wait"]:
+                self._call_hooks("before_io_wait", timeout)
+            try:
+                events = poll(timeout)
+            except InterruptedError:
+                events = []
+            if hooks["after_io_wait"]:
+                self._call_hooks("after_io_wait", timeout)
+            if events:
+                self._dispatch_io(events)
+            if self._thread_calls:
+                self._run_thread_calls()
+            if self._ki_pending:
+                self._deliver_keyboard_interrupt()
+            if self.timers:
+                self._expire_timers()
+                if self.stale_timers > 1024 and self.stale_timers * 2 > len(self.timers):
+                    self._compact_timers()
+            self.stats_iterations += 1
+            # 3. Run the batch of tasks that are ready now.
+            n = len(ready)
+            if self.random is not None and n > 1:
+                batch = list(ready)
+                ready.clear()
+                self.random.shuffle(batch)
+                ready.extend(batch)
+            before = hooks["before_task_step"]
+            after = hooks["after_task_step"]
+            self.stats_steps += n
+            while n:
+                n -= 1
+                task = popleft()
+                self.current = task
+                if before:
+                    for h in before:
+                        h(task)
+                exc = task._exc
+                try:
+                    if exc is None:
+                        value = task._ctx_run(task._send, task._val)
+                    else:
+                        task._exc = None
+                        if task._throw is None:
+                            raise exc
+                        value = task._ctx_run(task._throw, exc)
+                except BaseException as e:
+                    task_exited(task, e)
+                else:
+                    if value is PARK:
+                        pass
+                    elif value is SCHEDULE:
+                        task._val = None
+                        append(task)
+                    else:
+                        odd_yield(task, value)
+                if after:
+                    for h in after:
+                        h(task)
+            self.current = None
+
+    def _report_deadlock(self) -> None:
+        """Every task waits on another task: cancel them all, then raise Deadlock."""
+        from .debug import format_task_tree
+
+        self.deadlock_report = format_task_tree(kernel=self)
+        self.root_scope.cancel()
+        for task in list(self.system_tasks):
+            task.cancel()
+
+    def _cancel_system_tasks(self) -> None:
+        for task in list(self.system_tasks):
+            task.cancel()
+            if task._wait is not None and task._state is RUNNING:
+                # An uncancellable system wait cannot be ended: drop the task.
+                del self.system_tasks[task]
+
+    def _abandon_all(self) -> None:
+        """Close every coroutine still suspended (the kernel, not the GC, does it)."""
+        seen: set[int] = set()
+        for task in self._all_tasks():
+            if id(task) in seen or task._state is not RUNNING:
+                continue
+            seen.add(id(task))
+            task._state = CANCELLED
+            coro = task._tramp if task._tramp is not None else task.coro
+            close = getattr(coro, "close", None)
+            if close is not None:
+                try:
+                    task._ctx_run(close)
+                except BaseException:
+                    pass
+
+    def _all_tasks(self) -> list[Task]:
+        out: list[Task] = []
+        stack = [self.root_scope]
+        while stack:
+            s = stack.pop()
+            out.extend(s._tasks)
+            stack.extend(s._children)
+        return out
+
+    def all_tasks(self) -> list[Task]:
+        """Every live task, in the order of the cancel-scope tree."""
+        return [t for t in self._all_tasks() if t._state is RUNNING]
+
+    # -- shutdown ---------------------------------------------------------------
+    def close(self) -> None:
+        self.closed = True
+        self._restore_signals()
+        for fd in list(self.fds):
+            self.notify_closing(fd)
+        self.epoll.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _raise_cancelled_main(main: Task) -> Any:
+    raise Cancelled("the main task was cancelled")
+
+
+def _bad_yield_message(task: Task, value: Any) -> str:
+    kind = type(value)
+    hint = "use 'yield from' or 'await' to call a coroutine"
+    if callable(value) and not isinstance(value, type):
+        hint = (f"you yielded the callable {getattr(value, '__qualname__', value)!r} itself; "
+                "call it and use 'await'/'yield from' on the result")
+    elif kind.__module__.startswith("asyncio"):
+        hint = "asyncio objects cannot be awaited directly; use the yieldio.aio bridge"
+    return (f"task {task.name!r} (id {task.id}) yielded {value!r} of type "
+            f"{kind.__qualname__}, which the yieldio kernel does not understand: {hint}")
+
+
+def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
+    if hasattr(fn, "send") and not isinstance(fn, type):
+        if args:
+            close = getattr(fn, "close", None)
+            if close is not None:
+                close()
+            raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
+        return fn
+    if not callable(fn):
+        raise TypeError(f"{what} expects an async function, a generator function or a "
+                        f"coroutine object, not {fn!r}")
+    coro = fn(*args)
+    if not hasattr(coro, "send"):
+        raise TypeError(f"{what}: {getattr(fn, '__qualname__', fn)!r} returned {coro!r}, which "
+                        "is not a coroutine (is it a plain function? use 'async def' or a "
+                        "generator)")
+    return coro
+
+
+def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
+        seed: int | None = None, **options: Any) -> Any:
+    """Run ``fn(*args)`` (or a coroutine object) as the main task; return its result.
+
+    ::
+
+        async def main():
+            await yieldio.sleep(0.1)
+            return 42
+
+        assert yieldio.run(main) == 42
+
+    ``clock`` replaces the system clock (for example
+    ``yieldio.testing.VirtualClock(autojump=True)``), ``instruments`` are
+    objects with hook methods (see :class:`yieldio.Instrument`), and ``seed``
+    shuffles the order of ready tasks reproducibly. The main task's exception
+    is raised from ``run``; Ctrl-C raises ``KeyboardInterrupt`` after every
+    task was cancelled.
+    """
+    if getattr(_state.local, "kernel", None) is not None:
+        raise RuntimeError("yieldio.run() cannot be called from inside a running yieldio kernel "
+                           "(in the same thread); await the function instead")
+    debug_opts = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
+                  if k in options}
+    if options:
+        raise TypeError(f"yieldio.run() got unexpected options {sorted(options)}")
+    coro = _as_coroutine(fn, args, "yieldio.run()")
+    extra = []
+    if debug_opts or os.environ.get("YIELDIO_DEBUG") or os.environ.get("YIELDIO_MONITOR"):
+        from . import _runopts
+
+        extra = _runopts.instruments_for(debug_opts)
+    kernel = Kernel(clock, list(instruments) + extra, seed)
+    _state.local.kernel = kernel
+    try:
+        kernel._install_sigint()
+        if debug_opts.get("network") is not None:
+            debug_opts["network"]._attach(kernel)
+        result = kernel.run_main(coro)
+        report = getattr(kernel, "deadlock_report", None)
+        if report is not None:
+            raise Deadlock("every task is blocked and nothing can wake them:\n" + report)
+        return result
+    except BaseException:
+        report = getattr(kernel, "deadlock_report", None)
+        if report is not None:
+            raise Deadlock("every task is blocked and nothing can wake them:\n" + report) from None
+        raise
+    finally:
+        try:
+            kernel.close()
+        finally:
+            del _state.local.kernel

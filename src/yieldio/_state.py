@@ -1,0 +1,45 @@
+"""Where the running kernel lives: one per thread, in a ``threading.local``.
+
+A ``threading.local`` rather than a context variable, because ``to_thread``
+copies the caller's context into worker threads -- a context variable would
+make a worker believe it runs inside the kernel.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from ._kernel import Kernel
+    from ._task import Task
+
+local = threading.local()
+
+
+def outside_run() -> NoReturn:
+    """Raise the error every yieldio call gives outside :func:`yieldio.run`."""
+    raise RuntimeError(
+        "this must be called from a task running under yieldio.run(); "
+        "no yieldio kernel is running in this thread"
+    )
+
+
+def current_kernel() -> Kernel:
+    """The kernel running in this thread, or ``RuntimeError``."""
+    try:
+        return local.kernel  # type: ignore[no-any-return]
+    except AttributeError:
+        outside_run()
+
+
+def current_task() -> Task:
+    """Return the :class:`Task` that is running now.
+
+    >>> async def main():
+    ...     print(yieldio.current_task().name)
+    """
+    try:
+        return local.kernel.current  # type: ignore[no-any-return]
+    except AttributeError:
+        outside_run()

@@ -1,0 +1,273 @@
+"""Task groups: structured concurrency.
+
+A :class:`TaskGroup` owns the tasks spawned into it and does not let its
+``async with`` block end until every one of them has ended. The first failure
+cancels the rest; all failures come out together as an ``ExceptionGroup``.
+Nothing is ever only logged: a task's exception goes to the group (and to
+anyone who joins the task).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Generator
+from typing import Any
+
+from . import _state
+from ._cancel import CancelScope
+from ._exceptions import Cancelled
+from ._kernel import _as_coroutine
+from ._task import CANCELLED, FAILED, RUNNING, Task
+from ._traps import PARK
+
+__all__ = ["TaskGroup", "TaskStatus"]
+
+
+class TaskStatus:
+    """Handed to a task started with :meth:`TaskGroup.start` as ``task_status``.
+
+    ::
+
+        async def server(port, *, task_status):
+            listener = await bind(port)
+            task_status.started(listener.port)   # start() returns this value
+            await serve(listener)
+    """
+
+    __slots__ = ("_value", "_started", "_error", "_waiter", "_task")
+
+    def __init__(self) -> None:
+        self._value: Any = None
+        self._started = False
+        self._error: BaseException | None = None
+        self._waiter: Task | None = None
+        self._task: Task | None = None
+
+    def started(self, value: Any = None) -> None:
+        """Report that the task is ready; ``start()`` returns ``value``."""
+        if self._started:
+            raise RuntimeError("task_status.started() called twice")
+        self._started = True
+        self._value = value
+        if self._task is not None:
+            self._task._start_status = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and waiter._wait is self:
+            self._waiter = None
+            waiter._kernel.reschedule(waiter)
+
+    def _abort_wait(self, task: Task) -> bool:
+        self._waiter = None
+        return True
+
+    def _describe_wait(self, task: Task) -> str:
+        name = self._task.name if self._task is not None else "?"
+        return f"start of task {name}"
+
+
+class _GroupExitWait:
+    """What a task waits on while its TaskGroup's block waits for children."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: TaskGroup) -> None:
+        self.group = group
+
+    def _abort_wait(self, task: Task) -> bool:
+        # The block cannot be left before the children end; instead they are
+        # cancelled, and the wait ends when the last of them exits.
+        self.group._scope.cancel()
+        return False
+
+    def _describe_wait(self, task: Task) -> str:
+        return f"TaskGroup exit ({len(self.group._tasks)} children left)"
+
+
+class TaskGroup:
+    """A nursery for tasks: ``async with TaskGroup() as tg: tg.spawn(...)``.
+
+    ::
+
+        async with yieldio.TaskGroup() as tg:
+            for url in urls:
+                tg.spawn(fetch, url)
+        # here every fetch has finished, or all were cancelled and the
+        # failures are raised as an ExceptionGroup
+
+    ``tg.cancel()`` cancels the body and every child; the group then exits
+    quietly.
+    """
+
+    def __init__(self) -> None:
+        self._scope = CancelScope()
+        self._tasks: dict[Task, None] = {}
+        self._errors: list[BaseException] = []
+        self._owner: Task | None = None
+        self._kernel: Any = None
+        self._entered = False
+        self._closed = False
+        self._waiting = False
+        self._exit_wait = _GroupExitWait(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._tasks)} tasks"
+        return f"<TaskGroup {state}>"
+
+    @property
+    def cancel_scope(self) -> CancelScope:
+        """The scope that encloses the group's body and its children."""
+        return self._scope
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The live child tasks."""
+        return list(self._tasks)
+
+    def cancel(self) -> None:
+        """Cancel the body and all children; the group then exits without error."""
+        self._scope.cancel()
+
+    # -- spawning ---------------------------------------------------------------
+    def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task:
+        """Start ``fn(*args)`` as a child task and return its :class:`Task`.
+
+        ``fn`` is an async function, a generator function, or an already
+        created coroutine object (then pass no args).
+        """
+        if not self._entered or self._closed:
+            raise RuntimeError("this TaskGroup is not open: spawn inside its 'async with' block")
+        coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
+        k = self._kernel
+        task = k.spawn(coro, self._scope, k.current, self, name)
+        self._tasks[task] = None
+        return task
+
+    def start(self, fn: Any, *args: Any, name: str | None = None) -> Generator[Any, Any, Any]:
+        """Spawn ``fn(*args, task_status=...)`` and wait until it calls ``started()``.
+
+        Returns the value passed to ``task_status.started(value)``. If the task
+        fails first, its exception is raised here (and not by the group).
+        """
+        return self._start(fn, args, name)
+
+    @types.coroutine
+    def _start(self, fn: Any, args: tuple[Any, ...], name: str | None) -> Generator[Any, Any, Any]:
+        if not self._entered or self._closed:
+            raise RuntimeError("this TaskGroup is not open: start inside its 'async with' block")
+        k = self._kernel
+        me = k.current
+        if me._cancel_pending:
+            me._raise_cancel()
+        status = TaskStatus()
+        coro = _as_coroutine(lambda *a: fn(*a, task_status=status), args, "TaskGroup.start()")
+        task = k.spawn(coro, self._scope, me, self, name or getattr(fn, "__qualname__", None))
+        self._tasks[task] = None
+        status._task = task
+        task._start_status = status
+        if not status._started and status._error is None and task._state is RUNNING:
+            status._waiter = me
+            me._wait = status
+            yield PARK
+        if status._started:
+            return status._value
+        if status._error is not None:
+            raise status._error
+        if task._state is CANCELLED:
+            raise RuntimeError(f"{task!r} was cancelled before it called task_status.started()")
+        if task._state is RUNNING:
+            # We were cancelled while waiting: the child keeps running in the group.
+            me._raise_cancel()
+        raise RuntimeError(f"{task!r} returned without calling task_status.started()")
+
+    # -- children ending ----------------------------------------------------
+    def _child_exited(self, task: Task) -> None:
+        del self._tasks[task]
+        status = task._start_status
+        if status is not None and not status._started:
+            task._start_status = None
+            if task._state is FAILED:
+                # An error before started() belongs to the caller of start().
+                status._error = task._exception
+            status._wake()
+        elif task._state is FAILED:
+            exc = task._exception
+            assert exc is not None
+            self._errors.append(exc)
+            self._scope.cancel()
+        if not self._tasks and self._waiting:
+            owner = self._owner
+            assert owner is not None
+            if owner._wait is self._exit_wait:
+                self._kernel.reschedule(owner)
+
+    # -- the block ------------------------------------------------------------
+    async def __aenter__(self) -> TaskGroup:
+        if self._entered:
+            raise RuntimeError("a TaskGroup can be entered only once")
+        k = _state.current_kernel()
+        self._kernel = k
+        self._owner = k.current
+        self._entered = True
+        self._scope.__enter__()
+        owner = self._owner
+        if owner._child_groups is None:
+            owner._child_groups = []
+        owner._child_groups.append(self)
+        return self
+
+    async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        owner = self._owner
+        assert owner is not None
+        if exc is not None and not isinstance(exc, Cancelled):
+            self._scope.cancel()
+        if self._tasks:
+            await self._wait_children()
+        self._closed = True
+        if owner._child_groups is not None:
+            owner._child_groups.remove(self)
+        errors = self._errors
+        # Leave our scope; remember whether an *enclosing* scope is cancelled.
+        parent = self._scope._parent
+        assert parent is not None
+        outer_cancelled = parent._eff
+        try:
+            self._scope.__exit__(None, None, None)
+        except RuntimeError:
+            raise
+        # KeyboardInterrupt and SystemExit go out bare, after the children ended.
+        for e in ([exc] if exc is not None else []) + errors:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise e
+        if owner._ki_pending:
+            owner._ki_pending = False
+            owner._cancel_pending = owner._scope._eff
+            raise KeyboardInterrupt
+        failures = list(errors)
+        if exc is not None and not isinstance(exc, Cancelled):
+            failures.insert(0, exc)
+        if failures:
+            if all(isinstance(e, Exception) for e in failures):
+                raise ExceptionGroup("unhandled errors in a TaskGroup", failures)
+            raise BaseExceptionGroup("unhandled errors in a TaskGroup", failures)
+        if isinstance(exc, Cancelled):
+            if outer_cancelled:
+                return False  # an enclosing scope's cancellation: propagate it bare
+            return True  # our own cancellation (tg.cancel() or a failure): swallow
+        if outer_cancelled and owner._cancel_pending:
+            raise Cancelled("cancelled while waiting for the TaskGroup's children")
+        return False
+
+    @types.coroutine
+    def _wait_children(self) -> Generator[Any, Any, None]:
+        owner = self._owner
+        assert owner is not None
+        self._waiting = True
+        try:
+            while self._tasks:
+                owner._wait = self._exit_wait
+                yield PARK
+        finally:
+            self._waiting = False

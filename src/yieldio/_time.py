@@ -1,0 +1,143 @@
+"""Time: sleeping, deadlines, checkpoints, and the clock interface.
+
+Each wait here is a flat generator (a :func:`types.coroutine`): awaiting it
+costs one generator and no wrapper objects, and it works with ``await``,
+``yield from`` and, inside generator coroutines, ``yield``.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Generator
+from typing import Any, Protocol
+
+from . import _state
+from ._kernel import SLEEP_WAIT
+from ._traps import PARK, SCHEDULE
+
+__all__ = ["sleep", "sleep_until", "sleep_forever", "current_time", "checkpoint", "Clock"]
+
+
+class Clock(Protocol):
+    """What :func:`yieldio.run` needs from a clock (``run(main, clock=...)``).
+
+    ``current_time()`` returns seconds on any monotonic scale;
+    ``deadline_to_sleep_time(d)`` says how many real seconds the loop may
+    block waiting for deadline ``d``; ``autojump`` true means that when every
+    task is blocked with no I/O pending, the kernel calls ``jump_to(d)``
+    instead of sleeping.
+    """
+
+    autojump: bool
+
+    def current_time(self) -> float: ...
+
+    def deadline_to_sleep_time(self, deadline: float) -> float: ...
+
+
+def current_time() -> float:
+    """The current time of the running kernel's clock, in seconds.
+
+    >>> start = yieldio.current_time()   # inside a task
+    """
+    try:
+        return _state.local.kernel.clock_now()  # type: ignore[no-any-return]
+    except AttributeError:
+        _state.outside_run()
+
+
+@types.coroutine
+def checkpoint() -> Generator[Any, Any, None]:
+    """Raise :class:`Cancelled` if cancelled, and let other tasks run.
+
+    ::
+
+        for item in big_list:
+            process(item)
+            await yieldio.checkpoint()   # stay responsive and cancellable
+    """
+    try:
+        task = _state.local.kernel.current
+    except AttributeError:
+        _state.outside_run()
+    if task._cancel_pending:
+        task._raise_cancel()
+    yield SCHEDULE
+
+
+@types.coroutine
+def sleep_until(deadline: float) -> Generator[Any, Any, None]:
+    """Sleep until :func:`current_time` reaches ``deadline``.
+
+    ::
+
+        next_tick = yieldio.current_time()
+        while True:
+            next_tick += 1.0
+            await yieldio.sleep_until(next_tick)   # no drift
+    """
+    try:
+        k = _state.local.kernel
+    except AttributeError:
+        _state.outside_run()
+    task = k.current
+    if task._cancel_pending:
+        task._raise_cancel()
+    if deadline != deadline:
+        raise ValueError("deadline must not be NaN")
+    if deadline <= k.clock_now():
+        yield SCHEDULE
+        return
+    k.add_timer(deadline, task)
+    task._wait = SLEEP_WAIT
+    yield PARK
+
+
+def sleep(seconds: float) -> Generator[Any, Any, None]:
+    """Sleep for ``seconds`` (a checkpoint even for 0).
+
+    ::
+
+        async def main():
+            await yieldio.sleep(0.5)
+
+        @yieldio.coroutine
+        def old_style():
+            yield from yieldio.sleep(0.5)
+    """
+    if seconds < 0:
+        raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
+    if seconds == 0:
+        return checkpoint()
+    try:
+        now = _state.local.kernel.clock_now()
+    except AttributeError:
+        _state.outside_run()
+    return sleep_until(now + seconds)
+
+
+@types.coroutine
+def sleep_forever() -> Generator[Any, Any, None]:
+    """Sleep until cancelled."""
+    try:
+        k = _state.local.kernel
+    except AttributeError:
+        _state.outside_run()
+    task = k.current
+    if task._cancel_pending:
+        task._raise_cancel()
+    task._wait = _FOREVER
+    yield PARK
+
+
+class _Forever:
+    __slots__ = ()
+
+    def _abort_wait(self, task: Any) -> bool:
+        return True
+
+    def _describe_wait(self, task: Any) -> str:
+        return "sleep forever"
+
+
+_FOREVER = _Forever()

@@ -1,0 +1,450 @@
+"""Queues between tasks (:class:`Queue`) and between tasks and threads (:class:`UniversalQueue`).
+
+Cancellation safety comes from handing items over at wake-up time: a getter
+is rescheduled *with* its item, and a rescheduled task can no longer be
+aborted, so an item is either still in the queue or in the hands of exactly
+one getter. A cancelled putter's item was never enqueued.
+
+``close()`` follows Python 3.13's ``Queue.shutdown(immediate=False)``: puts
+fail from then on, getters drain what is left, and then ``get`` raises
+:class:`QueueClosed` and ``async for`` ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+from . import _state
+from ._exceptions import QueueClosed, QueueEmpty, QueueFull
+from ._kernel import FAST_PATH_BUDGET
+from ._task import Task
+from ._traps import PARK, SCHEDULE
+
+__all__ = ["Queue", "UniversalQueue"]
+
+
+class Queue:
+    """A FIFO queue for tasks; ``maxsize <= 0`` means unbounded.
+
+    ::
+
+        q = yieldio.Queue(100)
+
+        async def producer():
+            for i in range(10):
+                await q.put(i)
+            q.close()
+
+        async def consumer():
+            async for item in q:      # ends when closed and drained
+                print(item)
+    """
+
+    __slots__ = ("_maxsize", "_items", "_getters", "_putters", "_closed", "_unfinished",
+                 "_joiners")
+
+    def __init__(self, maxsize: int = 0) -> None:
+        if not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        self._maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._getters: dict[Task, None] = {}
+        self._putters: dict[Task, Any] = {}
+        self._closed = False
+        self._unfinished = 0
+        self._joiners: dict[Task, None] = {}
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return (f"<Queue{state} size={len(self._items)} maxsize={self._maxsize} "
+                f"getters={len(self._getters)} putters={len(self._putters)}>")
+
+    # -- state ------------------------------------------------------------------
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    def qsize(self) -> int:
+        """Number of items in the queue now."""
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return 0 < self._maxsize <= len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    # -- putting ------------------------------------------------------------------
+    def put_nowait(self, item: Any) -> None:
+        """Put ``item`` now, or raise :class:`QueueFull` / :class:`QueueClosed`."""
+        if self._closed:
+            raise QueueClosed("put to a closed Queue")
+        if self._getters:
+            getter = next(iter(self._getters))
+            del self._getters[getter]
+            self._unfinished += 1
+            getter._kernel.reschedule(getter, item)
+            return
+        if 0 < self._maxsize <= len(self._items):
+            raise QueueFull("the Queue is full")
+        self._items.append(item)
+        self._unfinished += 1
+
+    @types.coroutine
+    def put(self, item: Any) -> Generator[Any, Any, None]:
+        """Put ``item``, waiting while the queue is full (a checkpoint)."""
+        try:
+            k = _state.local.kernel
+        except AttributeError:
+            _state.outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        if self._closed:
+            raise QueueClosed("put to a closed Queue")
+        getters = self._getters
+        if getters or not 0 < self._maxsize <= len(self._items):
+            if getters:
+                getter = next(iter(getters))
+                del getters[getter]
+                k.reschedule(getter, item)
+            else:
+                self._items.append(item)
+            self._unfinished += 1
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return
+        self._putters[task] = item
+        task._wait = self
+        if (yield PARK) is _CLOSED:
+            raise QueueClosed("the Queue was closed while waiting to put")
+
+    # -- getting ------------------------------------------------------------------
+    def get_nowait(self) -> Any:
+        """Take an item now, or raise :class:`QueueEmpty` / :class:`QueueClosed`."""
+        if self._items:
+            return self._take()
+        if self._closed:
+            raise QueueClosed("the Queue is closed and empty")
+        raise QueueEmpty("the Queue is empty")
+
+    def _take(self) -> Any:
+        item = self._items.popleft()
+        putters = self._putters
+        if putters:
+            putter = next(iter(putters))
+            self._items.append(putters.pop(putter))
+            self._unfinished += 1
+            putter._kernel.reschedule(putter)
+        return item
+
+    @types.coroutine
+    def get(self) -> Generator[Any, Any, Any]:
+        """Take the next item, waiting while the queue is empty (a checkpoint)."""
+        try:
+            k = _state.local.kernel
+        except AttributeError:
+            _state.outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        if self._items:
+            item = self._take()
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return item
+        if self._closed:
+            raise QueueClosed("the Queue is closed and empty")
+        self._getters[task] = None
+        task._wait = self
+        item = yield PARK
+        if item is _CLOSED:
+            raise QueueClosed("the Queue is closed and empty")
+        return item
+
+    def __aiter__(self) -> Queue:
+        return self
+
+    def __anext__(self) -> Generator[Any, Any, Any]:
+        return self._anext()
+
+    @types.coroutine
+    def _anext(self) -> Generator[Any, Any, Any]:
+        try:
+            return (yield from self.get())
+        except QueueClosed:
+            raise StopAsyncIteration from None
+
+    # -- closing and joining ------------------------------------------------------
+    def close(self) -> None:
+        """No more puts: blocked and later puts raise; getters drain, then stop.
+
+        Synchronous and idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for putter in list(self._putters):
+            del self._putters[putter]
+            putter._kernel.reschedule(putter, _CLOSED)
+        if not self._items:
+            for getter in list(self._getters):
+                del self._getters[getter]
+                getter._kernel.reschedule(getter, _CLOSED)
+
+    def task_done(self) -> None:
+        """Mark one fetched item as processed (for :meth:`join`)."""
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called more times than there were items")
+        self._unfinished -= 1
+        if self._unfinished == 0:
+            joiners, self._joiners = self._joiners, {}
+            for t in joiners:
+                t._kernel.reschedule(t)
+
+    @types.coroutine
+    def join(self) -> Generator[Any, Any, None]:
+        """Wait until every item put has been marked with :meth:`task_done`."""
+        task = _state.current_task()
+        if task._cancel_pending:
+            task._raise_cancel()
+        if self._unfinished == 0:
+            yield SCHEDULE
+            return
+        self._joiners[task] = None
+        task._wait = self
+        yield PARK
+
+    def _abort_wait(self, task: Task) -> bool:
+        if task in self._getters:
+            del self._getters[task]
+            return True
+        if task in self._putters:
+            del self._putters[task]
+            return True
+        return self._joiners.pop(task, 0) is None
+
+    def _describe_wait(self, task: Task) -> str:
+        if task in self._getters:
+            return "Queue.get"
+        if task in self._putters:
+            return "Queue.put"
+        return "Queue.join"
+
+
+class _Closed:
+    __repr__ = lambda self: "<closed>"  # noqa: E731
+
+
+_CLOSED = _Closed()
+
+
+class UniversalQueue:
+    """A queue shared by tasks and plain threads.
+
+    In a task, ``get()``/``put()`` return awaitables; in a thread with no
+    kernel they block (with an optional ``timeout``)::
+
+        q = yieldio.UniversalQueue()
+
+        def worker():                     # runs in a thread
+            q.put(compute())
+
+        async def main():
+            threading.Thread(target=worker).start()
+            print(await q.get())
+
+    A task waiting on it is not counted as deadlocked: a thread may feed it.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self._maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._mutex = threading.Lock()
+        self._not_empty = threading.Condition(self._mutex)
+        self._not_full = threading.Condition(self._mutex)
+        # Tasks waiting: task -> its kernel (tasks may come from several kernels).
+        self._task_getters: dict[Task, Any] = {}
+        self._task_putters: dict[Task, Any] = {}  # task -> item
+        self._closed = False
+
+    def qsize(self) -> int:
+        with self._mutex:
+            return len(self._items)
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def close(self) -> None:
+        """Like :meth:`Queue.close`, from any thread."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            putters = list(self._task_putters)
+            self._task_putters.clear()
+            getters = list(self._task_getters) if not self._items else []
+            for g in getters:
+                del self._task_getters[g]
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+        for t in putters + getters:
+            _wake_from_anywhere(t, _CLOSED)
+
+    # -- put ---------------------------------------------------------------------
+    def put(self, item: Any, timeout: float | None = None) -> Any:
+        """Put ``item`` (awaitable in a task, blocking in a thread)."""
+        if getattr(_state.local, "kernel", None) is not None:
+            return self._put_async(item)
+        self._put_blocking(item, timeout)
+        return None
+
+    def _offer_locked(self, item: Any) -> Task | None:
+        """Hand to a waiting task or enqueue; return the task to wake. Mutex held."""
+        if self._task_getters:
+            getter = next(iter(self._task_getters))
+            del self._task_getters[getter]
+            return getter
+        self._items.append(item)
+        self._not_empty.notify()
+        return None
+
+    def _put_blocking(self, item: Any, timeout: float | None) -> None:
+        with self._mutex:
+            if self._closed:
+                raise QueueClosed("put to a closed UniversalQueue")
+            if self._maxsize > 0 and not self._task_getters:
+                if not self._not_full.wait_for(
+                        lambda: self._closed or len(self._items) < self._maxsize, timeout):
+                    raise QueueFull("UniversalQueue.put timed out")
+                if self._closed:
+                    raise QueueClosed("put to a closed UniversalQueue")
+            getter = self._offer_locked(item)
+        if getter is not None:
+            _wake_from_anywhere(getter, item)
+
+    @types.coroutine
+    def _put_async(self, item: Any) -> Generator[Any, Any, None]:
+        k = _state.current_kernel()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        with self._mutex:
+            if self._closed:
+                raise QueueClosed("put to a closed UniversalQueue")
+            room = self._maxsize <= 0 or self._task_getters or len(self._items) < self._maxsize
+            if room:
+                getter = self._offer_locked(item)
+            else:
+                getter = None
+                self._task_putters[task] = item
+                task._wait = self
+                k.external_parks += 1
+        if room:
+            if getter is not None:
+                _wake_from_anywhere(getter, item)
+            yield SCHEDULE
+            return
+        try:
+            result = yield PARK
+        finally:
+            k.external_parks -= 1
+        if result is _CLOSED:
+            raise QueueClosed("the UniversalQueue was closed while waiting to put")
+
+    # -- get ---------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> Any:
+        """Take an item (awaitable in a task, blocking in a thread)."""
+        if getattr(_state.local, "kernel", None) is not None:
+            return self._get_async()
+        return self._get_blocking(timeout)
+
+    def _take_locked(self) -> tuple[Any, Task | None]:
+        item = self._items.popleft()
+        putter = None
+        if self._task_putters:
+            putter = next(iter(self._task_putters))
+            self._items.append(self._task_putters.pop(putter))
+        self._not_full.notify()
+        return item, putter
+
+    def _get_blocking(self, timeout: float | None) -> Any:
+        with self._mutex:
+            if not self._not_empty.wait_for(lambda: self._items or self._closed, timeout):
+                raise QueueEmpty("UniversalQueue.get timed out")
+            if not self._items:
+                raise QueueClosed("the UniversalQueue is closed and empty")
+            item, putter = self._take_locked()
+        if putter is not None:
+            _wake_from_anywhere(putter, None)
+        return item
+
+    @types.coroutine
+    def _get_async(self) -> Generator[Any, Any, Any]:
+        k = _state.current_kernel()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        with self._mutex:
+            if self._items:
+                item, putter = self._take_locked()
+                waiting = False
+            elif self._closed:
+                raise QueueClosed("the UniversalQueue is closed and empty")
+            else:
+                waiting = True
+                self._task_getters[task] = k
+                task._wait = self
+                k.external_parks += 1
+        if not waiting:
+            if putter is not None:
+                _wake_from_anywhere(putter, None)
+            yield SCHEDULE
+            return item
+        try:
+            item = yield PARK
+        finally:
+            k.external_parks -= 1
+        if item is _CLOSED:
+            raise QueueClosed("the UniversalQueue is closed and empty")
+        return item
+
+    def _abort_wait(self, task: Task) -> bool:
+        with self._mutex:
+            if task in self._task_getters:
+                del self._task_getters[task]
+                return True
+            if task in self._task_putters:
+                del self._task_putters[task]
+                return True
+        return False
+
+    def _describe_wait(self, task: Task) -> str:
+        return "UniversalQueue.get" if task in self._task_getters else "UniversalQueue.put"
+
+
+def _wake_from_anywhere(task: Task, value: Any) -> None:
+    """Reschedule ``task`` from whatever thread we are on."""
+    k = task._kernel
+    if getattr(_state.local, "kernel", None) is k:
+        k.reschedule(task, value)
+    else:
+        k.call_soon_threadsafe(_wake_if_waiting, task, value)
+
+
+def _wake_if_waiting(task: Task, value: Any) -> None:
+    if task._wait is not None and task._state == "running":
+        task._kernel.reschedule(task, value)

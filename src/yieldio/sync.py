@@ -1,0 +1,379 @@
+"""Synchronisation primitives: Event, Lock, Semaphore, Condition.
+
+All are built on the kernel's one waiting primitive (park + reschedule) and
+keep their waiters in insertion-ordered dicts: FIFO-fair, O(1) removal when
+a waiter is cancelled. Ownership is *handed over* on release -- the next
+waiter is made owner before it even runs -- so nobody can barge in, and a
+cancelled waiter never leaves a lock or permit behind.
+
+Every ``acquire``/``wait`` is a checkpoint: it raises :class:`Cancelled`
+when the task is cancelled, even if it would not have had to wait.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Generator
+from typing import Any
+
+from . import _state
+from ._cancel import CancelScope
+from ._exceptions import WouldBlock
+from ._kernel import FAST_PATH_BUDGET
+from ._task import Task
+from ._traps import PARK, SCHEDULE
+
+__all__ = ["Event", "Lock", "Semaphore", "Condition"]
+
+
+def _first(d: dict[Task, Any]) -> Task:
+    return next(iter(d))
+
+
+class Event:
+    """A flag tasks can wait for; once set it stays set until :meth:`clear`.
+
+    ::
+
+        ready = yieldio.Event()
+
+        async def waiter():
+            await ready.wait()
+            print("go!")
+
+        # elsewhere: ready.set()
+    """
+
+    __slots__ = ("_flag", "_waiters", "__weakref__")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiters: dict[Task, None] = {}
+
+    def __repr__(self) -> str:
+        return f"<Event {'set' if self._flag else 'unset'}, {len(self._waiters)} waiting>"
+
+    def is_set(self) -> bool:
+        """True if the event is set."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter (in the order they started waiting)."""
+        if self._flag:
+            return
+        self._flag = True
+        waiters = self._waiters
+        if waiters:
+            self._waiters = {}
+            k = _state.current_kernel()
+            reschedule = k.reschedule
+            for task in waiters:
+                reschedule(task)
+
+    def clear(self) -> None:
+        """Unset the flag; later ``wait()`` calls block again."""
+        self._flag = False
+
+    @types.coroutine
+    def wait(self) -> Generator[Any, Any, None]:
+        """Wait until the flag is set (a checkpoint even when it already is)."""
+        try:
+            k = _state.local.kernel
+        except AttributeError:
+            _state.outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        if self._flag:
+            yield SCHEDULE
+            return
+        self._waiters[task] = None
+        task._wait = self
+        yield PARK
+
+    def _abort_wait(self, task: Task) -> bool:
+        return self._waiters.pop(task, 0) is None
+
+    def _describe_wait(self, task: Task) -> str:
+        return "Event.wait"
+
+    def statistics(self) -> dict[str, int]:
+        """``{"tasks_waiting": n}``."""
+        return {"tasks_waiting": len(self._waiters)}
+
+
+class Lock:
+    """A mutual-exclusion lock, owned by the task that acquired it.
+
+    ::
+
+        lock = yieldio.Lock()
+        async with lock:
+            await update_shared_state()
+
+    Not re-entrant; releasing from a task that does not hold it raises
+    ``RuntimeError``.
+    """
+
+    __slots__ = ("_owner", "_waiters")
+
+    def __init__(self) -> None:
+        self._owner: Task | None = None
+        self._waiters: dict[Task, None] = {}
+
+    def __repr__(self) -> str:
+        held = f"held by {self._owner!r}" if self._owner else "unlocked"
+        return f"<Lock {held}, {len(self._waiters)} waiting>"
+
+    def locked(self) -> bool:
+        """True if some task holds the lock."""
+        return self._owner is not None
+
+    @property
+    def owner(self) -> Task | None:
+        """The task holding the lock, or None."""
+        return self._owner
+
+    @types.coroutine
+    def acquire(self) -> Generator[Any, Any, None]:
+        """Wait until the lock is free and take it."""
+        try:
+            k = _state.local.kernel
+        except AttributeError:
+            _state.outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        if self._owner is None and not self._waiters:
+            self._owner = task
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return
+        if self._owner is task:
+            raise RuntimeError(f"{task!r} already holds this Lock (it is not re-entrant)")
+        self._waiters[task] = None
+        task._wait = self
+        yield PARK
+
+    def acquire_nowait(self) -> None:
+        """Take the lock now or raise :class:`WouldBlock` if it is held."""
+        task = _state.current_task()
+        if self._owner is not None or self._waiters:
+            raise WouldBlock("the Lock is held by another task")
+        self._owner = task
+
+    def release(self) -> None:
+        """Release the lock; the longest waiter becomes the owner."""
+        task = _state.current_task()
+        if self._owner is not task:
+            raise RuntimeError(
+                f"Lock.release() by {task!r}, which does not hold the lock "
+                f"(owner: {self._owner!r})"
+            )
+        self._handoff()
+
+    def _handoff(self) -> None:
+        if self._waiters:
+            nxt = _first(self._waiters)
+            del self._waiters[nxt]
+            self._owner = nxt
+            nxt._kernel.reschedule(nxt)
+        else:
+            self._owner = None
+
+    def _abort_wait(self, task: Task) -> bool:
+        return self._waiters.pop(task, 0) is None
+
+    def _describe_wait(self, task: Task) -> str:
+        owner = self._owner
+        return f"Lock.acquire (held by task {owner.id if owner else '?'})"
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.release()
+
+
+class Semaphore:
+    """A counter of permits: ``acquire`` takes one (waiting if none), ``release`` returns one.
+
+    ::
+
+        limit = yieldio.Semaphore(10)      # at most 10 fetches at once
+        async with limit:
+            await fetch(url)
+
+    With ``max_value`` set, releasing beyond it raises ``ValueError``.
+    """
+
+    __slots__ = ("_value", "_max", "_waiters")
+
+    def __init__(self, value: int = 1, *, max_value: int | None = None) -> None:
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"Semaphore value must be an int >= 0, not {value!r}")
+        if max_value is not None and max_value < value:
+            raise ValueError("max_value must be >= the initial value")
+        self._value = value
+        self._max = max_value
+        self._waiters: dict[Task, None] = {}
+
+    def __repr__(self) -> str:
+        return f"<Semaphore value={self._value}, {len(self._waiters)} waiting>"
+
+    @property
+    def value(self) -> int:
+        """Permits available now."""
+        return self._value
+
+    @property
+    def max_value(self) -> int | None:
+        return self._max
+
+    @types.coroutine
+    def acquire(self) -> Generator[Any, Any, None]:
+        """Take a permit, waiting in FIFO order if none is free."""
+        try:
+            k = _state.local.kernel
+        except AttributeError:
+            _state.outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return
+        self._waiters[task] = None
+        task._wait = self
+        yield PARK
+
+    def acquire_nowait(self) -> None:
+        """Take a permit now or raise :class:`WouldBlock`."""
+        _state.current_task()
+        if self._value <= 0 or self._waiters:
+            raise WouldBlock("no Semaphore permit is free")
+        self._value -= 1
+
+    def release(self) -> None:
+        """Return a permit (handing it straight to the longest waiter, if any)."""
+        if self._waiters:
+            nxt = _first(self._waiters)
+            del self._waiters[nxt]
+            nxt._kernel.reschedule(nxt)
+            return
+        if self._max is not None and self._value >= self._max:
+            raise ValueError(f"Semaphore released too many times (max_value={self._max})")
+        self._value += 1
+
+    def _abort_wait(self, task: Task) -> bool:
+        return self._waiters.pop(task, 0) is None
+
+    def _describe_wait(self, task: Task) -> str:
+        return "Semaphore.acquire"
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.release()
+
+
+class Condition:
+    """Wait for a state change announced by another task, under a :class:`Lock`.
+
+    ::
+
+        cond = yieldio.Condition()
+        async with cond:
+            while not ready:
+                await cond.wait()     # releases the lock while waiting
+
+        # producer:
+        async with cond:
+            ready = True
+            cond.notify_all()
+    """
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self, lock: Lock | None = None) -> None:
+        self._lock = lock if lock is not None else Lock()
+        self._waiters: dict[Task, None] = {}
+
+    @property
+    def lock(self) -> Lock:
+        return self._lock
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    async def acquire(self) -> None:
+        await self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._lock.release()
+
+    async def wait(self) -> None:
+        """Release the lock, wait for a notify, then take the lock back.
+
+        The lock is re-taken even when the wait is cancelled, so code after a
+        ``wait()`` (or in its ``finally``) always runs holding the lock.
+        """
+        task = _state.current_task()
+        if self._lock._owner is not task:
+            raise RuntimeError("Condition.wait() needs the condition's lock held")
+        if task._cancel_pending:
+            task._raise_cancel()
+        self._lock.release()
+        try:
+            await self._park(task)
+        finally:
+            with CancelScope(shield=True):
+                await self._lock.acquire()
+
+    async def wait_for(self, predicate: Callable[[], Any]) -> Any:
+        """Wait until ``predicate()`` is true; return its value."""
+        result = predicate()
+        while not result:
+            await self.wait()
+            result = predicate()
+        return result
+
+    @types.coroutine
+    def _park(self, task: Task) -> Generator[Any, Any, None]:
+        self._waiters[task] = None
+        task._wait = self
+        yield PARK
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiting tasks (needs the lock held)."""
+        task = _state.current_task()
+        if self._lock._owner is not task:
+            raise RuntimeError("Condition.notify() needs the condition's lock held")
+        while n > 0 and self._waiters:
+            nxt = _first(self._waiters)
+            del self._waiters[nxt]
+            nxt._kernel.reschedule(nxt)
+            n -= 1
+
+    def notify_all(self) -> None:
+        """Wake every waiting task (needs the lock held)."""
+        self.notify(len(self._waiters))
+
+    def _abort_wait(self, task: Task) -> bool:
+        return self._waiters.pop(task, 0) is None
+
+    def _describe_wait(self, task: Task) -> str:
+        return "Condition.wait"

@@ -1,0 +1,57 @@
+"""A virtual clock: time that moves only when the program says so (or when idle).
+
+With ``autojump=True``, whenever every task is blocked and no real I/O or
+thread work is pending, the kernel jumps the clock straight to the next
+timer, so a program that sleeps an hour finishes in milliseconds and still
+sees the hour pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["VirtualClock"]
+
+
+class VirtualClock:
+    """A clock for :func:`yieldio.run` that only moves when told to.
+
+    ::
+
+        clock = yieldio.testing.VirtualClock(autojump=True)
+
+        async def main():
+            await yieldio.sleep(3600)
+            return yieldio.current_time()
+
+        assert yieldio.run(main, clock=clock) == 3600.0   # instantly
+
+    Without ``autojump``, call :meth:`jump` from a task to move time.
+    """
+
+    def __init__(self, start: float = 0.0, *, autojump: bool = False) -> None:
+        self._now = float(start)
+        self.autojump = autojump
+
+    def __repr__(self) -> str:
+        return f"<VirtualClock now={self._now:.6f} autojump={self.autojump}>"
+
+    def current_time(self) -> float:
+        """The virtual time now."""
+        return self._now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        # Real time does not move virtual time: block until I/O or a thread
+        # wakes the loop (or, with autojump, never block on timers at all).
+        return 0.0 if deadline <= self._now else math.inf
+
+    def jump(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (timers due by then fire)."""
+        if seconds < 0:
+            raise ValueError("time cannot go backwards")
+        self._now += seconds
+
+    def jump_to(self, deadline: float) -> None:
+        """Move time forward to ``deadline`` (no-op if it already passed)."""
+        if deadline > self._now:
+            self._now = deadline

@@ -1,0 +1,247 @@
+"""Threads: run blocking code on workers, and call back into the kernel.
+
+``await to_thread(fn, *args)`` runs ``fn`` on a bounded pool of daemon worker
+threads (daemons, so a stuck call cannot hang interpreter exit) and waits
+for its result without blocking other tasks. Inside such a worker,
+``from_thread(fn, *args)`` runs ``fn`` back on the kernel's thread -- an
+async function as a new task -- and blocks the worker until it is done.
+
+Cancellation: a thread cannot be interrupted. By default a cancelled
+``to_thread`` keeps waiting for the thread to finish, then returns nothing
+and raises :class:`Cancelled` (so the work is never silently abandoned).
+With ``cancellable=True`` the caller stops waiting at once and the thread's
+eventual result is discarded. ``from_thread`` of an async function runs it
+as a task that is cancelled if the kernel shuts down; the worker then gets
+:class:`RuntimeError`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import types
+from collections import deque
+from collections.abc import Callable, Generator
+from typing import Any
+
+from . import _state
+from ._kernel import Kernel, _ExternalWait
+from ._task import Task
+from ._traps import PARK
+
+__all__ = ["to_thread", "from_thread", "WorkerPool", "default_pool"]
+
+
+class WorkerPool:
+    """A bounded pool of daemon worker threads, started on demand.
+
+    ::
+
+        pool = yieldio.threads.WorkerPool(max_workers=4)
+        await yieldio.to_thread(cpu_bound, data, pool=pool)
+    """
+
+    def __init__(self, max_workers: int = 40, idle_timeout: float = 10.0) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be >= 1")
+        self.max_workers = max_workers
+        self.idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._idle = 0
+        self._workers = 0
+        self._cond = threading.Condition(self._lock)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._jobs.append(job)
+            if self._idle:
+                self._cond.notify()
+                return
+            if self._workers >= self.max_workers:
+                return
+            self._workers += 1
+        t = threading.Thread(target=self._worker, name="yieldio-worker", daemon=True)
+        t.start()
+
+    def _worker(self) -> None:
+        while True:
+            with self._lock:
+                while not self._jobs:
+                    self._idle += 1
+                    got = self._cond.wait(self.idle_timeout)
+                    self._idle -= 1
+                    if not got and not self._jobs:
+                        self._workers -= 1
+                        return
+                job = self._jobs.popleft()
+            job()
+
+    @property
+    def workers(self) -> int:
+        """Threads alive now."""
+        return self._workers
+
+
+default_pool = WorkerPool()
+_worker_local = threading.local()  # .kernel while a to_thread job runs
+
+
+class _ThreadJob:
+    """One to_thread call: the waiting task, and the thread's outcome."""
+
+    __slots__ = ("kernel", "task", "value", "error", "finished", "abandoned", "cancellable")
+
+    def __init__(self, kernel: Kernel, task: Task, cancellable: bool) -> None:
+        self.kernel = kernel
+        self.task = task
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.abandoned = False
+        self.cancellable = cancellable
+
+    def _abort_wait(self, task: Task) -> bool:
+        if self.cancellable:
+            self.abandoned = True
+            self.kernel.thread_jobs -= 1
+            return True
+        return False
+
+    def _describe_wait(self, task: Task) -> str:
+        return "to_thread"
+
+    def _complete(self) -> None:  # on the kernel thread
+        if self.abandoned:
+            return
+        self.finished = True
+        self.kernel.thread_jobs -= 1
+        if self.task._wait is self:
+            self.kernel.reschedule(self.task)
+
+
+def to_thread(fn: Callable[..., Any], *args: Any, cancellable: bool = False,
+              pool: WorkerPool | None = None) -> Generator[Any, Any, Any]:
+    """Run ``fn(*args)`` in a worker thread; return its result or raise its error.
+
+    ::
+
+        data = await yieldio.to_thread(path.read_bytes)
+
+    The caller's context variables are copied into the thread.
+    """
+    if not callable(fn):
+        raise TypeError(f"to_thread() needs a callable, not {fn!r}")
+    return _to_thread(fn, args, cancellable, pool or default_pool)
+
+
+@types.coroutine
+def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
+               pool: WorkerPool) -> Generator[Any, Any, Any]:
+    k = _state.current_kernel()
+    task = k.current
+    if task._cancel_pending:
+        task._raise_cancel()
+    job = _ThreadJob(k, task, cancellable)
+    ctx = contextvars.copy_context()
+
+    def work() -> None:
+        _worker_local.kernel = k
+        try:
+            job.value = ctx.run(fn, *args)
+        except BaseException as exc:
+            job.error = exc
+        finally:
+            _worker_local.kernel = None
+        try:
+            k.call_soon_threadsafe(job._complete)
+        except RuntimeError:
+            pass  # the kernel is gone; nobody waits for this result
+
+    k.thread_jobs += 1
+    task._wait = job
+    pool.submit(work)
+    yield PARK
+    if task._cancel_pending:
+        # The thread finished while we were cancelled: report the cancellation.
+        task._raise_cancel()
+    if job.error is not None:
+        raise job.error
+    return job.value
+
+
+def from_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """From a ``to_thread`` worker, run ``fn(*args)`` on the kernel thread; block for the result.
+
+    ``fn`` may be a plain function (called on the kernel thread) or an async
+    function (run as a new task)::
+
+        def blocking_part():
+            config = yieldio.from_thread(load_config_async)
+            ...
+
+        await yieldio.to_thread(blocking_part)
+    """
+    k: Kernel | None = getattr(_worker_local, "kernel", None)
+    if getattr(_state.local, "kernel", None) is not None:
+        raise RuntimeError("from_thread() called on the kernel's own thread; just call or await it")
+    if k is None:
+        raise RuntimeError("from_thread() must be called from a thread started by to_thread()")
+    if k.closed:
+        raise RuntimeError("the yieldio run that started this thread has ended")
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def finish(value: Any = None, error: BaseException | None = None) -> None:
+        box["value"] = value
+        box["error"] = error
+        done.set()
+
+    def start() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            finish(error=exc)
+            return
+        if hasattr(result, "send") and hasattr(result, "throw"):
+            _spawn_system(k, result, finish)
+        else:
+            finish(result)
+
+    try:
+        k.call_soon_threadsafe(start)
+    except RuntimeError:
+        raise RuntimeError("the yieldio run that started this thread has ended") from None
+    while not done.wait(0.5):
+        if k.closed and not done.is_set():
+            raise RuntimeError("the yieldio run ended before from_thread() finished")
+    if box["error"] is not None:
+        raise box["error"]
+    return box["value"]
+
+
+def _spawn_system(k: Kernel, coro: Any, finish: Callable[..., None]) -> None:
+    """Run ``coro`` as a system task; report its outcome through ``finish``."""
+
+    async def runner() -> None:
+        try:
+            value = await coro
+        except BaseException as exc:
+            finish(error=exc if not _is_cancelled(exc) else RuntimeError(
+                "the task started by from_thread() was cancelled (the run is ending)"))
+            return
+        finish(value)
+
+    task = k.spawn(runner(), k.root_scope, None, None, getattr(coro, "__qualname__", None))
+    k.system_tasks[task] = None
+
+
+def _is_cancelled(exc: BaseException) -> bool:
+    from ._exceptions import Cancelled
+
+    return isinstance(exc, Cancelled)
+
+
+# Keep the external-wait type importable for other modules that park on
+# something a thread or signal ends (signals, subprocess watchers).
+ExternalWait = _ExternalWait

@@ -1,0 +1,45 @@
+"""Shared test fixtures: every test is checked for leaked file descriptors and threads."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+
+import pytest
+
+
+def _open_fds() -> set[int]:
+    return {int(x) for x in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest):
+    """Fail a test that leaves file descriptors or non-daemon threads behind."""
+    if request.node.get_closest_marker("allow_leaks"):
+        yield
+        return
+    before = _open_fds()
+    threads_before = {t for t in threading.enumerate() if not t.daemon}
+    yield
+    gc.collect()
+    leaked = _open_fds() - before
+    # The fd used by listdir itself comes and goes; resolve what is left.
+    leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
+    if leaked:
+        targets = {}
+        for fd in leaked:
+            try:
+                targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                pass
+        if targets:
+            pytest.fail(f"file descriptors leaked: {targets}")
+    extra = {t for t in threading.enumerate() if not t.daemon} - threads_before
+    extra = {t for t in extra if t.is_alive()}
+    if extra:
+        pytest.fail(f"threads leaked: {extra}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allow_leaks: skip the fd/thread leak check")

@@ -1,0 +1,236 @@
+"""Cancel scopes and timeouts: level-triggered, nestable, shieldable."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import yieldio
+from yieldio.testing import VirtualClock
+
+
+def vrun(fn, *args):
+    return yieldio.run(fn, *args, clock=VirtualClock(autojump=True))
+
+
+def test_move_on_after_times_out_quietly():
+    async def main():
+        with yieldio.move_on_after(1) as scope:
+            await yieldio.sleep(10)
+        return scope.cancelled_caught, yieldio.current_time()
+
+    assert vrun(main) == (True, 1.0)
+
+
+def test_move_on_after_not_triggered():
+    async def main():
+        with yieldio.move_on_after(10) as scope:
+            await yieldio.sleep(1)
+        return scope.cancelled_caught, scope.cancel_called
+
+    assert vrun(main) == (False, False)
+
+
+def test_fail_after_raises_builtin_timeout_error():
+    async def main():
+        with yieldio.fail_after(0.5):
+            await yieldio.sleep(10)
+
+    with pytest.raises(TimeoutError):
+        vrun(main)
+
+
+def test_fail_at_and_move_on_at():
+    async def main():
+        now = yieldio.current_time()
+        with yieldio.move_on_at(now + 2) as s:
+            await yieldio.sleep(5)
+        assert s.cancelled_caught
+        try:
+            with yieldio.fail_at(yieldio.current_time() + 1):
+                await yieldio.sleep(5)
+        except TimeoutError:
+            return yieldio.current_time()
+
+    assert vrun(main) == 3.0
+
+
+def test_cancellation_is_level_triggered():
+    async def main():
+        hits = 0
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            for _ in range(3):
+                try:
+                    await yieldio.sleep(0)
+                except yieldio.Cancelled:
+                    hits += 1
+        return hits, scope.cancelled_caught
+
+    assert vrun(main) == (3, False)  # swallowed every time -> never reached the scope
+
+
+def test_outermost_cancelled_scope_catches():
+    async def main():
+        with yieldio.CancelScope() as outer:
+            with yieldio.CancelScope() as inner:
+                outer.cancel()
+                inner.cancel()
+                await yieldio.sleep(1)
+            reached_after_inner = True
+        return outer.cancelled_caught, inner.cancelled_caught, locals().get("reached_after_inner")
+
+    assert vrun(main) == (True, False, None)
+
+
+def test_shield_protects_then_cancel_arrives_after():
+    async def main():
+        log = []
+        with yieldio.CancelScope() as outer:
+            outer.cancel()
+            with yieldio.CancelScope(shield=True):
+                await yieldio.sleep(1)  # not cancelled
+                log.append("shielded work done")
+            log.append("not reached")
+            await yieldio.sleep(0)
+        log.append(outer.cancelled_caught)
+        return log
+
+    assert vrun(main) == ["shielded work done", "not reached", True]
+
+
+def test_unshielding_delivers_pending_cancel():
+    async def main():
+        with yieldio.CancelScope() as outer:
+            with yieldio.CancelScope(shield=True) as inner:
+                outer.cancel()
+                await yieldio.sleep(0)
+                inner.shield = False
+                await yieldio.sleep(100)
+        return outer.cancelled_caught, yieldio.current_time()
+
+    assert vrun(main) == (True, 0.0)
+
+
+def test_deadline_can_be_moved():
+    async def main():
+        with yieldio.CancelScope(deadline=yieldio.current_time() + 10) as scope:
+            scope.deadline = yieldio.current_time() + 1
+            await yieldio.sleep(5)
+        return yieldio.current_time(), scope.deadline
+
+    assert vrun(main) == (1.0, 1.0)
+
+
+def test_expired_deadline_cancels_on_entry():
+    async def main():
+        with yieldio.move_on_after(0) as scope:
+            await yieldio.sleep(1)
+        return scope.cancelled_caught
+
+    assert vrun(main) is True
+
+
+def test_cancel_wakes_a_parked_task_in_another_scope():
+    async def sleeper(box, *, task_status):
+        with yieldio.CancelScope() as scope:
+            box.append(scope)
+            task_status.started()
+            await yieldio.sleep_forever()
+        return "cancelled cleanly", scope.cancelled_caught
+
+    async def main():
+        box = []
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(sleeper, box, name="x")  # spawn, not start: check plain wake-up
+            await yieldio.sleep(0)
+        return "unreachable"
+
+    async def main2():
+        box = []
+        async with yieldio.TaskGroup() as tg:
+            await tg.start(sleeper, box)
+            t = tg.tasks[0]
+            await yieldio.sleep(1)
+            box[0].cancel()
+        return await t.join(), yieldio.current_time()
+
+    assert vrun(main2) == (("cancelled cleanly", True), 1.0)
+
+
+def test_scopes_must_exit_in_order():
+    async def main():
+        outer = yieldio.CancelScope()
+        inner = yieldio.CancelScope()
+        outer.__enter__()
+        inner.__enter__()
+        with pytest.raises(RuntimeError, match="out of order"):
+            outer.__exit__(None, None, None)
+        inner.__exit__(None, None, None)
+        outer.__exit__(None, None, None)
+
+    vrun(main)
+
+
+def test_scope_cannot_be_reentered():
+    async def main():
+        scope = yieldio.CancelScope()
+        with scope:
+            pass
+        with pytest.raises(RuntimeError, match="only once"):
+            with scope:
+                pass
+
+    vrun(main)
+
+
+def test_cancelled_is_base_exception_not_swallowed_by_except_exception():
+    async def main():
+        with yieldio.move_on_after(1) as scope:
+            try:
+                await yieldio.sleep(5)
+            except Exception:  # noqa: BLE001 - the point of the test
+                return "swallowed"
+        return scope.cancelled_caught
+
+    assert vrun(main) is True
+
+
+def test_async_with_scope():
+    async def main():
+        async with yieldio.move_on_after(1) as scope:
+            await yieldio.sleep(2)
+        return scope.cancelled_caught
+
+    assert vrun(main)
+
+
+def test_nan_timeout_rejected():
+    async def main():
+        with pytest.raises(ValueError):
+            yieldio.move_on_after(math.nan)
+
+    vrun(main)
+
+
+def test_many_timeouts_that_never_fire_do_not_grow_the_heap():
+    async def main():
+        k = yieldio._state.current_kernel()
+        for _ in range(5000):
+            with yieldio.move_on_after(1000):
+                await yieldio.checkpoint()
+        return len(k.timers)
+
+    assert vrun(main) < 3000
+
+
+def test_checkpoint_raises_when_cancelled():
+    async def main():
+        with yieldio.CancelScope() as s:
+            s.cancel()
+            await yieldio.checkpoint()
+            return "not reached"
+        return s.cancelled_caught
+
+    assert vrun(main) is True

@@ -1,0 +1,347 @@
+"""The kernel: running coroutines of every shape, traps, bad yields, instruments."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+import yieldio
+from yieldio.testing import VirtualClock
+
+
+def test_run_returns_result_of_async_function():
+    async def main(a, b):
+        await yieldio.sleep(0)
+        return a + b
+
+    assert yieldio.run(main, 2, 3) == 5
+
+
+def test_run_accepts_coroutine_object_and_generator():
+    async def main():
+        return "coro"
+
+    @yieldio.coroutine
+    def gen():
+        yield from yieldio.sleep(0)
+        return "gen"
+
+    assert yieldio.run(main()) == "coro"
+    assert yieldio.run(gen) == "gen"
+    assert yieldio.run(gen()) == "gen"
+
+
+def test_run_raises_main_exception():
+    async def main():
+        await yieldio.sleep(0)
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        yieldio.run(main)
+
+
+def test_run_rejects_non_coroutines():
+    def plain():
+        return 1
+
+    with pytest.raises(TypeError, match="not a coroutine"):
+        yieldio.run(plain)
+    with pytest.raises(TypeError):
+        yieldio.run(42)
+
+    async def main():
+        pass
+
+    with pytest.raises(TypeError, match="arguments"):
+        yieldio.run(main(), 1)
+
+
+def test_nested_run_is_a_clear_error():
+    async def inner():
+        return 1
+
+    async def main():
+        coro = inner()
+        try:
+            yieldio.run(coro)
+        finally:
+            coro.close()
+
+    with pytest.raises(RuntimeError, match="cannot be called from inside"):
+        yieldio.run(main)
+
+
+def test_calls_outside_run_are_clear_errors():
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        yieldio.current_time()
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        yieldio.current_task()
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        yieldio.sleep(1)
+    ev = yieldio.Event()
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        ev.wait().send(None)
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        yieldio.move_on_after(1)
+
+
+def test_run_is_reusable_after_it_ends():
+    async def main():
+        await yieldio.sleep(0.001)
+        return yieldio.current_task().name
+
+    assert yieldio.run(main) == "main"
+    assert yieldio.run(main) == "main"
+
+
+class Countdown:
+    """A hand-written coroutine class: a state machine with send() and throw()."""
+
+    def __init__(self, n):
+        self.n = n
+        self.log = []
+
+    def send(self, value):
+        self.log.append(value)
+        if self.n == 0:
+            raise StopIteration("liftoff")
+        self.n -= 1
+        # Each step is a trampolined call into a real wait.
+        return yieldio.sleep(0)
+
+    def throw(self, exc):
+        raise exc
+
+
+def test_class_based_coroutine_runs_as_a_task():
+    c = Countdown(3)
+    assert yieldio.run(c) == "liftoff"
+    assert c.log == [None, None, None, None]
+
+
+class SendOnly:
+    """The seed's shape: only send(), no throw() -- still runs."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def send(self, value):
+        self.steps += 1
+        if self.steps > 2:
+            raise StopIteration(self.steps)
+        return yieldio.checkpoint()
+
+
+def test_send_only_coroutine_runs():
+    assert yieldio.run(SendOnly()) == 3
+
+
+def test_class_based_coroutine_spawned_in_group():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(Countdown(2))
+        return t.result()
+
+    assert yieldio.run(main) == "liftoff"
+
+
+def test_mixing_styles_in_both_directions():
+    async def native(x):
+        await yieldio.sleep(0)
+        return x * 2
+
+    @yieldio.coroutine
+    def gen_calls_native(x):
+        a = yield from native(x)      # a generator awaiting native code
+        b = yield native(x + 1)        # a trampolined call of a native coroutine
+        return a + b
+
+    async def native_calls_gen():
+        return await gen_calls_native(1)   # native code awaiting a generator
+
+    assert yieldio.run(native_calls_gen) == 2 + 4
+
+
+def test_trampolined_calls_inside_the_kernel_are_deep():
+    @yieldio.coroutine
+    def down(n):
+        if n == 0:
+            yield from yieldio.sleep(0)
+            return 0
+        return (yield down(n - 1)) + 1
+
+    assert yieldio.run(down, 50_000) == 50_000
+
+
+def test_trampolined_call_exception_reaches_caller():
+    def fails():
+        yield from yieldio.sleep(0)
+        raise ValueError("deep")
+
+    @yieldio.coroutine
+    def caller():
+        try:
+            yield fails()
+        except ValueError as e:
+            return f"caught {e}"
+
+    assert yieldio.run(caller) == "caught deep"
+
+
+def test_bad_yield_gets_type_error_at_the_yield():
+    def bad():
+        try:
+            yield 42
+        except TypeError as e:
+            return str(e)
+
+    msg = yieldio.run(bad)
+    assert "42" in msg and "main" in msg and ("yield from" in msg or "await" in msg)
+
+
+def test_yielding_a_callable_names_it():
+    async def job():
+        return 1
+
+    def bad():
+        try:
+            yield job  # forgot to call it
+        except TypeError as e:
+            return str(e)
+
+    assert "call it" in yieldio.run(bad)
+
+
+def test_bad_yield_uncaught_fails_the_task():
+    def bad():
+        yield "nope"
+
+    with pytest.raises(TypeError, match="'nope'"):
+        yieldio.run(bad)
+
+
+def test_current_task_and_names():
+    async def child():
+        return yieldio.current_task().name
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            a = tg.spawn(child, name="alpha")
+            b = tg.spawn(child)
+        assert a.parent is yieldio.current_task()
+        return a.result(), b.result(), a.id != b.id
+
+    assert yieldio.run(main) == ("alpha", "test_current_task_and_names.<locals>.child", True)
+
+
+def test_each_task_runs_in_its_own_context():
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def child(value):
+        var.set(value)
+        await yieldio.sleep(0)
+        return var.get()
+
+    async def main():
+        var.set("main")
+        async with yieldio.TaskGroup() as tg:
+            a = tg.spawn(child, "a")
+            b = tg.spawn(child, "b")
+        return a.result(), b.result(), var.get()
+
+    assert yieldio.run(main) == ("a", "b", "main")
+
+
+class Recorder(yieldio.Instrument):
+    def __init__(self):
+        self.events = []
+
+    def task_spawned(self, task):
+        self.events.append(("spawned", task.name))
+
+    def before_task_step(self, task):
+        self.events.append(("before", task.name))
+
+    def after_task_step(self, task):
+        self.events.append(("after", task.name))
+
+    def task_exited(self, task):
+        self.events.append(("exited", task.name, task.state))
+
+    def task_scheduled(self, task):
+        self.events.append(("scheduled", task.name))
+
+    def before_io_wait(self, timeout):
+        self.events.append(("io", timeout >= 0))
+
+
+def test_instruments_see_the_lifecycle():
+    rec = Recorder()
+
+    async def child():
+        await yieldio.sleep(0.001)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(child, name="kid")
+
+    yieldio.run(main, instruments=[rec])
+    names = [e for e in rec.events if e[0] != "io"]
+    assert ("spawned", "main") in names
+    assert ("spawned", "kid") in names
+    assert ("exited", "kid", "done") in names
+    assert ("exited", "main", "done") in names
+    assert ("scheduled", "kid") in names  # woken from its sleep
+    assert ("io", True) in rec.events
+    # every step is bracketed
+    befores = sum(1 for e in names if e[0] == "before")
+    afters = sum(1 for e in names if e[0] == "after")
+    assert befores == afters > 0
+
+
+def test_broken_instrument_is_removed_not_fatal(capsys):
+    class Broken:
+        def before_task_step(self, task):
+            raise RuntimeError("oops")
+
+    class BrokenIO:
+        def before_io_wait(self, timeout):
+            raise RuntimeError("oops-io")
+
+    async def main():
+        await yieldio.sleep(0)
+        return "fine"
+
+    assert yieldio.run(main, instruments=[Broken(), BrokenIO()]) == "fine"
+    err = capsys.readouterr().err
+    assert "oops" in err and "oops-io" in err
+
+
+def test_virtual_clock_autojump_sleeps_an_hour_instantly():
+    import time
+
+    clock = VirtualClock(autojump=True)
+
+    async def main():
+        t0 = yieldio.current_time()
+        await yieldio.sleep(3600)
+        return yieldio.current_time() - t0
+
+    start = time.monotonic()
+    assert yieldio.run(main, clock=clock) == 3600
+    assert time.monotonic() - start < 5
+
+
+def test_unknown_run_option_is_rejected():
+    async def main():
+        pass
+
+    with pytest.raises(TypeError, match="unexpected"):
+        yieldio.run(main, bogus=1)
+    coro = main()
+    with pytest.raises(TypeError, match="unexpected"):
+        yieldio.run(coro, bogus=1)
+    coro.close()

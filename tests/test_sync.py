@@ -1,0 +1,198 @@
+"""Event, Lock, Semaphore, Condition: fairness, cancellation safety, misuse."""
+
+from __future__ import annotations
+
+import pytest
+
+import yieldio
+from yieldio.testing import VirtualClock
+
+
+def vrun(fn, *args):
+    return yieldio.run(fn, *args, clock=VirtualClock(autojump=True))
+
+
+def test_event_wakes_all_waiters_in_order():
+    async def waiter(ev, log, n):
+        await ev.wait()
+        log.append(n)
+
+    async def main():
+        ev = yieldio.Event()
+        log = []
+        async with yieldio.TaskGroup() as tg:
+            for n in range(5):
+                tg.spawn(waiter, ev, log, n)
+            await yieldio.sleep(1)
+            assert not log and not ev.is_set()
+            assert ev.statistics()["tasks_waiting"] == 5
+            ev.set()
+        ev.clear()
+        assert not ev.is_set()
+        return log
+
+    assert vrun(main) == [0, 1, 2, 3, 4]
+
+
+def test_event_wait_when_set_is_still_a_checkpoint():
+    async def main():
+        ev = yieldio.Event()
+        ev.set()
+        with yieldio.CancelScope() as s:
+            s.cancel()
+            await ev.wait()
+        return s.cancelled_caught
+
+    assert vrun(main)
+
+
+def test_cancelled_event_waiter_is_removed():
+    async def main():
+        ev = yieldio.Event()
+        with yieldio.move_on_after(1):
+            await ev.wait()
+        return ev.statistics()["tasks_waiting"]
+
+    assert vrun(main) == 0
+
+
+def test_lock_is_fifo_and_exclusive():
+    async def worker(lock, log, n):
+        async with lock:
+            log.append(("in", n))
+            await yieldio.sleep(1)
+            log.append(("out", n))
+
+    async def main():
+        lock = yieldio.Lock()
+        log = []
+        async with yieldio.TaskGroup() as tg:
+            for n in range(3):
+                tg.spawn(worker, lock, log, n)
+        return log
+
+    assert vrun(main) == [("in", 0), ("out", 0), ("in", 1), ("out", 1), ("in", 2), ("out", 2)]
+
+
+def test_lock_misuse_is_clear():
+    async def main():
+        lock = yieldio.Lock()
+        with pytest.raises(RuntimeError, match="does not hold"):
+            lock.release()
+        await lock.acquire()
+        with pytest.raises(RuntimeError, match="re-entrant"):
+            await lock.acquire()
+
+        async def other():
+            with pytest.raises(RuntimeError, match="does not hold"):
+                lock.release()
+            with pytest.raises(yieldio.WouldBlock):
+                lock.acquire_nowait()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(other)
+        lock.release()
+        assert not lock.locked()
+
+    vrun(main)
+
+
+def test_cancelled_lock_waiter_does_not_get_the_lock():
+    async def main():
+        lock = yieldio.Lock()
+        await lock.acquire()
+
+        async def waiter():
+            with yieldio.move_on_after(1):
+                await lock.acquire()
+                return "got it"
+            return "gave up"
+
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(waiter)
+            await yieldio.sleep(2)
+            lock.release()
+        return t.result(), lock.locked()
+
+    assert vrun(main) == ("gave up", False)
+
+
+def test_semaphore_limits_concurrency():
+    async def worker(sem, state):
+        async with sem:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+            await yieldio.sleep(1)
+            state["now"] -= 1
+
+    async def main():
+        sem = yieldio.Semaphore(3)
+        state = {"now": 0, "max": 0}
+        async with yieldio.TaskGroup() as tg:
+            for _ in range(10):
+                tg.spawn(worker, sem, state)
+        return state["max"], yieldio.current_time(), sem.value
+
+    assert vrun(main) == (3, 4.0, 3)
+
+
+def test_semaphore_bounds_and_bad_values():
+    with pytest.raises(ValueError):
+        yieldio.Semaphore(-1)
+
+    async def main():
+        sem = yieldio.Semaphore(1, max_value=1)
+        with pytest.raises(ValueError, match="too many"):
+            sem.release()
+        sem.acquire_nowait()
+        with pytest.raises(yieldio.WouldBlock):
+            sem.acquire_nowait()
+        sem.release()
+
+    vrun(main)
+
+
+def test_condition_wait_notify():
+    async def consumer(cond, box, log):
+        async with cond:
+            await cond.wait_for(lambda: box)
+            log.append(box.pop())
+
+    async def main():
+        cond = yieldio.Condition()
+        box, log = [], []
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(consumer, cond, box, log)
+            tg.spawn(consumer, cond, box, log)
+            await yieldio.sleep(1)
+            for item in ("a", "b"):
+                async with cond:
+                    box.append(item)
+                    cond.notify()
+                await yieldio.sleep(1)
+        return sorted(log)
+
+    assert vrun(main) == ["a", "b"]
+
+
+def test_condition_cancelled_wait_reacquires_lock():
+    async def main():
+        cond = yieldio.Condition()
+        async with cond:
+            with yieldio.move_on_after(1):
+                await cond.wait()
+            held = cond.locked() and cond.lock.owner is yieldio.current_task()
+        return held
+
+    assert vrun(main) is True
+
+
+def test_condition_needs_lock():
+    async def main():
+        cond = yieldio.Condition()
+        with pytest.raises(RuntimeError, match="lock held"):
+            await cond.wait()
+        with pytest.raises(RuntimeError, match="lock held"):
+            cond.notify()
+
+    vrun(main)

@@ -1,0 +1,331 @@
+"""Task groups and tasks: structured concurrency, errors, start(), join()."""
+
+from __future__ import annotations
+
+import pytest
+
+import yieldio
+from yieldio.testing import VirtualClock
+
+
+def vrun(fn, *args):
+    return yieldio.run(fn, *args, clock=VirtualClock(autojump=True))
+
+
+def test_group_waits_for_all_children():
+    async def child(n, log):
+        await yieldio.sleep(n)
+        log.append(n)
+        return n * 10
+
+    async def main():
+        log = []
+        async with yieldio.TaskGroup() as tg:
+            ts = [tg.spawn(child, n, log) for n in (3, 1, 2)]
+        return log, [t.result() for t in ts], yieldio.current_time()
+
+    assert vrun(main) == ([1, 2, 3], [30, 10, 20], 3.0)
+
+
+def test_first_failure_cancels_siblings_and_raises_group():
+    async def fails():
+        await yieldio.sleep(1)
+        raise ValueError("bad")
+
+    async def slow(log):
+        try:
+            await yieldio.sleep(100)
+        except yieldio.Cancelled:
+            log.append("sibling cancelled")
+            raise
+
+    async def main():
+        log = []
+        try:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(fails)
+                tg.spawn(slow, log)
+                await yieldio.sleep(50)
+                log.append("body not cancelled?!")
+        except ExceptionGroup as eg:
+            return log, [type(e).__name__ for e in eg.exceptions], yieldio.current_time()
+
+    assert vrun(main) == (["sibling cancelled"], ["ValueError"], 1.0)
+
+
+def test_all_failures_are_reported():
+    async def fail(n):
+        await yieldio.sleep(0)
+        raise KeyError(n)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(fail, 1)
+            tg.spawn(fail, 2)
+
+    with pytest.raises(ExceptionGroup) as info:
+        vrun(main)
+    assert sorted(e.args[0] for e in info.value.exceptions) == [1, 2]
+
+
+def test_body_exception_included():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.sleep, 10)
+            raise RuntimeError("body")
+
+    with pytest.raises(ExceptionGroup) as info:
+        vrun(main)
+    assert [str(e) for e in info.value.exceptions] == ["body"]
+
+
+def test_group_cancel_exits_quietly():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.sleep_forever)
+            tg.spawn(yieldio.sleep_forever)
+            await yieldio.sleep(1)
+            tg.cancel()
+            await yieldio.sleep(5)
+        return "out", yieldio.current_time()
+
+    assert vrun(main) == ("out", 1.0)
+
+
+def test_outer_cancel_propagates_bare():
+    async def main():
+        with yieldio.move_on_after(1) as scope:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(yieldio.sleep_forever)
+                await yieldio.sleep_forever()
+        return scope.cancelled_caught
+
+    assert vrun(main) is True
+
+
+def test_outer_cancel_while_waiting_for_children():
+    async def main():
+        with yieldio.move_on_after(1) as scope:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(yieldio.sleep_forever)
+        return scope.cancelled_caught, yieldio.current_time()
+
+    assert vrun(main) == (True, 1.0)
+
+
+def test_task_cancel_and_join():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(yieldio.sleep, 100)
+            await yieldio.sleep(1)
+            t.cancel()
+            with pytest.raises(yieldio.TaskCancelled):
+                await t.join()
+        assert t.cancelled() and t.done()
+        with pytest.raises(yieldio.TaskCancelled):
+            t.result()
+        return yieldio.current_time()
+
+    assert vrun(main) == 1.0
+
+
+def test_task_cancel_respects_inner_shield():
+    async def worker(log):
+        with yieldio.CancelScope(shield=True):
+            await yieldio.sleep(5)
+            log.append("finished shielded part")
+        await yieldio.sleep(100)
+        log.append("not reached")
+
+    async def main():
+        log = []
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(worker, log)
+            await yieldio.sleep(1)
+            t.cancel()
+        return log, t.cancelled(), yieldio.current_time()
+
+    assert vrun(main) == (["finished shielded part"], True, 5.0)
+
+
+def test_join_returns_result_and_raises_error():
+    async def ok():
+        await yieldio.sleep(1)
+        return "value"
+
+    async def bad():
+        await yieldio.sleep(1)
+        raise OSError("io")
+
+    async def main():
+        try:
+            async with yieldio.TaskGroup() as tg:
+                a = tg.spawn(ok)
+                b = tg.spawn(bad)
+                assert await a.join() == "value"
+                with pytest.raises(OSError):
+                    await b.join()
+        except ExceptionGroup as eg:  # the failure also reaches the group: never lost
+            return [type(e) for e in eg.exceptions]
+
+    assert vrun(main) == [OSError]
+
+
+def test_join_self_is_an_error():
+    async def main():
+        with pytest.raises(RuntimeError, match="itself"):
+            await yieldio.current_task().join()
+
+    vrun(main)
+
+
+def test_result_before_done_is_an_error():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(yieldio.sleep, 1)
+            with pytest.raises(RuntimeError, match="not finished"):
+                t.result()
+            assert t.state in ("ready", "waiting")
+            assert t in yieldio.current_task().children
+
+    vrun(main)
+
+
+def test_start_returns_started_value():
+    async def server(port, *, task_status):
+        await yieldio.sleep(1)
+        task_status.started(port + 1)
+        await yieldio.sleep(10)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            got = await tg.start(server, 8000)
+            t_started = yieldio.current_time()
+        return got, t_started, yieldio.current_time()
+
+    assert vrun(main) == (8001, 1.0, 11.0)
+
+
+def test_start_error_before_started_goes_to_caller():
+    async def broken(*, task_status):
+        await yieldio.sleep(1)
+        raise ValueError("could not bind")
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(ValueError, match="bind"):
+                await tg.start(broken)
+        return "group unaffected"
+
+    assert vrun(main) == "group unaffected"
+
+
+def test_start_without_started_is_error():
+    async def lazy(*, task_status):
+        await yieldio.sleep(0)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(RuntimeError, match="without calling"):
+                await tg.start(lazy)
+
+    vrun(main)
+
+
+def test_started_twice_is_error():
+    async def twice(*, task_status):
+        task_status.started()
+        with pytest.raises(RuntimeError, match="twice"):
+            task_status.started()
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            await tg.start(twice)
+
+    vrun(main)
+
+
+def test_spawn_outside_block_is_error():
+    async def main():
+        tg = yieldio.TaskGroup()
+        with pytest.raises(RuntimeError, match="not open"):
+            tg.spawn(yieldio.sleep, 0)
+        async with tg:
+            pass
+        with pytest.raises(RuntimeError, match="not open"):
+            tg.spawn(yieldio.sleep, 0)
+
+    vrun(main)
+
+
+def test_spawn_rejects_non_coroutine():
+    def plain():
+        return 3
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(TypeError, match="not a coroutine"):
+                tg.spawn(plain)
+
+    vrun(main)
+
+
+def test_keyboard_interrupt_in_child_reraised_bare():
+    async def child():
+        await yieldio.sleep(1)
+        raise KeyboardInterrupt
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(child)
+            tg.spawn(yieldio.sleep_forever)
+
+    with pytest.raises(KeyboardInterrupt):
+        vrun(main)
+
+
+def test_nested_groups_and_children_tree():
+    async def leaf():
+        await yieldio.sleep(1)
+        return yieldio.current_task().parent.name
+
+    async def mid():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(leaf)
+        return t.result()
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            m = tg.spawn(mid, name="mid")
+        return m.result()
+
+    assert vrun(main) == "mid"
+
+
+def test_many_tasks():
+    async def child(i):
+        await yieldio.sleep(0)
+        return i
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            ts = [tg.spawn(child, i) for i in range(10_000)]
+        return sum(t.result() for t in ts)
+
+    assert vrun(main) == sum(range(10_000))
+
+
+def test_deadlock_is_reported_with_the_task_tree():
+    async def wait_for(ev):
+        await ev.wait()
+
+    async def main():
+        a, b = yieldio.Event(), yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(wait_for, a, name="waits-a")
+            tg.spawn(wait_for, b, name="waits-b")
+
+    with pytest.raises(yieldio.Deadlock) as info:
+        yieldio.run(main)
+    text = str(info.value)
+    assert "waits-a" in text and "waits-b" in text and "Event.wait" in text
