@@ -44,6 +44,36 @@ from .threads import from_thread, to_thread
 
 __version__ = "0.1.0"
 
+# I/O, HTTP and tools are imported on first use: ``import yieldio`` stays
+# cheap, and a program that never opens a socket never loads ``ssl``.
+_LAZY = {
+    # yieldio.net: streams, TCP/Unix clients and servers, TLS
+    "Stream": "yieldio.net",
+    "BrokenStreamError": "yieldio.net",
+    "SocketStream": "yieldio.net",
+    "TLSStream": "yieldio.net",
+    "Server": "yieldio.net",
+    "open_tcp_stream": "yieldio.net",
+    "open_unix_stream": "yieldio.net",
+    "serve_tcp": "yieldio.net",
+    "serve_unix": "yieldio.net",
+    # signals and files
+    "open_signal_receiver": "yieldio.signals",
+    "open_file": "yieldio.files",
+    "AsyncFile": "yieldio.files",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'yieldio' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 
 def coroutine(fn: _types.FunctionType) -> _types.FunctionType:
@@ -65,6 +95,7 @@ def coroutine(fn: _types.FunctionType) -> _types.FunctionType:
 
 
 __all__ = [
+    *_LAZY,
     "BusyResourceError",
     "CancelScope",
     "Cancelled",

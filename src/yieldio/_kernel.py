@@ -178,6 +178,9 @@ class Kernel:
         self.stats_steps = 0
         self.stats_iterations = 0
         self.debug_listeners: list[Any] = []
+        # The Network that open_tcp_stream & co. use (None: the OS network;
+        # yieldio.testing.SimNetwork plugs in here).
+        self.network: Any = None
         # Other threads hand work to the loop through this deque + a wakeup.
         self._thread_calls: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._wakeup_pending = False
@@ -187,6 +190,7 @@ class Kernel:
         self._wake_fd = self._wake_r.fileno()
         self.epoll.register(self._wake_fd, _EPOLLIN)
         self._ki_pending = False
+        self._deadlocked = False
         self._old_sigint: Any = None
         self._old_wakeup_fd: int | None = None
         self._signal_handlers: dict[int, Any] = {}
@@ -551,71 +555,82 @@ class Kernel:
                 h()
         return main.result() if main._state is not CANCELLED else _raise_cancelled_main(main)
 
+    def _look_outside(self, main: Task) -> bool:
+        """Poll for I/O (blocking if nothing is ready), run thread calls, fire timers.
+
+        Returns False when the run is over.
+        """
+        hooks = self._hooks
+        if self.ready:
+            timeout = 0.0
+        else:
+            if main._state is not RUNNING and not self.system_tasks:
+                return False
+            deadline = self._next_deadline()
+            if deadline is None:
+                timeout = -1.0
+                if (self.io_waiters == 0 and self.thread_jobs == 0
+                        and self.external_parks == 0 and not self._thread_calls
+                        and not self._ki_pending):
+                    # Nothing can ever wake anybody.
+                    if main._state is not RUNNING:
+                        self._cancel_system_tasks()  # only system tasks are left
+                        return True
+                    if self._deadlocked:
+                        self._abandon_all()
+                        return False
+                    self._deadlocked = True
+                    self._report_deadlock()
+                    return True
+            elif self.clock.autojump and self.io_waiters == 0 and self.thread_jobs == 0 \
+                    and not self._thread_calls:
+                self.clock.jump_to(deadline)
+                timeout = 0.0
+            else:
+                timeout = self.clock.deadline_to_sleep_time(deadline)
+                if timeout < 0:
+                    timeout = 0.0
+                elif timeout > 86400.0:
+                    timeout = 86400.0
+        if hooks["before_io_wait"]:
+            self._call_hooks("before_io_wait", timeout)
+        try:
+            events = self.epoll.poll(timeout)
+        except InterruptedError:
+            events = []
+        if hooks["after_io_wait"]:
+            self._call_hooks("after_io_wait", timeout)
+        if events:
+            self._dispatch_io(events)
+        if self._thread_calls:
+            self._run_thread_calls()
+        if self._ki_pending:
+            self._deliver_keyboard_interrupt()
+        if self.timers:
+            self._expire_timers()
+            if self.stale_timers > 1024 and self.stale_timers * 2 > len(self.timers):
+                self._compact_timers()
+        return True
+
     def _loop(self) -> None:
         ready = self.ready
         popleft = ready.popleft
         append = ready.append
-        poll = self.epoll.poll
         hooks = self._hooks
         main = self.main_task
         assert main is not None
         odd_yield = self._odd_yield
         task_exited = self._task_exited
-        deadlocked = False
         while True:
-            # 1. How long may we block? Zero if anything is ready.
-            if ready:
-                timeout = 0.0
-            else:
-                if main._state is not RUNNING and not self.system_tasks:
+            # 1. Look outside (I/O, timers, threads, signals) -- unless tasks are
+            # ready and nothing outside could need us: then a poll(0) would be
+            # pure overhead (it is most of a ping-pong switch).
+            if (not ready or self.io_waiters or self.timers or self._thread_calls
+                    or self._ki_pending or hooks["before_io_wait"]):
+                if not self._look_outside(main):
                     return
-                deadline = self._next_deadline()
-                if deadline is None:
-                    timeout = -1.0
-                    if (self.io_waiters == 0 and self.thread_jobs == 0
-                            and self.external_parks == 0 and not self._thread_calls
-                            and not self._ki_pending):
-                        if main._state is not RUNNING:
-                            # Only system tasks are left: stop them.
-                            self._cancel_system_tasks()
-                            continue
-                        if deadlocked:
-                            self._abandon_all()
-                            return
-                        deadlocked = True
-                        self._report_deadlock()
-                        continue
-                elif self.clock.autojump and self.io_waiters == 0 and self.thread_jobs == 0 \
-                        and not self._thread_calls:
-                    self.clock.jump_to(deadline)
-                    timeout = 0.0
-                else:
-                    timeout = self.clock.deadline_to_sleep_time(deadline)
-                    if timeout < 0:
-                        timeout = 0.0
-                    elif timeout > 86400.0:
-                        timeout = 86400.0
-            # 2. Poll.
-            if hooks["before_io_wait"]:
-                self._call_hooks("before_io_wait", timeout)
-            try:
-                events = poll(timeout)
-            except InterruptedError:
-                events = []
-            if hooks["after_io_wait"]:
-                self._call_hooks("after_io_wait", timeout)
-            if events:
-                self._dispatch_io(events)
-            if self._thread_calls:
-                self._run_thread_calls()
-            if self._ki_pending:
-                self._deliver_keyboard_interrupt()
-            if self.timers:
-                self._expire_timers()
-                if self.stale_timers > 1024 and self.stale_timers * 2 > len(self.timers):
-                    self._compact_timers()
             self.stats_iterations += 1
-            # 3. Run the batch of tasks that are ready now.
+            # 2. Run the batch of tasks that were ready when it started.
             n = len(ready)
             if self.random is not None and n > 1:
                 batch = list(ready)
@@ -771,6 +786,7 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
                            "(in the same thread); await the function instead")
     debug_opts = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
                   if k in options}
+    network = debug_opts.pop("network", None)
     if options:
         raise TypeError(f"yieldio.run() got unexpected options {sorted(options)}")
     coro = _as_coroutine(fn, args, "yieldio.run()")
@@ -783,8 +799,7 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
     _state.local.kernel = kernel
     try:
         kernel._install_sigint()
-        if debug_opts.get("network") is not None:
-            debug_opts["network"]._attach(kernel)
+        kernel.network = network
         result = kernel.run_main(coro)
         report = getattr(kernel, "deadlock_report", None)
         if report is not None:

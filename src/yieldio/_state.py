@@ -40,6 +40,10 @@ def current_task() -> Task:
     ...     print(yieldio.current_task().name)
     """
     try:
-        return local.kernel.current  # type: ignore[no-any-return]
+        task = local.kernel.current
     except AttributeError:
         outside_run()
+    if task is None:
+        raise RuntimeError("no task is running: this is a kernel callback "
+                           "(for example a from_thread() call of a plain function)")
+    return task  # type: ignore[no-any-return]

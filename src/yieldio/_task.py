@@ -146,6 +146,18 @@ class Task:
             out.extend(g._tasks)
         return out
 
+    def stack(self) -> list[Any]:
+        """The task's whole await / yield-from chain, outermost frame first.
+
+        ::
+
+            for frame in task.stack():
+                print(frame.filename, frame.lineno, frame.function)
+        """
+        from .debug import task_stack
+
+        return task_stack(self)
+
     @property
     def waiting_on(self) -> Any:
         """The object this task is parked on (an Event, a Queue, ...), or None."""

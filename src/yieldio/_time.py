@@ -118,7 +118,13 @@ def sleep(seconds: float) -> Generator[Any, Any, None]:
 
 @types.coroutine
 def sleep_forever() -> Generator[Any, Any, None]:
-    """Sleep until cancelled."""
+    """Sleep until cancelled (never reported as a deadlock).
+
+    ::
+
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 8000):
+            await yieldio.sleep_forever()     # until Ctrl-C
+    """
     try:
         k = _state.local.kernel
     except AttributeError:
@@ -127,7 +133,13 @@ def sleep_forever() -> Generator[Any, Any, None]:
     if task._cancel_pending:
         task._raise_cancel()
     task._wait = _FOREVER
-    yield PARK
+    # Waiting to be cancelled (by Ctrl-C, a signal, another task) is a
+    # deliberate wait, not a deadlock: count it like a wait on the outside.
+    k.external_parks += 1
+    try:
+        yield PARK
+    finally:
+        k.external_parks -= 1
 
 
 class _Forever:
