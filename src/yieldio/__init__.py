@@ -61,15 +61,21 @@ _LAZY = {
     "open_signal_receiver": "yieldio.signals",
     "open_file": "yieldio.files",
     "AsyncFile": "yieldio.files",
+    "wrap_file": "yieldio.files",
 }
+# Submodules reachable as attributes without an explicit import.
+_SUBMODULES = {"socket", "subprocess", "http", "debug", "testing", "threads", "net", "aio",
+               "files", "signals", "queue", "sync"}
 
 
 def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"yieldio.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'yieldio' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -164,7 +164,8 @@ class Kernel:
         # Counters that decide "every task is blocked" in O(1).
         self.io_waiters = 0
         self.thread_jobs = 0
-        self.external_parks = 0
+        self.external_parks = 0  # waits a thread will end: they hold virtual time too
+        self.passive_parks = 0  # waits only a signal or a cancel ends (sleep_forever)
         self.fast_budget = FAST_PATH_BUDGET
         self.seed = seed
         self.random = random.Random(seed) if seed is not None else None
@@ -417,6 +418,10 @@ class Kernel:
             except (BlockingIOError, OSError):
                 pass
 
+    def wakeup_fileno(self) -> int:
+        """The fd that, when written to, wakes the loop (for ``signal.set_wakeup_fd``)."""
+        return self._wake_w.fileno()
+
     def _drain_wakeup(self) -> None:
         try:
             while self._wake_r.recv(4096):
@@ -570,8 +575,8 @@ class Kernel:
             if deadline is None:
                 timeout = -1.0
                 if (self.io_waiters == 0 and self.thread_jobs == 0
-                        and self.external_parks == 0 and not self._thread_calls
-                        and not self._ki_pending):
+                        and self.external_parks == 0 and self.passive_parks == 0
+                        and not self._thread_calls and not self._ki_pending):
                     # Nothing can ever wake anybody.
                     if main._state is not RUNNING:
                         self._cancel_system_tasks()  # only system tasks are left
@@ -583,7 +588,7 @@ class Kernel:
                     self._report_deadlock()
                     return True
             elif self.clock.autojump and self.io_waiters == 0 and self.thread_jobs == 0 \
-                    and not self._thread_calls:
+                    and self.external_parks == 0 and not self._thread_calls:
                 self.clock.jump_to(deadline)
                 timeout = 0.0
             else:

@@ -135,11 +135,11 @@ def sleep_forever() -> Generator[Any, Any, None]:
     task._wait = _FOREVER
     # Waiting to be cancelled (by Ctrl-C, a signal, another task) is a
     # deliberate wait, not a deadlock: count it like a wait on the outside.
-    k.external_parks += 1
+    k.passive_parks += 1
     try:
         yield PARK
     finally:
-        k.external_parks -= 1
+        k.passive_parks -= 1
 
 
 class _Forever:

@@ -21,7 +21,7 @@ import contextvars
 import threading
 import types
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from . import _state
@@ -121,7 +121,7 @@ class _ThreadJob:
 
 
 def to_thread(fn: Callable[..., Any], *args: Any, cancellable: bool = False,
-              pool: WorkerPool | None = None) -> Generator[Any, Any, Any]:
+              pool: WorkerPool | None = None) -> Awaitable[Any]:
     """Run ``fn(*args)`` in a worker thread; return its result or raise its error.
 
     ::

@@ -1,0 +1,219 @@
+"""The Stream interface: a reliable, ordered byte stream, whatever carries it.
+
+Every transport -- TCP and Unix sockets, TLS, subprocess pipes, the
+in-memory network of :mod:`yieldio.testing` -- implements four primitives:
+
+* ``receive_some(max_bytes)`` -> up to ``max_bytes`` bytes, ``b""`` at EOF;
+* ``send_all(data)`` -> returns once all of ``data`` was handed to the
+  transport;
+* ``send_eof()`` -> half-close the sending direction;
+* ``aclose()`` -> close both directions, release the resource.
+
+:class:`Stream` builds the convenient methods (``read_exactly``,
+``readline``, ``read_until``, ``async for``) on top, with one buffer, so
+they behave identically on every transport. Servers, TLS and
+``yieldio.http`` use only this interface.
+
+Concurrency rules, as in trio: at most one task may receive and one task may
+send at a time (:class:`BusyResourceError` otherwise); using a closed stream
+raises :class:`ClosedResourceError`. A ``write`` that is cancelled part way
+leaves the stream *broken for writing*: an unknown prefix was already sent,
+so later writes raise :class:`BrokenStreamError` instead of corrupting the
+byte stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._exceptions import BusyResourceError, ClosedResourceError, IncompleteRead
+
+__all__ = ["Stream", "BrokenStreamError", "DEFAULT_READ_SIZE"]
+
+DEFAULT_READ_SIZE = 65536
+
+
+class BrokenStreamError(Exception):
+    """The stream can no longer be written: a previous write was interrupted."""
+
+
+class Stream:
+    """A bidirectional byte stream (subclasses provide the transport).
+
+    ::
+
+        stream = await yieldio.open_tcp_stream("example.org", 80)
+        async with stream:
+            await stream.write(b"HEAD / HTTP/1.0\\r\\n\\r\\n")
+            status = await stream.readline()
+    """
+
+    def __init__(self) -> None:
+        self._rbuf = bytearray()
+        self._eof = False
+        self._reading = False
+        self._writing = False
+        self._closed = False
+        self._write_broken = False
+
+    # -- primitives (override) -------------------------------------------
+    async def receive_some(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
+        """Return up to ``max_bytes`` (at least 1) bytes, or ``b""`` at EOF."""
+        raise NotImplementedError
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data``."""
+        raise NotImplementedError
+
+    async def send_eof(self) -> None:
+        """Half-close: the peer reads EOF; we can still read."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the stream (idempotent)."""
+        self._closed = True
+
+    # -- shared machinery -------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("this stream is closed")
+
+    def _enter_read(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("this stream is closed")
+        if self._reading:
+            raise BusyResourceError("another task is already reading from this stream")
+        self._reading = True
+
+    async def _fill(self, max_bytes: int) -> bool:
+        """Receive more into the buffer; False at EOF."""
+        if self._eof:
+            return False
+        data = await self.receive_some(max_bytes)
+        if not data:
+            self._eof = True
+            return False
+        self._rbuf += data
+        return True
+
+    # -- reading ----------------------------------------------------------
+    async def read(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
+        """Return up to ``max_bytes`` bytes as soon as any are available; ``b""`` at EOF."""
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        self._enter_read()
+        try:
+            if self._rbuf:
+                data = bytes(self._rbuf[:max_bytes])
+                del self._rbuf[:max_bytes]
+                return data
+            if self._eof:
+                return b""
+            data = await self.receive_some(max_bytes)
+            if not data:
+                self._eof = True
+            return data
+        finally:
+            self._reading = False
+
+    async def read_exactly(self, n: int) -> bytes:
+        """Return exactly ``n`` bytes; :class:`IncompleteRead` (with the partial data) at EOF."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self._enter_read()
+        try:
+            while len(self._rbuf) < n:
+                if not await self._fill(max(n - len(self._rbuf), DEFAULT_READ_SIZE)):
+                    partial = bytes(self._rbuf)
+                    self._rbuf.clear()
+                    raise IncompleteRead(partial, n)
+            data = bytes(self._rbuf[:n])
+            del self._rbuf[:n]
+            return data
+        finally:
+            self._reading = False
+
+    async def read_until(self, separator: bytes = b"\n", max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
+        """Return data up to and including ``separator``.
+
+        Raises :class:`IncompleteRead` at EOF before the separator (with what
+        was read), and ``ValueError`` if ``max_bytes`` pass without it (the
+        data stays buffered).
+        """
+        if not separator:
+            raise ValueError("separator must not be empty")
+        self._enter_read()
+        try:
+            start = 0
+            while True:
+                i = self._rbuf.find(separator, start)
+                if i >= 0:
+                    end = i + len(separator)
+                    if end > max_bytes:
+                        raise ValueError(f"separator not found within {max_bytes} bytes")
+                    data = bytes(self._rbuf[:end])
+                    del self._rbuf[:end]
+                    return data
+                if len(self._rbuf) >= max_bytes:
+                    raise ValueError(f"separator not found within {max_bytes} bytes")
+                start = max(0, len(self._rbuf) - len(separator) + 1)
+                if not await self._fill(DEFAULT_READ_SIZE):
+                    partial = bytes(self._rbuf)
+                    self._rbuf.clear()
+                    raise IncompleteRead(partial, len(partial) + len(separator))
+        finally:
+            self._reading = False
+
+    async def readline(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
+        """Return one line including ``b"\\n"``; at EOF, the last unterminated line or ``b""``."""
+        try:
+            return await self.read_until(b"\n", max_bytes)
+        except IncompleteRead as e:
+            return e.partial
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = await self.read()
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+    # -- writing ----------------------------------------------------------
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data``; returns when it was handed to the transport.
+
+        Memory stays bounded with a slow reader: ``write`` waits for room
+        instead of buffering without limit.
+        """
+        if self._closed:
+            raise ClosedResourceError("this stream is closed")
+        if self._write_broken:
+            raise BrokenStreamError("a previous write on this stream was interrupted")
+        if self._writing:
+            raise BusyResourceError("another task is already writing to this stream")
+        self._writing = True
+        ok = False
+        try:
+            await self.send_all(data)
+            ok = True
+        finally:
+            self._writing = False
+            if not ok:
+                self._write_broken = True
+
+    # -- context manager ------------------------------------------------------
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Transport details: ``"peername"``, ``"sockname"``, ``"socket"``, ``"ssl_object"``..."""
+        return default

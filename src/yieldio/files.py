@@ -1,0 +1,293 @@
+"""Files without blocking the loop: every operation runs on a worker thread.
+
+::
+
+    async def main():
+        async with await yieldio.open_file("notes.txt", "w") as f:
+            await f.write("hello\\n")
+        async with await yieldio.open_file("notes.txt") as f:
+            async for line in f:
+                print(line, end="")
+
+Regular files are always "ready" as far as epoll is concerned (it refuses
+them), yet a read can block on a slow disk or a network filesystem. So, as
+trio and anyio do, each method of :class:`AsyncFile` calls the method of the
+same name of the underlying file object in :func:`yieldio.to_thread`. That
+costs a thread hand-off (tens of microseconds) per call: read and write in
+large chunks, not byte by byte.
+
+Semantics worth knowing:
+
+* **An operation that started always completes.** Each call is a checkpoint
+  before it starts; once the thread runs it, the result is returned even if
+  the task was cancelled meanwhile -- no data read is lost and the caller
+  learns what was written. The cancellation is raised at the task's next
+  checkpoint.
+* **Closed files raise** :class:`ClosedResourceError` (the stdlib raises
+  ``ValueError``), consistently with streams and sockets.
+* ``aclose()`` is idempotent and always closes the file, even when cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from typing import IO, Any, cast
+
+from ._cancel import CancelScope
+from ._exceptions import Cancelled, ClosedResourceError
+from .threads import to_thread
+
+__all__ = ["open_file", "wrap_file", "AsyncFile"]
+
+
+async def _complete_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` on a worker; once it ran, return its result even if cancelled."""
+    box: list[Any] = []
+
+    def call() -> Any:
+        result = fn(*args)
+        box.append(result)
+        return result
+
+    try:
+        return await cast(Awaitable[Any], to_thread(call))
+    except Cancelled:
+        if box:
+            # The operation happened: report it. Cancellation is level-triggered,
+            # so the task's next checkpoint raises Cancelled again.
+            return box[0]
+        raise
+
+
+class AsyncFile:
+    """An async wrapper around a file object (from :func:`open_file` or :func:`wrap_file`).
+
+    ::
+
+        async with await yieldio.open_file("data.bin", "rb") as f:
+            header = await f.read(16)
+            await f.seek(0)
+
+    The wrapped file is :attr:`wrapped`; cheap attributes (``name``,
+    ``mode``, ``closed``, ``encoding``...) are read directly, methods that
+    may block are awaited.
+    """
+
+    def __init__(self, file: IO[Any]) -> None:
+        self._file = file
+
+    def __repr__(self) -> str:
+        return f"<yieldio AsyncFile {self._file!r}>"
+
+    # -- plain attributes ------------------------------------------------------
+    @property
+    def wrapped(self) -> IO[Any]:
+        """The synchronous file object."""
+        return self._file
+
+    @property
+    def name(self) -> Any:
+        """The file's name (a path, or an fd number)."""
+        return self._file.name
+
+    @property
+    def mode(self) -> str:
+        """The mode the file was opened with."""
+        return self._file.mode
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return bool(self._file.closed)
+
+    @property
+    def encoding(self) -> str | None:
+        """The text encoding (None for binary files)."""
+        return getattr(self._file, "encoding", None)
+
+    @property
+    def errors(self) -> str | None:
+        """The text error handler (None for binary files)."""
+        return getattr(self._file, "errors", None)
+
+    @property
+    def newlines(self) -> Any:
+        """Newlines seen so far by a text file in universal-newlines mode."""
+        return getattr(self._file, "newlines", None)
+
+    def fileno(self) -> int:
+        """The OS file descriptor."""
+        self._check_open()
+        return self._file.fileno()
+
+    def readable(self) -> bool:
+        """True if the file was opened for reading."""
+        self._check_open()
+        return self._file.readable()
+
+    def writable(self) -> bool:
+        """True if the file was opened for writing."""
+        self._check_open()
+        return self._file.writable()
+
+    def seekable(self) -> bool:
+        """True if the file supports random access."""
+        self._check_open()
+        return self._file.seekable()
+
+    def isatty(self) -> bool:
+        """True if the file is a terminal."""
+        self._check_open()
+        return self._file.isatty()
+
+    # -- the thread hand-off ---------------------------------------------------
+    def _check_open(self) -> None:
+        if self._file.closed:
+            raise ClosedResourceError("the file is closed")
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        self._check_open()
+        fn = getattr(self._file, method)
+        try:
+            return await _complete_in_thread(fn, *args)
+        except ValueError:
+            # Closed by another task while this call waited for a thread.
+            if self._file.closed:
+                raise ClosedResourceError("the file is closed") from None
+            raise
+
+    # -- reading ---------------------------------------------------------------
+    async def read(self, size: int = -1) -> Any:
+        """Read up to ``size`` bytes/characters (all if negative); empty at EOF.
+
+        ::
+
+            data = await f.read()
+        """
+        return await self._call("read", size)
+
+    async def read1(self, size: int = -1) -> bytes:
+        """Binary files: read up to ``size`` bytes with at most one raw read."""
+        return cast(bytes, await self._call("read1", size))
+
+    async def readinto(self, buffer: Any) -> int:
+        """Binary files: read into ``buffer``; return the number of bytes read."""
+        return cast(int, await self._call("readinto", buffer))
+
+    async def readline(self, size: int = -1) -> Any:
+        """Read one line (with its newline); empty at EOF.
+
+        ::
+
+            first = await f.readline()
+        """
+        return await self._call("readline", size)
+
+    async def readlines(self, hint: int = -1) -> list[Any]:
+        """Read the remaining lines as a list."""
+        return cast("list[Any]", await self._call("readlines", hint))
+
+    def __aiter__(self) -> AsyncFile:
+        return self
+
+    async def __anext__(self) -> Any:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    # -- writing ---------------------------------------------------------------
+    async def write(self, data: Any) -> int:
+        """Write ``data``; return the number of bytes/characters written.
+
+        ::
+
+            await f.write(b"payload")
+        """
+        return cast(int, await self._call("write", data))
+
+    async def writelines(self, lines: Iterable[Any]) -> None:
+        """Write each item of ``lines`` (no newlines are added)."""
+        await self._call("writelines", list(lines))
+
+    async def flush(self) -> None:
+        """Flush the write buffer to the OS."""
+        await self._call("flush")
+
+    async def truncate(self, size: int | None = None) -> int:
+        """Resize the file to ``size`` bytes (default: the current position)."""
+        return cast(int, await self._call("truncate", size))
+
+    # -- position --------------------------------------------------------------
+    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move to ``offset`` (relative to ``whence``); return the new position."""
+        return cast(int, await self._call("seek", offset, whence))
+
+    async def tell(self) -> int:
+        """The current position."""
+        return cast(int, await self._call("tell"))
+
+    # -- closing ---------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Flush and close the file (idempotent; completes even if cancelled).
+
+        ::
+
+            await f.aclose()
+        """
+        if self._file.closed:
+            return
+        # Shielded: a task that is being cancelled must still close its files.
+        with CancelScope(shield=True):
+            await _complete_in_thread(self._file.close)
+
+    async def __aenter__(self) -> AsyncFile:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+def wrap_file(file: Any) -> AsyncFile:
+    """Wrap an already open file object (anything with ``close`` and ``read`` or ``write``).
+
+    ::
+
+        import io
+        f = yieldio.files.wrap_file(io.BytesIO(b"data"))
+        assert await f.read() == b"data"
+    """
+    if not hasattr(file, "close") or not (hasattr(file, "read") or hasattr(file, "write")):
+        raise TypeError(f"{file!r} does not look like a file object (needs close() and "
+                        "read() or write())")
+    return AsyncFile(file)
+
+
+async def open_file(file: str | bytes | os.PathLike[Any] | int, mode: str = "r",
+                    buffering: int = -1, encoding: str | None = None,
+                    errors: str | None = None, newline: str | None = None,
+                    closefd: bool = True, opener: Any = None) -> AsyncFile:
+    """Open a file on a worker thread, like the builtin :func:`open`; return an :class:`AsyncFile`.
+
+    ::
+
+        async with await yieldio.open_file("log.txt", "a") as f:
+            await f.write("started\\n")
+
+    Errors are those of :func:`open` (``FileNotFoundError``, ``IsADirectoryError``...).
+    If the caller is cancelled while the thread opens the file, the file is
+    closed again and ``Cancelled`` propagates: no descriptor leaks.
+    """
+    box: list[IO[Any]] = []
+
+    def do_open() -> None:
+        box.append(open(file, mode, buffering, encoding, errors, newline, closefd, opener))
+
+    try:
+        await cast(Awaitable[Any], to_thread(do_open))
+    except BaseException:
+        if box:  # opened, but the caller was cancelled: nobody would close it
+            box[0].close()
+        raise
+    return AsyncFile(box[0])

@@ -1,0 +1,265 @@
+"""Receiving Unix signals as an async stream.
+
+::
+
+    import signal, yieldio
+
+    async def main():
+        with yieldio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    reload_config()
+                else:
+                    break               # SIGTERM: shut down cleanly
+
+For the duration of the ``with`` block, Python handlers replace whatever
+handled those signals before (including the default action: a SIGTERM no
+longer kills the process); leaving the block restores the previous handlers.
+
+Semantics, as in trio:
+
+* **Coalescing.** A signal that arrives while the same signal is still
+  pending (received by the OS but not yet returned by the receiver) is merged
+  with it. Signals are returned in the order they first arrived; the first
+  occurrence of each is never lost. (The OS itself coalesces standard
+  signals the same way, so counting signals was never reliable.)
+* **Nothing is lost on exit.** Signals still pending when the block is left
+  are re-delivered to the restored handlers with :func:`signal.raise_signal`,
+  as if the receiver had never existed.
+* Main thread only, inside :func:`yieldio.run` (``RuntimeError`` otherwise),
+  because Python runs signal handlers only in the main thread.
+* Receivers nest: the innermost one gets the signals it listens for.
+
+The handler runs between two bytecodes of whatever the main thread was doing
+-- possibly in the middle of kernel code -- so it only appends to the
+receiver's own queue and asks the loop, via ``call_soon_threadsafe``, to wake
+the waiting task. ``signal.set_wakeup_fd`` (installed by the kernel, or here
+if the kernel could not) makes a signal delivered to another thread interrupt
+the loop's ``epoll`` wait.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import types
+from collections import deque
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import _state
+from ._exceptions import BusyResourceError, ClosedResourceError
+from ._task import Task
+from ._traps import PARK, SCHEDULE
+
+__all__ = ["open_signal_receiver", "SignalReceiver"]
+
+
+class SignalReceiver:
+    """The pending signals of one :func:`open_signal_receiver` block.
+
+    ::
+
+        with yieldio.open_signal_receiver(signal.SIGUSR1) as signals:
+            signum = await signals.receive()      # or: async for signum in signals
+
+    One task may wait on it at a time (:class:`BusyResourceError`
+    otherwise). Once the block is left, ``receive()`` raises
+    :class:`ClosedResourceError` and ``async for`` ends.
+    """
+
+    def __init__(self, kernel: Any, signals: tuple[int, ...]) -> None:
+        self._kernel = kernel
+        self._signals = signals
+        # Written by the signal handler, read by the task: deque and set
+        # operations are single C calls, so a handler that interrupts the
+        # task's code between two bytecodes sees consistent state.
+        self._pending: deque[int] = deque()
+        self._pending_set: set[int] = set()
+        self._waiter: Task | None = None
+        self._wake_scheduled = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        names = ", ".join(signal.Signals(s).name for s in self._signals)
+        state = "closed" if self._closed else f"{len(self._pending)} pending"
+        return f"<SignalReceiver ({names}) {state}>"
+
+    @property
+    def signals(self) -> tuple[int, ...]:
+        """The signal numbers this receiver listens for."""
+        return self._signals
+
+    def pending(self) -> list[int]:
+        """Signals received but not yet returned, oldest first."""
+        return list(self._pending)
+
+    # -- called by the signal handler (anywhere in the main thread) -----------
+    def _handler(self, signum: int, frame: Any) -> None:
+        if signum not in self._pending_set:
+            self._pending_set.add(signum)
+            self._pending.append(signum)
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            try:
+                self._kernel.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the kernel is shutting down
+                self._wake_scheduled = False
+
+    # -- called by the loop ---------------------------------------------------
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        task = self._waiter
+        if task is not None and self._pending:
+            self._waiter = None
+            self._kernel.passive_parks -= 1
+            self._kernel.reschedule(task)
+
+    def _abort_wait(self, task: Task) -> bool:
+        if self._waiter is task:
+            self._waiter = None
+            self._kernel.passive_parks -= 1
+            return True
+        return False
+
+    def _describe_wait(self, task: Task) -> str:
+        names = ", ".join(signal.Signals(s).name for s in self._signals)
+        return f"signal receiver ({names})"
+
+    def _pop(self) -> int:
+        signum = self._pending[0]
+        # Leave the "pending" set before the queue: a handler running between
+        # these two lines then queues a new occurrence instead of merging it
+        # into the one being returned.
+        self._pending_set.discard(signum)
+        self._pending.popleft()
+        return signum
+
+    # -- the task side --------------------------------------------------------
+    @types.coroutine
+    def receive(self) -> Generator[Any, Any, int]:
+        """Wait for the next signal and return its number (a checkpoint).
+
+        ::
+
+            signum = await signals.receive()
+        """
+        try:
+            k = _state.local.kernel
+        except AttributeError:
+            _state.outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        if self._closed:
+            raise ClosedResourceError("the signal receiver's block has ended")
+        if self._pending:
+            yield SCHEDULE
+            if self._pending:  # a checkpoint: another task may have taken it
+                return self._pop()
+        while True:
+            if self._waiter is not None:
+                raise BusyResourceError(
+                    f"another task ({self._waiter.name!r}) is already receiving signals")
+            self._waiter = task
+            task._wait = self
+            # Only a signal (from outside the kernel) can end this park.
+            k.passive_parks += 1
+            yield PARK
+            if self._closed:
+                raise ClosedResourceError("the signal receiver's block has ended")
+            if self._pending:
+                return self._pop()
+
+    def __aiter__(self) -> SignalReceiver:
+        return self
+
+    async def __anext__(self) -> int:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            return await self.receive()
+        except ClosedResourceError:
+            raise StopAsyncIteration from None
+
+    # -- closing -------------------------------------------------------------
+    def _close(self) -> None:
+        self._closed = True
+        task = self._waiter
+        if task is not None:
+            self._waiter = None
+            self._kernel.passive_parks -= 1
+            self._kernel.reschedule(task)  # it sees _closed and raises
+
+
+def _signal_numbers(signals: tuple[Any, ...]) -> tuple[int, ...]:
+    if not signals:
+        raise TypeError("open_signal_receiver() needs at least one signal")
+    out: list[int] = []
+    for s in signals:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"not a signal number: {s!r}")
+        try:
+            num = int(signal.Signals(s))
+        except ValueError:
+            raise ValueError(f"{s!r} is not a valid signal number") from None
+        if num not in out:
+            out.append(num)
+    return tuple(out)
+
+
+@contextmanager
+def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
+    """Catch ``signals`` while the ``with`` block runs; iterate to receive them.
+
+    ::
+
+        with yieldio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for signum in signals:
+                print("got", signal.Signals(signum).name)
+                break
+
+    Raises ``RuntimeError`` outside the main thread or outside
+    :func:`yieldio.run`, ``ValueError`` for an unknown number and
+    ``OSError`` for a signal that cannot be caught (``SIGKILL``,
+    ``SIGSTOP``). Duplicates of a still-pending signal are coalesced; signals
+    pending when the block ends are re-delivered to the restored handlers.
+    """
+    k = getattr(_state.local, "kernel", None)
+    if k is None:
+        raise RuntimeError("open_signal_receiver() must be used inside yieldio.run()")
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("open_signal_receiver() only works in the main thread "
+                           "(Python runs signal handlers only there)")
+    nums = _signal_numbers(signals)
+    receiver = SignalReceiver(k, nums)
+    previous: list[tuple[int, Any]] = []
+    old_wakeup_fd: int | None = None
+    try:
+        # Make sure a signal that lands on another thread interrupts epoll:
+        # the kernel installs its wakeup fd only over the default SIGINT
+        # handler, so point it at the kernel's wake socket here if needed.
+        wake_fd = k.wakeup_fileno()
+        old = signal.set_wakeup_fd(wake_fd, warn_on_full_buffer=False)
+        if old != wake_fd:
+            old_wakeup_fd = old
+        for num in nums:
+            previous.append((num, signal.signal(num, receiver._handler)))
+        yield receiver
+    finally:
+        _restore(previous)
+        if old_wakeup_fd is not None:
+            signal.set_wakeup_fd(old_wakeup_fd)
+        receiver._close()
+        # Pending signals go to the restored handlers, as if we were never here.
+        while receiver._pending:
+            signal.raise_signal(receiver._pop())
+
+
+def _restore(previous: list[tuple[int, Any]]) -> None:
+    for num, handler in reversed(previous):
+        # None: the old handler was installed from C; the best we can do is
+        # the default action.
+        signal.signal(num, handler if handler is not None else signal.SIG_DFL)
+

@@ -1,0 +1,290 @@
+"""FdStream over real pipes: data, EOF, blocking, busy/closed errors, cancellation."""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import io
+import os
+import warnings
+
+import pytest
+
+import yieldio
+from yieldio._fdstream import FdStream
+from yieldio.net._stream import BrokenStreamError
+
+
+def _pipe() -> tuple[FdStream, FdStream]:
+    r, w = os.pipe()
+    return FdStream(r), FdStream(w)
+
+
+def test_write_read_readline_and_eof():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            await writer.write(b"one\ntwo\nthree")
+            await writer.send_eof()
+            assert await reader.readline() == b"one\n"
+            assert await reader.read_exactly(4) == b"two\n"
+            assert await reader.read() == b"three"
+            assert await reader.read() == b""
+            assert await reader.receive_some() == b""
+
+    yieldio.run(main)
+
+
+def test_large_transfer_waits_for_room_and_data():
+    payload = os.urandom(3 * 1024 * 1024 + 17)  # far beyond the 64 KiB pipe buffer
+
+    async def main():
+        reader, writer = _pipe()
+        got = bytearray()
+
+        async def produce():
+            async with writer:
+                await writer.write(payload)
+
+        async def consume():
+            async for chunk in reader:
+                got.extend(chunk)
+
+        async with reader, yieldio.TaskGroup() as tg:
+            tg.spawn(produce)
+            tg.spawn(consume)
+        return bytes(got)
+
+    assert yieldio.run(main) == payload
+
+
+def test_works_under_a_seeded_schedule():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer, yieldio.TaskGroup() as tg:
+            tg.spawn(writer.write, b"x" * 200_000)
+            assert await reader.read_exactly(200_000) == b"x" * 200_000
+
+    yieldio.run(main, seed=7)
+
+
+def test_sets_nonblocking_and_detects_direction():
+    r, w = os.pipe()
+    reader, writer = FdStream(r), FdStream(w)
+    try:
+        assert fcntl.fcntl(r, fcntl.F_GETFL) & os.O_NONBLOCK
+        assert reader.fileno() == r and reader.get_extra_info("fd") == r
+        assert "FdStream r " in repr(reader) and "FdStream w " in repr(writer)
+
+        async def main():
+            with pytest.raises(io.UnsupportedOperation):
+                await reader.write(b"x")
+            with pytest.raises(io.UnsupportedOperation):
+                await reader.send_eof()
+            with pytest.raises(io.UnsupportedOperation):
+                await writer.receive_some()
+
+        yieldio.run(main)
+    finally:
+        os.close(r)
+        os.close(w)
+        reader._fd = writer._fd = -1
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError):
+        FdStream("3")  # type: ignore[arg-type]
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError):
+        FdStream(r)
+
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            with pytest.raises(ValueError):
+                await reader.receive_some(0)
+
+    yieldio.run(main)
+
+
+def test_aclose_is_idempotent_closes_the_fd_and_later_use_raises():
+    async def main():
+        reader, writer = _pipe()
+        fd = reader.fileno()
+        await reader.aclose()
+        await reader.aclose()
+        assert reader.closed and reader.fileno() == -1
+        with pytest.raises(OSError):
+            os.fstat(fd)
+        with pytest.raises(yieldio.ClosedResourceError):
+            await reader.receive_some()
+        with pytest.raises(yieldio.ClosedResourceError):
+            await reader.read()
+        await writer.aclose()
+        with pytest.raises(yieldio.ClosedResourceError):
+            await writer.send_all(b"x")
+        with pytest.raises(yieldio.ClosedResourceError):
+            await writer.send_eof()
+
+    yieldio.run(main)
+
+
+def test_aclose_wakes_a_blocked_reader_with_closed_resource_error():
+    async def main():
+        reader, writer = _pipe()
+        async with writer:
+            async def blocked():
+                with pytest.raises(yieldio.ClosedResourceError):
+                    await reader.receive_some()
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(blocked)
+                await yieldio.sleep(0.01)
+                await reader.aclose()
+
+    yieldio.run(main)
+
+
+def test_send_eof_closes_write_end_and_is_idempotent():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            await writer.write(b"last")
+            await writer.send_eof()
+            await writer.send_eof()
+            assert writer.fileno() == -1 and not writer.closed
+            with pytest.raises(yieldio.ClosedResourceError):
+                await writer.write(b"more")
+            assert await reader.read() == b"last"
+            assert await reader.read() == b""
+
+    yieldio.run(main)
+
+
+def test_two_readers_or_two_writers_are_busy():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            async def read_one():
+                return await reader.receive_some()
+
+            async with yieldio.TaskGroup() as tg:
+                t = tg.spawn(read_one)
+                await yieldio.sleep(0.01)
+                with pytest.raises(yieldio.BusyResourceError):
+                    await reader.receive_some()
+                await writer.write(b"x")
+            assert t.result() == b"x"
+
+            # Fill the pipe so one writer blocks; a second writer is busy.
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(writer.send_all, b"y" * 1_000_000)
+                await yieldio.sleep(0.01)
+                with pytest.raises(yieldio.BusyResourceError):
+                    await writer.send_all(b"z")
+                assert len(await reader.read_exactly(1_000_000)) == 1_000_000
+
+    yieldio.run(main)
+
+
+def test_write_to_closed_reader_raises_broken_pipe():
+    async def main():
+        reader, writer = _pipe()
+        await reader.aclose()
+        async with writer:
+            with pytest.raises(BrokenPipeError):
+                await writer.write(b"nobody listens")
+
+    yieldio.run(main)
+
+
+def test_cancelled_read_leaves_stream_usable():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            with yieldio.move_on_after(0.02) as scope:
+                await reader.receive_some()
+            assert scope.cancelled_caught
+            await writer.write(b"after")
+            assert await reader.read() == b"after"
+
+    yieldio.run(main)
+
+
+def test_cancelled_partial_write_breaks_the_stream_for_writing():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            with yieldio.move_on_after(0.02) as scope:
+                await writer.write(b"a" * 1_000_000)  # more than the pipe holds
+            assert scope.cancelled_caught
+            with pytest.raises(BrokenStreamError):
+                await writer.write(b"b")
+            with pytest.raises(BrokenStreamError):
+                await writer.send_all(b"b")
+
+    yieldio.run(main)
+
+
+def test_cancelled_before_start_is_a_checkpoint():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            await writer.write(b"ready")
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await reader.receive_some()  # data is there, but it is a checkpoint
+            assert scope.cancelled_caught
+            assert await reader.read() == b"ready"  # nothing consumed
+
+    yieldio.run(main)
+
+
+def test_fast_path_does_not_starve_other_tasks():
+    async def main():
+        reader, writer = _pipe()
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await yieldio.sleep(0)
+
+        async with reader, writer, yieldio.TaskGroup() as tg:
+            tg.spawn(ticker)
+            for _ in range(2000):  # never has to wait: data is always there
+                await writer.send_all(b"ping")
+                assert await reader.receive_some(4) == b"ping"
+            tg.cancel()
+        return ticks
+
+    assert yieldio.run(main) > 10
+
+
+def test_unclosed_stream_is_closed_by_the_garbage_collector():
+    r, w = os.pipe()
+    os.close(w)
+    stream = FdStream(r)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del stream
+        gc.collect()
+    assert any(issubclass(x.category, ResourceWarning) for x in caught)
+    with pytest.raises(OSError):
+        os.fstat(r)
+
+
+def test_operations_outside_run_raise_runtime_error():
+    r, w = os.pipe()
+    reader = FdStream(r)
+    os.close(w)
+    try:
+        coro = reader.receive_some()
+        with pytest.raises(RuntimeError, match="yieldio.run"):
+            coro.send(None)
+    finally:
+        os.close(r)
+        reader._fd = -1

@@ -1,0 +1,212 @@
+"""open_file / AsyncFile on real files and FIFOs: every method, closing, cancellation."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+import yieldio
+from yieldio.files import AsyncFile, wrap_file
+
+
+def test_text_round_trip_and_attributes(tmp_path):
+    path = tmp_path / "notes.txt"
+
+    async def main():
+        async with await yieldio.open_file(path, "w", encoding="utf-8") as f:
+            assert isinstance(f, AsyncFile)
+            assert f.name == str(path) and f.mode == "w" and f.encoding == "utf-8"
+            assert f.errors == "strict" and f.writable() and not f.readable()
+            assert f.seekable() and not f.isatty() and f.fileno() >= 0
+            assert await f.write("héllo\n") == 6
+            await f.writelines(["two\n", "three\n"])
+            await f.flush()
+            assert f.wrapped.closed is False
+        assert f.closed
+        async with await yieldio.open_file(path, encoding="utf-8") as f:
+            assert await f.readline() == "héllo\n"
+            assert await f.readlines() == ["two\n", "three\n"]
+            assert await f.read() == ""
+        async with await yieldio.open_file(path, newline=None) as f:
+            lines = [line async for line in f]
+            assert f.newlines == "\n"
+        return lines
+
+    assert yieldio.run(main) == ["héllo\n", "two\n", "three\n"]
+
+
+def test_binary_methods(tmp_path):
+    path = tmp_path / "data.bin"
+
+    async def main():
+        async with await yieldio.open_file(path, "w+b") as f:
+            await f.write(b"0123456789")
+            assert await f.tell() == 10
+            assert await f.seek(2) == 2
+            assert await f.read(3) == b"234"
+            assert await f.seek(-2, os.SEEK_END) == 8
+            assert await f.read1(10) == b"89"
+            await f.seek(0)
+            buf = bytearray(4)
+            assert await f.readinto(buf) == 4 and buf == b"0123"
+            assert await f.truncate(6) == 6
+            await f.seek(0)
+            assert await f.read() == b"012345"
+            assert f.encoding is None and f.newlines is None
+
+    yieldio.run(main)
+    assert path.read_bytes() == b"012345"
+
+
+def test_closed_file_operations_raise_closed_resource_error(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(b"abc")
+
+    async def main():
+        f = await yieldio.open_file(path, "rb")
+        await f.aclose()
+        await f.aclose()  # idempotent
+        for call in (f.read, f.readline, f.tell, f.flush, f.readlines):
+            with pytest.raises(yieldio.ClosedResourceError):
+                await call()
+        with pytest.raises(yieldio.ClosedResourceError):
+            await f.seek(0)
+        with pytest.raises(yieldio.ClosedResourceError):
+            f.fileno()
+        with pytest.raises(yieldio.ClosedResourceError):
+            async for _ in f:
+                pass
+
+    yieldio.run(main)
+
+
+def test_open_errors_are_the_builtin_ones(tmp_path):
+    async def main():
+        with pytest.raises(FileNotFoundError):
+            await yieldio.open_file(tmp_path / "missing")
+        with pytest.raises(IsADirectoryError):
+            await yieldio.open_file(tmp_path)
+        with pytest.raises(ValueError):
+            await yieldio.open_file(tmp_path / "x", "rw+q")
+
+    yieldio.run(main)
+
+
+def test_unsupported_operation_is_reported(tmp_path):
+    async def main():
+        async with await yieldio.open_file(tmp_path / "w.txt", "w") as f:
+            with pytest.raises(io.UnsupportedOperation):
+                await f.read()
+            with pytest.raises(AttributeError):
+                await f.read1()  # text files have no read1
+
+    yieldio.run(main)
+
+
+def test_wrap_file_and_open_by_descriptor(tmp_path):
+    async def main():
+        f = wrap_file(io.BytesIO(b"in memory"))
+        assert await f.read() == b"in memory"
+        await f.aclose()
+        with pytest.raises(TypeError, match="file object"):
+            wrap_file(object())
+        fd = os.open(tmp_path / "fd.txt", os.O_CREAT | os.O_WRONLY)
+        async with await yieldio.open_file(fd, "w") as g:
+            await g.write("via fd")
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closefd=True closed it
+
+    yieldio.run(main)
+    assert (tmp_path / "fd.txt").read_text() == "via fd"
+
+
+def test_a_blocking_read_does_not_block_the_loop(tmp_path):
+    # A FIFO read blocks until a writer shows up: it runs on a worker thread,
+    # so another task can be the writer.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    async def writer():
+        async with await yieldio.open_file(fifo, "wb") as w:
+            await yieldio.sleep(0.05)
+            await w.write(b"through the fifo")
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(writer)
+            async with await yieldio.open_file(fifo, "rb") as r:  # blocks until writer opens
+                return await r.read()
+
+    assert yieldio.run(main) == b"through the fifo"
+
+
+def test_operation_that_started_completes_even_if_cancelled(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    async def main():
+        results = []
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        wfd = os.open(fifo, os.O_WRONLY)
+        os.set_blocking(rfd, True)
+        reader = await yieldio.open_file(rfd, "rb", buffering=0)
+        try:
+            async def read_it():
+                data = await reader.read(100)  # blocks in the thread
+                results.append(data)  # the data is returned, not lost ...
+                await yieldio.checkpoint()  # ... and the cancellation comes here
+                results.append("not reached")
+
+            async with yieldio.TaskGroup() as tg:
+                task = tg.spawn(read_it)
+                await yieldio.sleep(0.05)
+                task.cancel()
+                await yieldio.sleep(0.05)
+                os.write(wfd, b"precious")
+            assert task.cancelled()
+        finally:
+            os.close(wfd)
+            await reader.aclose()
+        return results
+
+    assert yieldio.run(main) == [b"precious"]
+
+
+def test_aclose_closes_even_in_a_cancelled_scope(tmp_path):
+    async def main():
+        f = await yieldio.open_file(tmp_path / "c.txt", "w")
+        await f.write("buffered")
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            await f.aclose()
+        assert f.closed
+
+    yieldio.run(main)
+    assert (tmp_path / "c.txt").read_text() == "buffered"  # flushed by close
+
+
+def test_cancelled_open_does_not_leak_the_file(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            task = tg.spawn(yieldio.open_file, fifo, "rb")  # blocks: no writer yet
+            await yieldio.sleep(0.05)
+            task.cancel()
+            await yieldio.sleep(0.01)
+            # Unblock the thread's open(); the opened file must be closed again.
+            wfd = os.open(fifo, os.O_WRONLY)
+        os.close(wfd)
+        assert task.cancelled()
+
+    yieldio.run(main)  # the conftest fixture fails the test on a leaked fd
+
+
+def test_open_file_outside_run_raises():
+    coro = yieldio.open_file(os.devnull)
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        coro.send(None)
+    coro.close()

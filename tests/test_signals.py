@@ -1,0 +1,343 @@
+"""open_signal_receiver with real signals: from the task, from threads, in child programs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import yieldio
+import yieldio.subprocess as ysp
+from yieldio.signals import SignalReceiver
+
+PY = sys.executable
+USR1, USR2 = signal.SIGUSR1, signal.SIGUSR2
+
+
+@pytest.fixture(autouse=True)
+def handlers_restored():
+    before = {s: signal.getsignal(s) for s in (USR1, USR2, signal.SIGINT, signal.SIGTERM)}
+    yield
+    after = {s: signal.getsignal(s) for s in before}
+    assert after == before
+
+
+def _kernel():
+    from yieldio import _state
+
+    return _state.current_kernel()
+
+
+def test_receive_a_signal_sent_by_the_task_itself():
+    async def main():
+        with yieldio.open_signal_receiver(USR1) as signals:
+            assert isinstance(signals, SignalReceiver) and signals.signals == (USR1,)
+            os.kill(os.getpid(), USR1)
+            return await signals.receive()
+
+    assert yieldio.run(main) == USR1
+
+
+def test_async_for_with_signals_from_a_thread_is_not_a_deadlock():
+    # main's only wait is on the receiver: the park must be counted as
+    # external, or run() would report a deadlock.
+    def sender():
+        for sig in (USR1, USR2, USR1):
+            time.sleep(0.05)
+            os.kill(os.getpid(), sig)
+
+    async def main():
+        got = []
+        with yieldio.open_signal_receiver(USR1, USR2) as signals:
+            threading.Thread(target=sender, daemon=True).start()
+            async for signum in signals:
+                got.append(signum)
+                if len(got) == 3:
+                    break
+        assert _kernel().external_parks == 0
+        return got
+
+    assert yieldio.run(main) == [USR1, USR2, USR1]
+
+
+def test_signal_sent_from_to_thread():
+    async def main():
+        with yieldio.open_signal_receiver(USR2) as signals:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(yieldio.to_thread, os.kill, os.getpid(), USR2)
+                return await signals.receive()
+
+    assert yieldio.run(main) == USR2
+
+
+def test_signal_handled_by_another_thread_wakes_the_loop_even_without_kernel_wakeup_fd():
+    # With a custom SIGINT handler the kernel does not install set_wakeup_fd;
+    # pthread_kill makes the C-level handler run in the worker thread, so the
+    # main thread's epoll wait is not interrupted: only the wakeup fd that the
+    # receiver installs can wake it.
+    def custom(signum, frame):
+        pass
+
+    old = signal.signal(signal.SIGINT, custom)
+    try:
+        def worker():
+            time.sleep(0.1)
+            signal.pthread_kill(threading.get_ident(), USR1)
+
+        watchdog_fired = []
+
+        async def main():
+            k = _kernel()
+            assert k._old_wakeup_fd is None  # the kernel did not install it
+
+            def poke():  # if the wakeup fd failed, this is what would wake the loop
+                watchdog_fired.append(True)
+                k.call_soon_threadsafe(lambda: None)
+
+            watchdog = threading.Timer(10, poke)
+            watchdog.daemon = True
+            with yieldio.open_signal_receiver(USR1) as signals:
+                threading.Thread(target=worker, daemon=True).start()
+                watchdog.start()
+                try:
+                    return await signals.receive()
+                finally:
+                    watchdog.cancel()
+
+        assert yieldio.run(main) == USR1
+        assert watchdog_fired == []
+        assert signal.set_wakeup_fd(-1) == -1  # restored to "none"
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def test_duplicates_coalesce_and_order_is_first_arrival():
+    async def main():
+        with yieldio.open_signal_receiver(USR1, USR2) as signals:
+            for sig in (USR2, USR1, USR2, USR1, USR1):
+                os.kill(os.getpid(), sig)
+            await yieldio.sleep(0.01)
+            assert signals.pending() == [USR2, USR1]
+            got = [await signals.receive(), await signals.receive()]
+            with yieldio.move_on_after(0.05) as scope:
+                await signals.receive()
+            assert scope.cancelled_caught  # nothing more: duplicates were merged
+            os.kill(os.getpid(), USR2)
+            got.append(await signals.receive())  # a new one after delivery is kept
+            return got
+
+    assert yieldio.run(main) == [USR2, USR1, USR2]
+
+
+def test_previous_handlers_are_restored_and_get_pending_signals():
+    seen = []
+
+    def previous(signum, frame):
+        seen.append(signum)
+
+    old = signal.signal(USR1, previous)
+    try:
+        async def main():
+            with yieldio.open_signal_receiver(USR1) as signals:
+                assert signal.getsignal(USR1) is not previous
+                os.kill(os.getpid(), USR1)
+                await yieldio.sleep(0.01)
+                assert signals.pending() == [USR1]
+                assert seen == []
+            # Left with a signal pending: it was re-delivered, not lost.
+            assert signal.getsignal(USR1) is previous
+            await yieldio.sleep(0)
+
+        yieldio.run(main)
+        assert seen == [USR1]
+    finally:
+        signal.signal(USR1, old)
+
+
+def test_receivers_nest():
+    async def main():
+        with yieldio.open_signal_receiver(USR1, USR2) as outer:
+            with yieldio.open_signal_receiver(USR1) as inner:
+                os.kill(os.getpid(), USR1)
+                assert await inner.receive() == USR1
+            os.kill(os.getpid(), USR1)
+            assert await outer.receive() == USR1
+            assert inner.pending() == []
+
+    yieldio.run(main)
+
+
+def test_cancelling_receive_leaves_counters_clean():
+    async def main():
+        with yieldio.open_signal_receiver(USR1) as signals:
+            with yieldio.move_on_after(0.02) as scope:
+                await signals.receive()
+            assert scope.cancelled_caught
+            assert _kernel().external_parks == 0
+            os.kill(os.getpid(), USR1)
+            return await signals.receive()
+
+    assert yieldio.run(main) == USR1
+
+
+def test_second_concurrent_receiver_is_busy():
+    async def main():
+        with yieldio.open_signal_receiver(USR1) as signals:
+            async with yieldio.TaskGroup() as tg:
+                t = tg.spawn(signals.receive)
+                await yieldio.sleep(0.01)
+                with pytest.raises(yieldio.BusyResourceError):
+                    await signals.receive()
+                os.kill(os.getpid(), USR1)
+            return t.result()
+
+    assert yieldio.run(main) == USR1
+
+
+def test_leaving_the_block_ends_iteration_of_a_waiting_task():
+    async def main():
+        got = []
+
+        async def consume(signals):
+            async for signum in signals:
+                got.append(signum)
+            got.append("ended")
+
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.open_signal_receiver(USR1) as signals:
+                tg.spawn(consume, signals)
+                await yieldio.sleep(0.01)
+                os.kill(os.getpid(), USR1)
+                await yieldio.sleep(0.01)
+        with pytest.raises(yieldio.ClosedResourceError):
+            await signals.receive()
+        assert "closed" in repr(signals)
+        return got
+
+    assert yieldio.run(main) == [USR1, "ended"]
+
+
+def test_bad_arguments_and_uncatchable_signals():
+    async def main():
+        with pytest.raises(TypeError, match="at least one"):
+            with yieldio.open_signal_receiver():
+                pass
+        with pytest.raises(ValueError):
+            with yieldio.open_signal_receiver(10_000):
+                pass
+        with pytest.raises(TypeError):
+            with yieldio.open_signal_receiver("SIGUSR1"):  # type: ignore[arg-type]
+                pass
+        with pytest.raises(OSError):
+            with yieldio.open_signal_receiver(USR1, signal.SIGKILL):
+                pass
+        # USR1's handler was installed before SIGKILL failed; the fixture
+        # checks it was restored.
+
+    yieldio.run(main)
+
+
+def test_outside_run_and_outside_the_main_thread_raise_runtime_error():
+    with pytest.raises(RuntimeError, match="inside yieldio.run"):
+        with yieldio.open_signal_receiver(USR1):
+            pass
+
+    async def main():
+        with pytest.raises(RuntimeError, match="main thread"):
+            with yieldio.open_signal_receiver(USR1):
+                pass
+        return "checked"
+
+    result = []
+    t = threading.Thread(target=lambda: result.append(yieldio.run(main)))
+    t.start()
+    t.join()
+    assert result == ["checked"]
+
+
+def test_sigint_receiver_replaces_ctrl_c_for_its_duration():
+    async def main():
+        with yieldio.open_signal_receiver(signal.SIGINT) as signals:
+            os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt
+            got = await signals.receive()
+        return got
+
+    assert yieldio.run(main) == signal.SIGINT
+
+
+# -- whole programs --------------------------------------------------------------
+
+SELF_TERM = textwrap.dedent("""
+    import os, signal, yieldio
+
+    async def main():
+        with yieldio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+            os.kill(os.getpid(), signal.SIGHUP)
+            os.kill(os.getpid(), signal.SIGTERM)
+            async for signum in signals:
+                print("got", signal.Signals(signum).name, flush=True)
+                if signum == signal.SIGTERM:
+                    break
+        print("default restored", signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+              flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)   # no receiver now: the process dies
+        await yieldio.sleep(5)
+        print("still alive?!")
+
+    yieldio.run(main)
+""")
+
+
+def test_program_that_sends_itself_sigterm():
+    async def main():
+        return await ysp.run([PY, "-c", SELF_TERM], capture_output=True, timeout=30)
+
+    done = yieldio.run(main)
+    assert done.stdout.decode().splitlines() == ["got SIGHUP", "got SIGTERM",
+                                                 "default restored True"], done.stderr
+    assert done.returncode == -signal.SIGTERM
+
+
+GRACEFUL = textwrap.dedent("""
+    import signal, yieldio
+
+    async def worker():
+        try:
+            await yieldio.sleep_forever()
+        finally:
+            print("worker cleaned up", flush=True)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(worker)
+            with yieldio.open_signal_receiver(signal.SIGTERM) as signals:
+                print("ready", flush=True)
+                async for signum in signals:
+                    print("shutting down on", signal.Signals(signum).name, flush=True)
+                    tg.cancel()
+                    break
+        return 0
+
+    raise SystemExit(yieldio.run(main))
+""")
+
+
+def test_yieldio_program_shuts_down_gracefully_on_sigterm():
+    proc = subprocess.Popen([PY, "-c", GRACEFUL], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["shutting down on SIGTERM", "worker cleaned up"]
