@@ -33,12 +33,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
 from . import _state
 from ._cancel import CancelScope, remove_task_scope
 from ._exceptions import Cancelled, ClosedResourceError, Deadlock
-from ._task import CANCELLED, DONE, FAILED, RUNNING, Task
+from ._task import CANCELLED, DONE, FAILED, RUNNING, Task, throw_into
 from ._trampoline import Trampoline, is_subcoroutine
 from ._traps import PARK, SCHEDULE
 
@@ -498,7 +499,6 @@ class Kernel:
                 if tramp is None:
                     tramp = task._tramp = Trampoline(task.coro, started=True)
                     task._send = tramp.send
-                    task._throw = tramp.throw
                 tramp.push(value)
                 try:
                     value = run(task._send, None)
@@ -507,11 +507,8 @@ class Kernel:
                     return
                 continue
             err = TypeError(_bad_yield_message(task, value))
-            if task._throw is None:
-                self._task_exited(task, err)
-                return
             try:
-                value = run(task._throw, err)
+                value = run(throw_into, task, err)
             except BaseException as exc:
                 self._task_exited(task, exc)
                 return
@@ -519,14 +516,15 @@ class Kernel:
     def _task_exited(self, task: Task, exc: BaseException) -> None:
         if type(exc) is StopIteration:
             task._state = DONE
-            task._result = exc.value
+            value = exc.value
+            if value is not None:  # None is the class default: no instance dict needed
+                task._result = value
         elif isinstance(exc, Cancelled):
             task._state = CANCELLED
         else:
             task._state = FAILED
             task._exception = exc
-        task._send = task._throw = None  # type: ignore[assignment]
-        task._wait = None
+        task._send = None  # type: ignore[assignment]
         task._val = None
         scope = task._scope
         scope._tasks.pop(task, None)
@@ -658,9 +656,7 @@ class Kernel:
                         value = task._ctx_run(task._send, task._val)
                     else:
                         task._exc = None
-                        if task._throw is None:
-                            raise exc
-                        value = task._ctx_run(task._throw, exc)
+                        value = task._ctx_run(throw_into, task, exc)
                 except BaseException as e:
                     task_exited(task, e)
                 else:
@@ -749,6 +745,14 @@ def _bad_yield_message(task: Task, value: Any) -> str:
 
 
 def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
+    if type(fn) is FunctionType:  # the common case, checked cheaply first
+        coro = fn(*args)
+        if type(coro) is CoroutineType or type(coro) is GeneratorType:
+            return coro
+        if not hasattr(coro, "send"):
+            raise TypeError(f"{what}: {fn.__qualname__!r} returned {coro!r}, which is not a "
+                            "coroutine (is it a plain function? use 'async def' or a generator)")
+        return coro
     if hasattr(fn, "send") and not isinstance(fn, type):
         if args:
             close = getattr(fn, "close", None)

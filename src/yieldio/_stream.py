@@ -194,14 +194,30 @@ class Stream:
         if self._writing:
             raise BusyResourceError("another task is already writing to this stream")
         self._writing = True
-        ok = False
         try:
             await self.send_all(data)
-            ok = True
+        except (BusyResourceError, ClosedResourceError):
+            raise  # refused before anything was sent: the byte stream is intact
+        except BaseException:
+            self._write_broken = True
+            raise
         finally:
             self._writing = False
-            if not ok:
-                self._write_broken = True
+
+    # -- TLS --------------------------------------------------------------------
+    async def start_tls(self, context: Any = None, *, server_side: bool = False,
+                        server_hostname: str | None = None) -> Stream:
+        """Upgrade to TLS; use the returned stream from now on.
+
+        ::
+
+            stream = await stream.start_tls(server_hostname="mail.example.org")
+        """
+        from .net._tls import start_tls  # lazy: no ssl import for programs without TLS
+
+        result: Stream = await start_tls(self, context, server_side=server_side,
+                                         server_hostname=server_hostname)
+        return result
 
     # -- context manager ------------------------------------------------------
     async def __aenter__(self) -> Stream:

@@ -53,34 +53,38 @@ class Task:
     exception, or :class:`TaskCancelled`); ``task.cancel()`` cancels it.
     """
 
+    # Hot fields live in slots. Rare ones (set by few tasks: a sleeping one,
+    # a joined one, a cancelled one...) fall back to the class defaults below
+    # and go to a lazily created instance dict when set: spawning then costs
+    # a dozen stores instead of two dozen, and an idle task stays small.
     __slots__ = (
         "id",
         "_name",
         "coro",
         "_send",
-        "_throw",
         "_ctx_run",
-        "_context",
         "_val",
         "_exc",
         "_wait",
-        "_timer",
         "_scope",
         "_cancel_pending",
-        "_ki_pending",
-        "_own_scope",
         "_group",
-        "_tramp",
         "parent",
         "_state",
-        "_result",
-        "_exception",
-        "_joiners",
-        "_start_status",
-        "_child_groups",
         "_kernel",
+        "__dict__",
         "__weakref__",
     )
+
+    _timer: Any = None
+    _ki_pending = False
+    _own_scope: CancelScope | None = None
+    _tramp: Any = None
+    _result: Any = None
+    _exception: BaseException | None = None
+    _joiners: dict[Task, None] | None = None
+    _start_status: TaskStatus | None = None
+    _child_groups: list[TaskGroup] | None = None
 
     def __init__(self, coro: Any, kernel: Any, scope: CancelScope, context: Any,
                  parent: Task | None, group: TaskGroup | None, name: str | None) -> None:
@@ -88,28 +92,15 @@ class Task:
         self._name = name
         self.coro = coro
         self._send = coro.send
-        # A hand-written coroutine may lack throw(); the kernel then can only
-        # fail the task when it must deliver an exception (see _kernel).
-        self._throw = getattr(coro, "throw", None)
-        self._context = context
         self._ctx_run = context.run
         self._val = None
         self._exc: BaseException | None = None
         self._wait: Any = None
-        self._timer: Any = None
         self._scope = scope
         self._cancel_pending = scope._eff
-        self._ki_pending = False
-        self._own_scope: CancelScope | None = None
         self._group = group
-        self._tramp: Any = None
         self.parent = parent
         self._state = RUNNING
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._joiners: dict[Task, None] | None = None
-        self._start_status: TaskStatus | None = None
-        self._child_groups: list[TaskGroup] | None = None
         self._kernel = kernel
 
     # -- identity -----------------------------------------------------------
@@ -238,6 +229,19 @@ class Task:
 
     def _describe_wait(self, task: Task) -> str:
         return f"join task {self.id} ({self.name})"
+
+
+def throw_into(task: Task, exc: BaseException) -> Any:
+    """Throw ``exc`` into the task's innermost coroutine (run inside its context).
+
+    A hand-written coroutine without ``throw()`` cannot receive it: the
+    exception then ends the task, as if raised by the coroutine.
+    """
+    driver = task._tramp if task._tramp is not None else task.coro
+    throw = getattr(driver, "throw", None)
+    if throw is None:
+        raise exc
+    return throw(exc)
 
 
 def _join(target: Task) -> Generator[Any, Any, Any]:

@@ -8,7 +8,7 @@ costs one generator and no wrapper objects, and it works with ``await``,
 from __future__ import annotations
 
 import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from typing import Any, Protocol
 
 from . import _state
@@ -93,7 +93,7 @@ def sleep_until(deadline: float) -> Generator[Any, Any, None]:
     yield PARK
 
 
-def sleep(seconds: float) -> Generator[Any, Any, None]:
+def sleep(seconds: float) -> Awaitable[None]:
     """Sleep for ``seconds`` (a checkpoint even for 0).
 
     ::

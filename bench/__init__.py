@@ -1,0 +1,1 @@
+"""yieldio benchmark suite: see bench/README.md. Entry point: bench.runner.main."""

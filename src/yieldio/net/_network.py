@@ -1,0 +1,374 @@
+"""The Network interface, its OS implementation, and socket listeners.
+
+Everything that opens connections or listens (``open_tcp_stream``,
+``serve_tcp``, TLS, ``yieldio.http``) asks :func:`current_network` for the
+network of the running kernel. It is :class:`OSNetwork` -- real sockets --
+unless the run installed another one (``yieldio.run(main, network=...)``,
+for example the in-memory network of :mod:`yieldio.testing`). A network
+provides::
+
+    async connect_tcp(host, port, *, local_address=None, happy_eyeballs_delay=0.25) -> Stream
+    async listen_tcp(host, port, *, backlog=128, reuse_port=False) -> list[Listener]
+    async connect_unix(path) -> Stream
+    async listen_unix(path, *, backlog=128) -> Listener
+    async getaddrinfo(host, port, family=0, type=0, proto=0, flags=0) -> list
+
+and a :class:`Listener` provides ``async accept() -> Stream``, ``async
+aclose()``, ``address`` and ``port``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket as _stdsocket
+import stat
+from typing import Any
+
+from .. import _state
+from .._exceptions import ClosedResourceError
+from .._stream import Stream
+from ..socket import SocketType, _os_getaddrinfo
+from ..socket import socket as _new_socket
+from ._socket_stream import SocketStream
+
+__all__ = ["Listener", "SocketListener", "UnixSocketListener", "OSNetwork", "current_network"]
+
+logger = logging.getLogger("yieldio.server")
+
+# accept() errors that concern only the connection being accepted (it died
+# in the backlog, or Linux passes a pending network error up): try the next.
+_ACCEPT_SKIP = {
+    errno.ECONNABORTED, errno.EPROTO, errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN,
+    errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.EPERM,
+}
+# accept() errors that mean "out of resources right now": wait a bit, retry.
+_ACCEPT_LATER = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: How long accept() sleeps before retrying when the process is out of fds.
+ACCEPT_RETRY_DELAY = 0.1
+
+
+class Listener:
+    """Something that accepts incoming connections as :class:`Stream` objects.
+
+    ::
+
+        listeners = await current_network().listen_tcp("127.0.0.1", 0)
+        async with listeners[0] as listener:
+            stream = await listener.accept()
+    """
+
+    async def accept(self) -> Stream:
+        """Wait for the next connection and return it as a stream."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Stop listening (idempotent); a task blocked in ``accept`` gets ``ClosedResourceError``."""
+        raise NotImplementedError
+
+    @property
+    def address(self) -> Any:
+        """The local address: a sockaddr tuple, or a path for Unix sockets."""
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int | None:
+        """The local TCP port, or None for Unix sockets."""
+        return None
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+class SocketListener(Listener):
+    """A :class:`Listener` over a listening yieldio (or stdlib) socket.
+
+    ::
+
+        sock = yieldio.socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        listener = SocketListener(sock)
+        stream = await listener.accept()
+
+    ``accept`` survives the transient failures a busy server meets: a
+    connection reset while waiting in the backlog is skipped, and running
+    out of file descriptors (``EMFILE``/``ENFILE``) makes it sleep briefly
+    and retry instead of failing (logged once per listener on the
+    ``"yieldio.server"`` logger) -- the pending connections wait in the
+    backlog until descriptors are free again.
+    """
+
+    def __init__(self, sock: SocketType | _stdsocket.socket) -> None:
+        if isinstance(sock, _stdsocket.socket):
+            sock = SocketType(sock)
+        self.socket = sock
+        self._closed = False
+        self._warned_fds = False
+        self._address = sock.getsockname()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._address!r}{' closed' if self._closed else ''}>"
+
+    @property
+    def address(self) -> Any:
+        return self._address
+
+    @property
+    def port(self) -> int | None:
+        if isinstance(self._address, tuple):
+            return int(self._address[1])
+        return None
+
+    async def accept(self) -> SocketStream:
+        """Wait for a connection and return it as a :class:`SocketStream`."""
+        from .._time import sleep
+
+        while True:
+            if self._closed:
+                raise ClosedResourceError("this listener is closed")
+            try:
+                conn, _ = await self.socket.accept()
+            except OSError as exc:
+                if exc.errno in _ACCEPT_SKIP:
+                    continue
+                if exc.errno in _ACCEPT_LATER:
+                    if not self._warned_fds:
+                        self._warned_fds = True
+                        logger.warning("accept() on %r failed with %s; retrying every %.1f s "
+                                       "until resources are free (reported once)", self,
+                                       errno.errorcode.get(exc.errno or 0, exc.errno),
+                                       ACCEPT_RETRY_DELAY)
+                    await sleep(ACCEPT_RETRY_DELAY)  # type: ignore[misc]
+                    continue
+                if self._closed or exc.errno == errno.EBADF:
+                    raise ClosedResourceError("this listener is closed") from None
+                raise
+            return SocketStream(conn)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.socket.close()
+
+
+class UnixSocketListener(SocketListener):
+    """A :class:`SocketListener` on a Unix socket path; removes the file on close.
+
+    The file is removed only if it is still the one this listener created
+    (same device and inode), so a newer server on the same path is safe.
+    """
+
+    def __init__(self, sock: SocketType | _stdsocket.socket, path: str | bytes | None) -> None:
+        super().__init__(sock)
+        self.path = path
+        self._file_id: tuple[int, int] | None = None
+        if path is not None and not _is_abstract(path):
+            st = os.stat(path)
+            self._file_id = (st.st_dev, st.st_ino)
+
+    @property
+    def port(self) -> int | None:
+        return None
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._file_id is not None and self.path is not None:
+                try:
+                    st = os.stat(self.path)
+                    if (st.st_dev, st.st_ino) == self._file_id:
+                        os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+        finally:
+            await super().aclose()
+
+
+def _is_abstract(path: str | bytes) -> bool:
+    return path[:1] in ("\0", b"\0")
+
+
+class OSNetwork:
+    """The real network: sockets of the operating system.
+
+    ::
+
+        net = yieldio.net.current_network()     # an OSNetwork unless one was installed
+        stream = await net.connect_tcp("127.0.0.1", 8000)
+    """
+
+    def __repr__(self) -> str:
+        return "<OSNetwork>"
+
+    async def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> list[Any]:
+        """The system resolver, in a cancellable worker thread (IP literals inline)."""
+        return await _os_getaddrinfo(host, port, family, type, proto, flags)
+
+    async def connect_tcp(self, host: str | bytes, port: int | str, *,
+                          local_address: str | None = None,
+                          happy_eyeballs_delay: float | None = 0.25) -> SocketStream:
+        """Resolve ``host`` and connect with Happy Eyeballs (see :func:`open_tcp_stream`)."""
+        from ._tcp import _os_connect_tcp
+
+        return await _os_connect_tcp(self, host, port, local_address=local_address,
+                                     happy_eyeballs_delay=happy_eyeballs_delay)
+
+    async def listen_tcp(self, host: str | bytes | None, port: int | str, *, backlog: int = 128,
+                         reuse_port: bool = False) -> list[SocketListener]:
+        """Bind and listen on every address ``host`` resolves to (None/"": all interfaces).
+
+        With port 0 and several addresses, all listeners share the port the
+        first one got, so a server has one port number.
+        """
+        if host == "":
+            host = None
+        infos = await self.getaddrinfo(host, port, 0, _stdsocket.SOCK_STREAM, 0,
+                                       _stdsocket.AI_PASSIVE)
+        targets: list[tuple[int, int, Any]] = []
+        for family, _type, proto, _name, sockaddr in infos:
+            key = (family, proto, sockaddr)
+            if key not in targets:
+                targets.append(key)
+        if not targets:
+            raise OSError(f"{host!r} resolved to no address to listen on")
+        attempts = 5 if len(targets) > 1 and _is_zero_port(port) else 1
+        for attempt in range(attempts):
+            try:
+                return _bind_all(targets, backlog, reuse_port)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def connect_unix(self, path: str | bytes | os.PathLike[str]) -> SocketStream:
+        """Connect to the Unix socket at ``path``."""
+        sock = _new_socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+        try:
+            await sock.connect(os.fspath(path))
+        except BaseException:
+            sock.close()
+            raise
+        return SocketStream(sock)
+
+    async def listen_unix(self, path: str | bytes | os.PathLike[str], *,
+                          backlog: int = 128) -> UnixSocketListener:
+        """Listen on the Unix socket ``path``.
+
+        A leftover socket file that nobody listens on any more (a crashed
+        server's) is replaced; a live one raises ``OSError(EADDRINUSE)``; a
+        file that is not a socket is never touched (``FileExistsError``).
+        """
+        from .._io import fast_checkpoint
+
+        await fast_checkpoint()
+        path = os.fspath(path)
+        if not _is_abstract(path):
+            _remove_stale_socket_file(path)
+        sock = _new_socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            sock.listen(backlog)
+            return UnixSocketListener(sock, path)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _is_zero_port(port: Any) -> bool:
+    try:
+        return int(port) == 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _bind_all(targets: list[tuple[int, int, Any]], backlog: int,
+              reuse_port: bool) -> list[SocketListener]:
+    listeners: list[SocketListener] = []
+    port: int | None = None
+    try:
+        for family, proto, sockaddr in targets:
+            try:
+                sock = _new_socket(family, _stdsocket.SOCK_STREAM, proto)
+            except OSError as exc:
+                if exc.errno == errno.EAFNOSUPPORT and len(targets) > 1:
+                    continue  # e.g. no IPv6 in this kernel: serve the other family
+                raise
+            try:
+                sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+                if family == _stdsocket.AF_INET6:
+                    # Each family gets its own socket, so "::" must not grab IPv4 too.
+                    sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+                if port is not None and sockaddr[1] == 0:
+                    sockaddr = (sockaddr[0], port, *sockaddr[2:])
+                sock.bind(sockaddr)
+                sock.listen(backlog)
+            except BaseException:
+                sock.close()
+                raise
+            listener = SocketListener(sock)
+            listeners.append(listener)
+            if port is None:
+                port = listener.port
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
+
+
+def _remove_stale_socket_file(path: str | bytes) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FileExistsError(errno.EEXIST, f"{path!r} exists and is not a socket; "
+                              "not replacing it", path)
+    probe = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        # Nobody listens: a dead server's leftover. Remove it (if it is still
+        # the same file) so that bind() can succeed.
+        try:
+            if os.stat(path).st_ino == st.st_ino:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    except BlockingIOError:
+        pass  # backlog full: very much alive
+    except FileNotFoundError:
+        return
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"a server is already listening on {path!r}", path)
+
+
+_OS_NETWORK = OSNetwork()
+
+
+def current_network() -> Any:
+    """The network of the running kernel: an installed one, or :class:`OSNetwork`.
+
+    ::
+
+        stream = await yieldio.net.current_network().connect_tcp("127.0.0.1", 8000)
+    """
+    try:
+        k = _state.local.kernel
+    except AttributeError:
+        _state.outside_run()
+    network = k.network
+    return _OS_NETWORK if network is None else network

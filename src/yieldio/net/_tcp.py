@@ -1,0 +1,470 @@
+"""TCP clients and servers: ``open_tcp_stream`` (with Happy Eyeballs) and ``serve_tcp``.
+
+Both go through :func:`current_network`, so they work unchanged on the real
+network and on an installed in-memory one. :class:`Server` is shared with
+:func:`serve_unix`: it only needs listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket as _stdsocket
+import ssl as _ssl
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from .._cancel import move_on_after
+from .._stream import Stream
+from .._taskgroup import TaskGroup
+from ..socket import SocketType
+from ..socket import socket as _new_socket
+from ..sync import Event
+from ._network import Listener, current_network
+from ._socket_stream import SocketStream
+
+__all__ = ["open_tcp_stream", "serve_tcp", "Server", "happy_eyeballs"]
+
+logger = logging.getLogger("yieldio.server")
+
+T = TypeVar("T")
+Handler = Callable[[Stream], Awaitable[Any]]
+
+# Linux: bind() picks the address now and the port at connect() time, so a
+# client with local_address= does not use up the ephemeral ports.
+_IP_BIND_ADDRESS_NO_PORT = getattr(_stdsocket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+# -- Happy Eyeballs (RFC 8305) ----------------------------------------------------
+def interleave_families(targets: Sequence[T], family_of: Callable[[T], int]) -> list[T]:
+    """Reorder resolved addresses so families alternate, keeping the resolver's first first.
+
+    RFC 8305 section 4: the first address of the preferred family, then one
+    of the other family, and so on.
+
+    >>> interleave_families([(6, "a"), (6, "b"), (4, "c")], lambda t: t[0])
+    [(6, 'a'), (4, 'c'), (6, 'b')]
+    """
+    if not targets:
+        return []
+    first = family_of(targets[0])
+    same = [t for t in targets if family_of(t) == first]
+    other = [t for t in targets if family_of(t) != first]
+    out: list[T] = []
+    for i in range(max(len(same), len(other))):
+        if i < len(same):
+            out.append(same[i])
+        if i < len(other):
+            out.append(other[i])
+    return out
+
+
+async def happy_eyeballs(targets: Sequence[T], connect: Callable[[T], Awaitable[Any]],
+                         delay: float | None = 0.25,
+                         close: Callable[[Any], Awaitable[None]] | None = None,
+                         describe: Callable[[T], str] = repr) -> Any:
+    """Race connection attempts to ``targets``, staggered; return the first that succeeds.
+
+    ::
+
+        conn = await happy_eyeballs(sockaddrs, connect_one, delay=0.25)
+
+    Attempt *n+1* starts ``delay`` seconds after attempt *n*, or at once if
+    attempt *n* fails first (``delay=None``: only then -- one at a time).
+    The first success wins; every other attempt is cancelled, and a result
+    that arrives too late is closed with ``close`` (default: its
+    ``aclose()``, else ``close()``). If all fail with ``OSError``, raise one
+    ``OSError`` that carries them all (``.errors``, and an ``ExceptionGroup``
+    as ``__cause__``); it is a ``ConnectionRefusedError`` if every attempt
+    was refused. Reused by the in-memory network of :mod:`yieldio.testing`.
+    """
+    if not targets:
+        raise OSError("no address to connect to")
+    wait = math.inf if delay is None else max(0.0, float(delay))
+    winner: list[Any] = []
+    errors: list[tuple[T, OSError]] = []
+
+    async def attempt(target: T, failed: Event, tg: TaskGroup) -> None:
+        try:
+            conn = await connect(target)
+        except OSError as exc:
+            errors.append((target, exc))
+            failed.set()
+            return
+        if winner:
+            await _close_quietly(conn, close)
+        else:
+            winner.append(conn)
+            tg.cancel()
+
+    try:
+        async with TaskGroup() as tg:
+            for target in targets:
+                failed = Event()
+                tg.spawn(attempt, target, failed, tg, name=f"happy eyeballs {describe(target)}")
+                with move_on_after(wait):
+                    await failed.wait()
+    except BaseException:
+        for conn in winner:
+            await _close_quietly(conn, close)
+        raise
+    if winner:
+        return winner[0]
+    raise _combined_error(errors, describe)
+
+
+async def _close_quietly(conn: Any, close: Callable[[Any], Awaitable[None]] | None) -> None:
+    try:
+        if close is not None:
+            await close(conn)
+        elif hasattr(conn, "aclose"):
+            await conn.aclose()
+        else:
+            conn.close()
+    except Exception:  # a loser's close failing must not hide the winner
+        logger.debug("closing a losing connection attempt failed", exc_info=True)
+
+
+def _combined_error(errors: list[tuple[Any, OSError]], describe: Callable[[Any], str]) -> OSError:
+    detail = "; ".join(f"{describe(t)}: {e}" for t, e in errors)
+    excs = [e for _, e in errors]
+    codes = {e.errno for e in excs}
+    if len(codes) == 1 and None not in codes:
+        code = codes.pop()
+        # OSError(errno, msg) picks the subclass: ConnectionRefusedError, ...
+        err = OSError(code, f"all {len(excs)} connection attempts failed: {detail}")
+    else:
+        err = OSError(f"all {len(excs)} connection attempts failed: {detail}")
+    err.errors = excs  # type: ignore[attr-defined]
+    err.__cause__ = ExceptionGroup("connection attempts", excs)
+    return err
+
+
+async def _os_connect_tcp(network: Any, host: Any, port: Any, *, local_address: str | None,
+                          happy_eyeballs_delay: float | None) -> SocketStream:
+    """OSNetwork.connect_tcp: resolve through ``network``, then Happy Eyeballs on real sockets."""
+    infos = await network.getaddrinfo(host, port, 0, _stdsocket.SOCK_STREAM)
+    if local_address is not None:
+        family = _family_of_ip(local_address)
+        infos = [i for i in infos if i[0] == family]
+        if not infos:
+            raise OSError(f"{host!r} has no address of the family of local_address "
+                          f"{local_address!r}")
+    targets = interleave_families(infos, lambda info: info[0])
+
+    async def connect_one(info: Any) -> SocketType:
+        family, type_, proto, _, sockaddr = info
+        sock = _new_socket(family, type_, proto)
+        try:
+            if local_address is not None:
+                try:
+                    sock.setsockopt(_stdsocket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+                except OSError:
+                    pass
+                sock.bind((local_address, 0))
+            await sock.connect(sockaddr)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def close(sock: SocketType) -> None:
+        sock.close()
+
+    sock = await happy_eyeballs(targets, connect_one, happy_eyeballs_delay, close,
+                                describe=lambda info: _format_sockaddr(info[4]))
+    return SocketStream(sock)
+
+
+def _family_of_ip(address: str) -> int:
+    for family in (_stdsocket.AF_INET, _stdsocket.AF_INET6):
+        try:
+            _stdsocket.inet_pton(family, address)
+            return family
+        except (OSError, ValueError):
+            pass
+    raise ValueError(f"local_address must be an IP address, not {address!r}")
+
+
+def _format_sockaddr(sockaddr: Any) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        host = sockaddr[0]
+        return f"[{host}]:{sockaddr[1]}" if ":" in str(host) else f"{host}:{sockaddr[1]}"
+    return repr(sockaddr)
+
+
+# -- the client ------------------------------------------------------------------
+def _client_context(ssl: Any) -> _ssl.SSLContext | None:
+    if ssl is None or ssl is False:
+        return None
+    if ssl is True:
+        return _ssl.create_default_context()
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    raise TypeError(f"ssl must be None, True or an ssl.SSLContext, not {ssl!r}")
+
+
+async def open_tcp_stream(host: str | bytes, port: int, *, ssl: bool | _ssl.SSLContext | None = None,
+                          server_hostname: str | None = None,
+                          happy_eyeballs_delay: float | None = 0.25,
+                          local_address: str | None = None) -> Stream:
+    """Connect to ``host``:``port`` and return a :class:`Stream`.
+
+    ::
+
+        stream = await yieldio.open_tcp_stream("127.0.0.1", 8000)
+        async with stream:
+            await stream.write(b"hello\\n")
+            print(await stream.readline())
+
+    ``host`` is resolved without blocking the loop (IPv4 and IPv6); the
+    addresses are tried with Happy Eyeballs (RFC 8305): families
+    interleaved, the next attempt starting after ``happy_eyeballs_delay``
+    seconds or as soon as the previous one fails, the first success winning
+    and the others cancelled and closed. If every attempt fails you get one
+    ``OSError`` carrying all the causes (``ConnectionRefusedError`` if all
+    were refused); an unknown host raises ``socket.gaierror``.
+
+    ``ssl=True`` wraps the connection in TLS with
+    ``ssl.create_default_context()`` (certificate and host name verified);
+    pass an ``SSLContext`` to configure it. ``server_hostname`` defaults to
+    ``host``. ``local_address`` binds the client side to that IP first.
+    """
+    if not isinstance(host, (str, bytes)):
+        raise TypeError(f"host must be a str or bytes, not {type(host).__name__}")
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"port must be an int, not {port!r}")
+    context = _client_context(ssl)
+    if context is None and server_hostname is not None:
+        raise ValueError("server_hostname is only meaningful with ssl=")
+    stream = await current_network().connect_tcp(host, port, local_address=local_address,
+                                                 happy_eyeballs_delay=happy_eyeballs_delay)
+    if context is None:
+        return stream  # type: ignore[no-any-return]
+    from ._tls import TLSStream
+
+    if server_hostname is None:
+        server_hostname = host.decode("ascii") if isinstance(host, bytes) else host
+    try:
+        return await TLSStream.wrap(stream, context, server_hostname=server_hostname)
+    except BaseException:
+        await stream.aclose()
+        raise
+
+
+# -- the server ------------------------------------------------------------------------
+class Server:
+    """A running server: listeners, an accept loop each, one task per connection.
+
+    Get one from :func:`serve_tcp` or :func:`serve_unix` and use it as an
+    async context manager::
+
+        async def echo(stream):
+            async for data in stream:
+                await stream.write(data)
+
+        async with yieldio.serve_tcp(echo, "127.0.0.1", 0) as server:
+            print("listening on port", server.port)
+            await server.serve_forever()
+
+    Inside the block the server accepts connections and runs
+    ``await handler(stream)`` for each in its own task. Leaving the block
+    (or :meth:`close`) stops accepting, cancels the handlers and closes
+    every socket. A handler that raises is logged with its traceback on the
+    ``"yieldio.server"`` logger and counted in :attr:`handler_errors`; the
+    server keeps serving. A stream is always closed after its handler
+    returns. A handler that fails because the peer went away
+    (``ConnectionError``: reset, broken pipe) is routine, not a bug: it is
+    counted in :attr:`disconnects` and logged at INFO level without a
+    traceback. Failed TLS handshakes are logged and counted in
+    :attr:`tls_errors`, and never reach the handler.
+
+    Counters: :attr:`connections` (open now), :attr:`accepted` (in total),
+    :attr:`handler_errors`, :attr:`disconnects`, :attr:`tls_errors`.
+    """
+
+    def __init__(self, handler: Handler, open_listeners: Callable[[], Awaitable[list[Listener]]],
+                 *, ssl: _ssl.SSLContext | None = None,
+                 handler_nursery: TaskGroup | None = None) -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be an async function taking a stream, not {handler!r}")
+        self._handler = handler
+        self._open_listeners = open_listeners
+        self._ssl = ssl
+        self._handler_nursery = handler_nursery
+        self.listeners: list[Listener] = []
+        self.connections = 0
+        self.accepted = 0
+        self.handler_errors = 0
+        self.disconnects = 0
+        self.tls_errors = 0
+        self._entered = False
+        self._outer: TaskGroup | None = None
+        self._inner: TaskGroup | None = None
+        self._close_requested = False
+        self._stopped = Event()
+
+    def __repr__(self) -> str:
+        return f"<Server {self.addresses!r} connections={self.connections}>"
+
+    @property
+    def addresses(self) -> list[Any]:
+        """The addresses listened on (sockaddr tuples, or paths)."""
+        return [listener.address for listener in self.listeners]
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port (the same on every address); None for Unix sockets."""
+        for listener in self.listeners:
+            if listener.port is not None:
+                return listener.port
+        return None
+
+    def close(self) -> None:
+        """Stop the server: stop accepting, cancel handlers, close the sockets (soon).
+
+        :meth:`serve_forever` returns once everything is closed.
+        """
+        self._close_requested = True
+        if self._inner is not None:
+            self._inner.cancel()
+
+    async def serve_forever(self) -> None:
+        """Wait until the server stops (:meth:`close`, or an accept loop failing)."""
+        if not self._entered:
+            raise RuntimeError("use 'async with serve_tcp(...) as server' before serve_forever()")
+        await self._stopped.wait()
+
+    # -- the context manager ---------------------------------------------------
+    async def __aenter__(self) -> Server:
+        if self._entered:
+            raise RuntimeError("a Server can be entered only once")
+        self._entered = True
+        self.listeners = list(await self._open_listeners())
+        outer = TaskGroup()
+        try:
+            await outer.__aenter__()
+        except BaseException:
+            await self._close_listeners()
+            raise
+        self._outer = outer
+        outer.spawn(self._run, name=f"server {self.addresses!r}")
+        return self
+
+    async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        self.close()
+        outer = self._outer
+        assert outer is not None
+        try:
+            return await outer.__aexit__(etype, exc, tb)
+        except BaseExceptionGroup as group:
+            # The body's own exception, alone: give it back bare, not wrapped.
+            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                raise exc from None
+            raise
+        finally:
+            await self._close_listeners()
+
+    async def _run(self) -> None:
+        try:
+            async with TaskGroup() as inner:
+                self._inner = inner
+                if self._close_requested:
+                    inner.cancel()
+                for listener in self.listeners:
+                    inner.spawn(self._accept_loop, listener, inner,
+                                name=f"accept {listener.address!r}")
+        finally:
+            self._inner = None
+            await self._close_listeners()
+            self._stopped.set()
+
+    async def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            try:
+                await listener.aclose()
+            except Exception:
+                logger.exception("closing listener %r failed", listener)
+
+    async def _accept_loop(self, listener: Listener, tg: TaskGroup) -> None:
+        nursery = self._handler_nursery or tg
+        while True:
+            stream = await listener.accept()
+            self.accepted += 1
+            try:
+                nursery.spawn(self._serve_one, stream, name="connection handler")
+            except BaseException:
+                await stream.aclose()
+                raise
+
+    async def _serve_one(self, stream: Stream) -> None:
+        self.connections += 1
+        peer = stream.get_extra_info("peername")
+        try:
+            if self._ssl is not None:
+                from ._tls import TLSStream
+
+                try:
+                    stream = await TLSStream.wrap(stream, self._ssl, server_side=True)
+                except Exception as exc:
+                    self.tls_errors += 1
+                    logger.warning("TLS handshake with %s failed: %s", peer, exc)
+                    return
+            try:
+                await self._handler(stream)
+            except ConnectionError as exc:
+                # The peer went away (reset, broken pipe): routine for a
+                # server, not a bug in the handler. Counted, logged quietly.
+                self.disconnects += 1
+                logger.info("connection from %s lost in handler %s: %r", peer,
+                            getattr(self._handler, "__qualname__", self._handler), exc)
+            except Exception:
+                self.handler_errors += 1
+                logger.exception("connection handler %s failed (peer %s)",
+                                 getattr(self._handler, "__qualname__", self._handler), peer)
+        finally:
+            self.connections -= 1
+            try:
+                await stream.aclose()
+            except Exception:
+                logger.debug("closing a connection failed", exc_info=True)
+
+
+def serve_tcp(handler: Handler, host: str | bytes | None, port: int, *,
+              ssl: _ssl.SSLContext | None = None, backlog: int = 128, reuse_port: bool = False,
+              handler_nursery: TaskGroup | None = None) -> Server:
+    """Serve TCP on ``host``:``port``: ``async with serve_tcp(...) as server:``.
+
+    ::
+
+        async def handler(stream):
+            line = await stream.readline()
+            await stream.write(line.upper())
+
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            ...
+
+    Binds every address ``host`` resolves to (``"localhost"``: 127.0.0.1
+    and ::1, on one port even when ``port`` is 0); ``None`` or ``""`` means
+    all interfaces. ``ssl`` (an ``SSLContext`` with a certificate) serves
+    TLS: each connection's handshake happens before the handler runs.
+    ``handler_nursery`` spawns the handlers into your own
+    :class:`yieldio.TaskGroup`, so leaving the block stops accepting but
+    does not cancel them. See :class:`Server`.
+    """
+    if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+        raise TypeError("serve_tcp(ssl=...) needs an ssl.SSLContext with a certificate "
+                        "(for example ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) "
+                        "+ load_cert_chain())")
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"port must be an int, not {port!r}")
+    if backlog < 1:
+        raise ValueError("backlog must be >= 1")
+
+    async def open_listeners() -> list[Listener]:
+        return list(await current_network().listen_tcp(host, port, backlog=backlog,
+                                                      reuse_port=reuse_port))
+
+    return Server(handler, open_listeners, ssl=ssl, handler_nursery=handler_nursery)
+

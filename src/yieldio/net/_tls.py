@@ -1,0 +1,429 @@
+"""TLS over any :class:`Stream`, with the stdlib's ``ssl`` module and memory BIOs.
+
+The TLS engine (``ssl.SSLObject`` from ``SSLContext.wrap_bio``) never touches
+a socket: it reads ciphertext from an incoming ``MemoryBIO`` and writes
+ciphertext to an outgoing one. This module moves bytes between those BIOs
+and the transport stream, so TLS works the same over TCP, Unix sockets,
+pipes and the in-memory network of :mod:`yieldio.testing`.
+
+Every operation follows one loop (:meth:`TLSStream._retry`): call the
+engine; send whatever it wrote to the outgoing BIO; if it wants more input,
+read from the transport into the incoming BIO and call it again. Reads try
+the engine first, so decrypted data already buffered (``pending()``) and
+ciphertext already in the incoming BIO are used before waiting on the
+transport.
+"""
+
+from __future__ import annotations
+
+import ssl as _ssl
+from typing import Any
+
+from .. import _state
+from .._cancel import move_on_after
+from .._exceptions import BusyResourceError, ClosedResourceError
+from .._io import cancel_check, fast_checkpoint
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from ..sync import Lock
+
+__all__ = ["TLSStream", "start_tls"]
+
+#: Plaintext is handed to the engine in pieces of this size, so the
+#: outgoing BIO (and memory) stays bounded however big a write is.
+WRITE_CHUNK = 65536
+#: How long ``aclose`` may spend sending close_notify to a peer that is not reading.
+CLOSE_NOTIFY_TIMEOUT = 2.0
+
+_SSLWantReadError = _ssl.SSLWantReadError
+_EOF_ERRORS = (_ssl.SSLZeroReturnError, _ssl.SSLEOFError)
+
+
+class TLSStream(Stream):
+    """A TLS connection over another :class:`Stream` (the *transport*).
+
+    ::
+
+        ctx = ssl.create_default_context()
+        tcp = await yieldio.open_tcp_stream("example.org", 443)
+        tls = await TLSStream.wrap(tcp, ctx, server_hostname="example.org")
+        await tls.write(b"GET / HTTP/1.0\\r\\nHost: example.org\\r\\n\\r\\n")
+        print(await tls.read())
+
+    Reading and writing are the base class's (``read``, ``readline``,
+    ``write``, ...). The handshake happens in :meth:`wrap` (or lazily on the
+    first read/write with ``handshake=False``); a failed handshake raises
+    the ``ssl.SSLError`` subclass that says why (for example
+    ``ssl.SSLCertVerificationError`` for an untrusted certificate or a
+    wrong host name), after sending the TLS alert to the peer.
+
+    :meth:`send_eof` sends close_notify and keeps reading (a TLS 1.3
+    half-close); :meth:`aclose` sends close_notify (best effort) and closes
+    the transport; :meth:`unwrap` ends TLS and gives the transport back. A peer that closes without close_notify (a "ragged
+    EOF") reads as a normal EOF unless ``suppress_ragged_eofs=False``, as
+    with the stdlib's ``ssl`` sockets.
+    """
+
+    def __init__(self, transport: Stream, context: _ssl.SSLContext, *, server_side: bool = False,
+                 server_hostname: str | None = None, suppress_ragged_eofs: bool = True) -> None:
+        super().__init__()
+        if not isinstance(context, _ssl.SSLContext):
+            raise TypeError(f"context must be an ssl.SSLContext, not {context!r}")
+        self.transport = transport
+        self.server_side = server_side
+        self.suppress_ragged_eofs = suppress_ragged_eofs
+        self._in = _ssl.MemoryBIO()
+        self._out = _ssl.MemoryBIO()
+        self._ssl = context.wrap_bio(self._in, self._out, server_side=server_side,
+                                     server_hostname=server_hostname)
+        self._handshake_done = False
+        self._handshake_lock = Lock()
+        self._send_lock = Lock()  # keeps ciphertext in order on the transport
+        self._recv_lock = Lock()  # one transport reader at a time
+        self._recv_count = 0  # transport reads so far (see _feed)
+        self._broken: BaseException | None = None
+        self._tls_closed = False  # unwrap() finished
+        self._eof_sent = False  # send_eof() sent close_notify
+        self._in_receive = False  # a task is in receive_some (one at a time)
+        self._in_send = False  # a task is in send_all (one at a time)
+
+    def __repr__(self) -> str:
+        side = "server" if self.server_side else "client"
+        return f"<TLSStream {side} over {self.transport!r}>"
+
+    @classmethod
+    async def wrap(cls, transport: Stream, context: _ssl.SSLContext, *, server_side: bool = False,
+                   server_hostname: str | None = None, handshake: bool = True,
+                   suppress_ragged_eofs: bool = True) -> TLSStream:
+        """Start TLS on ``transport`` and (by default) complete the handshake.
+
+        ::
+
+            tls = await TLSStream.wrap(stream, ctx, server_side=True)
+
+        On failure the transport is left open: it is the caller's to close.
+        """
+        self = cls(transport, context, server_side=server_side, server_hostname=server_hostname,
+                   suppress_ragged_eofs=suppress_ragged_eofs)
+        if handshake:
+            await self.do_handshake()
+        return self
+
+    # -- the engine loop ------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("this TLS stream is closed")
+        if self._broken is not None:
+            raise BrokenStreamError(f"this TLS stream is broken: {self._broken!r}") \
+                from self._broken
+        if self._tls_closed:
+            raise ClosedResourceError("TLS was shut down with unwrap()")
+
+    async def _retry(self, fn: Any, *args: Any) -> Any:
+        """Run one engine operation to completion, feeding and draining the BIOs."""
+        while True:
+            want_read = False
+            try:
+                result = fn(*args)
+            except _SSLWantReadError:
+                want_read = True
+            except _EOF_ERRORS:
+                if self._out.pending:
+                    await self._flush_best_effort()
+                raise
+            except _ssl.SSLError as exc:
+                self._broken = exc
+                await self._flush_best_effort()
+                raise
+            if self._out.pending:
+                await self._flush()
+            if not want_read:
+                return result
+            await self._feed()
+
+    async def _flush(self) -> None:
+        # (acquire/release rather than "async with": two coroutine frames
+        # less on the path of every TLS write)
+        lock = self._send_lock
+        await lock.acquire()
+        try:
+            data = self._out.read()
+            if data:
+                try:
+                    await self.transport.write(data)
+                except BaseException:
+                    # Ciphertext was taken from the engine and not (all) sent:
+                    # the TLS record stream is corrupt from here on.
+                    self._write_broken = True
+                    raise
+        finally:
+            lock.release()
+
+    async def _flush_best_effort(self) -> None:
+        """Send an alert the engine queued while failing (so the peer learns why)."""
+        try:
+            await self._flush()
+        except Exception:
+            pass
+
+    async def _feed(self) -> None:
+        count = self._recv_count
+        lock = self._recv_lock
+        await lock.acquire()
+        try:
+            if count != self._recv_count:
+                return  # another task fed the engine while we waited: retry first
+            data = await self.transport.read(DEFAULT_READ_SIZE)
+            self._recv_count += 1
+            if data:
+                self._in.write(data)
+            else:
+                self._in.write_eof()
+        finally:
+            lock.release()
+
+    # -- handshake -------------------------------------------------------------------
+    async def do_handshake(self) -> None:
+        """Complete the TLS handshake (idempotent; a checkpoint).
+
+        Raises ``ssl.SSLError`` (e.g. ``ssl.SSLCertVerificationError``) if
+        the peer cannot be trusted or speaks no common protocol.
+        """
+        self._check_usable()
+        if self._handshake_done:
+            await fast_checkpoint()
+            return
+        async with self._handshake_lock:
+            if not self._handshake_done:
+                try:
+                    await self._retry(self._ssl.do_handshake)
+                except _EOF_ERRORS as exc:
+                    # EOF in the middle of a handshake is a failure, not an EOF.
+                    self._broken = exc
+                    raise
+                self._handshake_done = True
+
+    # -- the Stream primitives -------------------------------------------------------
+    async def receive_some(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
+        """Up to ``max_bytes`` of plaintext; ``b""`` at EOF (close_notify or ragged)."""
+        self._check_usable()
+        if self._in_receive:
+            raise BusyResourceError("another task is already reading from this TLS stream")
+        self._in_receive = True
+        try:
+            return await self._receive_some(max_bytes)
+        finally:
+            self._in_receive = False
+
+    async def _receive_some(self, max_bytes: int) -> bytes:
+        if not self._handshake_done:
+            await self.do_handshake()
+        else:
+            cancel_check()
+        try:
+            # Fast path: plaintext or ciphertext already buffered.
+            data = self._ssl.read(max_bytes)
+        except _SSLWantReadError:
+            pass
+        except _ssl.SSLZeroReturnError:
+            await fast_checkpoint()
+            return b""
+        except _ssl.SSLEOFError:
+            if not self.suppress_ragged_eofs:
+                raise
+            await fast_checkpoint()
+            return b""
+        except _ssl.SSLError as exc:
+            self._broken = exc
+            await self._flush_best_effort()
+            raise
+        else:
+            if self._out.pending:
+                await self._flush()
+            await fast_checkpoint()
+            return data  # type: ignore[no-any-return]
+        try:
+            return await self._retry(self._ssl.read, max_bytes)  # type: ignore[no-any-return]
+        except _ssl.SSLZeroReturnError:
+            return b""
+        except _ssl.SSLEOFError:
+            if not self.suppress_ragged_eofs:
+                raise
+            return b""
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt and send all of ``data`` (see :meth:`Stream.write`)."""
+        if self._in_send and not self._closed and not self._write_broken:
+            # Rejected before anything was sent: the stream stays intact
+            # (the base class would count this failure as a broken write).
+            raise BusyResourceError("another task is already writing to this TLS stream")
+        await super().write(data)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt and send all of ``data`` (in bounded pieces)."""
+        self._check_usable()
+        if self._eof_sent:
+            raise ClosedResourceError("cannot send after send_eof()")
+        if self._in_send:
+            raise BusyResourceError("another task is already writing to this TLS stream")
+        self._in_send = True
+        try:
+            await self._send_all(data)
+        finally:
+            self._in_send = False
+
+    async def _send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._handshake_done:
+            await self.do_handshake()
+        else:
+            cancel_check()
+        if type(data) is bytes and 0 < len(data) <= WRITE_CHUNK:
+            await self._retry(self._ssl.write, data)  # the common case: one piece
+            return
+        with memoryview(data) as view, view.cast("B") as flat:
+            total = len(flat)
+            if total == 0:
+                await fast_checkpoint()
+                return
+            for start in range(0, total, WRITE_CHUNK):
+                await self._retry(self._ssl.write, flat[start:start + WRITE_CHUNK])
+
+    async def send_eof(self) -> None:
+        """Half-close: send close_notify; we can still read until the peer's own.
+
+        TLS 1.3 defines close_notify as closing only the sender's direction
+        (RFC 8446, section 6.1), so the peer reads EOF and may still answer.
+        (A TLS 1.2 peer is entitled to close at once instead.) Idempotent;
+        later writes raise ``ClosedResourceError``.
+        """
+        self._check_usable()
+        if self._in_send:
+            raise BusyResourceError("another task is writing to this TLS stream")
+        if not self._handshake_done:
+            await self.do_handshake()
+        else:
+            await fast_checkpoint()
+        if self._eof_sent:
+            return
+        self._eof_sent = True
+        try:
+            self._ssl.unwrap()
+        except _SSLWantReadError:
+            pass  # close_notify is queued; the peer's comes later (or never)
+        except _ssl.SSLError as exc:
+            self._broken = exc
+            raise
+        await self._flush()
+
+    async def unwrap(self) -> tuple[Stream, bytes]:
+        """End TLS (exchange close_notify) and return ``(transport, trailing_bytes)``.
+
+        ``trailing_bytes`` arrived after the peer's close_notify and belong
+        to whatever the transport carries next. Call it only when the
+        protocol says the peer shuts TLS down too, or it waits for it.
+        """
+        self._check_usable()
+        if not self._handshake_done:
+            raise RuntimeError("unwrap() before the handshake completed")
+        if self._in_receive or self._in_send:
+            raise BusyResourceError("another task is using this TLS stream")
+        try:
+            await self._retry(self._ssl.unwrap)
+        except _EOF_ERRORS:
+            pass  # the transport ended right after close_notify: fine
+        self._tls_closed = True
+        return self.transport, self._in.read()
+
+    async def aclose(self) -> None:
+        """Send close_notify (best effort, bounded) and close the transport; idempotent.
+
+        Skips close_notify when the task is being cancelled or the stream is
+        broken; it never fails to close the transport.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if (self._handshake_done and self._broken is None and not self._tls_closed
+                    and not self._eof_sent and not self._write_broken
+                    and not _cancel_pending()):
+                try:
+                    self._ssl.unwrap()
+                except (_ssl.SSLError, ValueError):
+                    pass  # SSLWantReadError: we do not wait for the peer's reply
+                data = self._out.read()
+                if data and not self._send_lock.locked():
+                    with move_on_after(CLOSE_NOTIFY_TIMEOUT):
+                        await self.transport.write(data)
+        except Exception:
+            pass  # best effort: the peer may already be gone
+        finally:
+            await self.transport.aclose()
+
+    # -- details ------------------------------------------------------------------------
+    @property
+    def ssl_object(self) -> _ssl.SSLObject:
+        """The ``ssl.SSLObject`` doing the work (cipher, version, peer certificate...)."""
+        return self._ssl
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        """The peer's certificate (see ``ssl.SSLSocket.getpeercert``)."""
+        return self._ssl.getpeercert(binary_form)
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        return self._ssl.cipher()
+
+    def version(self) -> str | None:
+        """The negotiated protocol version, e.g. ``"TLSv1.3"``."""
+        return self._ssl.version()
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self._ssl.selected_alpn_protocol()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``"ssl_object"``, ``"peercert"``, ``"cipher"``, ``"version"``,
+        ``"server_hostname"``, ``"alpn_protocol"``; anything else is asked of the transport."""
+        if name == "ssl_object":
+            return self._ssl
+        if name in ("peercert", "cipher", "version", "server_hostname", "alpn_protocol"):
+            if not self._handshake_done and name != "server_hostname":
+                return default
+            if name == "peercert":
+                return self._ssl.getpeercert()
+            if name == "cipher":
+                return self._ssl.cipher()
+            if name == "version":
+                return self._ssl.version()
+            if name == "alpn_protocol":
+                return self._ssl.selected_alpn_protocol()
+            return self._ssl.server_hostname
+        return self.transport.get_extra_info(name, default)
+
+
+def _cancel_pending() -> bool:
+    """Is the current task being cancelled? (Checked, not raised: aclose must close.)"""
+    k = getattr(_state.local, "kernel", None)
+    task = k.current if k is not None else None
+    return bool(task is not None and task._cancel_pending)
+
+
+async def start_tls(stream: Stream, context: _ssl.SSLContext | None = None, *,
+                    server_side: bool = False, server_hostname: str | None = None) -> TLSStream:
+    """Upgrade ``stream`` to TLS (STARTTLS-style protocols) and return the TLS stream.
+
+    ::
+
+        await stream.write(b"STARTTLS\\r\\n")
+        await stream.readline()
+        stream = await yieldio.net.start_tls(stream, server_hostname="mail.example.org")
+
+    Data the stream had already buffered is fed to TLS first. ``context``
+    defaults to ``ssl.create_default_context()`` on the client side; a
+    server must pass one with its certificate. Use the returned stream from
+    now on; closing it closes ``stream``.
+    """
+    if context is None:
+        if server_side:
+            raise ValueError("start_tls(server_side=True) needs an SSLContext with a certificate")
+        context = _ssl.create_default_context()
+    return await TLSStream.wrap(stream, context, server_side=server_side,
+                                server_hostname=server_hostname)

@@ -1,0 +1,625 @@
+"""An async twin of the stdlib :mod:`socket` module.
+
+The constants, exceptions and pure helpers are the stdlib's own objects
+(``yieldio.socket.AF_INET is socket.AF_INET``); what changes is the socket
+class: every operation that could block is an ``async`` method that waits
+for the kernel's readiness notification instead of blocking the thread::
+
+    import yieldio
+    from yieldio import socket
+
+    async def main():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with sock:
+            await sock.connect(("127.0.0.1", 8000))
+            await sock.sendall(b"hello")
+            print(await sock.recv(1024))
+
+How an operation works (curio's technique): try the non-blocking system
+call first; only if it raises ``BlockingIOError`` wait for readiness and
+retry. The common case never enters the kernel. Every operation is a
+checkpoint: it raises :class:`yieldio.Cancelled` first thing if the task is
+cancelled, and one success in ``FAST_PATH_BUDGET`` that did not wait lets
+the other tasks run, so one busy socket cannot starve the rest.
+
+Host names are resolved without blocking the loop: :func:`getaddrinfo` runs
+the resolver in a worker thread, and ``connect``/``sendto`` given a name
+resolve it that way. ``bind`` is synchronous, so it accepts only IP
+literals, ``""`` and ``"localhost"``.
+"""
+
+from __future__ import annotations
+
+import _socket as _c_socket
+import socket as _stdsocket
+import types
+from collections.abc import Awaitable, Generator
+from socket import (
+    AF_INET,
+    AF_INET6,
+    AF_UNIX,
+    AF_UNSPEC,
+    AI_NUMERICHOST,
+    AI_PASSIVE,
+    EAI_NONAME,
+    IPPROTO_TCP,
+    SHUT_RD,
+    SHUT_RDWR,
+    SHUT_WR,
+    SO_ERROR,
+    SO_REUSEADDR,
+    SOCK_DGRAM,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    SOMAXCONN,
+    TCP_NODELAY,
+    error,
+    gaierror,
+    has_ipv6,
+    herror,
+    timeout,
+)
+from typing import Any
+
+from . import _state
+from ._io import notify_closing, wait_readable, wait_writable
+from ._kernel import FAST_PATH_BUDGET
+from ._traps import SCHEDULE
+
+# Re-exports of the stdlib's constants, exceptions and helpers: the common
+# names are imported above (so type checkers and IDEs see them); every other
+# upper-case constant of the platform and the pure helpers are copied here.
+__all__ = [
+    "SocketType", "socket", "from_stdlib", "socketpair", "getaddrinfo", "getnameinfo",
+    "AF_INET", "AF_INET6", "AF_UNIX", "AF_UNSPEC", "AI_NUMERICHOST", "AI_PASSIVE",
+    "EAI_NONAME", "IPPROTO_TCP", "SHUT_RD", "SHUT_RDWR", "SHUT_WR", "SOCK_DGRAM",
+    "SOCK_STREAM", "SOL_SOCKET", "SOMAXCONN", "SO_ERROR", "SO_REUSEADDR", "TCP_NODELAY",
+    "error", "gaierror", "has_ipv6", "herror", "timeout",
+]
+_HELPERS = {"htonl", "htons", "ntohl", "ntohs", "inet_aton", "inet_ntoa", "inet_pton",
+            "inet_ntop", "CMSG_LEN", "CMSG_SPACE"}
+for _name, _value in vars(_stdsocket).items():
+    if ((_name.isupper() and not _name.startswith("_")) or _name in _HELPERS) \
+            and _name not in globals():
+        globals()[_name] = _value
+        __all__.append(_name)
+del _name, _value
+
+_local = _state.local
+_outside_run = _state.outside_run
+_StdSocket = _stdsocket.socket
+# The C function: the numeric fast path must never reach a (patched or
+# slow) Python-level resolver on the loop's thread.
+_c_getaddrinfo = _c_socket.getaddrinfo
+
+
+# -- name resolution ----------------------------------------------------------
+def _numeric_getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0,
+                         proto: int = 0, flags: int = 0) -> list[Any] | None:
+    """Resolve without the resolver if ``host`` is an IP literal (or None); else None.
+
+    ``AI_NUMERICHOST`` makes libc answer at once without any lookup, so this
+    never blocks; a name fails fast with ``EAI_NONAME``.
+    """
+    if host is not None and not _is_ip_literal(host):
+        return None
+    infos = _c_getaddrinfo(host, port, family, type, proto, flags | AI_NUMERICHOST)
+    # The same enums as socket.getaddrinfo returns.
+    return [(_family_enum(af), _kind_enum(kind), pr, canon, sa)
+            for af, kind, pr, canon, sa in infos]
+
+
+def _family_enum(value: int) -> int:
+    try:
+        return _stdsocket.AddressFamily(value)
+    except ValueError:
+        return value
+
+
+def _kind_enum(value: int) -> int:
+    try:
+        return _stdsocket.SocketKind(value)
+    except ValueError:
+        return value
+
+
+def _is_ip_literal(host: Any) -> bool:
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    try:
+        _c_getaddrinfo(host, None, 0, 0, 0, AI_NUMERICHOST)
+    except (gaierror, UnicodeError):
+        return False
+    return True
+
+
+async def getaddrinfo(host: str | bytes | None, port: str | int | None, family: int = 0,
+                      type: int = 0, proto: int = 0, flags: int = 0) -> list[Any]:
+    """Resolve ``host``/``port`` like :func:`socket.getaddrinfo`, without blocking the loop.
+
+    ::
+
+        for family, type, proto, _, sockaddr in await socket.getaddrinfo("localhost", 80):
+            print(family, sockaddr)
+
+    IP literals are answered at once; names are resolved by the system
+    resolver in a worker thread (``yieldio.to_thread(..., cancellable=True)``),
+    so cancelling the caller returns at once and the thread's late answer is
+    discarded. When the run has a network installed (``yieldio.run(...,
+    network=...)``, e.g. the in-memory one of :mod:`yieldio.testing`), the
+    question goes to it instead. Failures raise :class:`socket.gaierror`.
+    """
+    try:
+        k = _local.kernel
+    except AttributeError:
+        _outside_run()
+    network = k.network
+    if network is not None:
+        return list(await network.getaddrinfo(host, port, family, type, proto, flags))
+    return await _os_getaddrinfo(host, port, family, type, proto, flags)
+
+
+async def _os_getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> list[Any]:
+    """The OS resolver: numeric answers inline, names in a cancellable worker thread."""
+    from .threads import to_thread
+
+    numeric = _numeric_getaddrinfo(host, port, family, type, proto, flags)
+    if numeric is not None:
+        from ._io import fast_checkpoint
+
+        await fast_checkpoint()
+        return numeric
+    # (to_thread returns a generator coroutine that mypy cannot see as awaitable)
+    return await to_thread(_stdsocket.getaddrinfo, host, port, family, type, proto,  # type: ignore[misc,no-any-return]
+                           flags, cancellable=True)
+
+
+async def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
+    """Reverse-resolve ``sockaddr`` like :func:`socket.getnameinfo`, in a worker thread.
+
+    ::
+
+        host, service = await socket.getnameinfo(("127.0.0.1", 80), 0)
+    """
+    from .threads import to_thread
+
+    return await to_thread(_stdsocket.getnameinfo, sockaddr, flags,  # type: ignore[misc,no-any-return]
+                           cancellable=True)
+
+
+# -- creating sockets -----------------------------------------------------------
+def socket(family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
+           fileno: int | None = None) -> SocketType:
+    """Create a new socket (like :class:`socket.socket`), wrapped for async use.
+
+    ::
+
+        sock = yieldio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    """
+    return SocketType(_StdSocket(family, type, proto, fileno))
+
+
+def from_stdlib(sock: _stdsocket.socket) -> SocketType:
+    """Wrap an existing stdlib socket; the wrapper owns it from now on.
+
+    The socket is switched to non-blocking mode. ::
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        ylistener = yieldio.socket.from_stdlib(listener)
+    """
+    return SocketType(sock)
+
+
+def socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM,
+               proto: int = 0) -> tuple[SocketType, SocketType]:
+    """A pair of connected sockets (like :func:`socket.socketpair`).
+
+    ::
+
+        a, b = yieldio.socket.socketpair()
+        await a.sendall(b"ping")
+        assert await b.recv(4) == b"ping"
+    """
+    a, b = _stdsocket.socketpair(family, type, proto)
+    return SocketType(a), SocketType(b)
+
+
+# -- the socket class --------------------------------------------------------------
+class SocketType:
+    """A non-blocking stdlib socket with async methods for everything that can wait.
+
+    ::
+
+        async with yieldio.socket.socket() as sock:     # closed on exit
+            await sock.connect(("127.0.0.1", 8000))
+            await sock.sendall(b"ping")
+            reply = await sock.recv(100)
+
+    Synchronous: ``bind``, ``listen``, ``shutdown``, ``close``, ``fileno``,
+    ``getsockname``, ``getpeername``, ``setsockopt``, ``getsockopt``.
+    Asynchronous (each a checkpoint): ``connect``, ``accept``, ``recv``,
+    ``recv_into``, ``recvfrom``, ``recvfrom_into``, ``recvmsg``, ``send``,
+    ``sendall``, ``sendto``, ``sendmsg``. At most one task may wait to read
+    and one to write at a time (:class:`yieldio.BusyResourceError`);
+    closing the socket wakes them with :class:`yieldio.ClosedResourceError`.
+    """
+
+    def __init__(self, sock: _stdsocket.socket) -> None:
+        if not isinstance(sock, _StdSocket):
+            raise TypeError(f"expected a stdlib socket.socket, not {type(sock).__name__}")
+        sock.setblocking(False)
+        self._sock = sock
+        # Bound methods of the stdlib socket, looked up once.
+        self._recv = sock.recv
+        self._send = sock.send
+
+    def __repr__(self) -> str:
+        return repr(self._sock).replace("<socket.socket", "<yieldio.socket.SocketType", 1)
+
+    # -- plain attributes and synchronous calls --------------------------------
+    @property
+    def family(self) -> int:
+        return self._sock.family
+
+    @property
+    def type(self) -> int:
+        return self._sock.type
+
+    @property
+    def proto(self) -> int:
+        return self._sock.proto
+
+    def fileno(self) -> int:
+        """The file descriptor, or -1 once closed."""
+        return self._sock.fileno()
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
+
+    def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
+        if optlen is None:
+            self._sock.setsockopt(level, optname, value)
+        else:
+            self._sock.setsockopt(level, optname, value, optlen)
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
+        if buflen is None:
+            return self._sock.getsockopt(level, optname)
+        return self._sock.getsockopt(level, optname, buflen)
+
+    def bind(self, address: Any) -> None:
+        """Bind to ``address``; the host must be an IP literal, ``""`` or ``"localhost"``.
+
+        (``bind`` is synchronous, so it cannot resolve names without blocking
+        the loop: resolve first with ``await yieldio.socket.getaddrinfo``.)
+        """
+        self._sock.bind(self._local_address(address))
+
+    def listen(self, backlog: int = SOMAXCONN) -> None:
+        self._sock.listen(backlog)
+
+    def shutdown(self, how: int) -> None:
+        """Shut down one or both directions (``SHUT_RD``, ``SHUT_WR``, ``SHUT_RDWR``)."""
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        """Close the socket (idempotent); tasks waiting on it get ``ClosedResourceError``."""
+        if self._sock.fileno() != -1:
+            notify_closing(self._sock)
+            self._sock.close()
+
+    def detach(self) -> int:
+        """Forget the file descriptor without closing it and return it."""
+        if self._sock.fileno() != -1:
+            notify_closing(self._sock)
+        return self._sock.detach()
+
+    @property
+    def closed(self) -> bool:
+        return self._sock.fileno() == -1
+
+    def __enter__(self) -> SocketType:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SocketType:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- address handling ------------------------------------------------------
+    def _local_address(self, address: Any) -> Any:
+        family = self._sock.family
+        if family not in (AF_INET, AF_INET6) or not isinstance(address, tuple):
+            return address
+        host = address[0]
+        if host in ("", None, "<broadcast>") or _is_ip_literal(host):
+            return address
+        if host == "localhost":
+            return ("127.0.0.1" if family == AF_INET else "::1",) + tuple(address[1:])
+        raise ValueError(
+            f"bind() cannot resolve the host name {host!r} without blocking the loop; "
+            "pass an IP address, or resolve it first with await yieldio.socket.getaddrinfo()"
+        )
+
+    async def _resolve_remote(self, address: Any) -> Any:
+        """Return ``address`` with its host name resolved (IP literals pass through)."""
+        family = self._sock.family
+        if family not in (AF_INET, AF_INET6) or not isinstance(address, tuple) or \
+                len(address) < 2:
+            return address
+        host = address[0]
+        if _is_ip_literal(host):
+            return address
+        infos = await getaddrinfo(host, address[1], family, self._sock.type, self._sock.proto)
+        if not infos:
+            raise gaierror(EAI_NONAME, f"no {family!r} address found for {host!r}")
+        sockaddr = infos[0][4]
+        if family == AF_INET6 and len(address) > 2:
+            sockaddr = (sockaddr[0], sockaddr[1], *address[2:])
+        return sockaddr
+
+    # -- connecting and accepting --------------------------------------------------
+    async def connect(self, address: Any) -> None:
+        """Connect to ``address``; a host name is resolved first (without blocking).
+
+        Raises the OS error of a failed attempt (``ConnectionRefusedError``,
+        ...). Cancelling ``connect`` raises ``Cancelled`` and closes nothing,
+        but the socket is then *unusable*: the kernel may still be completing
+        (or have completed) the attempt. Close it and make a new one.
+        """
+        try:
+            k = _local.kernel
+        except AttributeError:
+            _outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        address = await self._resolve_remote(address)
+        sock = self._sock
+        try:
+            sock.connect(address)
+        except BlockingIOError:
+            pass  # EINPROGRESS: finish below
+        else:
+            # Connected at once (Unix sockets, usually): the counted schedule point.
+            from ._io import fast_checkpoint
+
+            await fast_checkpoint()
+            return
+        if sock.family == AF_UNIX:
+            # A Unix socket says EAGAIN when the listener's backlog is full; no
+            # attempt is in progress, so readiness would tell nothing: retry.
+            await self._retry_unix_connect(address)
+            return
+        await wait_writable(sock)
+        err = sock.getsockopt(SOL_SOCKET, SO_ERROR)
+        if err:
+            import os
+
+            raise OSError(err, f"error connecting to {address!r}: {os.strerror(err)}")
+
+    async def _retry_unix_connect(self, address: Any) -> None:
+        from ._time import sleep
+
+        delay = 0.001
+        while True:
+            await sleep(delay)  # type: ignore[misc]
+            delay = min(delay * 2, 0.1)
+            try:
+                self._sock.connect(address)
+            except BlockingIOError:
+                continue
+            return
+
+    @types.coroutine
+    def accept(self) -> Generator[Any, Any, tuple[SocketType, Any]]:
+        """Wait for a connection; return ``(SocketType, address)``.
+
+        ::
+
+            conn, addr = await listener.accept()
+        """
+        try:
+            k = _local.kernel
+        except AttributeError:
+            _outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        sock = self._sock
+        try:
+            conn, addr = sock.accept()
+        except BlockingIOError:
+            pass
+        else:
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return SocketType(conn), addr
+        while True:
+            yield from wait_readable(sock)
+            try:
+                conn, addr = sock.accept()
+            except BlockingIOError:
+                continue
+            return SocketType(conn), addr
+
+    # -- receiving -------------------------------------------------------------------
+    @types.coroutine
+    def recv(self, bufsize: int, flags: int = 0) -> Generator[Any, Any, bytes]:
+        """Receive up to ``bufsize`` bytes; ``b""`` means the peer closed (EOF)."""
+        try:
+            k = _local.kernel
+        except AttributeError:
+            _outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        try:
+            data = self._recv(bufsize, flags)
+        except BlockingIOError:
+            pass
+        else:
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return data
+        sock = self._sock
+        while True:
+            yield from wait_readable(sock)
+            try:
+                return self._recv(bufsize, flags)
+            except BlockingIOError:
+                continue
+
+    @types.coroutine
+    def _io(self, fn: Any, args: tuple[Any, ...], wait: Any) -> Generator[Any, Any, Any]:
+        """Try ``fn(*args)``; on ``BlockingIOError`` wait with ``wait`` and retry."""
+        try:
+            k = _local.kernel
+        except AttributeError:
+            _outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        try:
+            result = fn(*args)
+        except BlockingIOError:
+            pass
+        else:
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return result
+        sock = self._sock
+        while True:
+            yield from wait(sock)
+            try:
+                return fn(*args)
+            except BlockingIOError:
+                continue
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Awaitable[int]:
+        """Receive into ``buffer``; return the number of bytes written (0 at EOF)."""
+        return self._io(self._sock.recv_into, (buffer, nbytes, flags),
+                        wait_readable)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> Awaitable[tuple[bytes, Any]]:
+        """Receive a datagram (or stream data): return ``(data, address)``."""
+        return self._io(self._sock.recvfrom, (bufsize, flags),
+                        wait_readable)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0,
+                      flags: int = 0) -> Awaitable[tuple[int, Any]]:
+        """Like :meth:`recvfrom` but into ``buffer``: return ``(nbytes, address)``."""
+        return self._io(self._sock.recvfrom_into,  # type: ignore[no-any-return]
+                        (buffer, nbytes, flags), wait_readable)
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
+                flags: int = 0) -> Awaitable[tuple[bytes, list[Any], int, Any]]:
+        """Like :meth:`socket.socket.recvmsg` (for example to receive file descriptors)."""
+        return self._io(self._sock.recvmsg,  # type: ignore[no-any-return]
+                        (bufsize, ancbufsize, flags), wait_readable)
+
+    # -- sending ---------------------------------------------------------------------
+    @types.coroutine
+    def send(self, data: Any, flags: int = 0) -> Generator[Any, Any, int]:
+        """Send some of ``data``; return how many bytes the OS accepted (at least 1)."""
+        try:
+            k = _local.kernel
+        except AttributeError:
+            _outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        try:
+            n = self._send(data, flags)
+        except BlockingIOError:
+            pass
+        else:
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return n
+        sock = self._sock
+        while True:
+            yield from wait_writable(sock)
+            try:
+                return self._send(data, flags)
+            except BlockingIOError:
+                continue
+
+    @types.coroutine
+    def sendall(self, data: Any, flags: int = 0) -> Generator[Any, Any, None]:
+        """Send all of ``data``, waiting for room as needed.
+
+        Memory stays bounded: nothing is copied or buffered. If ``sendall``
+        is cancelled part way it raises ``Cancelled`` and *how much was sent
+        is unknown* (some prefix of ``data``): the byte stream can no longer
+        be trusted; close the connection.
+        """
+        try:
+            k = _local.kernel
+        except AttributeError:
+            _outside_run()
+        task = k.current
+        if task._cancel_pending:
+            task._raise_cancel()
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = memoryview(data).cast("B")
+        total = len(data)
+        try:
+            sent = self._send(data, flags)
+        except BlockingIOError:
+            sent = 0
+        if sent == total:
+            k.fast_budget -= 1
+            if k.fast_budget <= 0:
+                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                yield SCHEDULE
+            return
+        sock = self._sock
+        send = self._send
+        with memoryview(data) as view:
+            while sent < total:
+                yield from wait_writable(sock)
+                try:
+                    sent += send(view[sent:], flags)
+                except BlockingIOError:
+                    pass
+
+    async def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+        """Send a datagram: ``sendto(data, address)`` or ``sendto(data, flags, address)``.
+
+        A host name in ``address`` is resolved first (without blocking).
+        """
+        if address is None:
+            flags, address = 0, flags_or_address
+        else:
+            flags = flags_or_address
+        address = await self._resolve_remote(address)
+        return await self._io(self._sock.sendto, (data, flags, address),  # type: ignore[no-any-return]
+                              wait_writable)
+
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0,
+                address: Any = None) -> Awaitable[int]:
+        """Like :meth:`socket.socket.sendmsg` (for example to pass file descriptors)."""
+        args = (buffers, ancdata, flags) if address is None else (buffers, ancdata, flags, address)
+        return self._io(self._sock.sendmsg, args, wait_writable)  # type: ignore[no-any-return]

@@ -1,0 +1,378 @@
+"""yieldio.socket: the async twin of the stdlib socket module, on real loopback sockets."""
+
+from __future__ import annotations
+
+import array
+import os
+import socket as stdsocket
+import time
+
+import pytest
+
+import yieldio
+from yieldio import socket as ysocket
+
+# -- the module ---------------------------------------------------------------------
+
+
+def test_constants_and_errors_are_the_stdlib_objects():
+    for name in ["AF_INET", "AF_INET6", "AF_UNIX", "SOCK_STREAM", "SOCK_DGRAM", "SOL_SOCKET",
+                 "SO_REUSEADDR", "SHUT_WR", "IPPROTO_TCP", "TCP_NODELAY", "AI_PASSIVE",
+                 "SO_PEERCRED", "MSG_DONTWAIT"]:
+        assert getattr(ysocket, name) == getattr(stdsocket, name), name
+    assert ysocket.gaierror is stdsocket.gaierror
+    assert ysocket.error is OSError
+    assert ysocket.timeout is stdsocket.timeout
+    assert ysocket.inet_aton("1.2.3.4") == b"\x01\x02\x03\x04"
+    for name in ysocket.__all__:
+        assert hasattr(ysocket, name), name
+
+
+def test_outside_run_is_a_clear_error():
+    a, b = ysocket.socketpair()
+    with a, b:
+        coro = a.recv(1)
+        with pytest.raises(RuntimeError, match=r"yieldio\.run"):
+            coro.send(None)
+
+
+def test_from_stdlib_makes_the_socket_nonblocking_and_rejects_other_types():
+    raw = stdsocket.socket()
+    assert raw.getblocking()
+    sock = ysocket.from_stdlib(raw)
+    with sock:
+        assert not raw.getblocking()
+        assert sock.family == stdsocket.AF_INET
+        assert sock.type == stdsocket.SOCK_STREAM
+        assert "yieldio.socket.SocketType" in repr(sock)
+    assert sock.closed
+    sock.close()  # idempotent
+    with pytest.raises(TypeError, match="stdlib socket"):
+        ysocket.from_stdlib(42)  # type: ignore[arg-type]
+
+
+# -- streams over socketpair -------------------------------------------------------
+
+
+def test_socketpair_send_recv_recv_into_and_sendall_of_a_big_buffer():
+    async def main():
+        a, b = ysocket.socketpair()
+        with a, b:
+            assert await a.send(b"ping") == 4
+            assert await b.recv(10) == b"ping"
+            buf = bytearray(10)
+            await b.sendall(b"pong")
+            n = await a.recv_into(buf)
+            assert bytes(buf[:n]) == b"pong"
+            big = os.urandom(3 << 20)  # more than the socket buffers: sendall must wait
+            got = bytearray()
+
+            async def reader():
+                while len(got) < len(big):
+                    got.extend(await b.recv(65536))
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(reader)
+                await a.sendall(memoryview(big))
+            assert bytes(got) == big
+            # A non-byte buffer is sent as its raw bytes.
+            await a.sendall(array.array("i", [1, 2]))
+            assert len(await b.recv(100)) == 2 * array.array("i").itemsize
+
+    yieldio.run(main)
+
+
+def test_recv_returns_empty_bytes_at_eof():
+    async def main():
+        a, b = ysocket.socketpair()
+        with a, b:
+            a.shutdown(ysocket.SHUT_WR)
+            assert await b.recv(10) == b""
+
+    yieldio.run(main)
+
+
+def test_sendmsg_recvmsg_pass_a_file_descriptor():
+    async def main():
+        a, b = ysocket.socketpair()
+        r, w = os.pipe()
+        try:
+            with a, b:
+                fds = array.array("i", [r])
+                await a.sendmsg([b"fd"], [(ysocket.SOL_SOCKET, ysocket.SCM_RIGHTS, fds)])
+                msg, ancdata, _flags, _addr = await b.recvmsg(10, ysocket.CMSG_SPACE(4))
+                assert msg == b"fd"
+                level, kind, data = ancdata[0]
+                assert (level, kind) == (ysocket.SOL_SOCKET, ysocket.SCM_RIGHTS)
+                received = array.array("i", data[:4])[0]
+                try:
+                    os.write(w, b"through the passed fd")
+                    assert os.read(received, 100) == b"through the passed fd"
+                finally:
+                    os.close(received)
+        finally:
+            os.close(r)
+            os.close(w)
+
+    yieldio.run(main)
+
+
+# -- TCP ----------------------------------------------------------------------------------
+
+
+def _listener() -> ysocket.SocketType:
+    sock = ysocket.socket()
+    sock.setsockopt(ysocket.SOL_SOCKET, ysocket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_tcp_connect_accept_and_addresses():
+    async def main():
+        with _listener() as listener:
+            port = listener.getsockname()[1]
+            client = ysocket.socket()
+            async with client:
+                async with yieldio.TaskGroup() as tg:
+                    accepted = tg.spawn(listener.accept)
+                    await client.connect(("127.0.0.1", port))
+                conn, addr = accepted.result()
+                with conn:
+                    assert isinstance(conn, ysocket.SocketType)
+                    assert addr == client.getsockname()
+                    assert conn.getpeername() == client.getsockname()
+                    await client.sendall(b"hello")
+                    assert await conn.recv(5) == b"hello"
+                    assert client.getsockopt(ysocket.SOL_SOCKET, ysocket.SO_ERROR) == 0
+
+    yieldio.run(main)
+
+
+def test_connect_resolves_a_host_name_without_blocking():
+    async def main():
+        with _listener() as listener:
+            port = listener.getsockname()[1]
+            async with ysocket.socket() as client:
+                await client.connect(("localhost", port))
+                assert client.getpeername() == ("127.0.0.1", port)
+                conn, _ = await listener.accept()
+                conn.close()
+
+    yieldio.run(main)
+
+
+def test_connect_to_a_closed_port_raises_connection_refused():
+    async def main():
+        with _listener() as listener:
+            port = listener.getsockname()[1]
+        async with ysocket.socket() as client:
+            with pytest.raises(ConnectionRefusedError):
+                await client.connect(("127.0.0.1", port))
+
+    yieldio.run(main)
+
+
+def test_bind_accepts_ip_literals_and_localhost_but_not_names():
+    with ysocket.socket() as s:
+        s.bind(("localhost", 0))
+        assert s.getsockname()[0] == "127.0.0.1"
+    with ysocket.socket(ysocket.AF_INET, ysocket.SOCK_DGRAM) as s:
+        s.bind(("", 0))
+    with ysocket.socket() as s:
+        with pytest.raises(ValueError, match="getaddrinfo"):
+            s.bind(("example.invalid", 0))
+
+
+def test_cancelled_connect_closes_nothing_but_leaves_the_socket_unusable():
+    # A listener with a full backlog never completes new handshakes: connect hangs.
+    raw = stdsocket.socket()
+    raw.bind(("127.0.0.1", 0))
+    raw.listen(0)
+    addr = raw.getsockname()
+    fillers = []
+
+    async def main():
+        for _ in range(4):
+            f = ysocket.socket()
+            fillers.append(f)
+            with yieldio.move_on_after(0.2):
+                await f.connect(addr)
+        hung = ysocket.socket()
+        with hung:
+            with yieldio.move_on_after(0.3) as scope:
+                await hung.connect(addr)
+            if not scope.cancelled_caught:
+                pytest.skip("this kernel completed every connect despite the full backlog")
+            assert not hung.closed  # the caller still owns it and must close it
+
+    try:
+        yieldio.run(main)
+    finally:
+        for f in fillers:
+            f.close()
+        raw.close()
+
+
+def test_connect_in_a_cancelled_scope_raises_before_doing_anything():
+    async def main():
+        with _listener() as listener:
+            async with ysocket.socket() as client:
+                with yieldio.CancelScope() as scope:
+                    scope.cancel()
+                    await client.connect(listener.getsockname())
+                assert scope.cancelled_caught
+                with pytest.raises(OSError):
+                    client.getpeername()  # never connected
+
+    yieldio.run(main)
+
+
+# -- checkpoints, cancellation, concurrency ----------------------------------------------
+
+
+def test_every_operation_is_a_checkpoint_even_when_it_would_not_wait():
+    async def main():
+        a, b = ysocket.socketpair()
+        with a, b:
+            await a.sendall(b"data ready")
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await b.recv(100)  # data is there, but the cancel check comes first
+            assert scope.cancelled_caught
+            assert await b.recv(100) == b"data ready"  # nothing was consumed
+
+    yieldio.run(main)
+
+
+def test_cancelled_recv_loses_nothing_and_the_socket_stays_usable():
+    async def main():
+        a, b = ysocket.socketpair()
+        with a, b:
+            with yieldio.move_on_after(0.05) as scope:
+                await b.recv(10)
+            assert scope.cancelled_caught
+            await a.sendall(b"later")
+            assert await b.recv(10) == b"later"
+
+    yieldio.run(main)
+
+
+def test_closing_a_socket_wakes_its_blocked_reader_with_closed_resource_error():
+    async def main():
+        a, b = ysocket.socketpair()
+        with a:
+            async def reader():
+                with pytest.raises(yieldio.ClosedResourceError):
+                    await b.recv(10)
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(reader)
+                await yieldio.sleep(0.05)
+                b.close()
+
+    yieldio.run(main)
+
+
+def test_two_tasks_receiving_at_once_get_busy_resource_error():
+    async def main():
+        a, b = ysocket.socketpair()
+        with a, b:
+            async with yieldio.TaskGroup() as tg:
+                first = tg.spawn(b.recv, 10)
+                await yieldio.sleep(0.05)
+                with pytest.raises(yieldio.BusyResourceError):
+                    await b.recv(10)
+                await a.sendall(b"x")
+            assert first.result() == b"x"
+
+    yieldio.run(main)
+
+
+def test_a_busy_socket_does_not_starve_other_tasks():
+    async def main():
+        a, b = ysocket.socketpair()
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await yieldio.sleep(0)
+
+        with a, b:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(ticker)
+                # Every send and recv succeeds at once: only the counted
+                # schedule points let the ticker run.
+                for _ in range(2000):
+                    await a.send(b"x")
+                    await b.recv(1)
+                tg.cancel()
+        assert ticks > 20
+
+    yieldio.run(main)
+
+
+# -- name resolution ------------------------------------------------------------------------
+
+
+def test_getaddrinfo_numeric_names_and_unknown_hosts():
+    async def main():
+        infos = await ysocket.getaddrinfo("127.0.0.1", 80, type=ysocket.SOCK_STREAM)
+        assert infos[0][4] == ("127.0.0.1", 80)
+        infos = await ysocket.getaddrinfo("localhost", "80", ysocket.AF_INET,
+                                          ysocket.SOCK_STREAM)
+        assert ("127.0.0.1", 80) in [i[4] for i in infos]
+        with yieldio.fail_after(20):
+            with pytest.raises(ysocket.gaierror):
+                await ysocket.getaddrinfo("nonexistent.invalid", 80)
+        host, service = await ysocket.getnameinfo(("127.0.0.1", 80),
+                                                  ysocket.NI_NUMERICHOST | ysocket.NI_NUMERICSERV)
+        assert (host, service) == ("127.0.0.1", "80")
+
+    yieldio.run(main)
+
+
+def test_getaddrinfo_of_a_name_is_cancellable():
+    def slow_resolver(*args):
+        time.sleep(0.5)
+        return []
+
+    async def main():
+        original = stdsocket.getaddrinfo
+        stdsocket.getaddrinfo = slow_resolver  # the worker thread calls this one
+        try:
+            start = time.monotonic()
+            with yieldio.move_on_after(0.05) as scope:
+                await ysocket.getaddrinfo("slow.example", 80)
+            assert scope.cancelled_caught
+            assert time.monotonic() - start < 0.4
+        finally:
+            stdsocket.getaddrinfo = original
+
+    yieldio.run(main)
+
+
+def test_getaddrinfo_goes_through_an_installed_network():
+    class Network:
+        asked: list[tuple] = []
+
+        async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+            self.asked.append((host, port))
+            return [(ysocket.AF_INET, ysocket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
+
+    async def main():
+        infos = await ysocket.getaddrinfo("db.internal", 5432)
+        assert infos[0][4] == ("10.1.2.3", 5432)
+
+    net = Network()
+    yieldio.run(main, network=net)
+    assert net.asked == [("db.internal", 5432)]
+
+
+def test_detach_returns_the_fd_without_closing_it():
+    sock = ysocket.socket()
+    fd = sock.detach()
+    assert sock.closed
+    os.close(fd)  # still open: we own it now
