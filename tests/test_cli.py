@@ -32,5 +32,6 @@ def test_demo_tours_the_model():
     assert out.returncode == 0, out.stderr
     text = out.stdout
     for expected in ("liftoff", "500 tasks finished", "cancelled_caught=True",
-                     "sleeper state: cancelled", "no RecursionError", "ExceptionGroup"):
+                     "sleeper state: cancelled", "no RecursionError", "ExceptionGroup",
+                     "1000/1000 clients done", "latency p50"):
         assert expected in text, (expected, text)

@@ -117,6 +117,12 @@ def _extra_sections() -> list[Any]:
         pass
     else:
         sections.append(net_section)
+    try:
+        from ._demo_net_http import http_section
+    except ImportError:
+        pass
+    else:
+        sections.append(http_section)
     return sections
 
 
