@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 import tracemalloc
+import types
 import weakref
 from types import GeneratorType
 from typing import Any
@@ -867,6 +868,46 @@ def test_native_coroutine_objects_are_called_too():
     with pytest.raises(StopIteration) as stop:
         next(t)
     assert stop.value.value == 20
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        [("send", None), ("throw", KeyError("k")), ("send", 5)],
+        [("send", None), ("close",)],
+        [("send", None), ("throw", 5)],  # not an exception: TypeError, raised in the frames
+        [("send", None), ("send", 7)],
+    ],
+)
+def test_async_def_callees_match_await(script: list[Any]):
+    def make(mode: str, log: list[Any]) -> Any:
+        @types.coroutine
+        def park(tag: str):
+            try:
+                return (yield tag)
+            finally:
+                log.append(("park exits", tag))
+
+        async def inner() -> Any:
+            try:
+                return await park("parked")
+            finally:
+                log.append("inner finally")
+
+        @types.coroutine
+        def outer():
+            try:
+                r = (yield from inner()) if mode == NATIVE else (yield inner())
+            except KeyError as e:
+                log.append(("outer caught", e.args))
+                r = yield "after"
+            return r
+
+        return outer()
+
+    results, log = both(make, script)
+    assert results[0] == ("yield", "parked")
+    assert log[:2] == [("park exits", "parked"), "inner finally"]
 
 
 def test_custom_subcall_predicate():
