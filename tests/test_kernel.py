@@ -345,3 +345,19 @@ def test_unknown_run_option_is_rejected():
     with pytest.raises(TypeError, match="unexpected"):
         yieldio.run(coro, bogus=1)
     coro.close()
+
+
+def test_yielding_a_socket_is_a_bad_yield_not_a_call():
+    import socket
+
+    def bad():
+        a, b = socket.socketpair()
+        try:
+            yield a
+        except TypeError as e:
+            return "socket" in str(e)
+        finally:
+            a.close()
+            b.close()
+
+    assert yieldio.run(bad) is True

@@ -40,7 +40,7 @@ from . import _state
 from ._cancel import CancelScope, remove_task_scope
 from ._exceptions import Cancelled, ClosedResourceError, Deadlock
 from ._task import CANCELLED, DONE, FAILED, RUNNING, Task, throw_into
-from ._trampoline import Trampoline, is_subcoroutine
+from ._trampoline import Trampoline
 from ._traps import PARK, SCHEDULE
 
 __all__ = ["Kernel", "run", "SystemClock"]
@@ -494,10 +494,10 @@ class Kernel:
                 task._val = None
                 self.ready.append(task)
                 return
-            if is_subcoroutine(value):
+            if is_call(value):
                 tramp = task._tramp
                 if tramp is None:
-                    tramp = task._tramp = Trampoline(task.coro, started=True)
+                    tramp = task._tramp = Trampoline(task.coro, started=True, subcall=is_call)
                     task._send = tramp.send
                 tramp.push(value)
                 try:
@@ -726,6 +726,20 @@ class Kernel:
         self.epoll.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def is_call(value: Any) -> bool:
+    """What the kernel treats as a trampolined call when a task yields it.
+
+    Generators and coroutine objects, and hand-written coroutines that are
+    also iterators (``send`` *and* ``__next__``, the shape of a generator).
+    A socket has ``send`` but is no coroutine: yielding one is a bad yield.
+    """
+    t = type(value)
+    if t is GeneratorType or t is CoroutineType:
+        return True
+    return (not isinstance(value, type) and callable(getattr(value, "send", None))
+            and callable(getattr(value, "__next__", None)))
 
 
 def _raise_cancelled_main(main: Task) -> Any:
