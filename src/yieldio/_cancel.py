@@ -127,7 +127,7 @@ class CancelScope:
             return
         self._cancel_called = True
         self._disarm_deadline()
-        if self._parent is not None or self._is_task_root:
+        if self._entered:  # not yet entered: __enter__ will see cancel_called
             self._recompute()
 
     def _recompute(self) -> None:

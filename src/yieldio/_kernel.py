@@ -112,7 +112,8 @@ class _SleepWait:
         entry = task._timer
         if entry is None:
             return "sleep"
-        return f"sleep until +{entry[0] - task._kernel.clock_now():.2f} s"
+        left = max(0.0, entry[0] - task._kernel.clock_now())
+        return f"sleep until +{left:.2f} s"
 
 
 SLEEP_WAIT = _SleepWait()
@@ -217,8 +218,7 @@ class Kernel:
 
         defined = [(_defined_hooks(i), i) for i in self.instruments]
         for name in _HOOKS:
-            self._hooks[name] = tuple(self._guard(i, name) for names, i in defined
-                                      if name in names)
+            self._hooks[name] = tuple(getattr(i, name) for names, i in defined if name in names)
         if self._hooks["task_scheduled"]:
             self.reschedule = self._reschedule_instrumented  # type: ignore[method-assign]
             self.reschedule_error = self._reschedule_error_instrumented  # type: ignore[method-assign]
@@ -226,24 +226,21 @@ class Kernel:
             self.__dict__.pop("reschedule", None)
             self.__dict__.pop("reschedule_error", None)
 
-    def _guard(self, inst: Any, name: str) -> Callable[..., None]:
-        """Wrap a hook so that a broken instrument is reported and removed, not fatal."""
-        hook = getattr(inst, name)
-
-        def guarded(*args: Any) -> None:
-            try:
-                hook(*args)
-            except Exception as exc:
-                print(f"yieldio: instrument {inst!r} raised {exc!r} in {name}; removing it",
-                      file=sys.stderr)
-                if inst in self.instruments:
-                    self.remove_instrument(inst)
-
-        return guarded
+    def _instrument_failed(self, hook: Any, exc: Exception) -> None:
+        """A broken instrument is reported and removed, never fatal to the program."""
+        inst = getattr(hook, "__self__", hook)
+        name = getattr(hook, "__name__", "?")
+        print(f"yieldio: instrument {inst!r} raised {exc!r} in {name}; removing it",
+              file=sys.stderr)
+        if inst in self.instruments:
+            self.remove_instrument(inst)
 
     def _call_hooks(self, name: str, *args: Any) -> None:
         for hook in self._hooks[name]:
-            hook(*args)
+            try:  # free in CPython 3.11 when nothing raises
+                hook(*args)
+            except Exception as exc:
+                self._instrument_failed(hook, exc)
 
     # -- scheduling -----------------------------------------------------------
     def reschedule(self, task: Task, value: Any = None) -> None:
@@ -486,7 +483,7 @@ class Kernel:
         Loops without recursion: the pushed call's first yield comes back here
         until it is a trap.
         """
-        run = task._ctx_run
+        run = task._context.run
         while True:
             if value is PARK:
                 return
@@ -498,10 +495,10 @@ class Kernel:
                 tramp = task._tramp
                 if tramp is None:
                     tramp = task._tramp = Trampoline(task.coro, started=True, subcall=is_call)
-                    task._send = tramp.send
+                    task._driver = tramp
                 tramp.push(value)
                 try:
-                    value = run(task._send, None)
+                    value = run(tramp.send, None)
                 except BaseException as exc:
                     self._task_exited(task, exc)
                     return
@@ -524,7 +521,6 @@ class Kernel:
         else:
             task._state = FAILED
             task._exception = exc
-        task._send = None  # type: ignore[assignment]
         task._val = None
         scope = task._scope
         scope._tasks.pop(task, None)
@@ -648,15 +644,14 @@ class Kernel:
                 task = popleft()
                 self.current = task
                 if before:
-                    for h in before:
-                        h(task)
+                    self._call_hooks("before_task_step", task)
                 exc = task._exc
                 try:
                     if exc is None:
-                        value = task._ctx_run(task._send, task._val)
+                        value = task._context.run(task._driver.send, task._val)
                     else:
                         task._exc = None
-                        value = task._ctx_run(throw_into, task, exc)
+                        value = task._context.run(throw_into, task, exc)
                 except BaseException as e:
                     task_exited(task, e)
                 else:
@@ -668,8 +663,7 @@ class Kernel:
                     else:
                         odd_yield(task, value)
                 if after:
-                    for h in after:
-                        h(task)
+                    self._call_hooks("after_task_step", task)
             self.current = None
 
     def _report_deadlock(self) -> None:
@@ -700,7 +694,7 @@ class Kernel:
             close = getattr(coro, "close", None)
             if close is not None:
                 try:
-                    task._ctx_run(close)
+                    task._context.run(close)
                 except BaseException:
                     pass
 
@@ -812,12 +806,12 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
     network = debug_opts.pop("network", None)
     if options:
         raise TypeError(f"yieldio.run() got unexpected options {sorted(options)}")
-    coro = _as_coroutine(fn, args, "yieldio.run()")
     extra = []
     if debug_opts or os.environ.get("YIELDIO_DEBUG") or os.environ.get("YIELDIO_MONITOR"):
         from . import _runopts
 
         extra = _runopts.instruments_for(debug_opts)
+    coro = _as_coroutine(fn, args, "yieldio.run()")
     kernel = Kernel(clock, list(instruments) + extra, seed)
     _state.local.kernel = kernel
     try:

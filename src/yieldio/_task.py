@@ -61,8 +61,8 @@ class Task:
         "id",
         "_name",
         "coro",
-        "_send",
-        "_ctx_run",
+        "_driver",
+        "_context",
         "_val",
         "_exc",
         "_wait",
@@ -91,8 +91,11 @@ class Task:
         self.id = next(_ids)
         self._name = name
         self.coro = coro
-        self._send = coro.send
-        self._ctx_run = context.run
+        # What the kernel sends to: the coroutine, or its Trampoline once the
+        # task made a trampolined call. (Bound methods are not cached: each
+        # would be one more GC-tracked object per task.)
+        self._driver = coro
+        self._context = context
         self._val = None
         self._exc: BaseException | None = None
         self._wait: Any = None
@@ -237,8 +240,7 @@ def throw_into(task: Task, exc: BaseException) -> Any:
     A hand-written coroutine without ``throw()`` cannot receive it: the
     exception then ends the task, as if raised by the coroutine.
     """
-    driver = task._tramp if task._tramp is not None else task.coro
-    throw = getattr(driver, "throw", None)
+    throw = getattr(task._driver, "throw", None)
     if throw is None:
         raise exc
     return throw(exc)

@@ -10,6 +10,7 @@ anyone who joins the task).
 from __future__ import annotations
 
 import types
+from types import CoroutineType, FunctionType, GeneratorType
 from collections.abc import Generator
 from typing import Any
 
@@ -137,9 +138,17 @@ class TaskGroup:
         ``fn`` is an async function, a generator function, or an already
         created coroutine object (then pass no args).
         """
-        if not self._entered or self._closed:
+        if self._closed or not self._entered:
             raise RuntimeError("this TaskGroup is not open: spawn inside its 'async with' block")
-        coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
+        if type(fn) is FunctionType:  # inline fast path of _as_coroutine
+            coro = fn(*args)
+            if (type(coro) is not CoroutineType and type(coro) is not GeneratorType
+                    and not hasattr(coro, "send")):
+                raise TypeError(f"TaskGroup.spawn(): {fn.__qualname__!r} returned {coro!r}, "
+                                "which is not a coroutine (is it a plain function? use "
+                                "'async def' or a generator)")
+        else:
+            coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
         k = self._kernel
         task = k.spawn(coro, self._scope, k.current, self, name)
         self._tasks[task] = None

@@ -1,0 +1,320 @@
+"""The debugging commands of ``python -m yieldio``: run, monitor, trace.
+
+Each ``cmd_*`` takes the arguments after the command name and returns an
+exit code::
+
+    python -m yieldio run --trace trace.json --monitor app.py --port 8080
+    python -m yieldio monitor 12345 -c tree
+    python -m yieldio trace view trace.json -o trace.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import runpy
+import select
+import sys
+import time
+import traceback
+from typing import Any
+
+__all__ = ["cmd_run", "cmd_monitor", "cmd_trace"]
+
+
+# -- run ----------------------------------------------------------------------------
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m yieldio run",
+        description="Run SCRIPT's main() -- an 'async def main()' or a generator function -- "
+                    "under yieldio.run(), with debugging options. The script's top level runs "
+                    "first (with __name__ set to '__yieldio_main__', so its own "
+                    "'if __name__ == \"__main__\"' block is skipped); sys.argv is "
+                    "[SCRIPT, ARGS...]. main()'s return value is the exit code (None: 0).",
+        epilog="example: python -m yieldio run --trace trace.json --debug server.py --port 8080")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace of the run to FILE")
+    p.add_argument("--monitor", action="store_true",
+                   help="serve the live monitor (then: python -m yieldio monitor PID)")
+    p.add_argument("--debug", action="store_true",
+                   help="debug mode: report slow steps (>100 ms) and never-awaited coroutines")
+    p.add_argument("--slow-step", type=float, metavar="SECONDS",
+                   help="with --debug: the slow-step threshold (default 0.1)")
+    p.add_argument("script", help="the Python file to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    return p
+
+
+def cmd_run(argv: list[str]) -> int:
+    """``python -m yieldio run [--trace FILE] [--monitor] [--debug] SCRIPT [ARGS...]``."""
+    args = _run_parser().parse_args(argv)
+    script = args.script
+    if not os.path.isfile(script):
+        print(f"yieldio run: no such file: {script!r}", file=sys.stderr)
+        return 2
+    opts: dict[str, Any] = {}
+    if args.trace:
+        opts["trace"] = args.trace
+    if args.monitor:
+        opts["monitor"] = True
+    if args.debug:
+        opts["debug"] = args.slow_step if args.slow_step else True
+    elif args.slow_step:
+        print("yieldio run: --slow-step needs --debug", file=sys.stderr)
+        return 2
+
+    import yieldio
+
+    from . import _runopts
+
+    # Build the instruments here, not inside run(): a bad --trace path is a
+    # usage error reported before the script is even imported. Options not
+    # given still come from YIELDIO_DEBUG / YIELDIO_MONITOR.
+    try:
+        instruments = _runopts.instruments_for(opts)
+    except (TypeError, ValueError, OSError) as exc:
+        print(f"yieldio run: {exc}", file=sys.stderr)
+        return 2
+
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [script, *args.args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    try:
+        try:
+            namespace = runpy.run_path(script, run_name="__yieldio_main__")
+        except SystemExit as exc:
+            return _exit_code(exc.code)
+        except BaseException:
+            traceback.print_exc()
+            return 1
+        main = namespace.get("main")
+        if main is None:
+            print(f"yieldio run: {script} has no main() function; define 'async def main()' "
+                  "(or a generator function main) for yieldio to run", file=sys.stderr)
+            return 2
+        if not (inspect.iscoroutinefunction(main) or inspect.isgeneratorfunction(main)):
+            kind = type(main).__name__ if not callable(main) else "plain function"
+            print(f"yieldio run: main in {script} is a {kind}; it must be 'async def main()' "
+                  "or a generator function", file=sys.stderr)
+            return 2
+        try:
+            # debug/monitor=False: the environment was read above already.
+            result = yieldio.run(main, instruments=instruments, debug=False, monitor=False)
+        except SystemExit as exc:
+            return _exit_code(exc.code)
+        except KeyboardInterrupt:
+            print("yieldio run: interrupted", file=sys.stderr)
+            return 130
+        except BaseException:
+            traceback.print_exc()
+            return 1
+        return _exit_code(result)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _exit_code(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):  # like sys.exit(): True is 1, False is 0
+        return value
+    print(value, file=sys.stderr)
+    return 1
+
+
+# -- monitor -----------------------------------------------------------------------------
+def _monitor_parser() -> argparse.ArgumentParser:
+    from .debug._monitor import COMMANDS
+
+    p = argparse.ArgumentParser(
+        prog="python -m yieldio monitor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Attach to a yieldio program started with monitor=True (or\n"
+                    "YIELDIO_MONITOR=1, or 'python -m yieldio run --monitor') and look\n"
+                    "inside it while it runs. Without -c, an interactive prompt.\n\n"
+                    "commands:\n" + "\n".join("  " + v for v in COMMANDS.values()),
+        epilog="examples:\n  python -m yieldio monitor 12345\n"
+               "  python -m yieldio monitor 12345 -c tree -c 'where 7'\n"
+               "  python -m yieldio monitor /run/user/1000/yieldio/12345.sock -c stats")
+    p.add_argument("target", nargs="?",
+                   help="the program's PID or monitor socket path (default: the only one "
+                        "running)")
+    p.add_argument("-c", "--command", action="append", metavar="CMD",
+                   help="run CMD, print its answer and exit (may be repeated)")
+    p.add_argument("-n", "--iterations", type=int, default=None, metavar="N",
+                   help="top: refresh N times then exit (default: until q; 1 with -c)")
+    p.add_argument("-i", "--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="top: seconds between refreshes (default 1)")
+    return p
+
+
+def cmd_monitor(argv: list[str]) -> int:
+    """``python -m yieldio monitor [PID | SOCKET] [-c CMD]...``."""
+    from .debug._monitor import MonitorError
+    from .debug._monitor_client import MonitorClient, find_monitor_socket
+
+    args = _monitor_parser().parse_args(argv)
+    if args.interval <= 0:
+        print("yieldio monitor: --interval must be > 0", file=sys.stderr)
+        return 2
+    try:
+        client = MonitorClient(find_monitor_socket(args.target))
+    except MonitorError as exc:
+        print(f"yieldio monitor: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.command:
+            status = 0
+            for line in args.command:
+                code = _one_command(client, line, args, interactive=False)
+                if code is None:
+                    break
+                status = status or code
+            return status
+        return _interactive(client, args)
+    except MonitorError as exc:
+        print(f"yieldio monitor: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+def _one_command(client: Any, line: str, args: argparse.Namespace,
+                 interactive: bool) -> int | None:
+    """Run one command line; None means quit. Returns 0 or 1 (the answer's ok)."""
+    cmd, _, arg = line.strip().partition(" ")
+    if not cmd:
+        return 0
+    if cmd in ("quit", "exit", "q"):
+        return None
+    if cmd == "top":
+        return _top(client, args, interactive)
+    reply = client.request(cmd, arg.strip())
+    out = sys.stdout if reply.get("ok") else sys.stderr
+    print(reply.get("text", ""), file=out, flush=True)
+    return 0 if reply.get("ok") else 1
+
+
+def _interactive(client: Any, args: argparse.Namespace) -> int:
+    hello = client.hello
+    prog = os.path.basename(hello.get("argv", ["?"])[0] or "?")
+    print(f"yieldio monitor: pid {hello.get('pid')} ({prog}) at {client.path}")
+    print("type 'help' for commands, 'quit' to leave (the program keeps running)")
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    while True:
+        try:
+            line = input("yieldio> ")
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:
+            print()
+            continue
+        if _one_command(client, line, args, interactive=True) is None:
+            return 0
+
+
+def _top(client: Any, args: argparse.Namespace, interactive: bool) -> int:
+    """A refreshing view: redraw in place until q (or N refreshes)."""
+    tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
+    count = args.iterations if args.iterations is not None else (None if tty else 1)
+    refreshes = 0
+    status = 0
+    saved = None
+    if tty:
+        import termios
+        import tty as _tty
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        _tty.setcbreak(fd)
+    try:
+        while count is None or refreshes < count:
+            reply = client.request("top")
+            refreshes += 1
+            status = 0 if reply.get("ok") else 1
+            if tty:
+                # Home the cursor and clear the screen: the view refreshes in place.
+                sys.stdout.write("\x1b[H\x1b[2J")
+                sys.stdout.write(reply.get("text", "") + "\n\n(q to quit)\n")
+                sys.stdout.flush()
+            else:
+                print(reply.get("text", ""), flush=True)
+                if count is None or refreshes < count:
+                    print()
+            if count is not None and refreshes >= count:
+                break
+            if tty:
+                ready, _, _ = select.select([sys.stdin], [], [], args.interval)
+                if ready and sys.stdin.read(1).lower() == "q":
+                    break
+            else:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+        client.request("top", "stop")
+    return status
+
+
+# -- trace --------------------------------------------------------------------------------
+def _trace_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m yieldio trace",
+        description="Work with trace files written by yieldio.run(main, trace='trace.json') "
+                    "or 'python -m yieldio run --trace FILE'. They are Chrome trace event "
+                    "JSON: https://ui.perfetto.dev and chrome://tracing open them too.")
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    view = sub.add_parser(
+        "view", help="render a trace as a self-contained HTML timeline",
+        description="Render TRACE as one HTML file that needs no network: one row per task, "
+                    "zoom with the mouse wheel, drag to pan, hover for details.")
+    view.add_argument("trace", help="the trace file (JSON)")
+    view.add_argument("-o", "--output", metavar="HTML",
+                      help="where to write the page (default: TRACE with .html)")
+    view.add_argument("--title", help="the page title (default: the trace file name)")
+    return p
+
+
+def cmd_trace(argv: list[str]) -> int:
+    """``python -m yieldio trace view TRACE [-o HTML]``."""
+    from .debug._trace_html import load_trace, render_html
+
+    args = _trace_parser().parse_args(argv)
+    src = args.trace
+    out = args.output or (os.path.splitext(src)[0] + ".html")
+    if os.path.abspath(out) == os.path.abspath(src):
+        print("yieldio trace view: the output would overwrite the trace; use -o",
+              file=sys.stderr)
+        return 2
+    try:
+        trace = load_trace(src)
+    except FileNotFoundError:
+        print(f"yieldio trace view: no such file: {src!r}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"yieldio trace view: {exc}", file=sys.stderr)
+        return 2
+    page = render_html(trace, title=args.title or f"yieldio trace: {os.path.basename(src)}")
+    tmp = f"{out}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(page)
+        os.replace(tmp, out)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        print(f"yieldio trace view: cannot write {out!r}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({len(page) // 1024:,} KiB); open it in a browser")
+    return 0

@@ -1,0 +1,553 @@
+"""The live monitor: look at a running program from another terminal.
+
+``yieldio.run(main, monitor=True)`` (or ``YIELDIO_MONITOR=1``) serves a
+monitor on a Unix socket -- never TCP -- named ``<pid>.sock`` in a directory
+that only the user can enter (mode 0700: ``$XDG_RUNTIME_DIR/yieldio``, else
+``/tmp/yieldio-<uid>``; ``YIELDIO_MONITOR_DIR`` overrides). Then::
+
+    $ python -m yieldio monitor 12345
+    yieldio monitor: pid 12345 (app.py), 10,003 tasks
+    > tree
+    > where 17
+    > top
+
+How it stays out of the program's way: the socket is served by a daemon
+thread with blocking I/O, so an idle monitor costs the event loop nothing.
+Each command that needs kernel state is run *on the kernel thread* through
+``call_soon_threadsafe`` between two batches of task steps, and the answer
+is handed back through a ``threading.Event`` with a timeout: snapshots are
+consistent, and no other thread ever walks kernel structures. If the loop
+does not answer in time (a step is blocking it), the monitor says so and
+shows where the kernel thread is, from ``sys._current_frames()``.
+
+The protocol is JSON lines: a greeting, then one response per request
+``{"cmd": "tree", "arg": ""}`` -> ``{"ok": true, "text": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from .. import _state
+from ._stack import format_stack
+from ._tree import describe_wait, render_table, render_tree, snapshot
+
+__all__ = ["MonitorServer", "monitor_dir", "COMMANDS", "MonitorError"]
+
+PROTOCOL = 1
+#: Seconds a command waits for the kernel thread to answer.
+ANSWER_TIMEOUT = 2.0
+
+COMMANDS = {
+    "ps": "ps              one line per task: id, parent, state, name, wait, where",
+    "tree": "tree [--full]   the task tree (--full: do not fold identical siblings)",
+    "where": "where TASK      the whole stack of a task (TASK: an id or a unique name)",
+    "cancel": "cancel TASK     cancel a task",
+    "stats": "stats           tasks, ready queue, loop iterations/s, steps/s, fds watched",
+    "top": "top             a refreshing view of the busiest tasks (q quits)",
+    "help": "help            this list",
+    "quit": "quit            leave the monitor (the program keeps running)",
+}
+
+
+class MonitorError(Exception):
+    """The monitor socket cannot be created, found or reached::
+
+        try:
+            path = find_monitor_socket("12345")
+        except MonitorError as exc:
+            print(exc)   # "no monitor socket for pid 12345 in ... (is it running ...?)"
+    """
+
+
+# -- where the sockets live ---------------------------------------------------------
+def _check_private_dir(path: str) -> None:
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise MonitorError(f"refusing to use {path!r} for monitor sockets: it is not a "
+                           "directory (a symlink?)")
+    if st.st_uid != os.getuid():
+        raise MonitorError(f"refusing to use {path!r} for monitor sockets: it belongs to "
+                           f"uid {st.st_uid}, not to you (uid {os.getuid()})")
+    if st.st_mode & 0o077:
+        raise MonitorError(f"refusing to use {path!r} for monitor sockets: its mode is "
+                           f"{stat.S_IMODE(st.st_mode):04o}; it must be 0700 (only you may "
+                           f"enter it). Fix it with: chmod 700 {path}")
+
+
+def monitor_dir(create: bool = False) -> str:
+    """The per-user directory of monitor sockets, checked (and made, mode 0700).
+
+    ``YIELDIO_MONITOR_DIR`` if set; else ``$XDG_RUNTIME_DIR/yieldio`` when
+    that runtime directory is ours; else ``<tmp>/yieldio-<uid>``::
+
+        monitor_dir()        # '/run/user/1000/yieldio'
+
+    Raises :class:`MonitorError` if the directory exists but is not a
+    directory owned by the user with mode 0700.
+    """
+    path = os.environ.get("YIELDIO_MONITOR_DIR")
+    if not path:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        try:
+            usable = bool(xdg) and os.stat(xdg).st_uid == os.getuid()  # type: ignore[arg-type]
+        except OSError:
+            usable = False
+        if usable:
+            path = os.path.join(xdg, "yieldio")  # type: ignore[arg-type]
+        else:
+            path = os.path.join(tempfile.gettempdir(), f"yieldio-{os.getuid()}")
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    if os.path.lexists(path):
+        _check_private_dir(path)
+    return path
+
+
+# -- the server ---------------------------------------------------------------------
+class _Sampler:
+    """Which task is running, sampled from a thread; alive only while someone runs ``top``.
+
+    Statistical, like a sampling profiler: no hook runs per step, so watching
+    ``top`` costs the program a few GIL hand-offs per millisecond, not a
+    slower step. A task runs at most once per loop iteration and the kernel
+    clears ``current`` while it polls, so "no current task" is idle time.
+    """
+
+    def __init__(self, kernel: Any, interval: float = 0.002) -> None:
+        self.kernel = kernel
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._counts: dict[int, int] = {}
+        self._samples = 0
+        self._idle = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="yieldio-monitor-sampler",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        k = self.kernel
+        while not self._stop.wait(self.interval):
+            cur = k.current  # one attribute read, atomic under the GIL
+            with self._lock:
+                self._samples += 1
+                if cur is None:
+                    self._idle += 1
+                else:
+                    tid = cur.id
+                    self._counts[tid] = self._counts.get(tid, 0) + 1
+
+    def take(self) -> tuple[dict[int, int], int, int]:
+        """(samples per task id, all samples, idle samples) since the last take."""
+        with self._lock:
+            out = (self._counts, self._samples, self._idle)
+            self._counts, self._samples, self._idle = {}, 0, 0
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class MonitorServer:
+    """Instrument that serves the monitor while the kernel runs.
+
+    ``yieldio.run(main, monitor=True)`` attaches one; to choose the socket::
+
+        yieldio.run(main, instruments=[MonitorServer("/run/user/1000/app.sock")])
+
+    The socket (mode 0600, in a 0700 directory) is removed when the run ends.
+    ``announce`` prints where it listens on stderr.
+    """
+
+    def __init__(self, path: str | None = None, *, announce: bool = True,
+                 answer_timeout: float = ANSWER_TIMEOUT) -> None:
+        if path is None:
+            self._dir: str | None = monitor_dir(create=True)
+        else:
+            self._dir = None
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise MonitorError(f"cannot create the monitor socket {path!r}: directory "
+                                   f"{parent!r} does not exist")
+            # Checked here too, so that run() fails before the program starts
+            # (an instrument's error in before_run would only be printed).
+            if os.path.lexists(path) and self._in_use(path):
+                raise MonitorError(f"another program's monitor already listens at {path!r}")
+        self.path = path
+        self.announce = announce
+        self.answer_timeout = answer_timeout
+        self._kernel: Any = None
+        self._kernel_thread = 0
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._started = time.time()
+        self._samplers: set[_Sampler] = set()
+        self._pending: set[threading.Event] = set()
+
+    # -- lifecycle (kernel thread) -----------------------------------------------
+    def before_run(self) -> None:
+        self._kernel = _state.current_kernel()
+        self._kernel_thread = threading.get_ident()
+        self._started = time.time()
+        path = self.path or self._free_path()
+        if len(os.fsencode(path)) > 107:
+            raise MonitorError(f"the monitor socket path is too long for a Unix socket: {path!r}")
+        self._remove_stale(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            # Not os.umask(): it is process-wide, and other threads create files.
+            # In the 0700 directory nobody else can reach the socket meanwhile.
+            os.chmod(path, 0o600)
+            listener.listen(16)
+        except BaseException:
+            listener.close()
+            if os.path.exists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+            raise
+        self.path = path
+        self._listener = listener
+        t = threading.Thread(target=self._accept_loop, name="yieldio-monitor", daemon=True)
+        self._threads.append(t)
+        t.start()
+        if self.announce:
+            pid = os.path.basename(path).split(".")[0]
+            print(f"yieldio: monitor listening on {path} "
+                  f"(python -m yieldio monitor {pid})", file=sys.stderr, flush=True)
+
+    def after_run(self) -> None:
+        with self._lock:
+            self._stopping = True
+            conns = list(self._conns)
+            # A command waiting for the loop would wait out its timeout:
+            # the loop has ended, release it now.
+            for waiting in self._pending:
+                waiting.set()
+        listener = self._listener
+        if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            except OSError:
+                pass
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)  # wakes a blocked readline()
+            except OSError:
+                pass
+        for t in list(self._threads):
+            t.join(timeout=5)
+        with self._lock:
+            samplers, self._samplers = list(self._samplers), set()
+        for sampler in samplers:
+            sampler.stop()
+        if listener is not None:
+            listener.close()
+            self._listener = None
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self._kernel = None
+
+    def _free_path(self) -> str:
+        assert self._dir is not None
+        pid = os.getpid()
+        path = os.path.join(self._dir, f"{pid}.sock")
+        n = 1
+        # Several kernels (one per thread) in one process: <pid>-2.sock, ...
+        while os.path.exists(path) and self._in_use(path):
+            n += 1
+            path = os.path.join(self._dir, f"{pid}-{n}.sock")
+        return path
+
+    @staticmethod
+    def _in_use(path: str) -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    def _remove_stale(self, path: str) -> None:
+        if not os.path.lexists(path):
+            return
+        if self._in_use(path):
+            raise MonitorError(f"another program's monitor already listens at {path!r}")
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise MonitorError(f"refusing to replace {path!r}: it is not a socket")
+        os.unlink(path)  # left behind by a program that died (same pid reused)
+
+    # -- serving (monitor threads) -----------------------------------------------------
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # shut down by after_run
+            with self._lock:
+                if self._stopping:
+                    conn.close()
+                    return
+                self._conns.add(conn)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                                 name="yieldio-monitor-conn")
+            with self._lock:
+                self._threads = [x for x in self._threads if x.is_alive()] + [t]
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        state: dict[str, Any] = {"last_stats": None}
+        try:
+            with conn, conn.makefile("rwb") as f:
+                self._send(f, {"hello": "yieldio-monitor", "protocol": PROTOCOL,
+                               "pid": os.getpid(), "argv": sys.argv,
+                               "socket": self.path})
+                for raw in f:
+                    try:
+                        req = json.loads(raw)
+                        cmd, arg = str(req.get("cmd", "")), str(req.get("arg", "") or "")
+                    except (ValueError, AttributeError):
+                        self._send(f, {"ok": False, "text": "bad request: send one JSON "
+                                       "object per line, like {\"cmd\": \"tree\"}"})
+                        continue
+                    try:
+                        reply = self._command(cmd.strip(), arg.strip(), state)
+                    except Exception as exc:  # a bug here must not kill the connection
+                        reply = {"ok": False, "text": "monitor error: " + "".join(
+                            traceback.format_exception_only(type(exc), exc)).strip()}
+                    self._send(f, reply)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            self._top_release(state)
+
+    @staticmethod
+    def _send(f: Any, obj: dict[str, Any]) -> None:
+        f.write(json.dumps(obj).encode() + b"\n")
+        f.flush()
+
+    def _ask(self, fn: Callable[[Any], Any]) -> tuple[bool, Any]:
+        """Run ``fn(kernel)`` on the kernel thread; (True, result) or (False, message)."""
+        k = self._kernel
+        if k is None:
+            return False, "the program is shutting down"
+        done = threading.Event()
+        box: list[tuple[bool, Any]] = []
+
+        def on_kernel_thread() -> None:
+            try:
+                box.append((True, fn(k)))
+            except Exception as exc:  # never let a monitor command break the loop
+                box.append((False, "".join(traceback.format_exception(exc)).strip()))
+            finally:
+                done.set()
+
+        with self._lock:
+            if self._stopping:
+                return False, "the program is shutting down"
+            self._pending.add(done)
+        try:
+            try:
+                k.call_soon_threadsafe(on_kernel_thread)
+            except RuntimeError:
+                return False, "the program is shutting down"
+            if not done.wait(self.answer_timeout):
+                return False, self._busy_report(k)
+        finally:
+            with self._lock:
+                self._pending.discard(done)
+        if not box:  # released by after_run: the loop has ended
+            return False, "the program is shutting down"
+        return box[0]
+
+    def _busy_report(self, k: Any) -> str:
+        lines = [f"the event loop did not answer within {self.answer_timeout:g} s: "
+                 "a task step is blocking it (or the program is stuck outside the loop)."]
+        task = k.current  # one attribute read: safe from this thread
+        if task is not None:
+            lines.append(f"It is running a step of task {task.id} {task.name!r}.")
+        frame = sys._current_frames().get(self._kernel_thread)
+        if frame is not None:
+            stack = traceback.StackSummary.extract(traceback.walk_stack(frame))
+            stack.reverse()
+            lines.append("The kernel thread is here (most recent call last):")
+            lines.append("".join(stack.format()).rstrip())
+        return "\n".join(lines)
+
+    # -- commands ------------------------------------------------------------------
+    def _command(self, cmd: str, arg: str, state: dict[str, Any]) -> dict[str, Any]:
+        if cmd == "help" or cmd == "":
+            return {"ok": True, "text": "commands:\n" + "\n".join(
+                "  " + v for v in COMMANDS.values())}
+        # Only the snapshot runs on the kernel thread; rows are plain data,
+        # formatted here while the program runs on.
+        if cmd == "ps":
+            ok, rows = self._ask(snapshot)
+            return {"ok": ok, "text": render_table(rows) if ok else rows}
+        if cmd == "tree":
+            full = arg in ("--full", "-f", "full")
+            if arg and not full:
+                return {"ok": False, "text": f"usage: {COMMANDS['tree']}"}
+            ok, rows = self._ask(snapshot)
+            return {"ok": ok, "text": render_tree(rows, collapse=not full) if ok else rows}
+        if cmd in ("where", "cancel"):
+            if not arg:
+                return {"ok": False, "text": f"usage: {COMMANDS[cmd]}"}
+            ok, text = self._ask(lambda k: _where_or_cancel(k, cmd, arg))
+            if ok and isinstance(text, tuple):
+                ok, text = text
+            return {"ok": ok, "text": text}
+        if cmd == "stats":
+            ok, data = self._stats(state)
+            return {"ok": ok, "text": _format_stats(data) if ok else data, "data": data}
+        if cmd == "top":
+            return self._top(state, arg)
+        if cmd == "quit":
+            return {"ok": True, "text": "bye"}
+        return {"ok": False, "text": f"unknown command {cmd!r}; try 'help'"}
+
+    def _stats(self, state: dict[str, Any]) -> tuple[bool, Any]:
+        ok, now = self._ask(_snapshot)
+        if not ok:
+            return ok, now
+        last = state.get("last_stats")
+        if last is None or now["t"] - last["t"] > 30 or now["t"] - last["t"] < 0.05:
+            # No recent sample to compare with: take one a moment later.
+            time.sleep(0.25)
+            last = now
+            ok, now = self._ask(_snapshot)
+            if not ok:
+                return ok, now
+        state["last_stats"] = now
+        dt = now["t"] - last["t"]
+        now = dict(now)
+        now["iterations_per_s"] = (now["iterations"] - last["iterations"]) / dt
+        now["steps_per_s"] = (now["steps"] - last["steps"]) / dt
+        now["uptime"] = time.time() - self._started
+        now["pid"] = os.getpid()
+        return True, now
+
+    def _top(self, state: dict[str, Any], arg: str) -> dict[str, Any]:
+        if arg == "stop":
+            self._top_release(state)
+            return {"ok": True, "text": "top stopped"}
+        sampler = state.get("sampler")
+        if sampler is None:
+            # One sampler per viewer: two people running top do not steal
+            # each other's samples.
+            with self._lock:
+                if self._stopping or self._kernel is None:
+                    return {"ok": False, "text": "the program is shutting down"}
+                sampler = state["sampler"] = _Sampler(self._kernel)
+                self._samplers.add(sampler)
+        ok, stats = self._stats(state)
+        if not ok:
+            return {"ok": False, "text": stats}
+        counts, samples, idle = sampler.take()
+        ok, table = self._ask(lambda k: _top_table(k, counts, samples, idle))
+        if not ok:
+            return {"ok": False, "text": table}
+        return {"ok": True, "text": _format_stats(stats) + "\n\n" + table, "data": stats}
+
+    def _top_release(self, state: dict[str, Any]) -> None:
+        sampler = state.pop("sampler", None)
+        if sampler is not None:
+            with self._lock:
+                self._samplers.discard(sampler)
+            sampler.stop()
+
+
+def _snapshot(k: Any) -> dict[str, Any]:
+    """The kernel's counters (on the kernel thread)."""
+    return {"t": time.perf_counter(), "iterations": k.stats_iterations,
+            "steps": k.stats_steps, "tasks": len(k.all_tasks()), "ready": len(k.ready),
+            "fds": len(k.fds), "io_waiters": k.io_waiters,
+            "timers": max(0, len(k.timers) - k.stale_timers), "thread_jobs": k.thread_jobs}
+
+
+def _format_stats(s: dict[str, Any]) -> str:
+    return "\n".join([
+        f"pid {s['pid']}, up {s['uptime']:.0f} s",
+        f"tasks          {s['tasks']:>12,}",
+        f"ready queue    {s['ready']:>12,}",
+        f"loop iter/s    {s['iterations_per_s']:>12,.0f}   (total {s['iterations']:,})",
+        f"task steps/s   {s['steps_per_s']:>12,.0f}   (total {s['steps']:,})",
+        f"fds watched    {s['fds']:>12,}   ({s['io_waiters']} tasks waiting on I/O)",
+        f"timers         {s['timers']:>12,}",
+        f"thread jobs    {s['thread_jobs']:>12,}",
+    ])
+
+
+def _top_table(k: Any, counts: dict[int, int], samples: int, idle: int,
+               rows: int = 20) -> str:
+    """The busiest tasks since the last refresh (on the kernel thread)."""
+    if samples == 0:
+        return "(collecting samples: refresh again)"
+    live = {t.id: t for t in k.all_tasks()}
+    ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:rows]
+    out = [f"loop idle (in epoll_wait) {100 * idle / samples:5.1f}%   "
+           f"({samples} samples; CPU% is sampled)",
+           "",
+           f"{'ID':>7}  {'CPU%':>6}  {'STATE':<8} {'NAME':<24} WAITING ON"]
+    if not ranked:
+        out.append("  (no task ran since the last refresh)")
+    for tid, n in ranked:
+        t = live.get(tid)
+        name = t.name if t is not None else "(exited)"
+        state = t.state if t is not None else "-"
+        wait = describe_wait(t, detail=False) if t is not None else ""
+        out.append(f"{tid:>7}  {100 * n / samples:>6.1f}  {state:<8} {name[:24]:<24} {wait}")
+    return "\n".join(out)
+
+
+def _find_task(k: Any, key: str) -> tuple[Any, str]:
+    tasks = k.all_tasks()
+    if key.isdigit():
+        for t in tasks:
+            if t.id == int(key):
+                return t, ""
+        return None, f"no live task with id {key}"
+    matches = [t for t in tasks if t.name == key]
+    if len(matches) == 1:
+        return matches[0], ""
+    if not matches:
+        return None, f"no live task named {key!r} (use an id from 'ps')"
+    ids = ", ".join(str(t.id) for t in matches[:20])
+    return None, f"{len(matches)} tasks are named {key!r} (ids {ids}); give an id"
+
+
+def _where_or_cancel(k: Any, cmd: str, key: str) -> tuple[bool, str]:
+    task, err = _find_task(k, key)
+    if task is None:
+        return False, err
+    if cmd == "where":
+        return True, format_stack(task)
+    task.cancel()
+    return True, f"cancelled task {task.id} {task.name!r} (it stops at its next checkpoint)"

@@ -1,0 +1,121 @@
+"""The monitor's client side: find a monitored program, connect, send commands.
+
+``python -m yieldio monitor`` (see :mod:`yieldio._cli_debug`) is a thin
+shell around :class:`MonitorClient`::
+
+    with MonitorClient(find_monitor_socket("12345")) as mon:
+        print(mon.request("tree")["text"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+from ._monitor import MonitorError, monitor_dir
+
+__all__ = ["MonitorClient", "find_monitor_socket"]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_monitor_socket(target: str | None = None) -> str:
+    """Resolve ``target`` (a PID, a socket path, or None) to a socket path.
+
+    With None there must be exactly one monitored program of this user::
+
+        path = find_monitor_socket("12345")
+    """
+    if target and not target.isdigit():
+        if not os.path.exists(target):
+            raise MonitorError(f"no monitor socket at {target!r}")
+        return target
+    directory = monitor_dir()
+    if target:
+        path = os.path.join(directory, f"{target}.sock")
+        if not os.path.exists(path):
+            alive = _pid_alive(int(target))
+            why = ("is it running with monitor=True or YIELDIO_MONITOR=1?" if alive
+                   else "no process has that pid")
+            raise MonitorError(f"no monitor socket for pid {target} in {directory} ({why})")
+        return path
+    found = []
+    if os.path.isdir(directory):
+        for name in sorted(os.listdir(directory)):
+            pid = name.split(".")[0].split("-")[0]
+            if name.endswith(".sock") and pid.isdigit() and _pid_alive(int(pid)):
+                found.append(os.path.join(directory, name))
+    if not found:
+        raise MonitorError(f"no monitored yieldio program is running (no socket in {directory});"
+                           " start one with yieldio.run(main, monitor=True) or YIELDIO_MONITOR=1")
+    if len(found) > 1:
+        listing = "\n  ".join(found)
+        raise MonitorError(f"several monitored programs are running; name one by pid or "
+                           f"path:\n  {listing}")
+    return found[0]
+
+
+class MonitorClient:
+    """A connection to a monitored program; :meth:`request` sends one command.
+
+    ::
+
+        with MonitorClient(find_monitor_socket("12345")) as mon:
+            print(mon.request("tree")["text"])
+    """
+
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.connect(path)
+            self._file = self._sock.makefile("rwb")
+            self.hello = self._read()
+        except (OSError, ValueError) as exc:
+            self._sock.close()
+            raise MonitorError(f"cannot talk to the monitor at {path!r}: {exc}") from None
+        if self.hello.get("hello") != "yieldio-monitor":
+            self.close()
+            raise MonitorError(f"{path!r} is not a yieldio monitor")
+
+    def _read(self) -> dict[str, Any]:
+        line = self._file.readline()
+        if not line:
+            raise MonitorError("the program closed the monitor connection (it has exited?)")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def request(self, cmd: str, arg: str = "") -> dict[str, Any]:
+        """Send a command; return ``{"ok": bool, "text": str, ...}``."""
+        try:
+            self._file.write(json.dumps({"cmd": cmd, "arg": arg}).encode() + b"\n")
+            self._file.flush()
+            return self._read()
+        except (OSError, ValueError) as exc:
+            raise MonitorError(f"lost the monitor connection: {exc}") from None
+
+    def close(self) -> None:
+        """Close the connection (the program keeps running)."""
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the program went away with a request unsent: nothing to flush to
+        finally:
+            self._sock.close()
+
+    def __enter__(self) -> MonitorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,185 @@
+"""Report coroutines that were created but never awaited, with where they were made.
+
+``fetch(url)`` without ``await`` creates a coroutine object and drops it:
+nothing runs. CPython notices when the object is destroyed and warns
+"coroutine 'fetch' was never awaited" -- pointing at the line that dropped
+it, which is rarely the line with the bug, and only if warnings are shown.
+
+In debug mode yieldio turns on ``sys.set_coroutine_origin_tracking_depth``
+(CPython then records, for every new coroutine, the frames that created
+it) and takes over the hook CPython calls for that warning, so the report
+always appears and shows the line that *called* ``fetch``::
+
+    yieldio.run(main, debug=True)
+
+    # yieldio: coroutine 'fetch' was never awaited (dropped in task 3 'worker').
+    # It was created at (most recent call last):
+    #   File "app.py", line 9, in worker
+    #     fetch(url)
+
+Limits: generator-based coroutines (``@yieldio.coroutine``) are plain
+generators to CPython, which does not warn about them; and the report comes
+when the object is destroyed, which for an object caught in a reference
+cycle is the next garbage collection (debug mode runs one when ``run``
+ends).
+"""
+
+from __future__ import annotations
+
+import gc
+import linecache
+import logging
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _state
+
+__all__ = ["NeverAwaitedReporter", "NeverAwaited"]
+
+logger = logging.getLogger("yieldio.debug")
+
+#: Frames recorded per coroutine: enough to see past a helper or two.
+ORIGIN_DEPTH = 16
+
+
+@dataclass
+class NeverAwaited:
+    """One report: the coroutine's name, where it was created, which task dropped it.
+
+    ``origin`` lists ``(filename, lineno, function)``, outermost call first,
+    ending at the line that called the coroutine function::
+
+        for r in reporter.reports:
+            filename, lineno, function = r.origin[-1]
+            print(f"{r.qualname}() made at {filename}:{lineno} was never awaited")
+    """
+
+    qualname: str
+    origin: list[tuple[str, int, str]]
+    task_id: int | None
+    task_name: str | None
+
+    def format(self) -> str:
+        """The report text, as logged."""
+        where = f" (dropped in task {self.task_id} {self.task_name!r})" if self.task_id else ""
+        lines = [f"yieldio: coroutine {self.qualname!r} was never awaited{where}."]
+        if not self.origin:
+            lines.append("Where it was created is unknown (it was created before debug mode "
+                         "was on).")
+            return "\n".join(lines)
+        lines.append("It was created at (most recent call last):")
+        for filename, lineno, function in self.origin:
+            lines.append(f'  File "{filename}", line {lineno}, in {function}')
+            source = linecache.getline(filename, lineno).strip()
+            if source:
+                lines.append(f"    {source}")
+        return "\n".join(lines)
+
+
+# One process-wide installation shared by every kernel in debug mode: the
+# hook and the origin depth are interpreter-global.
+_lock = threading.Lock()
+_users = 0
+_saved: dict[str, Any] = {}
+_reporters: dict[int, NeverAwaitedReporter] = {}  # by kernel thread id
+
+
+def _hook(coro: Any) -> None:
+    """Replacement for ``warnings._warn_unawaited_coroutine`` while installed."""
+    k = getattr(_state.local, "kernel", None)
+    reporter = _reporters.get(threading.get_ident())
+    if reporter is None and _reporters:
+        # Dropped on a thread with no debug-mode kernel (a worker thread, a
+        # finalizer): report to any active reporter rather than lose it.
+        reporter = next(iter(_reporters.values()), None)
+    if reporter is None:
+        original = _saved.get("hook")
+        if original is not None:
+            original(coro)
+        return
+    task = getattr(k, "current", None)
+    origin = _user_part([(f, n, fn) for f, n, fn in
+                         reversed(getattr(coro, "cr_origin", None) or ())])
+    reporter._report(NeverAwaited(getattr(coro, "__qualname__", repr(coro)), origin,
+                                  task.id if task is not None else None,
+                                  task.name if task is not None else None))
+
+
+def _user_part(origin: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """Drop the frames from the program's start down to the kernel's step call."""
+    cut = 0
+    for i, (filename, _, _) in enumerate(origin):
+        name = filename.replace("\\", "/")
+        if "/yieldio/" in name and name.endswith(("_kernel.py", "_trampoline.py")):
+            cut = i + 1
+    return origin[cut:] or origin
+
+
+def _install() -> None:
+    global _users
+    with _lock:
+        _users += 1
+        if _users > 1:
+            return
+        _saved["depth"] = sys.get_coroutine_origin_tracking_depth()
+        _saved["hook"] = getattr(warnings, "_warn_unawaited_coroutine", None)
+        sys.set_coroutine_origin_tracking_depth(max(ORIGIN_DEPTH, _saved["depth"]))
+        # CPython looks this function up on the warnings module each time it
+        # warns about an unawaited coroutine (Python/_warnings.c).
+        warnings._warn_unawaited_coroutine = _hook  # type: ignore[attr-defined]
+
+
+def _uninstall() -> None:
+    global _users
+    with _lock:
+        _users -= 1
+        if _users > 0:
+            return
+        sys.set_coroutine_origin_tracking_depth(_saved.pop("depth", 0))
+        hook = _saved.pop("hook", None)
+        if hook is not None:
+            warnings._warn_unawaited_coroutine = hook  # type: ignore[attr-defined]
+
+
+class NeverAwaitedReporter:
+    """Instrument: report every coroutine created during the run and never awaited.
+
+    ::
+
+        reporter = yieldio.debug.NeverAwaitedReporter()
+        yieldio.run(main, instruments=[reporter])
+        for r in reporter.reports:
+            print(r.format())
+
+    Reports go to the ``yieldio.debug`` logger (WARNING) and to
+    :attr:`reports`. While the reporter is active it *replaces* CPython's
+    "coroutine ... was never awaited" RuntimeWarning (one clear report, not
+    two); outside a run the warning is back to normal.
+    """
+
+    def __init__(self, *, log: bool = True) -> None:
+        self.log = log
+        self.reports: list[NeverAwaited] = []
+        self._thread_id: int | None = None
+
+    def before_run(self) -> None:
+        self._thread_id = threading.get_ident()
+        _install()
+        _reporters[self._thread_id] = self
+
+    def after_run(self) -> None:
+        # Coroutines dropped inside reference cycles are only destroyed by
+        # the collector: collect now, while the report still has a home.
+        gc.collect()
+        if self._thread_id is not None:
+            _reporters.pop(self._thread_id, None)
+            self._thread_id = None
+            _uninstall()
+
+    def _report(self, report: NeverAwaited) -> None:
+        self.reports.append(report)
+        if self.log:
+            logger.warning("%s", report.format())

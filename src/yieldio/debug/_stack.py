@@ -1,0 +1,321 @@
+"""The whole await / yield-from chain of a task, as frames.
+
+A suspended task is a chain of coroutine objects: the task's outermost
+coroutine awaits another, which awaits another, down to the small generator
+that yielded a trap to the kernel. CPython exposes each link differently, and
+:func:`task_stack` follows all of them:
+
+* ``async def`` coroutines: ``cr_frame`` and ``cr_await``;
+* generators (``yield from``, ``@yieldio.coroutine``): ``gi_frame`` and
+  ``gi_yieldfrom``;
+* async generators: ``ag_frame`` and ``ag_await``;
+* the wrappers CPython puts between them (``coroutine_wrapper`` from
+  ``coro.__await__()``, ``async_generator_asend``/``athrow`` from ``async
+  for``): they hide the object they drive, which is found through
+  :func:`gc.get_referents` -- debugging-only and never on a hot path;
+* trampolined calls (``x = yield sub()``): the task's ``Trampoline`` keeps
+  the chain on an explicit list, :attr:`Trampoline.stack`;
+* class-based coroutines (anything with ``send``/``throw``): there is no
+  Python frame to show, so they appear as one opaque frame named after
+  their class.
+
+Example::
+
+    async def main():
+        for frame in yieldio.current_task().stack():
+            print(frame.function, frame.lineno)
+"""
+
+from __future__ import annotations
+
+import gc
+import linecache
+import os
+import sys
+from dataclasses import dataclass
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
+from typing import Any
+
+from .._task import RUNNING
+
+__all__ = ["Frame", "task_stack", "format_stack", "coroutine_frames", "innermost_frame",
+           "where_frame"]
+
+# CPython's wrapper types that drive a coroutine or async generator but do
+# not expose it as an attribute. Matched by name: they are not importable.
+_WRAPPERS = frozenset({"coroutine_wrapper", "async_generator_asend", "async_generator_athrow"})
+
+# A chain longer than this is cut (with a marker frame): the walk must
+# terminate even on a pathological object graph, and nobody reads 10,000
+# frames. Trampolined chains can be deeper than any native one, though.
+MAX_FRAMES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame of a task's stack: where one coroutine is suspended.
+
+    ``opaque`` frames stand for class-based coroutines, which have no Python
+    frame: ``function`` is the class's qualified name and ``lineno`` is 0::
+
+        >>> Frame("app.py", 12, "handler").format()
+        '  File "app.py", line 12, in handler'
+    """
+
+    filename: str
+    lineno: int
+    function: str
+    opaque: bool = False
+
+    @property
+    def line(self) -> str:
+        """The source line (stripped), or "" when it cannot be read."""
+        if self.opaque or not self.filename:
+            return ""
+        return linecache.getline(self.filename, self.lineno).strip()
+
+    def format(self) -> str:
+        """Render like a traceback entry (two lines when the source is known)."""
+        if self.opaque:
+            where = f' (defined in "{self.filename}")' if self.filename else ""
+            return f"  <{self.function}> class-based coroutine, no frame{where}"
+        out = f'  File "{self.filename}", line {self.lineno}, in {self.function}'
+        line = self.line
+        return out + (f"\n    {line}" if line else "")
+
+    def short(self) -> str:
+        """``function (file:line)`` on one line, for tables and trees."""
+        if self.opaque:
+            return f"<{self.function}>"
+        return f"{self.function} ({_shorten(self.filename)}:{self.lineno})"
+
+
+def _shorten(filename: str) -> str:
+    # Trees and tables have little room: keep the last two path components.
+    parts = filename.replace("\\", "/").rsplit("/", 2)
+    return "/".join(parts[-2:]) if len(parts) > 2 else filename
+
+
+def _opaque(obj: Any) -> Frame:
+    cls = type(obj)
+    module = sys.modules.get(cls.__module__)
+    filename = getattr(module, "__file__", None) or ""
+    return Frame(filename, 0, cls.__qualname__, opaque=True)
+
+
+def _unwrap(obj: Any) -> Any:
+    """The coroutine or async generator a CPython wrapper object drives, or None."""
+    for ref in gc.get_referents(obj):
+        if hasattr(ref, "cr_frame") or hasattr(ref, "ag_frame") or hasattr(ref, "gi_frame"):
+            return ref
+    return None
+
+
+def _links(coro: Any) -> tuple[Any, Any] | None:
+    """(frame, next coroutine) of one link of a chain; None for an opaque object.
+
+    Exact type tests first: this runs for every task when the monitor draws
+    a tree of 10,000 tasks, on the kernel thread.
+    """
+    tp = type(coro)
+    if tp is CoroutineType:
+        return coro.cr_frame, coro.cr_await
+    if tp is GeneratorType:
+        return coro.gi_frame, coro.gi_yieldfrom
+    if tp is AsyncGeneratorType:
+        return coro.ag_frame, coro.ag_await
+    # Look-alikes (Cython coroutines, subclasses of nothing) by attribute.
+    if hasattr(coro, "cr_code"):
+        return getattr(coro, "cr_frame", None), getattr(coro, "cr_await", None)
+    if hasattr(coro, "gi_code"):
+        return getattr(coro, "gi_frame", None), getattr(coro, "gi_yieldfrom", None)
+    if hasattr(coro, "ag_code"):
+        return getattr(coro, "ag_frame", None), getattr(coro, "ag_await", None)
+    return None
+
+
+def coroutine_frames(coro: Any, out: list[Frame] | None = None) -> list[Frame]:
+    """Append the frames of ``coro`` and of everything it natively awaits.
+
+    Returns ``out`` (a new list if none is given). A finished coroutine adds
+    nothing; an object without a Python frame adds one opaque frame::
+
+        >>> def gen():
+        ...     yield
+        >>> g = gen(); next(g)
+        >>> [f.function for f in coroutine_frames(g)]
+        ['gen']
+    """
+    if out is None:
+        out = []
+    seen: set[int] = set()
+    while coro is not None and len(out) < MAX_FRAMES:
+        if id(coro) in seen:  # a cycle would be a bug elsewhere; never loop on it
+            break
+        seen.add(id(coro))
+        link = _links(coro)
+        if link is None:
+            if type(coro).__name__ in _WRAPPERS:
+                coro = _unwrap(coro)
+                continue
+            out.append(_opaque(coro))
+            break
+        frame, nxt = link
+        if frame is None:  # finished (or closed): nothing suspended here
+            break
+        code = frame.f_code
+        lineno = frame.f_lineno
+        out.append(Frame(code.co_filename, lineno if lineno is not None else 0,
+                         code.co_qualname))
+        coro = nxt
+    return out
+
+
+def innermost_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame | None:
+    """Where ``task`` is suspended: the last frame of :func:`task_stack`, cheaply.
+
+    ``cache`` (a dict kept across calls of one snapshot) shares one
+    :class:`Frame` between tasks suspended at the same instruction -- the
+    usual case with thousands of identical workers::
+
+        f = innermost_frame(task)
+        print(f.function if f else "(finished)")
+    """
+    if task._state is not RUNNING:
+        return None
+    tramp = task._tramp
+    coro = tramp.stack[-1] if tramp is not None else task.coro
+    last = None
+    for _ in range(MAX_FRAMES):
+        link = _links(coro)
+        if link is None:
+            if type(coro).__name__ in _WRAPPERS:
+                coro = _unwrap(coro)
+                if coro is not None:
+                    continue
+                break
+            return _opaque(coro)
+        frame, nxt = link
+        if frame is None:
+            break
+        last = frame
+        if nxt is None:
+            break
+        coro = nxt
+    if last is None:
+        if tramp is not None:  # the innermost call finished; fall back to the walk
+            frames = task_stack(task)
+            return frames[-1] if frames else None
+        return None
+    return _to_frame(last, cache)
+
+
+# Frames of yieldio itself (sync.py, _io.py, ...) are skipped by where_frame.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _to_frame(obj: Any, cache: dict[Any, Frame] | None) -> Frame:
+    if isinstance(obj, Frame):
+        return obj
+    code = obj.f_code
+    key = (code, obj.f_lasti)
+    found = cache.get(key) if cache is not None else None
+    if found is None:
+        lineno = obj.f_lineno
+        found = Frame(code.co_filename, lineno if lineno is not None else 0, code.co_qualname)
+        if cache is not None:
+            cache[key] = found
+    return found
+
+
+def where_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame | None:
+    """The innermost frame of the *program's* code in ``task``'s stack.
+
+    Like :func:`innermost_frame`, but frames inside yieldio itself (the
+    ``Event.wait`` or ``wait_readable`` at the bottom of every wait) are
+    skipped, so the answer is the line of your code that is waiting. Falls
+    back to the innermost frame when the whole stack is yieldio's (a
+    server's accept loop, say). The tree and the task table show this::
+
+        f = where_frame(task)
+        print(f"{f.function} at {f.filename}:{f.lineno}")
+    """
+    if task._state is not RUNNING:
+        return None
+    tramp = task._tramp
+    coros = tramp.stack if tramp is not None else [task.coro]
+    innermost: Any = None
+    # Innermost trampolined call first; inside it, follow the native chain.
+    for i in range(len(coros) - 1, -1, -1):
+        coro = coros[i]
+        last_user: Any = None
+        last_any: Any = None
+        for _ in range(MAX_FRAMES):
+            link = _links(coro)
+            if link is None:
+                if type(coro).__name__ in _WRAPPERS:
+                    coro = _unwrap(coro)
+                    if coro is None:
+                        break
+                    continue
+                last_any = _opaque(coro)
+                if not last_any.filename.startswith(_PACKAGE_DIR):
+                    last_user = last_any
+                break
+            frame, nxt = link
+            if frame is None:
+                break
+            last_any = frame
+            if not frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+                last_user = frame
+            if nxt is None:
+                break
+            coro = nxt
+        if innermost is None:
+            innermost = last_any
+        if last_user is not None:
+            return _to_frame(last_user, cache)
+    return _to_frame(innermost, cache) if innermost is not None else None
+
+
+def task_stack(task: Any) -> list[Frame]:
+    """The task's suspended frames, outermost first, across every kind of call.
+
+    Follows ``cr_await`` (async def), ``gi_yieldfrom`` (generators),
+    ``ag_await`` (async generators), CPython's hidden wrappers and the
+    trampoline's explicit stack. A finished task has an empty stack.
+    ``task.stack()`` is the same call::
+
+        frames = yieldio.debug.task_stack(task)
+        print(frames[-1].function)     # where it waits, e.g. 'wait_readable'
+    """
+    out: list[Frame] = []
+    if task._state is not RUNNING:
+        return out
+    tramp = task._tramp
+    coros = tramp.stack if tramp is not None else [task.coro]
+    for coro in coros:
+        coroutine_frames(coro, out)
+        if len(out) >= MAX_FRAMES:
+            out.append(Frame("", 0, f"... stack cut at {MAX_FRAMES} frames", opaque=True))
+            break
+    return out
+
+
+def format_stack(task: Any) -> str:
+    """``task_stack(task)`` as text, like a traceback, headed by what it waits on::
+
+        print(yieldio.debug.format_stack(task))
+        # Stack of <Task 7 'handler' waiting>, waiting on read fd 9 (...):
+        #   File "server.py", line 20, in handler
+        #     data = await stream.receive_some()
+        #   ...
+    """
+    from ._tree import describe_wait
+
+    frames = task_stack(task)
+    wait = describe_wait(task, detail=True)
+    head = f"Stack of {task!r}" + (f", waiting on {wait}" if wait else "")
+    if not frames:
+        return head + ": (no frames: the task has finished)"
+    return "\n".join([head + ":"] + [f.format() for f in frames])

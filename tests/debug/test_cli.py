@@ -1,0 +1,112 @@
+"""python -m yieldio run: a script's main() under yieldio, with --trace/--monitor/--debug."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from yieldio._cli_debug import cmd_run
+
+
+def script(tmp_path, body, name="app.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_runs_main_with_argv_and_returns_its_exit_code(tmp_path, capsys):
+    path = script(tmp_path, """
+        import sys, yieldio
+
+        async def main():
+            await yieldio.sleep(0)
+            print("args", sys.argv[1:], __name__)
+            return 3
+
+        if __name__ == "__main__":
+            raise SystemExit("the script's own entry point must not run")
+    """)
+    assert cmd_run([str(path), "--port", "8080"]) == 3
+    assert capsys.readouterr().out == "args ['--port', '8080'] __yieldio_main__\n"
+
+
+def test_generator_main_and_trace(tmp_path):
+    path = script(tmp_path, """
+        import yieldio
+
+        def main():
+            yield from yieldio.sleep(0)
+    """)
+    trace = tmp_path / "t.json"
+    assert cmd_run(["--trace", str(trace), str(path)]) == 0
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e["ph"] == "X" and e["name"] == "main" for e in events)
+
+
+def test_debug_flag_reports_slow_steps(tmp_path, caplog):
+    path = script(tmp_path, """
+        import time, yieldio
+
+        async def main():
+            await yieldio.sleep(0)
+            time.sleep(0.2)
+    """)
+    assert cmd_run(["--debug", "--slow-step", "0.05", str(path)]) == 0
+    assert any("blocked the event loop" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("body, code, message", [
+    ("x = 1\n", 2, "has no main() function"),
+    ("def main():\n    return 1\n", 2, "main in {} is a plain function"),
+    ("main = 42\n", 2, "main in {} is a int"),
+    ("async def main():\n    raise KeyError('x')\n", 1, "KeyError: 'x'"),
+    ("raise RuntimeError('at import')\n", 1, "RuntimeError: at import"),
+    ("import sys\nsys.exit(4)\n", 4, ""),
+])
+def test_scripts_that_cannot_run_get_clear_errors(tmp_path, capsys, body, code, message):
+    path = script(tmp_path, body)
+    assert cmd_run([str(path)]) == code
+    assert message.format(path) in capsys.readouterr().err
+
+
+def test_missing_script_and_bad_options(tmp_path, capsys):
+    assert cmd_run([str(tmp_path / "nope.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    path = script(tmp_path, "async def main():\n    pass\n")
+    assert cmd_run(["--slow-step", "0.1", str(path)]) == 2
+    assert "--slow-step needs --debug" in capsys.readouterr().err
+    assert cmd_run(["--trace", str(tmp_path / "no" / "dir.json"), str(path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cmd_run(["--help"])
+    assert info.value.code == 0
+    assert "--trace FILE" in capsys.readouterr().out
+
+
+def test_sys_argv_and_path_are_restored(tmp_path):
+    path = script(tmp_path, "async def main():\n    pass\n")
+    argv, syspath = sys.argv[:], sys.path[:]
+    cmd_run([str(path), "a"])
+    assert sys.argv == argv and sys.path == syspath
+
+
+def test_in_a_real_process_with_monitor(tmp_path):
+    path = script(tmp_path, """
+        import yieldio
+
+        async def main():
+            await yieldio.sleep(0.05)
+            print("done")
+    """)
+    code = "import sys; from yieldio._cli_debug import cmd_run; sys.exit(cmd_run(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "--monitor", str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={"YIELDIO_MONITOR_DIR": str(tmp_path / "mon"),
+                               "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "done\n" and "monitor listening on" in proc.stderr
+    assert list((tmp_path / "mon").iterdir()) == []

@@ -1,0 +1,408 @@
+"""The live monitor: a real Unix socket, a real program under load, the real client."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import yieldio
+from yieldio._cli_debug import cmd_monitor
+from yieldio._runopts import instruments_for
+from yieldio.debug import MonitorClient, MonitorServer
+from yieldio.debug._monitor import MonitorError, monitor_dir
+from yieldio.debug._monitor_client import find_monitor_socket
+
+LOADED_PROGRAM = textwrap.dedent("""
+    import os, sys, yieldio
+    from yieldio._io import wait_readable
+
+    async def worker(i, q):
+        while True:
+            await yieldio.sleep(0.001 * (i % 20))
+            if i % 500 == 0:
+                await q.put(i)
+
+    async def sink(q):
+        while True:
+            await q.get()
+
+    async def stop_on_stdin_eof(tg):
+        os.set_blocking(0, False)
+        while True:
+            await wait_readable(0)
+            if not os.read(0, 100):
+                break
+        tg.cancel()
+
+    async def main():
+        q = yieldio.Queue(10)
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(sink, q, name="sink")
+            for i in range(10_000):
+                tg.spawn(worker, i, q, name="worker")
+            tg.spawn(stop_on_stdin_eof, tg, name="stopper")
+            await yieldio.sleep(0)
+            print("ready", flush=True)
+
+    yieldio.run(main, monitor=True)
+""")
+
+
+@pytest.fixture
+def mon_dir(tmp_path, monkeypatch):
+    path = tmp_path / "mon"
+    monkeypatch.setenv("YIELDIO_MONITOR_DIR", str(path))
+    monkeypatch.delenv("YIELDIO_MONITOR", raising=False)
+    return path
+
+
+@pytest.fixture
+def loaded(tmp_path, mon_dir):
+    """A program with 10,000 busy tasks and a monitor, in a child process."""
+    script = tmp_path / "loaded.py"
+    script.write_text(LOADED_PROGRAM)
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read()
+        yield proc
+    finally:
+        proc.stdin.close()  # the program's stopper sees EOF and cancels everything
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def monitor(capsys, *args):
+    code = cmd_monitor([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def stat_value(text, label):
+    for line in text.splitlines():
+        if line.startswith(label):
+            return int(line[len(label):].split()[0].replace(",", ""))
+    raise AssertionError(f"{label!r} not in {text}")
+
+
+def test_monitor_commands_answered_while_10000_tasks_run(loaded, mon_dir, capsys):
+    pid = loaded.pid
+    sock = mon_dir / f"{pid}.sock"
+    # Only the user may enter the directory or use the socket.
+    assert stat.S_IMODE(os.stat(mon_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+
+    code, out, _ = monitor(capsys, pid, "-c", "stats")
+    assert code == 0
+    assert stat_value(out, "tasks") == 10_003  # main, sink, stopper and 10,000 workers
+    steps_before = int(out.split("(total ")[2].split(")")[0].replace(",", ""))
+    assert "loop iter/s" in out and "fds watched" in out and "ready queue" in out
+
+    code, out, _ = monitor(capsys, pid, "-c", "tree")
+    assert code == 0
+    assert out.startswith("task 1 'main' [waiting] -- waiting on TaskGroup exit")
+    assert "'worker' [waiting] -- waiting on sleep until" in out
+    assert "more like it" in out and len(out.splitlines()) < 200
+
+    code, out, _ = monitor(capsys, pid, "-c", "ps")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 1 + 10_003
+    worker_id = next(ln.split()[0] for ln in lines[1:] if " worker " in ln)
+
+    code, out, _ = monitor(capsys, pid, "-c", f"where {worker_id}")
+    assert code == 0
+    assert out.startswith(f"Stack of <Task {worker_id} 'worker'")
+    assert 'loaded.py", line 7, in worker' in out or 'loaded.py", line 9, in worker' in out
+
+    code, out, _ = monitor(capsys, pid, "-c", "where stopper")
+    assert code == 0 and "in stop_on_stdin_eof\n    await wait_readable(0)" in out
+    assert "waiting on read fd 0" in out
+
+    code, out, err = monitor(capsys, pid, "-c", "where worker")
+    assert code == 1 and "10000 tasks are named 'worker'" in err
+
+    code, out, _ = monitor(capsys, pid, "-c", "cancel sink", "-c", "where sink")
+    assert "cancelled task 2 'sink'" in out
+    assert code == 1
+
+    code, out, _ = monitor(capsys, pid, "-c", "top", "-n", "2", "-i", "0.2")
+    assert code == 0
+    views = out.split("loop iter/s")
+    assert len(views) == 3 and out.count("CPU% is sampled") == 2
+    assert " worker " in views[2].split("WAITING ON")[1]  # the busiest tasks are listed
+
+    code, out, _ = monitor(capsys, pid, "-c", "stats")
+    steps_after = int(out.split("(total ")[2].split(")")[0].replace(",", ""))
+    assert steps_after > steps_before  # the program kept running all along
+
+    code, out, _ = monitor(capsys, pid, "-c", "help")
+    assert code == 0 and all(c in out for c in ("ps", "tree", "where", "cancel", "stats", "top"))
+
+    loaded.stdin.close()
+    assert loaded.wait(timeout=30) == 0
+    assert not sock.exists()  # removed on exit
+    assert f"monitor listening on {sock}" in loaded.stderr.read()
+
+
+def test_the_monitor_command_line_in_another_process(loaded, mon_dir):
+    code = ("import sys; from yieldio._cli_debug import cmd_monitor; "
+            "sys.exit(cmd_monitor(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "-c", "stats", "-c", "where 1"],
+                          capture_output=True, text=True, timeout=60)  # the only program: no PID
+    assert proc.returncode == 0, proc.stderr
+    assert "tasks" in proc.stdout and "Stack of <Task 1 'main'" in proc.stdout
+    help_ = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
+                           text=True, timeout=60)
+    assert help_.returncode == 0 and "where TASK" in help_.stdout
+
+
+# -- in-process: a kernel in a thread, the client here ----------------------------------------
+class Program:
+    """Run ``main`` under yieldio with a monitor in a background thread."""
+
+    def __init__(self, main, server):
+        self.server = server
+        self.error = None
+        self.started = threading.Event()
+        self.stop = threading.Event()
+
+        def target():
+            try:
+                yieldio.run(main, self, instruments=[server])
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                self.error = exc
+
+        self.thread = threading.Thread(target=target)
+
+    def __enter__(self):
+        self.thread.start()
+        assert self.started.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+async def idle_until_stopped(prog):
+    prog.started.set()
+    while not prog.stop.is_set():
+        await yieldio.sleep(0.01)
+
+
+def test_a_loop_blocked_by_a_step_is_reported_with_the_kernel_threads_stack(tmp_path):
+    async def main(prog):
+        prog.started.set()
+        await yieldio.sleep(0.05)
+        time.sleep(1.5)  # a step that blocks the loop
+        await idle_until_stopped(prog)
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False, answer_timeout=0.3)
+    with Program(main, server), MonitorClient(server.path) as client:
+        time.sleep(0.3)
+        reply = client.request("tree")
+    assert reply["ok"] is False
+    text = reply["text"]
+    assert "did not answer within 0.3 s" in text
+    assert "It is running a step of task" in text and "'main'" in text
+    assert "time.sleep(1.5)  # a step that blocks the loop" in text
+
+
+def test_bad_requests_and_unknown_commands_keep_the_connection(tmp_path):
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(idle_until_stopped, server):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(server.path)
+            f = s.makefile("rwb")
+            hello = json.loads(f.readline())
+            assert hello["hello"] == "yieldio-monitor" and hello["pid"] == os.getpid()
+            f.write(b"this is not json\n")
+            f.flush()
+            assert "bad request" in json.loads(f.readline())["text"]
+            f.write(b'{"cmd": "frobnicate"}\n')
+            f.flush()
+            assert json.loads(f.readline()) == {
+                "ok": False, "text": "unknown command 'frobnicate'; try 'help'"}
+            f.write(b'{"cmd": "where", "arg": "999999"}\n')
+            f.flush()
+            assert json.loads(f.readline())["text"] == "no live task with id 999999"
+            f.write(b'{"cmd": "tree", "arg": "--bogus"}\n')
+            f.flush()
+            assert "usage: tree" in json.loads(f.readline())["text"]
+            f.close()
+    assert not os.path.exists(server.path)
+
+
+def test_the_socket_is_removed_when_main_fails(tmp_path):
+    async def main(prog):
+        prog.started.set()
+        raise ValueError("boom")
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    prog = Program(main, server)
+    with prog:
+        pass
+    assert isinstance(prog.error, ValueError)
+    assert not os.path.exists(server.path)
+
+
+def test_a_stale_socket_of_a_dead_program_is_replaced(tmp_path):
+    path = str(tmp_path / "m.sock")
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(path)
+    dead.close()  # the file stays, nobody listens
+    server = MonitorServer(path, announce=False)
+    with Program(idle_until_stopped, server), MonitorClient(path) as client:
+        assert client.request("stats")["ok"]
+
+
+def test_a_socket_in_use_is_not_stolen(tmp_path):
+    path = str(tmp_path / "m.sock")
+    server = MonitorServer(path, announce=False)
+    with Program(idle_until_stopped, server):
+        def main():  # a generator: the refused run leaves no coroutine unawaited
+            yield from yieldio.sleep(0)
+
+        with pytest.raises(MonitorError, match="already listens"):
+            yieldio.run(main, monitor=path)
+
+
+# -- the directory ---------------------------------------------------------------------------
+def test_an_insecure_directory_is_refused(mon_dir):
+    mon_dir.mkdir(mode=0o755)
+    os.chmod(mon_dir, 0o755)
+    with pytest.raises(MonitorError, match=r"its mode is 0755; it must be 0700"):
+        instruments_for({"monitor": True})
+
+
+def test_a_directory_owned_by_someone_else_is_refused(mon_dir):
+    if os.getuid() != 0:
+        pytest.skip("needs root to give the directory away")
+    mon_dir.mkdir(mode=0o700)
+    os.chown(mon_dir, 65534, 65534)
+    with pytest.raises(MonitorError, match="belongs to uid 65534, not to you"):
+        monitor_dir(create=True)
+
+
+def test_a_symlink_is_refused(mon_dir, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    mon_dir.symlink_to(real)
+    with pytest.raises(MonitorError, match="not a directory"):
+        monitor_dir(create=True)
+
+
+def test_the_directory_is_created_private(mon_dir):
+    assert monitor_dir(create=True) == str(mon_dir)
+    assert stat.S_IMODE(os.stat(mon_dir).st_mode) == 0o700
+
+
+def test_finding_programs(mon_dir, capsys):
+    monitor_dir(create=True)
+    code, _, err = monitor(capsys, "-c", "ps")
+    assert code == 1 and "no monitored yieldio program is running" in err
+    code, _, err = monitor(capsys, "999999999", "-c", "ps")
+    assert code == 1 and "no monitor socket for pid 999999999" in err
+    assert "no process has that pid" in err
+    code, _, err = monitor(capsys, str(mon_dir / "nope.sock"), "-c", "ps")
+    assert code == 1 and "no monitor socket at" in err
+    # Two live programs (this process twice, as far as the names go).
+    for name in (f"{os.getpid()}.sock", f"{os.getpid()}-2.sock"):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(mon_dir / name))
+        s.close()
+    with pytest.raises(MonitorError, match="several monitored programs are running"):
+        find_monitor_socket(None)
+    with pytest.raises(MonitorError, match="is not a yieldio monitor|cannot talk"):
+        MonitorClient(str(mon_dir / f"{os.getpid()}.sock"))
+
+
+def test_environment_variable_turns_the_monitor_on(mon_dir, monkeypatch):
+    monkeypatch.setenv("YIELDIO_MONITOR", "1")
+    seen = []
+
+    async def main():
+        k = yieldio._state.current_kernel()
+        server = next(i for i in k.instruments if isinstance(i, MonitorServer))
+        seen.append(server.path)
+        with MonitorClient(find_monitor_socket(str(os.getpid()))) as c:
+            # The kernel thread is this one, busy in this step: answer later.
+            seen.append(c.hello["pid"])
+
+    yieldio.run(main)
+    assert seen == [str(mon_dir / f"{os.getpid()}.sock"), os.getpid()]
+    assert not os.path.exists(seen[0])
+
+
+def test_interactive_prompt_and_top_in_a_terminal(tmp_path):
+    """Drive the interactive client through a pseudo-terminal, as a person would."""
+    import pty
+    import select as _select
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    code = ("import sys; from yieldio._cli_debug import cmd_monitor; "
+            "sys.exit(cmd_monitor(sys.argv[1:]))")
+    with Program(idle_until_stopped, server):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-c", code, server.path, "-i", "0.2"],
+                                stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        seen = b""
+
+        def read_until(marker, timeout=20):
+            nonlocal seen
+            deadline = time.monotonic() + timeout
+            while marker not in seen:
+                left = deadline - time.monotonic()
+                assert left > 0, f"no {marker!r} in {seen[-2000:]!r}"
+                if _select.select([master], [], [], left)[0]:
+                    try:
+                        seen += os.read(master, 65536)
+                    except OSError:
+                        break
+            return seen
+
+        try:
+            read_until(b"yieldio> ")
+            os.write(master, b"tree\n")
+            read_until(b"'main' [waiting] -- waiting on sleep until")
+            read_until(b"at idle_until_stopped (debug/test_monitor.py:")
+            os.write(master, b"top\n")
+            read_until(b"(q to quit)")
+            assert b"\x1b[H\x1b[2J" in seen  # redrawn in place
+            n = seen.count(b"(q to quit)")  # now wait for a refresh
+            deadline = time.monotonic() + 20
+            while seen.count(b"(q to quit)") < n + 1 and time.monotonic() < deadline:
+                if _select.select([master], [], [], 1)[0]:
+                    seen += os.read(master, 65536)
+            assert seen.count(b"(q to quit)") >= n + 1
+            os.write(master, b"q")
+            mark = len(seen)
+            deadline = time.monotonic() + 20
+            while b"yieldio> " not in seen[mark:] and time.monotonic() < deadline:
+                if _select.select([master], [], [], 1)[0]:
+                    seen += os.read(master, 65536)
+            assert b"yieldio> " in seen[mark:]
+            os.write(master, b"quit\n")
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)

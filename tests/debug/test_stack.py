@@ -1,0 +1,418 @@
+"""task.stack() / format_stack: the whole chain across every kind of call."""
+
+from __future__ import annotations
+
+import socket
+import traceback
+
+import yieldio
+from yieldio._io import notify_closing, wait_readable
+from yieldio._traps import SCHEDULE
+from yieldio.debug import format_stack, innermost_frame, task_stack, where_frame
+from yieldio.testing import VirtualClock
+
+HERE = __file__
+
+
+def functions(task):
+    return [f.function for f in task.stack()]
+
+
+async def spawn_and_look(fn, *args, settle=2):
+    """Spawn fn(*args), let it block, return (task, stack, formatted), then unblock."""
+    async with yieldio.TaskGroup() as tg:
+        t = tg.spawn(fn, *args, name="subject")
+        for _ in range(settle):
+            await yieldio.sleep(0)
+        stack, text = t.stack(), format_stack(t)
+        tg.cancel()
+    return t, stack, text
+
+
+# -- async def ------------------------------------------------------------------------
+async def inner(ev):
+    await ev.wait()
+
+
+async def middle(ev):
+    await inner(ev)
+
+
+async def outer(ev):
+    await middle(ev)
+
+
+def test_async_def_chain_down_to_the_wait():
+    t, stack, text = yieldio.run(spawn_and_look, outer, yieldio.Event())
+    assert [f.function for f in stack] == ["outer", "middle", "inner", "Event.wait"]
+    assert stack[0].filename == HERE and "await middle(ev)" in stack[0].line
+    assert "await inner(ev)" in stack[1].line
+    assert "await ev.wait()" in stack[2].line
+    assert stack[3].filename.endswith("yieldio/sync.py")
+    assert text.startswith("Stack of <Task") and "waiting on Event.wait:" in text
+    assert 'in middle\n    await inner(ev)' in text
+    assert t.stack() == []  # finished: nothing suspended
+
+
+def test_a_task_sees_its_own_running_frame():
+    async def main():
+        return functions(yieldio.current_task()), yieldio.current_task().stack()[-1].lineno
+
+    names, lineno = yieldio.run(main)
+    assert names == ["test_a_task_sees_its_own_running_frame.<locals>.main"]
+    assert lineno > 0
+
+
+# -- generators with yield from ---------------------------------------------------------
+@yieldio.coroutine
+def gen_inner(ev):
+    yield from ev.wait()
+
+
+@yieldio.coroutine
+def gen_outer(ev):
+    yield from gen_inner(ev)
+
+
+def test_generator_chain_with_yield_from():
+    t, stack, _ = yieldio.run(spawn_and_look, gen_outer, yieldio.Event())
+    assert [f.function for f in stack] == ["gen_outer", "gen_inner", "Event.wait"]
+    assert "yield from gen_inner(ev)" in stack[0].line
+
+
+@yieldio.coroutine
+def gen_awaits_native(ev):
+    yield from outer(ev)  # a generator delegating to an async def
+
+
+async def native_awaits_gen(ev):
+    await gen_awaits_native(ev)
+
+
+def test_mixed_native_and_generator_chain():
+    _, stack, _ = yieldio.run(spawn_and_look, native_awaits_gen, yieldio.Event())
+    assert [f.function for f in stack] == [
+        "native_awaits_gen", "gen_awaits_native", "outer", "middle", "inner", "Event.wait"]
+
+
+# -- trampolined calls ------------------------------------------------------------------
+@yieldio.coroutine
+def tr_leaf(ev):
+    yield from ev.wait()
+    return 1
+
+
+@yieldio.coroutine
+def tr_middle(ev):
+    x = yield tr_leaf(ev)  # trampolined call
+    return x
+
+
+@yieldio.coroutine
+def tr_top(ev):
+    x = yield tr_middle(ev)  # trampolined call
+    return x
+
+
+def test_trampolined_calls_are_on_the_stack():
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(tr_top, ev, name="subject")
+            await yieldio.sleep(0)
+            await yieldio.sleep(0)
+            assert t._tramp is not None and t._tramp.depth == 3
+            stack = t.stack()
+            ev.set()
+        return stack, t.result()
+
+    stack, result = yieldio.run(main)
+    assert result == 1
+    assert [f.function for f in stack] == ["tr_top", "tr_middle", "tr_leaf", "Event.wait"]
+    assert "x = yield tr_middle(ev)" in stack[0].line
+    assert "x = yield tr_leaf(ev)" in stack[1].line
+
+
+async def native_outer_of_trampoline(ev):
+    return await tr_top(ev)  # the async def is the task's coroutine; calls trampoline above it
+
+
+def test_trampolined_calls_under_an_async_def():
+    _, stack, _ = yieldio.run(spawn_and_look, native_outer_of_trampoline, yieldio.Event())
+    assert [f.function for f in stack] == [
+        "native_outer_of_trampoline", "tr_top", "tr_middle", "tr_leaf", "Event.wait"]
+
+
+@yieldio.coroutine
+def deep(n, ev):
+    if n == 0:
+        yield from ev.wait()
+        return 0
+    return (yield deep(n - 1, ev)) + 1
+
+
+def test_a_deep_trampolined_stack_is_walked_without_recursion():
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(deep, 3000, ev)
+            await yieldio.sleep(0)
+            await yieldio.sleep(0)
+            frames = t.stack()
+            last = innermost_frame(t)
+            ev.set()
+        return frames, last, t.result()
+
+    frames, last, result = yieldio.run(main)
+    assert result == 3000
+    assert len(frames) == 3002 and frames[-1].function == "Event.wait"
+    assert last == frames[-1]
+
+
+def leaf_raises():
+    yield from yieldio.sleep(0)
+    raise ValueError("boom")
+
+
+@yieldio.coroutine
+def tb_middle_trampolined():
+    return (yield leaf_raises())
+
+
+@yieldio.coroutine
+def tb_top_trampolined():
+    return (yield tb_middle_trampolined())
+
+
+@yieldio.coroutine
+def tb_middle_yield_from():
+    return (yield from leaf_raises())
+
+
+@yieldio.coroutine
+def tb_top_yield_from():
+    return (yield from tb_middle_yield_from())
+
+
+def _traceback_names(top):
+    async def main():
+        try:
+            await top()
+        except ValueError as exc:
+            return [fs.name for fs in traceback.extract_tb(exc.__traceback__)]
+
+    return yieldio.run(main)
+
+
+def test_traceback_across_trampolined_calls_shows_the_caller_chain():
+    trampolined = _traceback_names(tb_top_trampolined)
+    native = _traceback_names(tb_top_yield_from)
+    assert native == ["main", "tb_top_yield_from", "tb_middle_yield_from", "leaf_raises"]
+    assert trampolined == ["main", "tb_top_trampolined", "tb_middle_trampolined", "leaf_raises"]
+
+
+# -- async generators and CPython's hidden wrappers ------------------------------------------
+async def agen(ev):
+    yield 1
+    await ev.wait()
+    yield 2
+
+
+async def consumer(ev):
+    async for _ in agen(ev):
+        pass
+
+
+def test_async_generator_frames_are_found_through_asend():
+    _, stack, _ = yieldio.run(spawn_and_look, consumer, yieldio.Event())
+    assert [f.function for f in stack] == ["consumer", "agen", "Event.wait"]
+
+
+@yieldio.coroutine
+def gen_awaits_coroutine_wrapper(ev):
+    yield from inner(ev).__await__()  # a coroutine_wrapper between the two
+
+
+def test_coroutine_wrapper_is_seen_through():
+    _, stack, _ = yieldio.run(spawn_and_look, gen_awaits_coroutine_wrapper, yieldio.Event())
+    assert [f.function for f in stack] == ["gen_awaits_coroutine_wrapper", "inner", "Event.wait"]
+
+
+# -- class-based coroutines -------------------------------------------------------------------
+class Ticker:
+    """A hand-written coroutine (the seed's Iterator shape): yields SCHEDULE n times."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        if self.n == 0:
+            raise StopIteration("ticked")
+        self.n -= 1
+        return SCHEDULE
+
+    def throw(self, exc, *rest):
+        raise exc
+
+
+async def awaits_ticker():
+    return await Ticker(1000)
+
+
+def test_class_based_coroutines_are_one_opaque_frame():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            as_task = tg.spawn(Ticker(1000), name="ticker")
+            awaited = tg.spawn(awaits_ticker)
+            await yieldio.sleep(0)
+            await yieldio.sleep(0)
+            result = as_task.stack(), awaited.stack(), format_stack(as_task)
+            tg.cancel()
+        return result
+
+    own, awaited, text = yieldio.run(main)
+    assert len(own) == 1 and own[0].opaque and own[0].function == "Ticker"
+    assert own[0].filename == HERE and own[0].lineno == 0
+    assert [f.function for f in awaited] == ["awaits_ticker", "Ticker"]
+    assert awaited[0].opaque is False and awaited[1].opaque is True
+    assert "<Ticker> class-based coroutine, no frame" in text
+
+
+# -- a blocked echo server ---------------------------------------------------------------------
+async def receive_some(sock, n=65536):
+    while True:
+        try:
+            return sock.recv(n)
+        except BlockingIOError:
+            await wait_readable(sock)
+
+
+async def echo_handler(sock):
+    while True:
+        data = await receive_some(sock)
+        if not data:
+            return
+        sock.sendall(data)
+
+
+async def echo_server(listener):
+    while True:
+        try:
+            conn, _ = listener.accept()
+            break
+        except BlockingIOError:
+            await wait_readable(listener)
+    conn.setblocking(False)
+    try:
+        await echo_handler(conn)
+    finally:
+        notify_closing(conn)
+        conn.close()
+
+
+def test_blocked_echo_server_shows_the_handler_stack_down_to_the_wait():
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            server = tg.spawn(echo_server, listener, name="echo")
+            client.sendall(b"hello")
+            while True:  # let the server accept, echo, and block again
+                await yieldio.sleep(0.01)
+                frames = server.stack()
+                if frames and "echo_handler" in [f.function for f in frames] \
+                        and server.state == "waiting":
+                    break
+            text = format_stack(server)
+            tree = yieldio.debug.format_task_tree()
+            echoed = client.recv(100)
+            client.close()  # the handler sees EOF and returns
+        return frames, text, tree, echoed
+
+    try:
+        frames, text, tree, echoed = yieldio.run(main)
+    finally:
+        notify_closing(listener)
+        listener.close()
+    assert echoed == b"hello"
+    assert [f.function for f in frames] == ["echo_server", "echo_handler", "receive_some",
+                                            "wait_readable"]
+    assert "await receive_some(sock)" in frames[1].line
+    assert "await wait_readable(sock)" in frames[2].line
+    cport = client_port_in(text)
+    assert "read fd" in text and f"127.0.0.1:{port} <- 127.0.0.1:{cport}" in text
+    assert "task" in tree and "'echo' [waiting] -- waiting on read fd" in tree
+    assert f"127.0.0.1:{port} <- 127.0.0.1:" in tree
+
+
+def client_port_in(text):
+    return text.split(" <- 127.0.0.1:")[1].split(")")[0]
+
+
+def test_stack_of_a_sleeping_task_under_a_virtual_clock():
+    async def sleeper():
+        await yieldio.sleep(5)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(sleeper)
+            await yieldio.sleep(1)
+            text = format_stack(t)
+        return text
+
+    text = yieldio.run(main, clock=VirtualClock(autojump=True))
+    assert "waiting on sleep until +4.00 s" in text
+    assert "sleeper\n    await yieldio.sleep(5)" in text
+
+
+def test_stack_needs_no_running_kernel_for_a_finished_task():
+    async def main():
+        return yieldio.current_task()
+
+    t = yieldio.run(main)
+    assert task_stack(t) == [] and "no frames" in format_stack(t)
+
+
+def test_frame_format_and_short():
+    f = yieldio.debug.Frame(HERE, 1, "fn")
+    assert f.format() == f'  File "{HERE}", line 1, in fn\n    {f.line}'
+    assert f.line.startswith('"""task.stack()')
+    assert f.short() == "fn (debug/test_stack.py:1)"
+    opaque = yieldio.debug.Frame("", 0, "Thing", opaque=True)
+    assert opaque.short() == "<Thing>" and opaque.line == ""
+
+
+def test_where_frame_is_the_programs_innermost_line():
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            native = tg.spawn(outer, ev)
+            tramp = tg.spawn(tr_top, ev)
+            bare = tg.spawn(ev.wait)  # nothing but yieldio's own frame
+            await yieldio.sleep(0)
+            await yieldio.sleep(0)
+            out = [where_frame(t) for t in (native, tramp, bare)]
+            out.append(innermost_frame(native))
+            ev.set()
+        out.append(where_frame(native))  # finished
+        return out
+
+    native, tramp, bare, innermost, finished = yieldio.run(main)
+    assert (native.function, native.filename) == ("inner", HERE)
+    assert "await ev.wait()" in native.line
+    assert tramp.function == "tr_leaf"
+    assert bare.function == "Event.wait" and bare.filename.endswith("yieldio/sync.py")
+    assert innermost.function == "Event.wait"
+    assert finished is None

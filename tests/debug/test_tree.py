@@ -1,0 +1,275 @@
+"""task_tree / format_task_tree / format_task_table / describe_wait."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+import yieldio
+from yieldio._io import wait_readable, wait_writable
+from yieldio.debug import (
+    describe_fd,
+    describe_wait,
+    format_task_table,
+    format_task_tree,
+    render_tree,
+    snapshot,
+    task_tree,
+)
+from yieldio.testing import VirtualClock
+
+
+def vrun(fn, *args):
+    return yieldio.run(fn, *args, clock=VirtualClock(autojump=True))
+
+
+async def settle(n=3):
+    for _ in range(n):
+        await yieldio.sleep(0)
+
+
+def test_tree_nests_tasks_under_their_parents_with_their_waits():
+    async def leaf(ev):
+        await ev.wait()
+
+    async def branch(ev):
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(leaf, ev, name="leaf-1")
+            tg.spawn(leaf, ev, name="leaf-2")
+
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(branch, ev, name="branch")
+            tg.spawn(yieldio.sleep, 3, name="sleeper")
+            await settle()
+            roots, text = task_tree(), format_task_tree()
+            ev.set()
+        return roots, text
+
+    roots, text = vrun(main)
+    assert [r.task.name for r in roots] == ["main"]
+    main = roots[0]
+    assert main.state == "running" and main.waiting_on == ""
+    assert [c.task.name for c in main.children] == ["branch", "sleeper"]
+    branch_info, sleeper = main.children
+    assert branch_info.waiting_on == "TaskGroup exit (2 children left)"
+    assert [c.task.name for c in branch_info.children] == ["leaf-1", "leaf-2"]
+    assert all(c.waiting_on == "Event.wait" and c.state == "waiting"
+               for c in branch_info.children)
+    assert sleeper.waiting_on == "sleep until +3.00 s"
+    assert branch_info.children[0].where.function.endswith("leaf")  # the program's frame
+    lines = text.splitlines()
+    assert lines[0].startswith("task ") and lines[0].endswith("'main' [running]")
+    assert lines[1].startswith("    at ") and "test_tree.py:" in lines[1]
+    assert any(ln.startswith("  task ") and "'branch' [waiting] -- waiting on TaskGroup exit"
+               in ln for ln in lines)
+    assert any(ln.startswith("    task ") and "'leaf-2' [waiting] -- waiting on Event.wait" in ln
+               for ln in lines)
+    assert any(ln.strip().startswith("at test_tree_nests_tasks_under_their_parents_with_their"
+                                     "_waits.<locals>.leaf (debug/test_tree.py:") for ln in lines)
+
+
+def test_wait_descriptions_of_the_primitives():
+    async def holder(lock, ev):
+        async with lock:
+            await ev.wait()
+
+    async def main():
+        lock, ev, q = yieldio.Lock(), yieldio.Event(), yieldio.Queue(1)
+        async with yieldio.TaskGroup() as tg:
+            h = tg.spawn(holder, lock, ev, name="holder")
+            await settle()
+            waiter = tg.spawn(lock.acquire, name="waiter")
+            getter = tg.spawn(q.get, name="getter")
+            joiner = tg.spawn(h.join, name="joiner")
+            await settle()
+            got = {t.name: describe_wait(t) for t in (h, waiter, getter, joiner)}
+            ev.set()
+            await settle()
+            await q.put(1)
+        return got, h.id
+
+    got, hid = vrun(main)
+    assert got["holder"] == "Event.wait"
+    assert got["waiter"] == f"Lock.acquire (held by task {hid})"
+    assert got["getter"] == "Queue.get"
+    assert got["joiner"].startswith(f"join task {hid} (holder)")
+
+
+def test_describe_wait_is_empty_for_a_ready_task_and_survives_a_broken_wait():
+    class Broken:
+        def _describe_wait(self, task):
+            raise RuntimeError("half-built")
+
+    class Nameless:
+        pass
+
+    async def main():
+        me = yieldio.current_task()
+        ready = describe_wait(me)
+        me._wait = Broken()
+        broken = describe_wait(me)
+        me._wait = Nameless()
+        nameless = describe_wait(me)
+        me._wait = None
+        return ready, broken, nameless
+
+    ready, broken, nameless = yieldio.run(main)
+    assert ready == ""
+    assert broken.startswith("Broken (describe failed: RuntimeError('half-built')")
+    assert nameless == "Nameless"
+
+
+def test_socket_waits_name_their_addresses():
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server_side, _ = listener.accept()
+    client.setblocking(False)
+    try:  # fill the send buffer so that a writer has to wait
+        while True:
+            client.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    cport = client.getsockname()[1]
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            acc = tg.spawn(wait_readable, listener, name="acceptor")
+            rd = tg.spawn(wait_readable, client, name="reader")
+            wr = tg.spawn(wait_writable, client, name="writer")
+            await settle()
+            out = {t.name: describe_wait(t) for t in (acc, rd, wr)}
+            plain = describe_wait(rd, detail=False)
+            tree = format_task_tree()
+            tg.cancel()
+        return out, plain, tree
+
+    try:
+        out, plain, tree = yieldio.run(main)
+    finally:
+        for s in (listener, client, server_side):
+            s.close()
+    assert out["acceptor"].endswith(f"(listening on 127.0.0.1:{port})")
+    assert out["acceptor"].startswith("read fd ")
+    assert out["reader"].endswith(f"(127.0.0.1:{cport} <- 127.0.0.1:{port})")
+    assert out["writer"].startswith("write fd ")
+    assert out["writer"].endswith(f"(127.0.0.1:{cport} -> 127.0.0.1:{port})")
+    assert plain == out["reader"].split(" (")[0]
+    assert f"'reader' [waiting] -- waiting on {out['reader']}" in tree
+
+
+def test_describe_fd_for_sockets_pipes_files_and_closed_fds(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = listener.accept()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    f = open(path)
+    try:
+        cport = client.getsockname()[1]
+        assert describe_fd(listener.fileno()) == f"listening on 127.0.0.1:{port}"
+        assert describe_fd(conn.fileno()) == f"127.0.0.1:{port} <- 127.0.0.1:{cport}"
+        assert describe_fd(conn.fileno(), writing=True) == f"127.0.0.1:{port} -> 127.0.0.1:{cport}"
+        assert describe_fd(udp.fileno()) == f"udp 127.0.0.1:{udp.getsockname()[1]}"
+        assert describe_fd(a.fileno()) == "unix socket, unnamed"
+        assert describe_fd(r) == "pipe"
+        assert describe_fd(f.fileno()) == str(path)
+        # The fd is only borrowed: it is still open and still non-blocking-or-not as before.
+        assert conn.getblocking() is True and conn.fileno() >= 0
+        closed = os.dup(r)
+        os.close(closed)
+        assert describe_fd(closed) == "closed"
+    finally:
+        for s in (listener, client, conn, udp, a, b):
+            s.close()
+        os.close(r)
+        os.close(w)
+        f.close()
+
+
+def test_collapse_folds_identical_siblings():
+    async def worker(q):
+        await q.get()
+
+    async def main():
+        q = yieldio.Queue()
+        async with yieldio.TaskGroup() as tg:
+            ts = [tg.spawn(worker, q, name="worker") for _ in range(100)]
+            tg.spawn(yieldio.sleep, 5, name="odd one")
+            await settle()
+            rows = snapshot()
+            folded, full = render_tree(rows, collapse=True), render_tree(rows)
+            again = format_task_tree().splitlines()
+            assert again[0] == full.splitlines()[0] and again[2:] == full.splitlines()[2:]
+            for _ in ts:
+                q.put_nowait(None)
+        return folded, full, rows, [t.id for t in ts]
+
+    folded, full, rows, ids = vrun(main)
+    assert len(full.splitlines()) == 2 * 102
+    assert f"... and 99 more like it (tasks {ids[1]}-{ids[-1]})" in folded
+    assert folded.count("'worker'") == 1 and "'odd one'" in folded
+    assert len(folded.splitlines()) == 2 * 3 + 1
+    assert {r.name for r in rows} == {"main", "worker", "odd one"}
+
+
+def test_collapse_folds_waits_that_differ_only_in_numbers():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            for i in range(5):
+                tg.spawn(yieldio.sleep, i + 1, name="napper")
+            await settle()
+            text = format_task_tree(collapse=True)
+            tg.cancel()
+        return text
+
+    text = vrun(main)
+    assert "waiting on sleep until +1.00 s" in text and "... and 4 more like it" in text
+
+
+def test_task_table_has_one_row_per_task():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            for i in range(3):
+                tg.spawn(yieldio.sleep_forever, name=f"t{i}")
+            await settle()
+            table = format_task_table()
+            tg.cancel()
+        return table
+
+    table = vrun(main)
+    lines = table.splitlines()
+    assert lines[0].split() == ["ID", "PARENT", "STATE", "NAME", "WAITING", "ON", "WHERE"]
+    assert len(lines) == 5
+    assert "sleep forever" in lines[2] and "t0" in lines[2]
+    assert lines[1].split()[1] == "-"  # main has no parent
+
+
+def test_task_table_limit():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            for _ in range(10):
+                tg.spawn(yieldio.sleep_forever)
+            await settle()
+            text = format_task_table(limit=4)
+            tg.cancel()
+        return text
+
+    text = vrun(main)
+    assert text.splitlines()[-1] == "... 7 more tasks not shown"
+    assert len(text.splitlines()) == 1 + 4 + 1
+
+
+def test_tree_outside_a_run_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="must be called from a task running under"):
+        format_task_tree()
