@@ -59,7 +59,6 @@ class Task:
     # a dozen stores instead of two dozen, and an idle task stays small.
     __slots__ = (
         "id",
-        "_name",
         "coro",
         "_driver",
         "_context",
@@ -73,9 +72,9 @@ class Task:
         "_state",
         "_kernel",
         "__dict__",
-        "__weakref__",
     )
 
+    _name: str | None = None
     _timer: Any = None
     _ki_pending = False
     _own_scope: CancelScope | None = None
@@ -89,7 +88,8 @@ class Task:
     def __init__(self, coro: Any, kernel: Any, scope: CancelScope, context: Any,
                  parent: Task | None, group: TaskGroup | None, name: str | None) -> None:
         self.id = next(_ids)
-        self._name = name
+        if name is not None:
+            self._name = name
         self.coro = coro
         # What the kernel sends to: the coroutine, or its Trampoline once the
         # task made a trampolined call. (Bound methods are not cached: each
