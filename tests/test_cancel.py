@@ -140,13 +140,6 @@ def test_cancel_wakes_a_parked_task_in_another_scope():
             await yieldio.sleep_forever()
         return "cancelled cleanly", scope.cancelled_caught
 
-    async def main():
-        box = []
-        async with yieldio.TaskGroup() as tg:
-            t = tg.spawn(sleeper, box, name="x")  # spawn, not start: check plain wake-up
-            await yieldio.sleep(0)
-        return "unreachable"
-
     async def main2():
         box = []
         async with yieldio.TaskGroup() as tg:

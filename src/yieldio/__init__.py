@@ -17,6 +17,10 @@ for. Write ``async def`` or generator coroutines and mix them freely::
 from __future__ import annotations
 
 import types as _types
+from collections.abc import Callable as _Callable
+from typing import TYPE_CHECKING
+from typing import Any as _Any
+from typing import TypeVar as _TypeVar
 
 from ._cancel import CancelScope, fail_after, fail_at, move_on_after, move_on_at
 from ._exceptions import (
@@ -41,6 +45,42 @@ from ._trampoline import Trampoline, trampoline
 from .queue import Queue, UniversalQueue
 from .sync import Condition, Event, Lock, Semaphore
 from .threads import from_thread, to_thread
+
+_F = _TypeVar("_F", bound=_Callable[..., _Any])
+
+if TYPE_CHECKING:  # the lazily imported names, for type checkers and IDEs
+    from .files import AsyncFile as AsyncFile
+    from .files import open_file as open_file
+    from .files import wrap_file as wrap_file
+    from .net import (
+        BrokenStreamError as BrokenStreamError,
+    )
+    from .net import (
+        Server as Server,
+    )
+    from .net import (
+        SocketStream as SocketStream,
+    )
+    from .net import (
+        Stream as Stream,
+    )
+    from .net import (
+        TLSStream as TLSStream,
+    )
+    from .net import (
+        open_tcp_stream as open_tcp_stream,
+    )
+    from .net import (
+        open_unix_stream as open_unix_stream,
+    )
+    from .net import (
+        serve_tcp as serve_tcp,
+    )
+    from .net import (
+        serve_unix as serve_unix,
+    )
+    from .signals import open_signal_receiver as open_signal_receiver
+
 
 __version__ = "0.1.0"
 
@@ -82,7 +122,7 @@ def __getattr__(name: str) -> object:
 
 
 
-def coroutine(fn: _types.FunctionType) -> _types.FunctionType:
+def coroutine(fn: _F) -> _F:
     """Mark a generator function as a coroutine: awaitable, and able to await.
 
     The generator may then be awaited from ``async def`` code, and may itself
@@ -97,7 +137,7 @@ def coroutine(fn: _types.FunctionType) -> _types.FunctionType:
         async def main():
             print(await fetch_twice("x"))
     """
-    return _types.coroutine(fn)
+    return _types.coroutine(fn)  # type: ignore[return-value]
 
 
 __all__ = [

@@ -265,7 +265,7 @@ def insert_task_scope(task: Task) -> CancelScope:
     root._entered = True
     root._is_task_root = True
     # Find the outermost scope this task entered itself.
-    outer = task._scope
+    outer: CancelScope | None = task._scope
     own = None
     while outer is not None and outer._task is task and not outer._is_task_root:
         own = outer

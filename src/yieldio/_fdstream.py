@@ -37,8 +37,8 @@ from . import _state
 from ._exceptions import BusyResourceError, ClosedResourceError
 from ._io import wait_readable, wait_writable
 from ._kernel import FAST_PATH_BUDGET
-from ._traps import schedule
 from ._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from ._traps import schedule
 
 __all__ = ["FdStream"]
 

@@ -157,7 +157,9 @@ class Kernel:
         self.clock = clock if clock is not None else SystemClock()
         self.clock_now: Callable[[], float] = self.clock.current_time
         self.ready: deque[Task] = deque()
-        self.current: Task | None = None
+        # The running task; None only between steps (typed as Task: every
+        # caller runs inside a task).
+        self.current: Task = None  # type: ignore[assignment]
         self.timers: list[tuple[float, int, Any]] = []
         self.stale_timers = 0
         self._timer_seq = itertools.count()
@@ -583,7 +585,7 @@ class Kernel:
                     return True
             elif self.clock.autojump and self.io_waiters == 0 and self.thread_jobs == 0 \
                     and self.external_parks == 0 and not self._thread_calls:
-                self.clock.jump_to(deadline)
+                self.clock.jump_to(deadline)  # type: ignore[union-attr]
                 timeout = 0.0
             else:
                 timeout = self.clock.deadline_to_sleep_time(deadline)
@@ -664,7 +666,7 @@ class Kernel:
                         odd_yield(task, value)
                 if after:
                     self._call_hooks("after_task_step", task)
-            self.current = None
+            self.current = None  # type: ignore[assignment]
 
     def _report_deadlock(self) -> None:
         """Every task waits on another task: cancel them all, then raise Deadlock."""
@@ -801,7 +803,7 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
     if getattr(_state.local, "kernel", None) is not None:
         raise RuntimeError("yieldio.run() cannot be called from inside a running yieldio kernel "
                            "(in the same thread); await the function instead")
-    debug_opts = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
+    debug_opts: dict[str, Any] = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
                   if k in options}
     network = debug_opts.pop("network", None)
     if options:

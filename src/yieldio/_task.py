@@ -10,7 +10,8 @@ task so that a step costs no attribute lookups on the coroutine.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Generator
+import types
+from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any
 
 from . import _state
@@ -187,7 +188,7 @@ class Task:
             raise TaskCancelled(f"{self!r} was cancelled")
         return self._exception
 
-    def join(self) -> Generator[Any, Any, Any]:
+    def join(self) -> Awaitable[Any]:
         """Wait for the task to finish; return its result or raise its error.
 
         A cancelled task makes ``join`` raise :class:`TaskCancelled`::
@@ -246,6 +247,7 @@ def throw_into(task: Task, exc: BaseException) -> Any:
     return throw(exc)
 
 
+@types.coroutine
 def _join(target: Task) -> Generator[Any, Any, Any]:
     try:
         k = _state.local.kernel
@@ -266,8 +268,3 @@ def _join(target: Task) -> Generator[Any, Any, Any]:
         yield SCHEDULE
     return target.result()
 
-
-# Awaitable from async def; a generator is awaitable once marked this way.
-import types as _types  # noqa: E402
-
-_join = _types.coroutine(_join)

@@ -10,8 +10,8 @@ anyone who joins the task).
 from __future__ import annotations
 
 import types
-from types import CoroutineType, FunctionType, GeneratorType
 from collections.abc import Generator
+from types import CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
 from . import _state
@@ -221,7 +221,7 @@ class TaskGroup:
         self._owner = k.current
         self._entered = True
         self._scope.__enter__()
-        owner = self._owner
+        owner = k.current
         if owner._child_groups is None:
             owner._child_groups = []
         owner._child_groups.append(self)
@@ -259,7 +259,8 @@ class TaskGroup:
             failures.insert(0, exc)
         if failures:
             if all(isinstance(e, Exception) for e in failures):
-                raise ExceptionGroup("unhandled errors in a TaskGroup", failures)
+                raise ExceptionGroup("unhandled errors in a TaskGroup",
+                                     [e for e in failures if isinstance(e, Exception)])
             raise BaseExceptionGroup("unhandled errors in a TaskGroup", failures)
         if isinstance(exc, Cancelled):
             if outer_cancelled:

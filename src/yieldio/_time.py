@@ -8,8 +8,8 @@ costs one generator and no wrapper objects, and it works with ``await``,
 from __future__ import annotations
 
 import types
-from collections.abc import Awaitable, Generator
-from typing import Any, Protocol
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _state
 from ._kernel import SLEEP_WAIT
@@ -93,27 +93,35 @@ def sleep_until(deadline: float) -> Generator[Any, Any, None]:
     yield PARK
 
 
-def sleep(seconds: float) -> Awaitable[None]:
-    """Sleep for ``seconds`` (a checkpoint even for 0).
+if TYPE_CHECKING:
+    # For type checkers: awaitable *and* usable with 'yield from', like the
+    # types.coroutine generators it returns (no wrapper layer at run time).
+    @types.coroutine
+    def sleep(seconds: float) -> Generator[Any, Any, None]: ...
 
-    ::
+else:
 
-        async def main():
-            await yieldio.sleep(0.5)
+    def sleep(seconds: float) -> Generator[Any, Any, None]:
+        """Sleep for ``seconds`` (a checkpoint even for 0).
 
-        @yieldio.coroutine
-        def old_style():
-            yield from yieldio.sleep(0.5)
-    """
-    if seconds < 0:
-        raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
-    if seconds == 0:
-        return checkpoint()
-    try:
-        now = _state.local.kernel.clock_now()
-    except AttributeError:
-        _state.outside_run()
-    return sleep_until(now + seconds)
+        ::
+
+            async def main():
+                await yieldio.sleep(0.5)
+
+            @yieldio.coroutine
+            def old_style():
+                yield from yieldio.sleep(0.5)
+        """
+        if seconds < 0:
+            raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
+        if seconds == 0:
+            return checkpoint()
+        try:
+            now = _state.local.kernel.clock_now()
+        except AttributeError:
+            _state.outside_run()
+        return sleep_until(now + seconds)
 
 
 @types.coroutine

@@ -438,9 +438,9 @@ class UniversalQueue:
 
 def _wake_from_anywhere(task: Task, value: Any) -> None:
     """Reschedule ``task`` from whatever thread we are on."""
-    k = task._kernel
+    k: Any = task._kernel
     if getattr(_state.local, "kernel", None) is k:
-        k.reschedule(task, value)
+        task._kernel.reschedule(task, value)
     else:
         k.call_soon_threadsafe(_wake_if_waiting, task, value)
 

@@ -30,7 +30,7 @@ class VirtualClock:
     """
 
     def __init__(self, start: float = 0.0, *, autojump: bool = False) -> None:
-        self._now = float(start)
+        self._start = self._now = float(start)
         self.autojump = autojump
 
     def __repr__(self) -> str:
@@ -55,3 +55,8 @@ class VirtualClock:
         """Move time forward to ``deadline`` (no-op if it already passed)."""
         if deadline > self._now:
             self._now = deadline
+
+    def _rewind(self) -> None:
+        """Back to the start time (the pytest plugin does this before each explored seed,
+        so that every seed replays exactly as it would in a run of its own)."""
+        self._now = self._start
