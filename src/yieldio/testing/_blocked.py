@@ -1,0 +1,151 @@
+"""``wait_all_tasks_blocked()``: let everything else run until it is stuck.
+
+A test often needs "the server task has reached its ``accept()``" or "the
+reader is parked in ``receive_some``" before it acts. Sleeping for a while is
+slow and racy; this waits for the exact moment when no other task can run:
+nothing is ready, no timer is due, the last I/O poll woke nobody and no
+thread has handed work back. Tasks sleeping until a later time, or waiting
+for I/O, a lock, a queue or a thread, count as blocked.
+
+Two implementations, chosen per kernel:
+
+* if the kernel has the ``idle_waiters`` hook (see the design note at the end
+  of this module), the caller parks and the loop wakes it when it finds
+  nothing ready after a non-blocking poll -- O(1) per loop iteration;
+* otherwise the caller polls: it yields a schedule point, which makes the loop
+  poll I/O with a zero timeout and fire due timers before the caller runs
+  again, and it stops when the ready queue holds only other idle waiters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import weakref
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from .. import _state
+from .._time import sleep_until
+from .._traps import PARK, SCHEDULE
+
+if TYPE_CHECKING:
+    from .._kernel import Kernel
+    from .._task import Task
+
+__all__ = ["wait_all_tasks_blocked"]
+
+# Polling fallback: the waiters of each kernel, with their (cushion, arrival)
+# order -- when several tasks wait, the one with the smallest cushion, then
+# the earliest, is released first (trio's rule), so they cannot livelock.
+_waiters: weakref.WeakKeyDictionary[Kernel, dict[Task, tuple[float, int]]] = (
+    weakref.WeakKeyDictionary())
+_arrival = itertools.count()
+
+
+async def wait_all_tasks_blocked(cushion: float = 0.0) -> None:
+    """Return once every other task is blocked and nothing is ready to run.
+
+    With ``cushion > 0``, they must stay blocked for ``cushion`` seconds of
+    the run's clock (virtual time under ``VirtualClock``). A checkpoint.
+
+    ::
+
+        async def test_reader_wakes_on_close():
+            a, b = yieldio.testing.memory_stream_pair()
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(expect_closed, b)
+                await yieldio.testing.wait_all_tasks_blocked()   # b is parked now
+                await b.aclose()
+    """
+    if cushion < 0 or cushion != cushion:
+        raise ValueError(f"cushion must be >= 0, not {cushion!r}")
+    k = _state.current_kernel()
+    while True:
+        if getattr(k, "idle_waiters", None) is not None:
+            await _park_until_idle(k)
+        else:
+            await _poll_until_idle(k, cushion)
+        if cushion == 0:
+            return
+        # Sleep through the cushion, then make sure nobody else ran meanwhile
+        # (our own wake-up is the only step allowed in between).
+        steps = k.stats_steps
+        await sleep_until(k.clock_now() + cushion)
+        if k.stats_steps - steps <= 1 and _nothing_runnable(k, None):
+            return
+
+
+def _nothing_runnable(k: Kernel, waiters: dict[Task, Any] | None) -> bool:
+    """True if no task other than idle waiters is ready and nothing is about to wake one."""
+    for t in k.ready:
+        if waiters is None or t not in waiters:
+            return False
+    if k._thread_calls:
+        return False
+    deadline = k._next_deadline()
+    return deadline is None or deadline > k.clock_now()
+
+
+@types.coroutine
+def _poll_until_idle(k: Kernel, cushion: float) -> Generator[Any, Any, None]:
+    task: Task = k.current  # type: ignore[assignment]
+    if task._cancel_pending:
+        task._raise_cancel()
+    waiters = _waiters.setdefault(k, {})
+    me = (cushion, next(_arrival))
+    waiters[task] = me
+    try:
+        while True:
+            # The loop polls I/O (timeout 0) and expires due timers before we
+            # run again: anything that wakes a task shows up in k.ready.
+            yield SCHEDULE
+            if task._cancel_pending:
+                task._raise_cancel()
+            if _nothing_runnable(k, waiters) and min(waiters.values()) == me:
+                return
+    finally:
+        del waiters[task]
+
+
+class _IdleWait:
+    """The wait object of a task parked in ``k.idle_waiters``."""
+
+    __slots__ = ()
+
+    def _abort_wait(self, task: Task) -> bool:
+        return task._kernel.idle_waiters.pop(task, 0) is None  # type: ignore[no-any-return]
+
+    def _describe_wait(self, task: Task) -> str:
+        return "wait_all_tasks_blocked"
+
+
+_IDLE_WAIT = _IdleWait()
+
+
+@types.coroutine
+def _park_until_idle(k: Kernel) -> Generator[Any, Any, None]:
+    task: Task = k.current  # type: ignore[assignment]
+    if task._cancel_pending:
+        task._raise_cancel()
+    k.idle_waiters[task] = None  # type: ignore[attr-defined]
+    task._wait = _IDLE_WAIT
+    yield PARK
+
+
+# Design note: the kernel hook (``Kernel.idle_waiters``), as proposed for
+# src/yieldio/_kernel.py --
+#
+#   __init__:   self.idle_waiters: dict[Task, None] = {}
+#   _loop, step 1, between "if ready:" and "else:":
+#               elif self.idle_waiters:
+#                   timeout = 0.0   # poll once; if that wakes nobody, wake a waiter
+#   _loop, after the timers are expired and before step 3:
+#               if not ready and self.idle_waiters:
+#                   waiter = next(iter(self.idle_waiters))
+#                   del self.idle_waiters[waiter]
+#                   self.reschedule(waiter)
+#
+# A parked idle waiter thereby keeps autojump and deadlock detection from
+# firing, exactly like trio, where wait_all_tasks_blocked wakes before the
+# autojump clock moves.

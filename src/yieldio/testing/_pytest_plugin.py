@@ -1,0 +1,331 @@
+"""pytest plugin: run ``async def`` tests and their async fixtures under yieldio.
+
+Registered through the ``pytest11`` entry point ``yieldio``, so installing
+yieldio is enough::
+
+    @pytest.mark.yieldio
+    async def test_echo(autojump_clock, sim_network):
+        ...
+
+* Opt in per test with ``@pytest.mark.yieldio`` (or ``pytestmark`` for a
+  module), or for a whole project with ``yieldio_mode = "auto"`` in the pytest
+  config: then every ``async def`` test runs under yieldio, except tests that
+  belong to another async plugin (marked ``asyncio``, ``anyio`` or ``trio``,
+  or using ``anyio_backend``) -- so pytest-asyncio can run its own tests in
+  the same session.
+* Async fixtures (coroutine or async generator functions) used by a yieldio
+  test run inside the *same* ``yieldio.run`` as the test: setup in
+  dependency order, then the test, then teardown in reverse order. They must
+  be function-scoped. If a fixture's cancel scope (say a TaskGroup whose
+  background task crashed) cancels the test, that cancellation is thrown into
+  the fixture at its ``yield``, so the fixture's error is what gets reported.
+* Fixtures ``autojump_clock`` (the test runs under this
+  ``VirtualClock(autojump=True)``) and ``sim_network`` (a ``SimNetwork``
+  installed for the test's run). Override either by name in a conftest to
+  configure it (``return SimNetwork(latency=0.05)``).
+* ``--yieldio-seed N`` (or ``random``) runs tests with a seeded schedule;
+  ``--yieldio-explore K`` runs each yieldio test under K seeds (from the
+  ``--yieldio-seed`` value, default 0). ``@pytest.mark.yieldio(seed=..,
+  explore=..)`` does the same for one test. A failing test shows the seed
+  that reproduces it in a "yieldio" report section.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .._exceptions import Cancelled
+from .._kernel import run
+from ._clock import VirtualClock
+
+if TYPE_CHECKING:
+    from ._simnet import SimNetwork
+
+_OTHER_PLUGIN_MARKS = ("asyncio", "anyio", "trio")
+_IS_YIELDIO = pytest.StashKey[bool]()
+_SEED = pytest.StashKey[Any]()
+
+
+# -- configuration -------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("yieldio", "yieldio async tests")
+    group.addoption("--yieldio-seed", dest="yieldio_seed", default=None, metavar="N|random",
+                    help="run yieldio tests with this schedule seed ('random': pick one "
+                         "for the session and show it in the header)")
+    group.addoption("--yieldio-explore", dest="yieldio_explore", type=int, default=None,
+                    metavar="K", help="run each yieldio test under K seeded schedules")
+    parser.addini("yieldio_mode", default="strict",
+                  help="'strict': only tests marked @pytest.mark.yieldio run under yieldio; "
+                       "'auto': every async def test not claimed by another async plugin")
+
+
+def _mode(config: pytest.Config) -> str:
+    mode = str(config.getini("yieldio_mode")).strip().lower() or "strict"
+    if mode not in ("strict", "auto"):
+        raise pytest.UsageError(f"yieldio_mode must be 'strict' or 'auto', not {mode!r}")
+    return mode
+
+
+def _asyncio_mode(config: pytest.Config) -> str | None:
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return None
+    try:
+        value = config.getoption("asyncio_mode", None) or config.getini("asyncio_mode")
+    except (ValueError, KeyError):
+        return None
+    return str(value).lower()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "yieldio(seed=None, explore=None): run this async test (and its async "
+                   "fixtures) in one yieldio.run(), optionally under seeded schedules")
+    mode = _mode(config)
+    if mode == "auto" and _asyncio_mode(config) == "auto":
+        raise pytest.UsageError(
+            "yieldio_mode = 'auto' and asyncio_mode = 'auto' both claim every async test; "
+            "set one of them to 'strict' and mark that plugin's tests")
+    raw = config.getoption("yieldio_seed")
+    seed: int | None
+    if raw is None:
+        seed = None
+    elif str(raw).lower() == "random":
+        seed = random.SystemRandom().randrange(2**32)
+    else:
+        try:
+            seed = int(raw)
+        except ValueError:
+            raise pytest.UsageError(
+                f"--yieldio-seed needs an integer or 'random', not {raw!r}") from None
+    config.stash[_SEED] = seed
+    explore = config.getoption("yieldio_explore")
+    if explore is not None and explore < 1:
+        raise pytest.UsageError("--yieldio-explore needs K >= 1")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.stash.get(_SEED, None)
+    explore = config.getoption("yieldio_explore")
+    bits = [f"mode={_mode(config)}", f"seed={'FIFO' if seed is None else seed}"]
+    if explore:
+        bits.append(f"explore={explore}")
+    return "yieldio: " + ", ".join(bits)
+
+
+# -- which tests are ours ---------------------------------------------------------------
+def _is_yieldio_test(item: Any) -> bool:
+    if not isinstance(item, pytest.Function):
+        return False
+    known = item.stash.get(_IS_YIELDIO, None)
+    if known is not None:
+        return known
+    ours = False
+    if inspect.iscoroutinefunction(item.obj):
+        if item.get_closest_marker("yieldio") is not None:
+            ours = True
+        elif _mode(item.config) == "auto":
+            ours = (not any(item.get_closest_marker(m) for m in _OTHER_PLUGIN_MARKS)
+                    and "anyio_backend" not in item.fixturenames)
+    if ours and item.get_closest_marker("asyncio") is not None:
+        raise pytest.UsageError(f"{item.nodeid} is marked both yieldio and asyncio; keep one")
+    item.stash[_IS_YIELDIO] = ours
+    return ours
+
+
+# -- fixtures -----------------------------------------------------------------------------
+@pytest.fixture
+def autojump_clock() -> VirtualClock:
+    """A ``VirtualClock(autojump=True)``; a yieldio test that uses it runs under it."""
+    return VirtualClock(autojump=True)
+
+
+@pytest.fixture
+def sim_network() -> SimNetwork:
+    """A :class:`SimNetwork`; a yieldio test that uses it runs with it installed."""
+    from ._simnet import SimNetwork
+
+    return SimNetwork()
+
+
+class _AsyncFixture:
+    """What pytest caches for an async fixture of a yieldio test: set up later, in the run."""
+
+    __slots__ = ("name", "func", "kwargs")
+
+    def __init__(self, name: str, func: Any, kwargs: dict[str, Any]) -> None:
+        self.name = name
+        self.func = func
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        return (f"<async fixture {self.name!r}: its value exists only inside the test's "
+                "yieldio run; sync fixtures and request.getfixturevalue() cannot use it>")
+
+
+def _resolve(fixturedef: Any, request: Any) -> Any:
+    try:
+        from _pytest.fixtures import resolve_fixture_function
+    except ImportError:  # pragma: no cover - very old or very new pytest
+        return fixturedef.func
+    return resolve_fixture_function(fixturedef, request)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: Any, request: Any) -> Any:
+    item = getattr(request, "_pyfuncitem", None)
+    if item is None or not _is_yieldio_test(item):
+        return None
+    func = fixturedef.func
+    is_async = inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+    if getattr(func, "_force_asyncio_fixture", False):
+        return None  # a @pytest_asyncio.fixture: pytest-asyncio runs it
+    kwargs = {name: request.getfixturevalue(name) for name in fixturedef.argnames}
+    if not is_async:
+        for name, value in kwargs.items():
+            if isinstance(value, _AsyncFixture):
+                raise pytest.UsageError(
+                    f"sync fixture {fixturedef.argname!r} requests async fixture {name!r}: "
+                    "its value exists only inside the test's yieldio run; make "
+                    f"{fixturedef.argname!r} async too")
+        return None
+    if fixturedef.scope != "function":
+        raise pytest.UsageError(
+            f"async fixture {fixturedef.argname!r} has scope {fixturedef.scope!r}: yieldio runs "
+            "each test, with its async fixtures, in its own yieldio.run(), so async fixtures "
+            "must be function-scoped (a wider-scoped fixture can be sync)")
+    placeholder = _AsyncFixture(fixturedef.argname, _resolve(fixturedef, request), kwargs)
+    fixturedef.cached_result = (placeholder, fixturedef.cache_key(request), None)
+    return placeholder
+
+
+# -- running a test ---------------------------------------------------------------------------
+class _Fixtures:
+    """Set up async fixtures in dependency order inside the run; tear down in reverse."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, Any] = {}
+        self.active: list[tuple[str, Any]] = []  # (name, async generator) to finish
+
+    async def value(self, obj: Any) -> Any:
+        if not isinstance(obj, _AsyncFixture):
+            return obj
+        if id(obj) in self.values:
+            return self.values[id(obj)]
+        kwargs = {k: await self.value(v) for k, v in obj.kwargs.items()}
+        if inspect.isasyncgenfunction(obj.func):
+            agen = obj.func(**kwargs)
+            try:
+                value = await agen.__anext__()
+            except StopAsyncIteration:
+                raise RuntimeError(f"async fixture {obj.name!r} did not yield a value") from None
+            self.active.append((obj.name, agen))
+        else:
+            value = await obj.func(**kwargs)
+        self.values[id(obj)] = value
+        return value
+
+    async def teardown(self, error: BaseException | None) -> BaseException | None:
+        """Finish the fixtures; return the error the test should report (or None)."""
+        teardown_errors: list[BaseException] = []
+        while self.active:
+            name, agen = self.active.pop()
+            try:
+                if isinstance(error, Cancelled):
+                    # The test was cancelled, most likely by this fixture's own
+                    # scope (its TaskGroup's task crashed): deliver it there.
+                    await agen.athrow(error)
+                else:
+                    await agen.__anext__()
+            except StopAsyncIteration:
+                if isinstance(error, Cancelled):
+                    error = RuntimeError(
+                        f"the test was cancelled by a cancel scope in async fixture {name!r} "
+                        "before it finished")
+                continue
+            except BaseException as exc:
+                if exc is error:
+                    continue
+                if isinstance(error, Cancelled) or error is None and isinstance(exc, Cancelled):
+                    error = exc
+                else:
+                    teardown_errors.append(exc)
+                continue
+            teardown_errors.append(RuntimeError(f"async fixture {name!r} yielded more than once"))
+            await agen.aclose()
+        if error is None and teardown_errors:
+            error = teardown_errors.pop(0)
+        for extra in teardown_errors:
+            assert error is not None
+            error.add_note(f"also, in an async fixture's teardown: {extra!r}")
+        return error
+
+
+async def _test_main(testfunction: Any, testargs: dict[str, Any]) -> None:
+    fixtures = _Fixtures()
+    error: BaseException | None = None
+    try:
+        kwargs = {name: await fixtures.value(v) for name, v in testargs.items()}
+        await testfunction(**kwargs)
+    except BaseException as exc:
+        error = exc
+    error = await fixtures.teardown(error)
+    if error is not None:
+        raise error
+
+
+def _seeds(item: pytest.Function) -> list[int | None]:
+    marker = item.get_closest_marker("yieldio")
+    mark_kw = marker.kwargs if marker is not None else {}
+    seed = mark_kw.get("seed", item.config.stash.get(_SEED, None))
+    explore = mark_kw.get("explore") or item.config.getoption("yieldio_explore")
+    if not explore:
+        return [seed]
+    base = seed if seed is not None else 0
+    return list(range(base, base + int(explore)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not _is_yieldio_test(pyfuncitem):
+        return None
+    funcargs = pyfuncitem.funcargs
+    testargs = {arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames}
+    clock = funcargs.get("autojump_clock")
+    network = funcargs.get("sim_network")
+    seeds = _seeds(pyfuncitem)
+    for i, seed in enumerate(seeds):
+        if isinstance(clock, VirtualClock):
+            clock._rewind()
+        options: dict[str, Any] = {"seed": seed, "clock": clock}
+        if network is not None:
+            options["network"] = network
+        try:
+            run(_test_main, pyfuncitem.obj, testargs, **options)
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                _report_seed(pyfuncitem, exc, seed, i, seeds)
+            raise
+    return True
+
+
+def _report_seed(item: pytest.Function, exc: BaseException, seed: int | None, index: int,
+                 seeds: list[int | None]) -> None:
+    if seed is None:
+        text = ("failed in FIFO order (no seed): the failure does not depend on a seeded "
+                "schedule; try --yieldio-explore 100 to look for ones that do")
+        note = None
+    else:
+        where = f" (seed {index + 1} of {len(seeds)} explored)" if len(seeds) > 1 else ""
+        text = (f"failed with seed {seed}{where}\n"
+                f"replay: pytest '{item.nodeid}' --yieldio-seed {seed}")
+        note = f"yieldio: failed with seed {seed}; replay with --yieldio-seed {seed}"
+    item.add_report_section("call", "yieldio", text)
+    if note is not None:
+        try:
+            exc.add_note(note)
+        except Exception:  # pragma: no cover - an exception type that refuses notes
+            pass

@@ -1,0 +1,568 @@
+"""SimNetwork: an in-memory TCP/IP (and Unix socket) network in virtual time.
+
+Installed for a run (``yieldio.run(main, network=net)`` or ``with
+net.install():``), it answers ``open_tcp_stream``, ``serve_tcp``,
+``open_unix_stream``, ``serve_unix`` and ``getaddrinfo``, so the code under
+test runs unchanged, without a socket, on links with latency and bandwidth,
+and with faults injected at chosen moments:
+
+* **byte streams, arbitrary splits** -- reads return arbitrary prefixes of
+  what has arrived (``chunking``), chosen by the run's seeded random
+  generator: ``yieldio.run(main, seed=N)`` replays the same splits;
+* **latency and bandwidth** per link (pair of hosts), in ``current_time()``
+  units: pair it with ``VirtualClock(autojump=True)`` and an hour of traffic
+  takes milliseconds;
+* **refusal**: no listener -> :class:`ConnectionRefusedError`;
+* **resets**: ``net.reset(...)`` -> :class:`ConnectionResetError` at both ends
+  (and, as in TCP, closing with unread data, or writing to a closed peer,
+  resets the connection);
+* **stalls and partitions**: ``net.stall(host, seconds)``,
+  ``net.partition(a, b)`` / ``net.heal()``: data stops flowing (nothing is
+  lost), connects wait and time out after ``connect_timeout``.
+
+State created during a run (listeners, connections, ports, faults) belongs to
+that run: the next run that uses the same SimNetwork starts clean, so a
+seed replays the same way whatever ran before. Hosts (``add_host``) and link
+settings (``set_link``) persist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import errno
+import ipaddress
+import itertools
+import math
+import random
+import socket
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import _state
+from .._cancel import move_on_at
+from .._time import sleep_until
+from ..net._tcp import happy_eyeballs, interleave_families
+from ..sync import Event
+from ._memory import _cancel_point
+from ._simlink import SimConnection, SimListener, SimStream, _fmt
+
+if TYPE_CHECKING:
+    from .._kernel import Kernel
+
+__all__ = ["SimNetwork", "installed_network"]
+
+_WILDCARDS = ("", "0.0.0.0", "::", "*")
+
+_installed: list[SimNetwork] = []
+
+
+def installed_network() -> SimNetwork | None:
+    """The SimNetwork made the default by ``with net.install():``, or None."""
+    return _installed[-1] if _installed else None
+
+
+def _now() -> float:
+    return _state.current_kernel().clock_now()
+
+
+class SimNetwork:
+    """An in-memory network for tests: hosts, links, listeners, faults, in virtual time.
+
+    ::
+
+        net = yieldio.testing.SimNetwork(latency=0.05)
+        net.add_host("chat.example", "10.0.0.1")
+
+        async def main():
+            with net.host("10.0.0.1"):
+                (listener,) = await net.listen_tcp(None, 7000)
+            with net.host("10.0.0.2"):
+                client = await net.connect_tcp("chat.example", 7000)
+            server = await listener.accept()
+            ...
+
+        yieldio.run(main, network=net, clock=yieldio.testing.VirtualClock(autojump=True))
+
+    ``latency`` is one-way, in seconds; ``bandwidth`` in bytes per second per
+    direction (None: unlimited); ``chunking`` makes reads return arbitrary
+    splits. The splits come from the run's seeded Random when the run has a
+    seed, else from ``Random(seed)`` (``seed`` None: 0) created afresh for
+    each run. Code outside ``with net.host(...)`` runs on ``127.0.0.1``.
+    """
+
+    def __init__(self, seed: int | None = None, latency: float = 0.0,
+                 bandwidth: float | None = None, chunking: bool = True, *,
+                 connect_timeout: float = 127.0, max_buffer: int = 65536) -> None:
+        if latency < 0:
+            raise ValueError("latency must be >= 0")
+        if bandwidth is not None and bandwidth <= 0:
+            raise ValueError("bandwidth must be > 0 bytes/second (or None)")
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be >= 1")
+        self.seed = seed
+        self.latency = float(latency)
+        self.bandwidth = bandwidth
+        self.chunking = chunking
+        self.connect_timeout = connect_timeout
+        self.max_buffer = max_buffer
+        self._dns: dict[str, list[str]] = {}
+        self._links: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self._here: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            f"simnet-host-{id(self)}", default=None)
+        self._kernel: Kernel = None  # type: ignore[assignment]
+        self._new_run_state()
+
+    def __repr__(self) -> str:
+        return (f"<SimNetwork latency={self.latency} bandwidth={self.bandwidth} "
+                f"{len(self._conns)} connections>")
+
+    # -- per-run state ---------------------------------------------------------
+    def _new_run_state(self) -> None:
+        self._listeners: dict[Any, list[SimListener]] = {}
+        self._conns: dict[SimConnection, None] = {}
+        self._next_port = 49152
+        self._used_ports: dict[int, None] = {}
+        self._stale_paths: dict[str, None] = {}
+        self._partitions: dict[frozenset[str], None] = {}
+        self._isolated: dict[str, None] = {}
+        self._stalls: dict[Any, float] = {}
+        self._healed: Event | None = None
+        self._rr = itertools.count()
+        self._own_random = random.Random(0 if self.seed is None else self.seed)
+
+    def _bind(self) -> Kernel:
+        """Attach to the running kernel; a new run starts from a clean state."""
+        k = _state.current_kernel()
+        if k is not self._kernel:
+            self._kernel = k
+            self._new_run_state()
+        return k
+
+    def _random(self) -> random.Random:
+        k = self._kernel
+        if k is not None and k.random is not None:
+            return k.random
+        return self._own_random
+
+    # -- configuration ---------------------------------------------------------
+    def add_host(self, name: str, address: str) -> None:
+        """Make ``name`` resolve to ``address`` (call again to add more addresses).
+
+        ::
+
+            net.add_host("api.example", "10.0.0.7")
+        """
+        ipaddress.ip_address(address)  # a clear ValueError for a bad address
+        addrs = self._dns.setdefault(name.lower(), [])
+        if address not in addrs:
+            addrs.append(address)
+
+    def set_link(self, a: str, b: str, *, latency: float | None = None,
+                 bandwidth: float | None = None) -> None:
+        """Give the link between hosts ``a`` and ``b`` its own latency/bandwidth.
+
+        ::
+
+            net.set_link("10.0.0.1", "10.0.0.2", latency=0.2, bandwidth=10_000)
+        """
+        for x in self._hosts(a):
+            for y in self._hosts(b):
+                self._links[_pair(x, y)] = (latency, bandwidth)
+
+    def _link_settings(self, a: str, b: str) -> tuple[float, float | None]:
+        lat, bw = self._links.get(_pair(a, b), (None, None))
+        return (self.latency if lat is None else lat, self.bandwidth if bw is None else bw)
+
+    @contextlib.contextmanager
+    def host(self, address: str) -> Iterator[None]:
+        """Run the block "on" host ``address``: connects come from it, wildcard listens bind to it.
+
+        Tasks spawned inside the block inherit it. ::
+
+            with net.host("10.0.0.2"):
+                stream = await yieldio.open_tcp_stream("chat.example", 7000)
+        """
+        ipaddress.ip_address(address)
+        token = self._here.set(address)
+        try:
+            yield
+        finally:
+            self._here.reset(token)
+
+    @contextlib.contextmanager
+    def install(self) -> Iterator[SimNetwork]:
+        """Make this the network of runs started without ``network=`` inside the block.
+
+        ::
+
+            with net.install():
+                yieldio.run(main)
+        """
+        _installed.append(self)
+        try:
+            yield self
+        finally:
+            _installed.remove(self)
+
+    def _hosts(self, spec: str | Sequence[str]) -> list[str]:
+        if not isinstance(spec, str):
+            return [h for s in spec for h in self._hosts(s)]
+        try:
+            ipaddress.ip_address(spec)
+            return [spec]
+        except ValueError:
+            pass
+        addrs = self._dns.get(spec.lower())
+        if addrs is None:
+            if spec.lower() == "localhost":
+                return ["127.0.0.1"]
+            raise ValueError(f"unknown host {spec!r}: use an IP address or net.add_host()")
+        return list(addrs)
+
+    # -- faults ------------------------------------------------------------------
+    def reset(self, target: Any, other: str | None = None) -> int:
+        """Reset connections: both ends get :class:`ConnectionResetError`. Returns how many.
+
+        ``target`` is a stream or connection, a host (every connection to or
+        from it), a ``(host, port)`` address, or with ``other`` the link
+        between two hosts::
+
+            net.reset(("10.0.0.1", 7000))      # every connection to the chat server
+        """
+        self._bind()
+        if isinstance(target, SimStream):
+            target = target.connection
+        if isinstance(target, SimConnection):
+            victims = [target] if target in self._conns else []
+        else:
+            victims = [c for c in self._conns if self._matches(c, target, other)]
+        for conn in victims:
+            conn._reset()
+        return len(victims)
+
+    def stall(self, address: Any, seconds: float) -> None:
+        """Stop all data to and from ``address`` (a host or ``(host, port)``) for ``seconds``.
+
+        Nothing is lost: what was sent arrives when the stall ends.
+        """
+        k = self._bind()
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        key = self._endpoint_key(address)
+        until = k.clock_now() + seconds
+        self._stalls[key] = max(until, self._stalls.get(key, -math.inf))
+
+    def partition(self, a: str | Sequence[str], b: str | Sequence[str] | None = None) -> None:
+        """Cut hosts ``a`` from hosts ``b`` (or from everyone) until :meth:`heal`.
+
+        Data in flight waits; new connects wait and time out after
+        ``connect_timeout``::
+
+            net.partition("10.0.0.2", "chat.example")
+        """
+        self._bind()
+        if b is None:
+            for x in self._hosts(a):
+                self._isolated[x] = None
+            return
+        for x in self._hosts(a):
+            for y in self._hosts(b):
+                if x != y:
+                    self._partitions[frozenset((x, y))] = None
+
+    def heal(self, a: str | Sequence[str] | None = None,
+             b: str | Sequence[str] | None = None) -> None:
+        """End partitions (all of them, or the one between ``a`` and ``b``) and stalls (all)."""
+        self._bind()
+        if a is None:
+            self._partitions.clear()
+            self._isolated.clear()
+            self._stalls.clear()
+        elif b is None:
+            for x in self._hosts(a):
+                self._isolated.pop(x, None)
+        else:
+            for x in self._hosts(a):
+                for y in self._hosts(b):
+                    self._partitions.pop(frozenset((x, y)), None)
+        for conn in list(self._conns):
+            for pipe in (conn._up, conn._down):
+                if pipe.segments:
+                    pipe.resume()
+        if self._healed is not None:
+            self._healed.set()
+            self._healed = None
+
+    def _endpoint_key(self, address: Any) -> Any:
+        if isinstance(address, tuple):
+            return (self._hosts(address[0])[0], int(address[1]))
+        if isinstance(address, str) and address.startswith("/"):
+            return address
+        return self._hosts(address)[0]
+
+    def _matches(self, conn: SimConnection, target: Any, other: str | None) -> bool:
+        ends = (conn.client_address, conn.server_address)
+        if other is not None:
+            a, b = set(self._hosts(target)), set(self._hosts(other))
+            x, y = conn.hosts()
+            return (x in a and y in b) or (x in b and y in a)
+        if isinstance(target, tuple):
+            key = self._endpoint_key(target)
+            return any(isinstance(e, tuple) and (e[0], e[1]) == key for e in ends)
+        if isinstance(target, str) and target.startswith("/"):
+            return conn.server_address == target
+        hosts = set(self._hosts(target))
+        return conn.kind == "tcp" and bool(hosts & set(conn.hosts()))
+
+    def _blocked_until(self, conn: SimConnection, now: float) -> float:
+        """When data between the ends of ``conn`` may flow again (``now`` or earlier: it may)."""
+        if conn.kind == "unix":
+            return -math.inf
+        x, y = conn.hosts()
+        if x != y and (x in self._isolated or y in self._isolated
+                       or frozenset((x, y)) in self._partitions):
+            return math.inf
+        until = -math.inf
+        for key in (x, y, conn.client_address[:2], conn.server_address[:2]):
+            until = max(until, self._stalls.get(key, -math.inf))
+        return until
+
+    def _path_blocked_until(self, src: str, dst: tuple[str, int], now: float) -> float:
+        if src != dst[0] and (src in self._isolated or dst[0] in self._isolated
+                              or frozenset((src, dst[0])) in self._partitions):
+            return math.inf
+        return max(self._stalls.get(src, -math.inf), self._stalls.get(dst[0], -math.inf),
+                   self._stalls.get(dst, -math.inf))
+
+    # -- introspection -----------------------------------------------------------
+    def connections(self) -> list[SimConnection]:
+        """Live connections of the current run (or of the last one), oldest first."""
+        self._bind_if_running()
+        return list(self._conns)
+
+    def listeners(self) -> list[SimListener]:
+        """Open listeners of the current run (or of the last one)."""
+        self._bind_if_running()
+        return [lst for group in self._listeners.values() for lst in group]
+
+    def _bind_if_running(self) -> None:
+        if getattr(_state.local, "kernel", None) is not None:
+            self._bind()
+
+    # -- the Network interface ------------------------------------------------------
+    async def getaddrinfo(self, host: str | None, port: int | str | None, family: int = 0,
+                          type: int = 0, proto: int = 0, flags: int = 0) -> list[Any]:
+        """Resolve like :func:`socket.getaddrinfo`, from ``add_host`` names and IP literals.
+
+        Unknown names raise :class:`socket.gaierror`.
+        """
+        self._bind()
+        await _cancel_point()
+        if port is None:
+            port = 0
+        if isinstance(port, str):
+            if not port.isdigit():
+                raise socket.gaierror(socket.EAI_SERVICE, "Servname not supported for ai_socktype")
+            port = int(port)
+        if host is None:
+            addrs = ["127.0.0.1"]
+        else:
+            try:
+                addrs = self._hosts(host)
+            except ValueError:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+            if flags & socket.AI_NUMERICHOST and addrs != [host]:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        out = []
+        for ip in addrs:
+            fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            if family not in (0, socket.AF_UNSPEC, fam):
+                continue
+            sockaddr = (ip, port, 0, 0) if fam == socket.AF_INET6 else (ip, port)
+            out.append((fam, type or socket.SOCK_STREAM, proto or socket.IPPROTO_TCP, "",
+                        sockaddr))
+        if not out:
+            raise socket.gaierror(socket.EAI_ADDRFAMILY, "Address family for hostname not supported")
+        return out
+
+    async def listen_tcp(self, host: str | None, port: int, *, backlog: int = 128,
+                         reuse_port: bool = False) -> list[SimListener]:
+        """Listen on ``(host, port)``; ``host`` None or ``""``: every address (of this host)."""
+        self._bind()
+        await _cancel_point()
+        here = self._here.get()
+        if host is None or host in _WILDCARDS:
+            ips = [here if here is not None else "*"]
+        else:
+            ips = [ai[4][0] for ai in await self.getaddrinfo(host, port)]
+        if port == 0:
+            port = self._ephemeral(ips[0])
+        out = []
+        try:
+            for ip in ips:
+                key = (ip, port)
+                group = self._listeners.get(key, [])
+                if group and not (reuse_port and all(g._reuse for g in group)):
+                    raise OSError(errno.EADDRINUSE, f"Address already in use: {_fmt(key)}")
+                addr = ("0.0.0.0" if ip == "*" else ip, port)
+                lst = SimListener(self, key, addr, backlog, reuse_port)
+                self._listeners.setdefault(key, []).append(lst)
+                self._used_ports[port] = None
+                out.append(lst)
+        except BaseException:
+            for lst in out:
+                self._unlisten(lst)
+            raise
+        return out
+
+    async def listen_unix(self, path: str, *, backlog: int = 128) -> SimListener:
+        """Listen on the simulated Unix socket ``path``."""
+        self._bind()
+        await _cancel_point()
+        path = str(path)
+        if path in self._listeners:
+            raise OSError(errno.EADDRINUSE, f"Address already in use: {path}")
+        lst = SimListener(self, path, path, backlog)
+        self._listeners[path] = [lst]
+        self._stale_paths.pop(path, None)
+        return lst
+
+    def _unlisten(self, lst: SimListener) -> None:
+        group = self._listeners.get(lst._key)
+        if group is not None and lst in group:
+            group.remove(lst)
+            if not group:
+                del self._listeners[lst._key]
+                if isinstance(lst._key, str):
+                    self._stale_paths[lst._key] = None
+
+    def _find_listener(self, key: Any) -> SimListener | None:
+        group = self._listeners.get(key)
+        if group is None and isinstance(key, tuple):
+            group = self._listeners.get(("*", key[1]))
+        if not group:
+            return None
+        return group[next(self._rr) % len(group)]
+
+    def _ephemeral(self, ip: str) -> int:
+        # One counter for all addresses: simple, deterministic, no collisions
+        # between a wildcard listener and a specific address.
+        for _ in range(2):
+            while self._next_port <= 65535:
+                port = self._next_port
+                self._next_port += 1
+                if port not in self._used_ports:
+                    self._used_ports[port] = None
+                    return port
+            # Wrapped around: only ports of live listeners and connections are taken.
+            self._next_port = 49152
+            self._used_ports = dict.fromkeys(
+                [lst.port for lst in self.listeners() if lst.port is not None]
+                + [a[1] for c in self._conns for a in (c.client_address, c.server_address)
+                   if isinstance(a, tuple)])
+        raise OSError(errno.EADDRNOTAVAIL, "no free simulated port")
+
+    async def connect_tcp(self, host: str, port: int, *, local_address: Any = None,
+                          happy_eyeballs_delay: float | None = 0.25) -> SimStream:
+        """Connect to ``(host, port)`` from the current host (or ``local_address``).
+
+        Several addresses are raced with Happy Eyeballs, exactly as on the OS
+        network. Raises :class:`ConnectionRefusedError` if nobody listens and
+        :class:`TimeoutError` after ``connect_timeout`` seconds of partition.
+        """
+        self._bind()
+        infos = await self.getaddrinfo(host, port)
+        if isinstance(local_address, tuple):
+            src, src_port = str(local_address[0]), int(local_address[1])
+        else:
+            src, src_port = local_address or self._here.get() or "127.0.0.1", 0
+        targets = interleave_families(infos, lambda info: info[0])
+
+        async def connect_one(info: Any) -> SimStream:
+            return await self._connect_one(src, src_port, (info[4][0], info[4][1]))
+
+        stream: SimStream = await happy_eyeballs(
+            targets, connect_one, happy_eyeballs_delay,
+            describe=lambda info: _fmt((info[4][0], info[4][1])))
+        return stream
+
+    async def _connect_one(self, src: str, src_port: int, dst: tuple[str, int]) -> SimStream:
+        k = self._kernel
+        deadline = k.clock_now() + self.connect_timeout
+        await self._wait_reachable(src, dst, deadline)
+        latency, _ = self._link_settings(src, dst[0])
+        await _sleep(latency)  # the SYN travels
+        lst = self._find_listener(dst)
+        while lst is not None and len(lst._queue) >= lst._backlog:
+            # Accept queue full: the SYN is dropped and retried, as on Linux.
+            with move_on_at(deadline):
+                await lst._room.wait()
+            if k.clock_now() >= deadline:
+                raise TimeoutError(errno.ETIMEDOUT, f"connect to {_fmt(dst)} timed out")
+            lst = self._find_listener(dst)
+        if lst is None:
+            await _sleep(latency)  # the RST travels back
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused: {_fmt(dst)}")
+        if src_port == 0:
+            src_port = self._ephemeral(src)
+        else:
+            self._used_ports[src_port] = None
+        server_addr = (dst[0], dst[1]) if lst.address[0] == "0.0.0.0" else lst.address
+        conn = SimConnection(self, "tcp", (src, src_port), server_addr)
+        self._conns[conn] = None
+        lst._enqueue(conn.server)
+        try:
+            await _sleep(latency)  # the SYN-ACK travels back
+        except BaseException:
+            conn._reset()  # the client gave up: the server sees a reset
+            raise
+        return conn.client
+
+    async def _wait_reachable(self, src: str, dst: tuple[str, int], deadline: float) -> None:
+        k = self._kernel
+        while True:
+            now = k.clock_now()
+            until = self._path_blocked_until(src, dst, now)
+            if until <= now:
+                return
+            if now >= deadline:
+                raise TimeoutError(errno.ETIMEDOUT, f"connect to {_fmt(dst)} timed out")
+            if until == math.inf:
+                if self._healed is None:
+                    self._healed = Event()
+                with move_on_at(deadline):
+                    await self._healed.wait()
+            else:
+                await sleep_until(min(until, deadline))
+
+    async def connect_unix(self, path: str) -> SimStream:
+        """Connect to the simulated Unix socket ``path``."""
+        self._bind()
+        await _cancel_point()
+        path = str(path)
+        lst = self._find_listener(path)
+        if lst is None:
+            if path in self._stale_paths:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused: {path}")
+            raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {path}")
+        while len(lst._queue) >= lst._backlog:
+            await lst._room.wait()  # a Unix connect blocks while the backlog is full
+            if lst._closed:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused: {path}")
+        conn = SimConnection(self, "unix", "", path)
+        self._conns[conn] = None
+        lst._enqueue(conn.server)
+        return conn.client
+
+
+async def _sleep(seconds: float) -> None:
+    """``yieldio.sleep`` (a checkpoint even for 0), in a shape mypy can await."""
+    if seconds <= 0:
+        await _cancel_point()
+    else:
+        await sleep_until(_now() + seconds)
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)

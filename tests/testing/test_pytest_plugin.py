@@ -1,0 +1,412 @@
+"""The pytest plugin, tested by running pytest on small test files (pytester)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+
+import pytest
+
+# Imported here, once: pytester's in-process runs forget modules first
+# imported inside them, and would pay for these imports on every run.
+import yieldio.net  # noqa: F401
+import yieldio.testing._pytest_plugin  # noqa: F401
+import yieldio.testing._simnet  # noqa: F401
+
+
+def _entry_point_installed() -> bool:
+    return any(ep.value == "yieldio.testing._pytest_plugin"
+               for ep in importlib.metadata.entry_points(group="pytest11"))
+
+
+# Until the pytest11 entry point is installed, load the plugin by hand.
+PLUGIN = [] if _entry_point_installed() else ["-p", "yieldio.testing._pytest_plugin"]
+try:
+    import pytest_asyncio  # noqa: F401
+
+    # Silence pytest-asyncio's "loop scope unset" deprecation in the inner runs.
+    QUIET = ["-o", "asyncio_default_fixture_loop_scope=function"]
+except ImportError:
+    QUIET = []
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # hypothesis's plugin imports much of hypothesis at the end of every session.
+    return pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                              *QUIET, *args)
+
+
+def test_marked_tests_and_fixtures_run_in_one_yieldio_run(pytester):
+    pytester.makepyfile("""
+        import pytest, yieldio
+        from yieldio import _state
+
+        events = []
+
+        @pytest.fixture
+        async def kernel_id():
+            events.append("setup coroutine fixture")
+            return id(_state.current_kernel())
+
+        @pytest.fixture
+        async def resource(kernel_id):
+            events.append("setup")
+            assert id(_state.current_kernel()) == kernel_id
+            yield "value"
+            assert id(_state.current_kernel()) == kernel_id
+            events.append("teardown")
+
+        @pytest.fixture
+        def sync_fixture():
+            return 41
+
+        @pytest.mark.yieldio
+        async def test_it(resource, kernel_id, sync_fixture):
+            assert resource == "value" and sync_fixture == 41
+            assert id(_state.current_kernel()) == kernel_id
+            await yieldio.sleep(0)
+            events.append("test")
+
+        def test_order():
+            assert events == ["setup coroutine fixture", "setup", "test", "teardown"]
+    """)
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_strict_mode_leaves_unmarked_async_tests_alone(pytester):
+    pytester.makepyfile("""
+        async def test_unmarked():
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+
+
+def test_auto_mode_and_marks_on_modules_and_classes(pytester):
+    pytester.makeini("[pytest]\nyieldio_mode = auto\n")
+    pytester.makepyfile("""
+        import yieldio
+
+        async def test_auto():
+            await yieldio.sleep(0)
+
+        class TestGroup:
+            async def test_method(self):
+                await yieldio.sleep(0)
+
+        def test_sync_still_works():
+            pass
+    """)
+    run(pytester).assert_outcomes(passed=3)
+
+
+def test_bad_mode_is_a_usage_error(pytester):
+    pytester.makeini("[pytest]\nyieldio_mode = sometimes\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*yieldio_mode must be 'strict' or 'auto'*"])
+
+
+def test_autojump_clock_fixture(pytester):
+    pytester.makepyfile("""
+        import pytest, time, yieldio
+
+        @pytest.mark.yieldio
+        async def test_an_hour(autojump_clock):
+            start = time.monotonic()
+            await yieldio.sleep(3600)
+            assert yieldio.current_time() == 3600
+            assert time.monotonic() - start < 30
+
+        @pytest.fixture
+        async def timeout_scope(autojump_clock):
+            with yieldio.fail_after(10):
+                yield
+
+        @pytest.mark.yieldio
+        async def test_fixture_cancel_scope_times_out(timeout_scope):
+            await yieldio.sleep(11)
+    """)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*TimeoutError*"])
+
+
+def test_sim_network_fixture_runs_real_server_code(pytester):
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        @pytest.fixture
+        def sim_network(sim_network):
+            sim_network.add_host("echo.example", "10.0.0.1")
+            return sim_network
+
+        async def echo(stream):
+            async for data in stream:
+                await stream.write(data)
+
+        @pytest.fixture
+        async def server(sim_network):
+            with sim_network.host("10.0.0.1"):
+                async with yieldio.serve_tcp(echo, None, 7) as server:
+                    yield server
+
+        @pytest.mark.yieldio
+        async def test_echo(server, sim_network, autojump_clock):
+            assert yieldio.net.current_network() is sim_network
+            stream = await yieldio.open_tcp_stream("echo.example", 7)
+            async with stream:
+                await stream.write(b"hi")
+                assert await stream.read_exactly(2) == b"hi"
+    """)
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_background_crash_in_a_fixture_is_reported(pytester):
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        @pytest.fixture
+        async def crashing(autojump_clock):
+            async with yieldio.TaskGroup() as tg:
+                async def background():
+                    await yieldio.sleep(1)
+                    raise ValueError("background crash")
+                tg.spawn(background)
+                yield
+
+        @pytest.mark.yieldio
+        async def test_it(crashing):
+            await yieldio.sleep(100)
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ValueError: background crash*"])
+
+
+def test_fixture_errors(pytester):
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        @pytest.fixture(scope="module")
+        async def wide():
+            return 1
+
+        @pytest.fixture
+        async def async_value():
+            return 1
+
+        @pytest.fixture
+        def sync_on_async(async_value):
+            return async_value
+
+        @pytest.fixture
+        async def no_yield():
+            return
+            yield
+
+        @pytest.fixture
+        async def yields_twice():
+            yield 1
+            yield 2
+
+        @pytest.mark.yieldio
+        async def test_wide(wide):
+            pass
+
+        @pytest.mark.yieldio
+        async def test_sync_on_async(sync_on_async):
+            pass
+
+        @pytest.mark.yieldio
+        async def test_no_yield(no_yield):
+            pass
+
+        @pytest.mark.yieldio
+        async def test_yields_twice(yields_twice):
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(errors=2, failed=2)
+    result.stdout.fnmatch_lines([
+        "*async fixture 'wide' has scope 'module'*",
+        "*sync fixture 'sync_on_async' requests async fixture 'async_value'*",
+        "*async fixture 'no_yield' did not yield a value*",
+        "*async fixture 'yields_twice' yielded more than once*",
+    ])
+
+
+def test_seed_option_and_marker(pytester):
+    pytester.makepyfile("""
+        import pytest
+        from yieldio import _state
+
+        @pytest.mark.yieldio
+        async def test_seed_from_option():
+            assert _state.current_kernel().seed == 1234
+
+        @pytest.mark.yieldio(seed=7)
+        async def test_seed_from_marker():
+            assert _state.current_kernel().seed == 7
+    """)
+    result = run(pytester, "--yieldio-seed", "1234")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["yieldio: mode=strict, seed=1234"])
+
+
+def test_random_seed_is_shown_in_the_header(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = run(pytester, "--yieldio-seed", "random")
+    header = [line for line in result.outlines if line.startswith("yieldio:")]
+    assert re.fullmatch(r"yieldio: mode=strict, seed=\d+", header[0])
+    result = run(pytester, "--yieldio-seed", "banana")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+RACE_TEST = """
+    import pytest, yieldio
+
+    @pytest.mark.yieldio
+    async def test_race(autojump_clock):
+        accounts = {}
+
+        async def ensure(name):
+            if name not in accounts:
+                await yieldio.sleep(0.01)
+                accounts[name] = 0
+
+        async def deposit():
+            await yieldio.sleep(0.01)
+            await ensure("alice")
+            accounts["alice"] += 100
+
+        async def bonus():
+            await yieldio.sleep(0.01)
+            await yieldio.sleep(0.01)
+            await ensure("alice")
+            accounts["alice"] += 5
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(deposit)
+            tg.spawn(bonus)
+        with open("seeds.txt", "a") as f:
+            f.write(f"{yieldio._state.current_kernel().seed}\\n")
+        assert accounts["alice"] == 105, accounts
+"""
+
+
+def test_explore_finds_the_race_and_the_printed_seed_replays_it(pytester):
+    pytester.makepyfile(RACE_TEST)
+    run(pytester).assert_outcomes(passed=1)  # FIFO: fine
+    (pytester.path / "seeds.txt").unlink()
+    result = run(pytester, "--yieldio-explore", "100")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Captured yieldio call*", "failed with seed *",
+                                 "replay: pytest *--yieldio-seed *"])
+    seed = int(re.search(r"replay: pytest .* --yieldio-seed (\d+)", result.stdout.str())[1])
+    ran = [line for line in (pytester.path / "seeds.txt").read_text().split()]
+    assert ran == [str(s) for s in range(seed + 1)]  # seeds 0, 1, ... up to the failing one
+    for _ in range(3):
+        run(pytester, "--yieldio-seed", str(seed)).assert_outcomes(failed=1)
+
+
+def test_explore_marker_on_one_test(pytester):
+    pytester.makepyfile("""
+        import pytest
+        from yieldio import _state
+
+        seen = []
+
+        @pytest.mark.yieldio(explore=5, seed=10)
+        async def test_many(autojump_clock):
+            seen.append(_state.current_kernel().seed)
+
+        def test_seen():
+            assert seen == [10, 11, 12, 13, 14]
+    """)
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_fifo_failure_says_so(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.yieldio
+        async def test_fail():
+            assert 1 == 2
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*failed in FIFO order (no seed)*"])
+
+
+# -- living next to pytest-asyncio -------------------------------------------------------------
+pytest_asyncio = pytest.importorskip("pytest_asyncio")
+
+MIXED = """
+    import asyncio, pytest, pytest_asyncio, yieldio
+    from yieldio import _state
+
+    @pytest_asyncio.fixture
+    async def asyncio_value():
+        await asyncio.sleep(0)
+        return "from asyncio"
+
+    @pytest.fixture
+    async def yieldio_value():
+        await yieldio.sleep(0)
+        return "from yieldio"
+
+    @pytest.mark.asyncio
+    async def test_asyncio(asyncio_value):
+        assert asyncio.get_running_loop() is not None
+        assert asyncio_value == "from asyncio"
+
+    @pytest.mark.yieldio
+    async def test_yieldio_marked(yieldio_value):
+        assert _state.current_kernel() is not None
+        assert yieldio_value == "from yieldio"
+
+    def test_both_plugins_loaded(request):
+        pm = request.config.pluginmanager
+        assert pm.hasplugin("asyncio")
+        assert any("yieldio.testing._pytest_plugin" in repr(p) for p in pm.get_plugins())
+"""
+
+
+def test_coexists_with_pytest_asyncio_strict(pytester):
+    pytester.makepyfile(MIXED)
+    result = run(pytester, "-p", "asyncio")
+    result.assert_outcomes(passed=3)
+
+
+def test_auto_mode_does_not_claim_asyncio_tests(pytester):
+    pytester.makeini("[pytest]\nyieldio_mode = auto\nasyncio_mode = strict\n")
+    pytester.makepyfile(MIXED + """
+    async def test_unmarked_goes_to_yieldio():
+        assert _state.current_kernel() is not None
+""")
+    run(pytester, "-p", "asyncio").assert_outcomes(passed=4)
+
+
+def test_both_auto_modes_is_a_usage_error(pytester):
+    pytester.makeini("[pytest]\nyieldio_mode = auto\nasyncio_mode = auto\n")
+    pytester.makepyfile("async def test_x(): pass")
+    result = run(pytester, "-p", "asyncio")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*both claim every async test*"])
+
+
+def test_a_test_marked_for_both_is_an_error(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.yieldio
+        @pytest.mark.asyncio
+        async def test_x():
+            pass
+    """)
+    result = run(pytester, "-p", "asyncio")
+    assert "marked both yieldio and asyncio" in result.stdout.str() + result.stderr.str()
