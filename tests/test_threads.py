@@ -153,3 +153,17 @@ def test_many_to_thread_calls_are_bounded_by_the_pool():
         return peak["max"]
 
     assert yieldio.run(main) <= 4
+
+
+def test_burst_of_jobs_gets_enough_threads():
+    """Five jobs that wait for each other need five threads at once."""
+    barrier = threading.Barrier(5, timeout=10)
+
+    async def main():
+        pool = yieldio.threads.WorkerPool(max_workers=10)
+        await yieldio.to_thread(lambda: None, pool=pool)  # leaves one idle worker
+        async with yieldio.TaskGroup() as tg:
+            for _ in range(5):
+                tg.spawn(lambda: yieldio.to_thread(barrier.wait, pool=pool))
+
+    yieldio.run(main)

@@ -57,8 +57,10 @@ class WorkerPool:
             self._jobs.append(job)
             if self._idle:
                 self._cond.notify()
-                return
-            if self._workers >= self.max_workers:
+            # An idle worker lowers _idle only once it runs: count queued jobs
+            # against idle workers, or a burst of jobs would all queue behind
+            # one woken worker while the pool has room for more threads.
+            if len(self._jobs) <= self._idle or self._workers >= self.max_workers:
                 return
             self._workers += 1
         t = threading.Thread(target=self._worker, name="yieldio-worker", daemon=True)

@@ -1,0 +1,411 @@
+"""The HTTP/1.1 client: ``async with Client() as client: await client.get(url)``.
+
+::
+
+    async with yieldio.http.Client(timeout=10) as client:
+        r = await client.get("https://example.org/")
+        print(r.status, r.headers["content-type"], len(await r.read()))
+
+        r = await client.post("http://127.0.0.1:8000/items", json={"name": "x"})
+        item = await r.json()
+
+        async with client.stream("GET", "http://127.0.0.1:8000/big") as r:
+            async for chunk in r.iter_bytes():
+                sink.write(chunk)
+
+Connections are kept alive and reused per origin (see
+:class:`~yieldio.http._pool.ConnectionPool`); a kept-alive connection the
+server closed meanwhile is retried once on a fresh connection (only for
+requests whose body can be sent again). HTTPS verifies certificates with
+``ssl.create_default_context()`` unless you pass ``ssl=``. Redirects are
+followed when ``follow_redirects=True``. Errors: :class:`ConnectError`,
+:class:`Timeout` (a ``TimeoutError``), :class:`ProtocolError`,
+:class:`TooManyRedirects`.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import ssl as _ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from .. import __version__
+from ._errors import HTTPStatusError, ProtocolError, Timeout, TooManyRedirects
+from ._headers import Headers, HeadersLike
+from ._limits import Limits
+from ._pool import ClientConnection, ConnectionPool, Origin, StaleConnection
+
+__all__ = ["Client", "ClientResponse"]
+
+_UNSET: Any = object()
+_USER_AGENT = f"yieldio/{__version__}"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _split_url(url: str) -> tuple[Origin, str, str]:
+    """``(origin, target, host header)`` of an absolute http(s) URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"only http:// and https:// URLs are supported, not {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in URL {url!r}")
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    return (scheme, parts.hostname, port), target, host_header
+
+
+class ClientResponse:
+    """A response received by :class:`Client`.
+
+    ::
+
+        r = await client.get(url)
+        r.status, r.reason, r.headers["content-type"], r.http_version
+        data = await r.read()        # bytes (cached: also r.content)
+        obj = await r.json()
+        text = await r.text()
+        r.raise_for_status()         # HTTPStatusError for 4xx/5xx
+
+    From :meth:`Client.stream` the body is not read yet: iterate
+    :meth:`iter_bytes` (or call :meth:`read`) inside the ``async with``.
+    """
+
+    def __init__(self, status: int, reason: str, headers: Headers, http_version: str,
+                 url: str, method: str, conn: ClientConnection | None, pool: ConnectionPool,
+                 timeout: float | None) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.http_version = http_version
+        self.url = url
+        self.method = method
+        #: Redirect responses that led here (oldest first).
+        self.history: list[ClientResponse] = []
+        self._conn = conn
+        self._pool = pool
+        self._timeout = timeout
+        self._content: bytes | None = None
+        self._consumed = False
+
+    def __repr__(self) -> str:
+        return f"<ClientResponse {self.status} {self.reason} {self.method} {self.url}>"
+
+    @property
+    def status_code(self) -> int:
+        """Alias of :attr:`status`."""
+        return self.status
+
+    @property
+    def is_redirect(self) -> bool:
+        """A 301/302/303/307/308 with a ``Location`` header."""
+        return self.status in _REDIRECTS and "location" in self.headers
+
+    @property
+    def ok(self) -> bool:
+        """True for status codes below 400."""
+        return self.status < 400
+
+    @property
+    def content(self) -> bytes:
+        """The body, once read (:meth:`read`); RuntimeError before."""
+        if self._content is None:
+            raise RuntimeError("the response body was not read yet: await response.read()")
+        return self._content
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield the body in chunks as they arrive.
+
+        ::
+
+            async for chunk in response.iter_bytes():
+                f.write(chunk)
+        """
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        if self._consumed:
+            raise RuntimeError("the response body was already consumed")
+        self._consumed = True
+        conn = self._conn
+        if conn is None:
+            return
+        ok = False
+        try:
+            while True:
+                chunk = await conn.receive_body_chunk(self._timeout)
+                if not chunk:
+                    ok = True
+                    break
+                yield chunk
+        finally:
+            # aclose() may have released it already (the loop was abandoned):
+            # then there is nothing to await here, which also keeps this
+            # generator safe to finalize without an event loop.
+            if self._conn is conn:
+                self._conn = None
+                await self._pool.release(conn, ok and conn.finish_cycle())
+
+    async def read(self) -> bytes:
+        """The whole body (read once, then cached)."""
+        if self._content is None:
+            parts = [chunk async for chunk in self.iter_bytes()]
+            self._content = b"".join(parts)
+        return self._content
+
+    async def text(self) -> str:
+        """The body decoded with the response charset (UTF-8 by default, errors replaced)."""
+        charset = "utf-8"
+        for part in self.headers.get("content-type", "").split(";")[1:]:
+            name, _, value = part.strip().partition("=")
+            if name.lower() == "charset" and value:
+                charset = value.strip('"')
+        body = await self.read()
+        try:
+            return body.decode(charset, errors="replace")
+        except LookupError:
+            return body.decode("utf-8", errors="replace")
+
+    async def json(self) -> Any:
+        """The body parsed as JSON (``ValueError`` if it is not)."""
+        return _json.loads(await self.read())
+
+    def raise_for_status(self) -> ClientResponse:
+        """Raise :class:`HTTPStatusError` for a 4xx or 5xx status; return self otherwise."""
+        if self.status >= 400:
+            raise HTTPStatusError(f"{self.status} {self.reason} for {self.method} {self.url}",
+                                  self)
+        return self
+
+    async def aclose(self) -> None:
+        """Stop reading: the connection is closed (not reused) unless the body was read."""
+        conn, self._conn = self._conn, None
+        self._consumed = True
+        if conn is not None:
+            await self._pool.release(conn, False)
+
+
+class Client:
+    """An HTTP/1.1 client with a keep-alive connection pool.
+
+    ::
+
+        async with Client(timeout=5, follow_redirects=True) as client:
+            r = await client.get("http://127.0.0.1:8000/", params={"q": "x"})
+
+    ``timeout`` (seconds, or None) bounds each step: waiting for a pooled
+    connection, connecting (with TLS), sending, and each read.
+    ``limits`` (:class:`Limits`) bounds the pool: ``max_connections``,
+    ``max_connections_per_host``, ``keep_alive_timeout``,
+    ``max_header_size``. ``ssl`` replaces the default verifying
+    ``SSLContext``; ``headers`` are sent with every request; ``base_url``
+    resolves relative URLs.
+    """
+
+    def __init__(self, *, timeout: float | None = 10.0, limits: Limits | None = None,
+                 follow_redirects: bool = False, max_redirects: int = 20,
+                 ssl: _ssl.SSLContext | None = None, headers: HeadersLike = None,
+                 base_url: str | None = None) -> None:
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a yieldio.http.Limits, not {limits!r}")
+        self.timeout = timeout
+        self.limits = limits or Limits()
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self.headers = Headers(headers)
+        self.base_url = base_url
+        self._pool = ConnectionPool(self.limits, ssl)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._pool.aclose()
+
+    # -- the verbs -----------------------------------------------------------------------------
+    async def get(self, url: str, **kwargs: Any) -> ClientResponse:
+        """``GET url`` (see :meth:`request` for the keyword arguments)."""
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> ClientResponse:
+        """``HEAD url`` (see :meth:`request`)."""
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> ClientResponse:
+        """``OPTIONS url`` (see :meth:`request`)."""
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> ClientResponse:
+        """``POST url``: pass ``content=``, ``json=`` or ``data=`` (a form)."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> ClientResponse:
+        """``PUT url`` (see :meth:`request`)."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> ClientResponse:
+        """``PATCH url`` (see :meth:`request`)."""
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> ClientResponse:
+        """``DELETE url`` (see :meth:`request`)."""
+        return await self.request("DELETE", url, **kwargs)
+
+    async def request(self, method: str, url: str, *, params: Any = None,
+                      headers: HeadersLike = None, content: Any = None, json: Any = _UNSET,
+                      data: Mapping[str, Any] | None = None, timeout: Any = _UNSET,
+                      follow_redirects: bool | None = None) -> ClientResponse:
+        """Send a request and read the whole response body.
+
+        ::
+
+            r = await client.request("PUT", url, json={"a": 1}, headers={"x-id": "7"})
+
+        ``content`` is bytes, str or an (async) iterable of bytes (sent
+        chunked); ``json`` an object sent as JSON; ``data`` a dict sent as
+        a URL-encoded form. ``params`` adds to the query string.
+        """
+        response = await self._send(method, url, params, headers, content, json, data,
+                                    timeout, follow_redirects)
+        try:
+            await response.read()
+        finally:
+            await response.aclose()
+        return response
+
+    @asynccontextmanager
+    async def stream(self, method: str, url: str, *, params: Any = None,
+                     headers: HeadersLike = None, content: Any = None, json: Any = _UNSET,
+                     data: Mapping[str, Any] | None = None, timeout: Any = _UNSET,
+                     follow_redirects: bool | None = None) -> AsyncIterator[ClientResponse]:
+        """Send a request; the body is read as you iterate, inside the block.
+
+        ::
+
+            async with client.stream("GET", url) as response:
+                async for chunk in response.iter_bytes():
+                    ...
+        """
+        response = await self._send(method, url, params, headers, content, json, data,
+                                    timeout, follow_redirects)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    # -- the machinery ----------------------------------------------------------------------------
+    def _build(self, method: str, url: str, params: Any, headers: HeadersLike, content: Any,
+               json: Any, data: Any) -> tuple[str, str, Headers, Any]:
+        if self.base_url is not None:
+            url = urljoin(self.base_url, url)
+        if params:
+            query = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+            url += ("&" if "?" in url else "?") + query
+        h = self.headers.copy()
+        assert isinstance(h, Headers)
+        if headers is not None:
+            h.update(headers if isinstance(headers, (Mapping, Headers)) else list(headers))
+        given = sum(x is not None for x in (content, data)) + (json is not _UNSET)
+        if given > 1:
+            raise TypeError("pass at most one of content=, json= and data=")
+        body: Any = b""
+        if json is not _UNSET:
+            body = _json.dumps(json, separators=(",", ":")).encode("utf-8")
+            h.setdefault("content-type", "application/json")
+        elif data is not None:
+            body = urlencode(list(data.items()), doseq=True).encode("ascii")
+            h.setdefault("content-type", "application/x-www-form-urlencoded")
+        elif content is not None:
+            body = content.encode("utf-8") if isinstance(content, str) else content
+            if isinstance(body, (bytearray, memoryview)):
+                body = bytes(body)
+        return method.upper(), url, h, body
+
+    async def _send(self, method: str, url: str, params: Any, headers: HeadersLike,
+                    content: Any, json: Any, data: Any, timeout: Any,
+                    follow_redirects: bool | None) -> ClientResponse:
+        method, url, h, body = self._build(method, url, params, headers, content, json, data)
+        timeout = self.timeout if timeout is _UNSET else timeout
+        follow = self.follow_redirects if follow_redirects is None else follow_redirects
+        history: list[ClientResponse] = []
+        while True:
+            response = await self._send_one(method, url, h, body, timeout)
+            if not (follow and response.is_redirect):
+                response.history = history
+                return response
+            # Read a small redirect body so the connection can be reused.
+            try:
+                if int(response.headers.get("content-length", "0") or 0) <= 65536:
+                    await response.read()
+            except ValueError:
+                pass
+            await response.aclose()
+            history.append(response)
+            if len(history) > self.max_redirects:
+                raise TooManyRedirects(f"more than {self.max_redirects} redirects from {url}",
+                                       history)
+            new_url = urljoin(url, response.headers["location"])
+            if _split_url(new_url)[0] != _split_url(url)[0]:
+                h.pop("authorization", None)  # never leak credentials to another origin
+                h.pop("cookie", None)
+            status = response.status
+            if status == 303 and method != "HEAD" or status in (301, 302) and method == "POST":
+                method, body = "GET", b""
+                for name in ("content-type", "content-length", "transfer-encoding"):
+                    h.pop(name, None)
+            elif not isinstance(body, bytes):
+                response.history = history[:-1]
+                return response  # a streamed body cannot be sent again: stop here
+            url = new_url
+
+    async def _send_one(self, method: str, url: str, h: Headers, body: Any,
+                        timeout: float | None) -> ClientResponse:
+        origin, target, host_header = _split_url(url)
+        raw = [(b"host", host_header.encode("idna" if not host_header.isascii() else "ascii"))]
+        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in h.items()
+                if k not in ("host", "content-length", "transfer-encoding")]
+        if "user-agent" not in h:
+            raw.append((b"user-agent", _USER_AGENT.encode()))
+        if "accept" not in h:
+            raw.append((b"accept", b"*/*"))
+        if isinstance(body, bytes):
+            if body or method in ("POST", "PUT", "PATCH"):
+                raw.append((b"content-length", b"%d" % len(body)))
+        else:
+            raw.append((b"transfer-encoding", b"chunked"))
+        pool = self._pool
+        while True:
+            conn = await pool.acquire(origin, timeout)
+            try:
+                await conn.send_request(method, target, raw, body, timeout)
+                try:
+                    head = await conn.receive_head(timeout)
+                except (ProtocolError, Timeout) as exc:
+                    if conn.send_error is None:
+                        raise
+                    raise ProtocolError(f"connection to {origin[1]} lost while sending the "
+                                        f"request: {conn.send_error!r}") from exc
+            except StaleConnection as exc:
+                # The server closed an idle kept-alive connection: try the
+                # next one (a new connection never raises StaleConnection).
+                await pool.release(conn, False)
+                if isinstance(body, bytes):
+                    continue
+                raise ProtocolError(f"the server closed the kept-alive connection: {exc}; "
+                                    "a streamed body cannot be sent again") from exc
+            except BaseException:
+                await pool.release(conn, False)
+                raise
+            break
+        return ClientResponse(head.status_code, head.reason.decode("latin-1"),
+                              Headers.from_raw(head.headers), head.http_version.decode("ascii"),
+                              url, method, conn, pool, timeout)

@@ -1,0 +1,491 @@
+"""One HTTP/1.1 server connection: the request/response loop over a Stream.
+
+:class:`ServerConnection` runs in its own task (see :mod:`._server`): let
+h11 parse a request head from what was read, build the :class:`Request`,
+``await app(request)``, let h11 frame the :class:`Response` (one ``write``
+for a bytes body), read what is left of the request body (a little is
+drained to keep the connection, more closes it), start the next cycle.
+Pipelined requests wait in h11's buffer and are answered in order.
+
+Deadlines, not timers: before each wait the connection stores when that
+wait must end (``deadline``); the server's reaper task cancels the
+connection's scope once it has passed. A WebSocket handshake hands the
+stream, and the bytes h11 had buffered, to wsproto.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import h11
+
+from .._cancel import CancelScope
+from .._exceptions import ClosedResourceError
+from .._time import current_time
+from ..net._stream import BrokenStreamError, Stream
+from ._errors import HTTPException
+from ._request import Request
+from ._response import Response
+
+if TYPE_CHECKING:
+    from ._server import HTTPServer
+
+__all__ = ["ServerConnection"]
+
+logger = logging.getLogger("yieldio.http")
+
+#: How much unread request body the server reads and drops to keep a connection alive.
+DRAIN_LIMIT = 256 * 1024
+#: Lingering close (see ServerConnection._linger): at most this long, and this much data.
+LINGER_TIME = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
+
+_NEED_DATA = h11.NEED_DATA
+_PAUSED = h11.PAUSED
+_H11Request = h11.Request
+_H11Response = h11.Response
+_Data = h11.Data
+_EOM = h11.EndOfMessage
+_DONE = h11.DONE
+_SEND_BODY = h11.SEND_BODY
+_RemoteProtocolError = h11.RemoteProtocolError
+_PEER_GONE = (OSError, ClosedResourceError, BrokenStreamError, EOFError)
+_INF = math.inf
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_NO_BODY = frozenset({100, 101, 102, 103, 204, 304})
+_date_cache: list[Any] = [0, (b"date", b"")]
+
+
+def _date_header() -> tuple[bytes, bytes]:
+    """The Date header, formatted once per second."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = (b"date", formatdate(now, usegmt=True).encode())
+    return _date_cache[1]  # type: ignore[no-any-return]
+
+
+def _full_items(headers: Any) -> Any:
+    """h11's header triples (falls back to rebuilding them if h11 changes)."""
+    full = getattr(headers, "_full_items", None)
+    if full is None:
+        return [(n, n, v) for n, v in headers]
+    return full
+
+
+def _error_response(status: int, detail: str | None = None) -> Response:
+    text = detail if detail is not None else _REASONS.get(status, b"").decode()
+    return Response(status, {"content-type": "text/plain; charset=utf-8"}, text + "\n")
+
+
+class ServerConnection:
+    """One client connection: the h11 state machine, the stream, the current deadline."""
+
+    __slots__ = ("server", "stream", "h11", "client", "scheme", "deadline", "idle", "scope",
+                 "timed_out", "body_received", "must_close", "websocket", "requests")
+
+    def __init__(self, server: HTTPServer, stream: Stream) -> None:
+        self.server = server
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER,
+                                  max_incomplete_event_size=server.limits.max_header_size)
+        peer = stream.get_extra_info("peername")
+        self.client = tuple(peer[:2]) if isinstance(peer, tuple) else peer
+        self.scheme = "https" if server.ssl is not None else "http"
+        self.deadline = _INF
+        self.idle = True
+        self.scope: CancelScope | None = None
+        self.timed_out = False
+        self.body_received = 0
+        self.must_close = False
+        self.websocket: Any = None
+        self.requests = 0
+
+    def shutdown(self) -> None:
+        """The server is stopping: end now if idle; WebSockets get a 1001 close."""
+        if self.idle and self.scope is not None:
+            self.scope.cancel()
+        elif self.websocket is not None and not self.websocket.closed:
+            self.server._tg.spawn(self.websocket.close, 1001, "server shutting down",
+                                  name="websocket shutdown")
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        with CancelScope() as scope:
+            self.scope = scope
+            try:
+                while True:
+                    event = await self._next_request()
+                    if event is None:
+                        return
+                    if not await self._handle(event):
+                        if self.h11.their_state is _SEND_BODY and self.websocket is None:
+                            await self._linger()
+                        return
+                    self.h11.start_next_cycle()
+            except _PEER_GONE as exc:
+                logger.debug("HTTP connection from %s lost: %r", self.client, exc)
+        if self.timed_out:
+            logger.debug("HTTP connection from %s timed out", self.client)
+
+    async def _next_request(self) -> h11.Request | None:
+        h = self.h11
+        try:
+            event = h.next_event()
+            if event is _NEED_DATA:
+                server = self.server
+                if server._closing:
+                    return None
+                limits = server.limits
+                timeout = limits.keep_alive_timeout if self.requests else limits.header_timeout
+                self.idle = True
+                if timeout is not None:
+                    self.deadline = current_time() + timeout
+                read = self.stream.read
+                while event is _NEED_DATA:
+                    data = await read(65536)
+                    if self.idle:
+                        self.idle = False
+                        if self.requests:
+                            # The header timeout runs from the first byte of the request.
+                            ht = limits.header_timeout
+                            self.deadline = _INF if ht is None else current_time() + ht
+                    h.receive_data(data)
+                    event = h.next_event()
+                self.deadline = _INF
+            self.idle = False
+        except _RemoteProtocolError as exc:
+            self.idle = False
+            self.deadline = _INF
+            await self._send_protocol_error(exc)
+            return None
+        if type(event) is _H11Request:
+            return event  # type: ignore[return-value]
+        return None  # ConnectionClosed
+
+    async def _handle(self, event: h11.Request) -> bool:
+        """Run the application for one request; True to keep the connection."""
+        server = self.server
+        self.requests += 1
+        server.requests += 1
+        self.body_received = 0
+        req = Request(event.method.decode("ascii"), event.target.decode("latin-1"),
+                      event.headers, "1.1" if event.http_version == b"1.1" else
+                      event.http_version.decode("ascii"), self.client, self.scheme, self)
+        # h11 bounds only an *incomplete* head; one that arrived whole in a
+        # single read is measured here. One pass over h11's (raw name, name,
+        # value) triples, which is cheaper than its Sequence interface.
+        size = len(event.target)
+        length = None
+        for _, name, value in _full_items(event.headers):
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                length = value
+        limits = server.limits
+        if size > limits.max_header_size:
+            server.bad_requests += 1
+            self.must_close = True
+            return await self._send(req, _error_response(431))
+        if length is not None and limits.max_body_size is not None \
+                and int(length) > limits.max_body_size:
+            self.must_close = True
+            return await self._send(req, _error_response(413))
+        try:
+            response = await server.app(req)
+        except HTTPException as exc:
+            if req._websocket is not None:
+                await req._websocket._finish(failed=True)
+                return False
+            response = _error_response(exc.status, exc.detail)
+            response.headers.update(exc.headers)
+        except Exception:
+            server.app_errors += 1
+            logger.exception("HTTP application failed on %s %s (client %s)", req.method,
+                             req.target, self.client)
+            if req._websocket is not None:
+                await req._websocket._finish(failed=True)
+                return False
+            response = _error_response(500)
+        else:
+            if req._websocket is not None:
+                await req._websocket._finish()
+                return False
+            if not isinstance(response, Response):
+                server.app_errors += 1
+                logger.error("HTTP application returned %r for %s %s, not a Response",
+                             response, req.method, req.target)
+                response = _error_response(500)
+        try:
+            return await self._send(req, response)
+        except h11.LocalProtocolError as exc:
+            # h11 refused what the application returned (a header with a
+            # line break, a body on a 304...): a bug, logged; never sent.
+            server.app_errors += 1
+            logger.error("invalid response from the HTTP application for %s %s: %s",
+                         req.method, req.target, exc)
+            if self.h11.our_state is h11.SEND_RESPONSE:
+                self.must_close = True
+                return await self._send(req, _error_response(500))
+            return False
+
+    # -- sending ----------------------------------------------------------------------------
+    async def _send(self, req: Request, response: Response) -> bool:
+        h = self.h11
+        server = self.server
+        headers = response.headers.raw()
+        headers.append(_date_header())
+        if server._closing or self.must_close or h.they_are_waiting_for_100_continue:
+            # Waiting for 100-continue and answered without it: the client may
+            # or may not send the body now, so this connection cannot be reused.
+            headers.append((b"connection", b"close"))
+        status = response.status
+        body = response.body
+        write_timeout = server.limits.write_timeout
+        write = self.stream.write
+        if status in _NO_BODY:
+            # 1xx, 204 and 304 responses have no body (RFC 9110): drop one given.
+            if not isinstance(body, bytes):
+                await _close_iterator(body)
+            body = b""
+        elif isinstance(body, bytes) and "content-length" not in response.headers:
+            headers.append((b"content-length", b"%d" % len(body)))
+        if isinstance(body, bytes):
+            out = h.send(_H11Response(status_code=status, headers=headers,
+                                      reason=_REASONS.get(status, b"")))
+            if body and req.method != "HEAD":
+                out += h.send(_Data(data=body))
+            out += h.send(_EOM())
+            if write_timeout is not None:
+                self.deadline = current_time() + write_timeout
+            await write(out)
+            self.deadline = _INF
+        else:
+            head = _H11Response(status_code=status, headers=headers,
+                                reason=_REASONS.get(status, b""))
+            if not await self._send_streamed(req, head, body, write_timeout):
+                return False
+        done = self._request_finished()
+        if done is None:
+            return await self._drain_body()
+        return done
+
+    async def _send_streamed(self, req: Request, head: h11.Response, body: Any,
+                             write_timeout: float | None) -> bool:
+        h = self.h11
+        write = self.stream.write
+        out = h.send(head)
+        if req.method == "HEAD":
+            await _close_iterator(body)
+            await write(out + h.send(_EOM()))
+            return True
+        try:
+            await write(out)
+            if hasattr(body, "__aiter__"):
+                async for chunk in body:
+                    if chunk:
+                        if write_timeout is not None:
+                            self.deadline = current_time() + write_timeout
+                        await write(h.send(_Data(data=_as_bytes(chunk))))
+            else:
+                for chunk in body:
+                    if chunk:
+                        if write_timeout is not None:
+                            self.deadline = current_time() + write_timeout
+                        await write(h.send(_Data(data=_as_bytes(chunk))))
+            await write(h.send(_EOM()))
+        except _PEER_GONE:
+            raise
+        except Exception:
+            # Too late for a 500: end the connection so the client sees a
+            # truncated body (no final chunk) rather than a complete one.
+            self.server.app_errors += 1
+            logger.exception("streamed response body failed on %s %s (client %s)",
+                             req.method, req.target, self.client)
+            return False
+        finally:
+            self.deadline = _INF
+            await _close_iterator(body)
+        return True
+
+    async def _linger(self) -> None:
+        """Closing while the client may still be sending its body (after a 413, say).
+
+        Closing a socket with unread data makes the kernel send a reset,
+        which can destroy our response before the client reads it. So: end
+        our direction, then read and drop what the client sends, for a
+        little while, until it closes too (what nginx calls lingering close).
+        """
+        self.deadline = current_time() + LINGER_TIME
+        try:
+            await self.stream.send_eof()
+            budget = LINGER_BYTES
+            while budget > 0:
+                data = await self.stream.read(65536)
+                if not data:
+                    break
+                budget -= len(data)
+        except (*_PEER_GONE, NotImplementedError):
+            pass
+        self.deadline = _INF
+
+    def _request_finished(self) -> bool | None:
+        """After the response: True/False to keep/close, None if body is left to read."""
+        h = self.h11
+        if h.our_state is not _DONE or self.must_close:
+            return False  # we said "connection: close" (h11 is in MUST_CLOSE)
+        if h.their_state is _SEND_BODY:
+            # Most often (a GET) only the end of the message is left, and it
+            # is already buffered: no coroutine needed to see it.
+            try:
+                if type(h.next_event()) is not _EOM:
+                    return None
+            except _RemoteProtocolError:
+                return False
+        return h.their_state is _DONE
+
+    async def _drain_body(self) -> bool:
+        """Read and drop what is left of the request body, if it is small."""
+        h = self.h11
+        limits = self.server.limits
+        budget = DRAIN_LIMIT
+        try:
+            while True:
+                event = h.next_event()
+                if event is _NEED_DATA:
+                    if limits.body_timeout is not None:
+                        self.deadline = current_time() + limits.body_timeout
+                    h.receive_data(await self.stream.read(65536))
+                    self.deadline = _INF
+                elif type(event) is _Data:
+                    budget -= len(event.data)  # type: ignore[union-attr]
+                    if budget < 0:
+                        return False
+                else:
+                    break
+        except _RemoteProtocolError:
+            return False
+        return h.their_state is _DONE
+
+    async def _send_protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        """A malformed request: answer 400 (431 for oversized headers) and close."""
+        h = self.h11
+        self.server.bad_requests += 1
+        logger.debug("bad request from %s: %s", self.client, exc)
+        if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        status = exc.error_status_hint
+        body = _REASONS.get(status, b"Bad Request") + b"\n"
+        headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", b"%d" % len(body)), (b"connection", b"close"),
+                   _date_header()]
+        try:
+            out = h.send(_H11Response(status_code=status, headers=headers,
+                                      reason=_REASONS.get(status, b"")))
+            out += h.send(_Data(data=body)) + h.send(_EOM())
+            self.deadline = current_time() + (self.server.limits.write_timeout or 5.0)
+            await self.stream.write(out)
+        except (h11.LocalProtocolError, *_PEER_GONE):
+            pass
+
+    # -- the body, for Request ------------------------------------------------------------------
+    async def receive_body_chunk(self) -> bytes:
+        """The next piece of the request body; ``b""`` at its end."""
+        h = self.h11
+        limits = self.server.limits
+        while True:
+            try:
+                event = h.next_event()
+            except _RemoteProtocolError as exc:
+                self.must_close = True
+                raise HTTPException(400, f"malformed request body: {exc}") from None
+            if event is _NEED_DATA:
+                if h.they_are_waiting_for_100_continue:
+                    await self.stream.write(h.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
+                if limits.body_timeout is not None:
+                    self.deadline = current_time() + limits.body_timeout
+                try:
+                    data = await self.stream.read(65536)
+                except _PEER_GONE as exc:
+                    self.must_close = True
+                    raise HTTPException(400, "the client disconnected") from exc
+                self.deadline = _INF
+                h.receive_data(data)
+                continue
+            kind = type(event)
+            if kind is _Data:
+                data = event.data  # type: ignore[union-attr]
+                self.body_received += len(data)
+                if limits.max_body_size is not None and self.body_received > limits.max_body_size:
+                    self.must_close = True
+                    raise HTTPException(413)
+                return bytes(data)
+            if kind is _EOM or event is _PAUSED:
+                return b""
+            self.must_close = True
+            raise HTTPException(400, "the request body ended early")
+
+    async def accept_websocket(self, req: Request, subprotocol: str | None,
+                               headers: dict[str, str] | None) -> Any:
+        """Do the WebSocket handshake for ``req`` and start the WebSocket's reader."""
+        import wsproto
+        import wsproto.events as wse
+        from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
+
+        from ._websocket import WebSocket
+
+        while (await self.receive_body_chunk()):
+            pass  # a handshake has no body, but h11 must reach its end
+        h = self.h11
+        if h.their_state is not h11.MIGHT_SWITCH_PROTOCOL:
+            raise HTTPException(400, "expected a WebSocket handshake")
+        wsconn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        try:
+            wsconn.initiate_upgrade_connection(list(req._raw_headers), req.target)
+            for _ in wsconn.events():
+                pass
+        except WSRemoteProtocolError as exc:
+            hint = exc.event_hint
+            status = getattr(hint, "status_code", 400)
+            extra = {n.decode("latin-1"): v.decode("latin-1")
+                     for n, v in getattr(hint, "headers", [])}
+            raise HTTPException(status, f"bad WebSocket handshake: {exc}", extra) from None
+        extra_headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                         for k, v in (headers or {}).items()]
+        data = wsconn.send(wse.AcceptConnection(subprotocol=subprotocol,
+                                                extra_headers=extra_headers))
+        await self.stream.write(data)
+        connection = wsconn.connection
+        assert connection is not None
+        trailing, _ = h.trailing_data
+        if trailing:
+            connection.receive_data(trailing)
+        ws = WebSocket(self.stream, connection, client=False,
+                       max_message_size=self.server.limits.max_websocket_message,
+                       subprotocol=subprotocol, path=req.path, headers=req.headers)
+        self.websocket = ws
+        self.server._tg.spawn(ws._reader, name=f"websocket reader {self.client}")
+        if self.server._closing:
+            self.shutdown()
+        return ws
+
+
+async def _close_iterator(body: Any) -> None:
+    close = getattr(body, "aclose", None)
+    if close is not None:
+        await close()
+    else:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
+def _as_bytes(chunk: Any) -> bytes:
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    return chunk  # type: ignore[no-any-return]

@@ -1,0 +1,177 @@
+"""The exceptions of :mod:`yieldio.http`.
+
+Client-side errors derive from :class:`HTTPError`, so one ``except`` catches
+every way a request can fail; each also derives from the matching built-in
+(``ConnectionError``, ``TimeoutError``) so generic code keeps working::
+
+    try:
+        response = await client.get(url)
+    except yieldio.http.ConnectError:      # refused, unreachable, TLS failed
+        ...
+    except yieldio.http.Timeout:           # also a TimeoutError
+        ...
+
+On the server side an application raises :class:`HTTPException` to answer
+with an error status instead of a 500.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+__all__ = [
+    "HTTPError",
+    "ConnectError",
+    "Timeout",
+    "ProtocolError",
+    "TooManyRedirects",
+    "HTTPStatusError",
+    "HTTPException",
+    "WebSocketClosed",
+    "WebSocketRejected",
+]
+
+
+class HTTPError(Exception):
+    """Base class of the errors raised by the HTTP client and WebSocket code.
+
+    ::
+
+        try:
+            r = await client.get(url)
+        except yieldio.http.HTTPError as exc:
+            print("request failed:", exc)
+    """
+
+
+class ConnectError(HTTPError, ConnectionError):
+    """The connection could not be made: refused, unreachable, or the TLS handshake failed.
+
+    The underlying ``OSError`` / ``ssl.SSLError`` is the ``__cause__``::
+
+        try:
+            await client.get("http://127.0.0.1:1/")
+        except yieldio.http.ConnectError as exc:
+            print("down:", exc.__cause__)
+    """
+
+
+class Timeout(HTTPError, TimeoutError):
+    """Connecting, sending or receiving took longer than the ``timeout`` allowed.
+
+    ::
+
+        async with yieldio.http.Client(timeout=0.5) as client:
+            try:
+                await client.get(slow_url)
+            except TimeoutError:          # yieldio.http.Timeout is one
+                ...
+    """
+
+
+class ProtocolError(HTTPError):
+    """The peer broke the HTTP or WebSocket protocol (or closed mid-message).
+
+    ::
+
+        except yieldio.http.ProtocolError as exc:
+            print("bad peer:", exc)
+    """
+
+
+class TooManyRedirects(HTTPError):
+    """More redirects than ``max_redirects`` while following them.
+
+    ::
+
+        except yieldio.http.TooManyRedirects as exc:
+            print(exc.history)     # the responses seen so far
+    """
+
+    def __init__(self, message: str, history: list | None = None) -> None:
+        super().__init__(message)
+        self.history = history or []
+
+
+class HTTPStatusError(HTTPError):
+    """Raised by ``response.raise_for_status()`` for a 4xx or 5xx response.
+
+    ::
+
+        try:
+            (await client.get(url)).raise_for_status()
+        except yieldio.http.HTTPStatusError as exc:
+            print(exc.response.status)
+    """
+
+    def __init__(self, message: str, response: object) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class HTTPException(Exception):
+    """Raise it in a server application to answer with ``status`` (and ``detail`` as text).
+
+    ::
+
+        async def app(request):
+            if "id" not in request.query:
+                raise HTTPException(400, "missing ?id=")
+            ...
+
+    ``headers`` are added to the response. The server also raises it for
+    you: :meth:`Request.body` raises ``HTTPException(413)`` when the body
+    is larger than the limit, :meth:`Request.json` ``HTTPException(400)``
+    for invalid JSON.
+    """
+
+    def __init__(self, status: int, detail: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        if detail is None:
+            try:
+                detail = HTTPStatus(status).phrase
+            except ValueError:
+                detail = ""
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}"
+
+
+class WebSocketClosed(HTTPError):
+    """The WebSocket is closed: ``code`` and ``reason`` say how (1006: no close frame).
+
+    Raised by ``send`` and ``receive`` after the close; ``async for message
+    in ws`` just ends instead::
+
+        try:
+            message = await ws.receive()
+        except yieldio.http.WebSocketClosed as exc:
+            print("closed", exc.code, exc.reason)
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"WebSocket closed: code {code}" + (f" ({reason})" if reason else ""))
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketRejected(ProtocolError):
+    """The server answered the WebSocket handshake with an HTTP response, not 101.
+
+    ``status``, ``headers`` and ``body`` hold that response::
+
+        try:
+            async with connect_websocket(url) as ws: ...
+        except yieldio.http.WebSocketRejected as exc:
+            print(exc.status)         # e.g. 403
+    """
+
+    def __init__(self, status: int, headers: object = None, body: bytes = b"") -> None:
+        super().__init__(f"WebSocket handshake rejected with HTTP status {status}")
+        self.status = status
+        self.headers = headers
+        self.body = body

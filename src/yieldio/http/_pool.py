@@ -1,0 +1,303 @@
+"""The HTTP client's connections and their pool (keep-alive, per-origin limits).
+
+A :class:`ClientConnection` is one HTTP/1.1 connection driven by an h11
+client state machine. The :class:`ConnectionPool` hands them out per origin
+(scheme, host, port): an idle kept-alive connection when one is fresh,
+otherwise a new one. Two semaphores bound the connections *in use*: per
+origin (``Limits.max_connections_per_host``) and in total
+(``Limits.max_connections``); idle connections count towards the total too,
+so when it is reached the oldest idle connection to another origin is
+closed to make room. Idle connections are dropped after
+``Limits.keep_alive_timeout`` seconds, and a plain-TCP connection the server
+has closed meanwhile is noticed before it is reused (it reads as readable).
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import ssl as _ssl
+from typing import Any
+
+import h11
+
+from .._cancel import fail_after
+from .._exceptions import ClosedResourceError
+from .._time import current_time
+from ..net._socket_stream import SocketStream
+from ..net._stream import BrokenStreamError, Stream
+from ..net._tcp import open_tcp_stream
+from ..sync import Semaphore
+from ._errors import ConnectError, ProtocolError, Timeout
+from ._limits import Limits
+
+__all__ = ["ClientConnection", "ConnectionPool", "Origin", "StaleConnection"]
+
+Origin = tuple[str, str, int]  # (scheme, host, port)
+_IO_ERRORS = (OSError, ClosedResourceError, BrokenStreamError, EOFError)
+
+
+class StaleConnection(Exception):
+    """A reused keep-alive connection failed before any response byte: retry on a new one."""
+
+
+def _deadline(timeout: float | None) -> float:
+    return math.inf if timeout is None else timeout
+
+
+class ClientConnection:
+    """One HTTP/1.1 connection to ``origin`` (used by one request at a time)."""
+
+    __slots__ = ("stream", "h11", "origin", "idle_since", "reused", "closed", "send_error")
+
+    def __init__(self, stream: Stream, origin: Origin, max_header_size: int) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
+        self.origin = origin
+        self.idle_since = 0.0
+        self.reused = False
+        self.closed = False
+        self.send_error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.origin[0]}://{self.origin[1]}:{self.origin[2]}>"
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.stream.aclose()
+
+    def looks_dead(self) -> bool:
+        """An idle plain-TCP connection that is readable was closed (or spoken to) by the server."""
+        if not isinstance(self.stream, SocketStream):
+            return False  # TLS may legitimately have unread records (session tickets)
+        try:
+            sock = self.stream.get_extra_info("socket")
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    async def send_request(self, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                           body: Any, timeout: float | None) -> None:
+        h = self.h11
+        try:
+            with fail_after(_deadline(timeout)):
+                out = h.send(h11.Request(method=method, target=target, headers=headers))
+                if isinstance(body, bytes):
+                    if body:
+                        out += h.send(h11.Data(data=body))
+                    await self.stream.write(out + h.send(h11.EndOfMessage()))
+                    return
+                await self.stream.write(out)
+        except TimeoutError as exc:
+            raise Timeout(f"sending the request to {self.origin[1]} timed out") from exc
+        except _IO_ERRORS as exc:
+            if self.reused:
+                raise StaleConnection(str(exc)) from exc
+            # The server may have answered early (a 413, say) and closed:
+            # stop sending and let receive_head() read what it said.
+            self.send_error = exc
+            return
+        # A streamed body: each chunk gets the timeout.
+        try:
+            if hasattr(body, "__aiter__"):
+                async for chunk in body:
+                    await self._write_chunk(chunk, timeout)
+            else:
+                for chunk in body:
+                    await self._write_chunk(chunk, timeout)
+            with fail_after(_deadline(timeout)):
+                await self.stream.write(h.send(h11.EndOfMessage()))
+        except TimeoutError as exc:
+            raise Timeout(f"sending the request body to {self.origin[1]} timed out") from exc
+        except _IO_ERRORS as exc:
+            self.send_error = exc  # as above: perhaps there is an early answer to read
+
+    async def _write_chunk(self, chunk: Any, timeout: float | None) -> None:
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+        if chunk:
+            with fail_after(_deadline(timeout)):
+                await self.stream.write(self.h11.send(h11.Data(data=chunk)))
+
+    def _lost(self, exc: BaseException) -> Exception:
+        if self.reused:
+            return StaleConnection(str(exc))
+        if self.send_error is not None:
+            return ProtocolError(f"connection to {self.origin[1]} lost while sending the "
+                                 f"request: {self.send_error!r}")
+        return ProtocolError(f"connection to {self.origin[1]} lost while waiting for the "
+                             f"response: {exc!r}")
+
+    async def _receive_event(self, timeout: float | None, phase: str) -> Any:
+        h = self.h11
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                if self.reused and phase == "head" and not h.trailing_data[0]:
+                    raise StaleConnection(str(exc)) from exc
+                raise ProtocolError(f"bad response from {self.origin[1]}: {exc}") from exc
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                with fail_after(_deadline(timeout)):
+                    data = await self.stream.read(65536)
+            except TimeoutError as exc:
+                raise Timeout(f"waiting for the response {phase} from {self.origin[1]} "
+                              f"timed out") from exc
+            except _IO_ERRORS as exc:
+                if phase == "head":
+                    raise self._lost(exc) from exc
+                raise ProtocolError(f"connection lost while reading the response body: "
+                                    f"{exc!r}") from exc
+            if not data and phase == "head" and not h.trailing_data[0]:
+                if self.reused:
+                    raise StaleConnection("the server closed the kept-alive connection")
+                raise ProtocolError(f"{self.origin[1]} closed the connection without a response")
+            h.receive_data(data)
+
+    async def receive_head(self, timeout: float | None) -> h11.Response:
+        """The final response head (1xx informational responses are skipped)."""
+        while True:
+            event = await self._receive_event(timeout, "head")
+            if isinstance(event, h11.Response):
+                return event
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                if self.reused:
+                    raise StaleConnection("the server closed the kept-alive connection")
+                raise ProtocolError(f"{self.origin[1]} closed the connection without a response")
+            raise ProtocolError(f"unexpected {event!r} from {self.origin[1]}")
+
+    async def receive_body_chunk(self, timeout: float | None) -> bytes:
+        """The next piece of the response body; ``b""`` at its end."""
+        event = await self._receive_event(timeout, "body")
+        if type(event) is h11.Data:
+            return bytes(event.data)
+        if type(event) is h11.EndOfMessage:
+            return b""
+        raise ProtocolError(f"unexpected {event!r} in the response body from {self.origin[1]}")
+
+    def finish_cycle(self) -> bool:
+        """After a complete response: ready the connection for reuse if both sides allow."""
+        h = self.h11
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+            return True
+        return False
+
+
+class ConnectionPool:
+    """Connections by origin, with limits (see the module docstring)."""
+
+    def __init__(self, limits: Limits, ssl_context: _ssl.SSLContext | None) -> None:
+        self.limits = limits
+        self._ssl = ssl_context
+        self._idle: dict[Origin, list[ClientConnection]] = {}
+        self._per_host: dict[Origin, Semaphore] = {}
+        self._total = Semaphore(limits.max_connections) if limits.max_connections else None
+        self.open = 0
+        self.closed = False
+
+    def _ssl_context(self) -> _ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = _ssl.create_default_context()
+        return self._ssl
+
+    async def acquire(self, origin: Origin, timeout: float | None) -> ClientConnection:
+        """A connection to ``origin`` for one request; give it back with :meth:`release`."""
+        if self.closed:
+            raise RuntimeError("this Client is closed")
+        sem = self._per_host.get(origin)
+        per_host = self.limits.max_connections_per_host
+        if sem is None and per_host:
+            sem = self._per_host[origin] = Semaphore(per_host)
+        try:
+            with fail_after(_deadline(timeout)):
+                if sem is not None:
+                    await sem.acquire()
+                try:
+                    if self._total is not None:
+                        await self._total.acquire()
+                except BaseException:
+                    if sem is not None:
+                        sem.release()
+                    raise
+        except TimeoutError as exc:
+            raise Timeout(f"no free connection to {origin[1]} within the timeout") from exc
+        try:
+            return await self._get(origin, timeout)
+        except BaseException:
+            self._release_permits(origin)
+            raise
+
+    async def _get(self, origin: Origin, timeout: float | None) -> ClientConnection:
+        idle = self._idle.get(origin)
+        expiry = self.limits.keep_alive_timeout
+        now = current_time()
+        while idle:
+            conn = idle.pop()
+            if (expiry is not None and now - conn.idle_since > expiry) or conn.looks_dead():
+                await self._discard(conn)
+                continue
+            conn.reused = True
+            return conn
+        if self.limits.max_connections and self.open >= self.limits.max_connections:
+            await self._evict_one()
+        return await self.connect(origin, timeout)
+
+    async def connect(self, origin: Origin, timeout: float | None) -> ClientConnection:
+        scheme, host, port = origin
+        try:
+            with fail_after(_deadline(timeout)):
+                stream = await open_tcp_stream(
+                    host, port, ssl=self._ssl_context() if scheme == "https" else None)
+        except TimeoutError as exc:
+            raise Timeout(f"connecting to {host}:{port} timed out") from exc
+        except (OSError, _ssl.SSLError) as exc:
+            raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        self.open += 1
+        return ClientConnection(stream, origin, self.limits.max_header_size)
+
+    async def _evict_one(self) -> None:
+        oldest: ClientConnection | None = None
+        for conns in self._idle.values():
+            if conns and (oldest is None or conns[0].idle_since < oldest.idle_since):
+                oldest = conns[0]
+        if oldest is not None:
+            self._idle[oldest.origin].remove(oldest)
+            await self._discard(oldest)
+
+    async def _discard(self, conn: ClientConnection) -> None:
+        if not conn.closed:
+            self.open -= 1
+        await conn.aclose()
+
+    def _release_permits(self, origin: Origin) -> None:
+        sem = self._per_host.get(origin)
+        if sem is not None:
+            sem.release()
+        if self._total is not None:
+            self._total.release()
+
+    async def release(self, conn: ClientConnection, reusable: bool) -> None:
+        """Give ``conn`` back: kept idle for reuse, or closed."""
+        try:
+            if reusable and not conn.closed and not self.closed:
+                conn.idle_since = current_time()
+                self._idle.setdefault(conn.origin, []).append(conn)
+            else:
+                await self._discard(conn)
+        finally:
+            self._release_permits(conn.origin)
+
+    async def aclose(self) -> None:
+        """Close every idle connection; connections in use close when released."""
+        self.closed = True
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                await self._discard(conn)

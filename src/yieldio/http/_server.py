@@ -1,0 +1,289 @@
+"""The HTTP/1.1 server: h11 for the protocol, yieldio streams for the bytes.
+
+::
+
+    from yieldio.http import Response, serve
+
+    async def app(request):
+        return Response.text(f"hello from {request.path}")
+
+    async def main():
+        async with serve(app, "127.0.0.1", 8000) as server:
+            print(f"http://127.0.0.1:{server.port}/")
+            await server.serve_forever()
+
+One task per connection runs the request/response loop of
+:class:`~yieldio.http._connection.ServerConnection`; keep-alive and
+pipelining fall out of h11 (pipelined requests wait in its buffer and are
+answered in order).
+
+Timeouts cost nothing per request: each connection stores the deadline of
+what it is waiting for (a float), and one *reaper* task, waking a few times
+per timeout period, cancels the connections whose deadline has passed.
+That is how the slowloris defence, the keep-alive idle timeout and the
+body/write timeouts work without a timer per read.
+
+Shutdown is graceful: leaving the ``async with`` block (or :meth:`close`)
+stops accepting, closes idle keep-alive connections at once, lets requests
+in flight finish (their responses say ``Connection: close``), sends
+WebSockets a 1001 close, and after ``grace_period`` seconds cancels
+whatever is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl as _ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h11
+
+from .._cancel import move_on_after
+from .._taskgroup import TaskGroup
+from .._time import current_time, sleep
+from ..net._stream import Stream
+from ..net._tcp import Server, serve_tcp
+from ..sync import Event
+from ._connection import _PEER_GONE, ServerConnection
+from ._limits import Limits
+from ._request import Request
+from ._response import Response
+
+__all__ = ["serve", "HTTPServer", "App"]
+
+logger = logging.getLogger("yieldio.http")
+
+#: ``async def app(request) -> Response`` (None only after ``accept_websocket()``).
+App = Callable[[Request], Awaitable[Response | None]]
+
+
+class HTTPServer:
+    """A running HTTP server; get one from :func:`serve`.
+
+    ::
+
+        async with serve(app, "127.0.0.1", 0) as server:
+            print("port", server.port)
+            await server.serve_forever()       # until server.close()
+
+    Attributes: :attr:`port`, :attr:`addresses`, and counters
+    :attr:`connections` (open now), :attr:`requests` (served in total),
+    :attr:`app_errors` (application exceptions, each logged on the
+    ``"yieldio.http"`` logger), :attr:`bad_requests` (malformed requests),
+    :attr:`rejected` (connections refused with 503 over ``max_connections``),
+    :attr:`tls_errors` (failed or timed-out TLS handshakes).
+    """
+
+    def __init__(self, app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None,
+                 limits: Limits | None, grace_period: float, backlog: int,
+                 reuse_port: bool) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an async function taking a Request, not {app!r}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a yieldio.http.Limits, not {limits!r}")
+        self.app = app
+        self.ssl = ssl
+        self.limits = limits or Limits()
+        self.grace_period = grace_period
+        self._host, self._port, self._backlog, self._reuse_port = host, port, backlog, reuse_port
+        self.requests = 0
+        self.app_errors = 0
+        self.bad_requests = 0
+        self.rejected = 0
+        self.tls_errors = 0
+        self._conns: dict[ServerConnection, None] = {}
+        self._closing = False
+        self._stop = Event()
+        self._drained = Event()
+        self._tg = TaskGroup()
+        self._tcp: Server | None = None
+        self._busy = self._prepare_busy_response()
+
+    def __repr__(self) -> str:
+        return f"<HTTPServer {self.addresses!r} connections={self.connections}>"
+
+    @staticmethod
+    def _prepare_busy_response() -> bytes:
+        h = h11.Connection(h11.SERVER)
+        body = b"server busy, retry later\n"
+        return (h.send(h11.Response(status_code=503, reason=b"Service Unavailable", headers=[
+            (b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"), (b"retry-after", b"1")]))
+            + h.send(h11.Data(data=body)) + h.send(h11.EndOfMessage()))
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port listened on (useful with port 0)."""
+        return self._tcp.port if self._tcp is not None else None
+
+    @property
+    def addresses(self) -> list[Any]:
+        """The addresses listened on."""
+        return self._tcp.addresses if self._tcp is not None else []
+
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._conns)
+
+    def close(self) -> None:
+        """Begin the graceful shutdown; :meth:`serve_forever` returns, the block exits."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop.set()
+        if self._tcp is not None:
+            self._tcp.close()
+        for conn in list(self._conns):
+            conn.shutdown()
+        if not self._conns:
+            self._drained.set()
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`close` is called."""
+        if self._tcp is None:
+            raise RuntimeError("use 'async with serve(...) as server' before serve_forever()")
+        await self._stop.wait()
+
+    async def __aenter__(self) -> HTTPServer:
+        if self._tcp is not None:
+            raise RuntimeError("an HTTPServer can be entered only once")
+        await self._tg.__aenter__()
+        try:
+            # TLS is started here, not by serve_tcp: the handshake then runs
+            # under the header timeout and counts against max_connections
+            # (a client that never sends its ClientHello is a slowloris too).
+            tcp = serve_tcp(self._on_connection, self._host, self._port, ssl=None,
+                            backlog=self._backlog, reuse_port=self._reuse_port,
+                            handler_nursery=self._tg)
+            await tcp.__aenter__()
+        except BaseException:
+            self._tg.cancel()
+            await self._tg.__aexit__(None, None, None)
+            raise
+        self._tcp = tcp
+        self._tg.spawn(self._reaper, name="http timeouts")
+        return self
+
+    async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        self.close()
+        assert self._tcp is not None
+        try:
+            await self._tcp.__aexit__(None, None, None)
+            if exc is None and self._conns:
+                with move_on_after(self.grace_period):
+                    await self._drained.wait()
+        except BaseException as failure:  # e.g. cancelled from outside while draining
+            etype, exc, tb = type(failure), failure, failure.__traceback__
+        self._tg.cancel()
+        try:
+            swallowed = await self._tg.__aexit__(etype, exc, tb)
+        except BaseExceptionGroup as group:
+            # The body's own exception, alone: give it back bare, not wrapped.
+            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                raise exc from None
+            raise
+        if exc is not None and not swallowed and etype is not None:
+            raise exc
+        return swallowed
+
+    # -- per connection ---------------------------------------------------------------------
+    async def _on_connection(self, stream: Stream) -> None:
+        if self._closing:
+            return
+        limit = self.limits.max_connections
+        if limit is not None and len(self._conns) >= limit:
+            await self._refuse(stream)
+            return
+        conn = ServerConnection(self, stream)
+        self._conns[conn] = None
+        try:
+            if self.ssl is not None:
+                tls = await self._start_tls(conn, stream)
+                if tls is None:
+                    return
+                conn.stream = tls
+            try:
+                await conn.run()
+            finally:
+                if conn.stream is not stream:
+                    await conn.stream.aclose()  # close_notify, then the transport
+        finally:
+            del self._conns[conn]
+            if self._closing and not self._conns:
+                self._drained.set()
+
+    async def _start_tls(self, conn: ServerConnection, stream: Stream) -> Stream | None:
+        """The TLS handshake, within the header timeout; None if it failed."""
+        from ..net._tls import TLSStream
+
+        assert self.ssl is not None
+        timeout = self.limits.header_timeout
+        with move_on_after(math.inf if timeout is None else timeout):
+            try:
+                return await TLSStream.wrap(stream, self.ssl, server_side=True)
+            except (_ssl.SSLError, *_PEER_GONE) as exc:
+                self.tls_errors += 1
+                logger.info("TLS handshake with %s failed: %s", conn.client, exc)
+                return None
+        self.tls_errors += 1
+        logger.info("TLS handshake with %s timed out", conn.client)
+        return None
+
+    async def _refuse(self, stream: Stream) -> None:
+        """Over ``max_connections``: 503, then let the client see it before closing."""
+        self.rejected += 1
+        with move_on_after(1.0):
+            try:
+                await stream.write(self._busy)
+                await stream.send_eof()
+                # Read what the client sent, so closing does not reset the
+                # connection and destroy the 503 before the client reads it.
+                while await stream.read(65536):
+                    pass
+            except _PEER_GONE:
+                pass
+
+    async def _reaper(self) -> None:
+        """Cancel the connections whose deadline passed (see the module docstring)."""
+        limits = self.limits
+        timeouts = [t for t in (limits.header_timeout, limits.keep_alive_timeout,
+                                limits.body_timeout, limits.write_timeout) if t is not None]
+        if not timeouts:
+            return
+        tick = min(1.0, max(0.005, min(timeouts) / 4))
+        while True:
+            await sleep(tick)  # type: ignore[misc]
+            now = current_time()
+            for conn in list(self._conns):
+                if conn.deadline <= now and conn.scope is not None:
+                    conn.timed_out = True
+                    conn.scope.cancel()
+
+
+def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None = None,
+          limits: Limits | None = None, grace_period: float = 10.0, backlog: int = 128,
+          reuse_port: bool = False) -> HTTPServer:
+    """Serve ``app`` over HTTP/1.1 on ``host``:``port``: ``async with serve(...) as server:``.
+
+    ::
+
+        async def app(request):
+            return Response.json({"path": request.path})
+
+        async with yieldio.http.serve(app, "127.0.0.1", 0) as server:
+            print(f"listening on http://127.0.0.1:{server.port}/")
+            await server.serve_forever()
+
+    ``app`` is ``async def app(request) -> Response`` (a :class:`Router` is
+    one). An exception in it becomes a ``500 Internal Server Error`` (the
+    traceback is logged on ``"yieldio.http"``, never sent); an
+    :class:`HTTPException` becomes its status. ``ssl`` (a server
+    ``SSLContext``) serves HTTPS. ``limits`` bounds what a client may cost
+    (see :class:`Limits`). On shutdown requests in flight get
+    ``grace_period`` seconds to finish.
+    """
+    return HTTPServer(app, host, port, ssl=ssl, limits=limits, grace_period=grace_period,
+                      backlog=backlog, reuse_port=reuse_port)

@@ -1,0 +1,435 @@
+"""WebSocket connections (RFC 6455) on wsproto, for servers and clients.
+
+Server side, inside an HTTP application::
+
+    async def app(request):
+        ws = await request.accept_websocket()
+        async for message in ws:              # str or bytes; ends at the close
+            await ws.send(f"echo: {message}")
+
+Client side::
+
+    async with yieldio.http.connect_websocket("ws://127.0.0.1:8000/chat") as ws:
+        await ws.send("hello")
+        print(await ws.receive())
+
+A background task reads the connection: it answers pings at once (even
+while the application is busy elsewhere), reassembles fragmented messages,
+enforces the message size limit (close code 1009) and takes part in the
+closing handshake. Received messages wait in a small queue; when it is full
+the reader stops reading, so a fast sender is slowed down by TCP instead of
+filling memory.
+
+Closing (``await ws.close(code, reason)``) follows the RFC: send a Close
+frame, wait (at most ``close_timeout``) for the peer's Close, then the
+server closes the TCP connection first and the client waits for that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import ssl as _ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import wsproto
+import wsproto.events as wse
+from wsproto.connection import Connection, ConnectionState
+from wsproto.utilities import LocalProtocolError
+
+from .._cancel import CancelScope, fail_after, move_on_after
+from .._exceptions import ClosedResourceError, QueueClosed
+from .._taskgroup import TaskGroup
+from ..net._stream import BrokenStreamError, Stream
+from ..queue import Queue
+from ..sync import Event, Lock
+from ._errors import ConnectError, ProtocolError, Timeout, WebSocketClosed, WebSocketRejected
+from ._headers import Headers
+
+__all__ = ["WebSocket", "connect_websocket"]
+
+logger = logging.getLogger("yieldio.http")
+
+#: Messages that may wait for the application before the reader pauses.
+QUEUE_SIZE = 16
+_OPEN = ConnectionState.OPEN
+_IO_ERRORS = (OSError, ClosedResourceError, BrokenStreamError, EOFError)
+
+
+class WebSocket:
+    """One WebSocket connection (get one from ``request.accept_websocket()`` or
+    :func:`connect_websocket`).
+
+    ::
+
+        await ws.send("text")            # a str is a text message
+        await ws.send(b"\\x00\\x01")       # bytes are a binary message
+        message = await ws.receive()     # str or bytes
+        async for message in ws: ...     # until the connection closes
+        await ws.close(1000, "bye")
+
+    After the close, ``send`` and ``receive`` raise :class:`WebSocketClosed`
+    (``close_code``/``close_reason`` say how it ended: the peer's code, or
+    1006 if the connection was lost without a Close frame).
+    """
+
+    def __init__(self, stream: Stream, connection: Connection, *, client: bool,
+                 max_message_size: int = 1 << 20, close_timeout: float = 5.0,
+                 subprotocol: str | None = None, path: str = "/",
+                 headers: Headers | None = None) -> None:
+        self._stream = stream
+        self._ws = connection
+        self._client = client
+        self.max_message_size = max_message_size
+        self.close_timeout = close_timeout
+        #: The subprotocol agreed in the handshake (None if none).
+        self.subprotocol = subprotocol
+        #: The request path of the handshake.
+        self.path = path
+        #: The handshake's headers: the request's (server side) or the response's (client side).
+        self.headers = headers if headers is not None else Headers()
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._messages: Queue = Queue(QUEUE_SIZE)
+        self._send_lock = Lock()
+        self._finished = Event()  # the reader is done: close seen or connection lost
+        self._pongs: dict[bytes, Event] = {}
+        self._reader_scope: CancelScope | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self.close_code is None else f"closed {self.close_code}"
+        return f"<WebSocket {'client' if self._client else 'server'} {self.path} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once a Close frame was sent or received, or the connection was lost."""
+        return self.close_code is not None or self._ws.state is not _OPEN
+
+    # -- sending ----------------------------------------------------------------------
+    async def send(self, message: str | bytes) -> None:
+        """Send a text (``str``) or binary (``bytes``) message.
+
+        Raises :class:`WebSocketClosed` if the connection is closing or closed.
+        """
+        if isinstance(message, str):
+            event: wse.Event = wse.TextMessage(data=message)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            event = wse.BytesMessage(data=bytes(message))
+        else:
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
+        await self._send_event(event, raise_closed=True)
+
+    async def ping(self, payload: bytes = b"") -> None:
+        """Send a ping and wait for its pong (wrap it in ``fail_after`` to time it out).
+
+        ::
+
+            with yieldio.fail_after(5):
+                await ws.ping()
+        """
+        payload = payload or os.urandom(4)
+        waiter = self._pongs.setdefault(payload, Event())
+        await self._send_event(wse.Ping(payload=payload), raise_closed=True)
+        await waiter.wait()
+        if self.close_code is not None and self._pongs.get(payload) is waiter:
+            raise WebSocketClosed(self.close_code, self.close_reason or "")
+
+    async def _send_event(self, event: wse.Event, *, raise_closed: bool) -> bool:
+        async with self._send_lock:
+            if self._ws.state is not _OPEN and not isinstance(event, wse.CloseConnection):
+                if raise_closed:
+                    raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
+                return False
+            try:
+                data = self._ws.send(event)
+            except LocalProtocolError:
+                if raise_closed:
+                    raise WebSocketClosed(self.close_code or 1006, self.close_reason or "") from None
+                return False
+            try:
+                await self._stream.write(data)
+            except _IO_ERRORS as exc:
+                self._lost()
+                if raise_closed:
+                    raise WebSocketClosed(1006, "connection lost") from exc
+                return False
+        return True
+
+    # -- receiving ----------------------------------------------------------------------
+    async def receive(self) -> str | bytes:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`WebSocketClosed` once the connection is closed (after
+        the messages that arrived before the close were received).
+        """
+        try:
+            return await self._messages.get()  # type: ignore[no-any-return]
+        except QueueClosed:
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason or "") from None
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self._messages.get()  # type: ignore[no-any-return]
+        except QueueClosed:
+            raise StopAsyncIteration from None
+
+    # -- closing ------------------------------------------------------------------------
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``; idempotent.
+
+        Sends the Close frame, waits up to ``close_timeout`` for the peer's
+        answer, and closes the transport. Messages not yet received are
+        dropped.
+        """
+        if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            if self.close_code is None:
+                self.close_code, self.close_reason = code, reason
+            await self._send_event(wse.CloseConnection(code=code, reason=reason or None),
+                                   raise_closed=False)
+        self._messages.close()  # unblock a reader waiting for room: drop the rest
+        with move_on_after(self.close_timeout, shield=True):
+            await self._finished.wait()
+        await self._stream.aclose()
+
+    def _lost(self) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = 1006, "connection lost"
+        self._messages.close()
+        self._finished.set()
+        for waiter in self._pongs.values():
+            waiter.set()
+
+    async def _finish(self, failed: bool = False) -> None:
+        """The owner is done (handler returned, ``async with`` exited): close, stop reading."""
+        try:
+            if not self._finished.is_set():
+                await self.close(1011 if failed else 1000,
+                                 "internal error" if failed else "")
+        finally:
+            await self._stream.aclose()
+            if self._reader_scope is not None:
+                self._reader_scope.cancel()
+
+    # -- the reader task ------------------------------------------------------------------
+    async def _reader(self) -> None:
+        """Read frames until the close: answer pings, queue messages, close on errors."""
+        with CancelScope() as scope:
+            self._reader_scope = scope
+            try:
+                await self._read_loop()
+            except _IO_ERRORS:
+                pass
+            except Exception:
+                logger.exception("WebSocket reader failed (%r)", self)
+            finally:
+                self._lost()
+                if not self._client:
+                    await self._stream.aclose()
+
+    async def _read_loop(self) -> None:
+        ws = self._ws
+        parts: list[Any] = []
+        size = 0
+        while True:
+            for event in ws.events():
+                kind = type(event)
+                if kind is wse.TextMessage or kind is wse.BytesMessage:
+                    if self.close_code is not None:
+                        continue  # closing: drop
+                    data = event.data  # type: ignore[attr-defined]
+                    size += len(data)
+                    if size > self.max_message_size:
+                        parts.clear()
+                        await self._abort(1009, f"message larger than {self.max_message_size}")
+                        continue
+                    if event.message_finished and not parts:  # type: ignore[attr-defined]
+                        message = data
+                    else:
+                        parts.append(data)
+                        if not event.message_finished:  # type: ignore[attr-defined]
+                            continue
+                        message = ("" if kind is wse.TextMessage else b"").join(parts)
+                        parts.clear()
+                    size = 0
+                    try:
+                        await self._messages.put(message)
+                    except QueueClosed:
+                        pass  # we are closing: nobody will read it
+                elif kind is wse.Ping:
+                    await self._send_event(event.response(), raise_closed=False)  # type: ignore[attr-defined]
+                elif kind is wse.Pong:
+                    waiter = self._pongs.pop(bytes(event.payload), None)  # type: ignore[attr-defined]
+                    if waiter is not None:
+                        waiter.set()
+                elif kind is wse.CloseConnection:
+                    await self._on_close(event)  # type: ignore[arg-type]
+            if self._finished.is_set():
+                return
+            if ws.state is ConnectionState.CLOSED:
+                await self._after_close()
+                return
+            data = await self._stream.read(65536)
+            if not data:
+                ws.receive_data(None)  # yields CloseConnection(1006)
+                for event in ws.events():
+                    if self.close_code is None and isinstance(event, wse.CloseConnection):
+                        self.close_code, self.close_reason = event.code, "connection lost"
+                return
+            ws.receive_data(data)
+
+    async def _on_close(self, event: wse.CloseConnection) -> None:
+        ws = self._ws
+        if ws.state is ConnectionState.REMOTE_CLOSING:
+            # The peer started the close: record its code and answer with the same.
+            self.close_code, self.close_reason = event.code, event.reason or ""
+            self._messages.close()
+            await self._send_event(event.response(), raise_closed=False)
+        elif ws.state is ConnectionState.CLOSED:
+            # The answer to our own Close: the handshake is complete.
+            if self.close_code is None:
+                self.close_code, self.close_reason = event.code, event.reason or ""
+        else:
+            # wsproto reports a malformed frame as a CloseConnection it did not send.
+            await self._abort(event.code, event.reason or "protocol error")
+
+    async def _abort(self, code: int, reason: str) -> None:
+        """Start a close because of something the peer did (1009 too big, 1002/1007 bad frame)."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self._messages.close()
+        if self._ws.state is _OPEN:
+            await self._send_event(wse.CloseConnection(code=code, reason=reason),
+                                   raise_closed=False)
+
+    async def _after_close(self) -> None:
+        """Both Close frames exchanged: the server closes TCP; the client waits for that."""
+        self._messages.close()
+        if self._client:
+            with move_on_after(self.close_timeout):
+                while await self._stream.read(65536):
+                    pass
+        await self._stream.aclose()
+
+
+# -- the client ---------------------------------------------------------------------------
+@asynccontextmanager
+async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
+                            headers: dict[str, str] | None = None,
+                            ssl: _ssl.SSLContext | None = None, timeout: float | None = 10.0,
+                            max_message_size: int = 1 << 20,
+                            close_timeout: float = 5.0) -> AsyncIterator[WebSocket]:
+    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the ``async with`` block.
+
+    ::
+
+        async with connect_websocket("wss://example.org/feed") as ws:
+            await ws.send("subscribe")
+            async for message in ws:
+                print(message)
+
+    ``timeout`` bounds the connection and the handshake (:class:`Timeout`);
+    a refused connection raises :class:`ConnectError`, a non-101 answer
+    :class:`WebSocketRejected`. ``wss://`` verifies the certificate with
+    ``ssl.create_default_context()`` unless you pass ``ssl``. Leaving the
+    block closes the connection (code 1000) if it is still open.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"a WebSocket URL starts with ws:// or wss://, not {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    host = parts.hostname
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    stream, connection, response_headers, agreed = await _handshake(
+        host, port, secure, ssl, timeout, host_header, target, subprotocols, headers)
+    ws = WebSocket(stream, connection, client=True, max_message_size=max_message_size,
+                   close_timeout=close_timeout, subprotocol=agreed, path=parts.path or "/",
+                   headers=response_headers)
+    try:
+        async with TaskGroup() as tg:
+            tg.spawn(ws._reader, name=f"websocket reader {url}")
+            try:
+                yield ws
+            finally:
+                await ws._finish()
+    except BaseExceptionGroup as group:
+        # Only the body can fail (the reader never raises): give it back bare.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        await stream.aclose()
+
+
+async def _handshake(host: str, port: int, secure: bool, ssl: _ssl.SSLContext | None,
+                     timeout: float | None, host_header: str, target: str,
+                     subprotocols: list[str] | None,
+                     headers: dict[str, str] | None) -> tuple[Stream, Connection, Headers,
+                                                              str | None]:
+    try:
+        with fail_after(timeout if timeout is not None else math.inf):
+            result = await _handshake_in_time(host, port, secure, ssl, host_header, target,
+                                              subprotocols, headers)
+    except TimeoutError as exc:
+        if isinstance(exc, Timeout):
+            raise
+        raise Timeout(f"WebSocket handshake with {host}:{port} timed out") from exc
+    return result
+
+
+async def _handshake_in_time(host: str, port: int, secure: bool, ssl: _ssl.SSLContext | None,
+                             host_header: str, target: str, subprotocols: list[str] | None,
+                             headers: dict[str, str] | None) -> tuple[Stream, Connection, Headers,
+                                                                      str | None]:
+    from ..net._tcp import open_tcp_stream
+
+    try:
+        stream = await open_tcp_stream(
+            host, port, ssl=(ssl or _ssl.create_default_context()) if secure else None)
+    except (OSError, _ssl.SSLError) as exc:
+        raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+    try:
+        wsconn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        await stream.write(wsconn.send(wse.Request(host=host_header, target=target,
+                                                   subprotocols=list(subprotocols or []),
+                                                   extra_headers=extra)))
+        reject: wse.RejectConnection | None = None
+        body = bytearray()
+        while True:
+            data = await stream.read(65536)
+            try:
+                wsconn.receive_data(data or None)
+                for event in wsconn.events():
+                    if isinstance(event, wse.AcceptConnection):
+                        assert wsconn.connection is not None
+                        resp = Headers.from_raw(event.extra_headers)
+                        return stream, wsconn.connection, resp, event.subprotocol
+                    if isinstance(event, wse.RejectConnection):
+                        reject = event
+                        if not event.has_body:
+                            raise WebSocketRejected(event.status_code,
+                                                    Headers.from_raw(event.headers))
+                    elif isinstance(event, wse.RejectData):
+                        body += event.data
+                        if event.body_finished and reject is not None:
+                            raise WebSocketRejected(reject.status_code,
+                                                    Headers.from_raw(reject.headers), bytes(body))
+            except wsproto.utilities.RemoteProtocolError as exc:
+                raise ProtocolError(f"bad WebSocket handshake response: {exc}") from exc
+            if not data:
+                raise ProtocolError("the server closed the connection during the WebSocket "
+                                    "handshake")
+    except BaseException:
+        await stream.aclose()
+        raise

@@ -1,0 +1,334 @@
+"""Run a WSGI application (Flask, Django, Bottle...) on yieldio's HTTP server.
+
+::
+
+    from flask import Flask
+    from yieldio.http import serve, wsgi
+
+    flask_app = Flask(__name__)
+
+    @flask_app.route("/")
+    def index():
+        return "hello from Flask"
+
+    async with serve(wsgi(flask_app), "127.0.0.1", 8000) as server:
+        await server.serve_forever()
+
+The WSGI application runs on worker threads (:func:`yieldio.to_thread`), so
+its blocking code never stalls the event loop. Both directions stream:
+
+* **request body** -- a small body with a ``Content-Length`` (at most
+  ``PREREAD_LIMIT``) is read before the application starts; anything else is
+  read on demand: ``environ["wsgi.input"].read()`` in the worker asks the
+  event loop for the next chunk (:func:`yieldio.from_thread`);
+* **response** -- the event loop pulls one chunk at a time from the
+  application's iterable on a worker thread and writes it before asking for
+  the next, so a generator response of any size streams in bounded memory.
+  A buffered response (one chunk that fills its ``Content-Length``, as
+  Flask sends) costs a single thread hop.
+
+Per PEP 3333 the status line and headers are sent with the first non-empty
+body chunk, so an application may still call ``start_response`` again with
+``exc_info`` until then.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from ..threads import WorkerPool, from_thread, to_thread
+from ._request import Request
+from ._response import Response
+
+__all__ = ["wsgi", "build_environ", "PREREAD_LIMIT"]
+
+logger = logging.getLogger("yieldio.http")
+
+#: Request bodies up to this size (with a Content-Length) are read before the app starts.
+PREREAD_LIMIT = 64 * 1024
+
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade",
+                         "proxy-connection", "te", "trailer"})
+_END = object()
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+#: The threads WSGI applications run on unless wsgi(pool=...) says otherwise.
+_DEFAULT_POOL = WorkerPool(max_workers=40)
+
+
+class _Input(io.RawIOBase):
+    """``wsgi.input``: reads the request body from the event loop, chunk by chunk."""
+
+    def __init__(self, request: Request) -> None:
+        self._chunks = request.stream()
+        self._buf = bytearray()
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        chunk = from_thread(_anext_or_empty, self._chunks)
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            data = bytes(self._buf)
+            self._buf.clear()
+            return data
+        while len(self._buf) < size and self._fill():
+            pass
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        while True:
+            i = self._buf.find(b"\n")
+            if i >= 0 and (size is None or size < 0 or i < size):
+                return self.read(i + 1)
+            if size is not None and 0 <= size <= len(self._buf):
+                return self.read(size)
+            if not self._fill():
+                return self.read(-1)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+async def _anext_or_empty(chunks: Any) -> bytes:
+    try:
+        return await chunks.__anext__()  # type: ignore[no-any-return]
+    except StopAsyncIteration:
+        return b""
+
+
+class _Call:
+    """One WSGI call: start_response's state and the response iterable (worker side)."""
+
+    def __init__(self, app: WSGIApp, environ: dict[str, Any]) -> None:
+        self.app = app
+        self.environ = environ
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.sent = False
+        self.written: list[bytes] = []
+        self.iterable: Iterable[bytes] | None = None
+        self.iterator: Iterator[bytes] | None = None
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise RuntimeError("start_response() called twice without exc_info")
+        self.status = status
+        self.headers = list(headers)
+        return self.written.append
+
+    def start(self) -> tuple[bool, bytes]:
+        """Run the app up to its first body bytes: ``(complete, data)``."""
+        try:
+            self.iterable = self.app(self.environ, self.start_response)
+            self.iterator = iter(self.iterable)
+            data = self.next_chunk()
+        except BaseException:
+            self.close()
+            raise
+        if data is _END:
+            self.close()
+            return True, b""
+        length = self._content_length()
+        if length is not None and len(data) >= length:  # type: ignore[arg-type]
+            self.close()  # Content-Length is filled: nothing more may follow
+            return True, data  # type: ignore[return-value]
+        return False, data  # type: ignore[return-value]
+
+    def next_chunk(self) -> Any:
+        """The next non-empty chunk (written data first), or ``_END``."""
+        data: Any
+        while True:
+            if self.written:
+                data = b"".join(self.written)
+                self.written.clear()
+                if data:
+                    break
+            assert self.iterator is not None
+            data = next(self.iterator, _END)
+            if data is _END:
+                if self.written:
+                    continue
+                if self.status is None:
+                    raise RuntimeError("the WSGI application did not call start_response()")
+                return _END
+            if not isinstance(data, bytes):
+                raise TypeError(f"a WSGI application must yield bytes, not {type(data).__name__}")
+            if data:
+                break
+        if self.status is None:
+            raise RuntimeError("the WSGI application yielded data before start_response()")
+        self.sent = True
+        return data
+
+    def close(self) -> None:
+        close = getattr(self.iterable, "close", None)
+        self.iterable = None
+        if close is not None:
+            close()
+
+    def close_quietly(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            logger.exception("closing the WSGI response iterable failed")
+
+    def _content_length(self) -> int | None:
+        for name, value in self.headers:
+            if name.lower() == "content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+    def response_parts(self) -> tuple[int, list[tuple[str, str]]]:
+        assert self.status is not None
+        try:
+            status = int(self.status.split(None, 1)[0])
+        except (ValueError, IndexError):
+            raise ValueError(f"bad WSGI status line {self.status!r}") from None
+        headers = [(n, v) for n, v in self.headers if n.lower() not in _HOP_BY_HOP]
+        return status, headers
+
+
+def build_environ(request: Request, body_input: Any) -> dict[str, Any]:
+    """The PEP 3333 ``environ`` for ``request`` (``wsgi.input`` is ``body_input``)."""
+    prefix = request.path_params.get("prefix", "") if request.path_params else ""
+    path = unquote_to_bytes(request.raw_path).decode("latin-1")
+    if prefix and path.startswith(prefix):
+        path = path[len(prefix):]
+    host_header = request.headers.get("host", "")
+    default_port = "443" if request.scheme == "https" else "80"
+    if host_header.startswith("["):
+        name, _, port = host_header[1:].partition("]")
+        port = port.lstrip(":") or default_port
+    elif ":" in host_header:
+        name, _, port = host_header.rpartition(":")
+    else:
+        name, port = host_header, default_port
+    client = request.client if isinstance(request.client, tuple) else ("", 0)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": prefix,
+        "PATH_INFO": path,
+        "QUERY_STRING": request.query_string,
+        "SERVER_NAME": name or "localhost",
+        "SERVER_PORT": port,
+        "SERVER_PROTOCOL": f"HTTP/{request.http_version}",
+        "REMOTE_ADDR": str(client[0]),
+        "REMOTE_PORT": str(client[1]) if len(client) > 1 else "",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": request.scheme,
+        "wsgi.input": body_input,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        # Our input returns b"" at the end of the body, chunked or not:
+        # frameworks may read to EOF (PEP 3333 extension used by Werkzeug).
+        "wsgi.input_terminated": True,
+    }
+    for name, value in request.headers.items():
+        if name == "content-type":
+            environ["CONTENT_TYPE"] = value
+        elif name == "content-length":
+            environ["CONTENT_LENGTH"] = value
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key in environ:
+                sep = "; " if key == "HTTP_COOKIE" else ","
+                environ[key] += sep + value
+            else:
+                environ[key] = value
+    return environ
+
+
+def wsgi(app: WSGIApp, *, pool: WorkerPool | None = None) -> Callable[[Request], Any]:
+    """Wrap a WSGI application as a yieldio.http application.
+
+    ::
+
+        async with serve(wsgi(flask_app), "127.0.0.1", 8000) as server: ...
+        router.mount("/old", wsgi(legacy_app))     # under a prefix: SCRIPT_NAME="/old"
+
+    ``pool`` (a :class:`yieldio.threads.WorkerPool`) bounds the threads the
+    application runs on (default: a pool of up to 40 threads for WSGI apps). An exception in
+    the application before its first body byte becomes a 500 (logged by the
+    server); after it, the connection is cut so the client sees an
+    incomplete response.
+    """
+    if not callable(app):
+        raise TypeError(f"wsgi() needs a WSGI application, not {app!r}")
+    pool = pool or _DEFAULT_POOL
+
+    async def wsgi_app(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) <= PREREAD_LIMIT:
+            body_input: Any = io.BytesIO(await request.body())
+        elif length == "0" or (length is None and "transfer-encoding" not in request.headers):
+            body_input = io.BytesIO(b"")
+        else:
+            body_input = io.BufferedReader(_Input(request))
+        call = _Call(app, build_environ(request, body_input))
+        # cancellable: if the client goes away or the server gives up, stop
+        # waiting; the worker fails on its next read of the closed body.
+        complete, first = await to_thread(call.start, cancellable=True, pool=pool)
+        status, headers = call.response_parts()
+        if complete:
+            return Response(status, headers, first)
+
+        async def rest() -> Any:
+            try:
+                yield first
+                while True:
+                    chunk = await to_thread(call.next_chunk, cancellable=True, pool=pool)
+                    if chunk is _END:
+                        return
+                    yield chunk
+            finally:
+                # Not awaited: this also runs when the response is abandoned
+                # (client gone, cancelled), and must not wait for the worker.
+                pool.submit(call.close_quietly)
+
+        return Response(status, headers, rest())
+
+    wsgi_app.__qualname__ = wsgi_app.__name__ = f"wsgi({getattr(app, '__name__', app)!s})"
+    return wsgi_app

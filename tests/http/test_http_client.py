@@ -1,0 +1,320 @@
+"""The HTTP client: pooling, streaming, redirects, TLS, and its errors."""
+
+from __future__ import annotations
+
+import gc
+import ssl
+
+import pytest
+
+import yieldio
+from yieldio.http import (
+    Client,
+    ConnectError,
+    HTTPStatusError,
+    Limits,
+    ProtocolError,
+    Request,
+    Response,
+    Router,
+    Timeout,
+    TooManyRedirects,
+    serve,
+)
+
+
+def make_app(state: dict) -> Router:
+    router = Router()
+    state.setdefault("active", 0)
+    state.setdefault("peak", 0)
+    state.setdefault("auth", [])
+
+    @router.get("/port")
+    async def port(request: Request) -> Response:
+        return Response.json(request.client[1])
+
+    @router.get("/slow")
+    async def slow(request: Request) -> Response:
+        state["active"] += 1
+        state["peak"] = max(state["peak"], state["active"])
+        await yieldio.sleep(float(request.query.get("t", "0.05")))
+        state["active"] -= 1
+        return Response.text("slow")
+
+    @router.route("/echo", methods=["POST", "PUT", "GET"])
+    async def echo(request: Request) -> Response:
+        body = await request.body()
+        state["auth"].append(request.headers.get("authorization"))
+        return Response.json({"method": request.method, "body": body.decode(),
+                              "chunked": "chunked" in request.headers.get("transfer-encoding", ""),
+                              "ua": request.headers.get("user-agent"),
+                              "x": request.headers.get("x-default")})
+
+    @router.route("/go/{status}", methods=["GET", "POST"])
+    async def go(request: Request) -> Response:
+        return Response.redirect(request.query.get("to", "/echo"),
+                                 status=int(request.path_params["status"]))
+
+    @router.get("/loop")
+    async def loop(request: Request) -> Response:
+        return Response.redirect("/loop", status=302)
+
+    @router.get("/big")
+    async def big(request: Request) -> Response:
+        async def gen():
+            for _ in range(100):
+                yield b"b" * 10_000
+        return Response(body=gen())
+
+    return router
+
+
+def test_connect_error_for_a_refused_port() -> None:
+    async def main() -> None:
+        async with Client() as client:
+            with pytest.raises(ConnectError) as info:
+                await client.get("http://127.0.0.1:1/")
+        assert isinstance(info.value, ConnectionError)
+        assert isinstance(info.value.__cause__, ConnectionRefusedError)
+
+    yieldio.run(main)
+
+
+def test_read_timeout_is_a_timeout_error() -> None:
+    async def main() -> None:
+        async with serve(make_app({}), "127.0.0.1", 0, grace_period=0.1) as server:
+            async with Client(timeout=0.1) as client:
+                with pytest.raises(Timeout) as info:
+                    await client.get(f"http://127.0.0.1:{server.port}/slow?t=5")
+                assert isinstance(info.value, TimeoutError)
+                # the per-request override
+                r = await client.get(f"http://127.0.0.1:{server.port}/slow?t=0.2", timeout=5)
+                assert r.status == 200
+
+    yieldio.run(main)
+
+
+def test_protocol_errors_from_a_broken_server() -> None:
+    async def garbage(stream: yieldio.Stream) -> None:
+        await stream.read()
+        await stream.write(b"SMTP ready, not HTTP\r\n\r\n")
+
+    async def truncated(stream: yieldio.Stream) -> None:
+        await stream.read()
+        await stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+
+    async def silent(stream: yieldio.Stream) -> None:
+        await stream.read()  # then close without a word
+
+    async def main() -> None:
+        async with Client() as client:
+            for handler, message in ((garbage, "bad response"),
+                                     (truncated, "peer closed"),
+                                     (silent, "without a response")):
+                async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+                    with pytest.raises(ProtocolError, match=message):
+                        await client.get(f"http://127.0.0.1:{server.port}/")
+
+    yieldio.run(main)
+
+
+def test_tls_verification(server_context, client_context) -> None:
+    async def main() -> None:
+        async with serve(make_app({}), "127.0.0.1", 0, ssl=server_context) as server:
+            url = f"https://localhost:{server.port}/port"
+            async with Client() as client:  # the default context: our test CA is unknown
+                with pytest.raises(ConnectError) as info:
+                    await client.get(url)
+                assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+            async with Client(ssl=client_context) as client:
+                assert (await client.get(url)).status == 200
+                with pytest.raises(ConnectError):  # the certificate has no such name
+                    await client.get(f"https://127.0.0.2:{server.port}/port")
+
+    yieldio.run(main)
+
+
+def test_keep_alive_reuse_and_per_host_limit() -> None:
+    state: dict = {}
+
+    async def main() -> None:
+        async with serve(make_app(state), "127.0.0.1", 0) as server:
+            url = f"http://127.0.0.1:{server.port}"
+            limits = Limits(max_connections_per_host=2)
+            async with Client(limits=limits) as client:
+                ports = {await (await client.get(url + "/port")).json() for _ in range(5)}
+                assert len(ports) == 1
+
+                async with yieldio.TaskGroup() as tg:
+                    for _ in range(6):
+                        tg.spawn(client.get, url + "/slow")
+                assert 1 <= state["peak"] <= 2
+                assert client._pool.open == 2
+
+    yieldio.run(main)
+
+
+def test_total_limit_evicts_idle_connections_of_other_origins() -> None:
+    async def main() -> None:
+        async with serve(make_app({}), "127.0.0.1", 0) as a, serve(make_app({}), "127.0.0.1", 0) as b:
+            async with Client(limits=Limits(max_connections=1)) as client:
+                for _ in range(3):
+                    assert (await client.get(f"http://127.0.0.1:{a.port}/port")).status == 200
+                    assert (await client.get(f"http://127.0.0.1:{b.port}/port")).status == 200
+                    assert client._pool.open == 1
+
+    yieldio.run(main)
+
+
+def test_idle_connection_closed_by_the_server_is_replaced() -> None:
+    async def main() -> None:
+        limits = Limits(keep_alive_timeout=0.05)
+        async with serve(make_app({}), "127.0.0.1", 0, limits=limits) as server:
+            async with Client() as client:
+                url = f"http://127.0.0.1:{server.port}/port"
+                first = await (await client.get(url)).json()
+                with yieldio.fail_after(10):  # the server closes the idle connection
+                    while server.connections:
+                        await yieldio.sleep(0.01)
+                second = await (await client.get(url)).json()
+                assert first != second
+
+    yieldio.run(main)
+
+
+def test_stale_connection_is_retried_once_on_a_new_one() -> None:
+    """The server drops a kept-alive connection right when our next request arrives."""
+    served = []
+
+    async def one_request_per_connection(stream: yieldio.Stream) -> None:
+        await stream.read_until(b"\r\n\r\n")
+        served.append(1)
+        await stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await stream.read_until(b"\r\n\r\n")  # the second request: hang up without answering
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(one_request_per_connection, "127.0.0.1", 0) as server:
+            async with Client() as client:
+                url = f"http://127.0.0.1:{server.port}/"
+                assert (await client.get(url)).content == b"ok"
+                assert (await client.get(url)).content == b"ok"  # retried transparently
+                assert len(served) == 2
+
+    yieldio.run(main)
+
+
+def test_streaming_download_and_upload() -> None:
+    async def main() -> None:
+        async with serve(make_app({}), "127.0.0.1", 0) as server:
+            url = f"http://127.0.0.1:{server.port}"
+            async with Client() as client:
+                async with client.stream("GET", url + "/big") as r:
+                    assert r.status == 200
+                    sizes = [len(chunk) async for chunk in r.iter_bytes()]
+                assert sum(sizes) == 1_000_000 and len(sizes) > 1
+                with pytest.raises(RuntimeError):
+                    r.content  # noqa: B018 - streamed, not kept
+
+                async with client.stream("GET", url + "/big") as r:
+                    async for _ in r.iter_bytes():
+                        break  # abandoned part way: that connection is closed
+                gc.collect()  # finalize the abandoned iterator: no double release
+                assert client._pool.open == 0
+                pool = client._pool
+                assert pool._total is not None and pool._total.value == pool.limits.max_connections
+                assert [s.value for s in pool._per_host.values()] == [10]
+
+                async def gen():
+                    for word in ("stream", "ed ", "upload"):
+                        yield word.encode()
+                r = await client.put(url + "/echo", content=gen())
+                assert await r.json() == {"method": "PUT", "body": "streamed upload",
+                                          "chunked": True, "ua": "yieldio/0.1.0", "x": None}
+
+    yieldio.run(main)
+
+
+def test_redirects() -> None:
+    state: dict = {}
+
+    async def main() -> None:
+        async with serve(make_app(state), "127.0.0.1", 0) as server:
+            url = f"http://127.0.0.1:{server.port}"
+            async with Client() as client:
+                r = await client.get(url + "/go/302")
+                assert r.status == 302 and r.headers["location"] == "/echo"
+                r = await client.get(url + "/go/302", follow_redirects=True)
+                assert r.status == 200 and r.url == url + "/echo"
+            async with Client(follow_redirects=True, max_redirects=5) as client:
+                r = await client.post(url + "/go/303", content=b"data")
+                assert (await r.json())["method"] == "GET"
+                r = await client.post(url + "/go/307", content=b"data")
+                assert await r.json() == {"method": "POST", "body": "data", "chunked": False,
+                                          "ua": "yieldio/0.1.0", "x": None}
+                assert [h.status for h in r.history] == [307]
+                with pytest.raises(TooManyRedirects) as info:
+                    await client.get(url + "/loop")
+                assert len(info.value.history) == 6
+                # credentials do not follow a redirect to another origin
+                other = f"http://localhost:{server.port}/echo"
+                state["auth"].clear()
+                await client.get(url + "/go/302", params={"to": other},
+                                 headers={"authorization": "Bearer s3cret"})
+                assert state["auth"] == [None]
+
+    yieldio.run(main)
+
+
+def test_defaults_base_url_and_errors() -> None:
+    async def main() -> None:
+        async with serve(make_app({}), "127.0.0.1", 0) as server:
+            base = f"http://127.0.0.1:{server.port}"
+            async with Client(base_url=base, headers={"x-default": "d",
+                                                      "user-agent": "tester"}) as client:
+                r = await client.post("/echo", json={"a": 1})
+                assert await r.json() == {"method": "POST", "body": '{"a":1}', "chunked": False,
+                                          "ua": "tester", "x": "d"}
+                assert r.raise_for_status() is r and r.ok
+                r = await client.get("/nothing-here")
+                with pytest.raises(HTTPStatusError) as info:
+                    r.raise_for_status()
+                assert info.value.response is r and not r.ok
+                with pytest.raises(TypeError):
+                    await client.post("/echo", json={}, content=b"x")
+                with pytest.raises(ValueError):
+                    await client.get("ftp://example.org/")
+
+    yieldio.run(main)
+
+
+def test_waiting_for_a_pooled_connection_times_out() -> None:
+    async def main() -> None:
+        async with serve(make_app({}), "127.0.0.1", 0, grace_period=0.1) as server:
+            url = f"http://127.0.0.1:{server.port}/slow?t=0.5"
+            async with Client(limits=Limits(max_connections_per_host=1)) as client:
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(client.get, url)  # holds the only connection for 0.5 s
+                    await yieldio.sleep(0.05)
+                    with pytest.raises(Timeout, match="no free connection"):
+                        await client.get(url, timeout=0.1)
+
+    yieldio.run(main)
+
+
+def test_early_413_is_read_even_while_the_upload_fails() -> None:
+    """The server refuses a big upload at once and closes; the client still gets the 413."""
+    async def main() -> None:
+        async with serve(make_app({}), "127.0.0.1", 0,
+                         limits=Limits(max_body_size=1000)) as server:
+            async with Client() as client:
+                url = f"http://127.0.0.1:{server.port}/echo"
+                r = await client.post(url, content=b"x" * 5_000_000)
+                assert r.status == 413
+
+                async def endless():
+                    while True:
+                        yield b"y" * 65536
+                r = await client.post(url, content=endless())
+                assert r.status == 413
+
+    yieldio.run(main)

@@ -1,0 +1,318 @@
+"""Every server limit, exceeded: header size (431), body size (413), header
+timeout (slowloris), keep-alive idle timeout, body and write timeouts, and
+max concurrent connections (503).
+
+Timing logic runs on the in-memory SimNetwork in virtual time (exact and
+fast); the slowloris defence is also shown on real sockets.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import yieldio
+from yieldio.http import Client, Limits, Request, Response, serve
+from yieldio.testing import SimNetwork, VirtualClock
+
+
+async def hello(request: Request) -> Response:
+    return Response.text("hello")
+
+
+def run_simulated(main) -> None:
+    net = SimNetwork()
+    net.add_host("server", "10.0.0.1")
+    yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
+
+
+async def read_until_closed(stream: yieldio.Stream) -> bytes:
+    out = bytearray()
+    try:
+        while chunk := await stream.read():
+            out += chunk
+    except ConnectionResetError:
+        pass
+    return bytes(out)
+
+
+# -- sizes ----------------------------------------------------------------------------------
+def test_limits_validation() -> None:
+    assert Limits().max_body_size == 10 * 1024 * 1024
+    with pytest.raises(ValueError):
+        Limits(max_body_size=0)
+    with pytest.raises(ValueError):
+        Limits(max_header_size=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Limits(header_timeout="5")  # type: ignore[arg-type]
+    assert Limits(max_body_size=None).max_body_size is None
+
+
+@pytest.mark.parametrize("trickle", [False, True])
+def test_oversized_headers_get_431(exchange, trickle: bool) -> None:
+    limits = Limits(max_header_size=4096)
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
+
+    async def main() -> None:
+        async with serve(hello, "127.0.0.1", 0, limits=limits) as server:
+            if trickle:  # in pieces: h11 stops buffering past the limit
+                stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+                async with stream:
+                    for i in range(0, len(head), 1000):
+                        try:
+                            await stream.write(head[i:i + 1000])
+                        except OSError:
+                            break
+                        await yieldio.sleep(0.01)
+                    out = await read_until_closed(stream)
+            else:
+                out = await exchange(server.port, head)
+            assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+            assert server.bad_requests == 1
+            # A request within the limit is fine.
+            ok = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                             b"\r\nX-Ok: " + b"a" * 3000 + b"\r\n\r\n")
+            assert ok.startswith(b"HTTP/1.1 200 OK")
+
+    yieldio.run(main)
+
+
+def test_declared_oversized_body_gets_413_before_the_app_runs(exchange) -> None:
+    called = []
+
+    async def app(request: Request) -> Response:
+        called.append(request)
+        return Response.text("should not run")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0, limits=Limits(max_body_size=1000)) as server:
+            out = await exchange(server.port, b"POST / HTTP/1.1\r\nHost: x\r\n"
+                                              b"Content-Length: 1001\r\n\r\n" + b"x" * 1001)
+            assert out.startswith(b"HTTP/1.1 413 ")
+            assert b"connection: close" in out.lower()
+            out = await exchange(server.port, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                              b"\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000)
+            assert out.startswith(b"HTTP/1.1 200 OK")
+        assert len(called) == 1
+
+    yieldio.run(main)
+
+
+def test_chunked_body_past_the_limit_gets_413(exchange) -> None:
+    async def app(request: Request) -> Response:
+        return Response.text(str(len(await request.body())))
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0, limits=Limits(max_body_size=1000)) as server:
+            chunk = b"258\r\n" + b"x" * 0x258 + b"\r\n"  # 600 bytes a chunk
+            out = await exchange(server.port, b"POST / HTTP/1.1\r\nHost: x\r\n"
+                                              b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2)
+            assert out.startswith(b"HTTP/1.1 413 ")
+            out = await exchange(server.port, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                              b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk
+                                 + b"0\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"600")
+
+    yieldio.run(main)
+
+
+# -- time ---------------------------------------------------------------------------------------
+def test_slowloris_is_cut_off_and_others_are_unaffected_virtual_time() -> None:
+    limits = Limits(header_timeout=10, keep_alive_timeout=5)
+
+    async def main() -> None:
+        async with serve(hello, "10.0.0.1", 80, limits=limits):
+            slow = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            t0 = yieldio.current_time()
+            closed_at: list[float] = []
+            good_answers: list[float] = []
+
+            async def drip() -> None:
+                await slow.write(b"GET / HTTP/1.1\r\n")
+                try:
+                    while True:  # one header line a second, never the end
+                        await yieldio.sleep(1)
+                        await slow.write(b"X-Drip: 1\r\n")
+                except OSError:
+                    pass
+
+            async def watch() -> None:
+                assert await read_until_closed(slow) == b""
+                closed_at.append(yieldio.current_time() - t0)
+                tg.cancel()
+
+            async def good_client() -> None:
+                async with Client(timeout=3) as client:
+                    while True:
+                        r = await client.get("http://10.0.0.1/")
+                        assert r.status == 200
+                        good_answers.append(yieldio.current_time() - t0)
+                        await yieldio.sleep(2)
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(drip)
+                tg.spawn(watch)
+                tg.spawn(good_client)
+            await slow.aclose()
+        # Closed once the 10 s header timeout passed (the reaper ticks every 1 s) ...
+        assert 10 <= closed_at[0] <= 11.5
+        # ... while a well-behaved client was served all along.
+        assert len(good_answers) >= 5 and good_answers[0] < 1
+
+    run_simulated(main)
+
+
+def test_slowloris_on_real_sockets(exchange) -> None:
+    limits = Limits(header_timeout=0.3)
+
+    async def main() -> None:
+        async with serve(hello, "127.0.0.1", 0, limits=limits) as server:
+            t0 = yieldio.current_time()  # before the server accepts: its clock starts later
+            slow = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            silent = await yieldio.open_tcp_stream("127.0.0.1", server.port)  # never sends
+            await slow.write(b"GET / HTTP/1.1\r\n")
+            results = []
+            with yieldio.fail_after(20):
+                async with yieldio.TaskGroup() as tg:
+                    async def drip() -> None:
+                        try:
+                            while True:
+                                await yieldio.sleep(0.05)
+                                await slow.write(b"X: y\r\n")
+                        except OSError:
+                            pass
+
+                    async def others() -> None:
+                        while yieldio.current_time() - t0 < 0.25:
+                            out = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                                                              b"Connection: close\r\n\r\n")
+                            results.append(out.endswith(b"hello"))
+                            await yieldio.sleep(0.02)
+
+                    tg.spawn(drip)
+                    tg.spawn(others)
+                    assert await read_until_closed(slow) == b""
+                    assert await read_until_closed(silent) == b""
+                    elapsed = yieldio.current_time() - t0
+            await slow.aclose()
+            await silent.aclose()
+            assert elapsed >= 0.3
+            assert results and all(results)
+
+    yieldio.run(main)
+
+
+def test_keep_alive_idle_timeout_virtual_time() -> None:
+    limits = Limits(keep_alive_timeout=5, header_timeout=10)
+
+    async def main() -> None:
+        async with serve(hello, "10.0.0.1", 80, limits=limits):
+            stream = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            async with stream:
+                await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                await stream.read_until(b"hello")
+                t0 = yieldio.current_time()
+                await yieldio.sleep(4)  # idle, but within the timeout: still served
+                await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                await stream.read_until(b"hello")
+                t1 = yieldio.current_time()
+                assert await read_until_closed(stream) == b""
+                idle = yieldio.current_time() - t1
+        assert t1 - t0 >= 4
+        assert 5 <= idle <= 6.5
+
+    run_simulated(main)
+
+
+def test_body_timeout_virtual_time() -> None:
+    limits = Limits(body_timeout=3)
+    outcome = []
+
+    async def app(request: Request) -> Response:
+        try:
+            await request.body()
+        except yieldio.Cancelled:
+            outcome.append("cancelled")
+            raise
+        return Response.text("complete")
+
+    async def main() -> None:
+        async with serve(app, "10.0.0.1", 80, limits=limits):
+            stream = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            async with stream:
+                await stream.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+                t0 = yieldio.current_time()
+                assert await read_until_closed(stream) == b""
+                waited = yieldio.current_time() - t0
+        assert 3 <= waited <= 4.5
+        assert outcome == ["cancelled"]
+
+    run_simulated(main)
+
+
+def test_write_timeout_for_a_client_that_never_reads() -> None:
+    limits = Limits(write_timeout=0.3)
+    sent = []
+
+    async def app(request: Request) -> Response:
+        async def endless():
+            chunk = b"x" * 65536
+            while True:
+                sent.append(len(chunk))
+                yield chunk
+        return Response(body=endless())
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0, limits=limits) as server:
+            stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                with yieldio.fail_after(10):
+                    while server.connections:  # the server gives up on us
+                        await yieldio.sleep(0.05)
+        assert sum(sent) > 65536  # it did write until the buffers were full
+
+    yieldio.run(main)
+
+
+# -- connections ----------------------------------------------------------------------------
+def test_max_connections_gets_503_then_recovers(exchange) -> None:
+    limits = Limits(max_connections=2)
+
+    async def main() -> None:
+        async with serve(hello, "127.0.0.1", 0, limits=limits) as server:
+            held = [await yieldio.open_tcp_stream("127.0.0.1", server.port) for _ in range(2)]
+            for s in held:  # both are served (and kept alive)
+                await s.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                await s.read_until(b"hello")
+            out = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 503 Service Unavailable")
+            assert b"retry-after: 1" in out.lower()
+            assert server.rejected == 1
+            await held[0].aclose()
+            with yieldio.fail_after(5):
+                while server.connections > 1:
+                    await yieldio.sleep(0.01)
+            out = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                                              b"Connection: close\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 200 OK")
+            await held[1].aclose()
+
+    yieldio.run(main)
+
+
+def test_tls_handshake_is_bounded_by_the_header_timeout(server_context, client_context) -> None:
+    """A client that connects to an HTTPS server and never says hello is cut off too."""
+    async def main() -> None:
+        limits = Limits(header_timeout=0.3)
+        async with serve(hello, "127.0.0.1", 0, ssl=server_context, limits=limits) as server:
+            t0 = yieldio.current_time()
+            mute = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            with yieldio.fail_after(5):
+                assert await read_until_closed(mute) == b""
+            assert yieldio.current_time() - t0 >= 0.3
+            await mute.aclose()
+            assert server.tls_errors == 1
+            async with Client(ssl=client_context) as client:  # others are fine
+                assert (await client.get(f"https://localhost:{server.port}/")).content == b"hello"
+
+    yieldio.run(main)
