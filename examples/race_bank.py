@@ -16,8 +16,8 @@ deposit, and names the seed; the seed replays the failure every time::
 
     $ python examples/race_bank.py
     FIFO order: balance 105 (looks fine)
-    explore found it: seed 0 fails (found on run 1): AssertionError: alice lost money: ...
-    replaying seed 0: AssertionError: alice lost money: balance 5, expected 105
+    explore found it: seed 2 fails (found on run 3): AssertionError: alice lost money: ...
+    replaying seed 2: AssertionError: alice lost money: balance 5, expected 105
     with the fix, 500 seeds pass
 """
 

@@ -55,6 +55,9 @@ _WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 #: timed, so that a seeded run replays exactly.
 FAST_PATH_BUDGET = 32
 
+#: In a seeded run, the chance that a ready task is held back one batch.
+DELAY_PROBABILITY = 0.1
+
 
 class SystemClock:
     """The default clock: ``time.monotonic()``, and real sleeping."""
@@ -163,6 +166,8 @@ class Kernel:
         self.timers: list[tuple[float, int, Any]] = []
         self.stale_timers = 0
         self._timer_seq = itertools.count()
+        # Task ids count per run, so that a seeded run's trace is identical every time.
+        self.task_ids = itertools.count(1)
         self.epoll = select.epoll()
         self.fds: dict[int, _FdWaits] = {}
         # Counters that decide "every task is blocked" in O(1).
@@ -170,7 +175,8 @@ class Kernel:
         self.thread_jobs = 0
         self.external_parks = 0  # waits a thread will end: they hold virtual time too
         self.passive_parks = 0  # waits only a signal or a cancel ends (sleep_forever)
-        self.fast_budget = FAST_PATH_BUDGET
+        # Seeded: every fast-path success is a schedule point, from the first one.
+        self.fast_budget = FAST_PATH_BUDGET if seed is None else 1
         self.seed = seed
         self.random = random.Random(seed) if seed is not None else None
         self.root_scope = CancelScope()
@@ -181,6 +187,9 @@ class Kernel:
         self.closed = False
         self.thread_id = threading.get_ident()
         self.stats_steps = 0
+        # Tasks in yieldio.testing.wait_all_tasks_blocked(), in arrival order:
+        # when nothing is ready after a non-blocking poll, the first is woken.
+        self.idle_waiters: dict[Task, None] = {}
         self.stats_iterations = 0
         self.debug_listeners: list[Any] = []
         # The Network that open_tcp_stream & co. use (None: the OS network;
@@ -562,7 +571,7 @@ class Kernel:
         Returns False when the run is over.
         """
         hooks = self._hooks
-        if self.ready:
+        if self.ready or self.idle_waiters:
             timeout = 0.0
         else:
             if main._state is not RUNNING and not self.system_tasks:
@@ -611,6 +620,11 @@ class Kernel:
             self._expire_timers()
             if self.stale_timers > 1024 and self.stale_timers * 2 > len(self.timers):
                 self._compact_timers()
+        if not self.ready and self.idle_waiters:
+            # Everyone else is blocked and this poll woke nobody.
+            waiter = next(iter(self.idle_waiters))
+            del self.idle_waiters[waiter]
+            self.reschedule(waiter)
         return True
 
     def _loop(self) -> None:
@@ -634,10 +648,7 @@ class Kernel:
             # 2. Run the batch of tasks that were ready when it started.
             n = len(ready)
             if self.random is not None and n > 1:
-                batch = list(ready)
-                ready.clear()
-                self.random.shuffle(batch)
-                ready.extend(batch)
+                n = self._seeded_batch(n)
             before = hooks["before_task_step"]
             after = hooks["after_task_step"]
             self.stats_steps += n
@@ -667,6 +678,26 @@ class Kernel:
                 if after:
                     self._call_hooks("after_task_step", task)
             self.current = None  # type: ignore[assignment]
+
+    def _seeded_batch(self, n: int) -> int:
+        """Seeded runs: shuffle the batch, and hold some tasks back one batch.
+
+        A shuffle alone keeps every task in lock-step (one step per batch);
+        holding a task back (each with DELAY_PROBABILITY) lets the others run
+        ahead of it, so seeds also reach races that need one task to be
+        several steps slower. Returns how many tasks run now (at least one).
+        """
+        rng = self.random
+        assert rng is not None
+        batch = list(self.ready)
+        self.ready.clear()
+        rng.shuffle(batch)
+        held = [rng.random() < DELAY_PROBABILITY for _ in batch]
+        if all(held):
+            held[-1] = False
+        self.ready.extend(t for t, h in zip(batch, held, strict=True) if not h)
+        self.ready.extend(t for t, h in zip(batch, held, strict=True) if h)  # next batch
+        return held.count(False)
 
     def _report_deadlock(self) -> None:
         """Every task waits on another task: cancel them all, then raise Deadlock."""

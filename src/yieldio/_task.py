@@ -9,7 +9,6 @@ task so that a step costs no attribute lookups on the coroutine.
 
 from __future__ import annotations
 
-import itertools
 import types
 from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Task"]
 
-_ids = itertools.count(1)
 
 # Task states, readable strings for the debugger and repr().
 RUNNING = "running"
@@ -88,7 +86,7 @@ class Task:
 
     def __init__(self, coro: Any, kernel: Any, scope: CancelScope, context: Any,
                  parent: Task | None, group: TaskGroup | None, name: str | None) -> None:
-        self.id = next(_ids)
+        self.id = next(kernel.task_ids)
         if name is not None:
             self._name = name
         self.coro = coro

@@ -33,7 +33,7 @@ except ImportError:
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     # hypothesis's plugin imports much of hypothesis at the end of every session.
     return pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                              *QUIET, *args)
+                              "-W", "ignore::pytest.PytestAssertRewriteWarning", *QUIET, *args)
 
 
 def test_marked_tests_and_fixtures_run_in_one_yieldio_run(pytester):
@@ -410,3 +410,37 @@ def test_a_test_marked_for_both_is_an_error(pytester):
     """)
     result = run(pytester, "-p", "asyncio")
     assert "marked both yieldio and asyncio" in result.stdout.str() + result.stderr.str()
+
+
+def test_hypothesis_given_on_async_tests(pytester):
+    pytest.importorskip("hypothesis")
+    pytester.makepyfile("""
+        import pytest, yieldio
+        from hypothesis import HealthCheck, given, settings, strategies as st
+        from yieldio import _state
+
+        kernels = set()
+
+        # The clock fixture is shared by the examples; the plugin rewinds it for each run.
+        @settings(max_examples=20, deadline=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(n=st.integers(0, 100))
+        @pytest.mark.yieldio
+        async def test_each_example_is_a_run(n, autojump_clock):
+            kernels.add(id(_state.current_kernel()))
+            await yieldio.sleep(n)
+            assert yieldio.current_time() == n
+
+        def test_many_runs():
+            assert len(kernels) > 1
+
+        @settings(max_examples=50, deadline=None, database=None)
+        @given(st.integers(0, 1000))
+        @pytest.mark.yieldio
+        async def test_shrinks(n):
+            await yieldio.sleep(0)
+            assert n < 10
+    """)
+    result = run(pytester)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*Falsifying example: test_shrinks(*", "*n=10,*"])

@@ -580,3 +580,53 @@ def test_both_ends_waiting_is_a_deadlock():
 
     with pytest.raises(yieldio.Deadlock, match="receive on tcp"):
         vrun(main, net=net)
+
+
+def test_tls_http_websocket_and_unix_run_unchanged_on_the_simulation():
+    ssl = pytest.importorskip("ssl")
+    trustme = pytest.importorskip("trustme")
+    http = pytest.importorskip("yieldio.http")
+    net = SimNetwork(latency=0.02)
+    net.add_host("api.example", "10.0.0.1")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("api.example").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    router = http.Router()
+
+    @router.get("/hello/{name}")
+    async def hello(request):
+        return http.Response.json({"hello": request.path_params["name"]})
+
+    @router.websocket("/echo")
+    async def ws_echo(request):
+        ws = await request.accept_websocket()
+        async for message in ws:
+            await ws.send(message)
+
+    async def upper(stream):
+        await stream.write((await stream.readline()).upper())
+
+    async def main():
+        with net.host("10.0.0.1"):
+            async with http.serve(router, None, 80), yieldio.serve_unix(upper, "/run/up.sock"):
+                async with yieldio.serve_tcp(_echo, None, 443, ssl=server_ctx):
+                    async with http.Client() as client:
+                        response = await client.get("http://api.example/hello/sim")
+                        assert response.status == 200
+                        assert await response.json() == {"hello": "sim"}
+                    async with http.connect_websocket("ws://api.example/echo") as ws:
+                        await ws.send("hi")
+                        assert await ws.receive() == "hi"
+                    tls = await yieldio.open_tcp_stream("api.example", 443, ssl=client_ctx)
+                    async with tls:
+                        await tls.write(b"secret")
+                        assert await tls.read_exactly(6) == b"secret"
+                    unix = await yieldio.open_unix_stream("/run/up.sock")
+                    async with unix:
+                        await unix.write(b"shout\n")
+                        assert await unix.readline() == b"SHOUT\n"
+
+    vrun(main, net=net, seed=4)

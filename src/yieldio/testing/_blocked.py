@@ -133,19 +133,17 @@ def _park_until_idle(k: Kernel) -> Generator[Any, Any, None]:
     yield PARK
 
 
-# Design note: the kernel hook (``Kernel.idle_waiters``), as proposed for
-# src/yieldio/_kernel.py --
+# Design note: the kernel hook ``Kernel.idle_waiters`` (proposed for
+# src/yieldio/_kernel.py; until it exists the polling path above is used):
 #
-#   __init__:   self.idle_waiters: dict[Task, None] = {}
-#   _loop, step 1, between "if ready:" and "else:":
-#               elif self.idle_waiters:
-#                   timeout = 0.0   # poll once; if that wakes nobody, wake a waiter
-#   _loop, after the timers are expired and before step 3:
-#               if not ready and self.idle_waiters:
-#                   waiter = next(iter(self.idle_waiters))
-#                   del self.idle_waiters[waiter]
-#                   self.reschedule(waiter)
+#   Kernel.__init__:       self.idle_waiters: dict[Task, None] = {}
+#   Kernel._look_outside:  "if self.ready:" becomes "if self.ready or self.idle_waiters:"
+#                          (poll without blocking), and before its final "return True":
+#                              if not self.ready and self.idle_waiters:
+#                                  waiter = next(iter(self.idle_waiters))
+#                                  del self.idle_waiters[waiter]
+#                                  self.reschedule(waiter)
 #
 # A parked idle waiter thereby keeps autojump and deadlock detection from
-# firing, exactly like trio, where wait_all_tasks_blocked wakes before the
-# autojump clock moves.
+# firing, as in trio, where wait_all_tasks_blocked wakes before the autojump
+# clock moves.

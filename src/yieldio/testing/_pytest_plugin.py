@@ -32,8 +32,10 @@ yieldio is enough::
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 _OTHER_PLUGIN_MARKS = ("asyncio", "anyio", "trio")
 _IS_YIELDIO = pytest.StashKey[bool]()
 _SEED = pytest.StashKey[Any]()
+_REPORTED = pytest.StashKey[bool]()
 
 
 # -- configuration -------------------------------------------------------------------
@@ -124,7 +127,7 @@ def _is_yieldio_test(item: Any) -> bool:
     if known is not None:
         return known
     ours = False
-    if inspect.iscoroutinefunction(item.obj):
+    if inspect.iscoroutinefunction(_test_function(item)):
         if item.get_closest_marker("yieldio") is not None:
             ours = True
         elif _mode(item.config) == "auto":
@@ -134,6 +137,14 @@ def _is_yieldio_test(item: Any) -> bool:
         raise pytest.UsageError(f"{item.nodeid} is marked both yieldio and asyncio; keep one")
     item.stash[_IS_YIELDIO] = ours
     return ours
+
+
+def _test_function(item: pytest.Function) -> Any:
+    """The async function to run: the test itself, or the one inside ``@hypothesis.given``."""
+    func = item.obj
+    if getattr(func, "is_hypothesis_test", False):
+        return getattr(getattr(func, "hypothesis", None), "inner_test", func)
+    return func
 
 
 # -- fixtures -----------------------------------------------------------------------------
@@ -294,21 +305,59 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     funcargs = pyfuncitem.funcargs
     testargs = {arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames}
-    clock = funcargs.get("autojump_clock")
-    network = funcargs.get("sim_network")
-    seeds = _seeds(pyfuncitem)
-    for i, seed in enumerate(seeds):
-        if isinstance(clock, VirtualClock):
-            clock._rewind()
-        options: dict[str, Any] = {"seed": seed, "clock": clock}
-        if network is not None:
-            options["network"] = network
+    if getattr(pyfuncitem.obj, "is_hypothesis_test", False):
+        return _hypothesis_call(pyfuncitem, testargs)
+    for seed, i, seeds, options in _runs(pyfuncitem):
         try:
             run(_test_main, pyfuncitem.obj, testargs, **options)
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 _report_seed(pyfuncitem, exc, seed, i, seeds)
             raise
+    return True
+
+
+def _runs(item: pytest.Function) -> Iterator[tuple[int | None, int, list[int | None],
+                                                   dict[str, Any]]]:
+    """For each seed to run: (seed, index, all seeds, keyword arguments for run())."""
+    clock = item.funcargs.get("autojump_clock")
+    network = item.funcargs.get("sim_network")
+    seeds = _seeds(item)
+    for i, seed in enumerate(seeds):
+        if isinstance(clock, VirtualClock):
+            clock._rewind()  # every seed starts at the same time, as in a replay
+        options: dict[str, Any] = {"seed": seed, "clock": clock}
+        if network is not None:
+            options["network"] = network
+        yield seed, i, seeds, options
+
+
+def _hypothesis_call(item: pytest.Function, testargs: dict[str, Any]) -> bool:
+    """``@given`` on an async test: hypothesis calls the inner test once per example;
+    each call becomes its own yieldio run (under every seed asked for)."""
+    for name, value in testargs.items():
+        if isinstance(value, _AsyncFixture):
+            raise pytest.UsageError(
+                f"{item.nodeid}: async fixture {name!r} with @hypothesis.given: fixtures are "
+                "set up once for all examples, outside any run; use a sync fixture")
+    hypothesis_handle = item.obj.hypothesis
+    inner = hypothesis_handle.inner_test
+
+    @functools.wraps(inner)
+    def run_example(*args: Any, **kwargs: Any) -> None:
+        for seed, i, seeds, options in _runs(item):
+            try:
+                run(functools.partial(inner, *args, **kwargs), **options)
+            except BaseException as exc:
+                if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    _report_seed(item, exc, seed, i, seeds)
+                raise
+
+    hypothesis_handle.inner_test = run_example
+    try:
+        item.obj(**testargs)
+    finally:
+        hypothesis_handle.inner_test = inner
     return True
 
 
@@ -323,7 +372,9 @@ def _report_seed(item: pytest.Function, exc: BaseException, seed: int | None, in
         text = (f"failed with seed {seed}{where}\n"
                 f"replay: pytest '{item.nodeid}' --yieldio-seed {seed}")
         note = f"yieldio: failed with seed {seed}; replay with --yieldio-seed {seed}"
-    item.add_report_section("call", "yieldio", text)
+    if not item.stash.get(_REPORTED, False):  # once, even if hypothesis retries examples
+        item.stash[_REPORTED] = True
+        item.add_report_section("call", "yieldio", text)
     if note is not None:
         try:
             exc.add_note(note)

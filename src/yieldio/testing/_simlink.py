@@ -201,7 +201,14 @@ class SimStream(MemoryStream):
 
 
 class SimConnection:
-    """A live simulated connection; ``net.connections()`` lists them."""
+    """A live simulated connection: its two ends and their addresses.
+
+    ::
+
+        for conn in net.connections():
+            print(conn.client_address, "->", conn.server_address)
+        net.reset(conn)   # both ends get ConnectionResetError
+    """
 
     def __init__(self, net: SimNetwork, kind: str, client_addr: Any, server_addr: Any) -> None:
         self.net = net
@@ -223,11 +230,13 @@ class SimConnection:
                 f"{_fmt(self.server_address)}>")
 
     def hosts(self) -> tuple[str, str]:
+        """``(client ip, server ip)``; ``("unix", "unix")`` for a Unix connection."""
         if self.kind == "unix":
             return ("unix", "unix")
         return (self.client_address[0], self.server_address[0])
 
     def link(self) -> tuple[float, float | None]:
+        """The ``(latency, bandwidth)`` of the link this connection runs over, now."""
         if self.kind == "unix":
             return (0.0, None)
         return self.net._link_settings(*self.hosts())
@@ -280,6 +289,7 @@ class SimListener(Listener):
 
     @property
     def port(self) -> int | None:
+        """The TCP port; None for a simulated Unix socket."""
         return self._address[1] if isinstance(self._address, tuple) else None
 
     async def accept(self) -> SimStream:
