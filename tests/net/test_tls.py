@@ -372,3 +372,24 @@ def test_concurrent_reader_and_writer_on_one_tls_stream(server_context, client_c
         await server.aclose()
 
     yieldio.run(main)
+
+
+def test_silent_tls_client_is_dropped_after_the_handshake_timeout(server_context):
+    """A client that connects and never sends its TLS hello does not hold a task forever."""
+    import socket as stdsocket
+
+    async def handler(stream):
+        raise AssertionError("no handler may run without a handshake")
+
+    async def main():
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0, ssl=server_context) as server:
+            server.tls_handshake_timeout = 0.2
+            raw = stdsocket.create_connection(("127.0.0.1", server.port))
+            try:
+                raw.settimeout(10)
+                data = await yieldio.to_thread(raw.recv, 1024)  # b"" once the server drops us
+            finally:
+                raw.close()
+            return data, server.tls_errors
+
+    assert yieldio.run(main) == (b"", 1)

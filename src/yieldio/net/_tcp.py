@@ -14,7 +14,7 @@ import ssl as _ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from .._cancel import move_on_after
+from .._cancel import fail_after, move_on_after
 from .._stream import Stream
 from .._taskgroup import TaskGroup
 from ..socket import SocketType
@@ -283,6 +283,10 @@ class Server:
     :attr:`handler_errors`, :attr:`disconnects`, :attr:`tls_errors`.
     """
 
+    #: Seconds a TLS client gets to complete its handshake before the
+    #: connection is dropped (counted in ``tls_errors``).
+    tls_handshake_timeout: float = 60.0
+
     def __init__(self, handler: Handler, open_listeners: Callable[[], Awaitable[list[Listener]]],
                  *, ssl: _ssl.SSLContext | None = None,
                  handler_nursery: TaskGroup | None = None) -> None:
@@ -405,7 +409,10 @@ class Server:
                 from ._tls import TLSStream
 
                 try:
-                    stream = await TLSStream.wrap(stream, self._ssl, server_side=True)
+                    # A client that connects and never says hello must not
+                    # hold a task (and a descriptor) forever.
+                    with fail_after(self.tls_handshake_timeout):
+                        stream = await TLSStream.wrap(stream, self._ssl, server_side=True)
                 except Exception as exc:
                     self.tls_errors += 1
                     logger.warning("TLS handshake with %s failed: %s", peer, exc)
