@@ -36,7 +36,7 @@ from ._exceptions import (
     WouldBlock,
 )
 from ._instrument import Instrument
-from ._kernel import run
+from ._run import run
 from ._state import current_task
 from ._task import Task
 from ._taskgroup import TaskGroup, TaskStatus

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextvars
 import heapq
 import itertools
-import os
 import random
 import select
 import signal
@@ -33,17 +32,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import CoroutineType, FunctionType, GeneratorType
+from types import CoroutineType, GeneratorType
 from typing import Any
 
-from . import _state
 from ._cancel import CancelScope, remove_task_scope
-from ._exceptions import Cancelled, ClosedResourceError, Deadlock
+from ._exceptions import Cancelled, ClosedResourceError
 from ._task import CANCELLED, DONE, FAILED, RUNNING, Task, throw_into
 from ._trampoline import Trampoline
 from ._traps import PARK, SCHEDULE
 
-__all__ = ["Kernel", "run", "SystemClock"]
+__all__ = ["Kernel", "SystemClock", "FAST_PATH_BUDGET"]
 
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
@@ -783,91 +781,3 @@ def _bad_yield_message(task: Task, value: Any) -> str:
         hint = "asyncio objects cannot be awaited directly; use the yieldio.aio bridge"
     return (f"task {task.name!r} (id {task.id}) yielded {value!r} of type "
             f"{kind.__qualname__}, which the yieldio kernel does not understand: {hint}")
-
-
-def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
-    if type(fn) is FunctionType:  # the common case, checked cheaply first
-        coro = fn(*args)
-        if type(coro) is CoroutineType or type(coro) is GeneratorType:
-            return coro
-        if not hasattr(coro, "send"):
-            raise TypeError(f"{what}: {fn.__qualname__!r} returned {coro!r}, which is not a "
-                            "coroutine (is it a plain function? use 'async def' or a generator)")
-        return coro
-    if hasattr(fn, "send") and not isinstance(fn, type):
-        if args:
-            close = getattr(fn, "close", None)
-            if close is not None:
-                close()
-            raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
-        return fn
-    if not callable(fn):
-        raise TypeError(f"{what} expects an async function, a generator function or a "
-                        f"coroutine object, not {fn!r}")
-    coro = fn(*args)
-    if not hasattr(coro, "send"):
-        raise TypeError(f"{what}: {getattr(fn, '__qualname__', fn)!r} returned {coro!r}, which "
-                        "is not a coroutine (is it a plain function? use 'async def' or a "
-                        "generator)")
-    return coro
-
-
-def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
-        seed: int | None = None, **options: Any) -> Any:
-    """Run ``fn(*args)`` (or a coroutine object) as the main task; return its result.
-
-    ::
-
-        async def main():
-            await yieldio.sleep(0.1)
-            return 42
-
-        assert yieldio.run(main) == 42
-
-    ``clock`` replaces the system clock (for example
-    ``yieldio.testing.VirtualClock(autojump=True)``), ``instruments`` are
-    objects with hook methods (see :class:`yieldio.Instrument`), and ``seed``
-    shuffles the order of ready tasks reproducibly. The main task's exception
-    is raised from ``run``; Ctrl-C raises ``KeyboardInterrupt`` after every
-    task was cancelled.
-    """
-    if getattr(_state.local, "kernel", None) is not None:
-        raise RuntimeError("yieldio.run() cannot be called from inside a running yieldio kernel "
-                           "(in the same thread); await the function instead")
-    debug_opts: dict[str, Any] = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
-                  if k in options}
-    network = debug_opts.pop("network", None)
-    if network is None:
-        # ``with SimNetwork().install():`` -- consulted only if that module was
-        # imported at all, so the kernel never imports the testing package.
-        simnet = sys.modules.get("yieldio.testing._simnet")
-        if simnet is not None:
-            network = simnet.installed_network()
-    if options:
-        raise TypeError(f"yieldio.run() got unexpected options {sorted(options)}")
-    extra = []
-    if debug_opts or os.environ.get("YIELDIO_DEBUG") or os.environ.get("YIELDIO_MONITOR"):
-        from . import _runopts
-
-        extra = _runopts.instruments_for(debug_opts)
-    coro = _as_coroutine(fn, args, "yieldio.run()")
-    kernel = Kernel(clock, list(instruments) + extra, seed)
-    _state.local.kernel = kernel
-    try:
-        kernel._install_sigint()
-        kernel.network = network
-        result = kernel.run_main(coro)
-        report = getattr(kernel, "deadlock_report", None)
-        if report is not None:
-            raise Deadlock("every task is blocked and nothing can wake them:\n" + report)
-        return result
-    except BaseException:
-        report = getattr(kernel, "deadlock_report", None)
-        if report is not None:
-            raise Deadlock("every task is blocked and nothing can wake them:\n" + report) from None
-        raise
-    finally:
-        try:
-            kernel.close()
-        finally:
-            del _state.local.kernel

@@ -17,7 +17,7 @@ from typing import Any
 from . import _state
 from ._cancel import CancelScope
 from ._exceptions import Cancelled
-from ._kernel import _as_coroutine
+from ._run import _as_coroutine
 from ._task import CANCELLED, FAILED, RUNNING, Task
 from ._traps import PARK
 

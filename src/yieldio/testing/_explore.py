@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._kernel import run
+from .._run import run
 from ._clock import VirtualClock
 
 __all__ = ["explore", "ExploreFailure"]

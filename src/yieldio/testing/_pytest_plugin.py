@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .._exceptions import Cancelled
-from .._kernel import run
+from .._run import run
 from ._clock import VirtualClock
 
 if TYPE_CHECKING:

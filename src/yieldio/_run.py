@@ -1,0 +1,108 @@
+"""``yieldio.run()``: the entry point, and turning "something to run" into a coroutine.
+
+Kept apart from the kernel loop (``_kernel.py``) so that the loop reads in one
+sitting: this module only validates arguments, builds a :class:`Kernel`,
+wires optional tools (debugger, tracer, monitor, simulated network) and
+translates the outcome into a return value or an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import CoroutineType, FunctionType, GeneratorType
+from typing import Any
+
+from . import _state
+from ._exceptions import Deadlock
+from ._kernel import Kernel
+
+__all__ = ["run"]
+
+
+def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
+    if type(fn) is FunctionType:  # the common case, checked cheaply first
+        coro = fn(*args)
+        if type(coro) is CoroutineType or type(coro) is GeneratorType:
+            return coro
+        if not hasattr(coro, "send"):
+            raise TypeError(f"{what}: {fn.__qualname__!r} returned {coro!r}, which is not a "
+                            "coroutine (is it a plain function? use 'async def' or a generator)")
+        return coro
+    if hasattr(fn, "send") and not isinstance(fn, type):
+        if args:
+            close = getattr(fn, "close", None)
+            if close is not None:
+                close()
+            raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
+        return fn
+    if not callable(fn):
+        raise TypeError(f"{what} expects an async function, a generator function or a "
+                        f"coroutine object, not {fn!r}")
+    coro = fn(*args)
+    if not hasattr(coro, "send"):
+        raise TypeError(f"{what}: {getattr(fn, '__qualname__', fn)!r} returned {coro!r}, which "
+                        "is not a coroutine (is it a plain function? use 'async def' or a "
+                        "generator)")
+    return coro
+
+
+def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
+        seed: int | None = None, **options: Any) -> Any:
+    """Run ``fn(*args)`` (or a coroutine object) as the main task; return its result.
+
+    ::
+
+        async def main():
+            await yieldio.sleep(0.1)
+            return 42
+
+        assert yieldio.run(main) == 42
+
+    ``clock`` replaces the system clock (for example
+    ``yieldio.testing.VirtualClock(autojump=True)``), ``instruments`` are
+    objects with hook methods (see :class:`yieldio.Instrument`), and ``seed``
+    shuffles the order of ready tasks reproducibly. The main task's exception
+    is raised from ``run``; Ctrl-C raises ``KeyboardInterrupt`` after every
+    task was cancelled.
+    """
+    if getattr(_state.local, "kernel", None) is not None:
+        raise RuntimeError("yieldio.run() cannot be called from inside a running yieldio kernel "
+                           "(in the same thread); await the function instead")
+    debug_opts: dict[str, Any] = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
+                  if k in options}
+    network = debug_opts.pop("network", None)
+    if network is None:
+        # ``with SimNetwork().install():`` -- consulted only if that module was
+        # imported at all, so the kernel never imports the testing package.
+        simnet = sys.modules.get("yieldio.testing._simnet")
+        if simnet is not None:
+            network = simnet.installed_network()
+    if options:
+        raise TypeError(f"yieldio.run() got unexpected options {sorted(options)}")
+    extra = []
+    if debug_opts or os.environ.get("YIELDIO_DEBUG") or os.environ.get("YIELDIO_MONITOR"):
+        from . import _runopts
+
+        extra = _runopts.instruments_for(debug_opts)
+    coro = _as_coroutine(fn, args, "yieldio.run()")
+    kernel = Kernel(clock, list(instruments) + extra, seed)
+    _state.local.kernel = kernel
+    try:
+        kernel._install_sigint()
+        kernel.network = network
+        result = kernel.run_main(coro)
+        report = getattr(kernel, "deadlock_report", None)
+        if report is not None:
+            raise Deadlock("every task is blocked and nothing can wake them:\n" + report)
+        return result
+    except BaseException:
+        report = getattr(kernel, "deadlock_report", None)
+        if report is not None:
+            raise Deadlock("every task is blocked and nothing can wake them:\n" + report) from None
+        raise
+    finally:
+        try:
+            kernel.close()
+        finally:
+            del _state.local.kernel
