@@ -70,11 +70,11 @@ class Task:
         "parent",
         "_state",
         "_kernel",
+        "_timer",  # a slot, not a class default: every sleep sets it
         "__dict__",
     )
 
     _name: str | None = None
-    _timer: Any = None
     _ki_pending = False
     _own_scope: CancelScope | None = None
     _tramp: Any = None
@@ -104,6 +104,7 @@ class Task:
         self.parent = parent
         self._state = RUNNING
         self._kernel = kernel
+        self._timer: Any = None
 
     # -- identity -----------------------------------------------------------
     @property
