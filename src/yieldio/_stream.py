@@ -24,6 +24,7 @@ byte stream.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from ._exceptions import BusyResourceError, ClosedResourceError, IncompleteRead
@@ -37,7 +38,7 @@ class BrokenStreamError(Exception):
     """The stream can no longer be written: a previous write was interrupted."""
 
 
-class Stream:
+class Stream(ABC):
     """A bidirectional byte stream (subclasses provide the transport).
 
     ::
@@ -57,17 +58,20 @@ class Stream:
         self._write_broken = False
 
     # -- primitives (override) -------------------------------------------
+    @abstractmethod
     async def receive_some(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
         """Return up to ``max_bytes`` (at least 1) bytes, or ``b""`` at EOF."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def send_eof(self) -> None:
         """Half-close: the peer reads EOF; we can still read."""
-        raise NotImplementedError
+        ...
 
     async def aclose(self) -> None:
         """Close the stream (idempotent)."""

@@ -330,7 +330,7 @@ class ServerConnection:
                 if not data:
                     break
                 budget -= len(data)
-        except (*_PEER_GONE, NotImplementedError):
+        except _PEER_GONE:
             pass
         self.deadline = _INF
 

@@ -24,6 +24,7 @@ import logging
 import os
 import socket as _stdsocket
 import stat
+from abc import ABC, abstractmethod
 from typing import Any
 
 from .. import _state
@@ -49,7 +50,7 @@ _ACCEPT_LATER = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 ACCEPT_RETRY_DELAY = 0.1
 
 
-class Listener:
+class Listener(ABC):
     """Something that accepts incoming connections as :class:`Stream` objects.
 
     ::
@@ -59,18 +60,21 @@ class Listener:
             stream = await listener.accept()
     """
 
+    @abstractmethod
     async def accept(self) -> Stream:
         """Wait for the next connection and return it as a stream."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def aclose(self) -> None:
         """Stop listening (idempotent); a task blocked in ``accept`` gets ``ClosedResourceError``."""
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def address(self) -> Any:
         """The local address: a sockaddr tuple, or a path for Unix sockets."""
-        raise NotImplementedError
+        ...
 
     @property
     def port(self) -> int | None:
