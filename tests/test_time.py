@@ -123,3 +123,11 @@ def test_many_timers():
 
     out = vrun(main)
     assert out == sorted(out) and len(out) == 5000
+
+
+def test_sleep_rejects_non_numbers_clearly():
+    async def main():
+        with pytest.raises(TypeError, match="number of seconds"):
+            yieldio.sleep("x")
+
+    vrun(main)

@@ -113,7 +113,11 @@ else:
             def old_style():
                 yield from yieldio.sleep(0.5)
         """
-        if seconds < 0:
+        try:
+            negative = seconds < 0
+        except TypeError:
+            raise TypeError(f"sleep() takes a number of seconds, not {seconds!r}") from None
+        if negative:
             raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
         if seconds == 0:
             return checkpoint()
