@@ -76,7 +76,7 @@ def test_calls_outside_run_are_clear_errors():
     with pytest.raises(RuntimeError, match="yieldio.run"):
         yieldio.current_task()
     with pytest.raises(RuntimeError, match="yieldio.run"):
-        yieldio.sleep(1)
+        yieldio.sleep(1).send(None)
     ev = yieldio.Event()
     with pytest.raises(RuntimeError, match="yieldio.run"):
         ev.wait().send(None)

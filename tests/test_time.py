@@ -32,7 +32,7 @@ def test_sleep_until_has_no_drift():
 def test_sleep_rejects_bad_values():
     async def main():
         with pytest.raises(ValueError):
-            yieldio.sleep(-1)
+            await yieldio.sleep(-1)
         with pytest.raises(ValueError):
             await yieldio.sleep_until(math.nan)
 
@@ -128,6 +128,6 @@ def test_many_timers():
 def test_sleep_rejects_non_numbers_clearly():
     async def main():
         with pytest.raises(TypeError, match="number of seconds"):
-            yieldio.sleep("x")
+            await yieldio.sleep("x")
 
     vrun(main)

@@ -3,8 +3,10 @@
 Read this module top to bottom in one sitting; it is the whole scheduler.
 
 * A task is stepped by sending it a value (or throwing an exception) inside
-  its own ``contextvars.Context``. What it yields is tested by identity
-  against the two traps of :mod:`yieldio._traps`.
+  its ``contextvars.Context``: its own copy if the context it was spawned in
+  held variables, else one context shared by such tasks until one of them
+  sets a variable. What it yields is tested by identity against the two
+  traps of :mod:`yieldio._traps`.
 * Waiting has one primitive: the waiting code records an abortable wait on
   the task and yields ``PARK``; whoever ends the wait calls
   :meth:`Kernel.reschedule` or :meth:`Kernel.reschedule_error`. Timers,
@@ -43,6 +45,7 @@ from ._traps import PARK, SCHEDULE
 
 __all__ = ["Kernel", "SystemClock", "FAST_PATH_BUDGET"]
 
+_copy_context = contextvars.copy_context
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _READ_EVENTS = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
@@ -181,6 +184,7 @@ class Kernel:
         self.root_scope._kernel = self
         self.root_scope._entered = True
         self.main_task: Task | None = None
+        self.shared_context = contextvars.Context()
         self.system_tasks: dict[Task, None] = {}
         self.closed = False
         self.thread_id = threading.get_ident()
@@ -278,7 +282,9 @@ class Kernel:
         if self.closed:
             raise RuntimeError("the yieldio kernel has shut down; no new tasks")
         if context is None:
-            context = contextvars.copy_context()
+            context = _copy_context()
+            if not len(context):
+                context = None  # nothing to keep apart: run in the shared context
         task = Task(coro, self, scope, context, parent, group, name)
         scope._tasks[task] = None
         self.ready.append(task)
@@ -492,7 +498,8 @@ class Kernel:
         Loops without recursion: the pushed call's first yield comes back here
         until it is a trap.
         """
-        run = task._context.run
+        ctx = task._context
+        run = ctx.run if ctx is not None else _call
         while True:
             if value is PARK:
                 return
@@ -626,6 +633,18 @@ class Kernel:
         return True
 
     def _loop(self) -> None:
+        # Tasks whose context is empty at spawn (the common case: nobody set a
+        # ContextVar) share one context instead of each entering its own copy
+        # with Context.run on every step. The loop runs inside that shared
+        # context; the first step that sets a variable in it makes it that
+        # task's own, and the loop re-enters a fresh empty one.
+        while True:
+            shared = self.shared_context = contextvars.Context()
+            if shared.run(self._run, shared):
+                return
+
+    def _run(self, shared: contextvars.Context) -> bool:
+        """Run batches until the run is over (True) or ``shared`` is taken (False)."""
         ready = self.ready
         popleft = ready.popleft
         append = ready.append
@@ -641,7 +660,9 @@ class Kernel:
             if (not ready or self.io_waiters or self.timers or self._thread_calls
                     or self._ki_pending or hooks["before_io_wait"]):
                 if not self._look_outside(main):
-                    return
+                    return True
+                if len(shared):
+                    return False  # set outside any task (a thread call): drop it
             self.stats_iterations += 1
             # 2. Run the batch of tasks that were ready when it started.
             n = len(ready)
@@ -657,12 +678,19 @@ class Kernel:
                 if before:
                     self._call_hooks("before_task_step", task)
                 exc = task._exc
+                ctx = task._context
                 try:
-                    if exc is None:
-                        value = task._context.run(task._driver.send, task._val)
+                    if ctx is None:
+                        if exc is None:
+                            value = task._driver.send(task._val)
+                        else:
+                            task._exc = None
+                            value = throw_into(task, exc)
+                    elif exc is None:
+                        value = ctx.run(task._driver.send, task._val)
                     else:
                         task._exc = None
-                        value = task._context.run(throw_into, task, exc)
+                        value = ctx.run(throw_into, task, exc)
                 except BaseException as e:
                     task_exited(task, e)
                 else:
@@ -675,6 +703,15 @@ class Kernel:
                         odd_yield(task, value)
                 if after:
                     self._call_hooks("after_task_step", task)
+                if ctx is None and len(shared):
+                    # This step set a context variable: the shared context
+                    # is now this task's own. The rest of the batch runs
+                    # in the next one, inside a fresh shared context.
+                    if task._state is RUNNING:
+                        task._context = shared
+                    self.stats_steps -= n
+                    self.current = None  # type: ignore[assignment]
+                    return False
             self.current = None  # type: ignore[assignment]
 
     def _seeded_batch(self, n: int) -> int:
@@ -725,7 +762,10 @@ class Kernel:
             close = getattr(coro, "close", None)
             if close is not None:
                 try:
-                    task._context.run(close)
+                    if task._context is None:
+                        close()
+                    else:
+                        task._context.run(close)
                 except BaseException:
                     pass
 
@@ -751,6 +791,11 @@ class Kernel:
         self.epoll.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """``Context.run`` for a task that runs in the shared context."""
+    return fn(*args)
 
 
 def is_call(value: Any) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from . import _state
 from ._kernel import SLEEP_WAIT
@@ -93,39 +93,42 @@ def sleep_until(deadline: float) -> Generator[Any, Any, None]:
     yield PARK
 
 
-if TYPE_CHECKING:
-    # For type checkers: awaitable *and* usable with 'yield from', like the
-    # types.coroutine generators it returns (no wrapper layer at run time).
-    @types.coroutine
-    def sleep(seconds: float) -> Generator[Any, Any, None]: ...
+@types.coroutine
+def sleep(seconds: float) -> Generator[Any, Any, None]:
+    """Sleep for ``seconds`` (a checkpoint even for 0).
 
-else:
+    ::
 
-    def sleep(seconds: float) -> Generator[Any, Any, None]:
-        """Sleep for ``seconds`` (a checkpoint even for 0).
+        async def main():
+            await yieldio.sleep(0.5)
 
-        ::
-
-            async def main():
-                await yieldio.sleep(0.5)
-
-            @yieldio.coroutine
-            def old_style():
-                yield from yieldio.sleep(0.5)
-        """
-        try:
-            negative = seconds < 0
-        except TypeError:
-            raise TypeError(f"sleep() takes a number of seconds, not {seconds!r}") from None
-        if negative:
-            raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
-        if seconds == 0:
-            return checkpoint()
-        try:
-            now = _state.local.kernel.clock_now()
-        except AttributeError:
-            _state.outside_run()
-        return sleep_until(now + seconds)
+        @yieldio.coroutine
+        def old_style():
+            yield from yieldio.sleep(0.5)
+    """
+    # One flat generator (no call into checkpoint()/sleep_until()): sleep(0)
+    # is the most common schedule point there is.
+    try:
+        k = _state.local.kernel
+    except AttributeError:
+        _state.outside_run()
+    task = k.current
+    if task._cancel_pending:
+        task._raise_cancel()
+    if seconds == 0:
+        yield SCHEDULE
+        return
+    try:
+        negative = seconds < 0
+    except TypeError:
+        raise TypeError(f"sleep() takes a number of seconds, not {seconds!r}") from None
+    if negative:
+        raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
+    if seconds != seconds:
+        raise ValueError("sleep length must not be NaN")
+    k.add_timer(k.clock_now() + seconds, task)
+    task._wait = SLEEP_WAIT
+    yield PARK
 
 
 @types.coroutine
