@@ -71,17 +71,19 @@ class Task:
         "_state",
         "_kernel",
         "_timer",  # a slot, not a class default: every sleep sets it
+        # Read when every task exits: slots, because CPython 3.11 cannot
+        # specialise reading a class default through an instance.
+        "_own_scope",
+        "_joiners",
+        "_start_status",
         "__dict__",
     )
 
     _name: str | None = None
     _ki_pending = False
-    _own_scope: CancelScope | None = None
     _tramp: Any = None
     _result: Any = None
     _exception: BaseException | None = None
-    _joiners: dict[Task, None] | None = None
-    _start_status: TaskStatus | None = None
     _child_groups: list[TaskGroup] | None = None
 
     def __init__(self, coro: Any, kernel: Any, scope: CancelScope, context: Any,
@@ -105,6 +107,9 @@ class Task:
         self._state = RUNNING
         self._kernel = kernel
         self._timer: Any = None
+        self._own_scope: CancelScope | None = None
+        self._joiners: dict[Task, None] | None = None
+        self._start_status: TaskStatus | None = None
 
     # -- identity -----------------------------------------------------------
     @property
