@@ -159,7 +159,11 @@ class Kernel:
 
     def __init__(self, clock: Any = None, instruments: Any = (), seed: int | None = None) -> None:
         self.clock = clock if clock is not None else SystemClock()
-        self.clock_now: Callable[[], float] = self.clock.current_time
+        # The system clock is read straight from time.monotonic (no Python
+        # frame per reading: the loop reads it every iteration with timers).
+        self.system_clock = type(self.clock) is SystemClock
+        self.clock_now: Callable[[], float] = (
+            time.monotonic if self.system_clock else self.clock.current_time)
         self.ready: deque[Task] = deque()
         # The running task; None only between steps (typed as Task: every
         # caller runs inside a task).
@@ -581,7 +585,11 @@ class Kernel:
         else:
             if main._state is not RUNNING and not self.system_tasks:
                 return False
-            deadline = self._next_deadline()
+            timers = self.timers
+            if timers and timers[0][2]._timer is timers[0]:
+                deadline: float | None = timers[0][0]  # the common case, inlined
+            else:
+                deadline = self._next_deadline()
             if deadline is None:
                 timeout = -1.0
                 if (self.io_waiters == 0 and self.thread_jobs == 0
@@ -602,7 +610,10 @@ class Kernel:
                 self.clock.jump_to(deadline)  # type: ignore[union-attr]
                 timeout = 0.0
             else:
-                timeout = self.clock.deadline_to_sleep_time(deadline)
+                if self.system_clock:
+                    timeout = deadline - time.monotonic()
+                else:
+                    timeout = self.clock.deadline_to_sleep_time(deadline)
                 if timeout < 0:
                     timeout = 0.0
                 elif timeout > 86400.0:
@@ -621,9 +632,11 @@ class Kernel:
             self._run_thread_calls()
         if self._ki_pending:
             self._deliver_keyboard_interrupt()
-        if self.timers:
-            self._expire_timers()
-            if self.stale_timers > 1024 and self.stale_timers * 2 > len(self.timers):
+        timers = self.timers
+        if timers:
+            if timers[0][0] <= self.clock_now():
+                self._expire_timers()
+            if self.stale_timers > 1024 and self.stale_timers * 2 > len(timers):
                 self._compact_timers()
         if not self.ready and self.idle_waiters:
             # Everyone else is blocked and this poll woke nobody.
