@@ -7,8 +7,8 @@ What is measured
                 wakes the other task, 2 switches per round.
     ``event``   two tasks alternately set an event and wait on their own
                 (cleared with ``clear()`` where the Event supports it:
-                asyncio, curio, floor; a fresh Event per round where it does
-                not: trio, yieldio), 2 switches per round.
+                asyncio, curio, floor, yieldio; a fresh Event per round where
+                it does not: trio), 2 switches per round.
     ``sleep0``  10 tasks each loop on ``sleep(0)``; every call yields to the
                 scheduler, which round-robins: 1 switch per call.
 
@@ -343,21 +343,19 @@ def run_yieldio(case: dict[str, Any]) -> dict[str, Any]:
                 tg.spawn(pong)
                 tg.spawn(ping)
             elif variant == "event":
-                # The yieldio Event API has set/wait/is_set: fresh Event per round.
-                box = _Box()
-                box.a, box.b = yio.Event(), yio.Event()
+                ev_a, ev_b = yio.Event(), yio.Event()
 
                 async def ping() -> None:
                     for _ in range(n):
-                        box.a = yio.Event()
-                        box.b.set()
-                        await box.a.wait()
+                        ev_b.set()
+                        await ev_a.wait()
+                        ev_a.clear()
 
                 async def pong() -> None:
                     for _ in range(n):
-                        await box.b.wait()
-                        box.b = yio.Event()
-                        box.a.set()
+                        await ev_b.wait()
+                        ev_b.clear()
+                        ev_a.set()
 
                 tg.spawn(pong)
                 tg.spawn(ping)

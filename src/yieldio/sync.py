@@ -65,8 +65,10 @@ class Event:
         waiters = self._waiters
         if waiters:
             self._waiters = {}
-            k = _state.current_kernel()
-            reschedule = k.reschedule
+            try:
+                reschedule = _state.local.kernel.reschedule
+            except AttributeError:
+                _state.outside_run()
             for task in waiters:
                 reschedule(task)
 
