@@ -23,7 +23,8 @@ from typing import Any
 
 from . import _state
 from ._exceptions import BusyResourceError
-from ._kernel import _EPOLLIN, _EPOLLOUT, FAST_PATH_BUDGET
+from ._kernel import FAST_PATH_BUDGET
+from ._outside import _EPOLLIN, _EPOLLOUT
 from ._traps import PARK, SCHEDULE
 
 __all__ = ["wait_readable", "wait_writable", "notify_closing", "fast_checkpoint",

@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from . import _state
-from ._kernel import Kernel, _ExternalWait
+from ._kernel import Kernel
+from ._outside import _ExternalWait
 from ._task import Task
 from ._traps import PARK
 

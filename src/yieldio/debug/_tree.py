@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _state
-from .._kernel import _FdWaits
+from .._outside import _FdWaits
 from ._stack import Frame, where_frame
 
 _NUMBERS = re.compile(r"[-+]?\d+(?:\.\d+)?")

@@ -30,7 +30,8 @@ from typing import Any
 from .. import _state
 from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError
 from .._io import wait_readable, wait_writable
-from .._kernel import _EPOLLIN, FAST_PATH_BUDGET
+from .._kernel import FAST_PATH_BUDGET
+from .._outside import _EPOLLIN
 from .._stream import DEFAULT_READ_SIZE, Stream
 from .._traps import PARK, SCHEDULE
 from ..socket import SocketType, from_stdlib
