@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import yieldio
+import yieldio.socket
 from yieldio.testing import VirtualClock
 
 
@@ -298,6 +299,33 @@ def test_instruments_see_the_lifecycle():
     befores = sum(1 for e in names if e[0] == "before")
     afters = sum(1 for e in names if e[0] == "after")
     assert befores == afters > 0
+
+
+def test_instruments_hear_about_wakeups_by_io():
+    import socket
+
+    rec = Recorder()
+    a, b = socket.socketpair()
+
+    async def reader():
+        return await yieldio.socket.from_stdlib(a).recv(10)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(reader, name="reader")
+            await yieldio.testing.wait_all_tasks_blocked()
+            before = rec.events.count(("scheduled", "reader"))
+            b.send(b"ping")
+        return t.result(), before
+
+    try:
+        got, before = yieldio.run(main, instruments=[rec])
+    finally:
+        a.close()
+        b.close()
+    assert got == b"ping"
+    # woken by epoll readiness: the kernel reports it like any reschedule
+    assert rec.events.count(("scheduled", "reader")) == before + 1
 
 
 def test_broken_instrument_is_removed_not_fatal(capsys):
