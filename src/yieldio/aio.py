@@ -1,0 +1,505 @@
+"""The asyncio bridge: call asyncio code from yieldio, and yieldio code from asyncio.
+
+Two event loops, two threads. yieldio and asyncio each keep their own loop,
+running in its own thread, and a call from one side to the other is a
+message to the other loop's thread plus a message back with the outcome:
+
+* ``await run_asyncio(fn, *args)`` (in a yieldio task) runs ``fn(*args)`` as
+  an asyncio task on an asyncio event loop that runs in a background daemon
+  thread, and waits for its result without blocking other yieldio tasks.
+  Each :func:`yieldio.run` gets at most one such loop thread, started on the
+  first call and shut down when the run ends (pending asyncio tasks are
+  cancelled, the loop is closed and the thread is joined).
+* ``await run_yieldio(main, *args)`` (in asyncio code) runs
+  ``yieldio.run(main, *args)`` in a worker thread and waits for its result
+  without blocking the asyncio loop.
+
+Why threads, and not a guest mode: a guest mode would run one loop *inside*
+the other (one loop's poll step driven by the other's callbacks). yieldio's
+loop is a plain loop that owns its epoll object (see ``docs/architecture.md``,
+section 8), so it cannot be driven step by step from asyncio; two loops in
+two threads need nothing from either loop's internals, keep both loops'
+guarantees (yieldio's cancel scopes, deadlock detection and virtual time;
+asyncio's libraries) and cost one thread hop per call. asyncio objects
+(futures, tasks, ``asyncio.sleep()``) still cannot be awaited directly inside
+yieldio: wrap the asyncio call in :func:`run_asyncio`.
+
+Cancellation crosses over, and neither side is silently abandoned:
+
+* A yieldio task cancelled while in :func:`run_asyncio` (a cancel scope, a
+  timeout, ``task.cancel()``) cancels the asyncio task, *waits for it to
+  finish* (its ``finally`` blocks and ``except CancelledError`` handlers run
+  first) and then raises :class:`yieldio.Cancelled`. If the asyncio side
+  fails with an ordinary exception while being cancelled, that exception is
+  raised instead (like an exception raised by a ``finally`` block).
+* An asyncio task cancelled from the asyncio side raises
+  :class:`AsyncioCancelled` (a ``RuntimeError``) in the yieldio task: a raw
+  ``asyncio.CancelledError`` never reaches yieldio code.
+* An asyncio task cancelled while in :func:`run_yieldio` cancels the yieldio
+  main task from outside (thread-safe), waits for the run to end (its
+  ``finally`` blocks run first) and then raises ``asyncio.CancelledError``.
+
+While a yieldio task waits in :func:`run_asyncio` it counts as waiting on
+another thread (like :func:`yieldio.to_thread`): the kernel does not report a
+deadlock, and a ``VirtualClock(autojump=True)`` does not jump while asyncio
+work is in flight. The task tree shows the wait as ``asyncio: fetch()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+from . import _state
+from ._exceptions import Cancelled
+from ._instrument import Instrument
+from ._kernel import Kernel
+from ._run import _as_coroutine, run
+from ._task import Task
+from ._traps import PARK
+
+__all__ = ["run_asyncio", "run_yieldio", "AsyncioCancelled"]
+
+T = TypeVar("T")
+
+
+class AsyncioCancelled(RuntimeError):
+    """The asyncio task behind :func:`run_asyncio` was cancelled from the asyncio side.
+
+    yieldio code never sees a raw ``asyncio.CancelledError``; the original one
+    is kept as ``__cause__``::
+
+        try:
+            await yieldio.aio.run_asyncio(fetch)
+        except yieldio.aio.AsyncioCancelled:
+            print("someone on the asyncio side cancelled fetch()")
+
+    (A cancellation that *yieldio* asked for raises :class:`yieldio.Cancelled`
+    instead, as every cancelled yieldio wait does.)
+    """
+
+
+# -- the asyncio loop thread of one yieldio run ---------------------------------------------
+
+
+class _LoopThread(Instrument):
+    """An asyncio loop in a daemon thread, owned by one yieldio run.
+
+    It is attached to the kernel as an instrument so that its ``after_run``
+    hook (the loop has ended, before ``yieldio.run`` returns) shuts the asyncio
+    loop down and joins the thread. It defines no other hook, so it costs the
+    kernel nothing while the run goes on.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.closed = False
+        self.thread = threading.Thread(target=self._main, name="yieldio-asyncio", daemon=True)
+        try:
+            self.thread.start()
+        except BaseException:
+            self.loop.close()
+            raise
+
+    def _main(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            while True:
+                try:
+                    loop.run_forever()
+                except (KeyboardInterrupt, SystemExit):
+                    # A task raised one of these through the loop (asyncio
+                    # re-raises them). The calls still waiting must be answered:
+                    # keep serving until the run ends.
+                    pass
+                if self.closed:
+                    break
+        finally:
+            try:
+                _cancel_all_tasks(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def after_run(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Cancel the asyncio tasks still pending, close the loop, join the thread."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:
+            pass  # already closed
+        self.thread.join()
+
+
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.run`` does on the way out: cancel what is left, wait for it."""
+    to_cancel = asyncio.all_tasks(loop)
+    if not to_cancel:
+        return
+    for t in to_cancel:
+        t.cancel()
+    loop.run_until_complete(asyncio.gather(*to_cancel, return_exceptions=True))
+    for t in to_cancel:
+        if not t.cancelled() and t.exception() is not None:
+            loop.call_exception_handler({
+                "message": "unhandled exception in an asyncio task during yieldio run shutdown",
+                "exception": t.exception(),
+                "task": t,
+            })
+
+
+def _loop_thread(k: Kernel) -> _LoopThread:
+    """The run's asyncio loop thread, started on first use."""
+    for inst in k.instruments:
+        if type(inst) is _LoopThread:
+            if inst.closed:
+                raise RuntimeError("the yieldio run has ended; its asyncio loop is closed")
+            return inst
+    lt = _LoopThread()
+    k.add_instrument(lt)
+    return lt
+
+
+# -- yieldio -> asyncio ---------------------------------------------------------------------
+
+
+class _AsyncioCall:
+    """One run_asyncio call: the waiting yieldio task, the asyncio task, the outcome.
+
+    It is the yieldio task's wait object. Its ``_abort_wait`` never abandons
+    the asyncio side: it asks the asyncio loop to cancel the task and returns
+    False, so the yieldio task keeps waiting until the asyncio task is done.
+    """
+
+    __slots__ = ("kernel", "task", "loop", "label", "fn", "args", "awaitable", "context",
+                 "atask", "started", "finished", "value", "error", "cancel_requested")
+
+    def __init__(self, kernel: Kernel, task: Task, loop: asyncio.AbstractEventLoop, label: str,
+                 fn: Callable[..., Any] | None, args: tuple[Any, ...],
+                 awaitable: Awaitable[Any] | None) -> None:
+        self.kernel = kernel
+        self.task = task
+        self.loop = loop
+        self.label = label
+        self.fn = fn
+        self.args = args
+        self.awaitable = awaitable
+        self.context = contextvars.copy_context()
+        self.atask: asyncio.Task[None] | None = None
+        self.started = False
+        self.finished = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.cancel_requested = False
+
+    # -- the wait protocol (kernel thread) --
+    def _abort_wait(self, task: Task) -> bool:
+        if not self.cancel_requested:
+            self.cancel_requested = True
+            try:
+                self.loop.call_soon_threadsafe(self._cancel_in_loop)
+            except RuntimeError:
+                pass  # the loop is closed: the call was answered or never will be
+        return False
+
+    def _describe_wait(self, task: Task) -> str:
+        if self.cancel_requested:
+            return f"asyncio: {self.label} (cancelling)"
+        return f"asyncio: {self.label}"
+
+    def _complete(self) -> None:
+        self.kernel.thread_jobs -= 1
+        if self.task._wait is self:
+            self.kernel.reschedule(self.task)
+
+    # -- the asyncio side (loop thread) --
+    def _start(self) -> None:
+        try:
+            self.atask = self.loop.create_task(self._drive(), name=f"yieldio: {self.label}",
+                                               context=self.context)
+        except BaseException as exc:
+            self.error = exc
+            self._close_unstarted()
+            self._post()
+            return
+        self.atask.add_done_callback(self._on_done)
+
+    async def _drive(self) -> None:
+        self.started = True
+        try:
+            aw = self.awaitable
+            if aw is None:
+                assert self.fn is not None
+                aw = self.fn(*self.args)
+                if not inspect.isawaitable(aw):
+                    raise TypeError(
+                        f"run_asyncio(): {_name_of(self.fn)} returned {aw!r}, which is not "
+                        "awaitable (pass an 'async def' function or an awaitable)")
+            self.value = await aw
+        except BaseException as exc:  # CancelledError too: reported, not re-raised
+            self.error = exc
+        self.finished = True
+
+    def _on_done(self, atask: asyncio.Task[None]) -> None:
+        if not self.finished:
+            # Cancelled before its first step: the body never ran.
+            self.error = asyncio.CancelledError()
+            self._close_unstarted()
+        self._post()
+
+    def _cancel_in_loop(self) -> None:
+        if self.atask is not None:
+            self.atask.cancel()
+
+    def _close_unstarted(self) -> None:
+        if not self.started:
+            close = getattr(self.awaitable, "close", None)
+            if close is not None:
+                close()
+
+    def _post(self) -> None:
+        self.fn = self.args = self.awaitable = None  # type: ignore[assignment]
+        try:
+            self.kernel.call_soon_threadsafe(self._complete)
+        except RuntimeError:
+            pass  # the yieldio run is gone; nobody waits for this outcome
+
+
+def _name_of(obj: Any) -> str:
+    """A short name for a function or awaitable: ``fetch``, ``Client.get``, ``Future``."""
+    name = getattr(obj, "__qualname__", None)
+    if not isinstance(name, str):
+        name = type(obj).__qualname__
+    return name.rpartition("<locals>.")[2]
+
+
+def _close(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if inspect.iscoroutine(obj) and close is not None:
+        close()  # no "coroutine was never awaited" warning for a call we refused
+
+
+def run_asyncio(fn_or_coro: Callable[..., Awaitable[T]] | Awaitable[T], *args: Any,
+                loop: asyncio.AbstractEventLoop | None = None) -> Awaitable[T]:
+    """From a yieldio task, run asyncio code on an asyncio loop; return its result.
+
+    ``fn_or_coro`` is an ``async def`` function (called with ``args`` on the
+    asyncio loop's thread) or an awaitable already created (a coroutine)::
+
+        async def main():
+            reader, writer = await yieldio.aio.run_asyncio(
+                asyncio.open_connection, "example.com", 80)
+            await yieldio.aio.run_asyncio(asyncio.sleep, 0.1)
+
+        yieldio.run(main)
+
+    The call runs as an asyncio task on the run's own asyncio loop thread
+    (started on first use, shut down when :func:`yieldio.run` returns), or on
+    ``loop``, an asyncio loop you run in another thread. The result is
+    returned and an exception is raised as the original object, traceback
+    kept. The caller's context variables are copied into the asyncio task.
+
+    If the yieldio task is cancelled, the asyncio task is cancelled and
+    waited for, then :class:`yieldio.Cancelled` is raised. If the asyncio
+    side cancels it, :class:`AsyncioCancelled` is raised.
+    """
+    if inspect.isawaitable(fn_or_coro):
+        if args:
+            _close(fn_or_coro)
+            raise TypeError(f"run_asyncio(): arguments given with an awaitable {fn_or_coro!r}; "
+                            "pass the async function and its arguments instead")
+        fn: Callable[..., Any] | None = None
+        awaitable: Awaitable[Any] | None = fn_or_coro
+        label = f"{_name_of(fn_or_coro)}()"
+    elif callable(fn_or_coro):
+        fn = fn_or_coro
+        awaitable = None
+        label = f"{_name_of(fn_or_coro)}()"
+    else:
+        raise TypeError(f"run_asyncio() needs an async function or an awaitable, "
+                        f"not {fn_or_coro!r}")
+    k = getattr(_state.local, "kernel", None)
+    if k is None:
+        _close(awaitable)
+        _state.outside_run()
+    if loop is not None:
+        problem = _unusable_loop(loop)
+        if problem:
+            _close(awaitable)
+            raise RuntimeError(f"run_asyncio(loop=...): {problem}")
+    return _run_asyncio(k, fn, args, awaitable, label, loop)
+
+
+def _unusable_loop(loop: asyncio.AbstractEventLoop) -> str:
+    if loop.is_closed():
+        return "the loop is closed"
+    if not loop.is_running():
+        return "the loop is not running (run it in another thread with loop.run_forever())"
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        return "the loop runs in this very thread, blocked by yieldio.run(): it would never answer"
+    return ""
+
+
+@types.coroutine
+def _run_asyncio(k: Kernel, fn: Callable[..., Any] | None, args: tuple[Any, ...],
+                 awaitable: Awaitable[Any] | None, label: str,
+                 loop: asyncio.AbstractEventLoop | None) -> Generator[Any, Any, Any]:
+    task = k.current
+    if task._cancel_pending:
+        _close(awaitable)
+        task._raise_cancel()
+    try:
+        if loop is None:
+            loop = _loop_thread(k).loop
+        call = _AsyncioCall(k, task, loop, label, fn, args, awaitable)
+        loop.call_soon_threadsafe(call._start)
+    except RuntimeError as exc:
+        _close(awaitable)
+        raise RuntimeError(f"run_asyncio(): cannot reach the asyncio loop: {exc}") from None
+    k.thread_jobs += 1
+    task._wait = call
+    yield PARK
+    error, call.error = call.error, None
+    if task._cancel_pending and (error is None or isinstance(error, asyncio.CancelledError)):
+        # Cancelled on our side, and the asyncio task has finished: report the
+        # cancellation (an ordinary error raised while cancelling wins, below).
+        task._raise_cancel()
+    if error is not None:
+        if isinstance(error, asyncio.CancelledError):
+            raise AsyncioCancelled(
+                f"the asyncio task running {label} was cancelled on the asyncio side") from error
+        raise error
+    return call.value
+
+
+# -- asyncio -> yieldio ---------------------------------------------------------------------
+
+
+class _RunHandle(Instrument):
+    """Records the kernel of a yieldio run started in a worker thread.
+
+    Passed to ``yieldio.run`` as an instrument with a ``before_run`` hook
+    only: it records the kernel (and removes itself) before the main task
+    takes its first step, so asyncio can cancel the run from outside.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.kernel: Kernel | None = None
+        self.cancel_requested = False
+
+    def before_run(self) -> None:
+        k: Kernel = _state.local.kernel
+        with self.lock:
+            self.kernel = k
+            cancel = self.cancel_requested
+        k.remove_instrument(self)
+        if cancel and k.main_task is not None:
+            k.main_task.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the run's main task (from any thread)."""
+        with self.lock:
+            self.cancel_requested = True
+            k = self.kernel
+        if k is None:
+            return  # before_run will see cancel_requested
+        task = k.main_task
+        if task is None:
+            return
+        try:
+            k.call_soon_threadsafe(task.cancel)
+        except RuntimeError:
+            pass  # the run has already ended
+
+
+async def run_yieldio(main: Any, *args: Any, **run_kwargs: Any) -> Any:
+    """From asyncio code, run ``yieldio.run(main, *args, **run_kwargs)`` in a thread.
+
+    Waits for the run without blocking the asyncio loop and returns its
+    result (or raises its exception)::
+
+        async def fetch(n):
+            await yieldio.sleep(0.1)
+            return n * 2
+
+        async def asyncio_main():
+            return await yieldio.aio.run_yieldio(fetch, 21)
+
+        assert asyncio.run(asyncio_main()) == 42
+
+    ``run_kwargs`` are ``yieldio.run`` options (``clock=``, ``instruments=``,
+    ``seed=``...). The caller's context variables are copied into the run.
+    If the awaiting asyncio task is cancelled, the yieldio main task is
+    cancelled, the run is waited for (its ``finally`` blocks run), and then
+    ``asyncio.CancelledError`` propagates -- unless the run failed with an
+    ordinary exception, which is raised instead so that it is not lost.
+    """
+    try:
+        aloop = asyncio.get_running_loop()
+    except RuntimeError:
+        if getattr(_state.local, "kernel", None) is not None:
+            raise RuntimeError("run_yieldio() was awaited inside a yieldio run; it must be "
+                               "awaited from asyncio code (from yieldio, await the function "
+                               "directly)") from None
+        raise RuntimeError("run_yieldio() must be awaited from asyncio code: no asyncio event "
+                           "loop is running in this thread") from None
+    coro = _as_coroutine(main, args, "run_yieldio()")
+    handle = _RunHandle()
+    instruments = [*run_kwargs.pop("instruments", ()), handle]
+    ctx = contextvars.copy_context()
+    done: asyncio.Future[tuple[Any, BaseException | None]] = aloop.create_future()
+
+    def report(value: Any, error: BaseException | None) -> None:  # on the asyncio loop
+        if not done.done():
+            done.set_result((value, error))
+
+    def work() -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = ctx.run(run, coro, instruments=instruments, **run_kwargs)
+        except BaseException as exc:
+            error = exc
+        try:
+            aloop.call_soon_threadsafe(report, value, error)
+        except RuntimeError:
+            pass  # the asyncio loop is gone; nobody waits for this outcome
+
+    name = f"yieldio-run: {_name_of(main)}"
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            value, error = await asyncio.shield(done)
+            break
+        except asyncio.CancelledError as exc:
+            # Cancel the run from outside, then keep waiting for it to end
+            # (further cancellations are already covered by this one).
+            if cancelled is None:
+                cancelled = exc
+                handle.cancel()
+    thread.join()
+    if cancelled is not None and (error is None or isinstance(error, Cancelled)):
+        raise cancelled
+    if error is not None:
+        raise error
+    return value
