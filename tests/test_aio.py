@@ -545,8 +545,6 @@ def test_awaiting_an_asyncio_object_in_yieldio_points_at_the_bridge():
         loop.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the kernel's bad-yield hint tests type.__module__ "
-                   "startswith 'asyncio'; the C Future/Task live in '_asyncio' (_kernel.py)")
 def test_awaiting_a_c_asyncio_future_in_yieldio_points_at_the_bridge():
     loop = asyncio.new_event_loop()
     try:

@@ -346,6 +346,25 @@ def test_broken_instrument_is_removed_not_fatal(capsys):
     assert "oops" in err and "oops-io" in err
 
 
+def test_a_failing_after_run_hook_does_not_skip_the_others(capsys):
+    ran = []
+
+    class Failing:
+        def after_run(self):
+            raise RuntimeError("after_run broke")
+
+    class CleanUp:
+        def after_run(self):
+            ran.append("cleaned up")
+
+    async def main():
+        return "ok"
+
+    assert yieldio.run(main, instruments=[Failing(), CleanUp()]) == "ok"
+    assert ran == ["cleaned up"]
+    assert "after_run broke" in capsys.readouterr().err
+
+
 def test_virtual_clock_autojump_sleeps_an_hour_instantly():
     import time
 

@@ -1,7 +1,10 @@
-"""The exceptions yieldio raises.
+"""The exceptions the core runtime raises.
 
-Every error that user code can see is defined here, so ``except yieldio.X``
-works no matter which module raised it.
+The errors of the kernel, tasks, cancellation, queues and streams are
+defined here, so ``except yieldio.X`` works no matter which module raised
+them. Optional parts keep theirs next to them (``yieldio.http``'s client
+errors, ``yieldio.aio.AsyncioCancelled``; ``BrokenStreamError`` lives with
+the Stream it describes).
 """
 
 from __future__ import annotations

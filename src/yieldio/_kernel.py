@@ -348,14 +348,15 @@ class Kernel(OutsideWorld):
     # -- the loop ---------------------------------------------------------------
     def run_main(self, coro: Any) -> Any:
         main = self.main_task = self.spawn(coro, self.root_scope, None, None, "main")
-        hooks = self._hooks
-        for h in hooks["before_run"]:
-            h()
+        if self._hooks["before_run"]:
+            self._call_hooks("before_run")
         try:
             self._loop()
         finally:
-            for h in self._hooks["after_run"]:
-                h()
+            if self._hooks["after_run"]:
+                # Through _call_hooks: one failing instrument must not stop the
+                # others' clean-up (yieldio.aio stops its loop thread here).
+                self._call_hooks("after_run")
         return main.result() if main._state is not CANCELLED else _raise_cancelled_main(main)
 
     def _look_outside(self, main: Task) -> bool:
@@ -614,7 +615,7 @@ def _bad_yield_message(task: Task, value: Any) -> str:
     if callable(value) and not isinstance(value, type):
         hint = (f"you yielded the callable {getattr(value, '__qualname__', value)!r} itself; "
                 "call it and use 'await'/'yield from' on the result")
-    elif kind.__module__.startswith("asyncio"):
+    elif kind.__module__.lstrip("_").startswith("asyncio"):  # _asyncio: the C Future/Task
         hint = "asyncio objects cannot be awaited directly; use the yieldio.aio bridge"
     return (f"task {task.name!r} (id {task.id}) yielded {value!r} of type "
             f"{kind.__qualname__}, which the yieldio kernel does not understand: {hint}")
