@@ -44,6 +44,7 @@ from ._traps import PARK, SCHEDULE
 __all__ = ["Kernel", "SystemClock", "FAST_PATH_BUDGET"]
 
 _copy_context = contextvars.copy_context
+
 #: How many fast-path successes (an I/O call or lock acquire that did not have
 #: to wait) pass before one of them takes a real schedule point. Counted, not
 #: timed, so that a seeded run replays exactly.
