@@ -459,6 +459,8 @@ class SocketType:
             return SocketType(conn), addr
 
     # -- receiving -------------------------------------------------------------------
+    # recv() and send() are _io() written out: they are the hot calls, and the
+    # generic path costs a bound method, an argument tuple and a call each time.
     @types.coroutine
     def recv(self, bufsize: int, flags: int = 0) -> Generator[Any, Any, bytes]:
         """Receive up to ``bufsize`` bytes; ``b""`` means the peer closed (EOF)."""
@@ -539,7 +541,7 @@ class SocketType:
 
     # -- sending ---------------------------------------------------------------------
     @types.coroutine
-    def send(self, data: Any, flags: int = 0) -> Generator[Any, Any, int]:
+    def send(self, data: Any, flags: int = 0) -> Generator[Any, Any, int]:  # _io() inlined
         """Send some of ``data``; return how many bytes the OS accepted (at least 1)."""
         try:
             k = _local.kernel
