@@ -221,9 +221,12 @@ class Kernel(OutsideWorld):
         if self.closed:
             raise RuntimeError("the yieldio kernel has shut down; no new tasks")
         if context is None:
-            context = _copy_context()
-            if not len(context):
-                context = None  # nothing to keep apart: run in the shared context
+            cur = self.current
+            if cur is None or cur._context is not None or len(self.shared_context):
+                context = _copy_context()
+                if not len(context):
+                    context = None  # nothing to keep apart: run in the shared context
+            # else: spawned from the empty shared context, which it shares too
         task = Task(coro, self, scope, context, parent, group, name)
         scope._tasks[task] = None
         self.ready.append(task)
@@ -266,7 +269,8 @@ class Kernel(OutsideWorld):
 
     def _expire_timers(self) -> None:
         timers = self.timers
-        now = self.clock_now()
+        clock_now = self.clock_now
+        now = clock_now()
         reschedule = self.reschedule
         while timers and timers[0][0] <= now:
             entry = heapq.heappop(timers)
@@ -391,8 +395,9 @@ class Kernel(OutsideWorld):
                     self._deadlocked = True
                     self._report_deadlock()
                     return True
-            elif self.clock.autojump and self.io_waiters == 0 and self.thread_jobs == 0 \
-                    and self.external_parks == 0 and not self._thread_calls:
+            elif (not self.system_clock and self.io_waiters == 0 and self.thread_jobs == 0
+                    and self.external_parks == 0 and not self._thread_calls
+                    and self.clock.autojump):
                 self.clock.jump_to(deadline)  # type: ignore[union-attr]
                 timeout = 0.0
             else:
@@ -400,7 +405,7 @@ class Kernel(OutsideWorld):
                     timeout = deadline - time.monotonic()
                 else:
                     timeout = self.clock.deadline_to_sleep_time(deadline)
-                if timeout < 0:
+                if timeout < 0.0:
                     timeout = 0.0
                 elif timeout > 86400.0:
                     timeout = 86400.0
@@ -420,7 +425,10 @@ class Kernel(OutsideWorld):
             self._deliver_keyboard_interrupt()
         timers = self.timers
         if timers:
-            if timers[0][0] <= self.clock_now():
+            # clock_now holds a function, not a method: read it, then call it
+            # (3.11 cannot specialise LOAD_METHOD for an instance attribute).
+            clock_now = self.clock_now
+            if timers[0][0] <= clock_now():
                 self._expire_timers()
             if self.stale_timers > 1024 and self.stale_timers * 2 > len(timers):
                 self._compact_timers()
@@ -445,7 +453,6 @@ class Kernel(OutsideWorld):
     def _run(self, shared: contextvars.Context) -> bool:
         """Run batches until the run is over (True) or ``shared`` is taken (False)."""
         ready = self.ready
-        popleft = ready.popleft
         append = ready.append
         hooks = self._hooks
         main = self.main_task
@@ -472,7 +479,9 @@ class Kernel(OutsideWorld):
             self.stats_steps += n
             while n:
                 n -= 1
-                task = popleft()
+                # ready.popleft(), not a cached bound method: 3.11 specialises
+                # the method call, but not a call of a bound no-argument builtin.
+                task = ready.popleft()
                 self.current = task
                 if before:
                     self._call_hooks("before_task_step", task)

@@ -181,7 +181,7 @@ class OutsideWorld:
         # Waking a task is Kernel.reschedule inlined (one Python call less per
         # event) unless an instrument wants to hear about it.
         reschedule = self.reschedule if self._hooks["task_scheduled"] else None
-        append = self.ready.append
+        ready = self.ready
         woken = 0
         try:
             for fd, mask in events:
@@ -199,7 +199,7 @@ class OutsideWorld:
                         if reschedule is None:
                             task._wait = None
                             task._val = None
-                            append(task)
+                            ready.append(task)
                         else:
                             reschedule(task)
                     elif w.mask & _EPOLLIN:
@@ -212,7 +212,7 @@ class OutsideWorld:
                         if reschedule is None:
                             task._wait = None
                             task._val = None
-                            append(task)
+                            ready.append(task)
                         else:
                             reschedule(task)
                     elif w.mask & _EPOLLOUT:

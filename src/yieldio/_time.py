@@ -126,7 +126,8 @@ def sleep(seconds: float) -> Generator[Any, Any, None]:
         raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
     if seconds != seconds:
         raise ValueError("sleep length must not be NaN")
-    k.add_timer(k.clock_now() + seconds, task)
+    clock_now = k.clock_now  # a function attribute: a plain load, then a call
+    k.add_timer(clock_now() + seconds, task)
     task._wait = SLEEP_WAIT
     yield PARK
 

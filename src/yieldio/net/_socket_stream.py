@@ -117,7 +117,8 @@ class SocketStream(Stream):
             max_bytes = MAX_RECV
         if not self._drained:
             try:
-                data = self._recv(max_bytes)
+                recv = self._recv  # a bound method in an attribute: load it, then call it
+                data = recv(max_bytes)
             except BlockingIOError:
                 pass
             else:
@@ -152,7 +153,8 @@ class SocketStream(Stream):
                 k.io_waiters += 1
                 yield PARK
                 try:
-                    data = self._recv(max_bytes)
+                    recv = self._recv
+                    data = recv(max_bytes)
                 except BlockingIOError:  # spurious wakeup
                     continue
                 break
@@ -184,7 +186,8 @@ class SocketStream(Stream):
             max_bytes = MAX_RECV
         if not self._drained:
             try:
-                data = self._recv(max_bytes)
+                recv = self._recv
+                data = recv(max_bytes)
             except BlockingIOError:
                 pass
             else:
@@ -197,7 +200,8 @@ class SocketStream(Stream):
         while True:
             yield from wait_readable(self._raw)
             try:
-                data = self._recv(max_bytes)
+                recv = self._recv
+                data = recv(max_bytes)
             except BlockingIOError:
                 continue
             self._drained = 0 < len(data) < max_bytes
@@ -228,7 +232,8 @@ class SocketStream(Stream):
         if type(data) is not bytes and type(data) is not bytearray:
             data = memoryview(data).cast("B")
         try:
-            sent = self._send(data)
+            send = self._send
+            sent = send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -261,7 +266,8 @@ class SocketStream(Stream):
         if type(data) is not bytes and type(data) is not bytearray:
             data = memoryview(data).cast("B")
         try:
-            sent = self._send(data)
+            send = self._send
+            sent = send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
