@@ -42,84 +42,60 @@ from ._task import Task
 from ._taskgroup import TaskGroup, TaskStatus
 from ._time import checkpoint, current_time, sleep, sleep_forever, sleep_until
 from ._trampoline import Trampoline, trampoline
+from .files import AsyncFile, open_file, wrap_file
+from .net import (
+    BrokenStreamError,
+    Server,
+    SocketStream,
+    Stream,
+    TLSStream,
+    open_tcp_stream,
+    open_unix_stream,
+    serve_tcp,
+    serve_unix,
+)
 from .queue import Queue, UniversalQueue
+from .signals import open_signal_receiver
 from .sync import Condition, Event, Lock, Semaphore
 from .threads import from_thread, to_thread
 
 _F = _TypeVar("_F", bound=_Callable[..., _Any])
 
-if TYPE_CHECKING:  # the lazily imported names, for type checkers and IDEs
-    from .files import AsyncFile as AsyncFile
-    from .files import open_file as open_file
-    from .files import wrap_file as wrap_file
-    from .net import (
-        BrokenStreamError as BrokenStreamError,
-    )
-    from .net import (
-        Server as Server,
-    )
-    from .net import (
-        SocketStream as SocketStream,
-    )
-    from .net import (
-        Stream as Stream,
-    )
-    from .net import (
-        TLSStream as TLSStream,
-    )
-    from .net import (
-        open_tcp_stream as open_tcp_stream,
-    )
-    from .net import (
-        open_unix_stream as open_unix_stream,
-    )
-    from .net import (
-        serve_tcp as serve_tcp,
-    )
-    from .net import (
-        serve_unix as serve_unix,
-    )
-    from .signals import open_signal_receiver as open_signal_receiver
+if TYPE_CHECKING:  # the submodules bound lazily below, for type checkers and IDEs
+    from . import aio as aio
+    from . import debug as debug
+    from . import http as http
+    from . import subprocess as subprocess
+    from . import testing as testing
 
 
 __version__ = "0.1.0"
 
-# I/O, HTTP and tools are imported on first use: ``import yieldio`` stays
-# cheap, and a program that never opens a socket never loads ``ssl``.
-_LAZY = {
-    # yieldio.net: streams, TCP/Unix clients and servers, TLS
-    "Stream": "yieldio.net",
-    "BrokenStreamError": "yieldio.net",
-    "SocketStream": "yieldio.net",
-    "TLSStream": "yieldio.net",
-    "Server": "yieldio.net",
-    "open_tcp_stream": "yieldio.net",
-    "open_unix_stream": "yieldio.net",
-    "serve_tcp": "yieldio.net",
-    "serve_unix": "yieldio.net",
-    # signals and files
-    "open_signal_receiver": "yieldio.signals",
-    "open_file": "yieldio.files",
-    "AsyncFile": "yieldio.files",
-    "wrap_file": "yieldio.files",
-}
-# Submodules reachable as attributes without an explicit import.
-_SUBMODULES = {"socket", "subprocess", "http", "debug", "testing", "threads", "net", "aio",
-               "files", "signals", "queue", "sync"}
+# No module-level __getattr__ here: CPython 3.11 does not specialise attribute
+# reads on a module that has one, and ``yieldio.sleep`` in a loop would pay a
+# generic lookup (~50 ns) every time. The heavy submodules (HTTP, the debug
+# tools, testing, the asyncio bridge, subprocesses) are still reachable as
+# attributes without an import and still load only when first touched: they are
+# bound as lazy modules (importlib.util.LazyLoader), which become ordinary
+# modules on first use.
+def _bind_lazy_submodules(names: tuple[str, ...]) -> None:
+    import importlib.util
+    import sys
+
+    for name in names:
+        fullname = f"{__name__}.{name}"
+        module = sys.modules.get(fullname)
+        if module is None:
+            spec = importlib.util.find_spec(fullname)
+            assert spec is not None and spec.loader is not None
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[fullname] = module
+            spec.loader.exec_module(module)
+        globals()[name] = module
 
 
-def __getattr__(name: str) -> object:
-    import importlib
-
-    if name in _SUBMODULES:
-        return importlib.import_module(f"yieldio.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'yieldio' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+_bind_lazy_submodules(("aio", "debug", "http", "subprocess", "testing"))
 
 
 def coroutine(fn: _F) -> _F:
@@ -141,7 +117,19 @@ def coroutine(fn: _F) -> _F:
 
 
 __all__ = [
-    *_LAZY,
+    "AsyncFile",
+    "BrokenStreamError",
+    "Server",
+    "SocketStream",
+    "Stream",
+    "TLSStream",
+    "open_file",
+    "open_signal_receiver",
+    "open_tcp_stream",
+    "open_unix_stream",
+    "serve_tcp",
+    "serve_unix",
+    "wrap_file",
     "BusyResourceError",
     "CancelScope",
     "Cancelled",
