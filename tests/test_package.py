@@ -1,0 +1,61 @@
+"""The ``yieldio`` package namespace: what ``import yieldio`` gives you."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import yieldio
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                         capture_output=True, text=True, timeout=50)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_no_module_getattr() -> None:
+    # CPython 3.11 will not specialise ``yieldio.sleep`` in user code if the
+    # package module defines __getattr__; every access would be a generic lookup.
+    assert "__getattr__" not in vars(yieldio)
+    assert type(yieldio) is type(sys)
+
+
+def test_every_public_name_is_there() -> None:
+    missing = [name for name in yieldio.__all__ if not hasattr(yieldio, name)]
+    assert missing == []
+    assert yieldio.serve_tcp is yieldio.net.serve_tcp
+    assert yieldio.open_file is yieldio.files.open_file
+
+
+def test_heavy_submodules_load_on_first_use() -> None:
+    out = _run("""
+        import sys, yieldio
+        print(type(sys.modules["yieldio.http"]).__name__)
+        print("h11" in sys.modules)
+        server = yieldio.http.serve          # first touch loads the module
+        print(type(yieldio.http).__name__, "h11" in sys.modules)
+        print(yieldio.debug.task_tree.__name__)
+    """)
+    assert out.splitlines() == ["_LazyModule", "False", "module True", "task_tree"]
+
+
+def test_submodules_import_normally() -> None:
+    out = _run("""
+        import yieldio
+        from yieldio.testing import VirtualClock
+        import yieldio.aio as aio
+        print(VirtualClock.__name__, aio is yieldio.aio, callable(aio.run_asyncio))
+    """)
+    assert out == "VirtualClock True True"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        yieldio.no_such_name  # noqa: B018
