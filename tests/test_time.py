@@ -131,3 +131,123 @@ def test_sleep_rejects_non_numbers_clearly():
             await yieldio.sleep("x")
 
     vrun(main)
+
+
+# -- the timer heap: distinct deadlines, ties kept in arrival order ------------
+
+def test_many_tied_timers_fire_in_the_order_they_were_set():
+    async def main():
+        log = []
+
+        async def sleeper(i):
+            await yieldio.sleep(1)
+            log.append(i)
+
+        async with yieldio.TaskGroup() as tg:
+            for i in range(50):
+                tg.spawn(sleeper, i)
+        return log
+
+    assert vrun(main) == list(range(50))
+
+
+def test_one_deadline_object_shared_by_several_sleepers():
+    async def main():
+        deadline = yieldio.current_time() + 2.0   # the very same float object
+        woke = []
+
+        async def sleeper(tag):
+            await yieldio.sleep_until(deadline)
+            woke.append((tag, yieldio.current_time()))
+
+        async with yieldio.TaskGroup() as tg:
+            for tag in "abc":
+                tg.spawn(sleeper, tag)
+        return woke
+
+    assert vrun(main) == [("a", 2.0), ("b", 2.0), ("c", 2.0)]
+
+
+def test_int_and_float_deadlines_that_are_equal_share_a_slot():
+    async def main():
+        log = []
+
+        async def sleeper(tag, deadline):
+            await yieldio.sleep_until(deadline)
+            log.append(tag)
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(sleeper, "int", 3)
+            tg.spawn(sleeper, "float", 3.0)
+            tg.spawn(sleeper, "early", 1)
+        k = yieldio._state.current_kernel()
+        return log, k.timers, k.timer_targets
+
+    log, heap, targets = vrun(main)
+    assert log == ["early", "int", "float"]
+    assert heap == [] and targets == {}
+
+
+def test_cancelling_one_of_tied_timers_leaves_the_others():
+    async def main():
+        log = []
+
+        async def sleeper(tag):
+            with yieldio.move_on_after(5) as scope:
+                await yieldio.sleep(5)
+                log.append(tag)
+            if scope.cancelled_caught:
+                log.append(tag + " timed out")
+
+        async with yieldio.TaskGroup() as tg:
+            tasks = [tg.spawn(sleeper, tag) for tag in "abcd"]
+            await yieldio.sleep(1)
+            tasks[1].cancel()
+        return log
+
+    # Each task's sleep and its scope's deadline tie at t=5; b was cancelled at
+    # t=1, so its timers are stale and must be skipped, not fired.
+    # The scope's timer was set first, so it fires first: the sleeps time out.
+    assert vrun(main) == ["a timed out", "c timed out", "d timed out"]
+
+
+def test_a_timer_set_again_at_the_same_deadline_fires_once():
+    async def main():
+        fired = []
+        with yieldio.CancelScope() as scope:
+            scope.deadline = yieldio.current_time() + 1
+            scope.deadline = yieldio.current_time() + 2
+            scope.deadline = yieldio.current_time() + 1   # same value as the first
+            try:
+                await yieldio.sleep(10)
+            finally:
+                fired.append(yieldio.current_time())
+        k = yieldio._state.current_kernel()
+        return fired, scope.cancelled_caught, k.stale_timers, len(k.timers)
+
+    fired, caught, stale, left = vrun(main)
+    assert fired == [1.0] and caught
+    # Left in the heap: the t=2 deadline and the sleep's t=10 timer, both stale.
+    assert stale == left == 2
+
+
+def test_cancelled_tied_timers_are_compacted_away():
+    async def main():
+        k = yieldio._state.current_kernel()
+        async with yieldio.TaskGroup() as tg:
+            deadline = yieldio.current_time() + 100
+            for _ in range(3000):
+                tg.spawn(yieldio.sleep_until, deadline)
+            keeper = tg.spawn(yieldio.sleep_until, deadline)
+            for _ in range(5):
+                await yieldio.sleep(0)          # all of them are asleep now
+            for t in tg.tasks:
+                if t is not keeper:
+                    t.cancel()
+            await yieldio.sleep(1)              # a poll: compaction runs
+            sizes = (len(k.timers), len(k.timer_targets), k.stale_timers)
+        return sizes, keeper.done(), yieldio.current_time()
+
+    sizes, keeper_done, now = vrun(main)
+    assert keeper_done and now == 100.0
+    assert sizes[2] == 0 and sizes[0] <= 2

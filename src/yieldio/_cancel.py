@@ -171,7 +171,7 @@ class CancelScope:
 
     def _disarm_deadline(self) -> None:
         if self._timer is not None:
-            self._kernel.cancel_timer(self._timer)
+            self._kernel.cancel_timer(self)
             self._timer = None
 
     def _on_deadline(self) -> None:

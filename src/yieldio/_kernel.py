@@ -82,11 +82,18 @@ class _SleepWait:
         entry = task._timer
         if entry is None:
             return "sleep"
-        left = max(0.0, entry[0] - task._kernel.clock_now())
+        left = max(0.0, entry - task._kernel.clock_now())
         return f"sleep until +{left:.2f} s"
 
 
 SLEEP_WAIT = _SleepWait()
+
+
+class _Tied(list):  # type: ignore[type-arg]
+    """The targets of timers that share one deadline, in the order they were set."""
+
+    __slots__ = ()
+    _timer = None  # a bucket is never "the" live timer: see Kernel._next_deadline
 
 
 _HOOKS = (
@@ -116,9 +123,9 @@ class Kernel(OutsideWorld):
         # The running task; None only between steps (typed as Task: every
         # caller runs inside a task).
         self.current: Task = None  # type: ignore[assignment]
-        self.timers: list[tuple[float, int, Any]] = []
+        self.timers: list[float] = []  # a heap of distinct deadlines, see add_timer
+        self.timer_targets: dict[float, Any] = {}
         self.stale_timers = 0
-        self._timer_seq = itertools.count()
         # Task ids count per run, so that a seeded run's trace is identical every time.
         self.task_ids = itertools.count(1)
         self._open_outside()
@@ -236,51 +243,98 @@ class Kernel(OutsideWorld):
         return task
 
     # -- timers ---------------------------------------------------------------
-    def add_timer(self, deadline: float, target: Any) -> tuple[float, int, Any]:
-        """Call ``target._on_deadline()`` (or wake a sleeping task) at ``deadline``."""
-        entry = (deadline, next(self._timer_seq), target)
+    # The heap holds each distinct deadline once, as a bare float: floats compare
+    # in one C call and are not GC-tracked, where (deadline, seq, target) tuples
+    # cost a tracked object per timer and two comparisons per heap level.
+    # ``timer_targets`` maps a deadline to its target, or to a _Tied list of the
+    # targets that share it, in the order their timers were set (ties fire FIFO).
+    # A timer is live while ``target._timer == deadline``; cancelling one only
+    # clears ``target._timer`` and the stale entry is skipped when it comes up.
+    def add_timer(self, deadline: float, target: Any) -> float:
+        """Call ``target._on_deadline()`` (or wake a sleeping task) at ``deadline``.
+
+        Returns the deadline as the timer's entry (also set as ``target._timer``).
+        """
+        entry = deadline + 0.0  # one key for 2, 2.0 and -0.0 == 0.0
+        targets = self.timer_targets
+        first = targets.get(entry)
+        if first is None:
+            targets[entry] = target
+            heapq.heappush(self.timers, entry)
+        elif type(first) is _Tied:
+            first.append(target)
+        else:
+            targets[entry] = _Tied((first, target))
         target._timer = entry
-        heapq.heappush(self.timers, entry)
         return entry
 
-    def cancel_timer(self, entry: tuple[float, int, Any]) -> None:
-        """Make a timer stale; it is skipped when it reaches the top of the heap."""
-        target = entry[2]
-        if target._timer is entry:
+    def cancel_timer(self, target: Any) -> None:
+        """Cancel ``target``'s timer, if it has one.
+
+        The entry stays in the heap, stale, and is dropped when it reaches the top.
+        """
+        if target._timer is not None:
             target._timer = None
             self.stale_timers += 1
 
     def _next_deadline(self) -> float | None:
         timers = self.timers
+        targets = self.timer_targets
         while timers:
             entry = timers[0]
-            if entry[2]._timer is entry:
-                return entry[0]
+            item = targets[entry]
+            if type(item) is _Tied:
+                stale = sum(1 for t in item if t._timer != entry)
+                if stale < len(item):
+                    return entry
+            elif item._timer == entry:
+                return entry
+            else:
+                stale = 1
             heapq.heappop(timers)
-            self.stale_timers -= 1
+            del targets[entry]
+            self.stale_timers -= stale
         return None
 
     def _compact_timers(self) -> None:
         # Timeouts that never fire leave stale entries behind; once they are
         # most of the heap, rebuild it so memory stays proportional to live timers.
-        self.timers = [e for e in self.timers if e[2]._timer is e]
+        live: dict[float, Any] = {}
+        for entry, item in self.timer_targets.items():
+            if type(item) is _Tied:
+                still = [t for t in item if t._timer == entry]
+                if len(still) > 1:
+                    live[entry] = _Tied(still)
+                elif still:
+                    live[entry] = still[0]
+            elif item._timer == entry:
+                live[entry] = item
+        self.timer_targets = live
+        self.timers = list(live)
         heapq.heapify(self.timers)
         self.stale_timers = 0
 
     def _expire_timers(self) -> None:
         timers = self.timers
+        targets = self.timer_targets
         clock_now = self.clock_now
         now = clock_now()
-        reschedule = self.reschedule
-        while timers and timers[0][0] <= now:
+        while timers and timers[0] <= now:
             entry = heapq.heappop(timers)
-            target = entry[2]
-            if target._timer is not entry:
-                self.stale_timers -= 1
-                continue
+            item = targets.pop(entry)
+            if type(item) is _Tied:
+                for target in item:
+                    self._fire_timer(target, entry)
+            else:
+                self._fire_timer(item, entry)
+
+    def _fire_timer(self, target: Any, entry: float) -> None:
+        if target._timer != entry:
+            self.stale_timers -= 1
+        else:
             target._timer = None
             if type(target) is Task:
-                reschedule(target)
+                self.reschedule(target)
             else:
                 target._on_deadline()
 
@@ -336,7 +390,7 @@ class Kernel(OutsideWorld):
         if task._own_scope is not None:
             remove_task_scope(task)
         if task._timer is not None:
-            self.cancel_timer(task._timer)
+            self.cancel_timer(task)
         joiners = task._joiners
         if joiners:
             task._joiners = None
@@ -376,8 +430,8 @@ class Kernel(OutsideWorld):
             if main._state is not RUNNING and not self.system_tasks:
                 return False
             timers = self.timers
-            if timers and timers[0][2]._timer is timers[0]:
-                deadline: float | None = timers[0][0]  # the common case, inlined
+            if timers and self.timer_targets[timers[0]]._timer == timers[0]:
+                deadline: float | None = timers[0]  # the common case, inlined
             else:
                 deadline = self._next_deadline()
             if deadline is None:
@@ -428,7 +482,7 @@ class Kernel(OutsideWorld):
             # clock_now holds a function, not a method: read it, then call it
             # (3.11 cannot specialise LOAD_METHOD for an instance attribute).
             clock_now = self.clock_now
-            if timers[0][0] <= clock_now():
+            if timers[0] <= clock_now():
                 self._expire_timers()
             if self.stale_timers > 1024 and self.stale_timers * 2 > len(timers):
                 self._compact_timers()

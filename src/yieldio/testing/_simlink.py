@@ -146,13 +146,13 @@ class _SimPipe(_Pipe):
         self.segments.clear()
         self.inflight = 0
         if self._timer is not None:
-            self.conn.net._kernel.cancel_timer(self._timer)
+            self.conn.net._kernel.cancel_timer(self)
         super().do_reset()
 
     def resume(self) -> None:
         """Faults changed: deliver now whatever is due (a stall timer may be pending)."""
         if self._timer is not None:
-            self.conn.net._kernel.cancel_timer(self._timer)
+            self.conn.net._kernel.cancel_timer(self)
         self.deliver_due()
 
 
