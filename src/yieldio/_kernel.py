@@ -18,12 +18,14 @@ Read this module top to bottom in one sitting; it is the whole scheduler.
   polls. It is written once; instruments and the seeded schedule are tested
   with a local flag per batch/step, so an un-instrumented run pays nothing
   measurable for them.
+* Two halves live in their own modules, as mixins of :class:`Kernel` (no
+  extra hop: they are its methods): ``_outside.py`` (epoll, thread calls,
+  Ctrl-C) and ``_timers.py`` (the clock, the timer heap, sleeping).
 """
 
 from __future__ import annotations
 
 import contextvars
-import heapq
 import itertools
 import random
 import sys
@@ -38,6 +40,7 @@ from ._cancel import CancelScope, remove_task_scope
 from ._exceptions import Cancelled
 from ._outside import OutsideWorld
 from ._task import CANCELLED, DONE, FAILED, RUNNING, Task, throw_into
+from ._timers import SystemClock, TimerHeap
 from ._trampoline import Trampoline
 from ._traps import PARK, SCHEDULE
 
@@ -54,48 +57,6 @@ FAST_PATH_BUDGET = 32
 DELAY_PROBABILITY = 0.1
 
 
-class SystemClock:
-    """The default clock: ``time.monotonic()``, and real sleeping."""
-
-    autojump = False
-
-    def current_time(self) -> float:
-        return time.monotonic()
-
-    def deadline_to_sleep_time(self, deadline: float) -> float:
-        return deadline - time.monotonic()
-
-
-class _SleepWait:
-    """The wait object of a sleeping task; aborting it makes its timer stale."""
-
-    __slots__ = ()
-
-    def _abort_wait(self, task: Task) -> bool:
-        entry = task._timer
-        if entry is not None:
-            task._timer = None
-            task._kernel.stale_timers += 1
-        return True
-
-    def _describe_wait(self, task: Task) -> str:
-        entry = task._timer
-        if entry is None:
-            return "sleep"
-        left = max(0.0, entry - task._kernel.clock_now())
-        return f"sleep until +{left:.2f} s"
-
-
-SLEEP_WAIT = _SleepWait()
-
-
-class _Tied(list):  # type: ignore[type-arg]
-    """The targets of timers that share one deadline, in the order they were set."""
-
-    __slots__ = ()
-    _timer = None  # a bucket is never "the" live timer: see Kernel._next_deadline
-
-
 _HOOKS = (
     "before_run",
     "after_run",
@@ -109,23 +70,15 @@ _HOOKS = (
 )
 
 
-class Kernel(OutsideWorld):
+class Kernel(OutsideWorld, TimerHeap):
     """One event loop; created by :func:`run`, one per thread at most."""
 
     def __init__(self, clock: Any = None, instruments: Any = (), seed: int | None = None) -> None:
-        self.clock = clock if clock is not None else SystemClock()
-        # The system clock is read straight from time.monotonic (no Python
-        # frame per reading: the loop reads it every iteration with timers).
-        self.system_clock = type(self.clock) is SystemClock
-        self.clock_now: Callable[[], float] = (
-            time.monotonic if self.system_clock else self.clock.current_time)
+        self._init_timers(clock)
         self.ready: deque[Task] = deque()
         # The running task; None only between steps (typed as Task: every
         # caller runs inside a task).
         self.current: Task = None  # type: ignore[assignment]
-        self.timers: list[float] = []  # a heap of distinct deadlines, see add_timer
-        self.timer_targets: dict[float, Any] = {}
-        self.stale_timers = 0
         # Task ids count per run, so that a seeded run's trace is identical every time.
         self.task_ids = itertools.count(1)
         self._open_outside()
@@ -241,102 +194,6 @@ class Kernel(OutsideWorld):
             self._call_hooks("task_spawned", task)
             self._call_hooks("task_scheduled", task)
         return task
-
-    # -- timers ---------------------------------------------------------------
-    # The heap holds each distinct deadline once, as a bare float: floats compare
-    # in one C call and are not GC-tracked, where (deadline, seq, target) tuples
-    # cost a tracked object per timer and two comparisons per heap level.
-    # ``timer_targets`` maps a deadline to its target, or to a _Tied list of the
-    # targets that share it, in the order their timers were set (ties fire FIFO).
-    # A timer is live while ``target._timer == deadline``; cancelling one only
-    # clears ``target._timer`` and the stale entry is skipped when it comes up.
-    def add_timer(self, deadline: float, target: Any) -> float:
-        """Call ``target._on_deadline()`` (or wake a sleeping task) at ``deadline``.
-
-        Returns the deadline as the timer's entry (also set as ``target._timer``).
-        """
-        entry = deadline + 0.0  # one key for 2, 2.0 and -0.0 == 0.0
-        targets = self.timer_targets
-        first = targets.get(entry)
-        if first is None:
-            targets[entry] = target
-            heapq.heappush(self.timers, entry)
-        elif type(first) is _Tied:
-            first.append(target)
-        else:
-            targets[entry] = _Tied((first, target))
-        target._timer = entry
-        return entry
-
-    def cancel_timer(self, target: Any) -> None:
-        """Cancel ``target``'s timer, if it has one.
-
-        The entry stays in the heap, stale, and is dropped when it reaches the top.
-        """
-        if target._timer is not None:
-            target._timer = None
-            self.stale_timers += 1
-
-    def _next_deadline(self) -> float | None:
-        timers = self.timers
-        targets = self.timer_targets
-        while timers:
-            entry = timers[0]
-            item = targets[entry]
-            if type(item) is _Tied:
-                stale = sum(1 for t in item if t._timer != entry)
-                if stale < len(item):
-                    return entry
-            elif item._timer == entry:
-                return entry
-            else:
-                stale = 1
-            heapq.heappop(timers)
-            del targets[entry]
-            self.stale_timers -= stale
-        return None
-
-    def _compact_timers(self) -> None:
-        # Timeouts that never fire leave stale entries behind; once they are
-        # most of the heap, rebuild it so memory stays proportional to live timers.
-        live: dict[float, Any] = {}
-        for entry, item in self.timer_targets.items():
-            if type(item) is _Tied:
-                still = [t for t in item if t._timer == entry]
-                if len(still) > 1:
-                    live[entry] = _Tied(still)
-                elif still:
-                    live[entry] = still[0]
-            elif item._timer == entry:
-                live[entry] = item
-        self.timer_targets = live
-        self.timers = list(live)
-        heapq.heapify(self.timers)
-        self.stale_timers = 0
-
-    def _expire_timers(self) -> None:
-        timers = self.timers
-        targets = self.timer_targets
-        clock_now = self.clock_now
-        now = clock_now()
-        while timers and timers[0] <= now:
-            entry = heapq.heappop(timers)
-            item = targets.pop(entry)
-            if type(item) is _Tied:
-                for target in item:
-                    self._fire_timer(target, entry)
-            else:
-                self._fire_timer(item, entry)
-
-    def _fire_timer(self, target: Any, entry: float) -> None:
-        if target._timer != entry:
-            self.stale_timers -= 1
-        else:
-            target._timer = None
-            if type(target) is Task:
-                self.reschedule(target)
-            else:
-                target._on_deadline()
 
     # -- stepping ---------------------------------------------------------------
     def _odd_yield(self, task: Task, value: Any) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from . import _state
-from ._kernel import SLEEP_WAIT
+from ._timers import SLEEP_WAIT
 from ._traps import PARK, SCHEDULE
 
 __all__ = ["sleep", "sleep_until", "sleep_forever", "current_time", "checkpoint", "Clock"]

@@ -141,7 +141,7 @@ class TraceRecorder:
         # first hook to run starts the recording.
         k = _state.current_kernel()
         self._kernel = k
-        from .._kernel import SystemClock
+        from .._timers import SystemClock
 
         # Real time is the timeline; a virtual clock's time goes in args.
         self._clock_now = None if type(k.clock) is SystemClock else k.clock_now
