@@ -251,3 +251,18 @@ def test_cancelled_tied_timers_are_compacted_away():
     sizes, keeper_done, now = vrun(main)
     assert keeper_done and now == 100.0
     assert sizes[2] == 0 and sizes[0] <= 2
+
+
+def test_compaction_keeps_one_timer_for_a_target_re_armed_at_the_same_deadline():
+    async def main():
+        k = yieldio._state.current_kernel()
+        with yieldio.CancelScope() as scope:
+            scope.deadline = yieldio.current_time() + 1
+            scope.deadline = math.inf
+            scope.deadline = yieldio.current_time() + 1    # same deadline, again
+            k._compact_timers()
+            await yieldio.sleep(5)
+        return scope.cancelled_caught, yieldio.current_time(), k.stale_timers
+
+    # Only the sleep's own timer is left, stale after the scope fired at t=1.
+    assert vrun(main) == (True, 1.0, 1)

@@ -149,7 +149,9 @@ class TimerHeap:
         live: dict[float, Any] = {}
         for entry, item in self.timer_targets.items():
             if type(item) is _Tied:
-                still = [t for t in item if t._timer == entry]
+                # dict.fromkeys: a target re-armed at the same deadline is in
+                # the bucket twice (once stale) but has one live timer.
+                still = list(dict.fromkeys(t for t in item if t._timer == entry))
                 if len(still) > 1:
                     live[entry] = _Tied(still)
                 elif still:
