@@ -171,8 +171,7 @@ class CancelScope:
 
     def _disarm_deadline(self) -> None:
         if self._timer is not None:
-            self._kernel.cancel_timer(self)
-            self._timer = None
+            self._kernel.cancel_timer(self)  # clears self._timer
 
     def _on_deadline(self) -> None:
         self._by_deadline = True

@@ -51,10 +51,7 @@ class _SleepWait:
     __slots__ = ()
 
     def _abort_wait(self, task: Task) -> bool:
-        entry = task._timer
-        if entry is not None:
-            task._timer = None
-            task._kernel.stale_timers += 1
+        task._kernel.cancel_timer(task)
         return True
 
     def _describe_wait(self, task: Task) -> str:
@@ -168,21 +165,16 @@ class TimerHeap:
         targets = self.timer_targets
         clock_now = self.clock_now
         now = clock_now()
+        reschedule = self.reschedule
         while timers and timers[0] <= now:
             entry = heapq.heappop(timers)
             item = targets.pop(entry)
-            if type(item) is _Tied:
-                for target in item:
-                    self._fire_timer(target, entry)
-            else:
-                self._fire_timer(item, entry)
-
-    def _fire_timer(self, target: Any, entry: float) -> None:
-        if target._timer != entry:
-            self.stale_timers -= 1
-        else:
-            target._timer = None
-            if type(target) is Task:
-                self.reschedule(target)
-            else:
-                target._on_deadline()
+            for target in item if type(item) is _Tied else (item,):
+                if target._timer != entry:
+                    self.stale_timers -= 1
+                    continue
+                target._timer = None
+                if type(target) is Task:
+                    reschedule(target)
+                else:
+                    target._on_deadline()
