@@ -58,7 +58,12 @@ class Kernel:
         ready = self.ready
         popleft = ready.popleft
         append = ready.append
-        while ready:
+        # 'while True' + break: CPython 3.11 specialises a code object only
+        # after calls or unconditional backward jumps, and this frame is
+        # entered once ('while ready' ends in a conditional jump).
+        while True:
+            if not ready:
+                break
             task = popleft()
             try:
                 trap = task.gen.send(task.value)

@@ -281,13 +281,14 @@ def insert_task_scope(task: Task) -> CancelScope:
         del outer._children[own]
         own._parent = root
         root._children[own] = None
-    task._own_scope = root
+    task._extras().own_scope = root
     return root
 
 
 def remove_task_scope(task: Task) -> None:
     """Unlink a finished task's root scope from the tree."""
-    root = task._own_scope
+    extra = task._extra
+    root = extra.own_scope if extra is not None else None
     if root is None:
         return
     parent = root._parent

@@ -52,64 +52,65 @@ class Task:
     exception, or :class:`TaskCancelled`); ``task.cancel()`` cancels it.
     """
 
-    # Hot fields live in slots. Rare ones (set by few tasks: a sleeping one,
-    # a joined one, a cancelled one...) fall back to the class defaults below
-    # and go to a lazily created instance dict when set: spawning then costs
-    # a dozen stores instead of two dozen, and an idle task stays small.
+    # Every field is a slot and there is no instance dict: CPython 3.11 gives
+    # a class with a dict an inline-values array per instance (one more
+    # allocation per spawn, ~100 bytes, and one more walk for the garbage
+    # collector). Fields few tasks ever need live in a TaskExtras made on
+    # demand; after a task ends, _val holds its result and _exc its error.
     __slots__ = (
         "id",
         "coro",
-        "_driver",
+        "_driver",  # what the kernel sends to: coro, or its Trampoline
         "_context",
         "_val",
         "_exc",
         "_wait",
         "_scope",
         "_cancel_pending",
+        "_ki_pending",
         "_group",
         "parent",
         "_state",
         "_kernel",
-        "_timer",  # a slot, not a class default: every sleep sets it
-        # Read when every task exits: slots, because CPython 3.11 cannot
-        # specialise reading a class default through an instance.
-        "_own_scope",
-        "_joiners",
-        "_start_status",
-        "__dict__",
+        "_timer",
+        "_name",
+        "_extra",
     )
-
-    _name: str | None = None
-    _ki_pending = False
-    _tramp: Any = None
-    _result: Any = None
-    _exception: BaseException | None = None
-    _child_groups: list[TaskGroup] | None = None
 
     def __init__(self, coro: Any, kernel: Any, scope: CancelScope, context: Any,
                  parent: Task | None, group: TaskGroup | None, name: str | None) -> None:
         self.id = next(kernel.task_ids)
-        if name is not None:
-            self._name = name
+        self._name = name
         self.coro = coro
-        # What the kernel sends to: the coroutine, or its Trampoline once the
-        # task made a trampolined call. (Bound methods are not cached: each
-        # would be one more GC-tracked object per task.)
+        # (Bound send/throw methods are not cached: each would be one more
+        # GC-tracked object per task.)
         self._driver = coro
         self._context = context
-        self._val = None
+        self._val: Any = None
         self._exc: BaseException | None = None
         self._wait: Any = None
         self._scope = scope
         self._cancel_pending = scope._eff
+        self._ki_pending = False
         self._group = group
         self.parent = parent
         self._state = RUNNING
         self._kernel = kernel
         self._timer: Any = None
-        self._own_scope: CancelScope | None = None
-        self._joiners: dict[Task, None] | None = None
-        self._start_status: TaskStatus | None = None
+        self._extra: TaskExtras | None = None
+
+    def _extras(self) -> TaskExtras:
+        """The task's rare fields, created the first time one is set."""
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = TaskExtras()
+        return extra
+
+    @property
+    def _tramp(self) -> Any:
+        """The task's Trampoline, or None if it never made a trampolined call."""
+        driver = self._driver
+        return None if driver is self.coro else driver
 
     # -- identity -----------------------------------------------------------
     @property
@@ -141,8 +142,9 @@ class Task:
     def children(self) -> list[Task]:
         """Live tasks spawned into task groups that this task has open."""
         out: list[Task] = []
-        for g in self._child_groups or ():
-            out.extend(g._tasks)
+        extra = self._extra
+        for g in (extra.child_groups if extra is not None else None) or ():
+            out.extend(g.tasks)
         return out
 
     def stack(self) -> list[Any]:
@@ -180,9 +182,9 @@ class Task:
             raise RuntimeError(f"{self!r} has not finished; use 'await task.join()'")
         if self._state is CANCELLED:
             raise TaskCancelled(f"{self!r} was cancelled")
-        if self._exception is not None:
-            raise self._exception
-        return self._result
+        if self._state is FAILED:
+            raise self._exc  # type: ignore[misc]
+        return self._val
 
     def exception(self) -> BaseException | None:
         """The exception the task failed with, or None (raises if not finished)."""
@@ -190,7 +192,7 @@ class Task:
             raise RuntimeError(f"{self!r} has not finished; use 'await task.join()'")
         if self._state is CANCELLED:
             raise TaskCancelled(f"{self!r} was cancelled")
-        return self._exception
+        return self._exc
 
     def join(self) -> Awaitable[Any]:
         """Wait for the task to finish; return its result or raise its error.
@@ -211,7 +213,8 @@ class Task:
         """
         if self._state is not RUNNING:
             return
-        scope = self._own_scope
+        extra = self._extra
+        scope = extra.own_scope if extra is not None else None
         if scope is None:
             from ._cancel import insert_task_scope
 
@@ -230,13 +233,26 @@ class Task:
 
     # -- waiting protocol (for join) -----------------------------------------
     def _abort_wait(self, task: Task) -> bool:
-        if self._joiners is not None and task in self._joiners:
-            del self._joiners[task]
+        joiners = self._extra.joiners if self._extra is not None else None
+        if joiners is not None and task in joiners:
+            del joiners[task]
             return True
         return False
 
     def _describe_wait(self, task: Task) -> str:
         return f"join task {self.id} ({self.name})"
+
+
+class TaskExtras:
+    """A task's fields that few tasks need, kept off the task itself."""
+
+    __slots__ = ("own_scope", "joiners", "start_status", "child_groups")
+
+    def __init__(self) -> None:
+        self.own_scope: CancelScope | None = None  # a root scope, made by cancel()
+        self.joiners: dict[Task, None] | None = None  # tasks waiting in join()
+        self.start_status: TaskStatus | None = None  # TaskGroup.start()'s handshake
+        self.child_groups: list[TaskGroup] | None = None  # TaskGroups it has open
 
 
 def throw_into(task: Task, exc: BaseException) -> Any:
@@ -263,9 +279,10 @@ def _join(target: Task) -> Generator[Any, Any, Any]:
     if task._cancel_pending:
         task._raise_cancel()
     if target._state is RUNNING:
-        if target._joiners is None:
-            target._joiners = {}
-        target._joiners[task] = None
+        extra = target._extras()
+        if extra.joiners is None:
+            extra.joiners = {}
+        extra.joiners[task] = None
         task._wait = target
         yield PARK
     else:

@@ -50,8 +50,8 @@ class TaskStatus:
             raise RuntimeError("task_status.started() called twice")
         self._started = True
         self._value = value
-        if self._task is not None:
-            self._task._start_status = None
+        if self._task is not None and self._task._extra is not None:
+            self._task._extra.start_status = None
         self._wake()
 
     def _wake(self) -> None:
@@ -69,6 +69,10 @@ class TaskStatus:
         return f"start of task {name}"
 
 
+def _spawn_order(task: Task) -> int:
+    return task.id
+
+
 class _GroupExitWait:
     """What a task waits on while its TaskGroup's block waits for children."""
 
@@ -84,7 +88,7 @@ class _GroupExitWait:
         return False
 
     def _describe_wait(self, task: Task) -> str:
-        return f"TaskGroup exit ({len(self.group._tasks)} children left)"
+        return f"TaskGroup exit ({self.group._live} children left)"
 
 
 class TaskGroup:
@@ -102,9 +106,15 @@ class TaskGroup:
     quietly.
     """
 
+    __slots__ = ("_scope", "_live", "_errors", "_owner", "_kernel", "_entered", "_closed",
+                 "_waiting", "_exit_wait", "__weakref__")
+
     def __init__(self) -> None:
         self._scope = CancelScope()
-        self._tasks: dict[Task, None] = {}
+        # A count, not a set: the children are already listed by the cancel
+        # scopes they run in (see ``tasks``), and a second dict would cost
+        # every spawn an insert and a delete, and the collector a walk.
+        self._live = 0
         self._errors: list[BaseException] = []
         self._owner: Task | None = None
         self._kernel: Any = None
@@ -114,7 +124,7 @@ class TaskGroup:
         self._exit_wait = _GroupExitWait(self)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._tasks)} tasks"
+        state = "closed" if self._closed else f"{self._live} tasks"
         return f"<TaskGroup {state}>"
 
     @property
@@ -124,8 +134,17 @@ class TaskGroup:
 
     @property
     def tasks(self) -> list[Task]:
-        """The live child tasks."""
-        return list(self._tasks)
+        """The live child tasks, in spawn order."""
+        if not self._live:
+            return []
+        found: list[Task] = []
+        pending = [self._scope]
+        while pending:  # every child runs in our scope or one nested in it
+            scope = pending.pop()
+            found.extend(t for t in scope._tasks if t._group is self)
+            pending.extend(scope._children)
+        found.sort(key=_spawn_order)
+        return found
 
     def cancel(self) -> None:
         """Cancel the body and all children; the group then exits without error."""
@@ -150,8 +169,19 @@ class TaskGroup:
         else:
             coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
         k = self._kernel
-        task = k.spawn(coro, self._scope, k.current, self, name)
-        self._tasks[task] = None
+        cur = k.current
+        if (cur is not None and cur._context is None and not len(k.shared_context)
+                and not k.closed and not k._hooks["task_spawned"]):
+            # Kernel.spawn's common case, inlined (a Python call is ~4% of a
+            # spawn): the spawner runs in the empty shared context, so the
+            # child shares it too, and no instrument wants to hear of it.
+            scope = self._scope
+            task = Task(coro, k, scope, None, cur, self, name)
+            scope._tasks[task] = None
+            k.ready.append(task)
+        else:
+            task = k.spawn(coro, self._scope, cur, self, name)
+        self._live += 1
         return task
 
     def start(self, fn: Any, *args: Any, name: str | None = None) -> Generator[Any, Any, Any]:
@@ -173,9 +203,9 @@ class TaskGroup:
         status = TaskStatus()
         coro = _as_coroutine(lambda *a: fn(*a, task_status=status), args, "TaskGroup.start()")
         task = k.spawn(coro, self._scope, me, self, name or getattr(fn, "__qualname__", None))
-        self._tasks[task] = None
+        self._live += 1
         status._task = task
-        task._start_status = status
+        task._extras().start_status = status
         if not status._started and status._error is None and task._state is RUNNING:
             status._waiter = me
             me._wait = status
@@ -193,20 +223,21 @@ class TaskGroup:
 
     # -- children ending ----------------------------------------------------
     def _child_exited(self, task: Task) -> None:
-        del self._tasks[task]
-        status = task._start_status
+        self._live -= 1
+        extra = task._extra
+        status = extra.start_status if extra is not None else None
         if status is not None and not status._started:
-            task._start_status = None
+            extra.start_status = None  # type: ignore[union-attr]
             if task._state is FAILED:
                 # An error before started() belongs to the caller of start().
-                status._error = task._exception
+                status._error = task._exc
             status._wake()
         elif task._state is FAILED:
-            exc = task._exception
+            exc = task._exc
             assert exc is not None
             self._errors.append(exc)
             self._scope.cancel()
-        if not self._tasks and self._waiting:
+        if not self._live and self._waiting:
             owner = self._owner
             assert owner is not None
             if owner._wait is self._exit_wait:
@@ -222,9 +253,10 @@ class TaskGroup:
         self._entered = True
         self._scope.__enter__()
         owner = k.current
-        if owner._child_groups is None:
-            owner._child_groups = []
-        owner._child_groups.append(self)
+        extra = owner._extras()
+        if extra.child_groups is None:
+            extra.child_groups = []
+        extra.child_groups.append(self)
         return self
 
     async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -232,11 +264,12 @@ class TaskGroup:
         assert owner is not None
         if exc is not None and not isinstance(exc, Cancelled):
             self._scope.cancel()
-        if self._tasks:
+        if self._live:
             await self._wait_children()
         self._closed = True
-        if owner._child_groups is not None:
-            owner._child_groups.remove(self)
+        extra = owner._extra
+        if extra is not None and extra.child_groups is not None:
+            extra.child_groups.remove(self)
         errors = self._errors
         # Leave our scope; remember whether an *enclosing* scope is cancelled.
         parent = self._scope._parent
@@ -276,7 +309,7 @@ class TaskGroup:
         assert owner is not None
         self._waiting = True
         try:
-            while self._tasks:
+            while self._live:
                 owner._wait = self._exit_wait
                 yield PARK
         finally:

@@ -227,7 +227,7 @@ class TraceRecorder:
     def task_exited(self, task: Any) -> None:
         self._live -= 1
         state = task._state
-        exc = task._exception
+        exc = task._exc if state == "failed" else None
         how = f"{state}: {type(exc).__name__}: {exc}" if exc is not None else state
         self._append(("i", task.id, _perf(), "exit", {"outcome": how}))
         self.recorded += 1
