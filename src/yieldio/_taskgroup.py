@@ -223,6 +223,8 @@ class TaskGroup:
 
     # -- children ending ----------------------------------------------------
     def _child_exited(self, task: Task) -> None:
+        # Kernel._task_exited inlines the common case (a clean exit that is
+        # not the last child): keep the two in step.
         self._live -= 1
         extra = task._extra
         status = extra.start_status if extra is not None else None
