@@ -329,3 +329,59 @@ def test_deadlock_is_reported_with_the_task_tree():
         yieldio.run(main)
     text = str(info.value)
     assert "waits-a" in text and "waits-b" in text and "Event.wait" in text
+
+
+def test_parent_name_children_and_results_of_tasks():
+    # Task keeps parent and name off its slots (group owner / extras) and its
+    # result in _val after exit: the public view must not notice.
+    async def leaf(x):
+        await yieldio.sleep(0)
+        return x * 2
+
+    async def main():
+        me = yieldio.current_task()
+        assert me.parent is None and me.name == "main"
+        async with yieldio.TaskGroup() as tg:
+            a = tg.spawn(leaf, 1)
+            b = tg.spawn(leaf, 2, name="bee")
+            late: list = []
+
+            async def spawner():
+                late.append(tg.spawn(leaf, 3))  # spawned by a child, not the owner
+
+            c = tg.spawn(spawner)
+            await yieldio.sleep(0)
+            assert set(me.children) >= {a, b}
+            assert tg.tasks == sorted(tg.tasks, key=lambda t: t.id)
+        assert a.parent is me and b.parent is me and c.parent is me
+        assert late[0].parent is c
+        assert a.name.endswith("leaf") and b.name == "bee"
+        b.name = "renamed"
+        assert b.name == "renamed"
+        assert (a.result(), b.result(), late[0].result(), c.result()) == (2, 4, 6, None)
+        assert a.exception() is None
+        assert me.children == [] and tg.tasks == []
+
+    yieldio.run(main)
+
+
+def test_failed_task_keeps_its_exception_and_joiners_wake():
+    async def boom():
+        await yieldio.sleep(0)
+        raise ValueError("bad")
+
+    async def main():
+        with pytest.raises(ExceptionGroup):
+            async with yieldio.TaskGroup() as tg:
+                t = tg.spawn(boom)
+
+                async def joiner():
+                    with pytest.raises(ValueError):
+                        await t.join()
+
+                tg.spawn(joiner)
+        assert isinstance(t.exception(), ValueError)
+        with pytest.raises(ValueError, match="bad"):
+            t.result()
+
+    yieldio.run(main)

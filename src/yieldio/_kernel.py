@@ -190,7 +190,9 @@ class Kernel(OutsideWorld, TimerHeap):
                 if not len(context):
                     context = None  # nothing to keep apart: run in the shared context
             # else: spawned from the empty shared context, which it shares too
-        task = Task(coro, self, scope, context, parent, group, name)
+        task = Task(coro, self, scope, context, group, name)
+        if parent is not (group._owner if group is not None else None):
+            task._extras().parent = parent
         scope._tasks[task] = None
         self.ready.append(task)
         if self._hooks["task_spawned"]:

@@ -69,18 +69,15 @@ class Task:
         "_cancel_pending",
         "_ki_pending",
         "_group",
-        "parent",
         "_state",
         "_kernel",
         "_timer",
-        "_name",
         "_extra",
     )
 
     def __init__(self, coro: Any, kernel: Any, scope: CancelScope, context: Any,
-                 parent: Task | None, group: TaskGroup | None, name: str | None) -> None:
+                 group: TaskGroup | None, name: str | None) -> None:
         self.id = next(kernel.task_ids)
-        self._name = name
         self.coro = coro
         # (Bound send/throw methods are not cached: each would be one more
         # GC-tracked object per task.)
@@ -93,11 +90,10 @@ class Task:
         self._cancel_pending = scope._eff
         self._ki_pending = False
         self._group = group
-        self.parent = parent
         self._state = RUNNING
         self._kernel = kernel
         self._timer: Any = None
-        self._extra: TaskExtras | None = None
+        self._extra: TaskExtras | None = None if name is None else TaskExtras(name)
 
     def _extras(self) -> TaskExtras:
         """The task's rare fields, created the first time one is set."""
@@ -116,13 +112,27 @@ class Task:
     @property
     def name(self) -> str:
         """The name given at spawn, or the coroutine's qualified name."""
-        if self._name is None:
-            self._name = describe_coroutine(self.coro)
-        return self._name
+        extra = self._extras()
+        if extra.name is None:
+            extra.name = describe_coroutine(self.coro)
+        return extra.name
 
     @name.setter
     def name(self, value: str) -> None:
-        self._name = str(value)
+        self._extras().name = str(value)
+
+    @property
+    def parent(self) -> Task | None:
+        """The task that spawned this one (None for the main and system tasks).
+
+        Usually the owner of the task's group, which is where it is found
+        (one field less on every task); another spawner is kept in extras.
+        """
+        extra = self._extra
+        if extra is not None and extra.parent is not _GROUP_OWNER:
+            return extra.parent  # type: ignore[return-value]
+        group = self._group
+        return group._owner if group is not None else None
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.name!r} {self.state}>"
@@ -243,12 +253,17 @@ class Task:
         return f"join task {self.id} ({self.name})"
 
 
+_GROUP_OWNER = object()  # TaskExtras.parent's default: the group's owner is the parent
+
+
 class TaskExtras:
     """A task's fields that few tasks need, kept off the task itself."""
 
-    __slots__ = ("own_scope", "joiners", "start_status", "child_groups")
+    __slots__ = ("name", "parent", "own_scope", "joiners", "start_status", "child_groups")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name  # given at spawn, or computed the first time it is read
+        self.parent: Task | None | object = _GROUP_OWNER  # when not the group's owner
         self.own_scope: CancelScope | None = None  # a root scope, made by cancel()
         self.joiners: dict[Task, None] | None = None  # tasks waiting in join()
         self.start_status: TaskStatus | None = None  # TaskGroup.start()'s handshake

@@ -170,13 +170,14 @@ class TaskGroup:
             coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
         k = self._kernel
         cur = k.current
-        if (cur is not None and cur._context is None and not len(k.shared_context)
+        if (cur is self._owner and cur is not None and cur._context is None
+                and not len(k.shared_context)
                 and not k.closed and not k._hooks["task_spawned"]):
             # Kernel.spawn's common case, inlined (a Python call is ~4% of a
-            # spawn): the spawner runs in the empty shared context, so the
+            # spawn): the owner spawns from the empty shared context, so the
             # child shares it too, and no instrument wants to hear of it.
             scope = self._scope
-            task = Task(coro, k, scope, None, cur, self, name)
+            task = Task(coro, k, scope, None, self, name)
             scope._tasks[task] = None
             k.ready.append(task)
         else:

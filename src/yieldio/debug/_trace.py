@@ -217,8 +217,7 @@ class TraceRecorder:
         end = _perf()
         clock = self._clock_now
         args = {"clock": round(clock(), 6)} if clock is not None else None
-        # _name: set at spawn (task_spawned read task.name), so no property call.
-        self._append(("X", task.id, self._step_start, end, task._name or task.name, "step",
+        self._append(("X", task.id, self._step_start, end, task.name, "step",
                       args))
         self.recorded += 1
         if task._wait is not None:
