@@ -3,8 +3,8 @@
 A task is created by :meth:`TaskGroup.spawn` (or by :func:`yieldio.run` for the
 main task); it never outlives its group. Its coroutine may be anything with
 ``send``/``throw``: a generator, an ``async def`` coroutine, or a hand-written
-class. The kernel stores the bound ``send``/``throw`` of the coroutine on the
-task so that a step costs no attribute lookups on the coroutine.
+class. A task is small on purpose (a dozen slots, no instance dict): servers
+keep thousands alive, and the garbage collector walks every one of them.
 """
 
 from __future__ import annotations
