@@ -443,6 +443,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="per-run timeout in seconds (default 60 quick, 300 full)",
     )
     p.add_argument("--list", action="store_true", help="list benchmarks, cases and runtimes")
+    p.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="run nothing: print (and with --write-results, record) a run saved with --json",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print every run")
     args = p.parse_args(argv)
     args.benches = (
@@ -622,6 +627,30 @@ def list_benches(quick: bool) -> None:
             print(f"  case: {module.case_label(case)}  {json.dumps(case)}")
 
 
+def load_json_run(path: str) -> tuple[dict[str, Any], argparse.Namespace, list[dict[str, Any]], float]:
+    """Rebuild (environment, arguments, sections, elapsed) from a ``--json`` dump."""
+    data = json.loads(Path(path).read_text())
+    env = data["environment"]
+    args = parse_args([a for a in env.get("argv", []) if a != "--write-results"])
+    sections = []
+    for raw in data["sections"]:
+        sec = dict(raw)
+        cells = []
+        for c in raw["cells"]:
+            cell = Cell(c["runtime"], slow_run_s=float("inf"))
+            cell.runs, cell.infos = c["runs"], c["info"]
+            cell.failures, cell.skipped = c["failures"], c["skipped"]
+            cell.elapsed, cell.details = c["process_wall_s"], c["failure_details"]
+            cell.done = True
+            cells.append(cell)
+        sec["cells"] = cells
+        base = next((c for c in cells if c.runtime == sec["baseline"]), None)
+        sec["base_cell"] = base if base is not None and base.runs else None
+        sections.append(sec)
+    elapsed = env.get("elapsed_s") or sum(sum(c.elapsed) for s in sections for c in s["cells"])
+    return env, args, sections, float(elapsed)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m yieldio bench``; returns the exit status.
 
@@ -631,6 +660,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.list:
         list_benches(args.quick)
+        return 0
+    if args.from_json:
+        write = args.write_results
+        env, args, sections, elapsed = load_json_run(args.from_json)
+        print(f"{describe(env, args, elapsed)}\n\n{LEGEND}")
+        print(render_text(sections))
+        if write:
+            print(f"\nwrote {write_results(env, args, sections, elapsed)}", file=sys.stderr)
         return 0
     t0 = time.perf_counter()
     client = prepare(args)
@@ -644,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = run_suite(args)
     elapsed = time.perf_counter() - t0
     env["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    env["elapsed_s"] = round(elapsed, 1)
     print(f"\n{describe(env, args, elapsed)}\n\n{LEGEND}")
     print(render_text(sections))
     if args.json:
