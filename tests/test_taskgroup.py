@@ -385,3 +385,39 @@ def test_failed_task_keeps_its_exception_and_joiners_wake():
             t.result()
 
     yieldio.run(main)
+
+
+def test_tasks_lists_children_wherever_their_scopes_moved_them():
+    # TaskGroup keeps only a count; tg.tasks finds the children through the
+    # cancel scopes, including nested ones and a root scope made by cancel().
+    async def main():
+        inner_ready = yieldio.Event()
+
+        async def nested():
+            with yieldio.CancelScope():
+                with yieldio.move_on_after(100):
+                    inner_ready.set()
+                    await yieldio.sleep(50)
+
+        async def sleeper():
+            await yieldio.sleep(50)
+
+        async with yieldio.TaskGroup() as tg:
+            a = tg.spawn(nested)
+            b = tg.spawn(sleeper)
+            c = tg.spawn(sleeper)
+            await inner_ready.wait()
+            c.cancel()  # gives c its own root scope; it ends at its next checkpoint
+            assert tg.tasks == [a, b, c]  # c now runs in a root scope under ours
+            await yieldio.sleep(0)
+            assert tg.tasks == [a, b]
+            assert "2 tasks" in repr(tg)
+            async with yieldio.TaskGroup() as inner:  # a nested group's child is not ours
+                d = inner.spawn(sleeper)
+                await yieldio.sleep(0)
+                assert tg.tasks == [a, b] and inner.tasks == [d]
+                inner.cancel()
+            tg.cancel()
+        assert tg.tasks == [] and c.state == "cancelled"
+
+    vrun(main)
