@@ -151,7 +151,8 @@ class CancelScope:
             new_eff = scope._eff
             for task in tuple(scope._tasks):
                 if task._scope is scope:
-                    task._cancel_pending = new_eff or task._ki_pending
+                    extra = task._extra
+                    task._cancel_pending = new_eff or (extra is not None and extra.ki_pending)
                     if new_eff:
                         _deliver(task)
             # Reverse so the stack pops children in insertion order.
@@ -196,7 +197,8 @@ class CancelScope:
         self._tasks[task] = None
         task._scope = self
         self._eff = self._cancel_called or (not self._shield and parent._eff)
-        task._cancel_pending = self._eff or task._ki_pending
+        extra = task._extra
+        task._cancel_pending = self._eff or (extra is not None and extra.ki_pending)
         if self._deadline != math.inf:
             self._arm_deadline()
         return self
@@ -217,7 +219,8 @@ class CancelScope:
         del parent._children[self]
         parent._tasks[task] = None
         task._scope = parent
-        task._cancel_pending = parent._eff or task._ki_pending
+        extra = task._extra
+        task._cancel_pending = parent._eff or (extra is not None and extra.ki_pending)
         if exc is None or not self._eff:
             return False
         # Catch only if no enclosing cancellation is visible from here: the

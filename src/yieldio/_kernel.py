@@ -263,7 +263,7 @@ class Kernel(OutsideWorld, TimerHeap):
             self._call_hooks("task_exited", task)
         group = task._group
         if group is not None:
-            if task._state is DONE and task._extra is None and group._live > 1:
+            if extra is None and task._state is DONE and group._live > 1:
                 # TaskGroup._child_exited's common case, inlined (one Python
                 # call less per task): a clean exit that is not the last.
                 group._live -= 1

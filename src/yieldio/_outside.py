@@ -296,5 +296,5 @@ class OutsideWorld:
         if wait is not None and wait._abort_wait(task):
             self.reschedule_error(task, KeyboardInterrupt())
             return
-        task._ki_pending = True
+        task._extras().ki_pending = True
         task._cancel_pending = True

@@ -67,7 +67,6 @@ class Task:
         "_wait",
         "_scope",
         "_cancel_pending",
-        "_ki_pending",
         "_group",
         "_state",
         "_kernel",
@@ -88,7 +87,6 @@ class Task:
         self._wait: Any = None
         self._scope = scope
         self._cancel_pending = scope._eff
-        self._ki_pending = False
         self._group = group
         self._state = RUNNING
         self._kernel = kernel
@@ -233,8 +231,9 @@ class Task:
 
     def _raise_cancel(self) -> None:
         """Raise what a checkpoint must raise: KeyboardInterrupt or Cancelled."""
-        if self._ki_pending:
-            self._ki_pending = False
+        extra = self._extra
+        if extra is not None and extra.ki_pending:
+            extra.ki_pending = False
             self._cancel_pending = self._scope._eff
             raise KeyboardInterrupt
         if self._scope._eff:
@@ -259,7 +258,8 @@ _GROUP_OWNER = object()  # TaskExtras.parent's default: the group's owner is the
 class TaskExtras:
     """A task's fields that few tasks need, kept off the task itself."""
 
-    __slots__ = ("name", "parent", "own_scope", "joiners", "start_status", "child_groups")
+    __slots__ = ("name", "parent", "own_scope", "joiners", "start_status", "child_groups",
+                 "ki_pending")
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name  # given at spawn, or computed the first time it is read
@@ -268,6 +268,7 @@ class TaskExtras:
         self.joiners: dict[Task, None] | None = None  # tasks waiting in join()
         self.start_status: TaskStatus | None = None  # TaskGroup.start()'s handshake
         self.child_groups: list[TaskGroup] | None = None  # TaskGroups it has open
+        self.ki_pending = False  # Ctrl-C waits for the main task's next checkpoint
 
 
 def throw_into(task: Task, exc: BaseException) -> Any:

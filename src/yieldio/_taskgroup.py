@@ -286,8 +286,9 @@ class TaskGroup:
         for e in ([exc] if exc is not None else []) + errors:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise e
-        if owner._ki_pending:
-            owner._ki_pending = False
+        extra = owner._extra
+        if extra is not None and extra.ki_pending:
+            extra.ki_pending = False
             owner._cancel_pending = owner._scope._eff
             raise KeyboardInterrupt
         failures = list(errors)
