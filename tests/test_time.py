@@ -266,3 +266,29 @@ def test_compaction_keeps_one_timer_for_a_target_re_armed_at_the_same_deadline()
 
     # Only the sleep's own timer is left, stale after the scope fired at t=1.
     assert vrun(main) == (True, 1.0, 1)
+
+
+def test_deadlines_fire_while_tasks_never_stop_being_ready():
+    # With tasks always ready and no fd waiters the loop skips its poll and
+    # only tends the timers: a busy loop of checkpoints must still time out,
+    # and a sleeper beside it must still wake.
+    woke = []
+
+    async def sleeper():
+        await yieldio.sleep(0.02)
+        woke.append(yieldio.current_time())
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(sleeper)
+            start = yieldio.current_time()
+            spins = 0
+            with yieldio.move_on_after(0.05) as scope:
+                while True:
+                    await yieldio.sleep(0)
+                    spins += 1
+            assert scope.cancelled_caught and spins > 10
+            assert 0.05 <= yieldio.current_time() - start < 5
+            assert woke and woke[0] - start >= 0.02
+
+    yieldio.run(main)

@@ -345,15 +345,8 @@ class Kernel(OutsideWorld, TimerHeap):
             self._run_thread_calls()
         if self._ki_pending:
             self._deliver_keyboard_interrupt()
-        timers = self.timers
-        if timers:
-            # clock_now holds a function, not a method: read it, then call it
-            # (3.11 cannot specialise LOAD_METHOD for an instance attribute).
-            clock_now = self.clock_now
-            if timers[0] <= clock_now():
-                self._expire_timers()
-            if self.stale_timers > 1024 and self.stale_timers * 2 > len(timers):
-                self._compact_timers()
+        if self.timers:
+            self._tend_timers()
         if not self.ready and self.idle_waiters:
             # Everyone else is blocked and this poll woke nobody.
             waiter = next(iter(self.idle_waiters))
@@ -385,12 +378,20 @@ class Kernel(OutsideWorld, TimerHeap):
             # 1. Look outside (I/O, timers, threads, signals) -- unless tasks are
             # ready and nothing outside could need us: then a poll(0) would be
             # pure overhead (it is most of a ping-pong switch).
-            if (not ready or self.io_waiters or self.timers or self._thread_calls
+            if (not ready or self.io_waiters or self._thread_calls
                     or self._ki_pending or hooks["before_io_wait"]):
                 if not self._look_outside(main):
                     return True
                 if len(shared):
                     return False  # set outside any task (a thread call): drop it
+            elif self.timers:
+                # Tasks are ready and only timers could need us: a poll(0)
+                # could only return nothing (no fd waiters, no thread calls),
+                # so just fire the timers that are due. A server with a
+                # timeout around every read saves a system call per batch.
+                self._tend_timers()
+                if len(shared):
+                    return False
             self.stats_iterations += 1
             # 2. Run the batch of tasks that were ready when it started.
             n = len(ready)

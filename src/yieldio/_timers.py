@@ -160,6 +160,17 @@ class TimerHeap:
         heapq.heapify(self.timers)
         self.stale_timers = 0
 
+    def _tend_timers(self) -> None:
+        """Fire the due timers; rebuild the heap when it is mostly stale entries."""
+        timers = self.timers
+        # clock_now holds a function, not a method: read it, then call it
+        # (3.11 cannot specialise LOAD_METHOD for an instance attribute).
+        clock_now = self.clock_now
+        if timers[0] <= clock_now():
+            self._expire_timers()
+        if self.stale_timers > 1024 and self.stale_timers * 2 > len(timers):
+            self._compact_timers()
+
     def _expire_timers(self) -> None:
         timers = self.timers
         targets = self.timer_targets
