@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["CancelScope", "move_on_after", "move_on_at", "fail_after", "fail_at"]
 
 
+_INF = math.inf
+
+
 class CancelScope:
     """A region of code that can be cancelled as a unit.
 
@@ -67,7 +70,9 @@ class CancelScope:
 
     def __init__(self, *, deadline: float = math.inf, shield: bool = False) -> None:
         self._parent: CancelScope | None = None
-        self._children: dict[CancelScope, None] = {}
+        # Made when the first scope is entered inside this one: most timeout
+        # scopes never have one, and a dict is an allocation per request.
+        self._children: dict[CancelScope, None] | None = None
         self._tasks: dict[Task, None] = {}
         self._cancel_called = False
         self._shield = bool(shield)
@@ -156,7 +161,8 @@ class CancelScope:
                     if new_eff:
                         _deliver(task)
             # Reverse so the stack pops children in insertion order.
-            pending.extend(reversed(tuple(scope._children)))
+            if scope._children:
+                pending.extend(reversed(tuple(scope._children)))
 
     # -- deadlines ----------------------------------------------------------
     def _arm_deadline(self) -> None:
@@ -192,15 +198,25 @@ class CancelScope:
         self._task = task
         parent = task._scope
         self._parent = parent
-        parent._children[self] = None
+        children = parent._children
+        if children is None:
+            children = parent._children = {}
+        children[self] = None
         parent._tasks.pop(task, None)
         self._tasks[task] = None
         task._scope = self
         self._eff = self._cancel_called or (not self._shield and parent._eff)
         extra = task._extra
         task._cancel_pending = self._eff or (extra is not None and extra.ki_pending)
-        if self._deadline != math.inf:
-            self._arm_deadline()
+        deadline = self._deadline
+        if deadline != _INF and not self._cancel_called:
+            # _arm_deadline inlined: nothing is armed yet (a timeout scope's
+            # enter is on the path of every request a server times out).
+            if deadline <= k.clock_now():
+                self._by_deadline = True
+                self.cancel()
+            else:
+                self._timer = k.add_timer(deadline, self)
         return self
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -212,11 +228,12 @@ class CancelScope:
                 f"scope it encloses ({self!r} is not the innermost scope of {task!r})"
             )
         self._exited = True
-        self._disarm_deadline()
+        if self._timer is not None:
+            self._kernel.cancel_timer(self)  # clears self._timer
         parent = self._parent
         assert parent is not None
         del self._tasks[task]
-        del parent._children[self]
+        del parent._children[self]  # type: ignore[union-attr]
         parent._tasks[task] = None
         task._scope = parent
         extra = task._extra
@@ -274,6 +291,8 @@ def insert_task_scope(task: Task) -> CancelScope:
         outer = outer._parent
     assert outer is not None
     root._parent = outer
+    if outer._children is None:
+        outer._children = {}
     outer._children[root] = None
     root._eff = not root._shield and outer._eff
     if own is None:
@@ -283,7 +302,7 @@ def insert_task_scope(task: Task) -> CancelScope:
     else:
         del outer._children[own]
         own._parent = root
-        root._children[own] = None
+        root._children = {own: None}
     task._extras().own_scope = root
     return root
 
@@ -296,7 +315,8 @@ def remove_task_scope(task: Task) -> None:
         return
     parent = root._parent
     if parent is not None:
-        parent._children.pop(root, None)
+        if parent._children:
+            parent._children.pop(root, None)
     root._disarm_deadline()
 
 

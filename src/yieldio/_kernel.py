@@ -513,7 +513,7 @@ class Kernel(OutsideWorld, TimerHeap):
         while stack:
             s = stack.pop()
             out.extend(s._tasks)
-            stack.extend(s._children)
+            stack.extend(s._children or ())
         return out
 
     def all_tasks(self) -> list[Task]:

@@ -142,7 +142,7 @@ class TaskGroup:
         while pending:  # every child runs in our scope or one nested in it
             scope = pending.pop()
             found.extend(t for t in scope._tasks if t._group is self)
-            pending.extend(scope._children)
+            pending.extend(scope._children or ())
         found.sort(key=_spawn_order)
         return found
 
