@@ -202,7 +202,7 @@ class CancelScope:
         if children is None:
             children = parent._children = {}
         children[self] = None
-        parent._tasks.pop(task, None)
+        del parent._tasks[task]  # a running task is always in its scope's set
         self._tasks[task] = None
         task._scope = self
         self._eff = self._cancel_called or (not self._shield and parent._eff)
