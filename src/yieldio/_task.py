@@ -110,10 +110,12 @@ class Task:
     @property
     def name(self) -> str:
         """The name given at spawn, or the coroutine's qualified name."""
-        extra = self._extras()
-        if extra.name is None:
-            extra.name = describe_coroutine(self.coro)
-        return extra.name
+        extra = self._extra
+        if extra is not None and extra.name is not None:
+            return extra.name
+        # Not stored: a name read for a repr or a Cancelled message should
+        # not give the task its extras.
+        return describe_coroutine(self.coro)
 
     @name.setter
     def name(self, value: str) -> None:
@@ -262,7 +264,7 @@ class TaskExtras:
                  "ki_pending")
 
     def __init__(self, name: str | None = None) -> None:
-        self.name = name  # given at spawn, or computed the first time it is read
+        self.name = name  # given at spawn or set later; None: the coroutine's name
         self.parent: Task | None | object = _GROUP_OWNER  # when not the group's owner
         self.own_scope: CancelScope | None = None  # a root scope, made by cancel()
         self.joiners: dict[Task, None] | None = None  # tasks waiting in join()
