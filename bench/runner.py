@@ -663,7 +663,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.from_json:
         write = args.write_results
-        env, args, sections, elapsed = load_json_run(args.from_json)
+        try:
+            env, args, sections, elapsed = load_json_run(args.from_json)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"cannot read a saved run from {args.from_json}: {exc!r} "
+                  "(expected a file written by --json)", file=sys.stderr)
+            return 2
         print(f"{describe(env, args, elapsed)}\n\n{LEGEND}")
         print(render_text(sections))
         if write:
