@@ -421,3 +421,143 @@ def test_tasks_lists_children_wherever_their_scopes_moved_them():
         assert tg.tasks == [] and c.state == "cancelled"
 
     vrun(main)
+
+
+# -- deferred coroutine creation (NotStarted) ---------------------------------
+
+def test_spawn_defers_the_call_until_the_first_step():
+    # A burst of spawns holds one GC-tracked object per task, not two: the
+    # coroutine is made when the task first runs.
+    import gc
+    import types
+
+    async def child(i, out):
+        out.append(i)
+        return i
+
+    def live_child_coroutines():
+        return sum(1 for o in gc.get_objects()
+                   if type(o) is types.CoroutineType and o.__qualname__.endswith("child"))
+
+    async def main():
+        out = []
+        async with yieldio.TaskGroup() as tg:
+            ts = [tg.spawn(child, i, out) for i in range(50)]
+            before = live_child_coroutines()
+        return before, out, [t.result() for t in ts]
+
+    before, out, results = yieldio.run(main)
+    assert before == 0
+    assert out == results == list(range(50))
+
+
+def test_task_coro_of_a_task_not_run_yet_is_its_coroutine():
+    async def child(x):
+        await yieldio.sleep(0)
+        return x * 2
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(child, 21)
+            coro = t.coro  # made now, and then the one the task runs
+            assert coro.cr_frame is not None and coro.cr_frame.f_locals == {"x": 21}
+            assert t.coro is coro
+            assert t.name.endswith("child")
+        assert t.coro is coro
+        return t.result()
+
+    assert yieldio.run(main) == 42
+
+
+def test_task_cancelled_before_its_first_step_stops_at_its_first_checkpoint(recwarn):
+    # As in trio: cancel() is delivered at the task's first checkpoint, so the
+    # body runs up to there, deferred or not, and no coroutine goes unawaited.
+    ran = []
+
+    async def child(tag):
+        ran.append(tag)
+        await yieldio.sleep(0)
+        ran.append("after")
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(child, "first")
+            t.cancel()
+        return t
+
+    t = yieldio.run(main)
+    assert ran == ["first"] and t.cancelled()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
+def test_task_of_a_group_cancelled_before_it_ran_is_made_and_closed(recwarn):
+    async def child():
+        await yieldio.sleep(0)
+
+    async def main():
+        with yieldio.move_on_after(0):
+            async with yieldio.TaskGroup() as tg:
+                ts = [tg.spawn(child) for _ in range(3)]
+                tg.cancel()
+        return ts
+
+    assert all(t.cancelled() for t in yieldio.run(main))
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
+def test_wrong_arguments_still_fail_at_the_spawn_line():
+    # Only a call that cannot fail is deferred: a wrong argument count, a
+    # keyword-only parameter or *args means the call is made at once.
+    async def two(a, b):
+        pass
+
+    async def kw(a, *, b=1):
+        pass
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(TypeError, match="missing 1 required positional"):
+                tg.spawn(two, 1)
+            with pytest.raises(TypeError, match="takes 2 positional"):
+                tg.spawn(two, 1, 2, 3)
+            with pytest.raises(TypeError, match="positional argument"):
+                tg.spawn(kw, 1, 2)
+            tg.spawn(kw, 1)
+            with pytest.raises(TypeError, match="not a coroutine"):
+                tg.spawn(lambda: 3)
+        return "ok"
+
+    assert yieldio.run(main) == "ok"
+
+
+def test_deferred_generator_task_and_stack_of_a_task_not_run_yet():
+    def gen(x):  # a plain generator coroutine
+        yield from yieldio.sleep(0)
+        return x + 1
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(gen, 1)
+            frames = t.stack()
+            assert frames and frames[-1].function.endswith("gen")
+        return t.result()
+
+    assert yieldio.run(main) == 2
+
+
+def test_deferred_task_spawned_from_a_task_with_its_own_context():
+    import contextvars
+    var = contextvars.ContextVar("var")
+
+    async def child(out):
+        out.append(var.get())
+
+    async def main():
+        var.set("parent")  # main now has a context of its own
+        out = []
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(child, out)
+            assert type(t._driver).__name__ == "NotStarted"
+        return out
+
+    assert yieldio.run(main) == ["parent"]

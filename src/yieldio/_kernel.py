@@ -39,7 +39,7 @@ from typing import Any
 from ._cancel import CancelScope, remove_task_scope
 from ._exceptions import Cancelled
 from ._outside import OutsideWorld
-from ._task import CANCELLED, DONE, FAILED, RUNNING, Task, throw_into
+from ._task import CANCELLED, DONE, FAILED, RUNNING, NotStarted, Task, throw_into
 from ._timers import SystemClock, TimerHeap
 from ._trampoline import Trampoline
 from ._traps import PARK, SCHEDULE
@@ -81,6 +81,7 @@ class Kernel(OutsideWorld, TimerHeap):
         self.current: Task = None  # type: ignore[assignment]
         # Task ids count per run, so that a seeded run's trace is identical every time.
         self.task_ids = itertools.count(1)
+        self.not_started = NotStarted(self)  # the driver of tasks not run yet
         self._open_outside()
         # Counters that decide "every task is blocked" in O(1).
         self.io_waiters = 0
@@ -176,10 +177,13 @@ class Kernel(OutsideWorld, TimerHeap):
         self._call_hooks("task_scheduled", task)
 
     def spawn(self, coro: Any, scope: CancelScope, parent: Task | None, group: Any,
-              name: str | None, context: contextvars.Context | None = None) -> Task:
+              name: str | None, context: contextvars.Context | None = None,
+              args: tuple[Any, ...] | None = None) -> Task:
         """Create a task for ``coro`` under ``scope`` and make it ready.
 
-        TaskGroup.spawn inlines the common case; keep the two in step.
+        With ``args``, ``coro`` is a function whose call ``coro(*args)`` is
+        deferred to the task's first step (see NotStarted). TaskGroup.spawn
+        inlines the common case; keep the two in step.
         """
         if self.closed:
             raise RuntimeError("the yieldio kernel has shut down; no new tasks")
@@ -191,6 +195,9 @@ class Kernel(OutsideWorld, TimerHeap):
                     context = None  # nothing to keep apart: run in the shared context
             # else: spawned from the empty shared context, which it shares too
         task = Task(coro, self, scope, context, group, name)
+        if args is not None:
+            task._driver = self.not_started
+            task._val = args
         if parent is not (group._owner if group is not None else None):
             task._extras().parent = parent
         scope._tasks[task] = None
@@ -218,8 +225,8 @@ class Kernel(OutsideWorld, TimerHeap):
                 return
             if is_call(value):
                 tramp = task._driver
-                if tramp is task.coro:
-                    tramp = task._driver = Trampoline(task.coro, started=True, subcall=is_call)
+                if tramp is task._coro:
+                    tramp = task._driver = Trampoline(tramp, started=True, subcall=is_call)
                 tramp.push(value)
                 try:
                     value = run(tramp.send, None)

@@ -20,15 +20,21 @@ from ._kernel import Kernel
 __all__ = ["run"]
 
 
+def _call_async_function(fn: FunctionType, args: tuple[Any, ...],
+                         what: str = "TaskGroup.spawn()") -> Any:
+    """``fn(*args)`` for a Python function, checked to have made a coroutine."""
+    coro = fn(*args)
+    if type(coro) is CoroutineType or type(coro) is GeneratorType:
+        return coro
+    if not hasattr(coro, "send"):
+        raise TypeError(f"{what}: {fn.__qualname__!r} returned {coro!r}, which is not a "
+                        "coroutine (is it a plain function? use 'async def' or a generator)")
+    return coro
+
+
 def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
     if type(fn) is FunctionType:  # the common case, checked cheaply first
-        coro = fn(*args)
-        if type(coro) is CoroutineType or type(coro) is GeneratorType:
-            return coro
-        if not hasattr(coro, "send"):
-            raise TypeError(f"{what}: {fn.__qualname__!r} returned {coro!r}, which is not a "
-                            "coroutine (is it a plain function? use 'async def' or a generator)")
-        return coro
+        return _call_async_function(fn, args, what)
     if hasattr(fn, "send") and not isinstance(fn, type):
         if args:
             close = getattr(fn, "close", None)

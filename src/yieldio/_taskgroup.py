@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import types
 from collections.abc import Generator
-from types import CoroutineType, FunctionType, GeneratorType
+from types import FunctionType
 from typing import Any
 
 from . import _state
 from ._cancel import CancelScope
 from ._exceptions import Cancelled
-from ._run import _as_coroutine
-from ._task import CANCELLED, FAILED, RUNNING, Task
+from ._run import _as_coroutine, _call_async_function
+from ._task import _DEFERRABLE, CANCELLED, FAILED, RUNNING, Task, deferrable_arity
 from ._traps import PARK
 
 __all__ = ["TaskGroup", "TaskStatus"]
@@ -159,29 +159,36 @@ class TaskGroup:
         """
         if self._closed or not self._entered:
             raise RuntimeError("this TaskGroup is not open: spawn inside its 'async with' block")
-        if type(fn) is FunctionType:  # inline fast path of _as_coroutine
-            coro = fn(*args)
-            if (type(coro) is not CoroutineType and type(coro) is not GeneratorType
-                    and not hasattr(coro, "send")):
-                raise TypeError(f"TaskGroup.spawn(): {fn.__qualname__!r} returned {coro!r}, "
-                                "which is not a coroutine (is it a plain function? use "
-                                "'async def' or a generator)")
-        else:
-            coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
         k = self._kernel
         cur = k.current
-        if (cur is self._owner and cur is not None and cur._context is None
-                and not len(k.shared_context)
-                and not k.closed and not k._hooks["task_spawned"]):
-            # Kernel.spawn's common case, inlined (a Python call is ~4% of a
-            # spawn): the owner spawns from the empty shared context, so the
-            # child shares it too, and no instrument wants to hear of it.
-            scope = self._scope
-            task = Task(coro, k, scope, None, self, name)
-            scope._tasks[task] = None
-            k.ready.append(task)
+        if type(fn) is FunctionType:
+            arity = _DEFERRABLE.get(fn.__code__)
+            if arity is None:
+                arity = deferrable_arity(fn.__code__)
+            if arity == len(args):
+                # fn(*args) can only make a coroutine: the task makes it in
+                # its first step (see NotStarted for why).
+                if (cur is self._owner and cur is not None and cur._context is None
+                        and not len(k.shared_context)
+                        and not k.closed and not k._hooks["task_spawned"]):
+                    # Kernel.spawn's common case, inlined (a Python call is ~4%
+                    # of a spawn): the owner spawns from the empty shared
+                    # context, so the child shares it too, and no instrument
+                    # wants to hear of it.
+                    scope = self._scope
+                    task = Task(fn, k, scope, None, self, name)
+                    task._driver = k.not_started
+                    task._val = args
+                    scope._tasks[task] = None
+                    k.ready.append(task)
+                else:
+                    task = k.spawn(fn, self._scope, cur, self, name, args=args)
+                self._live += 1
+                return task
+            coro = _call_async_function(fn, args)
         else:
-            task = k.spawn(coro, self._scope, cur, self, name)
+            coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
+        task = k.spawn(coro, self._scope, cur, self, name)
         self._live += 1
         return task
 

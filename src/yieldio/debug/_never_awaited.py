@@ -109,11 +109,15 @@ def _hook(coro: Any) -> None:
 
 
 def _user_part(origin: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
-    """Drop the frames from the program's start down to the kernel's step call."""
+    """Drop the frames from the program's start down to the kernel's step call.
+
+    The NotStarted driver in _task.py, which makes a task's coroutine in its
+    first step, counts as the kernel too.
+    """
     cut = 0
     for i, (filename, _, _) in enumerate(origin):
         name = filename.replace("\\", "/")
-        if "/yieldio/" in name and name.endswith(("_kernel.py", "_trampoline.py")):
+        if "/yieldio/" in name and name.endswith(("_kernel.py", "_trampoline.py", "_task.py")):
             cut = i + 1
     return origin[cut:] or origin
 
