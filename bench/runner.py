@@ -662,13 +662,15 @@ def main(argv: list[str] | None = None) -> int:
         list_benches(args.quick)
         return 0
     if args.from_json:
-        write = args.write_results
+        write, note = args.write_results, args.note
         try:
             env, args, sections, elapsed = load_json_run(args.from_json)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"cannot read a saved run from {args.from_json}: {exc!r} "
                   "(expected a file written by --json)", file=sys.stderr)
             return 2
+        if note:  # a note given now (say, what was learnt since) replaces the saved one
+            args.note = note
         print(f"{describe(env, args, elapsed)}\n\n{LEGEND}")
         print(render_text(sections))
         if write:

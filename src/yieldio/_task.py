@@ -112,7 +112,9 @@ class Task:
         if type(self._driver) is NotStarted:
             args = self._val
             self._val = None
-            self._coro = self._driver = self._coro(*args)
+            coro = self._coro = self._driver = self._coro(*args)
+            if self._state is not RUNNING:
+                coro.close()  # the task ended before its first step: this never runs
         return self._coro
 
     # -- identity -----------------------------------------------------------
