@@ -118,8 +118,15 @@ class TLSStream(Stream):
         if self._tls_closed:
             raise ClosedResourceError("TLS was shut down with unwrap()")
 
-    async def _retry(self, fn: Any, *args: Any) -> Any:
-        """Run one engine operation to completion, feeding and draining the BIOs."""
+    async def _retry(self, fn: Any, *args: Any, feed_first: bool = False) -> Any:
+        """Run one engine operation to completion, feeding and draining the BIOs.
+
+        ``feed_first``: the caller just saw ``fn`` want more ciphertext, so
+        read it before the first try (a failed try raises an exception:
+        not free).
+        """
+        if feed_first:
+            await self._feed()
         while True:
             want_read = False
             try:
@@ -242,7 +249,8 @@ class TLSStream(Stream):
             await fast_checkpoint()
             return data  # type: ignore[no-any-return]
         try:
-            return await self._retry(self._ssl.read, max_bytes)  # type: ignore[no-any-return]
+            return await self._retry(  # type: ignore[no-any-return]
+                self._ssl.read, max_bytes, feed_first=True)
         except _ssl.SSLZeroReturnError:
             return b""
         except _ssl.SSLEOFError:
