@@ -155,7 +155,13 @@ class TaskGroup:
         """Start ``fn(*args)`` as a child task and return its :class:`Task`.
 
         ``fn`` is an async function, a generator function, or an already
-        created coroutine object (then pass no args).
+        created coroutine object (then pass no args). A wrong argument or a
+        function that makes no coroutine raises ``TypeError`` here::
+
+            t = tg.spawn(fetch, url, name="fetch " + url)
+
+        (When ``fn(*args)`` can only make a coroutine, the call is made in
+        the task's first step; ``t.coro`` still gives the coroutine.)
         """
         if self._closed or not self._entered:
             raise RuntimeError("this TaskGroup is not open: spawn inside its 'async with' block")
