@@ -561,3 +561,17 @@ def test_deferred_task_spawned_from_a_task_with_its_own_context():
         return out
 
     assert yieldio.run(main) == ["parent"]
+
+
+def test_deferral_cache_stays_bounded_for_functions_compiled_at_run_time():
+    from yieldio import _task
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            for i in range(_task._DEFERRABLE_MAX + 50):
+                ns = {}
+                exec(f"async def f{i}(x):\n    return x", ns)  # a new code object each time
+                tg.spawn(ns[f"f{i}"], i)
+        return len(_task._DEFERRABLE)
+
+    assert yieldio.run(main) <= _task._DEFERRABLE_MAX

@@ -314,7 +314,10 @@ class NotStarted:
 
 # Code object -> number of positional arguments a call can be deferred with
 # (-1: never). Keyed by code, not function: closures made in a loop share one.
+# Bounded, so a program that compiles functions at run time cannot grow it
+# without end (emptied when full: refilling costs one lookup per function).
 _DEFERRABLE: dict[types.CodeType, int] = {}
+_DEFERRABLE_MAX = 4096
 _CO_GENERATOR = 0x20
 _CO_COROUTINE = 0x80
 _CO_VARARGS_OR_KW = 0x04 | 0x08
@@ -336,6 +339,8 @@ def deferrable_arity(code: types.CodeType) -> int:
             arity = code.co_argcount
         else:
             arity = -1
+        if len(_DEFERRABLE) >= _DEFERRABLE_MAX:
+            _DEFERRABLE.clear()
         _DEFERRABLE[code] = arity
     return arity
 
