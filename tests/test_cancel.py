@@ -207,6 +207,30 @@ def test_nan_timeout_rejected():
     vrun(main)
 
 
+def test_negative_timeout_is_already_expired_and_bad_types_are_rejected():
+    async def main():
+        with yieldio.move_on_after(-5) as scope:
+            assert scope.deadline == yieldio.current_time()
+            await yieldio.sleep(1)
+        assert scope.cancelled_caught
+        with pytest.raises(yieldio.TooSlowError if hasattr(yieldio, "TooSlowError")
+                           else TimeoutError):
+            with yieldio.fail_after(-1):
+                await yieldio.checkpoint()
+        with pytest.raises(TypeError, match="number of seconds, not '10'"):
+            yieldio.move_on_after("10")
+        with pytest.raises(TypeError, match="number of seconds, not None"):
+            yieldio.fail_after(None)
+        return yieldio.current_time()
+
+    assert vrun(main) == 0.0
+
+
+def test_timeout_outside_a_run_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="yieldio"):
+        yieldio.move_on_after(1)
+
+
 def test_many_timeouts_that_never_fire_do_not_grow_the_heap():
     async def main():
         k = yieldio._state.current_kernel()

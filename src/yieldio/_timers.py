@@ -116,6 +116,7 @@ class TimerHeap:
         """Cancel ``target``'s timer, if it has one.
 
         The entry stays in the heap, stale, and is dropped when it reaches the top.
+        (CancelScope.__exit__ inlines this: keep the two in step.)
         """
         if target._timer is not None:
             target._timer = None
