@@ -226,6 +226,25 @@ def test_negative_timeout_is_already_expired_and_bad_types_are_rejected():
     assert vrun(main) == 0.0
 
 
+def test_fail_after_is_a_cancel_scope_that_raises_timeout_error():
+    async def main():
+        with pytest.raises(TimeoutError, match="deadline 1.000 exceeded"):
+            async with yieldio.fail_after(1) as scope:
+                await yieldio.sleep(5)
+        assert isinstance(scope, yieldio.CancelScope) and scope.cancelled_caught
+        with yieldio.fail_after(5) as quiet:
+            await yieldio.sleep(1)
+        assert not quiet.cancelled_caught
+        # Cancelled by hand, not by its deadline: leaves silently, like any scope.
+        with yieldio.fail_after(5) as by_hand:
+            by_hand.cancel()
+            await yieldio.sleep(1)
+        assert by_hand.cancelled_caught
+        return yieldio.current_time()
+
+    assert vrun(main) == 2.0  # the timeout at 1, the quiet second; by_hand took no time
+
+
 def test_timeout_outside_a_run_is_a_clear_error():
     with pytest.raises(RuntimeError, match="yieldio"):
         yieldio.move_on_after(1)

@@ -324,7 +324,7 @@ def remove_task_scope(task: Task) -> None:
     root._disarm_deadline()
 
 
-def _scope_after(seconds: float, shield: bool) -> CancelScope:
+def _scope_after(seconds: float, shield: bool, cls: type[CancelScope] = CancelScope) -> CancelScope:
     # (On the path of every request a server times out: the kernel lookup is
     # inlined and max() is a comparison, two Python calls less.)
     try:
@@ -338,7 +338,7 @@ def _scope_after(seconds: float, shield: bool) -> CancelScope:
         k = _state.local.kernel
     except AttributeError:
         _state.outside_run()
-    return CancelScope(deadline=k.clock_now() + seconds, shield=shield)
+    return cls(deadline=k.clock_now() + seconds, shield=shield)
 
 
 def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
@@ -365,32 +365,25 @@ def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
     return _scope_after(seconds, shield)
 
 
-class _FailScope:
-    """Context manager behind :func:`fail_after`: raises ``TimeoutError``."""
+class _FailScope(CancelScope):
+    """The scope behind :func:`fail_after`: raises ``TimeoutError`` when its deadline ends it.
 
-    __slots__ = ("_scope",)
+    A subclass rather than a wrapper around a scope: no second object and no
+    forwarding calls on enter and exit (fail_after guards many requests).
+    """
 
-    def __init__(self, scope: CancelScope) -> None:
-        self._scope = scope
-
-    def __enter__(self) -> CancelScope:
-        return self._scope.__enter__()
+    __slots__ = ()
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
-        caught = self._scope.__exit__(etype, exc, tb)
-        if caught and self._scope._by_deadline:
-            raise TimeoutError(f"deadline {self._scope.deadline:.3f} exceeded") from exc
+        caught = CancelScope.__exit__(self, etype, exc, tb)
+        if caught and self._by_deadline:
+            raise TimeoutError(f"deadline {self._deadline:.3f} exceeded") from exc
         return caught
-
-    async def __aenter__(self) -> CancelScope:
-        return self.__enter__()
-
-    async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
-        return self.__exit__(etype, exc, tb)
 
     @property
     def scope(self) -> CancelScope:
-        return self._scope
+        """The scope itself (kept from when fail_after returned a wrapper)."""
+        return self
 
     def __iter__(self) -> Iterator[Any]:  # pragma: no cover - guard against misuse
         raise TypeError("use 'with yieldio.fail_after(...)', not 'await'/'yield from'")
@@ -404,7 +397,7 @@ def fail_at(deadline: float, *, shield: bool = False) -> _FailScope:
         with yieldio.fail_at(deadline):
             await handshake()
     """
-    return _FailScope(CancelScope(deadline=deadline, shield=shield))
+    return _FailScope(deadline=deadline, shield=shield)
 
 
 def fail_after(seconds: float, *, shield: bool = False) -> _FailScope:
@@ -418,4 +411,4 @@ def fail_after(seconds: float, *, shield: bool = False) -> _FailScope:
         except TimeoutError:
             print("too slow")
     """
-    return _FailScope(_scope_after(seconds, shield))
+    return _scope_after(seconds, shield, _FailScope)  # type: ignore[return-value]
