@@ -177,10 +177,10 @@ class CancelScope:
         self._timer = k.add_timer(self._deadline, self)
 
     def _disarm_deadline(self) -> None:
+        # (Off the hot path: cancel(), a new deadline, a task's own scope.
+        # __exit__, which is on it, inlines cancel_timer instead.)
         if self._timer is not None:
-            # TimerHeap.cancel_timer inlined: the heap entry goes stale.
-            self._timer = None
-            self._kernel.stale_timers += 1
+            self._kernel.cancel_timer(self)  # clears self._timer
 
     def _on_deadline(self) -> None:
         self._by_deadline = True

@@ -168,7 +168,7 @@ class TaskGroup:
         k = self._kernel
         cur = k.current
         if type(fn) is FunctionType:
-            arity = _DEFERRABLE.get(fn.__code__)
+            arity = _DEFERRABLE.get(fn.__code__)  # deferrable_arity's cache, read inline
             if arity is None:
                 arity = deferrable_arity(fn.__code__)
             if arity == len(args):
