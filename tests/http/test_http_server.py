@@ -156,6 +156,22 @@ def test_head_sends_headers_without_body(exchange) -> None:
     yieldio.run(main)
 
 
+def test_content_length_set_by_the_app_is_sent_once(exchange) -> None:
+    # An app that states the length (any case) gets its header, not a second one.
+    async def app(request: Request) -> Response:
+        return Response(200, {"Content-Length": "5", "X-A": "1"}, b"hello")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            out = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                                              b"Connection: close\r\n\r\n")
+        head, body = out.split(b"\r\n\r\n", 1)
+        assert head.lower().count(b"content-length") == 1 and b"content-length: 5" in head
+        assert b"x-a: 1" in head and body == b"hello"
+
+    yieldio.run(main)
+
+
 def test_chunked_request_body_is_streamed(exchange) -> None:
     chunks: list[bytes] = []
 

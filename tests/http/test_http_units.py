@@ -50,6 +50,17 @@ def test_headers_are_case_insensitive_and_multi_valued() -> None:
     assert Headers([("a", "1"), ("b", "2")]).to_dict() == {"a": "1", "b": "2"}
 
 
+def test_headers_from_a_dict() -> None:
+    # The one-pass path for a dict, and the names that collide once lower-cased
+    # ("A" then "a"): the later value replaces the earlier, in the first place.
+    assert Headers({"A": "1", "B": 2, b"C": b"3"}).items() == [("a", "1"), ("b", "2"), ("c", "3")]
+    assert Headers({"A": "1", "b": "2", "a": "3"}).items() == [("a", "3"), ("b", "2")]
+    h = Headers([("x", "0")])
+    h.update({"X": "1", "y": "2"})
+    assert h.items() == [("x", "1"), ("y", "2")]
+    assert Headers({}).items() == [] and not Headers(None)
+
+
 def test_query_params() -> None:
     q = QueryParams("tag=a&tag=b&empty=&sp=x+y&pct=%C3%A9&bad=%FF")
     assert q["tag"] == "a" and q.get_all("tag") == ["a", "b"]

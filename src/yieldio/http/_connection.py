@@ -238,7 +238,14 @@ class ServerConnection:
     async def _send(self, req: Request, response: Response) -> bool:
         h = self.h11
         server = self.server
-        headers = response.headers.raw()
+        # The pairs as bytes for h11, noting a Content-Length on the way
+        # (cheaper than a second, case-insensitive lookup).
+        headers = []
+        has_length = False
+        for name, value in response.headers._items:
+            if name == "content-length":
+                has_length = True
+            headers.append((name.encode("latin-1"), value.encode("latin-1")))
         headers.append(_date_header())
         if server._closing or self.must_close or h.they_are_waiting_for_100_continue:
             # Waiting for 100-continue and answered without it: the client may
@@ -253,7 +260,7 @@ class ServerConnection:
             if not isinstance(body, bytes):
                 await _close_iterator(body)
             body = b""
-        elif isinstance(body, bytes) and "content-length" not in response.headers:
+        elif not has_length and isinstance(body, bytes):
             headers.append((b"content-length", b"%d" % len(body)))
         if isinstance(body, bytes):
             out = h.send(_H11Response(status_code=status, headers=headers,

@@ -197,6 +197,18 @@ class MultiDict:
         if isinstance(items, MultiDict):
             for k, v in items._items:
                 self._items.append((self._key(k), v))
+        elif type(items) is dict and not self._items:
+            # The common case, ``Response(200, {"content-type": ...})``: one
+            # pass, no per-name replace; names that collide once normalised
+            # ("A" and "a") take the replace path below.
+            key = self._key
+            pairs = [(key(k if type(k) is str else _text(k)), v if type(v) is str else _text(v))
+                     for k, v in items.items()]
+            if len(pairs) < 2 or len({k for k, _ in pairs}) == len(pairs):
+                self._items = pairs
+            else:
+                for k, v in items.items():
+                    self[_text(k)] = v
         elif isinstance(items, Mapping):
             for k, v in items.items():
                 self[_text(k)] = v
