@@ -497,6 +497,58 @@ def test_invalid_response_is_a_logged_500_never_sent(http_errors, exchange, bad:
     assert any("invalid response" in r.getMessage() for r in http_errors.records)
 
 
+def test_invalid_response_head_is_refused_every_time(http_errors, exchange) -> None:
+    # Response heads are validated once and then kept (see _response_head):
+    # a head h11 refused must never be kept, so the second try fails too.
+    async def app(request: Request) -> Response:
+        return Response(200, {"x-bad": "a\r\nx-evil: 1"}, b"no")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            for _ in range(2):
+                out = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert out.startswith(b"HTTP/1.1 500 ") and b"evil" not in out
+            assert server.app_errors == 2
+
+    yieldio.run(main)
+
+
+def test_a_kept_head_is_framed_for_each_client(exchange) -> None:
+    # One head, kept after the first response, sent to a keep-alive HTTP/1.1
+    # client and then to an HTTP/1.0 one: h11 adds "connection: close" for
+    # the second without changing the kept event.
+    async def app(request: Request) -> Response:
+        return Response(200, {"content-type": "text/plain"}, b"same")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            two = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                                              b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                                              b"GET / HTTP/1.0\r\n\r\n")
+            again = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                                                b"Connection: close\r\n\r\n")
+        heads = [part.split(b"\r\n\r\n")[0].lower()
+                 for part in two.split(b"HTTP/1.1 200 OK")[1:]]
+        assert len(heads) == 3 and two.count(b"same") == 3
+        assert [b"connection: close" in h for h in heads] == [False, False, True]
+        assert b"connection: close" in again.lower() and again.endswith(b"same")
+
+    yieldio.run(main)
+
+
+def test_response_head_cache_is_bounded() -> None:
+    from yieldio.http import _connection as c
+
+    c._heads.clear()
+    for i in range(c._HEADS_MAX + 10):
+        head = c._response_head(200, [(b"x-n", b"%d" % i)], 8)
+        assert head.headers == [(b"x-n", b"%d" % i)]
+    assert 0 < len(c._heads) <= c._HEADS_MAX
+    assert c._response_head(200, [(b"x-n", b"1")], 8) is c._response_head(200, [(b"x-n", b"1")], 8)
+    big = [(b"x-big", b"a" * 2000)]
+    assert c._response_head(200, big, 2005) is not c._response_head(200, big, 2005)
+
+
 def test_no_body_for_204_and_304(exchange) -> None:
     async def app(request: Request) -> Response:
         return Response(int(request.path[1:]), {"etag": '"x"'}, b"dropped")

@@ -71,6 +71,33 @@ def _date_header() -> tuple[bytes, bytes]:
     return _date_cache[1]  # type: ignore[no-any-return]
 
 
+# h11's events are frozen dataclasses, so one may be sent many times. The
+# end of a message is always the same event, and a response head repeats as
+# long as its status and headers do (Date changes once a second): building an
+# h11.Response validates every header with a regular expression (~9,000
+# instructions per header, most of the cost of a small response), so heads
+# are kept, keyed by what they are built from. Bounded: emptied when full.
+_END = h11.EndOfMessage()
+_heads: dict[tuple[Any, ...], h11.Response] = {}
+_HEADS_MAX = 256
+_HEAD_CACHE_LIMIT = 1024  # bytes of header values; bigger heads are not kept
+
+
+def _response_head(status: int, headers: list[tuple[bytes, bytes]], size: int) -> h11.Response:
+    """The h11 event for this head, validated once per distinct head."""
+    if size > _HEAD_CACHE_LIMIT:
+        return _H11Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+    key = (status, *headers)
+    head = _heads.get(key)
+    if head is None:
+        # A bad header raises LocalProtocolError here, before anything is kept.
+        head = _H11Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+        if len(_heads) >= _HEADS_MAX:
+            _heads.clear()
+        _heads[key] = head
+    return head
+
+
 def _full_items(headers: Any) -> Any:
     """h11's header triples (falls back to rebuilding them if h11 changes)."""
     full = getattr(headers, "_full_items", None)
@@ -242,9 +269,11 @@ class ServerConnection:
         # (cheaper than a second, case-insensitive lookup).
         headers = []
         has_length = False
+        size = 0
         for name, value in response.headers._items:
             if name == "content-length":
                 has_length = True
+            size += len(name) + len(value)
             headers.append((name.encode("latin-1"), value.encode("latin-1")))
         headers.append(_date_header())
         if server._closing or self.must_close or h.they_are_waiting_for_100_continue:
@@ -263,11 +292,10 @@ class ServerConnection:
         elif not has_length and isinstance(body, bytes):
             headers.append((b"content-length", b"%d" % len(body)))
         if isinstance(body, bytes):
-            out = h.send(_H11Response(status_code=status, headers=headers,
-                                      reason=_REASONS.get(status, b"")))
+            out = h.send(_response_head(status, headers, size))
             if body and req.method != "HEAD":
                 out += h.send(_Data(data=body))
-            out += h.send(_EOM())
+            out += h.send(_END)
             if write_timeout is not None:
                 self.deadline = current_time() + write_timeout
             await write(out)
@@ -289,7 +317,7 @@ class ServerConnection:
         out = h.send(head)
         if req.method == "HEAD":
             await _close_iterator(body)
-            await write(out + h.send(_EOM()))
+            await write(out + h.send(_END))
             return True
         try:
             await write(out)
@@ -305,7 +333,7 @@ class ServerConnection:
                         if write_timeout is not None:
                             self.deadline = current_time() + write_timeout
                         await write(h.send(_Data(data=_as_bytes(chunk))))
-            await write(h.send(_EOM()))
+            await write(h.send(_END))
         except _PEER_GONE:
             raise
         except Exception:
@@ -394,7 +422,7 @@ class ServerConnection:
         try:
             out = h.send(_H11Response(status_code=status, headers=headers,
                                       reason=_REASONS.get(status, b"")))
-            out += h.send(_Data(data=body)) + h.send(_EOM())
+            out += h.send(_Data(data=body)) + h.send(_END)
             self.deadline = current_time() + (self.server.limits.write_timeout or 5.0)
             await self.stream.write(out)
         except (h11.LocalProtocolError, *_PEER_GONE):
