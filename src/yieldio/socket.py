@@ -258,6 +258,13 @@ class SocketType:
         # Bound methods of the stdlib socket, looked up once.
         self._recv = sock.recv
         self._send = sock.send
+        # A byte stream whose last recv came back short has (almost surely)
+        # nothing more buffered: the next recv waits for readiness first
+        # instead of trying a recv that fails with BlockingIOError (as dear
+        # as the wait it then does anyway). Never for datagrams, where a
+        # short read says nothing about what is queued.
+        self._is_stream = sock.type == _stdsocket.SOCK_STREAM
+        self._drained = False
 
     def __repr__(self) -> str:
         return repr(self._sock).replace("<socket.socket", "<yieldio.socket.SocketType", 1)
@@ -471,23 +478,28 @@ class SocketType:
         task = k.current
         if task._cancel_pending:
             task._raise_cancel()
-        try:
-            data = self._recv(bufsize, flags)
-        except BlockingIOError:
-            pass
-        else:
-            k.fast_budget -= 1
-            if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
-                yield SCHEDULE
-            return data
+        if not self._drained:
+            try:
+                data = self._recv(bufsize, flags)
+            except BlockingIOError:
+                pass
+            else:
+                if 0 < len(data) < bufsize and self._is_stream and not flags:
+                    self._drained = True
+                k.fast_budget -= 1
+                if k.fast_budget <= 0:
+                    k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                    yield SCHEDULE
+                return data
         sock = self._sock
         while True:
             yield from wait_readable(sock)
             try:
-                return self._recv(bufsize, flags)
+                data = self._recv(bufsize, flags)
             except BlockingIOError:
                 continue
+            self._drained = 0 < len(data) < bufsize and self._is_stream and not flags
+            return data
 
     @types.coroutine
     def _io(self, fn: Any, args: tuple[Any, ...], wait: Any) -> Generator[Any, Any, Any]:

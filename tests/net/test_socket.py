@@ -245,6 +245,44 @@ def test_every_operation_is_a_checkpoint_even_when_it_would_not_wait():
     yieldio.run(main)
 
 
+def test_after_a_short_recv_the_next_waits_first_and_loses_nothing():
+    # A short recv on a byte stream makes the next recv wait for readiness
+    # before trying (see SocketType.__init__); data that arrived meanwhile,
+    # or was already there, must still come back, and EOF too.
+    async def main():
+        a, b = ysocket.socketpair()
+        with a, b:
+            await a.sendall(b"one")
+            assert await b.recv(100) == b"one" and b._drained
+            await a.sendall(b"two")  # already buffered when b waits
+            assert await b.recv(100) == b"two"
+            async with yieldio.TaskGroup() as tg:
+                async def later():
+                    await yieldio.sleep(0.01)
+                    await a.sendall(b"three")
+                tg.spawn(later)
+                assert await b.recv(100) == b"three"  # arrives while b waits
+            await a.sendall(b"x" * 10)
+            assert await b.recv(4) == b"xxxx" and not b._drained  # full: try first
+            assert await b.recv(100) == b"xxxxxx"
+            a.shutdown(ysocket.SHUT_WR)
+            assert await b.recv(100) == b""
+
+    yieldio.run(main)
+
+
+def test_a_short_datagram_does_not_make_the_next_recv_wait_first():
+    async def main():
+        a, b = ysocket.socketpair(ysocket.AF_UNIX, ysocket.SOCK_DGRAM)
+        with a, b:
+            await a.send(b"d1")
+            await a.send(b"d2")
+            assert await b.recv(100) == b"d1" and not b._drained
+            assert await b.recv(100) == b"d2"
+
+    yieldio.run(main)
+
+
 def test_cancelled_recv_loses_nothing_and_the_socket_stays_usable():
     async def main():
         a, b = ysocket.socketpair()
