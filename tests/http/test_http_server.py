@@ -481,7 +481,7 @@ def test_server_runs_on_the_simulated_network() -> None:
     yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
 
 
-@pytest.mark.parametrize("bad", ["a\r\nset-cookie: evil=1", "nul\x00byte"])
+@pytest.mark.parametrize("bad", ["a\r\nset-cookie: evil=1", "nul\x00byte", "5 €"])
 def test_invalid_response_is_a_logged_500_never_sent(http_errors, exchange, bad: str) -> None:
     async def app(request: Request) -> Response:
         return Response(200, {"x-bad": bad}, b"header injection")

@@ -274,7 +274,12 @@ class ServerConnection:
             if name == "content-length":
                 has_length = True
             size += len(name) + len(value)
-            headers.append((name.encode("latin-1"), value.encode("latin-1")))
+            try:
+                headers.append((name.encode("latin-1"), value.encode("latin-1")))
+            except UnicodeEncodeError:
+                # HTTP/1.1 header text is ISO-8859-1: the app's bug, a logged 500.
+                raise h11.LocalProtocolError(
+                    f"header {name!r}: {value!r} is not ISO-8859-1 text") from None
         headers.append(_date_header())
         if server._closing or self.must_close or h.they_are_waiting_for_100_continue:
             # Waiting for 100-continue and answered without it: the client may
