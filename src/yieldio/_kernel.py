@@ -305,8 +305,10 @@ class Kernel(OutsideWorld, TimerHeap):
             if main._state is not RUNNING and not self.system_tasks:
                 return False
             timers = self.timers
-            if timers and self.timer_targets[timers[0]]._timer == timers[0]:
-                deadline: float | None = timers[0]  # the common case, inlined
+            if not timers:
+                deadline: float | None = None
+            elif self.timer_targets[timers[0]]._timer == timers[0]:
+                deadline = timers[0]  # the common case, inlined
             else:
                 deadline = self._next_deadline()
             if deadline is None:
