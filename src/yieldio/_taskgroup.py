@@ -23,6 +23,11 @@ from ._traps import PARK
 
 __all__ = ["TaskGroup", "TaskStatus"]
 
+# The bound method, not `_DEFERRABLE.get(...)` at the call: CPython 3.11
+# compiles a method call on an imported name as an attribute load (it
+# assumes a module), which makes a bound method object on every spawn.
+_cached_arity = _DEFERRABLE.get
+
 
 class TaskStatus:
     """Handed to a task started with :meth:`TaskGroup.start` as ``task_status``.
@@ -168,7 +173,7 @@ class TaskGroup:
         k = self._kernel
         cur = k.current
         if type(fn) is FunctionType:
-            arity = _DEFERRABLE.get(fn.__code__)  # deferrable_arity's cache, read inline
+            arity = _cached_arity(fn.__code__)  # deferrable_arity's cache, read inline
             if arity is None:
                 arity = deferrable_arity(fn.__code__)
             if arity == len(args):
