@@ -323,11 +323,13 @@ class SocketType:
         if self._sock.fileno() != -1:
             notify_closing(self._sock)
             self._sock.close()
+        self._drained = False  # a recv after close fails as the stdlib's does (EBADF)
 
     def detach(self) -> int:
         """Forget the file descriptor without closing it and return it."""
         if self._sock.fileno() != -1:
             notify_closing(self._sock)
+        self._drained = False
         return self._sock.detach()
 
     @property

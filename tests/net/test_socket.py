@@ -271,6 +271,22 @@ def test_after_a_short_recv_the_next_waits_first_and_loses_nothing():
     yieldio.run(main)
 
 
+def test_recv_after_close_fails_the_same_after_a_short_read():
+    async def main():
+        for short_read_first in (False, True):
+            a, b = ysocket.socketpair()
+            with a:
+                await a.sendall(b"xy")
+                if short_read_first:
+                    assert await b.recv(100) == b"xy"
+                b.close()
+                with pytest.raises(OSError) as info:
+                    await b.recv(100)
+                assert info.value.errno == 9  # EBADF, as the stdlib socket says
+
+    yieldio.run(main)
+
+
 def test_a_short_datagram_does_not_make_the_next_recv_wait_first():
     async def main():
         a, b = ysocket.socketpair(ysocket.AF_UNIX, ysocket.SOCK_DGRAM)

@@ -80,7 +80,7 @@ def _date_header() -> tuple[bytes, bytes]:
 _END = h11.EndOfMessage()
 _heads: dict[tuple[Any, ...], h11.Response] = {}
 _HEADS_MAX = 256
-_HEAD_CACHE_LIMIT = 1024  # bytes of header values; bigger heads are not kept
+_HEAD_CACHE_LIMIT = 1024  # bytes of header names and values; bigger heads are not kept
 
 
 def _response_head(status: int, headers: list[tuple[bytes, bytes]], size: int) -> h11.Response:
