@@ -29,8 +29,9 @@ from typing import Any
 
 from .. import _state
 from .._exceptions import ClosedResourceError
+from .._resolve import _os_getaddrinfo
 from .._stream import Stream
-from ..socket import SocketType, _os_getaddrinfo
+from ..socket import SocketType
 from ..socket import socket as _new_socket
 from ._socket_stream import SocketStream
 
