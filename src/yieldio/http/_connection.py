@@ -85,16 +85,15 @@ _HEAD_CACHE_LIMIT = 1024  # bytes of header names and values; bigger heads are n
 
 def _response_head(status: int, headers: list[tuple[bytes, bytes]], size: int) -> h11.Response:
     """The h11 event for this head, validated once per distinct head."""
-    if size > _HEAD_CACHE_LIMIT:
-        return _H11Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-    key = (status, *headers)
-    head = _heads.get(key)
+    key = (status, *headers) if size <= _HEAD_CACHE_LIMIT else None
+    head = _heads.get(key) if key is not None else None
     if head is None:
         # A bad header raises LocalProtocolError here, before anything is kept.
         head = _H11Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-        if len(_heads) >= _HEADS_MAX:
-            _heads.clear()
-        _heads[key] = head
+        if key is not None:
+            if len(_heads) >= _HEADS_MAX:
+                _heads.clear()
+            _heads[key] = head
     return head
 
 
