@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import ssl
 
 import pytest
@@ -11,6 +12,7 @@ import yieldio
 from yieldio.http import (
     Client,
     ConnectError,
+    Headers,
     HTTPStatusError,
     Limits,
     ProtocolError,
@@ -166,17 +168,27 @@ def test_total_limit_evicts_idle_connections_of_other_origins() -> None:
     yieldio.run(main)
 
 
-def test_idle_connection_closed_by_the_server_is_replaced() -> None:
+@pytest.mark.parametrize("tls", [False, True])
+def test_idle_connection_closed_by_the_server_is_replaced(tls: bool, server_context,
+                                                          client_context) -> None:
+    # Over TLS too, and before a streamed upload (which cannot be retried
+    # once sent): the closed connection must be noticed before it is used.
+    async def upload():
+        yield b"streamed"
+
     async def main() -> None:
         limits = Limits(keep_alive_timeout=0.05)
-        async with serve(make_app({}), "127.0.0.1", 0, limits=limits) as server:
-            async with Client() as client:
-                url = f"http://127.0.0.1:{server.port}/port"
-                first = await (await client.get(url)).json()
+        async with serve(make_app({}), "127.0.0.1", 0, limits=limits,
+                         ssl=server_context if tls else None) as server:
+            async with Client(ssl=client_context) as client:
+                base = f"{'https' if tls else 'http'}://127.0.0.1:{server.port}"
+                first = await (await client.get(base + "/port")).json()
                 with yieldio.fail_after(10):  # the server closes the idle connection
                     while server.connections:
                         await yieldio.sleep(0.01)
-                second = await (await client.get(url)).json()
+                r = await client.post(base + "/echo", content=upload())
+                assert (await r.json())["body"] == "streamed"
+                second = await (await client.get(base + "/port")).json()
                 assert first != second
 
     yieldio.run(main)
@@ -316,5 +328,99 @@ def test_early_413_is_read_even_while_the_upload_fails() -> None:
                         yield b"y" * 65536
                 r = await client.post(url, content=endless())
                 assert r.status == 413
+
+    yieldio.run(main)
+
+
+def test_urls_are_percent_encoded_and_the_host_header_can_be_set() -> None:
+    # As httpx and requests do: a space or a non-ASCII character in the URL
+    # is sent percent-encoded (UTF-8), escapes already there are kept;
+    # params= go in the query even when the URL has a #fragment (never
+    # sent); a Host header given by the caller is the one sent.
+    async def app(request: Request) -> Response:
+        return Response.json({"target": request.target,
+                              "host": request.headers.get_all("host")})
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server, Client() as client:
+            base = f"http://127.0.0.1:{server.port}"
+            r = await client.get(base + "/a b/café?q=x y&e=%2F")
+            assert (await r.json())["target"] == "/a%20b/caf%C3%A9?q=x%20y&e=%2F"
+            r = await client.get(base + "/p#section", params={"page": "2"})
+            assert (await r.json())["target"] == "/p?page=2"
+            r = await client.get(base + "/", headers={"Host": "example.org"})
+            assert (await r.json())["host"] == ["example.org"]
+
+    yieldio.run(main)
+
+
+def test_wrong_request_arguments_raise_clear_errors_before_connecting() -> None:
+    async def main() -> None:
+        # Nothing listens on port 1: each mistake must be caught before connecting.
+        async with Client() as client:
+            url = "http://127.0.0.1:1/"
+            with pytest.raises(TypeError, match="content="):
+                await client.post(url, data=b"raw bytes")  # requests' spelling
+            with pytest.raises(TypeError, match="json="):
+                await client.post(url, content={"a": 1})  # would send the keys
+            with pytest.raises(TypeError, match="content="):
+                await client.post(url, content=123)
+            with pytest.raises(ValueError, match="header"):
+                await client.get(url, headers={"x-injected": "a\r\nevil: 1"})
+
+    yieldio.run(main)
+
+
+def test_connections_are_reused_when_file_descriptors_are_above_1024() -> None:
+    # The pool's check that an idle connection is still alive must work for
+    # any descriptor: select() cannot watch one >= FD_SETSIZE (1024), and a
+    # busy process has such descriptors.
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("cannot open 1,100 descriptors here")
+    ports = []
+
+    async def app(request: Request) -> Response:
+        ports.append(request.client[1])
+        return Response.text("x")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server, Client() as client:
+            for _ in range(3):
+                await client.get(f"http://127.0.0.1:{server.port}/")
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    filler = []
+    try:
+        filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        yieldio.run(main)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(set(ports)) == 1, "each request opened a new connection"
+
+
+@pytest.mark.parametrize("kind", [dict, list, Headers])
+def test_request_headers_replace_the_clients_defaults_of_the_same_name(kind) -> None:
+    # However they are given (a dict, pairs, a Headers), a request's headers
+    # override the client's headers of the same name -- never both sent --
+    # and several values of one name in the request are all kept.
+    async def app(request: Request) -> Response:
+        return Response.json([request.headers.get_all(n) for n in ("x-token", "user-agent",
+                                                                    "x-keep")])
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server, \
+                Client(headers={"x-token": "default", "User-Agent": "ua/1", "x-keep": "k"}) \
+                as client:
+            pairs = [("X-Token", "a"), ("user-agent", "ua/2")]
+            if kind is not dict:
+                pairs.append(("x-token", "b"))
+            headers = dict(pairs) if kind is dict else kind(pairs)
+            r = await client.get(f"http://127.0.0.1:{server.port}/", headers=headers)
+            expected = ["a"] if kind is dict else ["a", "b"]
+            assert await r.json() == [expected, ["ua/2"], ["k"]]
 
     yieldio.run(main)

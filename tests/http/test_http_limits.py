@@ -274,6 +274,28 @@ def test_write_timeout_for_a_client_that_never_reads() -> None:
     yieldio.run(main)
 
 
+def test_write_timeout_does_not_cut_a_slowly_produced_stream_virtual_time() -> None:
+    # Server-sent events: a chunk every 10 s, write timeout 5 s. The client
+    # reads everything at once, so no write is ever late; the time the
+    # application takes to produce the next chunk is not a write.
+    limits = Limits(write_timeout=5)
+
+    async def app(request: Request) -> Response:
+        async def events():
+            for i in range(3):
+                yield f"data: {i}\n\n".encode()
+                await yieldio.sleep(10)
+        return Response(headers={"content-type": "text/event-stream"}, body=events())
+
+    async def main() -> None:
+        async with serve(app, "10.0.0.1", 80, limits=limits), Client(timeout=60) as client:
+            async with client.stream("GET", "http://10.0.0.1/") as r:
+                body = b"".join([chunk async for chunk in r.iter_bytes()])
+        assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+    run_simulated(main)
+
+
 # -- connections ----------------------------------------------------------------------------
 def test_max_connections_gets_503_then_recovers(exchange) -> None:
     limits = Limits(max_connections=2)

@@ -198,6 +198,27 @@ def test_chunked_request_body_is_streamed(exchange) -> None:
     yieldio.run(main)
 
 
+def test_content_length_with_transfer_encoding_closes_the_connection(exchange) -> None:
+    # Both framings at once is how requests are smuggled past a proxy that
+    # reads the other one; RFC 9112 section 6.1: the chunked framing is used
+    # and the server MUST close the connection after its response -- so the
+    # bytes a proxy took for a second request are never served.
+    async def app(request: Request) -> Response:
+        return Response.text(f"{request.method} {request.path} {await request.body()!r}")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            out = await exchange(server.port, (
+                b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"))
+        assert out.count(b"HTTP/1.1 ") == 1
+        assert b"connection: close\r\n" in out.lower()
+        assert out.endswith(b"POST /a b'abc'")
+
+    yieldio.run(main)
+
+
 def test_streamed_response_uses_chunked_encoding_or_close_for_http10(exchange) -> None:
     async def app(request: Request) -> Response:
         async def gen():

@@ -196,6 +196,35 @@ def test_router_rejects_bad_routes() -> None:
         router.mount("relative", h)
 
 
+def test_router_mount_at_the_root_catches_everything_else() -> None:
+    # A catch-all mount (a legacy WSGI app behind a few native routes) is
+    # "/", as in starlette's Mount("/", app); its SCRIPT_NAME is "".
+    router = Router()
+    seen = []
+
+    async def native(request: Request) -> Response:
+        return Response.text("native")
+
+    async def fallback(request: Request) -> Response:
+        seen.append((request.path, request.path_params["prefix"]))
+        env = build_environ(request, io.BytesIO())
+        return Response.text(env["SCRIPT_NAME"] + "|" + env["PATH_INFO"])
+
+    router.add("GET", "/native", native)
+    router.mount("/", fallback)
+
+    async def main() -> list[bytes]:
+        out = []
+        for path in ("/native", "/", "/a/b"):
+            response = await router(make_request("GET", path))
+            assert response is not None and isinstance(response.body, bytes)
+            out.append(response.body)
+        return out
+
+    assert yieldio.run(main) == [b"native", b"|/", b"|/a/b"]
+    assert seen == [("/", ""), ("/a/b", "")]
+
+
 # -- WSGI environ ----------------------------------------------------------------------------------------
 def test_wsgi_environ() -> None:
     r = make_request("POST", "/app/caf%C3%A9?q=1", [

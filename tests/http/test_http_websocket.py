@@ -362,3 +362,34 @@ def test_handshake_timeout() -> None:
                     pass
 
     yieldio.run(main)
+
+
+def test_close_refuses_codes_and_reasons_that_cannot_be_sent() -> None:
+    # 1005, 1006 and 1015 are reserved for reporting (never sent), codes
+    # outside 1000-4999 are invalid, a reason is at most 123 bytes of UTF-8:
+    # each is a ValueError before anything is sent (wsproto would otherwise
+    # send 1000 instead, or a frame the peer rejects as a protocol error).
+    seen: list = []
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        async for _ in ws:
+            pass
+        seen.append((ws.close_code, ws.close_reason))
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+                for code in (999, 1004, 1005, 1006, 1015, 2000, 5000):
+                    with pytest.raises(ValueError, match="close code"):
+                        await ws.close(code)
+                with pytest.raises(ValueError, match="123 bytes"):
+                    await ws.close(1000, "é" * 62)
+                assert not ws.closed
+                await ws.close(4000, "é" * 61)
+            with yieldio.fail_after(5):
+                while not seen:
+                    await yieldio.sleep(0.01)
+        assert seen == [(4000, "é" * 61)]
+
+    yieldio.run(main)

@@ -126,6 +126,12 @@ def test_streamed_request_and_response_bodies() -> None:
                 assert b"".join(rows) == b"".join(f"row {i}\n".encode() for i in range(5))
                 assert len(rows) == 5  # one chunk per yielded row: streamed, not buffered
 
+                # HEAD: Werkzeug sends no body and no length; the headers must
+                # be those of the GET (chunked), not a "content-length: 0".
+                r = await client.head(base + "/stream")
+                assert r.status == 200 and "content-length" not in r.headers
+                assert r.headers["transfer-encoding"] == "chunked"
+
     yieldio.run(main)
 
 
@@ -205,6 +211,48 @@ def test_plain_wsgi_callable_with_write_and_close() -> None:
                                                                   "HTTP/1.1")
             with yieldio.fail_after(5):
                 while not closed:
+                    await yieldio.sleep(0.01)
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("case", ["HEAD", "204", "client gone", "bad header"])
+def test_iterable_is_closed_even_when_its_body_is_never_sent(case: str, http_errors) -> None:
+    # PEP 3333: the server must call close() on the iterable however the
+    # request ends -- also when none of the rest of the body is ever pulled
+    # (a HEAD, a 204, a client that left before the first chunk was written,
+    # a head the server refuses to send and answers with a 500 instead).
+    closed = threading.Event()
+
+    class Body:
+        def __iter__(self):
+            yield b"first"
+            yield b"second"
+
+        def close(self):
+            closed.set()
+
+    def app(environ, start_response):
+        start_response("204 No Content" if case == "204" else "200 OK",
+                       [("x-price", "10 \u20ac")] if case == "bad header" else [])
+        return Body()
+
+    async def main() -> None:
+        async with serve(wsgi(app), "127.0.0.1", 0) as server:
+            if case == "client gone":
+                stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+                await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                await stream.aclose()
+            else:
+                async with Client() as client:
+                    r = await client.request("HEAD" if case == "HEAD" else "GET",
+                                             f"http://127.0.0.1:{server.port}/")
+                    if case == "bad header":
+                        assert r.status == 500
+                    else:
+                        assert r.content == b""
+            with yieldio.fail_after(5):
+                while not closed.is_set():
                     await yieldio.sleep(0.01)
 
     yieldio.run(main)

@@ -30,7 +30,9 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import h11
 
 from .. import __version__
 from ._errors import HTTPStatusError, ProtocolError, Timeout, TooManyRedirects
@@ -43,6 +45,9 @@ __all__ = ["Client", "ClientResponse"]
 _UNSET: Any = object()
 _USER_AGENT = f"yieldio/{__version__}"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: What may stay as it is in a request target: printable ASCII but the space
+#: (``%`` included, so escapes already in the URL are kept as they are).
+_TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 def _split_url(url: str) -> tuple[Origin, str, str]:
@@ -55,6 +60,9 @@ def _split_url(url: str) -> tuple[Origin, str, str]:
         raise ValueError(f"no host in URL {url!r}")
     port = parts.port or (443 if scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # A space or a non-ASCII character cannot go on the request line: send
+    # it percent-encoded (as UTF-8), as browsers, httpx and requests do.
+    target = quote(target, safe=_TARGET_SAFE)
     host_header = parts.netloc.rsplit("@", 1)[-1]
     return (scheme, parts.hostname, port), target, host_header
 
@@ -309,11 +317,18 @@ class Client:
             url = urljoin(self.base_url, url)
         if params:
             query = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+            url = url.split("#", 1)[0]  # the query goes before a fragment (never sent anyway)
             url += ("&" if "?" in url else "?") + query
         h = self.headers.copy()
         assert isinstance(h, Headers)
         if headers is not None:
-            h.update(headers if isinstance(headers, (Mapping, Headers)) else list(headers))
+            # The request's headers replace the client's of the same name
+            # (given as a dict, pairs or a Headers alike); several values of
+            # one name in the request are all kept.
+            extra = Headers(headers)
+            for name in extra.keys():
+                h.pop(name, None)
+            h.update(extra)
         given = sum(x is not None for x in (content, data)) + (json is not _UNSET)
         if given > 1:
             raise TypeError("pass at most one of content=, json= and data=")
@@ -322,9 +337,18 @@ class Client:
             body = _json.dumps(json, separators=(",", ":")).encode("utf-8")
             h.setdefault("content-type", "application/json")
         elif data is not None:
+            if not isinstance(data, Mapping):
+                raise TypeError("data= is a form, a mapping of field names to values, not "
+                                f"{type(data).__name__}; send bytes or str with content=")
             body = urlencode(list(data.items()), doseq=True).encode("ascii")
             h.setdefault("content-type", "application/x-www-form-urlencoded")
         elif content is not None:
+            # A dict is iterable (its keys): refuse it rather than send its keys.
+            if isinstance(content, Mapping) or not (
+                    isinstance(content, (str, bytes, bytearray, memoryview))
+                    or hasattr(content, "__aiter__") or hasattr(content, "__iter__")):
+                raise TypeError("content= is bytes, str or an (async) iterable of bytes, not "
+                                f"{type(content).__name__}; send objects with json= or data=")
             body = content.encode("utf-8") if isinstance(content, str) else content
             if isinstance(body, (bytearray, memoryview)):
                 body = bytes(body)
@@ -357,6 +381,7 @@ class Client:
             if _split_url(new_url)[0] != _split_url(url)[0]:
                 h.pop("authorization", None)  # never leak credentials to another origin
                 h.pop("cookie", None)
+                h.pop("host", None)  # a Host set by the caller was for the first origin
             status = response.status
             if status == 303 and method != "HEAD" or status in (301, 302) and method == "POST":
                 method, body = "GET", b""
@@ -370,7 +395,9 @@ class Client:
     async def _send_one(self, method: str, url: str, h: Headers, body: Any,
                         timeout: float | None) -> ClientResponse:
         origin, target, host_header = _split_url(url)
-        raw = [(b"host", host_header.encode("idna" if not host_header.isascii() else "ascii"))]
+        host = h.get("host")  # the caller's Host header wins (virtual hosts, proxies)
+        raw = [(b"host", host.encode("latin-1") if host is not None else
+                host_header.encode("idna" if not host_header.isascii() else "ascii"))]
         raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in h.items()
                 if k not in ("host", "content-length", "transfer-encoding")]
         if "user-agent" not in h:
@@ -382,11 +409,17 @@ class Client:
                 raw.append((b"content-length", b"%d" % len(body)))
         else:
             raw.append((b"transfer-encoding", b"chunked"))
+        try:
+            # Built (and so validated by h11) before taking a connection.
+            request = h11.Request(method=method, target=target, headers=raw)
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"invalid request {method} {url}: {exc} "
+                             "(a header with a line break, say)") from None
         pool = self._pool
         while True:
             conn = await pool.acquire(origin, timeout)
             try:
-                await conn.send_request(method, target, raw, body, timeout)
+                await conn.send_request(request, body, timeout)
                 try:
                     head = await conn.receive_head(timeout)
                 except (ProtocolError, Timeout) as exc:

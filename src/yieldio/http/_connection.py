@@ -218,10 +218,16 @@ class ServerConnection:
             server.bad_requests += 1
             self.must_close = True
             return await self._send(req, _error_response(431))
-        if length is not None and limits.max_body_size is not None \
-                and int(length) > limits.max_body_size:
-            self.must_close = True
-            return await self._send(req, _error_response(413))
+        if length is not None:
+            if any(n == b"transfer-encoding" for _, n, _ in _full_items(event.headers)):
+                # Both framings: how requests are smuggled past a proxy that
+                # reads the other one. h11 reads the chunked body; RFC 9112
+                # section 6.1 then requires closing the connection after the
+                # response, so whatever follows is never taken for a request.
+                self.must_close = True
+            elif limits.max_body_size is not None and int(length) > limits.max_body_size:
+                self.must_close = True
+                return await self._send(req, _error_response(413))
         try:
             response = await server.app(req)
         except HTTPException as exc:
@@ -255,6 +261,10 @@ class ServerConnection:
             server.app_errors += 1
             logger.error("invalid response from the HTTP application for %s %s: %s",
                          req.method, req.target, exc)
+            if not isinstance(response.body, bytes):
+                # Refused before streaming began: close the body all the
+                # same (a WSGI iterable must be closed, PEP 3333).
+                await _close_iterator(response.body)
             if self.h11.our_state is h11.SEND_RESPONSE:
                 self.must_close = True
                 return await self._send(req, _error_response(500))
@@ -323,20 +333,28 @@ class ServerConnection:
             await _close_iterator(body)
             await write(out + h.send(_END))
             return True
+        # The write timeout bounds each write, and only the writes: the
+        # deadline is lifted after each one, or the time the application
+        # takes to produce the next chunk (server-sent events, say) would
+        # count against it and a healthy stream would be cut off.
+        timeout = _INF if write_timeout is None else write_timeout
         try:
+            self.deadline = current_time() + timeout
             await write(out)
+            self.deadline = _INF
             if hasattr(body, "__aiter__"):
                 async for chunk in body:
                     if chunk:
-                        if write_timeout is not None:
-                            self.deadline = current_time() + write_timeout
+                        self.deadline = current_time() + timeout
                         await write(h.send(_Data(data=_as_bytes(chunk))))
+                        self.deadline = _INF
             else:
                 for chunk in body:
                     if chunk:
-                        if write_timeout is not None:
-                            self.deadline = current_time() + write_timeout
+                        self.deadline = current_time() + timeout
                         await write(h.send(_Data(data=_as_bytes(chunk))))
+                        self.deadline = _INF
+            self.deadline = current_time() + timeout
             await write(h.send(_END))
         except _PEER_GONE:
             raise

@@ -8,8 +8,8 @@ origin (``Limits.max_connections_per_host``) and in total
 (``Limits.max_connections``); idle connections count towards the total too,
 so when it is reached the oldest idle connection to another origin is
 closed to make room. Idle connections are dropped after
-``Limits.keep_alive_timeout`` seconds, and a plain-TCP connection the server
-has closed meanwhile is noticed before it is reused (it reads as readable).
+``Limits.keep_alive_timeout`` seconds, and a connection the server has
+closed meanwhile is noticed before it is reused (its socket is readable).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ._limits import Limits
 __all__ = ["ClientConnection", "ConnectionPool", "Origin", "StaleConnection"]
 
 Origin = tuple[str, str, int]  # (scheme, host, port)
+_poll = getattr(select, "poll", None)  # not on Windows
 _IO_ERRORS = (OSError, ClosedResourceError, BrokenStreamError, EOFError)
 
 
@@ -68,22 +69,39 @@ class ClientConnection:
             await self.stream.aclose()
 
     def looks_dead(self) -> bool:
-        """An idle plain-TCP connection that is readable was closed (or spoken to) by the server."""
-        if not isinstance(self.stream, SocketStream):
-            return False  # TLS may legitimately have unread records (session tickets)
+        """An idle connection whose socket is readable was closed (or spoken to) by the server.
+
+        Over TLS the socket under it is checked: a close_notify or a FIN
+        makes it readable. (So may a late TLS 1.3 session ticket: that
+        connection is dropped too, which costs only a new connection,
+        whereas reusing a closed one fails a request whose body is
+        streamed, since that body cannot be sent again.)
+        """
+        stream = self.stream
+        transport = getattr(stream, "transport", None)
+        if isinstance(transport, SocketStream):
+            stream = transport
+        if not isinstance(stream, SocketStream):
+            return False  # not a socket we can look at (the in-memory network)
         try:
-            sock = self.stream.get_extra_info("socket")
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+            fd = stream.get_extra_info("socket").fileno()
+            if _poll is not None:
+                # poll(), not select(): select() cannot watch a descriptor
+                # >= FD_SETSIZE (1024), so in a busy process every idle
+                # connection would look dead and none would be reused.
+                poller = _poll()
+                poller.register(fd, select.POLLIN)
+                return bool(poller.poll(0))
+            readable, _, _ = select.select([fd], [], [], 0)
         except (OSError, ValueError):
             return True
         return bool(readable)
 
-    async def send_request(self, method: str, target: str, headers: list[tuple[bytes, bytes]],
-                           body: Any, timeout: float | None) -> None:
+    async def send_request(self, request: h11.Request, body: Any, timeout: float | None) -> None:
         h = self.h11
         try:
             with fail_after(_deadline(timeout)):
-                out = h.send(h11.Request(method=method, target=target, headers=headers))
+                out = h.send(request)
                 if isinstance(body, bytes):
                     if body:
                         out += h.send(h11.Data(data=body))

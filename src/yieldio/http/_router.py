@@ -147,11 +147,13 @@ class Router:
 
         The request keeps its full path; ``request.path_params["prefix"]``
         holds the mount point (:func:`wsgi` uses it as ``SCRIPT_NAME``).
+        ``mount("/", app)`` catches every path no route matched (its prefix
+        is ``""``: an application mounted at the root has an empty
+        ``SCRIPT_NAME``).
         """
-        prefix = prefix.rstrip("/")
         if not prefix.startswith("/"):
             raise ValueError(f"a mount prefix starts with '/', not {prefix!r}")
-        self._mounts.append((prefix, app))
+        self._mounts.append((prefix.rstrip("/"), app))
 
     def _find(self, path: str) -> tuple[dict[str, Handler] | None, dict[str, str]]:
         table = self._static.get(path)

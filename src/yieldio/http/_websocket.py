@@ -186,8 +186,16 @@ class WebSocket:
 
         Sends the Close frame, waits up to ``close_timeout`` for the peer's
         answer, and closes the transport. Messages not yet received are
-        dropped.
+        dropped. ``code`` is 1000-1003, 1007-1014 or 3000-4999 (the others
+        are reserved or invalid) and ``reason`` at most 123 bytes of UTF-8:
+        anything else is a ``ValueError``.
         """
+        if not _sendable_close_code(code):
+            raise ValueError(f"WebSocket close code {code!r} cannot be sent: use 1000-1003, "
+                             "1007-1014 or 3000-4999 (RFC 6455, section 7.4)")
+        if len(reason.encode("utf-8")) > 123:
+            raise ValueError("a WebSocket close reason is at most 123 bytes of UTF-8 "
+                             f"(a Close frame holds 125), not {len(reason.encode())}")
         if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             if self.close_code is None:
                 self.close_code, self.close_reason = code, reason
@@ -316,6 +324,12 @@ class WebSocket:
                 while await self._stream.read(65536):
                     pass
         await self._stream.aclose()
+
+
+def _sendable_close_code(code: object) -> bool:
+    """A code a Close frame may carry: 1004-1006 and 1015 are reserved, 1016-2999 unassigned."""
+    return isinstance(code, int) and not isinstance(code, bool) and (1000 <= code <= 1003 or 1007 <= code <= 1014
+                                  or 3000 <= code <= 4999)
 
 
 # -- the client ---------------------------------------------------------------------------

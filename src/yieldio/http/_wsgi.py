@@ -229,6 +229,45 @@ class _Call:
         return status, headers
 
 
+class _Body:
+    """The rest of a streamed WSGI response: pulled a chunk at a time on a worker thread.
+
+    A class rather than an async generator so that :meth:`aclose` closes
+    the WSGI iterable (PEP 3333) even if iteration never started: the server
+    drops the body of a HEAD, a 204 or a 304 unread, and a client may leave
+    before the first chunk -- an async generator's ``finally`` does not run
+    when it is closed before its first step.
+    """
+
+    def __init__(self, call: _Call, first: bytes, pool: WorkerPool) -> None:
+        self._call = call
+        self._first: bytes | None = first
+        self._pool = pool
+        self._closed = False
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        chunk = await to_thread(self._call.next_chunk, cancellable=True, pool=self._pool)
+        if chunk is _END:
+            await self.aclose()
+            raise StopAsyncIteration
+        return chunk  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            # Not awaited: this also runs when the response is abandoned
+            # (client gone, cancelled), and must not wait for the worker.
+            self._pool.submit(self._call.close_quietly)
+
+
 def build_environ(request: Request, body_input: Any) -> dict[str, Any]:
     """The PEP 3333 ``environ`` for ``request`` (``wsgi.input`` is ``body_input``)."""
     prefix = request.path_params.get("prefix", "") if request.path_params else ""
@@ -313,22 +352,14 @@ def wsgi(app: WSGIApp, *, pool: WorkerPool | None = None) -> Callable[[Request],
         complete, first = await to_thread(call.start, cancellable=True, pool=pool)
         status, headers = call.response_parts()
         if complete:
+            if request.method == "HEAD" and not first and call._content_length() is None:
+                # The application answered the HEAD itself, without a body
+                # or a length (Werkzeug does, for a streamed response): frame
+                # it as a streamed body, like the GET, rather than let the
+                # server state a "Content-Length: 0" the GET would not have.
+                return Response(status, headers, iter(()))
             return Response(status, headers, first)
-
-        async def rest() -> Any:
-            try:
-                yield first
-                while True:
-                    chunk = await to_thread(call.next_chunk, cancellable=True, pool=pool)
-                    if chunk is _END:
-                        return
-                    yield chunk
-            finally:
-                # Not awaited: this also runs when the response is abandoned
-                # (client gone, cancelled), and must not wait for the worker.
-                pool.submit(call.close_quietly)
-
-        return Response(status, headers, rest())
+        return Response(status, headers, _Body(call, first, pool))
 
     wsgi_app.__qualname__ = wsgi_app.__name__ = f"wsgi({getattr(app, '__name__', app)!s})"
     return wsgi_app
