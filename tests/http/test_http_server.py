@@ -172,6 +172,36 @@ def test_content_length_set_by_the_app_is_sent_once(exchange) -> None:
     yieldio.run(main)
 
 
+@pytest.mark.parametrize("stated", ["3", "9", "five"])
+def test_content_length_that_does_not_match_the_body_is_a_logged_500(
+        stated: str, exchange, http_errors) -> None:
+    # Caught before the head is sent: the client gets a 500 (and the
+    # connection closes, as after any refused head), instead of a cut
+    # connection and no response at all.
+    async def app(request: Request) -> Response:
+        if request.path == "/bad":
+            return Response(200, {"Content-Length": stated}, b"hello")
+        return Response(200, {"Content-Length": "5"}, b"hello")
+
+    async def main() -> tuple[int, bytes, bytes]:
+        async with serve(app, "127.0.0.1", 0) as server:
+            bad = await exchange(server.port, b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n")
+            out = await exchange(server.port, b"HEAD /bad HTTP/1.1\r\nHost: x\r\n\r\n"
+                                              b"GET /good HTTP/1.1\r\nHost: x\r\n"
+                                              b"Connection: close\r\n\r\n")
+            return server.app_errors, bad, out
+
+    errors, bad, out = yieldio.run(main)
+    assert bad.startswith(b"HTTP/1.1 500 ") and b"hello" not in bad
+    if stated == "five":  # not a length at all: refused for HEAD too (by h11)
+        assert out.startswith(b"HTTP/1.1 500 ") and errors == 2
+        return
+    # HEAD may state the length of the GET body it stands for: not an error.
+    assert out.count(b"HTTP/1.1 200 OK") == 2 and out.endswith(b"\r\n\r\nhello")
+    assert errors == 1
+    assert "does not match" in http_errors.text
+
+
 def test_chunked_request_body_is_streamed(exchange) -> None:
     chunks: list[bytes] = []
 

@@ -145,8 +145,8 @@ def test_pings_are_answered_while_the_handler_is_busy() -> None:
     yieldio.run(main)
 
 
-@pytest.mark.parametrize("fragmented", [False, True])
-def test_message_size_limit_closes_with_1009(fragmented: bool) -> None:
+@pytest.mark.parametrize("kind", ["bytes", "fragmented", "text"])
+def test_message_size_limit_closes_with_1009(kind: str) -> None:
     log: list = []
 
     def client(port: int) -> int:
@@ -155,8 +155,10 @@ def test_message_size_limit_closes_with_1009(fragmented: bool) -> None:
             assert ws.recv(timeout=5) == "small"
             # The server may close while we are still sending: either call can raise.
             with pytest.raises(websockets.exceptions.ConnectionClosed) as info:
-                if fragmented:  # 3 frames of 400 bytes: the total is what counts
+                if kind == "fragmented":  # 3 frames of 400 bytes: the total is what counts
                     ws.send(iter([b"a" * 400, b"b" * 400, b"c" * 400]))
+                elif kind == "text":  # 400 characters, 1,200 bytes of UTF-8: bytes count
+                    ws.send("\u20ac" * 400)
                 else:
                     ws.send(b"z" * 1200)
                 ws.recv(timeout=5)

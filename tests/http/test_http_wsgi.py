@@ -261,3 +261,30 @@ def test_iterable_is_closed_even_when_its_body_is_never_sent(case: str, http_err
 def test_wsgi_rejects_non_callables() -> None:
     with pytest.raises(TypeError):
         wsgi("not an app")  # type: ignore[arg-type]
+
+
+def test_header_names_with_underscores_are_dropped_from_the_environ() -> None:
+    # "X_Forwarded_For" and "X-Forwarded-For" both map to HTTP_X_FORWARDED_FOR:
+    # a client must not be able to pose as the proxy that sets the real one.
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update((k, v) for k, v in environ.items() if k.startswith("HTTP_X_"))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    async def main() -> None:
+        async with serve(wsgi(app), "127.0.0.1", 0) as server:
+            stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                   b"X_Forwarded_For: 6.6.6.6\r\n"
+                                   b"X-Forwarded-For: 10.0.0.7\r\nX-Real: yes\r\n\r\n")
+                with yieldio.fail_after(5):
+                    reply = b""
+                    while chunk := await stream.read():
+                        reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ")
+
+    yieldio.run(main)
+    assert seen == {"HTTP_X_FORWARDED_FOR": "10.0.0.7", "HTTP_X_REAL": "yes"}

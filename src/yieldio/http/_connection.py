@@ -277,11 +277,11 @@ class ServerConnection:
         # The pairs as bytes for h11, noting a Content-Length on the way
         # (cheaper than a second, case-insensitive lookup).
         headers = []
-        has_length = False
+        stated_length: str | None = None  # the app's Content-Length, if any
         size = 0
         for name, value in response.headers._items:
             if name == "content-length":
-                has_length = True
+                stated_length = value
             size += len(name) + len(value)
             try:
                 headers.append((name.encode("latin-1"), value.encode("latin-1")))
@@ -303,8 +303,15 @@ class ServerConnection:
             if not isinstance(body, bytes):
                 await _close_iterator(body)
             body = b""
-        elif not has_length and isinstance(body, bytes):
-            headers.append((b"content-length", b"%d" % len(body)))
+        elif isinstance(body, bytes):
+            if stated_length is None:
+                headers.append((b"content-length", b"%d" % len(body)))
+            elif stated_length.strip() != str(len(body)) and req.method != "HEAD":
+                # h11 would notice only after the head is sent, too late for
+                # a 500: the client would get nothing at all.
+                raise h11.LocalProtocolError(
+                    f"Content-Length {stated_length!r} does not match the "
+                    f"{len(body)}-byte body")
         if isinstance(body, bytes):
             out = h.send(_response_head(status, headers, size))
             if body and req.method != "HEAD":

@@ -19,7 +19,7 @@ What happens when each is exceeded (server side):
 ``body_timeout``            no progress reading the body for this long: closed
 ``write_timeout``           the client reads nothing for this long: closed
 ``max_connections``         more connections at once: **503** and closed at once
-``max_websocket_message``   a larger WebSocket message: close code **1009**
+``max_websocket_message``   a bigger message (UTF-8 bytes): close code **1009**
 ==========================  ===================================================
 
 The client (:class:`yieldio.http.Client`) uses ``max_connections`` (open

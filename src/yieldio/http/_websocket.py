@@ -252,7 +252,12 @@ class WebSocket:
                     if self.close_code is not None:
                         continue  # closing: drop
                     data = event.data  # type: ignore[attr-defined]
-                    size += len(data)
+                    # The limit is in bytes as sent (UTF-8 for text): a str of
+                    # N characters can hold up to 4N bytes of memory.
+                    if kind is wse.BytesMessage or data.isascii():
+                        size += len(data)
+                    else:
+                        size += len(data.encode("utf-8"))
                     if size > self.max_message_size:
                         parts.clear()
                         await self._abort(1009, f"message larger than {self.max_message_size}")

@@ -310,6 +310,11 @@ def build_environ(request: Request, body_input: Any) -> dict[str, Any]:
             environ["CONTENT_TYPE"] = value
         elif name == "content-length":
             environ["CONTENT_LENGTH"] = value
+        elif "_" in name:
+            # "X_Forwarded_For" would become the same key as "X-Forwarded-For":
+            # a client could spoof a header a proxy in front of us set. Such
+            # names are dropped, as gunicorn, nginx and Apache do.
+            continue
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
             if key in environ:
