@@ -338,3 +338,89 @@ def test_tls_handshake_is_bounded_by_the_header_timeout(server_context, client_c
                 assert (await client.get(f"https://localhost:{server.port}/")).content == b"hello"
 
     yieldio.run(main)
+
+
+# -- WebSocket keepalive ----------------------------------------------------------------------
+def _ws_echo_router(log: list) -> yieldio.http.Router:
+    router = yieldio.http.Router()
+
+    @router.websocket("/echo")
+    async def echo(request: Request) -> None:
+        ws = await request.accept_websocket()
+        async for message in ws:
+            await ws.send(message)
+        log.append((ws.close_code, ws.close_reason, round(yieldio.current_time())))
+
+    return router
+
+
+def test_websocket_server_drops_a_client_that_vanished() -> None:
+    # The client's host drops off the network without a FIN: only a ping
+    # that gets no pong can tell. Ping every 5 s, 3 s to answer.
+    log: list = []
+    limits = Limits(websocket_ping_interval=5, websocket_ping_timeout=3)
+    net = SimNetwork()
+
+    async def main() -> None:
+        with net.host("10.0.0.1"):
+            async with serve(_ws_echo_router(log), None, 80, limits=limits):
+                with net.host("10.0.0.2"):
+                    async with yieldio.http.connect_websocket(
+                            "ws://10.0.0.1/echo", ping_interval=None) as ws:
+                        await ws.send("hi")
+                        assert await ws.receive() == "hi"
+                        net.partition("10.0.0.2")
+                        with yieldio.fail_after(60):
+                            while not log:
+                                await yieldio.sleep(1)
+
+    yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
+    # The first ping at t=5 gets no pong by t=8: closed as lost.
+    assert log == [(1011, "keepalive ping timeout", 8)]
+
+
+def test_websocket_client_notices_a_server_that_vanished() -> None:
+    log: list = []
+    limits = Limits(websocket_ping_interval=None)
+    net = SimNetwork()
+
+    async def main() -> None:
+        with net.host("10.0.0.1"):
+            async with serve(_ws_echo_router(log), None, 80, limits=limits):
+                with net.host("10.0.0.2"):
+                    async with yieldio.http.connect_websocket(
+                            "ws://10.0.0.1/echo", ping_interval=4, ping_timeout=2) as ws:
+                        await ws.send("hi")
+                        assert await ws.receive() == "hi"
+                        net.partition("10.0.0.1")
+                        with pytest.raises(yieldio.http.WebSocketClosed) as info:
+                            await ws.receive()
+                        assert round(yieldio.current_time()) == 6
+                        assert (info.value.code, ws.close_code) == (1011, 1011)
+                net.heal()
+
+    yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
+
+
+def test_websocket_keepalive_keeps_a_healthy_idle_connection() -> None:
+    # An hour of silence with pings both ways answered: still open, still works.
+    log: list = []
+    limits = Limits(websocket_ping_interval=20, websocket_ping_timeout=20)
+    net = SimNetwork(latency=0.05)
+
+    async def main() -> None:
+        with net.host("10.0.0.1"):
+            async with serve(_ws_echo_router(log), None, 80, limits=limits):
+                with net.host("10.0.0.2"):
+                    async with yieldio.http.connect_websocket(
+                            "ws://10.0.0.1/echo", ping_interval=15, ping_timeout=5) as ws:
+                        await yieldio.sleep(3600)
+                        assert not ws.closed
+                        await ws.send("still here")
+                        assert await ws.receive() == "still here"
+                with yieldio.fail_after(30):
+                    while not log:
+                        await yieldio.sleep(1)
+
+    yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
+    assert [entry[:2] for entry in log] == [(1000, "")]

@@ -529,11 +529,16 @@ class ServerConnection:
         trailing, _ = h.trailing_data
         if trailing:
             connection.receive_data(trailing)
+        limits = self.server.limits
         ws = WebSocket(self.stream, connection, client=False,
-                       max_message_size=self.server.limits.max_websocket_message,
-                       subprotocol=subprotocol, path=req.path, headers=req.headers)
+                       max_message_size=limits.max_websocket_message,
+                       subprotocol=subprotocol, path=req.path, headers=req.headers,
+                       ping_interval=limits.websocket_ping_interval,
+                       ping_timeout=limits.websocket_ping_timeout)
         self.websocket = ws
         self.server._tg.spawn(ws._reader, name=f"websocket reader {self.client}")
+        if ws.ping_interval is not None:
+            self.server._tg.spawn(ws._keepalive, name=f"websocket keepalive {self.client}")
         if self.server._closing:
             self.shutdown()
         return ws

@@ -20,6 +20,8 @@ What happens when each is exceeded (server side):
 ``write_timeout``           the client reads nothing for this long: closed
 ``max_connections``         more connections at once: **503** and closed at once
 ``max_websocket_message``   a bigger message (UTF-8 bytes): close code **1009**
+``websocket_ping_interval`` a WebSocket ping every this many seconds, and
+``websocket_ping_timeout``  no pong this long after: peer gone, close **1011**
 ==========================  ===================================================
 
 The client (:class:`yieldio.http.Client`) uses ``max_connections`` (open
@@ -57,6 +59,8 @@ class Limits:
     max_connections: int | None = 1000
     max_connections_per_host: int | None = 10
     max_websocket_message: int = 1024 * 1024
+    websocket_ping_interval: float | None = 20.0
+    websocket_ping_timeout: float | None = 20.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

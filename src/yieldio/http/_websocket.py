@@ -80,12 +80,17 @@ class WebSocket:
     def __init__(self, stream: Stream, connection: Connection, *, client: bool,
                  max_message_size: int = 1 << 20, close_timeout: float = 5.0,
                  subprotocol: str | None = None, path: str = "/",
-                 headers: Headers | None = None) -> None:
+                 headers: Headers | None = None, ping_interval: float | None = None,
+                 ping_timeout: float | None = None) -> None:
         self._stream = stream
         self._ws = connection
         self._client = client
         self.max_message_size = max_message_size
         self.close_timeout = close_timeout
+        #: Keepalive: a ping every ``ping_interval`` seconds (None: none), and
+        #: the connection counts as lost if no pong comes in ``ping_timeout``.
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         #: The subprotocol agreed in the handshake (None if none).
         self.subprotocol = subprotocol
         #: The request path of the handshake.
@@ -225,6 +230,40 @@ class WebSocket:
             if self._reader_scope is not None:
                 self._reader_scope.cancel()
 
+    # -- keepalive ------------------------------------------------------------------------
+    async def _keepalive(self) -> None:
+        """Ping every ``ping_interval`` s; no pong within ``ping_timeout`` s: close with 1011.
+
+        Why: a peer that vanishes without a FIN (a dropped Wi-Fi, a killed
+        VM, a NAT that forgot the flow) leaves TCP silent for hours, and a
+        handler in ``async for message in ws`` would wait for ever. Only
+        traffic that needs an answer notices (``websockets`` and browsers'
+        servers do the same, with the same 20 s defaults).
+        """
+        interval = self.ping_interval
+        timeout = self.ping_timeout if self.ping_timeout is not None else math.inf
+        assert interval is not None
+        while True:
+            with move_on_after(interval):
+                await self._finished.wait()
+                return  # closed or lost: nothing left to watch
+            try:
+                with fail_after(timeout):
+                    await self.ping()
+            except WebSocketClosed:
+                return
+            except TimeoutError:
+                break
+        logger.info("WebSocket peer did not answer a ping within %s s: closing (%r)",
+                    timeout, self)
+        # Say why, if the bytes can still go anywhere (bounded: the peer may
+        # not be reading), then end the connection as lost.
+        with move_on_after(self.close_timeout):
+            await self._abort(1011, "keepalive ping timeout")
+        self._lost()
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+
     # -- the reader task ------------------------------------------------------------------
     async def _reader(self) -> None:
         """Read frames until the close: answer pings, queue messages, close on errors."""
@@ -343,7 +382,9 @@ async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
                             headers: dict[str, str] | None = None,
                             ssl: _ssl.SSLContext | None = None, timeout: float | None = 10.0,
                             max_message_size: int = 1 << 20,
-                            close_timeout: float = 5.0) -> AsyncIterator[WebSocket]:
+                            close_timeout: float = 5.0,
+                            ping_interval: float | None = 20.0,
+                            ping_timeout: float | None = 20.0) -> AsyncIterator[WebSocket]:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the ``async with`` block.
 
     ::
@@ -357,7 +398,10 @@ async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
     a refused connection raises :class:`ConnectError`, a non-101 answer
     :class:`WebSocketRejected`. ``wss://`` verifies the certificate with
     ``ssl.create_default_context()`` unless you pass ``ssl``. Leaving the
-    block closes the connection (code 1000) if it is still open.
+    block closes the connection (code 1000) if it is still open. A ping goes
+    out every ``ping_interval`` seconds; without a pong in ``ping_timeout``
+    the server counts as gone: close code 1011, and ``receive()`` raises
+    :class:`WebSocketClosed` (``None`` turns either off).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
@@ -373,10 +417,13 @@ async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
         host, port, secure, ssl, timeout, host_header, target, subprotocols, headers)
     ws = WebSocket(stream, connection, client=True, max_message_size=max_message_size,
                    close_timeout=close_timeout, subprotocol=agreed, path=parts.path or "/",
-                   headers=response_headers)
+                   headers=response_headers, ping_interval=ping_interval,
+                   ping_timeout=ping_timeout)
     try:
         async with TaskGroup() as tg:
             tg.spawn(ws._reader, name=f"websocket reader {url}")
+            if ping_interval is not None:
+                tg.spawn(ws._keepalive, name=f"websocket keepalive {url}")
             try:
                 yield ws
             finally:
