@@ -202,6 +202,46 @@ def test_run_asyncio_with_a_loop_of_your_own():
         loop.close()
 
 
+def test_cancelling_a_call_to_a_loop_of_your_own_that_was_closed_does_not_hang():
+    # The user's loop was stopped and closed while a call was pending: the
+    # asyncio task will never finish and never report. Cancelling the yieldio
+    # side must then end the wait at once (it used to wait forever).
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="my-asyncio", daemon=True)
+    thread.start()
+    started = threading.Event()
+
+    async def pending():
+        started.set()
+        await asyncio.sleep(10)
+
+    async def call():
+        await run_asyncio(pending, loop=loop)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            task = tg.spawn(call)
+            assert await yieldio.to_thread(started.wait, 5)
+            loop.call_soon_threadsafe(loop.stop)
+            await yieldio.to_thread(thread.join)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the pending task is destroyed
+                loop.close()
+            task.cancel()
+            with yieldio.move_on_after(5) as scope:
+                with pytest.raises(yieldio.TaskCancelled):
+                    await task.join()
+            return scope.cancelled_caught
+
+    try:
+        assert yieldio.run(main) is False
+    finally:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+
 # -- yieldio cancellation crosses over ----------------------------------------------------
 
 

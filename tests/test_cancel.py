@@ -270,3 +270,27 @@ def test_checkpoint_raises_when_cancelled():
         return s.cancelled_caught
 
     assert vrun(main) is True
+
+
+def test_nan_deadline_rejected_everywhere():
+    # A NaN deadline never compares as reached: the scope would silently never
+    # time out (and NaN breaks the timer heap's ordering). trio refuses it too.
+    async def main():
+        with pytest.raises(ValueError, match="NaN"):
+            yieldio.move_on_at(math.nan)
+        with pytest.raises(ValueError, match="NaN"):
+            yieldio.fail_at(math.nan)
+        with pytest.raises(ValueError, match="NaN"):
+            yieldio.CancelScope(deadline=math.nan)
+        with pytest.raises(TypeError, match="deadline must be a number"):
+            yieldio.CancelScope(deadline="soon")
+        with yieldio.move_on_after(5) as scope:
+            with pytest.raises(ValueError, match="NaN"):
+                scope.deadline = math.nan
+            with pytest.raises(TypeError, match="deadline must be a number"):
+                scope.deadline = None
+            assert scope.deadline == 5.0  # unchanged, still armed
+            await yieldio.sleep(10)
+        return scope.cancelled_caught, yieldio.current_time()
+
+    assert vrun(main) == (True, 5.0)

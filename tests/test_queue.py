@@ -225,3 +225,29 @@ def test_task_waiting_on_universal_queue_is_not_a_deadlock():
         return item
 
     assert yieldio.run(main) == "late"
+
+
+def test_universal_queue_async_for_ends_when_closed_and_drained():
+    # Like Queue: a task consumes what a thread produces with 'async for',
+    # which ends once the thread has closed the queue and the items are drained.
+    async def main():
+        q = yieldio.UniversalQueue(2)
+
+        def producer():
+            for i in range(5):
+                q.put(i, timeout=10)
+            q.close()
+
+        t = threading.Thread(target=producer)
+        t.start()
+        got = [item async for item in q]
+        await yieldio.to_thread(t.join)
+        return got
+
+    assert yieldio.run(main) == [0, 1, 2, 3, 4]
+
+
+def test_universal_queue_rejects_a_bad_maxsize_at_once():
+    for bad in ("3", None, 1.5):
+        with pytest.raises(TypeError, match="maxsize must be an int"):
+            yieldio.UniversalQueue(bad)

@@ -196,3 +196,52 @@ def test_condition_needs_lock():
             cond.notify()
 
     vrun(main)
+
+
+def test_event_set_outside_the_kernel_thread_leaves_its_waiters_waiting():
+    # Event.set() from a plain thread is a misuse and raises. It used to empty
+    # the waiter list before raising: the waiters were then never woken and,
+    # worse, could not be cancelled any more (their timeout could not reach
+    # them; the run ended in Deadlock).
+    import threading
+
+    async def main():
+        ev = yieldio.Event()
+        errors = []
+
+        def set_from_a_thread():
+            try:
+                ev.set()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        async with yieldio.TaskGroup() as tg:
+            async def waiter():
+                with yieldio.move_on_after(5) as scope:
+                    await ev.wait()
+                return scope.cancelled_caught
+
+            t = tg.spawn(waiter)
+            await yieldio.sleep(1)
+            th = threading.Thread(target=set_from_a_thread)
+            th.start()
+            th.join()
+        return len(errors), ev.is_set(), t.result(), yieldio.current_time()
+
+    assert vrun(main) == (1, False, True, 5.0)
+
+
+def test_lock_acquire_nowait_by_the_owner_says_it_is_not_re_entrant():
+    async def main():
+        lock = yieldio.Lock()
+        lock.acquire_nowait()
+        with pytest.raises(RuntimeError, match="re-entrant"):
+            lock.acquire_nowait()
+        lock.release()
+
+    vrun(main)
+
+
+def test_semaphore_max_value_must_be_an_int():
+    with pytest.raises(ValueError, match="max_value"):
+        yieldio.Semaphore(1, max_value="3")

@@ -575,3 +575,64 @@ def test_deferral_cache_stays_bounded_for_functions_compiled_at_run_time():
         return len(_task._DEFERRABLE)
 
     assert yieldio.run(main) <= _task._DEFERRABLE_MAX
+
+
+def test_start_caller_cancelled_then_child_fails_error_reaches_the_group():
+    # The caller of start() gave up waiting (its timeout fired); the child
+    # keeps running in the group. When it later fails without having called
+    # started(), nobody waits in start() any more: the error must go to the
+    # group, not vanish.
+    async def fails_before_started(*, task_status):
+        await yieldio.sleep(2)
+        raise ValueError("bind failed")
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.move_on_after(1) as scope:
+                await tg.start(fails_before_started)
+            assert scope.cancelled_caught
+            await yieldio.sleep(10)
+
+    with pytest.raises(ExceptionGroup) as info:
+        vrun(main)
+    assert [str(e) for e in info.value.exceptions] == ["bind failed"]
+
+
+def test_start_caller_cancelled_then_child_calls_started_late():
+    async def late(*, task_status):
+        await yieldio.sleep(2)
+        task_status.started("late")
+        return "finished"
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.move_on_after(1):
+                await tg.start(late)
+            t = tg.tasks[0]
+        return t.result(), yieldio.current_time()
+
+    assert vrun(main) == ("finished", 2.0)
+
+
+def test_start_with_wrong_arguments_gives_clear_errors(recwarn):
+    def plain(*, task_status):
+        return 1
+
+    async def server(*, task_status):
+        task_status.started()
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(TypeError, match="'.*plain' returned 1, which is not a coroutine"):
+                await tg.start(plain)
+            with pytest.raises(TypeError, match="needs the async function, not the coroutine"):
+                await tg.start(server(task_status=None))
+            with pytest.raises(TypeError, match="expects an async function"):
+                await tg.start(42)
+            return tg.tasks
+
+    assert vrun(main) == []
+    import gc
+
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]

@@ -66,6 +66,26 @@ def test_uncancellable_to_thread_waits_then_raises_cancelled():
     assert yieldio.run(main) == (True, True)
 
 
+def test_uncancellable_to_thread_cancelled_keeps_the_thread_error():
+    # The caller is cancelled while the thread runs; the thread then fails.
+    # Its error must not be dropped in favour of Cancelled (which a timeout
+    # would swallow silently): like an error raised by a finally block, it
+    # wins, as run_asyncio does with an error raised while cancelling.
+    async def main():
+        scope = yieldio.CancelScope()
+
+        def work():
+            yieldio.from_thread(scope.cancel)  # the caller is cancelled now
+            raise OSError("disk full")
+
+        with pytest.raises(OSError, match="disk full"):
+            with scope:
+                await yieldio.to_thread(work)
+        return scope.cancel_called, scope.cancelled_caught
+
+    assert yieldio.run(main) == (True, False)
+
+
 def test_cancellable_to_thread_returns_at_once():
     release = threading.Event()
 
@@ -167,3 +187,30 @@ def test_burst_of_jobs_gets_enough_threads():
                 tg.spawn(lambda: yieldio.to_thread(barrier.wait, pool=pool))
 
     yieldio.run(main)
+
+
+def test_a_thread_that_cannot_start_leaves_no_phantom_job(monkeypatch):
+    # Thread.start() can fail (RuntimeError: can't start new thread). The
+    # to_thread call must then fail cleanly: no job left queued, no worker
+    # counted, and the kernel must not believe a thread is still running
+    # (that would disable deadlock detection and the virtual clock's jumps).
+    from yieldio.threads import WorkerPool
+
+    pool = WorkerPool(max_workers=1)
+    real_start = threading.Thread.start
+
+    def failing_start(self):
+        raise RuntimeError("can't start new thread")
+
+    async def main():
+        monkeypatch.setattr(threading.Thread, "start", failing_start)
+        with pytest.raises(RuntimeError, match="can't start"):
+            await yieldio.to_thread(lambda: 1, pool=pool)
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        await yieldio.sleep(10)  # autojumps only if no thread job is pending
+        value = await yieldio.to_thread(lambda: 2, pool=pool)
+        return value, yieldio.current_time()
+
+    from yieldio.testing import VirtualClock
+
+    assert yieldio.run(main, clock=VirtualClock(autojump=True)) == (2, 10.0)

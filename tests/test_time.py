@@ -292,3 +292,36 @@ def test_deadlines_fire_while_tasks_never_stop_being_ready():
             assert woke and woke[0] - start >= 0.02
 
     yieldio.run(main)
+
+
+def test_sleep_of_infinity_sleeps_forever_and_never_jumps_virtual_time_to_infinity():
+    # sleep(inf) / sleep_until(inf) must be sleep_forever (as in trio). It used
+    # to arm a timer at +inf, which an autojumping VirtualClock jumped to:
+    # the sleep returned and current_time() became inf for the rest of the run.
+    import threading
+
+    async def main():
+        log = []
+        k = yieldio._state.current_kernel()
+        with yieldio.CancelScope() as scope:
+            async with yieldio.TaskGroup() as tg:
+                async def sleeper(sleep, arg):
+                    await sleep(arg)
+                    log.append(("woke", yieldio.current_time()))
+
+                tg.spawn(sleeper, yieldio.sleep, math.inf)
+                tg.spawn(sleeper, yieldio.sleep_until, math.inf)
+                # Every task is blocked now, with no finite timer: only an
+                # outside event (this thread, after 0.1 s) ends the run.
+                threading.Timer(0.1, k.call_soon_threadsafe, (scope.cancel,)).start()
+        return log, scope.cancelled_caught, yieldio.current_time()
+
+    assert vrun(main) == ([], True, 0.0)
+
+
+def test_sleep_until_rejects_non_numbers_clearly():
+    async def main():
+        with pytest.raises(TypeError, match="sleep_until.*not 'soon'"):
+            await yieldio.sleep_until("soon")
+
+    vrun(main)

@@ -33,6 +33,22 @@ __all__ = ["CancelScope", "move_on_after", "move_on_at", "fail_after", "fail_at"
 _INF = math.inf
 
 
+def _check_deadline(deadline: float) -> float:
+    """``deadline`` as a float; a NaN or a non-number is refused with a clear error.
+
+    A NaN deadline would never compare as reached (so the scope would silently
+    never time out) and would break the ordering of the kernel's timer heap.
+    """
+    try:
+        value = float(deadline)
+    except (TypeError, ValueError):
+        raise TypeError(f"deadline must be a number (a current_time() value), "
+                        f"not {deadline!r}") from None
+    if value != value:
+        raise ValueError("deadline must not be NaN")
+    return value
+
+
 class CancelScope:
     """A region of code that can be cancelled as a unit.
 
@@ -77,7 +93,15 @@ class CancelScope:
         self._cancel_called = False
         self._shield = bool(shield)
         self._eff = False
-        self._deadline = float(deadline)
+        # _check_deadline inlined (every timeout scope is made here): a try
+        # costs nothing in 3.11 unless it raises, the NaN test one comparison.
+        try:
+            deadline = float(deadline)
+        except (TypeError, ValueError):
+            _check_deadline(deadline)  # raises the clear TypeError
+        if deadline != deadline:
+            _check_deadline(deadline)  # raises ValueError
+        self._deadline = deadline
         self._timer: Any = None
         self._task: Task | None = None
         self._entered = False
@@ -121,7 +145,7 @@ class CancelScope:
 
     @deadline.setter
     def deadline(self, value: float) -> None:
-        self._deadline = float(value)
+        self._deadline = _check_deadline(value)
         if self._entered and not self._exited:
             self._arm_deadline()
 

@@ -66,12 +66,42 @@ class TaskStatus:
             waiter._kernel.reschedule(waiter)
 
     def _abort_wait(self, task: Task) -> bool:
+        # The caller of start() stops waiting (it was cancelled); the child
+        # keeps running as an ordinary child of the group. Detach this status
+        # from it, so that an error it raises before started() goes to the
+        # group instead of to a start() call nobody is waiting in any more.
         self._waiter = None
+        child = self._task
+        if child is not None and child._extra is not None:
+            child._extra.start_status = None
         return True
 
     def _describe_wait(self, task: Task) -> str:
         name = self._task.name if self._task is not None else "?"
         return f"start of task {name}"
+
+
+def _start_coroutine(fn: Any, args: tuple[Any, ...], status: TaskStatus) -> Any:
+    """``fn(*args, task_status=status)`` for TaskGroup.start(), checked with clear errors.
+
+    (Not through a lambda and _as_coroutine: their messages would name the
+    lambda, and a coroutine object would fail with "not callable".)
+    """
+    if hasattr(fn, "send") and not isinstance(fn, type):
+        close = getattr(fn, "close", None)
+        if close is not None:
+            close()  # refused: no "coroutine was never awaited" warning
+        raise TypeError(f"TaskGroup.start() needs the async function, not the coroutine object "
+                        f"{fn!r}: it calls the function itself, to pass task_status=")
+    if not callable(fn):
+        raise TypeError(f"TaskGroup.start() expects an async function or a generator function, "
+                        f"not {fn!r}")
+    coro = fn(*args, task_status=status)
+    if not hasattr(coro, "send"):
+        raise TypeError(f"TaskGroup.start(): {getattr(fn, '__qualname__', fn)!r} returned "
+                        f"{coro!r}, which is not a coroutine (is it a plain function? use "
+                        "'async def' or a generator)")
+    return coro
 
 
 def _spawn_order(task: Task) -> int:
@@ -220,7 +250,7 @@ class TaskGroup:
         if me._cancel_pending:
             me._raise_cancel()
         status = TaskStatus()
-        coro = _as_coroutine(lambda *a: fn(*a, task_status=status), args, "TaskGroup.start()")
+        coro = _start_coroutine(fn, args, status)
         task = k.spawn(coro, self._scope, me, self, name or getattr(fn, "__qualname__", None))
         self._live += 1
         status._task = task

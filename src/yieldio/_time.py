@@ -17,6 +17,8 @@ from ._traps import PARK, SCHEDULE
 
 __all__ = ["sleep", "sleep_until", "sleep_forever", "current_time", "checkpoint", "Clock"]
 
+_INF = float("inf")
+
 
 class Clock(Protocol):
     """What :func:`yieldio.run` needs from a clock (``run(main, clock=...)``).
@@ -83,10 +85,19 @@ def sleep_until(deadline: float) -> Generator[Any, Any, None]:
     task = k.current
     if task._cancel_pending:
         task._raise_cancel()
-    if deadline != deadline:
-        raise ValueError("deadline must not be NaN")
-    if deadline <= k.clock_now():
+    now = k.clock_now()
+    try:
+        due = deadline <= now
+    except TypeError:
+        raise TypeError(f"sleep_until() takes a deadline in current_time() units, "
+                        f"not {deadline!r}") from None
+    if due:
         yield SCHEDULE
+        return
+    if not deadline < _INF:  # NaN, or +inf: a timer that must never fire
+        if deadline != deadline:
+            raise ValueError("deadline must not be NaN")
+        yield from _park_forever(k, task)
         return
     k.add_timer(deadline, task)
     task._wait = SLEEP_WAIT
@@ -124,8 +135,14 @@ def sleep(seconds: float) -> Generator[Any, Any, None]:
         raise TypeError(f"sleep() takes a number of seconds, not {seconds!r}") from None
     if negative:
         raise ValueError(f"sleep length must be non-negative, not {seconds!r}")
-    if seconds != seconds:
-        raise ValueError("sleep length must not be NaN")
+    if not seconds < _INF:
+        # NaN, or +inf. sleep(inf) is sleep_forever(), as in trio: a timer at
+        # +inf would be "due" once a VirtualClock(autojump=True) jumped to it.
+        # (One comparison, as the plain NaN test it replaces.)
+        if seconds != seconds:
+            raise ValueError("sleep length must not be NaN")
+        yield from _park_forever(k, task)
+        return
     clock_now = k.clock_now  # a function attribute: a plain load, then a call
     k.add_timer(clock_now() + seconds, task)
     task._wait = SLEEP_WAIT
@@ -148,6 +165,11 @@ def sleep_forever() -> Generator[Any, Any, None]:
     task = k.current
     if task._cancel_pending:
         task._raise_cancel()
+    yield from _park_forever(k, task)
+
+
+def _park_forever(k: Any, task: Any) -> Generator[Any, Any, None]:
+    """Park ``task`` until it is cancelled (sleep_forever, sleep(inf))."""
     task._wait = _FOREVER
     # Waiting to be cancelled (by Ctrl-C, a signal, another task) is a
     # deliberate wait, not a deadlock: count it like a wait on the outside.

@@ -31,7 +31,9 @@ Cancellation crosses over, and neither side is silently abandoned:
   finish* (its ``finally`` blocks and ``except CancelledError`` handlers run
   first) and then raises :class:`yieldio.Cancelled`. If the asyncio side
   fails with an ordinary exception while being cancelled, that exception is
-  raised instead (like an exception raised by a ``finally`` block).
+  raised instead (like an exception raised by a ``finally`` block). (The
+  one exception: a ``loop=`` of your own that was closed with the call still
+  pending can never answer, so a cancelled call then stops waiting at once.)
 * An asyncio task cancelled from the asyncio side raises
   :class:`AsyncioCancelled` (a ``RuntimeError``) in the yieldio task: a raw
   ``asyncio.CancelledError`` never reaches yieldio code.
@@ -185,7 +187,8 @@ class _AsyncioCall:
     """
 
     __slots__ = ("kernel", "task", "loop", "label", "fn", "args", "awaitable", "context",
-                 "atask", "started", "finished", "value", "error", "cancel_requested")
+                 "atask", "started", "finished", "value", "error", "cancel_requested",
+                 "posted", "abandoned")
 
     def __init__(self, kernel: Kernel, task: Task, loop: asyncio.AbstractEventLoop, label: str,
                  fn: Callable[..., Any] | None, args: tuple[Any, ...],
@@ -204,6 +207,8 @@ class _AsyncioCall:
         self.value: Any = None
         self.error: BaseException | None = None
         self.cancel_requested = False
+        self.posted = False  # the outcome was sent to the kernel (set on the loop thread)
+        self.abandoned = False
 
     # -- the wait protocol (kernel thread) --
     def _abort_wait(self, task: Task) -> bool:
@@ -213,6 +218,15 @@ class _AsyncioCall:
                 self.loop.call_soon_threadsafe(self._cancel_in_loop)
             except RuntimeError:
                 pass  # the loop is closed: the call was answered or never will be
+        if self.loop.is_closed() and not self.posted:
+            # The loop was closed (a loop of the caller's own, closed with our
+            # task pending): no asyncio callback can run any more, so no
+            # outcome will ever come. Waiting for it would hang forever, and
+            # uncancellably: give up the call instead. (is_closed() first: once
+            # it is true, `posted` can no longer change.)
+            self.abandoned = True
+            self.kernel.thread_jobs -= 1
+            return True
         return False
 
     def _describe_wait(self, task: Task) -> str:
@@ -221,6 +235,8 @@ class _AsyncioCall:
         return f"asyncio: {self.label}"
 
     def _complete(self) -> None:
+        if self.abandoned:
+            return
         self.kernel.thread_jobs -= 1
         if self.task._wait is self:
             self.kernel.reschedule(self.task)
@@ -272,6 +288,7 @@ class _AsyncioCall:
 
     def _post(self) -> None:
         self.fn = self.args = self.awaitable = None  # type: ignore[assignment]
+        self.posted = True
         try:
             self.kernel.call_soon_threadsafe(self._complete)
         except RuntimeError:

@@ -268,9 +268,14 @@ class UniversalQueue:
             print(await q.get())
 
     A task waiting on it is not counted as deadlocked: a thread may feed it.
+    As with :class:`Queue`, ``async for item in q`` in a task ends once the
+    queue is closed and drained.
     """
 
     def __init__(self, maxsize: int = 0) -> None:
+        if not isinstance(maxsize, int):
+            # Checked here, as Queue does: else the error comes from the first put.
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         self._maxsize = maxsize
         self._items: deque[Any] = deque()
         self._mutex = threading.Lock()
@@ -421,6 +426,20 @@ class UniversalQueue:
         if item is _CLOSED:
             raise QueueClosed("the UniversalQueue is closed and empty")
         return item
+
+    # -- async iteration (in a task) ---------------------------------------------
+    def __aiter__(self) -> UniversalQueue:
+        return self
+
+    def __anext__(self) -> Generator[Any, Any, Any]:
+        return self._anext()
+
+    @types.coroutine
+    def _anext(self) -> Generator[Any, Any, Any]:
+        try:
+            return (yield from self._get_async())
+        except QueueClosed:
+            raise StopAsyncIteration from None
 
     def _abort_wait(self, task: Task) -> bool:
         with self._mutex:

@@ -61,16 +61,21 @@ class Event:
         """Set the flag and wake every waiter (in the order they started waiting)."""
         if self._flag:
             return
-        self._flag = True
         waiters = self._waiters
         if waiters:
-            self._waiters = {}
+            # Find the kernel before changing anything: called outside it (a
+            # plain thread) this raises, and must leave the waiters in place,
+            # still cancellable, rather than forgotten by a half-done set().
             try:
                 reschedule = _state.local.kernel.reschedule
             except AttributeError:
                 _state.outside_run()
+            self._waiters = {}
+            self._flag = True
             for task in waiters:
                 reschedule(task)
+        else:
+            self._flag = True
 
     def clear(self) -> None:
         """Unset the flag; later ``wait()`` calls block again."""
@@ -162,6 +167,8 @@ class Lock:
     def acquire_nowait(self) -> None:
         """Take the lock now or raise :class:`WouldBlock` if it is held."""
         task = _state.current_task()
+        if self._owner is task:
+            raise RuntimeError(f"{task!r} already holds this Lock (it is not re-entrant)")
         if self._owner is not None or self._waiters:
             raise WouldBlock("the Lock is held by another task")
         self._owner = task
@@ -216,8 +223,8 @@ class Semaphore:
     def __init__(self, value: int = 1, *, max_value: int | None = None) -> None:
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"Semaphore value must be an int >= 0, not {value!r}")
-        if max_value is not None and max_value < value:
-            raise ValueError("max_value must be >= the initial value")
+        if max_value is not None and (not isinstance(max_value, int) or max_value < value):
+            raise ValueError(f"max_value must be an int >= the initial value, not {max_value!r}")
         self._value = value
         self._max = max_value
         self._waiters: dict[Task, None] = {}

@@ -8,7 +8,9 @@ async function as a new task -- and blocks the worker until it is done.
 
 Cancellation: a thread cannot be interrupted. By default a cancelled
 ``to_thread`` keeps waiting for the thread to finish, then returns nothing
-and raises :class:`Cancelled` (so the work is never silently abandoned).
+and raises :class:`Cancelled` (so the work is never silently abandoned) --
+unless the thread raised, in which case its exception is raised instead,
+so that it is not lost.
 With ``cancellable=True`` the caller stops waiting at once and the thread's
 eventual result is discarded. ``from_thread`` of an async function runs it
 as a task that is cancelled if the kernel shuts down; the worker then gets
@@ -65,7 +67,20 @@ class WorkerPool:
                 return
             self._workers += 1
         t = threading.Thread(target=self._worker, name="yieldio-worker", daemon=True)
-        t.start()
+        try:
+            t.start()
+        except BaseException:
+            # (RuntimeError: can't start new thread.) Undo both counts, or the
+            # pool would believe in a worker that never existed and keep the
+            # job queued for it: the caller's to_thread would wait forever.
+            with self._lock:
+                self._workers -= 1
+                try:
+                    self._jobs.remove(job)
+                except ValueError:
+                    pass  # an existing worker already took it: it will run
+                else:
+                    raise
 
     def _worker(self) -> None:
         while True:
@@ -161,15 +176,19 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
         except RuntimeError:
             pass  # the kernel is gone; nobody waits for this result
 
-    k.thread_jobs += 1
+    pool.submit(work)  # first: if no thread can start, nothing is left counted
+    k.thread_jobs += 1  # (the job reports back through the kernel thread, after this)
     task._wait = job
-    pool.submit(work)
     yield PARK
+    if job.error is not None:
+        # Even if we were cancelled meanwhile: an error must not be replaced by
+        # a Cancelled that a timeout would swallow (it is like an error raised
+        # in a finally block; the cancellation is level-triggered and is seen
+        # again at the next checkpoint).
+        raise job.error
     if task._cancel_pending:
         # The thread finished while we were cancelled: report the cancellation.
         task._raise_cancel()
-    if job.error is not None:
-        raise job.error
     return job.value
 
 
