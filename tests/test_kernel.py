@@ -212,6 +212,22 @@ def test_yielding_a_callable_names_it():
     assert "call it" in yieldio.run(bad)
 
 
+def test_bare_yield_and_asyncio_sleep_get_a_hint():
+    # Both yield None: the message says what to use instead of guessing.
+    import asyncio
+
+    def bare():
+        yield
+
+    async def asyncio_code():
+        await asyncio.sleep(0)
+
+    for fn in (bare, asyncio_code):
+        with pytest.raises(TypeError) as info:
+            yieldio.run(fn)
+        assert "yieldio.sleep(0)" in str(info.value) and "yieldio.aio" in str(info.value)
+
+
 def test_bad_yield_uncaught_fails_the_task():
     def bad():
         yield "nope"

@@ -566,5 +566,11 @@ def _bad_yield_message(task: Task, value: Any) -> str:
                 "call it and use 'await'/'yield from' on the result")
     elif kind.__module__.lstrip("_").startswith("asyncio"):  # _asyncio: the C Future/Task
         hint = "asyncio objects cannot be awaited directly; use the yieldio.aio bridge"
+    elif value is None:
+        # A bare 'yield' in a generator coroutine, or asyncio's own sleep(0)
+        # (asyncio code yields None to its loop): both land here.
+        hint = ("a bare 'yield' is not a checkpoint: use 'yield from yieldio.sleep(0)'; "
+                "if this came from asyncio code (asyncio.sleep...), call it through "
+                "the yieldio.aio bridge")
     return (f"task {task.name!r} (id {task.id}) yielded {value!r} of type "
             f"{kind.__qualname__}, which the yieldio kernel does not understand: {hint}")
