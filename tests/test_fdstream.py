@@ -288,3 +288,36 @@ def test_operations_outside_run_raise_runtime_error():
     finally:
         os.close(r)
         reader._fd = -1
+
+
+def test_a_write_of_a_wrong_type_is_refused_without_breaking_the_stream():
+    # write("text") raised TypeError before anything was written but left the
+    # stream "broken for writing": every later write raised BrokenStreamError.
+    async def main():
+        r, w = os.pipe()
+        async with FdStream(r) as reader, FdStream(w) as writer:
+            for bad in ("text", 42, None):
+                with pytest.raises(TypeError):
+                    await writer.write(bad)
+            await writer.write(b"still fine")
+            assert await reader.read() == b"still fine"
+
+    yieldio.run(main)
+
+
+def test_send_eof_while_another_task_writes_is_busy_and_the_write_completes():
+    # send_eof() closed the fd under a blocked write (which then failed part
+    # way with ClosedResourceError); sockets and TLS raise BusyResourceError.
+    async def main():
+        r, w = os.pipe()
+        async with FdStream(r) as reader, FdStream(w) as writer:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(writer.write, b"x" * 1_000_000)  # far more than a pipe holds
+                await yieldio.sleep(0)
+                with pytest.raises(yieldio.BusyResourceError):
+                    await writer.send_eof()
+                assert len(await reader.read_exactly(1_000_000)) == 1_000_000
+            await writer.send_eof()
+            assert await reader.read() == b""
+
+    yieldio.run(main)

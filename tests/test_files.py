@@ -210,3 +210,30 @@ def test_open_file_outside_run_raises():
     with pytest.raises(RuntimeError, match="yieldio.run"):
         coro.send(None)
     coro.close()
+
+
+def test_a_wrapped_file_like_without_a_closed_attribute_works():
+    # wrap_file() accepts any object with close() and read() or write() (as
+    # trio does), but every call read its `closed` attribute first and failed
+    # with AttributeError when there was none.
+    class Reader:
+        def __init__(self) -> None:
+            self.close_calls = 0
+
+        def read(self, size: int = -1) -> bytes:
+            return b"data"
+
+        def close(self) -> None:
+            self.close_calls += 1
+
+    async def main():
+        f = wrap_file(Reader())
+        assert not f.closed
+        assert await f.read() == b"data"
+        await f.aclose()
+        await f.aclose()  # idempotent
+        assert f.closed and f.wrapped.close_calls == 1
+        with pytest.raises(yieldio.ClosedResourceError):
+            await f.read()
+
+    yieldio.run(main)

@@ -425,6 +425,29 @@ def test_cancelled_aclose_kills_the_child():
     assert p.returncode == -signal.SIGKILL and p.stdin.closed
 
 
+def test_wait_and_aclose_entered_already_cancelled_kill_and_reap_the_child(watcher):
+    # The checkpoint at the start of wait() used to raise Cancelled before the
+    # kill-and-reap logic: a cancelled aclose() left the child running, and
+    # leaving "async with p:" in a cancelled scope left a SIGKILLed zombie.
+    async def main():
+        waited = await ysp.open_process(["sleep", "60"])
+        closed = await ysp.open_process(["sleep", "60"], stdin=ysp.PIPE)
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await waited.wait()
+            finally:
+                await closed.aclose()
+        assert scope.cancelled_caught
+        with yieldio.move_on_after(0.05):
+            async with await ysp.open_process(["sleep", "60"]) as exited:
+                await yieldio.sleep(10)   # cancelled: the block is left under cancellation
+        return waited, closed, exited
+
+    for p in yieldio.run(main):
+        assert p.returncode == -signal.SIGKILL and _gone(p.pid)
+
+
 def test_cancelling_open_process_during_the_spawn_kills_the_new_child(tmp_path):
     pidfile = tmp_path / "pid"
 

@@ -191,11 +191,13 @@ class FdStream(Stream):
         task = k.current
         if task._cancel_pending:
             task._raise_cancel()
-        self._sending = True
+        # memoryview() first: a TypeError (write("text")) must not leave the
+        # stream marked as busy sending.
         with memoryview(data) as view, view.cast("B") as mv:
             total = len(mv)
             pos = 0
             waited = False
+            self._sending = True
             try:
                 fd = self._fd
                 while pos < total:
@@ -226,6 +228,10 @@ class FdStream(Stream):
             raise ClosedResourceError("this stream is closed")
         if self._eof_sent:
             return
+        if self._sending:
+            # As on sockets and TLS: closing the fd under a write in progress
+            # would cut it off at an unknown point.
+            raise BusyResourceError("another task is writing to this stream")
         if not self._writable or self._readable:
             raise io.UnsupportedOperation(
                 "send_eof() needs a write-only pipe stream; close the stream instead")

@@ -19,7 +19,8 @@ send at a time (:class:`BusyResourceError` otherwise); using a closed stream
 raises :class:`ClosedResourceError`. A ``write`` that is cancelled part way
 leaves the stream *broken for writing*: an unknown prefix was already sent,
 so later writes raise :class:`BrokenStreamError` instead of corrupting the
-byte stream.
+byte stream. Every read is a checkpoint, also when it is served from the
+buffer or at end of stream (and it checkpoints before taking any data).
 """
 
 from __future__ import annotations
@@ -28,10 +29,19 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from ._exceptions import BusyResourceError, ClosedResourceError, IncompleteRead
+from ._io import fast_checkpoint
 
 __all__ = ["Stream", "BrokenStreamError", "DEFAULT_READ_SIZE"]
 
 DEFAULT_READ_SIZE = 65536
+
+
+def _is_bytes_like(data: Any) -> bool:
+    try:
+        memoryview(data).release()
+    except TypeError:
+        return False
+    return True
 
 
 class BrokenStreamError(Exception):
@@ -92,6 +102,9 @@ class Stream(ABC):
     async def _fill(self, max_bytes: int) -> bool:
         """Receive more into the buffer; False at EOF."""
         if self._eof:
+            # No receive_some (the checkpoint) below: take one here, so a
+            # loop reading a finished stream can be cancelled and is fair.
+            await fast_checkpoint()
             return False
         data = await self.receive_some(max_bytes)
         if not data:
@@ -107,11 +120,14 @@ class Stream(ABC):
             raise ValueError("max_bytes must be >= 1")
         self._enter_read()
         try:
-            if self._rbuf:
-                data = bytes(self._rbuf[:max_bytes])
-                del self._rbuf[:max_bytes]
-                return data
-            if self._eof:
+            if self._rbuf or self._eof:
+                # Served without receive_some: checkpoint here, and before
+                # taking the data, so that a cancellation loses nothing.
+                await fast_checkpoint()
+                if self._rbuf:
+                    data = bytes(self._rbuf[:max_bytes])
+                    del self._rbuf[:max_bytes]
+                    return data
                 return b""
             data = await self.receive_some(max_bytes)
             if not data:
@@ -126,6 +142,8 @@ class Stream(ABC):
             raise ValueError("n must be >= 0")
         self._enter_read()
         try:
+            if len(self._rbuf) >= n:
+                await fast_checkpoint()  # served from the buffer: still a checkpoint
             while len(self._rbuf) < n:
                 if not await self._fill(max(n - len(self._rbuf), DEFAULT_READ_SIZE)):
                     partial = bytes(self._rbuf)
@@ -149,18 +167,22 @@ class Stream(ABC):
         self._enter_read()
         try:
             start = 0
+            received = False
             while True:
                 i = self._rbuf.find(separator, start)
                 if i >= 0:
                     end = i + len(separator)
                     if end > max_bytes:
                         raise ValueError(f"separator not found within {max_bytes} bytes")
+                    if not received:
+                        await fast_checkpoint()  # served from the buffer: still a checkpoint
                     data = bytes(self._rbuf[:end])
                     del self._rbuf[:end]
                     return data
                 if len(self._rbuf) >= max_bytes:
                     raise ValueError(f"separator not found within {max_bytes} bytes")
                 start = max(0, len(self._rbuf) - len(separator) + 1)
+                received = True
                 if not await self._fill(DEFAULT_READ_SIZE):
                     partial = bytes(self._rbuf)
                     self._rbuf.clear()
@@ -202,6 +224,12 @@ class Stream(ABC):
             await self.send_all(data)
         except (BusyResourceError, ClosedResourceError):
             raise  # refused before anything was sent: the byte stream is intact
+        except TypeError:
+            # write("text"): refused before anything was sent, the stream is
+            # intact. (A TypeError with bytes-like data is a failure part way.)
+            if _is_bytes_like(data):
+                self._write_broken = True
+            raise
         except BaseException:
             self._write_broken = True
             raise

@@ -76,6 +76,7 @@ class AsyncFile:
 
     def __init__(self, file: IO[Any]) -> None:
         self._file = file
+        self._aclosed = False  # for file-likes without a ``closed`` attribute
 
     def __repr__(self) -> str:
         return f"<yieldio AsyncFile {self._file!r}>"
@@ -99,7 +100,7 @@ class AsyncFile:
     @property
     def closed(self) -> bool:
         """True once closed."""
-        return bool(self._file.closed)
+        return self._aclosed or bool(getattr(self._file, "closed", False))
 
     @property
     def encoding(self) -> str | None:
@@ -143,7 +144,7 @@ class AsyncFile:
 
     # -- the thread hand-off ---------------------------------------------------
     def _check_open(self) -> None:
-        if self._file.closed:
+        if self.closed:
             raise ClosedResourceError("the file is closed")
 
     async def _call(self, method: str, *args: Any) -> Any:
@@ -153,7 +154,7 @@ class AsyncFile:
             return await _complete_in_thread(fn, *args)
         except ValueError:
             # Closed by another task while this call waited for a thread.
-            if self._file.closed:
+            if self.closed:
                 raise ClosedResourceError("the file is closed") from None
             raise
 
@@ -236,8 +237,9 @@ class AsyncFile:
 
             await f.aclose()
         """
-        if self._file.closed:
+        if self.closed:
             return
+        self._aclosed = True
         # Shielded: a task that is being cancelled must still close its files.
         with CancelScope(shield=True):
             await _complete_in_thread(self._file.close)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import socket as _stdsocket
 import types
+import warnings
 from collections.abc import Awaitable, Generator
 from socket import (
     AF_INET,
@@ -61,6 +62,7 @@ from socket import (
 from typing import Any
 
 from . import _state
+from ._fdstream import close_fd_soon
 from ._io import notify_closing, wait_readable, wait_writable
 from ._kernel import FAST_PATH_BUDGET
 from ._resolve import _is_ip_literal, getaddrinfo, getnameinfo
@@ -162,6 +164,8 @@ class SocketType:
         # short read says nothing about what is queued.
         self._is_stream = sock.type == _stdsocket.SOCK_STREAM
         self._drained = False
+        # The run that may watch this fd: __del__ hands it the close.
+        self._kernel = getattr(_local, "kernel", None)
 
     def __repr__(self) -> str:
         return repr(self._sock).replace("<socket.socket", "<yieldio.socket.SocketType", 1)
@@ -222,6 +226,19 @@ class SocketType:
             self._sock.close()
         self._drained = False  # a recv after close fails as the stdlib's does (EBADF)
 
+    def __del__(self) -> None:
+        # Dropped without close(): the stdlib's finalizer would close the fd
+        # behind the kernel's back, leaving its epoll interest on the fd
+        # number, so the next socket or pipe to get that number would never
+        # be registered and its waiters would hang. Let the loop forget the
+        # fd first, as FdStream does.
+        sock = getattr(self, "_sock", None)
+        if sock is None or sock.fileno() == -1:
+            return
+        warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+        kernel = getattr(self, "_kernel", None) or getattr(_local, "kernel", None)
+        close_fd_soon(kernel, sock.detach())
+
     def detach(self) -> int:
         """Forget the file descriptor without closing it and return it."""
         if self._sock.fileno() != -1:
@@ -269,6 +286,10 @@ class SocketType:
         host = address[0]
         if _is_ip_literal(host):
             return address
+        port = address[1]
+        if isinstance(port, int) and not 0 <= port <= 65535:
+            # What the stdlib raises; getaddrinfo would take it modulo 65536.
+            raise OverflowError(f"port must be 0-65535, not {port}")
         infos = await getaddrinfo(host, address[1], family, self._sock.type, self._sock.proto)
         if not infos:
             raise gaierror(EAI_NONAME, f"no {family!r} address found for {host!r}")

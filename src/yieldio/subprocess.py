@@ -234,10 +234,13 @@ class Process:
         task = _current_task()
         if task._kernel is not self._kernel:
             raise RuntimeError("this Process belongs to another yieldio.run()")
-        if task._cancel_pending:
-            task._raise_cancel()
         if self.poll() is None:
             try:
+                # The checkpoint is inside the try: a wait entered already
+                # cancelled (an aclose() or "async with" exit in a cancelled
+                # scope) must kill and reap the child too, not just raise.
+                if task._cancel_pending:
+                    task._raise_cancel()
                 await self._wait_exit(task)
             except GeneratorExit:
                 # The coroutine is being closed (garbage-collected or abandoned):

@@ -430,3 +430,44 @@ def test_detach_returns_the_fd_without_closing_it():
     fd = sock.detach()
     assert sock.closed
     os.close(fd)  # still open: we own it now
+
+
+def test_a_socket_dropped_without_close_does_not_poison_its_fd_number():
+    # A socket that had been waited on and was then garbage-collected without
+    # close() was closed by the stdlib's finalizer behind the kernel's back:
+    # the kernel kept its epoll interest for the fd number, so the next socket
+    # that got the same number was never registered, and waiting on it hung.
+    import gc
+    import warnings
+
+    async def wait_a_little(sock):
+        with yieldio.move_on_after(0.01):
+            await sock.recv(1)  # registers read interest for its fd number
+
+    async def main():
+        a, b = ysocket.socketpair()
+        number = a.fileno()
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(wait_a_little, a)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del a
+            gc.collect()
+        assert any(issubclass(w.category, ResourceWarning) for w in caught)
+        b.close()
+        await yieldio.sleep(0)  # the loop closes the dropped socket's fd
+        c, d = ysocket.socketpair()
+        with c, d:
+            reused, other = (c, d) if c.fileno() == number else (d, c)
+            assert reused.fileno() == number
+
+            async def send_later():
+                await yieldio.sleep(0.01)  # the reader waits for readiness first
+                await other.send(b"x")
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(send_later)
+                with yieldio.fail_after(5):
+                    assert await reused.recv(1) == b"x"
+
+    yieldio.run(main)

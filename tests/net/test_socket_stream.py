@@ -278,3 +278,46 @@ def test_a_socket_closed_underneath_the_stream_is_reported():
                 await a.read()
 
     yieldio.run(main)
+
+
+def test_reads_served_from_the_buffer_or_at_eof_are_checkpoints():
+    # read() with buffered data and every reader at end of stream used to
+    # return without a checkpoint: Cancelled was not raised, and a loop
+    # reading a finished stream could not even be timed out (it never yielded).
+    async def main():
+        left, right = unix_pair()
+        async with left, right:
+            await right.write(b"one\ntwo\nthree\nfour")
+            await right.send_eof()
+            assert await left.read_exactly(2) == b"on"   # the rest is buffered now
+            readers = [left.read, left.readline, lambda: left.read_exactly(1),
+                       lambda: left.read_until(b"o")]
+            for read in readers:
+                with yieldio.CancelScope() as scope:
+                    scope.cancel()
+                    await read()
+                assert scope.cancelled_caught, read
+            assert await left.read() == b"e\ntwo\nthree\nfour"   # nothing was lost
+            assert await left.read() == b""
+            for read in readers[:3]:
+                with yieldio.CancelScope() as scope:
+                    scope.cancel()
+                    await read()
+                assert scope.cancelled_caught, read
+
+            # A task that reads a finished stream in a loop still lets the
+            # others run (here: the one that cancels it).
+            scope = yieldio.CancelScope()
+
+            async def cancel_soon():
+                await yieldio.sleep(0)
+                scope.cancel()
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(cancel_soon)
+                with scope:
+                    while True:
+                        await left.read()
+            assert scope.cancelled_caught
+
+    yieldio.run(main)

@@ -150,6 +150,22 @@ def test_bad_arguments_are_clear_errors():
     yieldio.run(main)
 
 
+def test_a_port_out_of_range_is_refused_not_wrapped_around():
+    # getaddrinfo() takes the port modulo 65536: port 70000 used to connect
+    # to (and serve on) port 4464 without a word; -1 gave a cryptic gaierror.
+    async def handler(stream):
+        pass
+
+    async def main():
+        for port in (70000, 65536, -1):
+            with pytest.raises(ValueError, match="port"):
+                await yieldio.open_tcp_stream("127.0.0.1", port)
+            with pytest.raises(ValueError, match="port"):
+                yieldio.serve_tcp(handler, "127.0.0.1", port)
+
+    yieldio.run(main)
+
+
 # -- Happy Eyeballs -------------------------------------------------------------------------
 
 

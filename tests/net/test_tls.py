@@ -393,3 +393,51 @@ def test_silent_tls_client_is_dropped_after_the_handshake_timeout(server_context
             return data, server.tls_errors
 
     assert yieldio.run(main) == (b"", 1)
+
+
+def test_a_write_of_a_wrong_type_is_refused_without_breaking_the_stream(server_context,
+                                                                         client_context):
+    # write("text") raised TypeError (nothing sent) but left the stream
+    # "broken for writing", so every later write failed with BrokenStreamError.
+    async def main():
+        a, b = unix_pair()
+        client, server = await tls_pair(a, b, server_context, client_context)
+        async with client, server:
+            for bad in ("text", 42, None):
+                with pytest.raises(TypeError):
+                    await client.write(bad)
+            await client.write(b"still fine")
+            assert await server.read() == b"still fine"
+
+    yieldio.run(main)
+
+
+def test_send_eof_while_the_peer_is_still_sending_keeps_every_byte(server_context,
+                                                                    client_context):
+    # send_eof() with received data not yet read (decrypted in the engine, or
+    # ciphertext in the incoming BIO) failed with APPLICATION_DATA_AFTER_CLOSE_NOTIFY
+    # and broke the stream: SSLObject.unwrap() reads on after queueing close_notify.
+    payload = bytes(range(256)) * 240  # 60 KiB: four TLS records
+
+    async def main():
+        a, b = unix_pair()
+        client, server = await tls_pair(a, b, server_context, client_context)
+        sent = yieldio.Event()
+
+        async def serve():
+            await server.write(payload)
+            sent.set()
+            assert await server.read() == b""  # the client's half-close
+            await server.write(b"bye")
+            await server.aclose()
+
+        async with client, yieldio.TaskGroup() as tg:
+            tg.spawn(serve)
+            await sent.wait()
+            received = bytearray(await client.read(100))  # the rest stays buffered
+            await client.send_eof()
+            async for chunk in client:
+                received += chunk
+        assert received == payload + b"bye"
+
+    yieldio.run(main)

@@ -125,3 +125,18 @@ def test_a_datagram_too_big_is_an_os_error():
                 await s.sendto(b"x" * 70000, ("127.0.0.1", 9))
 
     yieldio.run(main)
+
+
+def test_a_named_address_with_a_port_out_of_range_fails_as_in_the_stdlib():
+    # The stdlib raises OverflowError for port 70000; resolving "localhost"
+    # first used to wrap it around to port 4464 and send the datagram there.
+    async def main():
+        with ysocket.socket(ysocket.AF_INET, ysocket.SOCK_DGRAM) as a, \
+                ysocket.socket(ysocket.AF_INET, ysocket.SOCK_STREAM) as b:
+            for port in (70000, -1):
+                with pytest.raises(OverflowError, match="port"):
+                    await a.sendto(b"x", ("localhost", port))
+                with pytest.raises(OverflowError, match="port"):
+                    await b.connect(("localhost", port))
+
+    yieldio.run(main)

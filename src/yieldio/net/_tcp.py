@@ -194,6 +194,18 @@ def _format_sockaddr(sockaddr: Any) -> str:
 
 
 # -- the client ------------------------------------------------------------------
+def _check_port(port: Any) -> None:
+    """Refuse what is not a TCP port number.
+
+    Out of range matters: ``getaddrinfo`` takes the port modulo 65536, so
+    70000 would silently mean 4464.
+    """
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"port must be an int, not {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0-65535, not {port}")
+
+
 def _client_context(ssl: Any) -> _ssl.SSLContext | None:
     if ssl is None or ssl is False:
         return None
@@ -232,8 +244,7 @@ async def open_tcp_stream(host: str | bytes, port: int, *, ssl: bool | _ssl.SSLC
     """
     if not isinstance(host, (str, bytes)):
         raise TypeError(f"host must be a str or bytes, not {type(host).__name__}")
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"port must be an int, not {port!r}")
+    _check_port(port)
     context = _client_context(ssl)
     if context is None and server_hostname is not None:
         raise ValueError("server_hostname is only meaningful with ssl=")
@@ -464,8 +475,7 @@ def serve_tcp(handler: Handler, host: str | bytes | None, port: int, *,
         raise TypeError("serve_tcp(ssl=...) needs an ssl.SSLContext with a certificate "
                         "(for example ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) "
                         "+ load_cert_chain())")
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"port must be an int, not {port!r}")
+    _check_port(port)
     if backlog < 1:
         raise ValueError("backlog must be >= 1")
 

@@ -83,6 +83,8 @@ class TLSStream(Stream):
         self._broken: BaseException | None = None
         self._tls_closed = False  # unwrap() finished
         self._eof_sent = False  # send_eof() sent close_notify
+        self._transport_eof = False  # the transport ended (write_eof on the incoming BIO)
+        self._plain = bytearray()  # plaintext send_eof() took out of the engine, unread
         self._in_receive = False  # a task is in receive_some (one at a time)
         self._in_send = False  # a task is in send_all (one at a time)
 
@@ -184,6 +186,7 @@ class TLSStream(Stream):
             if data:
                 self._in.write(data)
             else:
+                self._transport_eof = True
                 self._in.write_eof()
         finally:
             lock.release()
@@ -226,6 +229,10 @@ class TLSStream(Stream):
             await self.do_handshake()
         else:
             cancel_check()
+        if self._plain:  # (rare: only after send_eof, see _queue_close_notify)
+            data = bytes(self._plain[:max_bytes])
+            del self._plain[:max_bytes]
+            return data
         try:
             # Fast path: plaintext or ciphertext already buffered.
             data = self._ssl.read(max_bytes)
@@ -314,13 +321,37 @@ class TLSStream(Stream):
             return
         self._eof_sent = True
         try:
-            self._ssl.unwrap()
+            self._queue_close_notify()
         except _SSLWantReadError:
             pass  # close_notify is queued; the peer's comes later (or never)
         except _ssl.SSLError as exc:
             self._broken = exc
             raise
         await self._flush()
+
+    def _queue_close_notify(self) -> None:
+        """Have the engine queue close_notify without reading anything.
+
+        ``SSLObject.unwrap()`` calls ``SSL_shutdown`` twice, and the second
+        call reads on, looking for the peer's close_notify: application data
+        still unread (the peer is still sending, as a half-close allows)
+        fails with ``APPLICATION_DATA_AFTER_CLOSE_NOTIFY`` and kills the
+        connection. So the engine is emptied first: decrypted plaintext it
+        still holds moves to ``_plain`` (served before anything else by
+        :meth:`receive_some`), and the ciphertext in the incoming BIO is
+        taken out for the call and put back for the reads that follow.
+        (After the transport's EOF the BIO refuses writes; the peer is gone
+        then anyway.)
+        """
+        ssl_object = self._ssl
+        while ssl_object.pending():
+            self._plain += ssl_object.read(ssl_object.pending())
+        unread = b"" if self._transport_eof else self._in.read()
+        try:
+            self._ssl.unwrap()
+        finally:
+            if unread:
+                self._in.write(unread)
 
     async def unwrap(self) -> tuple[Stream, bytes]:
         """End TLS (exchange close_notify) and return ``(transport, trailing_bytes)``.
@@ -355,7 +386,7 @@ class TLSStream(Stream):
                     and not self._eof_sent and not self._write_broken
                     and not _cancel_pending()):
                 try:
-                    self._ssl.unwrap()
+                    self._queue_close_notify()
                 except (_ssl.SSLError, ValueError):
                     pass  # SSLWantReadError: we do not wait for the peer's reply
                 data = self._out.read()
