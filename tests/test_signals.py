@@ -173,6 +173,49 @@ def test_receivers_nest():
     yieldio.run(main)
 
 
+def test_receivers_in_two_tasks_may_close_in_any_order():
+    # A opens, B opens, A closes first: B must keep receiving (not a default
+    # action that kills the process), and only B's close restores the handler
+    # that was there before both -- to which a signal pending in B then goes.
+    seen = []
+
+    def previous(signum, frame):
+        seen.append(signum)
+
+    old = signal.signal(USR1, previous)
+    try:
+        async def holder(opened, leave, got):
+            with yieldio.open_signal_receiver(USR1) as signals:
+                opened.set()
+                await leave.wait()
+                got.extend(signals.pending())
+
+        async def main():
+            a_open, a_leave, b_open, b_leave = (yieldio.Event() for _ in range(4))
+            a_got, b_got = [], []
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(holder, a_open, a_leave, a_got)
+                await a_open.wait()
+                tg.spawn(holder, b_open, b_leave, b_got)
+                await b_open.wait()
+                a_leave.set()
+                await yieldio.sleep(0.01)
+                assert signal.getsignal(USR1) is not previous
+                os.kill(os.getpid(), USR1)  # A is gone: B, the newest left, gets it
+                await yieldio.sleep(0.01)
+                b_leave.set()
+            # B's pending signal was re-delivered to the restored handler.
+            assert (a_got, b_got, seen) == ([], [USR1], [USR1])
+            assert signal.getsignal(USR1) is previous
+            os.kill(os.getpid(), USR1)
+            await yieldio.sleep(0.01)
+            assert seen == [USR1, USR1]
+
+        yieldio.run(main)
+    finally:
+        signal.signal(USR1, old)
+
+
 def test_cancelling_receive_leaves_counters_clean():
     async def main():
         with yieldio.open_signal_receiver(USR1) as signals:

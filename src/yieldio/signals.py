@@ -28,7 +28,10 @@ Semantics, as in trio:
   as if the receiver had never existed.
 * Main thread only, inside :func:`yieldio.run` (``RuntimeError`` otherwise),
   because Python runs signal handlers only in the main thread.
-* Receivers nest: the innermost one gets the signals it listens for.
+* Receivers stack: of the receivers open for a signal, the most recently
+  opened gets it. They may close in any order (two tasks, say): the handler
+  that was there before the first one is restored when the last one closes,
+  and not before.
 
 The handler runs between two bytecodes of whatever the main thread was doing
 -- possibly in the middle of kernel code -- so it only appends to the
@@ -209,6 +212,41 @@ def _signal_numbers(signals: tuple[Any, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+# The receivers open for each signal, oldest first (all in the main thread),
+# and the handler each signal had before the first of them. One dispatcher is
+# installed per signal while any receiver wants it: a receiver that closes out
+# of order then leaves the others working, instead of restoring a handler
+# from under them.
+_open: dict[int, list[SignalReceiver]] = {}
+_before: dict[int, Any] = {}
+# While any receiver is open: how many, and the wakeup fd from before them.
+_wakeup = {"users": 0, "before": -1}
+
+
+def _dispatch(signum: int, frame: Any) -> None:
+    receivers = _open.get(signum)
+    if receivers:
+        receivers[-1]._handler(signum, frame)
+
+
+def _take(num: int, receiver: SignalReceiver) -> None:
+    receivers = _open.setdefault(num, [])
+    if not receivers:
+        _before[num] = signal.signal(num, _dispatch)  # OSError for SIGKILL: nothing taken
+    receivers.append(receiver)
+
+
+def _give_back(num: int, receiver: SignalReceiver) -> None:
+    receivers = _open[num]
+    if receivers == [receiver]:
+        # Restore first, then forget: a signal in between still finds a home.
+        # None: the old handler was installed from C; the best we can do is
+        # the default action.
+        handler = _before.pop(num)
+        signal.signal(num, handler if handler is not None else signal.SIG_DFL)
+    receivers.remove(receiver)
+
+
 @contextmanager
 def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
     """Catch ``signals`` while the ``with`` block runs; iterate to receive them.
@@ -234,32 +272,28 @@ def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
                            "(Python runs signal handlers only there)")
     nums = _signal_numbers(signals)
     receiver = SignalReceiver(k, nums)
-    previous: list[tuple[int, Any]] = []
-    old_wakeup_fd: int | None = None
-    try:
+    taken: list[int] = []
+    if not _wakeup["users"]:
         # Make sure a signal that lands on another thread interrupts epoll:
         # the kernel installs its wakeup fd only over the default SIGINT
-        # handler, so point it at the kernel's wake socket here if needed.
-        wake_fd = k.wakeup_fileno()
-        old = signal.set_wakeup_fd(wake_fd, warn_on_full_buffer=False)
-        if old != wake_fd:
-            old_wakeup_fd = old
+        # handler, so point it at the kernel's wake socket while receivers
+        # are open.
+        _wakeup["before"] = signal.set_wakeup_fd(k.wakeup_fileno(), warn_on_full_buffer=False)
+    _wakeup["users"] += 1
+    try:
         for num in nums:
-            previous.append((num, signal.signal(num, receiver._handler)))
+            _take(num, receiver)
+            taken.append(num)
         yield receiver
     finally:
-        _restore(previous)
-        if old_wakeup_fd is not None:
-            signal.set_wakeup_fd(old_wakeup_fd)
+        for num in reversed(taken):
+            _give_back(num, receiver)
+        _wakeup["users"] -= 1
+        if not _wakeup["users"]:
+            signal.set_wakeup_fd(_wakeup["before"])
         receiver._close()
-        # Pending signals go to the restored handlers, as if we were never here.
+        # Pending signals go to whoever handles them now (an older receiver,
+        # or the restored handler), as if this receiver had never existed.
         while receiver._pending:
             signal.raise_signal(receiver._pop())
-
-
-def _restore(previous: list[tuple[int, Any]]) -> None:
-    for num, handler in reversed(previous):
-        # None: the old handler was installed from C; the best we can do is
-        # the default action.
-        signal.signal(num, handler if handler is not None else signal.SIG_DFL)
 
