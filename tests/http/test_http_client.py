@@ -277,6 +277,36 @@ def test_redirects() -> None:
     yieldio.run(main)
 
 
+@pytest.mark.parametrize("base, url", [
+    ("http://api.example/v1", "/items"), ("http://api.example/v1/", "items"),
+    ("http://api.example/v1", "items/7?full=1"), ("http://api.example", "/x"),
+    ("http://api.example:8080/v1/", "/a/b/"), ("http://api.example/v1", "https://other.example/z"),
+])
+def test_base_url_is_a_prefix_as_in_httpx(base: str, url: str) -> None:
+    import httpx
+
+    from yieldio.http._client import _merge_url
+
+    expected = str(httpx.Client(base_url=base).build_request("GET", url).url)
+    assert _merge_url(base, url) == expected
+
+
+def test_base_url_with_a_path_reaches_the_routes_under_it() -> None:
+    router = Router()
+
+    @router.get("/api/v2/items/{n}")
+    async def item(request: Request) -> Response:
+        return Response.json({"n": request.path_params["n"], "q": request.query.get("q")})
+
+    async def main() -> None:
+        async with serve(router, "127.0.0.1", 0) as server:
+            async with Client(base_url=f"http://127.0.0.1:{server.port}/api/v2") as client:
+                r = await client.get("/items/7", params={"q": "x"})
+                assert await r.json() == {"n": "7", "q": "x"}
+
+    yieldio.run(main)
+
+
 def test_defaults_base_url_and_errors() -> None:
     async def main() -> None:
         async with serve(make_app({}), "127.0.0.1", 0) as server:

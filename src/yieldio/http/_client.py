@@ -30,7 +30,7 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import h11
 
@@ -212,7 +212,9 @@ class Client:
     ``max_connections_per_host``, ``keep_alive_timeout``,
     ``max_header_size``. ``ssl`` replaces the default verifying
     ``SSLContext``; ``headers`` are sent with every request; ``base_url``
-    resolves relative URLs.
+    is put in front of relative URLs, as httpx does: with
+    ``base_url="http://api.example/v1"``, ``get("/items")`` and
+    ``get("items")`` both fetch ``http://api.example/v1/items``.
     """
 
     def __init__(self, *, timeout: float | None = 10.0, limits: Limits | None = None,
@@ -314,7 +316,7 @@ class Client:
     def _build(self, method: str, url: str, params: Any, headers: HeadersLike, content: Any,
                json: Any, data: Any) -> tuple[str, str, Headers, Any]:
         if self.base_url is not None:
-            url = urljoin(self.base_url, url)
+            url = _merge_url(self.base_url, url)
         if params:
             query = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
             url = url.split("#", 1)[0]  # the query goes before a fragment (never sent anyway)
@@ -442,3 +444,20 @@ class Client:
         return ClientResponse(head.status_code, head.reason.decode("latin-1"),
                               Headers.from_raw(head.headers), head.http_version.decode("ascii"),
                               url, method, conn, pool, timeout)
+
+
+def _merge_url(base_url: str, url: str) -> str:
+    """``url`` under ``base_url``: appended to its path when relative, as-is when absolute.
+
+    Not RFC 3986 resolution (``urljoin``), where ``/items`` would replace
+    the base's path and ``items`` its last segment: a base URL names a
+    prefix, which is what httpx users expect it to mean.
+    """
+    rel = urlsplit(url)
+    if rel.scheme:
+        return url
+    base = urlsplit(base_url)
+    if not rel.path:  # "" or "?q=1": the base itself, with the new query if any
+        return urlunsplit(base._replace(query=rel.query or base.query, fragment=""))
+    path = base.path.rstrip("/") + "/" + rel.path.lstrip("/")
+    return urlunsplit(base._replace(path=path, query=rel.query, fragment=""))
