@@ -35,3 +35,5 @@ def test_demo_tours_the_model():
                      "sleeper state: cancelled", "no RecursionError", "ExceptionGroup",
                      "1000/1000 clients done", "latency p50"):
         assert expected in text, (expected, text)
+    # Piped, not a terminal: no "\r" progress redraws run together on one line.
+    assert "\r" not in text

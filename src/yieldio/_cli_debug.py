@@ -57,9 +57,15 @@ def cmd_run(argv: list[str]) -> int:
         opts["trace"] = args.trace
     if args.monitor:
         opts["monitor"] = True
+    # "is not None", not truthiness: --slow-step 0 is a bad value to report,
+    # not "no threshold given" (it silently meant the 100 ms default).
+    if args.slow_step is not None and not args.slow_step > 0:
+        print(f"yieldio run: --slow-step must be > 0 seconds, not {args.slow_step:g}",
+              file=sys.stderr)
+        return 2
     if args.debug:
-        opts["debug"] = args.slow_step if args.slow_step else True
-    elif args.slow_step:
+        opts["debug"] = args.slow_step if args.slow_step is not None else True
+    elif args.slow_step is not None:
         print("yieldio run: --slow-step needs --debug", file=sys.stderr)
         return 2
 
@@ -84,6 +90,11 @@ def cmd_run(argv: list[str]) -> int:
             namespace = runpy.run_path(script, run_name="__yieldio_main__")
         except SystemExit as exc:
             return _exit_code(exc.code)
+        except KeyboardInterrupt:
+            # Ctrl-C while the script's top level runs (a slow import, a
+            # blocking setup call): the same answer as during main().
+            print("yieldio run: interrupted", file=sys.stderr)
+            return 130
         except BaseException:
             traceback.print_exc()
             return 1
@@ -314,7 +325,9 @@ def cmd_trace(argv: list[str]) -> int:
             os.unlink(tmp)
         except OSError:
             pass
-        print(f"yieldio trace view: cannot write {out!r}: {exc}", file=sys.stderr)
+        # strerror, not str(exc): that names our temporary file, not the output.
+        print(f"yieldio trace view: cannot write {out!r}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 1
     print(f"wrote {out} ({len(page) // 1024:,} KiB); open it in a browser")
     return 0

@@ -56,21 +56,27 @@ async def net_section() -> None:
             for _ in range(CLIENTS):
                 tg.spawn(client, server.port, latencies, progress)
 
+            # Redrawing one line with "\r" only works on a terminal: piped
+            # into a file or a pager it became one long line of snapshots.
+            live = sys.stdout.isatty()
+
             async def report() -> None:
                 nonlocal peak_tasks
                 while progress[0] < CLIENTS:
                     from ._state import current_kernel
 
                     peak_tasks = max(peak_tasks, len(current_kernel().all_tasks()))
-                    sys.stdout.write(f"\r   {progress[0]:4d}/{CLIENTS} clients done, "
-                                     f"{len(latencies):6d} round trips")
-                    sys.stdout.flush()
+                    if live:
+                        sys.stdout.write(f"\r   {progress[0]:4d}/{CLIENTS} clients done, "
+                                         f"{len(latencies):6d} round trips")
+                        sys.stdout.flush()
                     await yieldio.sleep(0.1)
 
             tg.spawn(report)
         elapsed = time.perf_counter() - t0
     lat = sorted(latencies)
-    print(f"\r   {CLIENTS}/{CLIENTS} clients done, {len(lat)} round trips in {elapsed:.2f} s"
+    back = "\r" if live else ""
+    print(f"{back}   {CLIENTS}/{CLIENTS} clients done, {len(lat)} round trips in {elapsed:.2f} s"
           f" = {len(lat) / elapsed:,.0f} round trips/s")
     print(f"   latency p50 {_percentile(lat, 0.5) * 1e3:.2f} ms, p90 "
           f"{_percentile(lat, 0.9) * 1e3:.2f} ms, p99 {_percentile(lat, 0.99) * 1e3:.2f} ms; "

@@ -66,6 +66,9 @@ def test_debug_flag_reports_slow_steps(tmp_path, caplog):
     ("async def main():\n    raise KeyError('x')\n", 1, "KeyError: 'x'"),
     ("raise RuntimeError('at import')\n", 1, "RuntimeError: at import"),
     ("import sys\nsys.exit(4)\n", 4, ""),
+    # Ctrl-C at the top level is an interruption (130), as in main(), not a crash (1).
+    ("raise KeyboardInterrupt\n", 130, "yieldio run: interrupted"),
+    ("async def main():\n    raise KeyboardInterrupt\n", 130, "yieldio run: interrupted"),
 ])
 def test_scripts_that_cannot_run_get_clear_errors(tmp_path, capsys, body, code, message):
     path = script(tmp_path, body)
@@ -85,6 +88,15 @@ def test_missing_script_and_bad_options(tmp_path, capsys):
         cmd_run(["--help"])
     assert info.value.code == 0
     assert "--trace FILE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra", [["--debug"], []])
+def test_slow_step_zero_is_refused_not_ignored(tmp_path, capsys, extra):
+    # --slow-step 0 used to be taken for "not given": the 100 ms default ran
+    # instead, and without --debug it was not even reported.
+    path = script(tmp_path, "async def main():\n    pass\n")
+    assert cmd_run([*extra, "--slow-step", "0", str(path)]) == 2
+    assert "--slow-step must be > 0" in capsys.readouterr().err
 
 
 def test_sys_argv_and_path_are_restored(tmp_path):

@@ -231,3 +231,23 @@ def test_written_file_is_valid_json_at_any_size(tmp_path, n_steps):
     data = load(path)
     assert len(data["traceEvents"]) == len(list(rec.trace_events()))
     assert data["traceEvents"] == json.loads(json.dumps(list(rec.trace_events())))
+
+
+def test_counter_values_that_json_cannot_hold_do_not_lose_the_trace(tmp_path):
+    # A Decimal (or a numpy integer) used to be kept as is, and json failed
+    # on it when the run ended: the whole trace was lost, far from the cause.
+    import decimal
+
+    path = tmp_path / "t.json"
+
+    async def main():
+        trace_counter("ratio", decimal.Decimal("1.5"))
+        trace_counter("bytes", decimal.Decimal(2), add=True)
+        trace_counter("bytes", 3, add=True)
+        with pytest.raises(TypeError, match="'label'.*must be a number"):
+            trace_counter("label", "high")
+
+    yieldio.run(main, trace=str(path))
+    counters = [(e["name"], e["args"]["value"]) for e in json.loads(path.read_text())["traceEvents"]
+                if e["ph"] == "C" and e["name"] in ("ratio", "bytes")]
+    assert counters == [("ratio", 1.5), ("bytes", 2.0), ("bytes", 5.0)]

@@ -174,6 +174,14 @@ def test_trace_view_command(tmp_path, capsys):
     assert "view" in capsys.readouterr().out
 
 
+def test_trace_view_unwritable_output_names_the_output_not_a_temp_file(tmp_path, capsys):
+    out = tmp_path / "no" / "dir.html"
+    assert cmd_trace(["view", str(make_trace(tmp_path)), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {str(out)!r}: No such file or directory" in err
+    assert ".tmp" not in err
+
+
 # -- in a real browser ---------------------------------------------------------------------
 @needs_chromium
 def test_headless_chromium_draws_one_row_per_task(tmp_path):

@@ -89,3 +89,17 @@ def test_timeouts_are_exact_in_virtual_time():
         return yieldio.current_time() - start
 
     assert yieldio.run(main, clock=VirtualClock(autojump=True)) == 2.5
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_jump_refuses_nan_and_infinity(bad):
+    # They used to be accepted: now + nan is NaN, and every timer comparison
+    # after it is false, so the run silently stopped firing timers.
+    clock = VirtualClock(start=5)
+    with pytest.raises(ValueError, match="finite"):
+        clock.jump(bad)
+    with pytest.raises(ValueError, match="finite"):
+        VirtualClock(start=bad)
+    with pytest.raises(ValueError, match="NaN"):
+        clock.jump_to(float("nan"))
+    assert clock.current_time() == 5

@@ -125,6 +125,34 @@ def test_cancelled_write_after_some_bytes_breaks_the_stream():
     vrun(main)
 
 
+def test_write_cancelled_on_entry_after_a_full_write_keeps_the_stream_usable():
+    # The byte count of the previous, complete write must not make a write
+    # that was cancelled before it moved anything look like a partial one.
+    async def main():
+        a, b = memory_stream_pair()
+        await a.write(b"abc")
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            await a.write(b"def")        # cancelled on entry: nothing moved
+        assert scope.cancelled_caught
+        await a.write(b"ghi")            # not BrokenStreamError
+        assert await b.read_exactly(6) == b"abcghi"
+
+    vrun(main)
+
+
+def test_write_of_text_is_refused_and_leaves_the_stream_usable():
+    async def main():
+        a, b = memory_stream_pair()
+        await a.write(b"abc")
+        with pytest.raises(TypeError):
+            await a.write("text")        # type: ignore[arg-type]
+        await a.write(b"def")
+        assert await b.read_exactly(6) == b"abcdef"
+
+    vrun(main)
+
+
 def test_send_eof_then_send_is_an_error():
     async def main():
         a, b = memory_stream_pair()

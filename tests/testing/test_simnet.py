@@ -449,6 +449,31 @@ def test_connect_across_a_partition_times_out_or_succeeds_after_heal():
     vrun(main, net=net)
 
 
+def test_heal_ends_a_stall_for_a_waiting_connect_too():
+    # heal() ends stalls: data flows at once, and so must a connect that was
+    # waiting for the stall to end (it used to sleep until the stall's end).
+    net = SimNetwork(latency=0.01)
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        net.stall("10.0.0.1", 100)
+
+        async def heal_later():
+            await yieldio.sleep(3)
+            net.heal()
+
+        t = yieldio.current_time()
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(heal_later)
+            with net.host("10.0.0.2"):
+                stream = await net.connect_tcp("10.0.0.1", 80)
+        assert yieldio.current_time() - t == pytest.approx(3.02)
+        await stream.aclose()
+        await listener.aclose()
+
+    vrun(main, net=net)
+
+
 def test_faults_need_a_run_and_validate():
     net = SimNetwork()
     with pytest.raises(RuntimeError):

@@ -79,6 +79,23 @@ def trace_counter(name: str, value: float, *, add: bool = False) -> None:
 trace_counter.enabled = False  # type: ignore[attr-defined]
 
 
+def _counter_value(name: str, value: Any) -> float:
+    """A counter value the trace file can hold, checked when it is recorded.
+
+    The file is written as JSON when the run ends: a Decimal or a numpy
+    integer kept as is would make that write fail and lose the whole trace,
+    far from the call that caused it. Anything ``float()`` accepts is
+    converted here; anything else is refused at the call.
+    """
+    if not isinstance(value, (str, bytes, bytearray)):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"trace_counter({name!r}, ...): the value must be a number, "
+                    f"not {type(value).__name__} {value!r}")
+
+
 class TraceRecorder:
     """Instrument that records a timeline and writes it as Chrome trace JSON.
 
@@ -256,6 +273,8 @@ class TraceRecorder:
     # -- counters ----------------------------------------------------------------
     def counter(self, name: str, value: float, *, add: bool = False) -> None:
         """Record a counter sample now (see :func:`trace_counter`)."""
+        if type(value) is not int and type(value) is not float:
+            value = _counter_value(name, value)
         if add:
             value = self._totals[name] = self._totals.get(name, 0) + value
         self._append(("C", 0, _perf(), str(name), value))

@@ -30,7 +30,7 @@ class VirtualClock:
     """
 
     def __init__(self, start: float = 0.0, *, autojump: bool = False) -> None:
-        self._start = self._now = float(start)
+        self._start = self._now = _finite("start", start)
         self.autojump = autojump
 
     def __repr__(self) -> str:
@@ -47,12 +47,17 @@ class VirtualClock:
 
     def jump(self, seconds: float) -> None:
         """Move time forward by ``seconds`` (timers due by then fire)."""
+        seconds = _finite("seconds", seconds)
         if seconds < 0:
             raise ValueError("time cannot go backwards")
         self._now += seconds
 
     def jump_to(self, deadline: float) -> None:
         """Move time forward to ``deadline`` (no-op if it already passed)."""
+        if deadline != deadline:
+            # NaN compares false with everything: it would pass for "already
+            # passed" and hide the caller's bug.
+            raise ValueError("cannot jump to NaN")
         if deadline > self._now:
             self._now = deadline
 
@@ -60,3 +65,12 @@ class VirtualClock:
         """Back to the start time (the pytest plugin does this before each explored seed,
         so that every seed replays exactly as it would in a run of its own)."""
         self._now = self._start
+
+
+def _finite(what: str, value: float) -> float:
+    """``value`` as a float; NaN or infinity would corrupt the clock for the rest
+    of the run (``now + nan`` is NaN: every timer comparison turns false)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number of seconds, not {value!r}")
+    return value

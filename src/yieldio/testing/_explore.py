@@ -15,6 +15,7 @@ test needs inside the function it explores.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -50,7 +51,21 @@ def _name(obj: Any, what: str) -> str:
     module = getattr(obj, "__module__", None)
     if qualname is None or module is None or "<" in qualname:
         return what
-    return qualname if module == "__main__" else f"{module}.{qualname}"
+    if module == "__main__":
+        return qualname
+    return f"{_public_module(obj, module)}.{qualname}"
+
+
+def _public_module(obj: Any, module: str) -> str:
+    """The module users import ``obj`` from: ``yieldio.testing`` for SimNetwork,
+    not ``yieldio.testing._simnet`` (which a replay line should not need)."""
+    parts = module.split(".")
+    while len(parts) > 1 and parts[-1].startswith("_"):
+        parent = sys.modules.get(".".join(parts[:-1]))
+        if parent is None or getattr(parent, getattr(obj, "__name__", ""), None) is not obj:
+            break
+        parts.pop()
+    return ".".join(parts)
 
 
 def _replay_call(fn: Any, seed: int, clock: Any, network_factory: Any) -> str:

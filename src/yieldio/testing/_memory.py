@@ -27,7 +27,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .. import _state
-from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError
+from .._exceptions import BusyResourceError, ClosedResourceError
 from .._kernel import FAST_PATH_BUDGET
 from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from .._traps import PARK, SCHEDULE
@@ -254,10 +254,16 @@ class MemoryStream(Stream):
         if self._writing or self._sending:
             raise BusyResourceError("another task is already writing to this stream")
         self._writing = True
+        # _pushed counts the bytes *this* write hands over: reset it here, since
+        # send_all can fail before _send does (a str, a pending cancellation)
+        # and the count of the previous, complete write must not look partial.
+        self._pushed = 0
         try:
             await self.send_all(data)
-        except BaseException as exc:
-            if self._pushed or not isinstance(exc, (Cancelled, KeyboardInterrupt)):
+        except BaseException:
+            # Nothing moved (write("text"), cancelled before any room): the byte
+            # stream is intact. Some bytes moved: the peer saw part of a message.
+            if self._pushed:
                 self._write_broken = True
             raise
         finally:

@@ -528,13 +528,13 @@ class SimNetwork:
                 return
             if now >= deadline:
                 raise TimeoutError(errno.ETIMEDOUT, f"connect to {_fmt(dst)} timed out")
-            if until == math.inf:
-                if self._healed is None:
-                    self._healed = Event()
-                with move_on_at(deadline):
-                    await self._healed.wait()
-            else:
-                await sleep_until(min(until, deadline))
+            # Wait for the stall to end (a partition never does by itself), the
+            # deadline, or heal(): it ends stalls too, and the connect must not
+            # sleep through it.
+            if self._healed is None:
+                self._healed = Event()
+            with move_on_at(min(until, deadline)):
+                await self._healed.wait()
 
     async def connect_unix(self, path: str) -> SimStream:
         """Connect to the simulated Unix socket ``path``."""
