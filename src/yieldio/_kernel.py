@@ -55,6 +55,7 @@ FAST_PATH_BUDGET = 32
 
 #: In a seeded run, the chance that a ready task is held back one batch.
 DELAY_PROBABILITY = 0.1
+_INF = float("inf")
 
 
 _HOOKS = (
@@ -110,6 +111,7 @@ class Kernel(OutsideWorld, TimerHeap):
         # yieldio.testing.SimNetwork plugs in here).
         self.network: Any = None
         self._deadlocked = False
+        self.deadlock_report: str | None = None  # the task tree, once a deadlock is found
         # Instruments: one tuple of bound hooks per hook name.
         self.instruments: list[Any] = []
         self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {h: () for h in _HOOKS}
@@ -316,16 +318,7 @@ class Kernel(OutsideWorld, TimerHeap):
                 if (self.io_waiters == 0 and self.thread_jobs == 0
                         and self.external_parks == 0 and self.passive_parks == 0
                         and not self._thread_calls and not self._ki_pending):
-                    # Nothing can ever wake anybody.
-                    if main._state is not RUNNING:
-                        self._cancel_system_tasks()  # only system tasks are left
-                        return True
-                    if self._deadlocked:
-                        self._abandon_all()
-                        return False
-                    self._deadlocked = True
-                    self._report_deadlock()
-                    return True
+                    return self._stuck(main)  # nothing can ever wake anybody
             elif (not self.system_clock and self.io_waiters == 0 and self.thread_jobs == 0
                     and self.external_parks == 0 and not self._thread_calls
                     and self.clock.autojump):
@@ -336,6 +329,19 @@ class Kernel(OutsideWorld, TimerHeap):
                     timeout = deadline - time.monotonic()
                 else:
                     timeout = self.clock.deadline_to_sleep_time(deadline)
+                    if (timeout == _INF and self.io_waiters == 0 and self.thread_jobs == 0
+                            and self.external_parks == 0 and self.passive_parks == 0
+                            and not self._thread_calls and not self._ki_pending):
+                        # A clock that real time does not move (a VirtualClock
+                        # without autojump), and no task left to move it.
+                        first = not self._deadlocked
+                        stuck = self._stuck(main)
+                        if first and self._deadlocked:
+                            self.deadlock_report = (self.deadlock_report or "").rstrip("\n") + (
+                                "\n(timers are pending, but this clock moves only when "
+                                "a task calls its jump(); VirtualClock(autojump=True) "
+                                "jumps by itself)")
+                        return stuck
                 if timeout < 0.0:
                     timeout = 0.0
                 elif timeout > 86400.0:
@@ -480,6 +486,21 @@ class Kernel(OutsideWorld, TimerHeap):
         self.ready.extend(t for t, h in zip(batch, held, strict=True) if not h)
         self.ready.extend(t for t, h in zip(batch, held, strict=True) if h)  # next batch
         return held.count(False)
+
+    def _stuck(self, main: Task) -> bool:
+        """Nothing can ever wake a task: end the run or report the deadlock.
+
+        Returns what :meth:`_look_outside` returns (False: the run is over).
+        """
+        if main._state is not RUNNING:
+            self._cancel_system_tasks()  # only system tasks are left
+            return True
+        if self._deadlocked:
+            self._abandon_all()
+            return False
+        self._deadlocked = True
+        self._report_deadlock()
+        return True
 
     def _report_deadlock(self) -> None:
         """Every task waits on another task: cancel them all, then raise Deadlock."""

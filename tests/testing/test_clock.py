@@ -103,3 +103,26 @@ def test_jump_refuses_nan_and_infinity(bad):
     with pytest.raises(ValueError, match="NaN"):
         clock.jump_to(float("nan"))
     assert clock.current_time() == 5
+
+
+def test_without_autojump_only_timers_left_is_a_deadlock_not_a_hang() -> None:
+    # Nothing can move this clock once every task sleeps: say so at once
+    # (trio's MockClock would hang here).
+    with pytest.raises(yieldio.Deadlock, match=r"(?s)sleep until.*autojump=True"):
+        yieldio.run(lambda: yieldio.sleep(10), clock=VirtualClock())
+
+
+def test_without_autojump_a_task_that_jumps_is_not_a_deadlock() -> None:
+    clock = VirtualClock()
+
+    async def main() -> float:
+        async def jumper() -> None:
+            await yieldio.sleep(0)
+            clock.jump(10)
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(jumper)
+            await yieldio.sleep(10)
+        return yieldio.current_time()
+
+    assert yieldio.run(main, clock=clock) == 10.0
