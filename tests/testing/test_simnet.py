@@ -97,6 +97,22 @@ def test_per_link_settings_override_defaults():
     assert vrun(main, net=net) == (1.0, 0.01)
 
 
+def test_set_link_keeps_the_settings_it_is_not_given():
+    net = SimNetwork(latency=0.01)
+    net.set_link("10.0.0.1", "10.0.0.2", latency=1.0)
+    net.set_link("10.0.0.1", "10.0.0.2", bandwidth=1000)  # latency stays 1.0
+
+    async def main():
+        client, server = await tcp_pair(net, "10.0.0.1", "10.0.0.2")
+        t = yieldio.current_time()
+        await client.write(b"x" * 1000)
+        await server.read_exactly(1000)
+        return round(yieldio.current_time() - t, 6)
+
+    # one second of latency plus one second to send 1,000 bytes at 1,000 B/s
+    assert vrun(main, net=net) == 2.0
+
+
 def test_bandwidth_limits_throughput():
     net = SimNetwork(latency=0.5, bandwidth=10_000)
 

@@ -165,10 +165,16 @@ class SimNetwork:
         ::
 
             net.set_link("10.0.0.1", "10.0.0.2", latency=0.2, bandwidth=10_000)
+
+        A setting left out keeps what an earlier call gave this link (else
+        the network's default). Bandwidth applies to each connection over
+        the link, in each direction.
         """
         for x in self._hosts(a):
             for y in self._hosts(b):
-                self._links[_pair(x, y)] = (latency, bandwidth)
+                old_latency, old_bandwidth = self._links.get(_pair(x, y), (None, None))
+                self._links[_pair(x, y)] = (old_latency if latency is None else latency,
+                                            old_bandwidth if bandwidth is None else bandwidth)
 
     def _link_settings(self, a: str, b: str) -> tuple[float, float | None]:
         lat, bw = self._links.get(_pair(a, b), (None, None))
