@@ -95,8 +95,8 @@ def cmd_run(argv: list[str]) -> int:
             # blocking setup call): the same answer as during main().
             print("yieldio run: interrupted", file=sys.stderr)
             return 130
-        except BaseException:
-            traceback.print_exc()
+        except BaseException as exc:
+            _print_user_traceback(exc)
             return 1
         main = namespace.get("main")
         if main is None:
@@ -116,12 +116,41 @@ def cmd_run(argv: list[str]) -> int:
         except KeyboardInterrupt:
             print("yieldio run: interrupted", file=sys.stderr)
             return 130
-        except BaseException:
-            traceback.print_exc()
+        except BaseException as exc:
+            _print_user_traceback(exc)
             return 1
         return _exit_code(result)
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_RUNPY = (os.path.abspath(runpy.__file__), "<frozen runpy>")
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """Print ``exc`` as Python would, minus the leading frames of yieldio and runpy.
+
+    Those frames (this command, ``yieldio.run``, the kernel re-raising the
+    main task's error) come before the script's own and say nothing about
+    its bug. If no frame is the script's, the traceback is printed whole.
+    """
+    _trim(exc)
+    traceback.print_exception(exc)
+
+
+def _trim(exc: BaseException) -> None:
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (os.path.abspath(filename).startswith(_PACKAGE_DIR) or filename in _RUNPY):
+            break
+        tb = tb.tb_next
+    if tb is not None:
+        exc.__traceback__ = tb
+    if isinstance(exc, BaseExceptionGroup):  # a child task's error starts in the kernel too
+        for inner in exc.exceptions:
+            _trim(inner)
 
 
 def _exit_code(value: Any) -> int:

@@ -76,6 +76,25 @@ def test_scripts_that_cannot_run_get_clear_errors(tmp_path, capsys, body, code, 
     assert message.format(path) in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("body, first_frame", [
+    ("async def main():\n    await helper()\n"
+     "async def helper():\n    raise ValueError('boom')\n", "in main"),
+    ("import yieldio\nasync def child():\n    raise KeyError('k')\n"
+     "async def main():\n    async with yieldio.TaskGroup() as tg:\n        tg.spawn(child)\n",
+     "in main"),
+    ("raise RuntimeError('at import')\n", "in <module>"),
+])
+def test_tracebacks_start_at_the_scripts_own_frames(tmp_path, capsys, body, first_frame):
+    # The frames of this command, yieldio.run, the kernel and runpy come
+    # before the script's own and say nothing about its bug: left out.
+    path = script(tmp_path, body)
+    assert cmd_run([str(path)]) == 1
+    err = capsys.readouterr().err
+    frames = [line.strip() for line in err.splitlines() if line.strip().lstrip("| ").startswith("File ")]
+    assert frames and str(path) in frames[0] and first_frame in frames[0], err
+    assert "_kernel.py" not in err and "runpy" not in err and "_cli_debug" not in err
+
+
 def test_missing_script_and_bad_options(tmp_path, capsys):
     assert cmd_run([str(tmp_path / "nope.py")]) == 2
     assert "no such file" in capsys.readouterr().err
