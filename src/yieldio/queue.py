@@ -66,6 +66,7 @@ class Queue:
     # -- state ------------------------------------------------------------------
     @property
     def maxsize(self) -> int:
+        """The capacity given to the constructor: ``Queue(8).maxsize == 8``; 0 or less: unbounded."""
         return self._maxsize
 
     def qsize(self) -> int:
@@ -73,9 +74,14 @@ class Queue:
         return len(self._items)
 
     def empty(self) -> bool:
+        """True if no item is waiting: ``get_nowait()`` would raise :class:`QueueEmpty`."""
         return not self._items
 
     def full(self) -> bool:
+        """True if ``put`` would wait: ``Queue(1)`` is full after one ``put_nowait``.
+
+        An unbounded queue is never full.
+        """
         return 0 < self._maxsize <= len(self._items)
 
     @property
@@ -287,10 +293,12 @@ class UniversalQueue:
         self._closed = False
 
     def qsize(self) -> int:
+        """Number of items in the queue now (from any thread, so it may be stale at once)."""
         with self._mutex:
             return len(self._items)
 
     def empty(self) -> bool:
+        """True if no item is waiting: ``q.qsize() == 0``."""
         return self.qsize() == 0
 
     def close(self) -> None:

@@ -239,6 +239,11 @@ class Semaphore:
 
     @property
     def max_value(self) -> int | None:
+        """The most permits :meth:`release` may build up, or None for no limit.
+
+        ``Semaphore(2, max_value=2).release()`` raises ``ValueError``: a
+        release with no matching acquire is a bug, caught where it happens.
+        """
         return self._max
 
     @types.coroutine
@@ -317,15 +322,19 @@ class Condition:
 
     @property
     def lock(self) -> Lock:
+        """The :class:`Lock` under the condition (``Condition(lock)`` shares one)."""
         return self._lock
 
     def locked(self) -> bool:
+        """True if some task holds the lock: ``cond.locked()``."""
         return self._lock.locked()
 
     async def acquire(self) -> None:
+        """Take the lock, as ``await cond.lock.acquire()``; ``async with cond:`` is the usual form."""
         await self._lock.acquire()
 
     def release(self) -> None:
+        """Release the lock: ``cond.release()``. ``RuntimeError`` if this task does not hold it."""
         self._lock.release()
 
     async def __aenter__(self) -> None:

@@ -56,6 +56,16 @@ class WorkerPool:
         self._cond = threading.Condition(self._lock)
 
     def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` on a worker thread, starting one if none is idle and there is room.
+
+        ::
+
+            pool.submit(lambda: print("on a worker"))
+
+        Returns at once; the result and errors of ``job`` are its own business
+        (``to_thread`` wraps its call to report both). Past ``max_workers``,
+        jobs queue until a worker is free.
+        """
         with self._lock:
             self._jobs.append(job)
             if self._idle:
