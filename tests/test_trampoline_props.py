@@ -171,6 +171,15 @@ class Renderer:
         self.fname = fname
         self.counter = 0
         self.lines: list[str] = []
+        self.calls = 0
+
+    def native_call(self) -> bool:
+        """Whether this call site is ``yield from``: always when native, never
+        when trampolined, and every other one or so in a ``mixed:<salt>`` run."""
+        self.calls += 1
+        if self.mode.startswith("mixed:"):
+            return (self.calls + int(self.mode[6:])) % 3 != 0
+        return self.mode == "native"
 
     def label(self, what: str) -> str:
         self.counter += 1
@@ -194,7 +203,7 @@ class Renderer:
         elif kind == "call":
             target = s[1]
             callee = f"{target}()" if target.startswith("f") else f"{target}_new()"
-            how = "yield from" if self.mode == "native" else "yield"
+            how = "yield from" if self.native_call() else "yield"
             self.emit(indent, f"r = {how} {callee}")
             self.emit(indent, f"trace.append(({f!r}, 'ret', {target!r}, r))")
         elif kind == "return":
@@ -274,7 +283,7 @@ def run(program: Program, script: list[Any], mode: str) -> list[Any]:
     gc.freeze()
     try:
         coro: Any = namespace["f0"]()
-        if mode == "trampoline":
+        if mode != "native":
             coro = trampoline(coro)
         for action in script:
             try:
@@ -413,6 +422,27 @@ def test_trampoline_is_indistinguishable_from_yield_from(program: Program, scrip
     classify(native)
     assert comparable(trampolined) == comparable(native), textwrap.indent(
         render(program, "trampoline"), "  "
+    )
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), scripts, st.integers(0, 2))
+def test_mixing_yield_from_and_trampolined_calls_changes_nothing(
+    program: Program, script: list[Any], salt: int
+):
+    """Some call sites ``yield from``, the others trampolined: native chains
+    inside trampolined frames, and trampolined calls below native ones.
+
+    Without ``close()`` and thrown ``GeneratorExit`` (and the teardown, which
+    closes): when CPython closes a native ``yield from`` chain itself, a
+    trampolined call made by cleanup code inside that chain is a yield, so
+    "generator ignored GeneratorExit" -- a documented limit of the trampoline.
+    """
+    script = [a for a in script if a[0] != "close" and a[1:2] != ("GeneratorExit",)]
+    native = run(program, script, "native")[:-1]
+    mixed = run(program, script, f"mixed:{salt}")[:-1]
+    assert comparable(mixed) == comparable(native), textwrap.indent(
+        render(program, f"mixed:{salt}"), "  "
     )
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from types import CoroutineType, GeneratorType
+from types import CoroutineType, GeneratorType, TracebackType
 from typing import Any, NoReturn
 
 __all__ = ["Trampoline", "is_subcoroutine", "trampoline"]
@@ -73,8 +73,14 @@ def is_subcoroutine(value: object) -> bool:
     tp = type(value)
     if tp is GeneratorType or tp is CoroutineType:
         return True
-    # Then one attribute lookup settles every ordinary value.
-    send = getattr(value, "send", None)
+    # Then one attribute lookup settles every ordinary value. An object
+    # whose attribute lookup fails with something else than AttributeError
+    # is no coroutine either: it goes to the driver like any value (that
+    # is what ``yield from`` would do with it), not raise out of here.
+    try:
+        send = getattr(value, "send", None)
+    except Exception:
+        return False
     if send is None:
         return False
     return callable(send) and not isinstance(value, type)
@@ -141,6 +147,36 @@ def _reraise(exc: Any) -> NoReturn:
         raise exc
     finally:
         exc.__context__ = context
+
+
+def _throw_args(typ: Any, value: Any, tb: Any) -> BaseException:
+    """The exception ``throw(typ, value, tb)`` raises, made as CPython makes it.
+
+    The checks and the normalization of ``_gen_throw`` (genobject.c), done
+    before anything runs: a bad combination is refused here, and the frames
+    are left as they were.
+    """
+    if tb is not None and not isinstance(tb, TracebackType):
+        raise TypeError("throw() third argument must be a traceback object")
+    if isinstance(typ, type) and issubclass(typ, BaseException):
+        if isinstance(value, typ):
+            exc = value
+        elif value is None:
+            exc = typ()
+        elif isinstance(value, tuple):
+            exc = typ(*value)
+        else:
+            exc = typ(value)
+    elif isinstance(typ, BaseException):
+        if value is not None:
+            raise TypeError("instance exception may not have a separate value")
+        exc = typ
+    else:
+        raise TypeError("exceptions must be classes or instances deriving from "
+                        f"BaseException, not {type(typ).__name__}")
+    if tb is not None:
+        exc.__traceback__ = tb
+    return exc
 
 
 def _is_generator_exit(exc: object) -> bool:
@@ -212,6 +248,12 @@ class Trampoline:
       caller (use :attr:`stack`); ``gi_yieldfrom`` of a caller is ``None``;
     * a callee that sends to one of its own callers (or yields one of them)
       resumes it instead of failing with "generator already executing";
+    * when a trampolined frame delegates with native ``yield from`` and is
+      closed (``close()``, a thrown ``GeneratorExit``, finalization), CPython
+      closes that native chain itself: cleanup code *inside it* that makes a
+      trampolined call only yields, which ``gen_close`` reports as "generator
+      ignored GeneratorExit" (cleanup code of the trampolined frames
+      themselves may make calls);
     * a hand-written coroutine's methods are called from the trampoline's
       frames, so a traceback that outlives them keeps the trampoline alive
       (natively it would keep the driver's frame alive instead);
@@ -337,14 +379,18 @@ class Trampoline:
         """
         return self
 
-    def throw(self, exc: Any) -> Any:
+    def throw(self, exc: Any, value: Any = None, tb: Any = None) -> Any:
         """Raise ``exc`` (an exception instance or class) at the innermost ``yield``.
 
         Returns the next value yielded out, or raises like :meth:`send`. As
         with ``yield from``: a coroutine without a ``throw`` method is
         abandoned and ``exc`` is raised in its caller; ``GeneratorExit``
         closes every callee innermost-first before it reaches the outermost
-        coroutine::
+        coroutine. The three-argument form ``throw(type, value, traceback)``
+        (which CPython 3.11 still uses, in ``contextlib`` and when a generator
+        delegating to a trampoline with ``yield from`` is thrown into that
+        way) is accepted: the exception is made from ``type`` and ``value``
+        here, as a generator makes it, and delivered as an instance::
 
             >>> def inner():
             ...     yield "inner"
@@ -360,6 +406,8 @@ class Trampoline:
             'outer caught it'
         """
         try:
+            if value is not None or tb is not None:
+                exc = _throw_args(exc, value, tb)
             if self._running:
                 raise ValueError("generator already executing")
             self._running = True

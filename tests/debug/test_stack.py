@@ -5,10 +5,13 @@ from __future__ import annotations
 import socket
 import traceback
 
+import pytest
+
 import yieldio
 from yieldio._io import notify_closing, wait_readable
 from yieldio._traps import SCHEDULE
 from yieldio.debug import format_stack, innermost_frame, task_stack, where_frame
+from yieldio.debug._stack import MAX_FRAMES
 from yieldio.testing import VirtualClock
 
 HERE = __file__
@@ -167,6 +170,83 @@ def test_a_deep_trampolined_stack_is_walked_without_recursion():
     assert result == 3000
     assert len(frames) == 3002 and frames[-1].function == "Event.wait"
     assert last == frames[-1]
+
+
+def test_a_stack_deeper_than_the_cut_keeps_the_innermost_frames():
+    # A trampolined chain can be deeper than MAX_FRAMES: the cut keeps the
+    # outermost frames *and* the innermost ones, where the task waits (it
+    # used to keep the first 10,000 only, so frames[-1] was the marker).
+    depth = MAX_FRAMES + 2_000
+
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(deep, depth, ev)
+            while t._tramp is None or t._tramp.depth < depth + 1:
+                await yieldio.sleep(0)
+            frames, text = t.stack(), format_stack(t)
+            ev.set()
+        return frames, text, t.result()
+
+    frames, text, result = yieldio.run(main)
+    assert result == depth
+    assert len(frames) == MAX_FRAMES + 1
+    cut = [i for i, f in enumerate(frames) if f.opaque]
+    assert cut == [MAX_FRAMES // 2]
+    assert "stack cut" in frames[cut[0]].function and f"{depth + 1:,}" in frames[cut[0]].function
+    assert frames[0].function == "deep" and "yield deep(n - 1, ev)" in frames[0].line
+    assert [f.function for f in frames[-2:]] == ["deep", "Event.wait"]
+    assert "yield from ev.wait()" in frames[-2].line
+    assert text.rstrip().endswith(frames[-1].format().rstrip())
+
+
+def test_innermost_and_where_frame_do_not_copy_a_trampolined_stack(monkeypatch):
+    # They run for every task when a tree is drawn: O(1) in the depth of a
+    # trampolined chain, not a copy of the whole stack (Trampoline.stack).
+    from yieldio._trampoline import Trampoline
+
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(deep, 50, ev)
+            await yieldio.sleep(0)
+            await yieldio.sleep(0)
+            with monkeypatch.context() as m:
+                m.setattr(Trampoline, "stack", property(lambda self: pytest.fail("copied")))
+                out = innermost_frame(t), where_frame(t), t.stack()
+            ev.set()
+        return out
+
+    innermost, where, stack = yieldio.run(main)
+    assert innermost.function == "Event.wait" and where.function == "deep"
+    assert len(stack) == 52 and stack[-1] == innermost
+
+
+def test_a_task_running_a_trampoline_object_shows_its_calls():
+    # yieldio.trampoline(gen) as a task's coroutine, or delegated to with
+    # 'yield from': the trampoline's calls are on the stack (it was one
+    # opaque <Trampoline> frame, and where_frame pointed into _trampoline.py).
+    @yieldio.coroutine
+    def delegates(ev):
+        return (yield from yieldio.trampoline(tr_top(ev)))
+
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            runs = tg.spawn(lambda: yieldio.trampoline(tr_top(ev)))
+            via = tg.spawn(delegates, ev)
+            await yieldio.sleep(0)
+            await yieldio.sleep(0)
+            out = [(functions(t), where_frame(t), innermost_frame(t)) for t in (runs, via)]
+            ev.set()
+        return out
+
+    (runs, runs_where, runs_last), (via, via_where, via_last) = yieldio.run(main)
+    assert runs == ["tr_top", "tr_middle", "tr_leaf", "Event.wait"]
+    assert via[0].endswith(".delegates")
+    assert via[1:] == ["tr_top", "tr_middle", "tr_leaf", "Event.wait"]
+    assert runs_where.function == via_where.function == "tr_leaf"
+    assert runs_last.function == via_last.function == "Event.wait"
 
 
 def leaf_raises():

@@ -14,7 +14,8 @@ that yielded a trap to the kernel. CPython exposes each link differently, and
   for``): they hide the object they drive, which is found through
   :func:`gc.get_referents` -- debugging-only and never on a hot path;
 * trampolined calls (``x = yield sub()``): the task's ``Trampoline`` keeps
-  the chain on an explicit list, :attr:`Trampoline.stack`;
+  the chain on an explicit list, :attr:`Trampoline.stack`; so does a
+  ``yieldio.trampoline(gen)`` that a task runs or delegates to;
 * class-based coroutines (anything with ``send``/``throw``): there is no
   Python frame to show, so they appear as one opaque frame named after
   their class.
@@ -28,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import gc
 import linecache
 import os
@@ -37,6 +39,7 @@ from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any
 
 from .._task import RUNNING
+from .._trampoline import Trampoline
 
 __all__ = ["Frame", "task_stack", "format_stack", "coroutine_frames", "innermost_frame",
            "where_frame"]
@@ -47,7 +50,9 @@ _WRAPPERS = frozenset({"coroutine_wrapper", "async_generator_asend", "async_gene
 
 # A chain longer than this is cut (with a marker frame): the walk must
 # terminate even on a pathological object graph, and nobody reads 10,000
-# frames. Trampolined chains can be deeper than any native one, though.
+# frames. Trampolined chains can be deeper than any native one, though: a
+# cut stack keeps its outermost and its innermost frames (where the task
+# waits), and the marker between them says how much is left out.
 MAX_FRAMES = 10_000
 
 
@@ -138,7 +143,8 @@ def coroutine_frames(coro: Any, out: list[Frame] | None = None) -> list[Frame]:
     """Append the frames of ``coro`` and of everything it natively awaits.
 
     Returns ``out`` (a new list if none is given). A finished coroutine adds
-    nothing; an object without a Python frame adds one opaque frame::
+    nothing; an object without a Python frame adds one opaque frame; a
+    :class:`~yieldio.trampoline` adds the frames of its whole call stack::
 
         >>> def gen():
         ...     yield
@@ -148,27 +154,75 @@ def coroutine_frames(coro: Any, out: list[Frame] | None = None) -> list[Frame]:
     """
     if out is None:
         out = []
+    _walk(coro, out, MAX_FRAMES)
+    return out
+
+
+def _walk(coro: Any, out: list[Frame], limit: int) -> bool:
+    """Append the frames of ``coro``'s chain to ``out`` while ``len(out) < limit``.
+
+    Returns False if the limit cut the chain short.
+    """
     seen: set[int] = set()
-    while coro is not None and len(out) < MAX_FRAMES:
+    pending: list[Any] = []  # the rest of a trampoline's stack (popped outermost first)
+    while True:
+        if coro is None:
+            if not pending:
+                return True
+            coro = pending.pop()
+        if len(out) >= limit:
+            return False
         if id(coro) in seen:  # a cycle would be a bug elsewhere; never loop on it
-            break
+            return True
         seen.add(id(coro))
+        if type(coro) is Trampoline:
+            # A trampoline driven as a coroutine (by a task, or by 'yield
+            # from'): its explicit stack is the rest of the chain.
+            calls = coro._stack
+            if len(calls) > 1:
+                if len(calls) - 1 > limit - len(out):  # only what can be shown
+                    calls = calls[: limit - len(out) + 1]
+                pending.extend(reversed(calls[1:]))
+            coro = calls[0]
+            continue
         link = _links(coro)
         if link is None:
             if type(coro).__name__ in _WRAPPERS:
                 coro = _unwrap(coro)
                 continue
             out.append(_opaque(coro))
-            break
+            coro = None
+            continue
         frame, nxt = link
         if frame is None:  # finished (or closed): nothing suspended here
-            break
+            coro = None
+            continue
         code = frame.f_code
         lineno = frame.f_lineno
         out.append(Frame(code.co_filename, lineno if lineno is not None else 0,
                          code.co_qualname))
         coro = nxt
-    return out
+
+
+def _calls(task: Any) -> list[Any]:
+    """The task's trampolined calls, outermost first: its trampoline's own list.
+
+    Not a copy (``Trampoline.stack`` copies, which costs O(depth)): read it
+    and do not keep it. A task whose coroutine is itself a
+    ``yieldio.trampoline(...)`` is shown through it.
+    """
+    tramp = task._tramp
+    calls = tramp._stack if tramp is not None else [task.coro]
+    while len(calls) == 1 and type(calls[0]) is Trampoline:
+        calls = calls[0]._stack
+    return calls
+
+
+def _innermost_link(coro: Any) -> Any:
+    # A trampoline in a chain: go on with its innermost call.
+    while type(coro) is Trampoline:
+        coro = coro._stack[-1]
+    return coro
 
 
 def innermost_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame | None:
@@ -183,10 +237,11 @@ def innermost_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame |
     """
     if task._state is not RUNNING:
         return None
-    tramp = task._tramp
-    coro = tramp.stack[-1] if tramp is not None else task.coro
+    calls = _calls(task)
+    coro = calls[-1]
     last = None
     for _ in range(MAX_FRAMES):
+        coro = _innermost_link(coro)
         link = _links(coro)
         if link is None:
             if type(coro).__name__ in _WRAPPERS:
@@ -203,7 +258,7 @@ def innermost_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame |
             break
         coro = nxt
     if last is None:
-        if tramp is not None:  # the innermost call finished; fall back to the walk
+        if len(calls) > 1:  # the innermost call finished; fall back to the walk
             frames = task_stack(task)
             return frames[-1] if frames else None
         return None
@@ -242,8 +297,7 @@ def where_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame | Non
     """
     if task._state is not RUNNING:
         return None
-    tramp = task._tramp
-    coros = tramp.stack if tramp is not None else [task.coro]
+    coros = _calls(task)
     innermost: Any = None
     # Innermost trampolined call first; inside it, follow the native chain.
     for i in range(len(coros) - 1, -1, -1):
@@ -251,6 +305,7 @@ def where_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame | Non
         last_user: Any = None
         last_any: Any = None
         for _ in range(MAX_FRAMES):
+            coro = _innermost_link(coro)
             link = _links(coro)
             if link is None:
                 if type(coro).__name__ in _WRAPPERS:
@@ -283,7 +338,10 @@ def task_stack(task: Any) -> list[Frame]:
 
     Follows ``cr_await`` (async def), ``gi_yieldfrom`` (generators),
     ``ag_await`` (async generators), CPython's hidden wrappers and the
-    trampoline's explicit stack. A finished task has an empty stack.
+    trampoline's explicit stack. A finished task has an empty stack. A stack
+    of more than ``MAX_FRAMES`` frames (a deep trampolined one) keeps the
+    outermost and the innermost frames, with an opaque marker frame between
+    them, so the last frame is still where the task waits.
     ``task.stack()`` is the same call::
 
         frames = yieldio.debug.task_stack(task)
@@ -292,13 +350,39 @@ def task_stack(task: Any) -> list[Frame]:
     out: list[Frame] = []
     if task._state is not RUNNING:
         return out
-    tramp = task._tramp
-    coros = tramp.stack if tramp is not None else [task.coro]
-    for coro in coros:
-        coroutine_frames(coro, out)
-        if len(out) >= MAX_FRAMES:
-            out.append(Frame("", 0, f"... stack cut at {MAX_FRAMES} frames", opaque=True))
+    calls = _calls(task)
+    ends: list[int] = []  # len(out) after each call's frames
+    for coro in calls:
+        complete = _walk(coro, out, MAX_FRAMES)
+        ends.append(len(out))
+        if not complete:
             break
+    else:
+        return out
+    # Too many frames. Keep the outermost half and the innermost frames --
+    # where the task waits, what debugging it is for -- walking the calls
+    # from the innermost one back, and never over the call the head stops in.
+    half = MAX_FRAMES // 2
+    del out[half:]
+    k = bisect.bisect_left(ends, half)  # the call that frame half-1 belongs to
+    tail: list[list[Frame]] = []
+    shown = 0
+    j = len(calls) - 1
+    while j > k and shown < half:
+        frames: list[Frame] = []
+        _walk(calls[j], frames, half - shown)
+        tail.append(frames)
+        shown += len(frames)
+        j -= 1
+    if tail:
+        hidden = j - k + 1  # calls k..j, of which the head shows some frames
+        note = (f"... stack cut: {hidden:,} of {len(calls):,} trampolined calls "
+                f"not shown (or only in part) ...")
+    else:
+        note = f"... stack cut at {half} frames"
+    out.append(Frame("", 0, note, opaque=True))
+    for frames in reversed(tail):
+        out.extend(frames)
     return out
 
 
