@@ -78,6 +78,10 @@ def _notify_and_close(kernel: Any, fd: int) -> None:
         pass
 
 
+# Still queued when the run ends, it runs then (see OutsideWorld._close_outside).
+_notify_and_close.run_at_kernel_close = True  # type: ignore[attr-defined]
+
+
 class FdStream(Stream):
     """A byte stream over a pipe file descriptor; it takes ownership of ``fd``.
 

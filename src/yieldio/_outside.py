@@ -127,6 +127,13 @@ class OutsideWorld:
 
     def _close_outside(self) -> None:
         self._restore_signals()
+        # Closes that finalizers handed to the loop (close_fd_soon) but that it
+        # never got to (an object dropped in the run's last step): do them now.
+        # Their owner has already let go of the fd, so nobody else ever would.
+        # Other pending thread calls are not run: their run is over.
+        for fn, args in self._thread_calls:
+            if getattr(fn, "run_at_kernel_close", False):
+                fn(*args)
         for fd in list(self.fds):
             self.notify_closing(fd)
         self.epoll.close()

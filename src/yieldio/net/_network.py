@@ -137,7 +137,7 @@ class SocketListener(Listener):
             if self._closed:
                 raise ClosedResourceError("this listener is closed")
             try:
-                conn, _ = await self.socket.accept()
+                conn, peer = await self.socket.accept()
             except OSError as exc:
                 if exc.errno in _ACCEPT_SKIP:
                     continue
@@ -153,7 +153,10 @@ class SocketListener(Listener):
                 if self._closed or exc.errno == errno.EBADF:
                     raise ClosedResourceError("this listener is closed") from None
                 raise
-            return SocketStream(conn)
+            stream = SocketStream(conn)
+            # Kept for get_extra_info("peername"): after a reset, getpeername() fails.
+            stream._peername = peer
+            return stream
 
     async def aclose(self) -> None:
         if self._closed:

@@ -83,6 +83,8 @@ class SocketStream(Stream):
         # True after a short read: the next receive waits before trying recv.
         self._drained = False
         self._eof_sent = False
+        # The peer's address as accept() returned it (see get_extra_info).
+        self._peername: Any = None
         if sock.family in (_stdsocket.AF_INET, _stdsocket.AF_INET6):
             try:
                 raw.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
@@ -358,6 +360,10 @@ class SocketStream(Stream):
             if name == "sockname":
                 return self._raw.getsockname()
         except OSError:
+            # A peer that reset the connection is not connected any more
+            # (ENOTCONN), but a server still wants to say who it was.
+            if name == "peername" and self._peername is not None:
+                return self._peername
             return default
         return default
 

@@ -14,7 +14,7 @@ import ssl as _ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from .._cancel import fail_after, move_on_after
+from .._cancel import move_on_after
 from .._stream import Stream
 from .._taskgroup import TaskGroup
 from ..socket import SocketType
@@ -264,6 +264,12 @@ async def open_tcp_stream(host: str | bytes, port: int, *, ssl: bool | _ssl.SSLC
 
 
 # -- the server ------------------------------------------------------------------------
+#: What a handler may fail with when its client went away. Not all of
+#: ConnectionError: ConnectionRefusedError can only come from a connection the
+#: handler made itself (a backend that is down), which is a real error.
+_PEER_WENT_AWAY = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
 class Server:
     """A running server: listeners, an accept loop each, one task per connection.
 
@@ -285,9 +291,9 @@ class Server:
     ``"yieldio.server"`` logger and counted in :attr:`handler_errors`; the
     server keeps serving. A stream is always closed after its handler
     returns. A handler that fails because the peer went away
-    (``ConnectionError``: reset, broken pipe) is routine, not a bug: it is
-    counted in :attr:`disconnects` and logged at INFO level without a
-    traceback. Failed TLS handshakes are logged and counted in
+    (``ConnectionResetError``, ``BrokenPipeError``, ``ConnectionAbortedError``)
+    is routine, not a bug: it is counted in :attr:`disconnects` and logged
+    at INFO level without a traceback. Failed TLS handshakes are logged and counted in
     :attr:`tls_errors`, and never reach the handler.
 
     Counters: :attr:`connections` (open now), :attr:`accepted` (in total),
@@ -422,15 +428,20 @@ class Server:
                 try:
                     # A client that connects and never says hello must not
                     # hold a task (and a descriptor) forever.
-                    with fail_after(self.tls_handshake_timeout):
+                    with move_on_after(self.tls_handshake_timeout) as handshake:
                         stream = await TLSStream.wrap(stream, self._ssl, server_side=True)
                 except Exception as exc:
                     self.tls_errors += 1
                     logger.warning("TLS handshake with %s failed: %s", peer, exc)
                     return
+                if handshake.cancelled_caught:
+                    self.tls_errors += 1
+                    logger.warning("TLS handshake with %s failed: no TLS handshake within %g s",
+                                   peer, self.tls_handshake_timeout)
+                    return
             try:
                 await self._handler(stream)
-            except ConnectionError as exc:
+            except _PEER_WENT_AWAY as exc:
                 # The peer went away (reset, broken pipe): routine for a
                 # server, not a bug in the handler. Counted, logged quietly.
                 self.disconnects += 1
