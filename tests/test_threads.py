@@ -214,3 +214,46 @@ def test_a_thread_that_cannot_start_leaves_no_phantom_job(monkeypatch):
     from yieldio.testing import VirtualClock
 
     assert yieldio.run(main, clock=VirtualClock(autojump=True)) == (2, 10.0)
+
+
+def test_cancellable_calls_cancelled_before_a_thread_took_them_never_run():
+    # One worker, busy: the calls queue behind it, and their callers give up.
+    # Once the worker is free, the abandoned calls must not run (a slow DNS
+    # lookup that every caller abandoned would otherwise still be made).
+    pool = yieldio.threads.WorkerPool(max_workers=1)
+    release = threading.Event()
+    ran = []
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(lambda: yieldio.to_thread(release.wait, 10, pool=pool))
+            await yieldio.sleep(0)
+            for i in range(5):
+                with yieldio.move_on_after(0.001):
+                    await yieldio.to_thread(ran.append, i, cancellable=True, pool=pool)
+            release.set()
+        # FIFO: once this one is done, the abandoned ones were taken too.
+        await yieldio.to_thread(ran.append, "last", pool=pool)
+
+    yieldio.run(main)
+    assert ran == ["last"]
+
+
+def test_an_idle_worker_does_not_keep_its_last_job_alive():
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    pool = yieldio.threads.WorkerPool(max_workers=1, idle_timeout=60)
+    payload = Payload()
+    ref = weakref.ref(payload)
+
+    async def main():
+        await yieldio.to_thread(lambda p: None, payload, pool=pool)
+
+    yieldio.run(main)
+    del payload
+    gc.collect()
+    assert ref() is None  # not held by the idle worker's last closure

@@ -104,6 +104,10 @@ class WorkerPool:
                         return
                 job = self._jobs.popleft()
             job()
+            # An idle worker must not keep its last job's closure alive (the
+            # kernel, the task, the arguments): after the run ended, that
+            # would hold its sockets and pipes open until the idle timeout.
+            del job
 
     @property
     def workers(self) -> int:
@@ -174,6 +178,11 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
     ctx = contextvars.copy_context()
 
     def work() -> None:
+        if job.abandoned:
+            # Cancelled (cancellable=True) before a thread took it: nobody
+            # wants the result, so do not run it. Stale calls would otherwise
+            # pile up behind a slow resolver and delay the fresh ones.
+            return
         _worker_local.kernel = k
         try:
             job.value = ctx.run(fn, *args)
