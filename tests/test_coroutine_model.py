@@ -305,15 +305,13 @@ def test_a_deep_chain_releases_every_frame_as_it_returns():
     assert len(refs) == 20
 
 
-# -- found by this audit, in _kernel.py (not fixed here: see the report) -------------
-@pytest.mark.xfail(strict=True, reason="kernel: _task_exited tests type(exc) is StopIteration")
+# -- found by this audit, fixed in _kernel.py -------------------------------------------
 def test_a_task_returning_through_a_stop_iteration_subclass_returns():
     # A hand-written coroutine may return with a StopIteration subclass;
     # 'yield from' and the trampoline take its value, the kernel fails the task.
     assert yieldio.run(Countdown, 1) == ("done", None)
 
 
-@pytest.mark.xfail(strict=True, reason="kernel: is_call/_bad_yield_message errors escape the loop")
 @pytest.mark.parametrize("broken", ["getattr", "repr"])
 def test_a_yielded_value_that_breaks_on_inspection_is_a_bad_yield(broken: str):
     class Broken:

@@ -228,6 +228,20 @@ def test_bare_yield_and_asyncio_sleep_get_a_hint():
         assert "yieldio.sleep(0)" in str(info.value) and "yieldio.aio" in str(info.value)
 
 
+def test_yielding_an_awaitable_says_how_to_call_it():
+    class Ready:
+        def __await__(self):
+            return iter(())
+
+    def bad():
+        try:
+            yield Ready()
+        except TypeError as e:
+            return str(e)
+
+    assert "__await__()" in yieldio.run(bad)
+
+
 def test_bad_yield_uncaught_fails_the_task():
     def bad():
         yield "nope"

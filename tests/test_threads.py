@@ -250,10 +250,10 @@ def test_an_idle_worker_does_not_keep_its_last_job_alive():
     payload = Payload()
     ref = weakref.ref(payload)
 
-    async def main():
-        await yieldio.to_thread(lambda p: None, payload, pool=pool)
+    async def main(p):
+        await yieldio.to_thread(lambda p: None, p, pool=pool)
 
-    yieldio.run(main)
+    yieldio.run(main, payload)
     del payload
     gc.collect()
     assert ref() is None  # not held by the idle worker's last closure

@@ -252,6 +252,12 @@ class Kernel(OutsideWorld, TimerHeap):
         elif isinstance(exc, Cancelled):
             task._state = CANCELLED
             task._val = None
+        elif isinstance(exc, StopIteration):
+            # A hand-written coroutine may return through a subclass, as
+            # 'yield from' allows (tested after the exact type: that one
+            # is every task's end, this one almost never).
+            task._state = DONE
+            task._val = exc.value
         else:
             task._state = FAILED
             task._val = None
@@ -454,6 +460,7 @@ class Kernel(OutsideWorld, TimerHeap):
                         append(task)
                     else:
                         odd_yield(task, value)
+                        value = None  # else the call object outlives its step
                 if after:
                     self._call_hooks("after_task_step", task)
                 if ctx is None and len(shared):
@@ -571,8 +578,13 @@ def is_call(value: Any) -> bool:
     t = type(value)
     if t is GeneratorType or t is CoroutineType:
         return True
-    return (not isinstance(value, type) and callable(getattr(value, "send", None))
-            and callable(getattr(value, "__next__", None)))
+    try:
+        return (not isinstance(value, type) and callable(getattr(value, "send", None))
+                and callable(getattr(value, "__next__", None)))
+    except Exception:
+        # A __getattr__ that raises something else: not a coroutine, and its
+        # error must reach the task as a bad yield, not escape the kernel.
+        return False
 
 
 def _raise_cancelled_main(main: Task) -> Any:
@@ -587,11 +599,18 @@ def _bad_yield_message(task: Task, value: Any) -> str:
                 "call it and use 'await'/'yield from' on the result")
     elif kind.__module__.lstrip("_").startswith("asyncio"):  # _asyncio: the C Future/Task
         hint = "asyncio objects cannot be awaited directly; use the yieldio.aio bridge"
+    elif hasattr(kind, "__await__"):
+        hint = ("an awaitable is not a coroutine: 'await' it in async def code, or "
+                "'yield from obj.__await__()' in a generator coroutine")
     elif value is None:
         # A bare 'yield' in a generator coroutine, or asyncio's own sleep(0)
         # (asyncio code yields None to its loop): both land here.
         hint = ("a bare 'yield' is not a checkpoint: use 'yield from yieldio.sleep(0)'; "
                 "if this came from asyncio code (asyncio.sleep...), call it through "
                 "the yieldio.aio bridge")
-    return (f"task {task.name!r} (id {task.id}) yielded {value!r} of type "
+    try:
+        shown = repr(value)
+    except Exception:  # a broken __repr__ must not take the kernel down
+        shown = f"<{kind.__qualname__} object at {id(value):#x}>"
+    return (f"task {task.name!r} (id {task.id}) yielded {shown} of type "
             f"{kind.__qualname__}, which the yieldio kernel does not understand: {hint}")
