@@ -260,6 +260,13 @@ class Stream(ABC):
 
     @property
     def closed(self) -> bool:
+        """True once the stream is closed (``aclose()`` or the resource under it).
+
+        ::
+
+            await stream.aclose()
+            assert stream.closed
+        """
         return self._closed
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:

@@ -173,14 +173,17 @@ class SocketType:
     # -- plain attributes and synchronous calls --------------------------------
     @property
     def family(self) -> int:
+        """The address family, as the stdlib socket's (``AF_INET``, ``AF_INET6``, ``AF_UNIX``)."""
         return self._sock.family
 
     @property
     def type(self) -> int:
+        """The socket type, as the stdlib socket's (``SOCK_STREAM``, ``SOCK_DGRAM``)."""
         return self._sock.type
 
     @property
     def proto(self) -> int:
+        """The protocol number, as the stdlib socket's (usually 0)."""
         return self._sock.proto
 
     def fileno(self) -> int:
@@ -188,18 +191,34 @@ class SocketType:
         return self._sock.fileno()
 
     def getsockname(self) -> Any:
+        """This end's address (no I/O, so not a coroutine)::
+
+            host, port = sock.getsockname()
+        """
         return self._sock.getsockname()
 
     def getpeername(self) -> Any:
+        """The other end's address; ``OSError`` if not connected::
+
+            host, port = sock.getpeername()
+        """
         return self._sock.getpeername()
 
     def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
+        """Set a socket option, as the stdlib does::
+
+            sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
+        """
         if optlen is None:
             self._sock.setsockopt(level, optname, value)
         else:
             self._sock.setsockopt(level, optname, value, optlen)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
+        """Read a socket option, as the stdlib does::
+
+            sock.getsockopt(SOL_SOCKET, SO_ERROR)
+        """
         if buflen is None:
             return self._sock.getsockopt(level, optname)
         return self._sock.getsockopt(level, optname, buflen)
@@ -213,6 +232,11 @@ class SocketType:
         self._sock.bind(self._local_address(address))
 
     def listen(self, backlog: int = SOMAXCONN) -> None:
+        """Start accepting connections (no I/O, so not a coroutine)::
+
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        """
         self._sock.listen(backlog)
 
     def shutdown(self, how: int) -> None:
@@ -248,6 +272,7 @@ class SocketType:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called (or the fd was detached)."""
         return self._sock.fileno() == -1
 
     def __enter__(self) -> SocketType:

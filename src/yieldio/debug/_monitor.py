@@ -204,6 +204,7 @@ class MonitorServer:
 
     # -- lifecycle (kernel thread) -----------------------------------------------
     def before_run(self) -> None:
+        """Instrument hook: start serving the monitor socket."""
         self._kernel = _state.current_kernel()
         self._kernel_thread = threading.get_ident()
         self._started = time.time()
@@ -234,6 +235,7 @@ class MonitorServer:
                   f"(python -m yieldio monitor {pid})", file=sys.stderr, flush=True)
 
     def after_run(self) -> None:
+        """Instrument hook: stop serving and remove the socket file."""
         with self._lock:
             self._stopping = True
             conns = list(self._conns)

@@ -170,11 +170,13 @@ class NeverAwaitedReporter:
         self._thread_id: int | None = None
 
     def before_run(self) -> None:
+        """Instrument hook: start watching for coroutines that are never awaited."""
         self._thread_id = threading.get_ident()
         _install()
         _reporters[self._thread_id] = self
 
     def after_run(self) -> None:
+        """Instrument hook: stop watching and report what was never awaited."""
         # Coroutines dropped inside reference cycles are only destroyed by
         # the collector: collect now, while the report still has a home.
         gc.collect()

@@ -131,6 +131,7 @@ class SlowStepDetector:
 
     # -- hooks (kernel thread) ---------------------------------------------------
     def before_run(self) -> None:
+        """Instrument hook: start timing task steps."""
         self._kernel = _state.current_kernel()
         self._thread_id = threading.get_ident()
         self._stop.clear()
@@ -139,6 +140,7 @@ class SlowStepDetector:
         self._watchdog.start()
 
     def after_run(self) -> None:
+        """Instrument hook: stop timing task steps."""
         self._stop.set()
         if self._watchdog is not None:
             self._watchdog.join()

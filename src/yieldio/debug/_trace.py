@@ -150,6 +150,7 @@ class TraceRecorder:
 
     # -- hooks -------------------------------------------------------------------
     def before_run(self) -> None:
+        """Instrument hook: start recording."""
         if self._kernel is None:
             self._start()
 
@@ -168,6 +169,7 @@ class TraceRecorder:
         trace_counter.enabled = True  # type: ignore[attr-defined]
 
     def after_run(self) -> None:
+        """Instrument hook: stop recording and write the trace file (if a path was given)."""
         end = self._t_end = _perf()
         append = self._append
         for tid, (start, desc) in self._waiting.items():
@@ -186,6 +188,7 @@ class TraceRecorder:
                       file=sys.stderr)
 
     def task_spawned(self, task: Any) -> None:
+        """Instrument hook: a task was created (an instant event, and its row's name)."""
         if self._kernel is None:
             self._start()
         now = _perf()
@@ -201,6 +204,7 @@ class TraceRecorder:
             self._flow_in[task.id] = (fid, "spawn")
 
     def task_scheduled(self, task: Any) -> None:
+        """Instrument hook: a task became ready (a flow arrow to its next step)."""
         cur = self._kernel.current
         if cur is None or cur is task or task.id in self._flow_in:
             return
@@ -217,6 +221,7 @@ class TraceRecorder:
         self._flow_in[task.id] = (fid, cat)
 
     def before_task_step(self, task: Any) -> None:
+        """Instrument hook: a task step begins."""
         start = self._step_start = _perf()
         tid = task.id
         if self._waiting:
@@ -231,6 +236,7 @@ class TraceRecorder:
                 self.recorded += 1
 
     def after_task_step(self, task: Any) -> None:
+        """Instrument hook: a task step ends (one slice on the task's row)."""
         end = _perf()
         clock = self._clock_now
         args = {"clock": round(clock(), 6)} if clock is not None else None
@@ -241,6 +247,7 @@ class TraceRecorder:
             self._waiting[task.id] = (end, describe_wait(task, detail=False))
 
     def task_exited(self, task: Any) -> None:
+        """Instrument hook: a task ended (an instant event with its outcome)."""
         self._live -= 1
         state = task._state
         exc = task._exc if state == "failed" else None
@@ -250,9 +257,11 @@ class TraceRecorder:
         self._waiting.pop(task.id, None)
 
     def before_io_wait(self, timeout: float) -> None:
+        """Instrument hook: the kernel starts waiting for I/O."""
         self._poll_start = _perf()
 
     def after_io_wait(self, timeout: float) -> None:
+        """Instrument hook: the I/O wait ended (one slice on the kernel's row)."""
         now = _perf()
         append = self._append
         if timeout != 0:

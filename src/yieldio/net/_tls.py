@@ -409,6 +409,12 @@ class TLSStream(Stream):
         return self._ssl.getpeercert(binary_form)
 
     def cipher(self) -> tuple[str, str, int] | None:
+        """The negotiated cipher as ``(name, protocol, bits)``; None before the handshake.
+
+        ::
+
+            name, protocol, bits = stream.cipher()
+        """
         return self._ssl.cipher()
 
     def version(self) -> str | None:
@@ -416,6 +422,12 @@ class TLSStream(Stream):
         return self._ssl.version()
 
     def selected_alpn_protocol(self) -> str | None:
+        """The ALPN protocol agreed in the handshake (``"h2"``, ``"http/1.1"``), or None.
+
+        ::
+
+            if stream.selected_alpn_protocol() == "http/1.1": ...
+        """
         return self._ssl.selected_alpn_protocol()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:

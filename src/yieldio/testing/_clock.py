@@ -41,6 +41,10 @@ class VirtualClock:
         return self._now
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
+        """How long the kernel may block for ``deadline``: 0 if due, else for ever.
+
+        (Real time does not move this clock; the kernel calls this, not you.)
+        """
         # Real time does not move virtual time: block until I/O or a thread
         # wakes the loop (or, with autojump, never block on timers at all).
         return 0.0 if deadline <= self._now else math.inf
