@@ -403,12 +403,13 @@ def test_no_fd_leaks_after_thousands_of_connections():
 def test_accept_survives_running_out_of_file_descriptors(caplog):
     async def main():
         (listener,) = await yieldio.net.current_network().listen_tcp("127.0.0.1", 0)
-        clients = [stdsocket.create_connection(listener.address) for _ in range(2)]
+        clients = [stdsocket.create_connection(listener.address) for _ in range(3)]
         fillers = []
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
         resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 8, hard))
-        try:
+
+        async def accept_when_out_of_fds():
             try:
                 while True:
                     fillers.append(os.open(os.devnull, os.O_RDONLY))
@@ -421,10 +422,15 @@ def test_accept_survives_running_out_of_file_descriptors(caplog):
                 for fd in fillers:
                     os.close(fd)
                 fillers.clear()
-            stream = accepted.result()
-            second = await listener.accept()  # no new warning: logged once
+            return accepted.result()
+
+        try:
+            stream = await accept_when_out_of_fds()
+            second = await listener.accept()  # no new warning: once per episode
             await stream.aclose()
             await second.aclose()
+            third = await accept_when_out_of_fds()  # a second episode: warned again
+            await third.aclose()
         finally:
             for fd in fillers:
                 os.close(fd)
@@ -433,10 +439,11 @@ def test_accept_survives_running_out_of_file_descriptors(caplog):
                 c.close()
             await listener.aclose()
 
-    with caplog.at_level(logging.WARNING, logger="yieldio.server"):
+    with caplog.at_level(logging.INFO, logger="yieldio.server"):
         yieldio.run(main)
     warnings = [r for r in caplog.records if "EMFILE" in r.getMessage()]
-    assert len(warnings) == 1
+    recovered = [r for r in caplog.records if "works again" in r.getMessage()]
+    assert len(warnings) == 2 and len(recovered) == 2
 
 
 # -- TLS faults --------------------------------------------------------------------------------------

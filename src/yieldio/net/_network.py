@@ -103,9 +103,9 @@ class SocketListener(Listener):
     ``accept`` survives the transient failures a busy server meets: a
     connection reset while waiting in the backlog is skipped, and running
     out of file descriptors (``EMFILE``/``ENFILE``) makes it sleep briefly
-    and retry instead of failing (logged once per listener on the
-    ``"yieldio.server"`` logger) -- the pending connections wait in the
-    backlog until descriptors are free again.
+    and retry instead of failing (logged once per episode on the
+    ``"yieldio.server"`` logger, and its end at INFO level) -- the pending
+    connections wait in the backlog until descriptors are free again.
     """
 
     def __init__(self, sock: SocketType | _stdsocket.socket) -> None:
@@ -145,7 +145,7 @@ class SocketListener(Listener):
                     if not self._warned_fds:
                         self._warned_fds = True
                         logger.warning("accept() on %r failed with %s; retrying every %.1f s "
-                                       "until resources are free (reported once)", self,
+                                       "until resources are free", self,
                                        errno.errorcode.get(exc.errno or 0, exc.errno),
                                        ACCEPT_RETRY_DELAY)
                     await sleep(ACCEPT_RETRY_DELAY)  # type: ignore[misc]
@@ -153,6 +153,10 @@ class SocketListener(Listener):
                 if self._closed or exc.errno == errno.EBADF:
                     raise ClosedResourceError("this listener is closed") from None
                 raise
+            if self._warned_fds:
+                # The episode is over: say so, and warn again if another begins.
+                self._warned_fds = False
+                logger.info("accept() on %r works again", self)
             stream = SocketStream(conn)
             # Kept for get_extra_info("peername"): after a reset, getpeername() fails.
             stream._peername = peer
