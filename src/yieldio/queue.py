@@ -27,7 +27,29 @@ from ._traps import PARK, SCHEDULE
 __all__ = ["Queue", "UniversalQueue"]
 
 
-class Queue:
+class _IterateUntilClosed:
+    """``async for item in q``: one ``get`` per item, until the queue is closed and drained."""
+
+    __slots__ = ()
+
+    def _next_item(self) -> Generator[Any, Any, Any]:
+        raise NotImplementedError
+
+    def __aiter__(self) -> Any:
+        return self
+
+    def __anext__(self) -> Generator[Any, Any, Any]:
+        return self._anext()
+
+    @types.coroutine
+    def _anext(self) -> Generator[Any, Any, Any]:
+        try:
+            return (yield from self._next_item())
+        except QueueClosed:
+            raise StopAsyncIteration from None
+
+
+class Queue(_IterateUntilClosed):
     """A FIFO queue for tasks; ``maxsize <= 0`` means unbounded.
 
     ::
@@ -181,18 +203,7 @@ class Queue:
             raise QueueClosed("the Queue is closed and empty")
         return item
 
-    def __aiter__(self) -> Queue:
-        return self
-
-    def __anext__(self) -> Generator[Any, Any, Any]:
-        return self._anext()
-
-    @types.coroutine
-    def _anext(self) -> Generator[Any, Any, Any]:
-        try:
-            return (yield from self.get())
-        except QueueClosed:
-            raise StopAsyncIteration from None
+    _next_item = get  # what async iteration (_IterateUntilClosed) waits on
 
     # -- closing and joining ------------------------------------------------------
     def close(self) -> None:
@@ -258,7 +269,7 @@ class _Closed:
 _CLOSED = _Closed()
 
 
-class UniversalQueue:
+class UniversalQueue(_IterateUntilClosed):
     """A queue shared by tasks and plain threads.
 
     In a task, ``get()``/``put()`` return awaitables; in a thread with no
@@ -435,19 +446,9 @@ class UniversalQueue:
             raise QueueClosed("the UniversalQueue is closed and empty")
         return item
 
-    # -- async iteration (in a task) ---------------------------------------------
-    def __aiter__(self) -> UniversalQueue:
-        return self
-
-    def __anext__(self) -> Generator[Any, Any, Any]:
-        return self._anext()
-
-    @types.coroutine
-    def _anext(self) -> Generator[Any, Any, Any]:
-        try:
-            return (yield from self._get_async())
-        except QueueClosed:
-            raise StopAsyncIteration from None
+    # async iteration, in a task (_IterateUntilClosed)
+    def _next_item(self) -> Generator[Any, Any, Any]:
+        return self._get_async()
 
     def _abort_wait(self, task: Task) -> bool:
         with self._mutex:
