@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import types
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from . import _state
@@ -31,9 +31,8 @@ class _IterateUntilClosed:
     """``async for item in q``: one ``get`` per item, until the queue is closed and drained."""
 
     __slots__ = ()
-
-    def _next_item(self) -> Generator[Any, Any, Any]:
-        raise NotImplementedError
+    # Each queue sets this to its task-side get (Queue.get, UniversalQueue._get_async).
+    _next_item: Callable[[], Generator[Any, Any, Any]]
 
     def __aiter__(self) -> Any:
         return self

@@ -8,6 +8,8 @@ fast); the slowloris defence is also shown on real sockets.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import pytest
 
 import yieldio
@@ -354,6 +356,19 @@ def _ws_echo_router(log: list) -> yieldio.http.Router:
     return router
 
 
+@asynccontextmanager
+async def _ws_echo_session(net: SimNetwork, log: list, limits: Limits, **client_options):
+    """An echo WebSocket server on 10.0.0.1 and a client on 10.0.0.2 that said "hi"."""
+    with net.host("10.0.0.1"):
+        async with serve(_ws_echo_router(log), None, 80, limits=limits):
+            with net.host("10.0.0.2"):
+                async with yieldio.http.connect_websocket("ws://10.0.0.1/echo",
+                                                          **client_options) as ws:
+                    await ws.send("hi")
+                    assert await ws.receive() == "hi"
+                    yield ws
+
+
 def test_websocket_server_drops_a_client_that_vanished() -> None:
     # The client's host drops off the network without a FIN: only a ping
     # that gets no pong can tell. Ping every 5 s, 3 s to answer.
@@ -362,17 +377,11 @@ def test_websocket_server_drops_a_client_that_vanished() -> None:
     net = SimNetwork()
 
     async def main() -> None:
-        with net.host("10.0.0.1"):
-            async with serve(_ws_echo_router(log), None, 80, limits=limits):
-                with net.host("10.0.0.2"):
-                    async with yieldio.http.connect_websocket(
-                            "ws://10.0.0.1/echo", ping_interval=None) as ws:
-                        await ws.send("hi")
-                        assert await ws.receive() == "hi"
-                        net.partition("10.0.0.2")
-                        with yieldio.fail_after(60):
-                            while not log:
-                                await yieldio.sleep(1)
+        async with _ws_echo_session(net, log, limits, ping_interval=None):
+            net.partition("10.0.0.2")
+            with yieldio.fail_after(60):
+                while not log:
+                    await yieldio.sleep(1)
 
     yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
     # The first ping at t=5 gets no pong by t=8: closed as lost.
@@ -385,19 +394,13 @@ def test_websocket_client_notices_a_server_that_vanished() -> None:
     net = SimNetwork()
 
     async def main() -> None:
-        with net.host("10.0.0.1"):
-            async with serve(_ws_echo_router(log), None, 80, limits=limits):
-                with net.host("10.0.0.2"):
-                    async with yieldio.http.connect_websocket(
-                            "ws://10.0.0.1/echo", ping_interval=4, ping_timeout=2) as ws:
-                        await ws.send("hi")
-                        assert await ws.receive() == "hi"
-                        net.partition("10.0.0.1")
-                        with pytest.raises(yieldio.http.WebSocketClosed) as info:
-                            await ws.receive()
-                        assert round(yieldio.current_time()) == 6
-                        assert (info.value.code, ws.close_code) == (1011, 1011)
-                net.heal()
+        async with _ws_echo_session(net, log, limits, ping_interval=4, ping_timeout=2) as ws:
+            net.partition("10.0.0.1")
+            with pytest.raises(yieldio.http.WebSocketClosed) as info:
+                await ws.receive()
+            assert round(yieldio.current_time()) == 6
+            assert (info.value.code, ws.close_code) == (1011, 1011)
+            net.heal()
 
     yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
 
