@@ -427,3 +427,14 @@ def test_websocket_keepalive_keeps_a_healthy_idle_connection() -> None:
 
     yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
     assert [entry[:2] for entry in log] == [(1000, "")]
+
+
+@pytest.mark.parametrize("options", [{"ping_interval": 0}, {"ping_interval": -1},
+                                     {"ping_timeout": 0}, {"ping_interval": "5"}])
+def test_websocket_client_refuses_a_keepalive_that_would_spin(options: dict) -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match="> 0 or None"):
+            async with yieldio.http.connect_websocket("ws://127.0.0.1:9/", **options):
+                pass
+
+    yieldio.run(main)

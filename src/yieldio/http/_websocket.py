@@ -403,6 +403,12 @@ async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
     the server counts as gone: close code 1011, and ``receive()`` raises
     :class:`WebSocketClosed` (``None`` turns either off).
     """
+    for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout)):
+        # Checked here, as Limits checks the server's: a zero or negative
+        # interval would ping without pause.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value > 0):
+            raise ValueError(f"{name} must be a number > 0 or None, not {value!r}")
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"a WebSocket URL starts with ws:// or wss://, not {url!r}")
