@@ -358,6 +358,49 @@ def test_instruments_hear_about_wakeups_by_io():
     assert rec.events.count(("scheduled", "reader")) == before + 1
 
 
+@pytest.mark.parametrize("via", ["event", "queue-get", "queue-put"])
+def test_instruments_hear_about_wakeups_by_event_and_queue(via):
+    # Event.set and Queue put/get wake their waiters without a call to
+    # Kernel.reschedule when no instrument listens; with one, each wakeup
+    # is still reported, with the value the waiter resumes with.
+    rec = Recorder()
+
+    async def main(instrumented=True):
+        ev = yieldio.Event()
+        q = yieldio.Queue(1)
+
+        async def waiter():
+            if via == "event":
+                await ev.wait()
+                return "set"
+            if via == "queue-get":
+                return await q.get()
+            await q.put("second")  # the queue holds "first": this waits
+            return "put"
+
+        async with yieldio.TaskGroup() as tg:
+            if via == "queue-put":
+                q.put_nowait("first")
+            t = tg.spawn(waiter, name="waiter")
+            await yieldio.testing.wait_all_tasks_blocked()
+            before = rec.events.count(("scheduled", "waiter"))
+            if via == "event":
+                ev.set()
+            elif via == "queue-get":
+                await q.put("item")
+            else:
+                assert await q.get() == "first"
+        heard = rec.events.count(("scheduled", "waiter")) - before
+        assert heard == (1 if instrumented else 0)
+        if via == "queue-put":
+            assert q.get_nowait() == "second"
+        return t.result()
+
+    expected = {"event": "set", "queue-get": "item", "queue-put": "put"}[via]
+    assert yieldio.run(main, instruments=[rec]) == expected
+    assert yieldio.run(main, False) == expected  # and the same without one
+
+
 def test_broken_instrument_is_removed_not_fatal(capsys):
     class Broken:
         def before_task_step(self, task):

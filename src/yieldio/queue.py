@@ -143,7 +143,12 @@ class Queue(_IterateUntilClosed):
             if getters:
                 getter = next(iter(getters))
                 del getters[getter]
-                k.reschedule(getter, item)
+                if k._hooks["task_scheduled"]:
+                    k.reschedule(getter, item)
+                else:  # Kernel.reschedule inlined, as in Event.set
+                    getter._wait = None
+                    getter._val = item
+                    k.ready.append(getter)
             else:
                 self._items.append(item)
             self._unfinished += 1
@@ -173,7 +178,13 @@ class Queue(_IterateUntilClosed):
             putter = next(iter(putters))
             self._items.append(putters.pop(putter))
             self._unfinished += 1
-            putter._kernel.reschedule(putter)
+            k = putter._kernel
+            if k._hooks["task_scheduled"]:
+                k.reschedule(putter)
+            else:  # Kernel.reschedule inlined, as in Event.set
+                putter._wait = None
+                putter._val = None
+                k.ready.append(putter)
         return item
 
     @types.coroutine

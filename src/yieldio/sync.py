@@ -67,13 +67,22 @@ class Event:
             # plain thread) this raises, and must leave the waiters in place,
             # still cancellable, rather than forgotten by a half-done set().
             try:
-                reschedule = _state.local.kernel.reschedule
+                k = _state.local.kernel
             except AttributeError:
                 _state.outside_run()
             self._waiters = {}
             self._flag = True
-            for task in waiters:
-                reschedule(task)
+            if k._hooks["task_scheduled"]:
+                for task in waiters:
+                    k.reschedule(task)
+            else:
+                # Kernel.reschedule inlined (a Python call per waiter less),
+                # as in _dispatch_io; an instrument gets the real call.
+                ready = k.ready
+                for task in waiters:
+                    task._wait = None
+                    task._val = None
+                    ready.append(task)
         else:
             self._flag = True
 
