@@ -36,6 +36,7 @@ from collections.abc import Callable
 from types import CoroutineType, GeneratorType
 from typing import Any
 
+from ._asyncgens import AsyncGenFinalizer
 from ._cancel import CancelScope, remove_task_scope
 from ._exceptions import Cancelled
 from ._outside import OutsideWorld
@@ -99,6 +100,7 @@ class Kernel(OutsideWorld, TimerHeap):
         self.main_task: Task | None = None
         self.shared_context = contextvars.Context()
         self.system_tasks: dict[Task, None] = {}
+        self.asyncgens = AsyncGenFinalizer(self)  # installed by run_main
         self.closed = False
         self.thread_id = threading.get_ident()
         self.stats_steps = 0
@@ -292,9 +294,11 @@ class Kernel(OutsideWorld, TimerHeap):
         main = self.main_task = self.spawn(coro, self.root_scope, None, None, "main")
         if self._hooks["before_run"]:
             self._call_hooks("before_run")
+        self.asyncgens.install()
         try:
             self._loop()
         finally:
+            self.asyncgens.uninstall()
             if self._hooks["after_run"]:
                 # Through _call_hooks: one failing instrument must not stop the
                 # others' clean-up (yieldio.aio stops its loop thread here).
@@ -311,7 +315,9 @@ class Kernel(OutsideWorld, TimerHeap):
             timeout = 0.0
         else:
             if main._state is not RUNNING and not self.system_tasks:
-                return False
+                # The run is over, once unfinished async generators have had
+                # their cleanup (it runs as system tasks, now ready).
+                return self.asyncgens.finalize_remaining()
             timers = self.timers
             if not timers:
                 deadline: float | None = None
@@ -322,9 +328,14 @@ class Kernel(OutsideWorld, TimerHeap):
             if deadline is None:
                 timeout = -1.0
                 if (self.io_waiters == 0 and self.thread_jobs == 0
-                        and self.external_parks == 0 and self.passive_parks == 0
-                        and not self._thread_calls and not self._ki_pending):
-                    return self._stuck(main)  # nothing can ever wake anybody
+                        and self.external_parks == 0 and not self._thread_calls
+                        and not self._ki_pending
+                        and (self.passive_parks == 0 or main._state is not RUNNING)):
+                    # Nothing can ever wake anybody. (Once the main task is
+                    # done, a system task asleep for ever is stuck as well:
+                    # only Ctrl-C would end its wait, and nobody is left to
+                    # press it for.)
+                    return self._stuck(main)
             elif (not self.system_clock and self.io_waiters == 0 and self.thread_jobs == 0
                     and self.external_parks == 0 and not self._thread_calls
                     and self.clock.autojump):
