@@ -42,7 +42,7 @@ from ._task import Task
 from ._taskgroup import TaskGroup, TaskStatus
 from ._time import checkpoint, current_time, sleep, sleep_forever, sleep_until
 from ._trampoline import Trampoline, trampoline
-from .files import AsyncFile, open_file, wrap_file
+from .files import AsyncFile, Path, open_file, wrap_file
 from .net import (
     BrokenStreamError,
     Server,
@@ -119,6 +119,7 @@ def coroutine(fn: _F) -> _F:
 __all__ = [
     "AsyncFile",
     "BrokenStreamError",
+    "Path",
     "Server",
     "SocketStream",
     "Stream",

@@ -38,7 +38,7 @@ from ._cancel import CancelScope
 from ._exceptions import Cancelled, ClosedResourceError
 from .threads import to_thread
 
-__all__ = ["open_file", "wrap_file", "AsyncFile"]
+__all__ = ["open_file", "wrap_file", "AsyncFile", "Path"]
 
 
 async def _complete_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -293,3 +293,6 @@ async def open_file(file: str | bytes | os.PathLike[Any] | int, mode: str = "r",
             box[0].close()
         raise
     return AsyncFile(box[0])
+
+
+from ._path import Path  # noqa: E402  (it builds on open_file and AsyncFile above)

@@ -1,0 +1,408 @@
+"""An async :class:`pathlib.Path`: the same names, with the file-system calls awaited.
+
+::
+
+    config = await yieldio.Path("~/.config/app.toml").expanduser()
+    if await config.exists():
+        text = await config.read_text()
+
+Why a separate class: every :class:`pathlib.Path` method that touches the
+disk (``stat``, ``read_text``, ``mkdir``, ``iterdir``...) blocks the thread
+that calls it, so a slow disk or a network filesystem would stall every task.
+Here those methods run on a worker thread, like :mod:`yieldio.files`, and are
+awaited; the methods that only compute with the path's text (``name``,
+``parent``, ``/``, ``with_suffix``, ``relative_to``...) are plain and
+synchronous, because they never block. trio's ``trio.Path`` and anyio's
+``anyio.Path`` draw the same line.
+
+Semantics, as for files: each awaited method is a checkpoint before it
+starts; once its thread runs it, it completes and its result is returned even
+if the task was cancelled meanwhile (the cancellation is raised at the next
+checkpoint), so a ``mkdir`` or ``rename`` never half-happens from the
+caller's point of view. Errors are pathlib's (``FileNotFoundError``...).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pathlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from .files import AsyncFile, _complete_in_thread, open_file
+
+__all__ = ["Path"]
+
+#: Directory entries fetched per thread hand-off by iterdir/glob/rglob: one
+#: hop per entry would cost tens of microseconds each; the whole listing at
+#: once could hold a huge tree in memory before the first entry is seen.
+_BATCH = 256
+
+_StrPath = str | os.PathLike[str]
+
+
+def _take_batch(it: Iterator[pathlib.Path]) -> list[pathlib.Path]:
+    return list(itertools.islice(it, _BATCH))
+
+
+class Path:
+    """A file-system path whose I/O methods are awaited (see the module docstring).
+
+    ::
+
+        logs = yieldio.Path("/var/log/app")
+        await logs.mkdir(parents=True, exist_ok=True)
+        await (logs / "started").write_text("ok\\n")
+        async for entry in logs.iterdir():
+            print(entry.name, (await entry.stat()).st_size)
+
+    It accepts what :class:`pathlib.Path` accepts (strings, ``os.PathLike``
+    objects, other :class:`Path` objects) and is itself ``os.PathLike``, so
+    it can be passed to :func:`open`, :func:`yieldio.open_file` or
+    :mod:`os` functions. :attr:`wrapped` is the synchronous
+    :class:`pathlib.Path`.
+    """
+
+    __slots__ = ("_path",)
+
+    def __init__(self, *segments: _StrPath) -> None:
+        self._path = pathlib.Path(*segments)
+
+    @classmethod
+    def _wrap(cls, path: pathlib.Path) -> Path:
+        new = cls.__new__(cls)
+        new._path = path
+        return new
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await _complete_in_thread(fn, *args)
+
+    # -- the path as text: plain, never blocks -----------------------------------
+    @property
+    def wrapped(self) -> pathlib.Path:
+        """The synchronous :class:`pathlib.Path`."""
+        return self._path
+
+    def __fspath__(self) -> str:
+        return os.fspath(self._path)
+
+    def __str__(self) -> str:
+        return str(self._path)
+
+    def __bytes__(self) -> bytes:
+        return bytes(self._path)
+
+    def __repr__(self) -> str:
+        return f"yieldio.Path({str(self._path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Path):
+            return self._path == other._path
+        if isinstance(other, pathlib.PurePath):
+            return self._path == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._path)
+
+    def __lt__(self, other: Path | pathlib.PurePath) -> bool:
+        return self._path < (other._path if isinstance(other, Path) else other)
+
+    def __le__(self, other: Path | pathlib.PurePath) -> bool:
+        return self._path <= (other._path if isinstance(other, Path) else other)
+
+    def __gt__(self, other: Path | pathlib.PurePath) -> bool:
+        return self._path > (other._path if isinstance(other, Path) else other)
+
+    def __ge__(self, other: Path | pathlib.PurePath) -> bool:
+        return self._path >= (other._path if isinstance(other, Path) else other)
+
+    def __truediv__(self, other: _StrPath) -> Path:
+        return self._wrap(self._path / other)
+
+    def __rtruediv__(self, other: _StrPath) -> Path:
+        return self._wrap(pathlib.Path(other) / self._path)
+
+    @property
+    def name(self) -> str:
+        """The final component: ``Path("a/b.tar.gz").name == "b.tar.gz"``."""
+        return self._path.name
+
+    @property
+    def suffix(self) -> str:
+        """The last suffix: ``".gz"`` for ``"b.tar.gz"``."""
+        return self._path.suffix
+
+    @property
+    def suffixes(self) -> list[str]:
+        """Every suffix: ``[".tar", ".gz"]`` for ``"b.tar.gz"``."""
+        return self._path.suffixes
+
+    @property
+    def stem(self) -> str:
+        """The final component without its last suffix: ``"b.tar"``."""
+        return self._path.stem
+
+    @property
+    def parent(self) -> Path:
+        """The path without its final component."""
+        return self._wrap(self._path.parent)
+
+    @property
+    def parents(self) -> tuple[Path, ...]:
+        """Every ancestor, nearest first."""
+        return tuple(self._wrap(p) for p in self._path.parents)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The components: ``("/", "usr", "bin")``."""
+        return self._path.parts
+
+    @property
+    def anchor(self) -> str:
+        """Drive plus root (``"/"`` for an absolute POSIX path, else ``""``)."""
+        return self._path.anchor
+
+    @property
+    def drive(self) -> str:
+        """The drive letter or UNC share (always ``""`` on POSIX)."""
+        return self._path.drive
+
+    @property
+    def root(self) -> str:
+        """``"/"`` for an absolute POSIX path, else ``""``."""
+        return self._path.root
+
+    def joinpath(self, *segments: _StrPath) -> Path:
+        """``self / segments[0] / segments[1] ...``"""
+        return self._wrap(self._path.joinpath(*segments))
+
+    def with_name(self, name: str) -> Path:
+        """The path with its final component replaced."""
+        return self._wrap(self._path.with_name(name))
+
+    def with_stem(self, stem: str) -> Path:
+        """The path with its stem replaced (the suffix is kept)."""
+        return self._wrap(self._path.with_stem(stem))
+
+    def with_suffix(self, suffix: str) -> Path:
+        """The path with its last suffix replaced (``""`` removes it)."""
+        return self._wrap(self._path.with_suffix(suffix))
+
+    def relative_to(self, *other: _StrPath) -> Path:
+        """This path relative to ``other``; ``ValueError`` if it is not under it."""
+        return self._wrap(self._path.relative_to(*other))
+
+    def is_relative_to(self, *other: _StrPath) -> bool:
+        """True if this path is under ``other`` (text only: no symlinks resolved)."""
+        return self._path.is_relative_to(*other)
+
+    def is_absolute(self) -> bool:
+        """True if the path has a root (text only)."""
+        return self._path.is_absolute()
+
+    def match(self, pattern: str) -> bool:
+        """True if the path matches the glob-style ``pattern``, from the right."""
+        return self._path.match(pattern)
+
+    def as_posix(self) -> str:
+        """The path with forward slashes."""
+        return self._path.as_posix()
+
+    def as_uri(self) -> str:
+        """A ``file://`` URI; ``ValueError`` for a relative path."""
+        return self._path.as_uri()
+
+    # -- where we are ------------------------------------------------------------
+    @classmethod
+    async def cwd(cls) -> Path:
+        """The current working directory."""
+        return cls._wrap(await _complete_in_thread(pathlib.Path.cwd))
+
+    @classmethod
+    async def home(cls) -> Path:
+        """The user's home directory."""
+        return cls._wrap(await _complete_in_thread(pathlib.Path.home))
+
+    async def absolute(self) -> Path:
+        """The path made absolute against the current directory (no symlinks resolved)."""
+        return self._wrap(await self._run(self._path.absolute))
+
+    async def resolve(self, strict: bool = False) -> Path:
+        """The absolute path with symlinks and ``..`` resolved.
+
+        With ``strict=True``, a missing path raises ``FileNotFoundError``.
+        """
+        return self._wrap(await self._run(self._path.resolve, strict))
+
+    async def expanduser(self) -> Path:
+        """``~`` and ``~user`` expanded (reads the password database)."""
+        return self._wrap(await self._run(self._path.expanduser))
+
+    # -- asking about the file ---------------------------------------------------
+    async def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        """``os.stat`` of the path."""
+        return await self._run(lambda: self._path.stat(follow_symlinks=follow_symlinks))
+
+    async def lstat(self) -> os.stat_result:
+        """``os.lstat``: like :meth:`stat`, about a symlink itself."""
+        return await self._run(self._path.lstat)
+
+    async def exists(self) -> bool:
+        """True if the path exists (a broken symlink does not)."""
+        return await self._run(self._path.exists)
+
+    async def is_file(self) -> bool:
+        """True for a regular file (or a symlink to one)."""
+        return await self._run(self._path.is_file)
+
+    async def is_dir(self) -> bool:
+        """True for a directory (or a symlink to one)."""
+        return await self._run(self._path.is_dir)
+
+    async def is_symlink(self) -> bool:
+        """True for a symbolic link."""
+        return await self._run(self._path.is_symlink)
+
+    async def is_mount(self) -> bool:
+        """True for a mount point."""
+        return await self._run(self._path.is_mount)
+
+    async def is_socket(self) -> bool:
+        """True for a Unix socket."""
+        return await self._run(self._path.is_socket)
+
+    async def is_fifo(self) -> bool:
+        """True for a FIFO (named pipe)."""
+        return await self._run(self._path.is_fifo)
+
+    async def is_block_device(self) -> bool:
+        """True for a block device."""
+        return await self._run(self._path.is_block_device)
+
+    async def is_char_device(self) -> bool:
+        """True for a character device."""
+        return await self._run(self._path.is_char_device)
+
+    async def samefile(self, other: _StrPath) -> bool:
+        """True if ``other`` is the same file (same device and inode)."""
+        return await self._run(self._path.samefile, os.fspath(other))
+
+    async def owner(self) -> str:
+        """The name of the file's owner."""
+        return await self._run(self._path.owner)
+
+    async def group(self) -> str:
+        """The name of the file's group."""
+        return await self._run(self._path.group)
+
+    # -- reading and writing -----------------------------------------------------
+    async def open(self, mode: str = "r", buffering: int = -1, encoding: str | None = None,
+                   errors: str | None = None, newline: str | None = None) -> AsyncFile:
+        """Open the file: :func:`yieldio.open_file` on this path.
+
+        ::
+
+            async with await path.open("a") as f:
+                await f.write("one more line\\n")
+        """
+        return await open_file(self._path, mode, buffering, encoding, errors, newline)
+
+    async def read_bytes(self) -> bytes:
+        """The whole file's bytes."""
+        return await self._run(self._path.read_bytes)
+
+    async def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
+        """The whole file decoded."""
+        return await self._run(self._path.read_text, encoding, errors)
+
+    async def write_bytes(self, data: bytes | bytearray | memoryview) -> int:
+        """Replace the file's contents with ``data``; return the byte count."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"write_bytes() needs bytes, not {type(data).__name__}")
+        return await self._run(self._path.write_bytes, data)
+
+    async def write_text(self, data: str, encoding: str | None = None,
+                         errors: str | None = None, newline: str | None = None) -> int:
+        """Replace the file's contents with ``data`` encoded; return the character count."""
+        if not isinstance(data, str):
+            raise TypeError(f"write_text() needs str, not {type(data).__name__}")
+        return await self._run(self._path.write_text, data, encoding, errors, newline)
+
+    # -- changing the file system ------------------------------------------------
+    async def touch(self, mode: int = 0o666, exist_ok: bool = True) -> None:
+        """Create the file, or update its modification time if it exists."""
+        await self._run(self._path.touch, mode, exist_ok)
+
+    async def mkdir(self, mode: int = 0o777, parents: bool = False,
+                    exist_ok: bool = False) -> None:
+        """Create the directory (and its parents, with ``parents=True``)."""
+        await self._run(self._path.mkdir, mode, parents, exist_ok)
+
+    async def rmdir(self) -> None:
+        """Remove the (empty) directory."""
+        await self._run(self._path.rmdir)
+
+    async def unlink(self, missing_ok: bool = False) -> None:
+        """Remove the file or symlink."""
+        await self._run(self._path.unlink, missing_ok)
+
+    async def chmod(self, mode: int, *, follow_symlinks: bool = True) -> None:
+        """Change the permission bits."""
+        await self._run(lambda: self._path.chmod(mode, follow_symlinks=follow_symlinks))
+
+    async def rename(self, target: _StrPath) -> Path:
+        """Rename to ``target``; return the new path."""
+        return self._wrap(await self._run(self._path.rename, os.fspath(target)))
+
+    async def replace(self, target: _StrPath) -> Path:
+        """Rename to ``target``, replacing it if it exists; return the new path."""
+        return self._wrap(await self._run(self._path.replace, os.fspath(target)))
+
+    async def symlink_to(self, target: _StrPath, target_is_directory: bool = False) -> None:
+        """Make this path a symbolic link to ``target``."""
+        await self._run(self._path.symlink_to, os.fspath(target), target_is_directory)
+
+    async def hardlink_to(self, target: _StrPath) -> None:
+        """Make this path a hard link to ``target``."""
+        await self._run(self._path.hardlink_to, os.fspath(target))
+
+    async def readlink(self) -> Path:
+        """The path a symbolic link points to."""
+        return self._wrap(await self._run(self._path.readlink))
+
+    # -- listing -----------------------------------------------------------------
+    def iterdir(self) -> AsyncIterator[Path]:
+        """The directory's entries, in arbitrary order: ``async for p in d.iterdir()``.
+
+        Entries are read on a worker thread in batches; a missing directory
+        raises ``FileNotFoundError`` at the first iteration.
+        """
+        return self._listing(self._path.iterdir)
+
+    def glob(self, pattern: str) -> AsyncIterator[Path]:
+        """Entries matching ``pattern`` (``"*.py"``, ``"*/setup.cfg"``), relative to this directory."""
+        return self._listing(lambda: self._path.glob(pattern))
+
+    def rglob(self, pattern: str) -> AsyncIterator[Path]:
+        """Like :meth:`glob` with ``"**/"`` in front: matches at any depth."""
+        return self._listing(lambda: self._path.rglob(pattern))
+
+    async def _listing(self, make: Callable[[], Iterator[pathlib.Path]]
+                       ) -> AsyncIterator[Path]:
+        # pathlib's iterators are lazy generators (glob keeps a directory
+        # open while it walks it): they are made, advanced and closed on a
+        # worker thread, never on the loop's.
+        it = await _complete_in_thread(make)
+        try:
+            while True:
+                batch = await _complete_in_thread(_take_batch, it)
+                for found in batch:
+                    yield self._wrap(found)
+                if len(batch) < _BATCH:
+                    return
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # finishes at once: a generator's own cleanup only closes fds

@@ -1,0 +1,198 @@
+"""yieldio.Path on a real file system: pure operations, awaited I/O, listings, errors."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+
+import pytest
+
+import yieldio
+from yieldio.files import AsyncFile
+
+
+def test_pure_operations_are_plain_and_match_pathlib():
+    p = yieldio.Path("/srv/data", "archive.tar.gz")
+    q = pathlib.Path("/srv/data/archive.tar.gz")
+    assert isinstance(p / "x", yieldio.Path) and str(p / "x") == str(q / "x")
+    assert isinstance("base" / yieldio.Path("rel"), yieldio.Path)
+    assert str("base" / yieldio.Path("rel")) == "base/rel"
+    assert (p.name, p.suffix, p.suffixes, p.stem) == (q.name, q.suffix, q.suffixes, q.stem)
+    assert p.parent == yieldio.Path("/srv/data") and p.parent == q.parent
+    assert [str(a) for a in p.parents] == [str(a) for a in q.parents]
+    assert p.parts == q.parts and (p.anchor, p.drive, p.root) == ("/", "", "/")
+    assert p.with_suffix(".zip") == yieldio.Path("/srv/data/archive.tar.zip")
+    assert p.with_name("b").name == "b" and p.with_stem("c").name == "c.gz"
+    assert p.relative_to("/srv") == yieldio.Path("data/archive.tar.gz")
+    assert p.is_relative_to("/srv") and not p.is_relative_to("/etc")
+    assert p.is_absolute() and p.match("*.gz") and p.as_posix() == str(q)
+    assert p.as_uri() == q.as_uri()
+    assert p.joinpath("a", "b") == yieldio.Path(q, "a", "b")
+    assert os.fspath(p) == str(q) and bytes(p) == bytes(q)
+    assert repr(p) == "yieldio.Path('/srv/data/archive.tar.gz')"
+    assert p == q and hash(p) == hash(yieldio.Path(q)) and p != "not a path"
+    assert sorted([yieldio.Path("b"), yieldio.Path("a")]) == [yieldio.Path("a"), yieldio.Path("b")]
+    assert yieldio.Path("a") < pathlib.PurePath("b") and yieldio.Path("b") >= yieldio.Path("a")
+    assert p.wrapped == q and isinstance(p.wrapped, pathlib.Path)
+    with pytest.raises(ValueError):
+        p.relative_to("/etc")
+    with pytest.raises(TypeError):
+        yieldio.Path(3)  # type: ignore[arg-type]
+
+
+def test_io_runs_off_the_loop_thread_and_round_trips(tmp_path, monkeypatch):
+    loop_thread = threading.get_ident()
+    seen_threads = set()
+    exists = pathlib.Path.exists
+
+    def spying_exists(self):
+        seen_threads.add(threading.get_ident())
+        return exists(self)
+
+    monkeypatch.setattr(pathlib.Path, "exists", spying_exists)
+
+    async def main():
+        base = yieldio.Path(tmp_path) / "a" / "b"
+        await base.mkdir(parents=True)
+        assert await base.is_dir() and not await base.is_file()
+        f = base / "notes.txt"
+        assert not await f.exists()
+        assert await f.write_text("héllo\n", encoding="utf-8") == 6
+        assert await f.read_text(encoding="utf-8") == "héllo\n"
+        assert await f.write_bytes(b"\x00\x01") == 2
+        assert await f.read_bytes() == b"\x00\x01"
+        assert (await f.stat()).st_size == 2 and await f.is_file()
+        await f.chmod(0o600)
+        assert (await f.stat()).st_mode & 0o777 == 0o600
+        assert await f.samefile(str(f)) and await f.owner() and await f.group()
+        link = base / "link"
+        await link.symlink_to(f)
+        assert await link.is_symlink() and await link.readlink() == f
+        assert (await link.lstat()).st_size != 2 or await link.is_symlink()
+        hard = base / "hard"
+        await hard.hardlink_to(f)
+        assert (await hard.stat()).st_nlink == 2
+        moved = await f.rename(base / "moved.txt")
+        assert isinstance(moved, yieldio.Path) and await moved.exists()
+        replaced = await moved.replace(base / "final.txt")
+        assert await replaced.read_bytes() == b"\x00\x01"
+        resolved = await (base / ".." / "b" / "final.txt").resolve(strict=True)
+        assert resolved == yieldio.Path(os.path.realpath(tmp_path), "a", "b", "final.txt")
+        touched = base / "empty"
+        await touched.touch()
+        assert (await touched.stat()).st_size == 0
+        for name in ("empty", "final.txt", "link", "hard"):
+            await (base / name).unlink()
+        await (base / "gone").unlink(missing_ok=True)
+        await base.rmdir()
+        assert not await base.exists()
+        # pathlib's work happened on worker threads, not the loop's
+        assert await yieldio.Path(tmp_path).exists()
+
+    yieldio.run(main)
+    assert seen_threads and loop_thread not in seen_threads
+
+
+def test_where_we_are():
+    async def main():
+        assert await yieldio.Path.cwd() == yieldio.Path(os.getcwd())
+        assert await yieldio.Path.home() == yieldio.Path(pathlib.Path.home())
+        assert await yieldio.Path("~").expanduser() == yieldio.Path(pathlib.Path.home())
+        rel = yieldio.Path("x")
+        assert await rel.absolute() == yieldio.Path(os.getcwd(), "x")
+        assert (await yieldio.Path("/dev/null").is_char_device())
+        assert not await yieldio.Path("/dev/null").is_block_device()
+        assert not await yieldio.Path("/dev/null").is_fifo()
+        assert not await yieldio.Path("/dev/null").is_socket()
+        assert await yieldio.Path("/").is_mount()
+
+    yieldio.run(main)
+
+
+def test_listing_iterdir_glob_rglob(tmp_path):
+    for i in range(600):  # more than one batch of entries
+        (tmp_path / f"f{i:03}.txt").touch()
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "deeper" / "x.py").touch()
+    (tmp_path / "sub" / "y.py").touch()
+
+    async def main():
+        base = yieldio.Path(tmp_path)
+        entries = [p async for p in base.iterdir()]
+        assert all(isinstance(p, yieldio.Path) for p in entries)
+        assert len(entries) == 601
+        txt = sorted([p.name async for p in base.glob("*.txt")])
+        assert txt == [f"f{i:03}.txt" for i in range(600)]
+        py = sorted([str(p.relative_to(base)) async for p in base.rglob("*.py")])
+        return py
+
+    assert yieldio.run(main) == ["sub/deeper/x.py", "sub/y.py"]
+
+
+def test_listing_abandoned_early_closes_its_directory(tmp_path):
+    # glob keeps a directory open while it walks it; leaving the loop early
+    # must close it (this test suite's leak check counts descriptors).
+    for d in range(3):
+        (tmp_path / f"d{d}").mkdir()
+        for i in range(300):
+            (tmp_path / f"d{d}" / f"{i}.dat").touch()
+
+    async def main():
+        async for p in yieldio.Path(tmp_path).rglob("*.dat"):
+            assert p.suffix == ".dat"
+            break
+        await yieldio.sleep(0.05)  # the generator's cleanup runs as a task
+
+    yieldio.run(main)
+
+
+def test_errors_are_pathlibs(tmp_path):
+    async def main():
+        missing = yieldio.Path(tmp_path) / "missing"
+        with pytest.raises(FileNotFoundError):
+            await missing.read_text()
+        with pytest.raises(FileNotFoundError):
+            async for _ in missing.iterdir():
+                pass
+        with pytest.raises(FileNotFoundError):
+            await missing.resolve(strict=True)
+        await missing.mkdir()
+        with pytest.raises(FileExistsError):
+            await missing.mkdir()
+        with pytest.raises(TypeError, match="needs bytes"):
+            await missing.write_bytes("text")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="needs str"):
+            await missing.write_text(b"bytes")  # type: ignore[arg-type]
+        with pytest.raises(IsADirectoryError):
+            await missing.read_bytes()
+
+    yieldio.run(main)
+
+
+def test_open_gives_an_async_file_and_paths_work_with_open_file(tmp_path):
+    async def main():
+        p = yieldio.Path(tmp_path) / "log.txt"
+        async with await p.open("w") as f:
+            assert isinstance(f, AsyncFile)
+            await f.write("one\n")
+        async with await yieldio.open_file(p, "a") as f:  # os.PathLike
+            await f.write("two\n")
+        with open(p) as sync:  # noqa: ASYNC230 -- the builtin accepts it too
+            assert sync.read() == "one\ntwo\n"
+        return await p.read_text()
+
+    assert yieldio.run(main) == "one\ntwo\n"
+
+
+def test_a_cancelled_call_never_starts_and_a_started_one_completes(tmp_path):
+    target = yieldio.Path(tmp_path) / "made"
+
+    async def main():
+        with yieldio.move_on_after(0) as scope:
+            await target.mkdir()  # cancelled at its checkpoint, before the thread
+        assert scope.cancelled_caught and not target.wrapped.exists()
+        await target.mkdir()
+        return await target.is_dir()
+
+    assert yieldio.run(main) is True
