@@ -36,6 +36,7 @@ from ._exceptions import (
     WouldBlock,
 )
 from ._instrument import Instrument
+from ._io import notify_closing, wait_readable, wait_writable
 from ._run import run
 from ._state import current_task
 from ._task import Task
@@ -131,6 +132,9 @@ __all__ = [
     "serve_tcp",
     "serve_unix",
     "wrap_file",
+    "notify_closing",
+    "wait_readable",
+    "wait_writable",
     "BusyResourceError",
     "CancelScope",
     "Cancelled",

@@ -1,0 +1,140 @@
+"""The public fd-level waits: yieldio.wait_readable / wait_writable / notify_closing on real fds."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+import yieldio
+
+
+@pytest.fixture
+def pipe():
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def test_wait_readable_wakes_when_a_thread_writes(pipe):
+    r, w = pipe
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.to_thread, os.write, w, b"from a thread")
+            await yieldio.wait_readable(r)
+            return os.read(r, 100)
+
+    assert yieldio.run(main) == b"from a thread"
+
+
+def test_objects_with_fileno_and_wait_writable():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    async def main():
+        await yieldio.wait_writable(a)  # an empty send buffer: at once
+        a.send(b"x")
+        await yieldio.wait_readable(b)
+        return b.recv(1)
+
+    with a, b:
+        assert yieldio.run(main) == b"x"
+
+
+def test_wait_writable_waits_for_room(pipe):
+    r, w = pipe
+    filled = 0
+    while True:  # fill the pipe's buffer
+        try:
+            filled += os.write(w, b"\0" * 65536)
+        except BlockingIOError:
+            break
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            writer = tg.spawn(yieldio.wait_writable, w)
+            await yieldio.testing.wait_all_tasks_blocked()
+            assert not writer.done()  # still no room
+            drained = 0
+            while drained < filled:
+                drained += len(os.read(r, 1 << 20))
+        return writer.done()
+
+    assert yieldio.run(main) is True
+
+
+def test_two_readers_of_one_fd_is_a_clear_error(pipe):
+    r, _ = pipe
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.wait_readable, r, name="first")
+            await yieldio.testing.wait_all_tasks_blocked()
+            with pytest.raises(yieldio.BusyResourceError, match="first"):
+                await yieldio.wait_readable(r)
+            tg.cancel()
+
+    yieldio.run(main)
+
+
+def test_notify_closing_fails_the_waiter_and_the_fd_can_be_reused(pipe):
+    r, w = pipe
+
+    async def waiter():
+        try:
+            await yieldio.wait_readable(r)
+        except yieldio.ClosedResourceError as exc:
+            return str(exc)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            task = tg.spawn(waiter)
+            await yieldio.testing.wait_all_tasks_blocked()
+            yieldio.notify_closing(r)
+        assert "closed" in task.result()
+        # A new pipe may get the same number: waiting on it works normally.
+        os.close(r)
+        r2, w2 = os.pipe()
+        try:
+            os.write(w2, b"again")
+            await yieldio.wait_readable(r2)
+            return os.read(r2, 10)
+        finally:
+            os.close(r2)
+            os.close(w2)
+
+    assert yieldio.run(main) == b"again"
+
+
+def test_a_wait_is_cancellable_and_bad_arguments_are_refused(pipe):
+    r, _ = pipe
+
+    async def main():
+        with yieldio.move_on_after(0.01) as scope:
+            await yieldio.wait_readable(r)
+        assert scope.cancelled_caught
+        with pytest.raises((TypeError, AttributeError)):
+            await yieldio.wait_readable("not an fd")
+        closed = socket.socket()
+        closed.close()
+        with pytest.raises(yieldio.ClosedResourceError):
+            await yieldio.wait_readable(closed)
+        # After the cancelled wait, the fd is free for another one.
+        with yieldio.move_on_after(0.01):
+            await yieldio.wait_readable(r)
+
+    yieldio.run(main)
+
+
+def test_outside_a_run():
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        yieldio.wait_readable(0).send(None)
+    yieldio.notify_closing(0)  # a no-op outside a run (a finalizer may call it)
