@@ -1,0 +1,182 @@
+"""TLSStream at the edges: details, misuse, ragged and corrupt input, default contexts."""
+
+from __future__ import annotations
+
+import socket as stdsocket
+import ssl
+
+import pytest
+import trustme
+
+import yieldio
+from yieldio.net import SocketStream, TLSStream, start_tls
+from yieldio.testing import wait_all_tasks_blocked
+
+
+def tcp_pair() -> tuple[SocketStream, SocketStream]:
+    with stdsocket.create_server(("127.0.0.1", 0)) as listener:
+        client = stdsocket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return SocketStream(client), SocketStream(server)
+
+
+async def tls_pair(server_context, client_context, **client_kw):
+    a, b = tcp_pair()
+    async with yieldio.TaskGroup() as tg:
+        server = tg.spawn(TLSStream.wrap(b, server_context, server_side=True))
+        client = await TLSStream.wrap(a, client_context, server_hostname="localhost", **client_kw)
+    return client, server.result()
+
+
+def test_details_alpn_peercert_repeated_handshake_and_empty_writes(ca: trustme.CA):
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    server_context.set_alpn_protocols(["h2", "http/1.1"])
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    client_context.set_alpn_protocols(["http/1.1"])
+
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with client, server:
+            assert repr(client).startswith("<TLSStream client over <SocketStream fd=")
+            assert repr(server).startswith("<TLSStream server over")
+            assert client.selected_alpn_protocol() == "http/1.1"
+            assert server.get_extra_info("alpn_protocol") == "http/1.1"
+            assert client.getpeercert()["subjectAltName"] == (("DNS", "localhost"),)
+            assert isinstance(client.getpeercert(binary_form=True), bytes)
+            # A second handshake is a no-op but still a checkpoint.
+            await client.do_handshake()
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await client.do_handshake()
+            assert scope.cancelled_caught
+            # An empty write of any buffer type sends nothing and breaks nothing.
+            await client.send_all(bytearray())
+            await client.send_all(b"after")
+            assert await server.read() == b"after"
+
+    yieldio.run(main)
+
+
+def test_send_eof_and_unwrap_before_the_handshake(server_context, client_context):
+    async def main():
+        a, b = tcp_pair()
+        client = TLSStream(a, client_context, server_hostname="localhost")
+        with pytest.raises(RuntimeError, match="before the handshake"):
+            await client.unwrap()
+        async with yieldio.TaskGroup() as tg:
+            server = tg.spawn(TLSStream.wrap(b, server_context, server_side=True))
+            await client.send_eof()  # does the handshake first, then close_notify
+        async with client, server.result() as srv:
+            assert await srv.read() == b""
+            await srv.write(b"still answering")  # TLS 1.3 half-close
+            assert await client.read() == b"still answering"
+
+    yieldio.run(main)
+
+
+def test_send_eof_and_unwrap_while_the_stream_is_in_use_are_busy(server_context, client_context):
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with client, server:
+            payload = b"z" * 4_000_000  # more than the socket buffers: the write waits
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(client.write, payload)
+                await wait_all_tasks_blocked()
+                with pytest.raises(yieldio.BusyResourceError):
+                    await client.send_eof()
+                assert await server.read_exactly(len(payload)) == payload
+            async with yieldio.TaskGroup() as tg:
+                reader = tg.spawn(client.read)
+                await wait_all_tasks_blocked()
+                with pytest.raises(yieldio.BusyResourceError):
+                    await client.unwrap()
+                await server.write(b"ok")
+            assert reader.result() == b"ok"  # nothing was lost or broken
+
+    yieldio.run(main)
+
+
+def test_unwrap_against_a_peer_that_closes_without_close_notify(server_context, client_context):
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with client, server:
+            await server.transport.send_eof()  # a TCP FIN, no TLS close_notify
+            transport, trailing = await client.unwrap()
+            assert transport is client.transport and trailing == b""
+            with pytest.raises(yieldio.ClosedResourceError, match="unwrap"):
+                await client.read()
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("suppress", [True, False])
+def test_a_ragged_eof_reads_the_same_every_time(suppress, server_context, client_context):
+    async def main():
+        client, server = await tls_pair(server_context, client_context,
+                                        suppress_ragged_eofs=suppress)
+        async with client, server:
+            await server.transport.send_eof()  # a TCP FIN, no TLS close_notify
+            for _ in range(2):  # the second time from what the engine already has
+                if suppress:
+                    assert await client.receive_some() == b""
+                else:
+                    with pytest.raises(ssl.SSLEOFError):
+                        await client.receive_some()
+
+    yieldio.run(main)
+
+
+def test_a_corrupt_record_behind_good_data_breaks_the_stream(server_context, client_context):
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with client, server:
+            await server.write(b"good")
+            # An application-data record whose authentication cannot check out.
+            server.transport.socket._sock.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+            await yieldio.sleep(0.01)  # both are buffered before the client reads
+            assert await client.receive_some() == b"good"
+            with pytest.raises(ssl.SSLError):
+                await client.receive_some()  # from the ciphertext already fed
+            with pytest.raises(yieldio.BrokenStreamError):
+                await client.receive_some()
+
+    yieldio.run(main)
+
+
+def test_start_tls_without_a_context_verifies_against_the_system_store(server_context):
+    async def main():
+        a, b = tcp_pair()
+        async with a, b:
+            async with yieldio.TaskGroup() as tg:
+                async def server():
+                    with pytest.raises(ssl.SSLError):
+                        await TLSStream.wrap(b, server_context, server_side=True)
+
+                tg.spawn(server)
+                # The test CA is not in the system store: a default context refuses.
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    await start_tls(a, server_hostname="localhost")
+
+    yieldio.run(main)
+
+
+def test_send_eof_after_a_ragged_eof_fails_cleanly_and_close_still_works(server_context,
+                                                                          client_context):
+    # The peer cut TLS off (a TCP FIN without close_notify): the engine is dead,
+    # so no close_notify can go out. send_eof says so with an SSLError, the
+    # stream counts as broken, and closing it still works.
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with server:
+            await server.transport.send_eof()
+            assert await client.read() == b""  # read as a plain EOF
+            with pytest.raises(ssl.SSLError):
+                await client.send_eof()
+            with pytest.raises(yieldio.BrokenStreamError):
+                await client.write(b"x")
+            await client.aclose()
+            assert client.transport.closed
+
+    yieldio.run(main)
