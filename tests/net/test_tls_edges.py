@@ -172,7 +172,7 @@ def test_send_eof_after_a_ragged_eof_fails_cleanly_and_close_still_works(server_
         async with server:
             await server.transport.send_eof()
             assert await client.read() == b""  # read as a plain EOF
-            with pytest.raises(ssl.SSLError):
+            with pytest.raises(ssl.SSLEOFError, match="ragged EOF"):
                 await client.send_eof()
             with pytest.raises(yieldio.BrokenStreamError):
                 await client.write(b"x")

@@ -71,6 +71,7 @@ class TLSStream(Stream):
         self.transport = transport
         self.server_side = server_side
         self.suppress_ragged_eofs = suppress_ragged_eofs
+        self._ragged_eof = False  # the peer left without close_notify (read as EOF)
         self._in = _ssl.MemoryBIO()
         self._out = _ssl.MemoryBIO()
         self._ssl = context.wrap_bio(self._in, self._out, server_side=server_side,
@@ -244,6 +245,7 @@ class TLSStream(Stream):
         except _ssl.SSLEOFError:
             if not self.suppress_ragged_eofs:
                 raise
+            self._ragged_eof = True
             await fast_checkpoint()
             return b""
         except _ssl.SSLError as exc:
@@ -263,6 +265,7 @@ class TLSStream(Stream):
         except _ssl.SSLEOFError:
             if not self.suppress_ragged_eofs:
                 raise
+            self._ragged_eof = True
             return b""
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -326,6 +329,12 @@ class TLSStream(Stream):
             pass  # close_notify is queued; the peer's comes later (or never)
         except _ssl.SSLError as exc:
             self._broken = exc
+            if self._ragged_eof:
+                # OpenSSL's own words here ("shutdown while in init") blame
+                # the wrong thing: the peer is gone, without a goodbye.
+                raise _ssl.SSLEOFError(
+                    "cannot send close_notify: the peer closed the connection without "
+                    "TLS close_notify (a ragged EOF, read as end of data)") from exc
             raise
         await self._flush()
 
