@@ -154,8 +154,10 @@ class ClientConnection:
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
-                if self.reused and phase == "head" and not h.trailing_data[0]:
-                    raise StaleConnection(str(exc)) from exc
+                # Never StaleConnection, even on a reused connection: the
+                # server did answer (a closed connection is noticed below,
+                # before h11 sees the end of the data), so sending the
+                # request again could run it twice.
                 raise ProtocolError(f"bad response from {self.origin[1]}: {exc}") from exc
             if event is not h11.NEED_DATA:
                 return event

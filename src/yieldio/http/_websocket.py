@@ -350,6 +350,10 @@ class WebSocket:
         else:
             # wsproto reports a malformed frame as a CloseConnection it did not send.
             await self._abort(event.code, event.reason or "protocol error")
+            # _Fail the WebSocket Connection_ (RFC 6455, 7.1.7): after the
+            # Close frame, end the connection without waiting for the
+            # peer's, which a peer that sends bad frames may never send.
+            self._lost()
 
     async def _abort(self, code: int, reason: str) -> None:
         """Start a close because of something the peer did (1009 too big, 1002/1007 bad frame)."""

@@ -191,6 +191,10 @@ class _Call:
                 return _END
             if not isinstance(data, bytes):
                 raise TypeError(f"a WSGI application must yield bytes, not {type(data).__name__}")
+            if self.written:
+                # What write() was given while this chunk was made goes first.
+                self.written.append(data)
+                continue
             if data:
                 break
         if self.status is None:

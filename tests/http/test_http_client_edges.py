@@ -1,0 +1,327 @@
+"""The HTTP client against scripted servers: resets, stalls, early closes, odd responses.
+
+Each scripted server is a real TCP server on 127.0.0.1 (``yieldio.serve_tcp``)
+that reads request heads and answers with raw bytes, so the client sees
+exactly what a broken or hurried server would send.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+import yieldio
+from yieldio.http import (
+    Client,
+    Limits,
+    ProtocolError,
+    Request,
+    Response,
+    Router,
+    Timeout,
+    serve,
+)
+from yieldio.http._pool import ClientConnection
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def reset(stream: yieldio.Stream) -> None:
+    """Make closing ``stream`` send a TCP reset (SO_LINGER 0) instead of a FIN."""
+    stream.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+
+
+async def read_request(stream: yieldio.Stream, body: bool = True) -> bytes:
+    """One request head (and its Content-Length body if ``body``): the request line."""
+    head = await stream.read_until(b"\r\n\r\n", max_bytes=65536)
+    for line in head.split(b"\r\n"):
+        if body and line.lower().startswith(b"content-length:"):
+            await stream.read_exactly(int(line.split(b":")[1]))
+    return head.split(b"\r\n", 1)[0]
+
+
+def test_a_malformed_response_on_a_reused_connection_is_not_sent_again() -> None:
+    # Regression: it was taken for a stale connection and the POST sent twice.
+    seen: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        seen.append(await read_request(stream))
+        await stream.write(OK)
+        seen.append(await read_request(stream))
+        await stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: nine\r\n\r\n")
+        await stream.read()
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}"
+            assert (await client.get(url + "/first")).status == 200
+            with pytest.raises(ProtocolError, match="bad response"):
+                await client.post(url + "/pay", content=b"once")
+        assert seen == [b"GET /first HTTP/1.1", b"POST /pay HTTP/1.1"]
+
+    yieldio.run(main)
+
+
+def test_kept_alive_connection_closed_on_the_next_request_is_retried_if_it_can_be() -> None:
+    seen: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        # One answer per connection, then close when the next request comes
+        # (a server that hit its requests-per-connection limit, say).
+        seen.append(await read_request(stream))
+        await stream.write(OK)
+        seen.append(await read_request(stream, body=False))
+
+    async def chunks():
+        yield b"streamed"
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}"
+            await client.get(url + "/1")
+            r = await client.put(url + "/2", content=b"again")  # sent again, on a new connection
+            assert r.status == 200 and await r.text() == "ok"
+            with pytest.raises(ProtocolError, match="streamed body cannot be sent again"):
+                await client.put(url + "/3", content=chunks())
+        assert seen[:4] == [b"GET /1 HTTP/1.1", b"PUT /2 HTTP/1.1", b"PUT /2 HTTP/1.1",
+                            b"PUT /3 HTTP/1.1"]
+
+    yieldio.run(main)
+
+
+def test_reset_while_waiting_for_the_response() -> None:
+    connections: list[int] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        connections.append(1)
+        await read_request(stream)
+        if len(connections) == 1:
+            await stream.write(OK)   # the first connection answers once, is kept alive,
+            await read_request(stream)
+        reset(stream)                # then resets instead of answering
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}/"
+            await client.get(url)
+            # The reset on the kept-alive connection: retried on a new one, which resets too.
+            with pytest.raises(ProtocolError, match="lost while waiting for the response") as info:
+                await client.get(url)
+            assert isinstance(info.value.__cause__, ConnectionResetError)
+        assert len(connections) == 2
+
+    yieldio.run(main)
+
+
+def test_reset_while_reading_the_body() -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await read_request(stream)
+        await stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npart")
+        await yieldio.sleep(0.05)
+        reset(stream)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            async with client.stream("GET", f"http://127.0.0.1:{server.port}/") as r:
+                assert r.status == 200
+                with pytest.raises(ProtocolError, match="reading the response body"):
+                    await r.read()
+            assert client._pool.open == 0
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_upload_to_a_server_that_resets_without_answering(streamed: bool) -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await read_request(stream, body=False)
+        reset(stream)
+
+    async def body():
+        for _ in range(64):
+            yield b"u" * 65536
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            content = body() if streamed else b"u" * (4 << 20)
+            with pytest.raises(ProtocolError, match="lost while sending the request"):
+                await client.post(f"http://127.0.0.1:{server.port}/", content=content)
+            assert client._pool.open == 0
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_upload_to_a_server_that_does_not_read_times_out(streamed: bool) -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await yieldio.sleep(10)
+
+    def body():
+        for _ in range(512):
+            yield b"u" * 65536
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            async with Client(timeout=0.3) as client:
+                content = body() if streamed else b"u" * (32 << 20)
+                with pytest.raises(Timeout, match="sending the request"):
+                    with yieldio.fail_after(10):
+                        await client.post(f"http://127.0.0.1:{server.port}/", content=content)
+                assert client._pool.open == 0
+            server.close()
+
+    yieldio.run(main)
+
+
+def test_informational_responses_before_the_final_one_are_skipped() -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await read_request(stream)
+        await stream.write(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                           b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\nmade")
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            r = await client.post(f"http://127.0.0.1:{server.port}/", content=b"x")
+            assert (r.status, await r.text(), "link" in r.headers) == (201, "made", False)
+
+    yieldio.run(main)
+
+
+def test_a_tls_handshake_that_never_completes_is_a_connect_timeout() -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await stream.read()  # the ClientHello, never answered
+        await yieldio.sleep(10)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            async with Client(timeout=0.2) as client:
+                with pytest.raises(Timeout, match="connecting to"):
+                    await client.get(f"https://127.0.0.1:{server.port}/")
+                assert client._pool.open == 0
+
+    yieldio.run(main)
+
+
+def make_app() -> Router:
+    router = Router()
+
+    @router.route("/echo", methods=["GET", "OPTIONS", "PATCH", "POST"])
+    async def echo(request: Request) -> Response:
+        return Response.json({"method": request.method, "body": (await request.body()).decode(),
+                              "port": request.client[1]})
+
+    @router.get("/latin")
+    async def latin(request: Request) -> Response:
+        charset = request.query.get("cs", "iso-8859-1")
+        return Response(200, {"content-type": f'text/plain; charset="{charset}"'},
+                        "café".encode("latin-1"))
+
+    @router.get("/slow")
+    async def slow(request: Request) -> Response:
+        await yieldio.sleep(0.3)
+        return Response.text("slow")
+
+    @router.route("/redirect", methods=["GET", "POST"])
+    async def redirect(request: Request) -> Response:
+        await request.body()
+        return Response.redirect("/echo", status=int(request.query.get("status", "302")))
+
+    return router
+
+
+def test_response_helpers_verbs_and_body_types() -> None:
+    async def main() -> None:
+        async with serve(make_app(), "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}"
+            r = await client.options(url + "/echo")
+            assert r.status_code == 200 and (await r.json())["method"] == "OPTIONS"
+            assert repr(r) == f"<ClientResponse 200 OK OPTIONS {url}/echo>"
+            # the cached body is iterated again; streaming it a second time is refused
+            assert [c async for c in r.iter_bytes()] == [r.content]
+            r = await client.patch(url + "/echo", content=bytearray(b"ba"))
+            assert (await r.json())["body"] == "ba"
+            r = await client.post(url + "/echo", content=memoryview(b"mv"))
+            assert (await r.json())["body"] == "mv"
+            r = await client.post(url + "/echo", content=[b"a", "é", b""])  # a sync iterable
+            assert (await r.json())["body"] == "aé"
+            assert await (await client.get(url + "/latin")).text() == "café"
+            # an unknown charset falls back to UTF-8 (the Latin-1 byte is replaced)
+            assert await (await client.get(url + "/latin?cs=nope")).text() == "caf\ufffd"
+            async with client.stream("GET", url + "/echo") as r:
+                [c async for c in r.iter_bytes()]
+                with pytest.raises(RuntimeError, match="already consumed"):
+                    [c async for c in r.iter_bytes()]
+            conn = client._pool._idle[("http", "127.0.0.1", server.port)][0]
+            assert repr(conn) == f"<ClientConnection http://127.0.0.1:{server.port}>"
+            assert isinstance(conn, ClientConnection)
+
+    yieldio.run(main)
+
+
+def test_a_streamed_response_left_unread_closes_its_connection() -> None:
+    async def main() -> None:
+        async with serve(make_app(), "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}/echo"
+            async with client.stream("GET", url) as r:
+                assert r.status == 200
+            assert client._pool.open == 0 and not client._pool._idle.get(
+                ("http", "127.0.0.1", server.port))
+            first_port = (await (await client.get(url)).json())["port"]
+            second_port = (await (await client.get(url)).json())["port"]
+            assert first_port == second_port  # a read body leaves the connection reusable
+
+    yieldio.run(main)
+
+
+def test_client_arguments_urls_and_closed_client() -> None:
+    async def main() -> None:
+        with pytest.raises(TypeError, match="Limits"):
+            Client(limits={"max_connections": 1})  # type: ignore[arg-type]
+        async with serve(make_app(), "127.0.0.1", 0) as server:
+            url = f"http://127.0.0.1:{server.port}"
+            async with Client(base_url=url + "/echo?from=base") as client:
+                with pytest.raises(ValueError, match="no host"):
+                    await client.get("http:///echo")
+                assert (await client.get("")).url == url + "/echo?from=base"
+                assert (await client.get("?q=1")).url == url + "/echo?q=1"
+            with pytest.raises(RuntimeError, match="closed"):
+                await client.get(url + "/echo")
+
+    yieldio.run(main)
+
+
+def test_a_redirect_that_would_resend_a_streamed_body_is_returned() -> None:
+    async def upload():
+        yield b"once"
+
+    async def main() -> None:
+        async with serve(make_app(), "127.0.0.1", 0) as server:
+            url = f"http://127.0.0.1:{server.port}"
+            async with Client(follow_redirects=True) as client:
+                r = await client.get(url + "/redirect")
+                assert r.status == 200 and [h.status for h in r.history] == [302]
+                # A 307 keeps the method and body, but a streamed body cannot be sent again:
+                # the redirect itself is the answer.
+                r = await client.post(url + "/redirect?status=307", content=upload())
+                assert r.status == 307 and r.history == []
+
+    yieldio.run(main)
+
+
+def test_waiting_for_the_total_limit_times_out_and_frees_the_host_permit() -> None:
+    async def main() -> None:
+        async with serve(make_app(), "127.0.0.1", 0) as a, serve(make_app(), "127.0.0.1", 0) as b:
+            limits = Limits(max_connections=1, max_connections_per_host=1)
+            async with Client(limits=limits, timeout=5) as client:
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(client.get, f"http://127.0.0.1:{a.port}/slow")
+                    await yieldio.sleep(0.05)
+                    with pytest.raises(Timeout, match="no free connection"):
+                        await client.get(f"http://127.0.0.1:{b.port}/echo", timeout=0.05)
+                # b's per-host permit was given back: b is reachable once a is done
+                assert (await client.get(f"http://127.0.0.1:{b.port}/echo")).status == 200
+
+    yieldio.run(main)

@@ -1,0 +1,185 @@
+"""WebSocket edges against raw peers on real sockets: bad frames, peers that vanish
+or stall, rejected and malformed handshakes."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+import wsproto
+import wsproto.events as wse
+
+import yieldio
+from yieldio.http import (
+    ProtocolError,
+    Request,
+    WebSocketClosed,
+    WebSocketRejected,
+    connect_websocket,
+    serve,
+)
+
+HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+             + base64.b64encode(os.urandom(16)) + b"\r\n\r\n")
+
+
+async def read_until_closed(stream: yieldio.Stream) -> bytes:
+    out = bytearray()
+    while chunk := await stream.read():
+        out += chunk
+    return bytes(out)
+
+
+@pytest.mark.parametrize("frame, code", [
+    (b"\x81\x02hi", 1002),                               # a client frame must be masked
+    (b"\x81\x82\0\0\0\0\xff\xfe", 1007),                 # text that is not UTF-8
+])
+def test_a_bad_frame_fails_the_connection_without_waiting_for_the_peer(frame: bytes,
+                                                                       code: int) -> None:
+    seen: list[tuple] = []
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        async for _ in ws:
+            pass
+        seen.append((ws.close_code, ws.closed))
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.write(HANDSHAKE + frame)
+                with yieldio.fail_after(2):  # the close timeout is 5 s
+                    out = await read_until_closed(stream)
+        close_frame = out.split(b"\r\n\r\n", 1)[1]
+        assert close_frame[0] == 0x88 and int.from_bytes(close_frame[2:4], "big") == code
+        assert seen == [(code, True)]
+
+    yieldio.run(main)
+
+
+async def ws_peer(stream: yieldio.Stream) -> wsproto.WSConnection:
+    """Do the server side of a handshake on ``stream`` by hand."""
+    conn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    while True:
+        conn.receive_data(await stream.read())
+        if any(isinstance(e, wse.Request) for e in conn.events()):
+            await stream.write(conn.send(wse.AcceptConnection()))
+            return conn
+
+
+def test_a_server_that_drops_the_connection_without_a_close_frame() -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        conn = await ws_peer(stream)
+        await stream.write(conn.send(wse.TextMessage(data="last words")))
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+                assert await ws.receive() == "last words"
+                with pytest.raises(WebSocketClosed) as info:
+                    await ws.receive()
+                assert (ws.close_code, ws.close_reason) == (1006, "connection lost")
+                assert info.value.code == 1006
+
+    yieldio.run(main)
+
+
+def test_a_server_that_vanishes_during_a_keepalive_ping() -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await ws_peer(stream)
+        await stream.read()  # the ping: never answered, the connection closed
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with connect_websocket(url, ping_interval=0.05, ping_timeout=5) as ws:
+                with yieldio.fail_after(2):
+                    with pytest.raises(WebSocketClosed):
+                        await ws.receive()
+                    with pytest.raises(WebSocketClosed):
+                        await ws.ping(b"x")
+                assert ws.close_code == 1006
+
+    yieldio.run(main)
+
+
+def test_sending_to_a_peer_that_resets_mid_message_is_websocket_closed() -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await ws_peer(stream)
+        await yieldio.sleep(0.1)  # not reading: the big message fills the buffers
+        import socket
+        import struct
+        stream.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                   struct.pack("ii", 1, 0))
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with connect_websocket(url, ping_interval=None) as ws:
+                with yieldio.fail_after(5), pytest.raises(WebSocketClosed) as info:
+                    await ws.send(b"m" * (64 << 20))
+                assert info.value.code == 1006 and ws.closed
+
+    yieldio.run(main)
+
+
+def test_closing_with_unread_messages_does_not_wait_for_the_reader() -> None:
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        for i in range(40):  # more than the client's queue holds
+            await ws.send(str(i))
+        await ws.receive()
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+                await yieldio.sleep(0.1)  # the reader is blocked on the full queue
+                with yieldio.fail_after(2):  # the close timeout is 5 s
+                    await ws.close(1000, "enough")
+                assert repr(ws) == "<WebSocket client / closed 1000>"
+
+    yieldio.run(main)
+
+
+def test_websocket_client_argument_and_body_errors() -> None:
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        await ws.receive()
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="no host"):
+            async with connect_websocket("ws:///path"):
+                pass
+        async with serve(app, "127.0.0.1", 0) as server:
+            with pytest.raises(KeyError):  # the block's own error, not an ExceptionGroup
+                async with connect_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+                    assert repr(ws) == "<WebSocket client / open>"
+                    with pytest.raises(TypeError, match="str or bytes"):
+                        await ws.send(42)  # type: ignore[arg-type]
+                    raise KeyError("mine")
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("answer, error, match", [
+    (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", WebSocketRejected, "403"),
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Accept: wrong\r\n\r\n", ProtocolError, "bad WebSocket handshake"),
+    (b"HTTP/1.1 101 Swi", ProtocolError, "bad WebSocket handshake"),
+    (b"", ProtocolError, "bad WebSocket handshake"),  # closed without an answer
+])
+def test_bad_handshake_answers(answer: bytes, error: type, match: str) -> None:
+    async def handler(stream: yieldio.Stream) -> None:
+        await stream.read_until(b"\r\n\r\n")
+        await stream.write(answer)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            with pytest.raises(error, match=match):
+                async with connect_websocket(f"ws://127.0.0.1:{server.port}/"):
+                    pass
+
+    yieldio.run(main)

@@ -1,0 +1,159 @@
+"""WSGI applications that misbehave or use the rarer parts of PEP 3333 (exc_info,
+the write() callable, close()), served by ``wsgi()`` on a real socket."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import yieldio
+from yieldio.http import Client, ProtocolError, serve, wsgi
+
+
+def run_app(app, path: str = "/") -> tuple[int, str]:
+    """Serve the WSGI ``app`` and GET ``path`` with the yieldio client: (status, body)."""
+    async def main() -> tuple[int, str]:
+        async with serve(wsgi(app), "127.0.0.1", 0) as server, Client() as client:
+            r = await client.get(f"http://127.0.0.1:{server.port}{path}")
+            return r.status, await r.text()
+
+    return yieldio.run(main)
+
+
+def error_page_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        raise LookupError("no such thing")
+    except LookupError:
+        # Replacing the status before any body byte is allowed (PEP 3333).
+        start_response("404 Not Found", [("Content-Type", "text/plain")], sys.exc_info())
+    return [b"not found"]
+
+
+def test_start_response_with_exc_info_before_the_body_replaces_the_status() -> None:
+    assert run_app(error_page_app) == (404, "not found")
+
+
+def test_start_response_with_exc_info_after_the_body_cuts_the_response(http_errors) -> None:
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        yield b"first part"
+        try:
+            raise LookupError("failed half-way")
+        except LookupError:
+            start_response("500 Internal Server Error", [], sys.exc_info())  # re-raises
+        yield b"never"
+
+    async def main() -> None:
+        async with serve(wsgi(app), "127.0.0.1", 0) as server, Client() as client:
+            with pytest.raises(ProtocolError):
+                await client.get(f"http://127.0.0.1:{server.port}/")
+            assert server.app_errors == 1
+
+    yieldio.run(main)
+    assert any(r.exc_info and "failed half-way" in str(r.exc_info[1])
+               for r in http_errors.records)
+
+
+def twice(environ, start_response):
+    start_response("200 OK", [])
+    start_response("200 OK", [])
+    return [b"x"]
+
+
+def no_start(environ, start_response):
+    return []
+
+
+def yields_str(environ, start_response):
+    start_response("200 OK", [])
+    return ["text"]
+
+
+def data_before_start(environ, start_response):
+    yield b"too early"
+    start_response("200 OK", [])
+
+
+def bad_status(environ, start_response):
+    start_response("OK", [])
+    return [b"x"]
+
+
+@pytest.mark.parametrize("app, message", [
+    (twice, "called twice"),
+    (no_start, "did not call start_response"),
+    (yields_str, "must yield bytes, not str"),
+    (data_before_start, "yielded data before start_response"),
+    (bad_status, "bad WSGI status line"),
+])
+def test_a_pep3333_violation_is_a_logged_500(http_errors, app, message: str) -> None:
+    assert run_app(app) == (500, "Internal Server Error\n")
+    assert any(r.exc_info and message in str(r.exc_info[1]) for r in http_errors.records)
+
+
+class Tracked:
+    """A response iterable that notes its close() (and may fail in it or before)."""
+
+    def __init__(self, chunks, *, fail_iter: bool = False, fail_close: bool = False) -> None:
+        self.chunks, self.fail_iter, self.fail_close = chunks, fail_iter, fail_close
+        self.closed = False
+
+    def __iter__(self):
+        if self.fail_iter:
+            raise OSError("the database went away")
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.fail_close:
+            raise RuntimeError("close failed")
+
+
+def test_an_iterable_that_fails_at_once_is_closed_and_a_500(http_errors) -> None:
+    body = Tracked([b"x"], fail_iter=True)
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return body
+
+    assert run_app(app) == (500, "Internal Server Error\n")
+    assert body.closed
+
+
+def test_a_close_that_fails_is_logged_after_a_complete_response(http_errors) -> None:
+    body = Tracked([b"one ", b"two"], fail_close=True)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    assert run_app(app) == (200, "one two")
+    for _ in range(100):  # closed on a worker thread, not awaited
+        if any("closing the WSGI response iterable failed" in r.getMessage()
+               for r in http_errors.records):
+            break
+        yieldio.run(yieldio.sleep, 0.01)
+    else:
+        pytest.fail("the failed close() was not logged")
+    assert body.closed
+
+
+def test_write_callable_data_keeps_its_place_among_the_yielded_chunks() -> None:
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written ")
+        yield b"yielded "
+        write(b"written last")  # then the iterable ends
+
+    assert run_app(app) == (200, "written yielded written last")
+
+
+def test_a_content_length_that_is_not_a_number_is_a_logged_500(http_errors) -> None:
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "lots")])
+        return [b"a", b"b"]
+
+    assert run_app(app) == (500, "Internal Server Error\n")
+    assert any("invalid response" in r.getMessage() for r in http_errors.records)
