@@ -294,3 +294,83 @@ def test_nan_deadline_rejected_everywhere():
         return scope.cancelled_caught, yieldio.current_time()
 
     assert vrun(main) == (True, 5.0)
+
+
+def test_repr_and_properties_of_a_scope():
+    async def main():
+        with yieldio.CancelScope(shield=True, deadline=5) as scope:
+            assert scope.shield and scope.deadline == 5
+            assert repr(scope) == "<CancelScope shield deadline=5.000>"
+            scope.cancel()
+            assert repr(scope) == "<CancelScope cancelled shield deadline=5.000>"
+        assert repr(yieldio.CancelScope()) == "<CancelScope active>"
+        fail = yieldio.fail_after(1)
+        assert fail.scope is fail
+
+    vrun(main)
+
+
+def test_deadline_moved_into_the_past_cancels_at_once():
+    async def main():
+        with yieldio.move_on_after(10) as scope:
+            scope.deadline = yieldio.current_time() - 1
+            assert scope.cancel_called  # before any checkpoint
+            await yieldio.sleep(1)
+        assert scope.cancelled_caught and yieldio.current_time() == 0.0
+
+        with pytest.raises(TimeoutError, match="exceeded"):
+            with yieldio.fail_after(10) as scope:
+                scope.deadline = 0.0
+                await yieldio.checkpoint()
+
+    vrun(main)
+
+
+def test_entering_a_scope_outside_a_run_is_a_clear_error():
+    scope = yieldio.CancelScope()
+    with pytest.raises(RuntimeError, match=r"yieldio\.run\(\)"):
+        with scope:
+            pass
+    assert not scope.cancel_called
+
+
+def _cancelled_into_a_group(*others):
+    async def fn():
+        try:
+            await yieldio.checkpoint()
+        except yieldio.Cancelled as exc:
+            # What a helper that collects its tasks' errors might raise.
+            raise BaseExceptionGroup("collected", [exc, *others]) from None
+    return fn
+
+
+def test_scope_catches_a_group_of_only_its_cancellations():
+    async def main():
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            await _cancelled_into_a_group()()
+        assert scope.cancelled_caught
+
+    vrun(main)
+
+
+def test_scope_strips_its_cancellation_from_a_group_with_other_errors():
+    async def main():
+        with pytest.raises(ExceptionGroup) as info:
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await _cancelled_into_a_group(ValueError("boom"))()
+        assert scope.cancelled_caught
+        # Only the real failure goes on: no Cancelled escapes its scope, where
+        # nobody would catch it (an enclosing TaskGroup would report it).
+        assert [type(e) for e in info.value.exceptions] == [ValueError]
+        assert not isinstance(info.value.__context__, BaseExceptionGroup)
+        await yieldio.checkpoint()  # not cancelled out here
+        group = ExceptionGroup("no cancellation in it", [KeyError("k")])
+        with pytest.raises(ExceptionGroup) as info:
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                raise group
+        assert info.value is group and not scope.cancelled_caught
+
+    vrun(main)

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import yieldio
-from yieldio.testing import VirtualClock
+from yieldio.debug import describe_wait
+from yieldio.testing import VirtualClock, wait_all_tasks_blocked
 
 
 def vrun(fn, *args):
@@ -251,3 +252,230 @@ def test_universal_queue_rejects_a_bad_maxsize_at_once():
     for bad in ("3", None, 1.5):
         with pytest.raises(TypeError, match="maxsize must be an int"):
             yieldio.UniversalQueue(bad)
+
+
+# -- edge cases: misuse, closing, cancellation, waits seen from outside ----------
+
+def test_queue_rejects_a_bad_maxsize_and_shows_its_state():
+    for bad in ("3", None, 1.5):
+        with pytest.raises(TypeError, match="maxsize must be an int"):
+            yieldio.Queue(bad)
+
+    async def main():
+        q = yieldio.Queue(2)
+        assert q.maxsize == 2 and not q.closed
+        q.put_nowait("a")
+        assert repr(q) == "<Queue size=1 maxsize=2 getters=0 putters=0>"
+        q.close()
+        assert q.closed
+        assert repr(q) == "<Queue closed size=1 maxsize=2 getters=0 putters=0>"
+
+    vrun(main)
+
+
+def test_queue_outside_a_run_is_a_clear_error():
+    q = yieldio.Queue()
+    for op in (q.put(1), q.get()):
+        with pytest.raises(RuntimeError, match=r"yieldio\.run\(\)"):
+            op.send(None)
+    assert q.qsize() == 0
+
+
+def test_awaited_put_to_a_closed_queue_raises_and_adds_nothing():
+    async def main():
+        q = yieldio.Queue()
+        q.put_nowait(1)
+        q.close()
+        with pytest.raises(yieldio.QueueClosed, match="put to a closed Queue"):
+            await q.put(2)
+        assert [item async for item in q] == [1]
+
+    vrun(main)
+
+
+def test_join_with_nothing_unfinished_returns_but_is_a_checkpoint():
+    async def main():
+        q = yieldio.Queue()
+        await q.join()  # nothing was ever put
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            await q.join()
+            raise AssertionError("join() did not check for cancellation")
+        assert scope.cancelled_caught
+
+    vrun(main)
+
+
+def test_cancelled_join_stops_waiting_and_leaves_no_joiner_behind():
+    async def main():
+        q = yieldio.Queue()
+        await q.put("job")
+        with yieldio.move_on_after(1) as scope:
+            await q.join()
+        assert scope.cancelled_caught and yieldio.current_time() == 1.0
+        assert await q.get() == "job"
+        q.task_done()  # wakes nobody: the cancelled joiner is gone
+        await q.join()
+
+    vrun(main)
+
+
+def test_deadlock_report_says_a_task_waits_in_queue_join():
+    async def main():
+        q = yieldio.Queue()
+        await q.put("never processed")
+        await q.join()
+
+    with pytest.raises(yieldio.Deadlock, match="Queue.join"):
+        vrun(main)
+
+
+def test_universal_queue_task_putter_waits_for_room_made_by_a_thread():
+    async def main():
+        q = yieldio.UniversalQueue(1)
+        await q.put(1)
+        assert q.qsize() == 1 and not q.empty()
+        log = []
+
+        async def putter():
+            await q.put(2)
+            log.append("put 2")
+
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(putter)
+            await wait_all_tasks_blocked()
+            assert describe_wait(t) == "UniversalQueue.put" and log == []
+            assert await yieldio.to_thread(q.get, 1) == 1
+        assert log == ["put 2"]
+        assert await q.get() == 2 and q.empty()
+
+    yieldio.run(main)
+
+
+def test_universal_queue_between_tasks_of_one_run():
+    async def main():
+        q = yieldio.UniversalQueue(1)
+        got = []
+
+        async def getter():
+            got.append(await q.get())
+
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(getter)
+            await wait_all_tasks_blocked()
+            assert describe_wait(t) == "UniversalQueue.get"
+            await q.put("handed over")  # straight to the waiting getter
+        assert got == ["handed over"] and q.empty()
+
+        await q.put("a")
+        async with yieldio.TaskGroup() as tg:
+            p = tg.spawn(q.put, "b")  # full: waits
+            await wait_all_tasks_blocked()
+            assert p.state == "waiting"
+            assert await q.get() == "a"  # makes room: the putter's item goes in
+        assert await q.get() == "b" and q.empty()
+
+    vrun(main)
+
+
+def test_universal_queue_close_wakes_waiting_tasks():
+    async def main():
+        full = yieldio.UniversalQueue(1)
+        await full.put("x")
+        empty = yieldio.UniversalQueue()
+        results = {}
+
+        async def blocked_put():
+            with pytest.raises(yieldio.QueueClosed, match="closed while waiting to put"):
+                await full.put("y")
+            results["put"] = "closed"
+
+        async def blocked_get():
+            with pytest.raises(yieldio.QueueClosed, match="closed and empty"):
+                await empty.get()
+            results["get"] = "closed"
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(blocked_put)
+            tg.spawn(blocked_get)
+            await wait_all_tasks_blocked()
+            full.close()
+            empty.close()
+            full.close()  # idempotent
+        assert results == {"put": "closed", "get": "closed"}
+        with pytest.raises(yieldio.QueueClosed, match="put to a closed UniversalQueue"):
+            await full.put("z")
+        assert await full.get() == "x"  # what was in it is still drained
+
+    vrun(main)
+
+
+def test_universal_queue_task_waits_are_checkpoints_and_cancellable():
+    # (Cancelled by hand: virtual time does not autojump while a task waits
+    # on a UniversalQueue, which a thread might feed.)
+    async def cancel_when_blocked(scope):
+        await wait_all_tasks_blocked()
+        scope.cancel()
+
+    async def main():
+        q = yieldio.UniversalQueue(1)
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(yieldio.Cancelled):
+                await q.put("not added")  # there is room, but it is a checkpoint
+            with pytest.raises(yieldio.Cancelled):
+                await q.get()
+        assert q.empty()
+
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.CancelScope() as scope:
+                tg.spawn(cancel_when_blocked, scope)
+                await q.get()
+            assert scope.cancelled_caught
+        await q.put("a")  # not handed to the cancelled getter
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.CancelScope() as scope:
+                tg.spawn(cancel_when_blocked, scope)
+                await q.put("b")
+            assert scope.cancelled_caught
+        assert q.qsize() == 1 and await q.get() == "a" and q.empty()
+
+    vrun(main)
+
+
+def test_universal_queue_item_handed_to_a_task_then_cancelled_is_not_lost():
+    # A thread hands the item to the waiting getter; the getter is cancelled
+    # before its kernel has woken it. The hand-over wins: the get returns the item.
+    async def main():
+        q = yieldio.UniversalQueue()
+        results = []
+
+        async def getter():
+            results.append(await q.get())
+            await yieldio.checkpoint()  # the cancellation lands here
+            results.append("not reached")
+
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(getter)
+            await wait_all_tasks_blocked()
+            th = threading.Thread(target=q.put, args=("item",))
+            th.start()
+            th.join()  # blocks the loop: the wake-up is still queued
+            t.cancel()
+        assert results == ["item"] and q.empty()
+
+    yieldio.run(main)
+
+
+def test_universal_queue_blocking_put_times_out_or_sees_close():
+    q = yieldio.UniversalQueue(1)
+    q.put(1)
+    with pytest.raises(yieldio.QueueFull, match="timed out"):
+        q.put(2, timeout=0.01)
+
+    closer = threading.Timer(0.05, q.close)
+    closer.start()
+    with pytest.raises(yieldio.QueueClosed, match="put to a closed UniversalQueue"):
+        q.put(2, timeout=10)  # waiting for room when the queue is closed
+    closer.join()
+    assert q.get() == 1

@@ -237,7 +237,8 @@ def test_lock_acquire_nowait_by_the_owner_says_it_is_not_re_entrant():
         lock.acquire_nowait()
         with pytest.raises(RuntimeError, match="re-entrant"):
             lock.acquire_nowait()
-        lock.release()
+        lock.release()  # no cancelled waiter is handed the lock
+        assert not lock.locked()
 
     vrun(main)
 
@@ -245,3 +246,113 @@ def test_lock_acquire_nowait_by_the_owner_says_it_is_not_re_entrant():
 def test_semaphore_max_value_must_be_an_int():
     with pytest.raises(ValueError, match="max_value"):
         yieldio.Semaphore(1, max_value="3")
+
+
+# -- edge cases: reprs, checkpoints, misuse outside a run, waits seen from outside --
+
+def test_reprs_and_properties_show_the_state():
+    async def main():
+        ev = yieldio.Event()
+        lock = yieldio.Lock()
+        sem = yieldio.Semaphore(2, max_value=3)
+        assert repr(ev) == "<Event unset, 0 waiting>"
+        assert repr(lock) == "<Lock unlocked, 0 waiting>"
+        assert repr(sem) == "<Semaphore value=2, 0 waiting>"
+        assert sem.max_value == 3 and yieldio.Semaphore().max_value is None
+        async with lock:
+            assert repr(lock) == f"<Lock held by {yieldio.current_task()!r}, 0 waiting>"
+        ev.set()
+        ev.set()  # setting a set event changes nothing
+        assert repr(ev) == "<Event set, 0 waiting>" and ev.is_set()
+
+    vrun(main)
+
+
+def test_acquire_is_a_checkpoint_even_when_free():
+    async def main():
+        lock = yieldio.Lock()
+        sem = yieldio.Semaphore(1)
+        for acquire in (lock.acquire, sem.acquire):
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await acquire()
+                raise AssertionError("not a checkpoint")
+            assert scope.cancelled_caught
+        # Nothing was taken by the cancelled calls.
+        assert not lock.locked() and sem.value == 1
+
+    vrun(main)
+
+
+def test_waiting_outside_a_run_is_a_clear_error():
+    for wait in (yieldio.Lock().acquire(), yieldio.Semaphore().acquire()):
+        with pytest.raises(RuntimeError, match=r"yieldio\.run\(\)"):
+            wait.send(None)
+
+
+def test_condition_acquire_release_and_notify_all():
+    async def waiter(cond, woke):
+        await cond.acquire()
+        try:
+            await cond.wait()
+            woke.append(cond.lock.owner is yieldio.current_task())
+        finally:
+            cond.release()
+
+    async def main():
+        cond = yieldio.Condition()
+        woke = []
+        async with yieldio.TaskGroup() as tg:
+            for _ in range(3):
+                tg.spawn(waiter, cond, woke)
+            await yieldio.sleep(1)
+            await cond.acquire()
+            assert cond.locked()
+            cond.notify_all()
+            cond.release()
+        assert woke == [True, True, True]
+        with pytest.raises(RuntimeError, match="does not hold"):
+            cond.release()
+
+    vrun(main)
+
+
+def test_condition_wait_when_already_cancelled_keeps_the_lock():
+    async def main():
+        cond = yieldio.Condition()
+        async with cond:
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await cond.wait()
+                raise AssertionError("not a checkpoint")
+            assert scope.cancelled_caught
+            assert cond.lock.owner is yieldio.current_task()
+        assert not cond.locked()
+
+    vrun(main)
+
+
+def test_describe_wait_names_the_primitive():
+    from yieldio.debug import describe_wait
+    from yieldio.testing import wait_all_tasks_blocked
+
+    async def main():
+        lock, sem, cond = yieldio.Lock(), yieldio.Semaphore(0), yieldio.Condition()
+
+        async def wait_cond():
+            async with cond:
+                await cond.wait()
+
+        await lock.acquire()
+        async with yieldio.TaskGroup() as tg:
+            tasks = [tg.spawn(lock.acquire), tg.spawn(sem.acquire), tg.spawn(wait_cond)]
+            await wait_all_tasks_blocked()
+            me = yieldio.current_task().id
+            assert [describe_wait(t) for t in tasks] == [
+                f"Lock.acquire (held by task {me})", "Semaphore.acquire", "Condition.wait"]
+            tg.cancel()
+        assert sem.value == 0  # the cancelled waiter took no permit
+        lock.release()  # no cancelled waiter is handed the lock
+        assert not lock.locked()
+
+    vrun(main)

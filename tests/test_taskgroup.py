@@ -636,3 +636,131 @@ def test_start_with_wrong_arguments_gives_clear_errors(recwarn):
 
     gc.collect()
     assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
+# -- edge cases: misuse, start() races, Ctrl-C, non-Exception failures ----------
+
+def test_group_misuse_is_a_clear_error():
+    async def ready(task_status):
+        task_status.started()
+
+    async def main():
+        tg = yieldio.TaskGroup()
+        with pytest.raises(RuntimeError, match="not open"):
+            await tg.start(ready)
+        async with tg:
+            assert tg.cancel_scope is tg._scope and not tg.cancel_scope.cancel_called
+        with pytest.raises(RuntimeError, match="entered only once"):
+            async with tg:
+                pass
+        with pytest.raises(RuntimeError, match="not open"):
+            await tg.start(ready)
+
+    vrun(main)
+
+
+def test_start_is_a_checkpoint_and_spawns_nothing_when_cancelled():
+    async def ready(task_status):
+        raise AssertionError("must not run")
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await tg.start(ready)
+            assert scope.cancelled_caught and tg.tasks == []
+
+    vrun(main)
+
+
+def test_start_caller_sees_and_describes_a_child_cancelled_before_started():
+    from yieldio.debug import describe_wait
+    from yieldio.testing import wait_all_tasks_blocked
+
+    async def slow(task_status):
+        await yieldio.sleep(10)
+        task_status.started()
+
+    async def caller(tg, errors):
+        try:
+            await tg.start(slow, name="slow")
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    async def main():
+        errors = []
+        # The caller of start() runs outside tg: tg.cancel() reaches only the child.
+        async with yieldio.TaskGroup() as callers:
+            async with yieldio.TaskGroup() as tg:
+                task = callers.spawn(caller, tg, errors)
+                await wait_all_tasks_blocked()
+                assert describe_wait(task) == "start of task slow"
+                tg.cancel()
+        assert len(errors) == 1 and "was cancelled before it called" in errors[0]
+        assert yieldio.current_time() == 0.0
+
+    vrun(main)
+
+
+def test_misnested_cancel_scope_in_a_group_block_is_a_clear_error():
+    async def main():
+        scope = yieldio.CancelScope()
+        with pytest.raises(RuntimeError, match="exited out of order"):
+            async with yieldio.TaskGroup():
+                scope.__enter__()  # never left inside the block
+        scope.__exit__(None, None, None)
+
+    vrun(main)
+
+
+def test_non_exception_child_failure_comes_out_as_a_base_exception_group():
+    class Stop(BaseException):
+        pass
+
+    async def stopper():
+        raise Stop
+
+    async def bystander(log):
+        try:
+            await yieldio.sleep_forever()
+        except yieldio.Cancelled:
+            log.append("cancelled")
+            raise
+
+    async def main():
+        log = []
+        with pytest.raises(BaseExceptionGroup) as info:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(bystander, log)
+                tg.spawn(stopper)
+        assert not isinstance(info.value, ExceptionGroup)
+        assert [type(e) for e in info.value.exceptions] == [Stop]
+        assert log == ["cancelled"]
+
+    vrun(main)
+
+
+def test_ctrl_c_while_the_group_waits_cancels_children_then_raises():
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is handled by someone else")
+    log = []
+
+    async def child(n):
+        try:
+            await yieldio.sleep_forever()
+        except yieldio.Cancelled:
+            log.append(n)
+            raise
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            for n in range(3):
+                tg.spawn(child, n)
+            signal.raise_signal(signal.SIGINT)  # lands while the block waits
+        log.append("not reached")
+
+    with pytest.raises(KeyboardInterrupt):
+        yieldio.run(main)
+    assert sorted(log) == [0, 1, 2]

@@ -325,3 +325,33 @@ def test_sleep_until_rejects_non_numbers_clearly():
             await yieldio.sleep_until("soon")
 
     vrun(main)
+
+
+def test_time_functions_outside_a_run_are_a_clear_error():
+    for wait in (yieldio.checkpoint(), yieldio.sleep_until(1.0), yieldio.sleep_forever()):
+        with pytest.raises(RuntimeError, match=r"yieldio\.run\(\)"):
+            wait.send(None)
+
+
+def test_sleep_until_a_past_deadline_returns_at_once_but_is_a_checkpoint():
+    async def main():
+        await yieldio.sleep(5)
+        await yieldio.sleep_until(1.0)
+        assert yieldio.current_time() == 5.0
+        for wait in (lambda: yieldio.sleep_until(1.0), yieldio.sleep_forever):
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await wait()
+                raise AssertionError("not a checkpoint")
+            assert scope.cancelled_caught
+        assert yieldio.current_time() == 5.0
+
+    vrun(main)
+
+
+def test_sleep_of_nan_is_refused():
+    async def main():
+        with pytest.raises(ValueError, match="must not be NaN"):
+            await yieldio.sleep(math.nan)
+
+    vrun(main)

@@ -276,10 +276,18 @@ class CancelScope:
             self.cancelled_caught = True
             return True
         if isinstance(exc, BaseExceptionGroup):
-            rest = exc.split(Cancelled)[1]
-            if rest is None:
+            mine, rest = exc.split(Cancelled)
+            if mine is not None:
                 self.cancelled_caught = True
-                return True
+                if rest is None:
+                    return True
+                # Catch our Cancelled, let the other errors go on without it
+                # (as trio does): a Cancelled must not escape its scope.
+                context = rest.__context__
+                try:
+                    raise rest
+                finally:
+                    rest.__context__ = context  # not the group it came from
         return False
 
     async def __aenter__(self) -> CancelScope:

@@ -379,7 +379,10 @@ class UniversalQueue(_IterateUntilClosed):
         with self._mutex:
             if self._closed:
                 raise QueueClosed("put to a closed UniversalQueue")
-            room = self._maxsize <= 0 or self._task_getters or len(self._items) < self._maxsize
+            # A bool, not the getters dict itself: _offer_locked empties that dict,
+            # and 'if room' below must still see the room there was.
+            room = (self._maxsize <= 0 or bool(self._task_getters)
+                    or len(self._items) < self._maxsize)
             if room:
                 getter = self._offer_locked(item)
             else:

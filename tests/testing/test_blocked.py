@@ -171,3 +171,45 @@ def test_is_a_checkpoint():
         assert scope.cancelled_caught
 
     yieldio.run(main)
+
+
+def test_a_waiting_caller_is_described_as_such():
+    from yieldio.debug import describe_wait
+
+    async def main():
+        seen = []
+
+        async def observer(waiter):
+            seen.append(describe_wait(waiter))
+
+        async with yieldio.TaskGroup() as tg:
+            me = yieldio.current_task()
+            tg.spawn(observer, me)  # runs while we are parked below
+            await wait_all_tasks_blocked()
+        assert seen == ["wait_all_tasks_blocked"]
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("seed", range(60))  # some hold the sleeper back
+def test_cushion_never_ends_while_a_task_woken_with_us_has_not_run(seed):
+    # The sleeper's timer and the end of the cushion fall at the same instant;
+    # seeded runs shuffle (and hold back) who runs first. Either way the waiter
+    # must not return before the sleeper has had its step.
+    async def main():
+        steps = []
+
+        async def sleeper():
+            await yieldio.sleep_until(1.0)
+            steps.append(yieldio.current_time())
+            await yieldio.sleep_forever()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(sleeper)
+            await wait_all_tasks_blocked()
+            await wait_all_tasks_blocked(cushion=1.0)
+            assert steps == [1.0]
+            assert yieldio.current_time() == 2.0  # a full quiet second after its step
+            tg.cancel()
+
+    yieldio.run(main, clock=VirtualClock(autojump=True), seed=seed)

@@ -7,40 +7,28 @@ nothing is ready, no timer is due, the last I/O poll woke nobody and no
 thread has handed work back. Tasks sleeping until a later time, or waiting
 for I/O, a lock, a queue or a thread, count as blocked.
 
-Two implementations, chosen per kernel:
-
-* if the kernel has the ``idle_waiters`` hook (see the design note at the end
-  of this module), the caller parks and the loop wakes it when it finds
-  nothing ready after a non-blocking poll -- O(1) per loop iteration;
-* otherwise the caller polls: it yields a schedule point, which makes the loop
-  poll I/O with a zero timeout and fire due timers before the caller runs
-  again, and it stops when the ready queue holds only other idle waiters.
+The caller parks in the kernel's ``idle_waiters``, and the loop wakes it
+when it finds nothing ready after a non-blocking poll -- O(1) per loop
+iteration. A parked idle waiter keeps autojump and deadlock detection from
+firing, as in trio, where wait_all_tasks_blocked wakes before the autojump
+clock moves.
 """
 
 from __future__ import annotations
 
-import itertools
 import types
-import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .. import _state
 from .._time import sleep_until
-from .._traps import PARK, SCHEDULE
+from .._traps import PARK
 
 if TYPE_CHECKING:
     from .._kernel import Kernel
     from .._task import Task
 
 __all__ = ["wait_all_tasks_blocked"]
-
-# Polling fallback: the waiters of each kernel, with their (cushion, arrival)
-# order -- when several tasks wait, the one with the smallest cushion, then
-# the earliest, is released first (trio's rule), so they cannot livelock.
-_waiters: weakref.WeakKeyDictionary[Kernel, dict[Task, tuple[float, int]]] = (
-    weakref.WeakKeyDictionary())
-_arrival = itertools.count()
 
 
 async def wait_all_tasks_blocked(cushion: float = 0.0) -> None:
@@ -62,50 +50,23 @@ async def wait_all_tasks_blocked(cushion: float = 0.0) -> None:
         raise ValueError(f"cushion must be >= 0, not {cushion!r}")
     k = _state.current_kernel()
     while True:
-        if getattr(k, "idle_waiters", None) is not None:
-            await _park_until_idle(k)
-        else:
-            await _poll_until_idle(k, cushion)
+        await _park_until_idle(k)
         if cushion == 0:
             return
         # Sleep through the cushion, then make sure nobody else ran meanwhile
         # (our own wake-up is the only step allowed in between).
         steps = k.stats_steps
         await sleep_until(k.clock_now() + cushion)
-        if k.stats_steps - steps <= 1 and _nothing_runnable(k, None):
+        if k.stats_steps - steps <= 1 and _nothing_runnable(k):
             return
 
 
-def _nothing_runnable(k: Kernel, waiters: dict[Task, Any] | None) -> bool:
-    """True if no task other than idle waiters is ready and nothing is about to wake one."""
-    for t in k.ready:
-        if waiters is None or t not in waiters:
-            return False
-    if k._thread_calls:
+def _nothing_runnable(k: Kernel) -> bool:
+    """True if no task is ready and nothing is about to wake one."""
+    if k.ready or k._thread_calls:
         return False
     deadline = k._next_deadline()
     return deadline is None or deadline > k.clock_now()
-
-
-@types.coroutine
-def _poll_until_idle(k: Kernel, cushion: float) -> Generator[Any, Any, None]:
-    task: Task = k.current  # type: ignore[assignment]
-    if task._cancel_pending:
-        task._raise_cancel()
-    waiters = _waiters.setdefault(k, {})
-    me = (cushion, next(_arrival))
-    waiters[task] = me
-    try:
-        while True:
-            # The loop polls I/O (timeout 0) and expires due timers before we
-            # run again: anything that wakes a task shows up in k.ready.
-            yield SCHEDULE
-            if task._cancel_pending:
-                task._raise_cancel()
-            if _nothing_runnable(k, waiters) and min(waiters.values()) == me:
-                return
-    finally:
-        del waiters[task]
 
 
 class _IdleWait:
@@ -131,19 +92,3 @@ def _park_until_idle(k: Kernel) -> Generator[Any, Any, None]:
     k.idle_waiters[task] = None  # type: ignore[attr-defined]
     task._wait = _IDLE_WAIT
     yield PARK
-
-
-# Design note: the kernel hook ``Kernel.idle_waiters`` (proposed for
-# src/yieldio/_kernel.py; until it exists the polling path above is used):
-#
-#   Kernel.__init__:       self.idle_waiters: dict[Task, None] = {}
-#   Kernel._look_outside:  "if self.ready:" becomes "if self.ready or self.idle_waiters:"
-#                          (poll without blocking), and before its final "return True":
-#                              if not self.ready and self.idle_waiters:
-#                                  waiter = next(iter(self.idle_waiters))
-#                                  del self.idle_waiters[waiter]
-#                                  self.reschedule(waiter)
-#
-# A parked idle waiter thereby keeps autojump and deadlock detection from
-# firing, as in trio, where wait_all_tasks_blocked wakes before the autojump
-# clock moves.
