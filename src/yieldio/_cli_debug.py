@@ -72,13 +72,14 @@ def cmd_run(argv: list[str]) -> int:
     import yieldio
 
     from . import _runopts
+    from .debug._monitor import MonitorError
 
     # Build the instruments here, not inside run(): a bad --trace path is a
     # usage error reported before the script is even imported. Options not
     # given still come from YIELDIO_DEBUG / YIELDIO_MONITOR.
     try:
         instruments = _runopts.instruments_for(opts)
-    except (TypeError, ValueError, OSError) as exc:
+    except (TypeError, ValueError, OSError, MonitorError) as exc:
         print(f"yieldio run: {exc}", file=sys.stderr)
         return 2
 
@@ -196,6 +197,9 @@ def cmd_monitor(argv: list[str]) -> int:
     args = _monitor_parser().parse_args(argv)
     if args.interval <= 0:
         print("yieldio monitor: --interval must be > 0", file=sys.stderr)
+        return 2
+    if args.iterations is not None and args.iterations < 1:
+        print("yieldio monitor: --iterations must be >= 1", file=sys.stderr)
         return 2
     try:
         client = MonitorClient(find_monitor_socket(args.target))

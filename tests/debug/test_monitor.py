@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -18,7 +20,7 @@ import yieldio
 from yieldio._cli_debug import cmd_monitor
 from yieldio._runopts import instruments_for
 from yieldio.debug import MonitorClient, MonitorServer
-from yieldio.debug._monitor import MonitorError, monitor_dir
+from yieldio.debug._monitor import COMMANDS, MonitorError, monitor_dir
 from yieldio.debug._monitor_client import find_monitor_socket
 
 LOADED_PROGRAM = textwrap.dedent("""
@@ -406,3 +408,268 @@ def test_interactive_prompt_and_top_in_a_terminal(tmp_path):
                 proc.kill()
                 proc.wait()
             os.close(master)
+
+
+# -- commands, in-process ------------------------------------------------------------------
+def test_where_and_cancel_find_tasks_by_id_or_unique_name(tmp_path):
+    async def twin():
+        await yieldio.sleep(3600)
+
+    async def main(prog):
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(twin, name="twin")
+            tg.spawn(twin, name="twin")
+            tg.spawn(twin, name="solo")
+            await idle_until_stopped(prog)
+            tg.cancel()
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(main, server), MonitorClient(server.path) as client:
+        assert client.request("ps")["text"].splitlines()[0].split()[:4] == [
+            "ID", "PARENT", "STATE", "NAME"]
+        twin = client.request("where", "twin")
+        assert twin["ok"] is False and "2 tasks are named 'twin' (ids 2, 3); give an id" \
+            in twin["text"]
+        assert client.request("where", "nobody") == {
+            "ok": False, "text": "no live task named 'nobody' (use an id from 'ps')"}
+        # A digit int() refuses is a name, not an id: no traceback comes back.
+        assert client.request("where", "\u00b2")["text"] == \
+            "no live task named '\u00b2' (use an id from 'ps')"
+        assert client.request("where", "2")["text"].startswith("Stack of <Task 2 'twin'")
+        for cmd in ("where", "cancel"):
+            assert client.request(cmd) == {"ok": False, "text": "usage: " + COMMANDS[cmd]}
+        cancelled = client.request("cancel", "solo")
+        assert cancelled["ok"] and "cancelled task 4 'solo'" in cancelled["text"]
+        assert client.request("")["text"].startswith("commands:\n")
+        assert client.request("quit") == {"ok": True, "text": "bye"}
+        # Cancelled at its next checkpoint: soon gone from the table.
+        deadline = time.monotonic() + 10
+        while " solo " in client.request("ps")["text"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+
+def test_top_lists_the_task_that_keeps_the_loop_busy(tmp_path):
+    async def spinner(prog):
+        while not prog.stop.is_set():
+            time.sleep(0.002)  # every step of this task takes the loop for a while
+            await yieldio.sleep(0)
+
+    async def main(prog):
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(spinner, prog, name="spinner")
+            await idle_until_stopped(prog)
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(main, server), MonitorClient(server.path) as client:
+        reply = client.request("top")
+        assert client.request("top", "stop") == {"ok": True, "text": "top stopped"}
+    assert reply["ok"], reply
+    rows = reply["text"].split("WAITING ON\n")[1].splitlines()
+    _, cpu, _, name = rows[0].split()[:4]
+    assert name == "spinner" and float(cpu) > 50, reply["text"]
+
+
+def test_a_blocked_loop_fails_stats_and_top_with_the_reason(tmp_path):
+    async def main(prog):
+        prog.started.set()
+        await yieldio.sleep(0.05)
+        time.sleep(1.0)  # a step that blocks the loop
+        await idle_until_stopped(prog)
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False, answer_timeout=0.2)
+    with Program(main, server), MonitorClient(server.path) as client:
+        time.sleep(0.2)
+        stats, top = client.request("stats"), client.request("top")
+    for reply in (stats, top):
+        assert reply["ok"] is False and "did not answer within 0.2 s" in reply["text"], reply
+
+
+def test_a_command_pending_when_the_program_ends_is_answered_at_once(tmp_path):
+    release = threading.Event()
+
+    async def main(prog):
+        prog.started.set()
+        await yieldio.sleep(0)
+        release.wait(30)  # the loop is busy in this, the last step of main
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False, answer_timeout=30)
+    prog = Program(main, server)
+    replies = []
+    with prog, MonitorClient(server.path) as client:
+        def ask():
+            try:
+                replies.append(client.request("tree"))
+            except BaseException as e:
+                replies.append(repr(e))
+        asker = threading.Thread(target=ask)
+        asker.start()
+        deadline = time.monotonic() + 10
+        while not server._pending:  # the request waits for the loop
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        release.set()
+        asker.join(10)
+    # Not the 30 s answer timeout: the run ended, and the monitor says so.
+    assert time.monotonic() - started < 10
+    assert replies == [{"ok": False, "text": "the program is shutting down"}]
+    assert prog.error is None
+
+
+def test_two_kernels_in_one_process_get_two_sockets(mon_dir):
+    first, second = MonitorServer(announce=False), MonitorServer(announce=False)
+    with Program(idle_until_stopped, first), Program(idle_until_stopped, second):
+        assert first.path == str(mon_dir / f"{os.getpid()}.sock")
+        assert second.path == str(mon_dir / f"{os.getpid()}-2.sock")
+        for server in (first, second):
+            with MonitorClient(server.path) as client:
+                assert client.request("ps")["ok"]
+    assert list(mon_dir.iterdir()) == []
+
+
+def test_a_socket_file_removed_while_running_does_not_break_the_exit(tmp_path):
+    async def main(prog):
+        os.unlink(server.path)  # say, a cleaner of /tmp
+        await idle_until_stopped(prog)
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    prog = Program(main, server)
+    with prog:
+        pass
+    assert prog.error is None
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("my notes"), "it is not a socket"),
+    (None, "too long for a Unix socket"),
+])
+def test_a_bad_socket_path_fails_the_run_before_main(tmp_path, capsys, make, message):
+    # It used to be printed as a failed instrument while main ran without a monitor.
+    path = tmp_path / "m.sock" if make else tmp_path / ("x" * 120 + ".sock")
+    if make:
+        make(path)
+    ran = []
+
+    def main():
+        ran.append(True)
+        yield from yieldio.sleep(0)
+
+    with pytest.raises(MonitorError, match=message):
+        yieldio.run(main, monitor=str(path))
+    assert ran == [] and capsys.readouterr().err == ""
+    if make:
+        assert path.read_text() == "my notes"
+
+
+def test_a_socket_path_taken_after_construction_is_refused_at_run(tmp_path, capsys):
+    path = str(tmp_path / "m.sock")
+    late = MonitorServer(path, announce=False)
+    with Program(idle_until_stopped, MonitorServer(path, announce=False)):
+        yieldio.run(yieldio.sleep, 0, instruments=[late])  # runs on, without the monitor
+    assert "another program's monitor already listens" in capsys.readouterr().err
+
+
+def test_the_directory_follows_xdg_runtime_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("YIELDIO_MONITOR_DIR", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert monitor_dir() == str(tmp_path / "yieldio")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
+    assert monitor_dir() == os.path.join(tempfile.gettempdir(), f"yieldio-{os.getuid()}")
+
+
+# -- the client -------------------------------------------------------------------------------
+def fake_monitor(path, greeting):
+    """A Unix socket server that sends ``greeting`` (bytes) to one client, then closes."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.sendall(greeting)
+        conn.close()
+        listener.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("greeting, message", [
+    (b"", "cannot talk to the monitor at .*: the program closed the monitor connection"),
+    (b"not json\n", "cannot talk to the monitor"),
+    (b'{"hello": "something-else"}\n', "is not a yieldio monitor"),
+    (b"[1, 2]\n", "is not a yieldio monitor"),
+])
+def test_something_else_at_the_socket_is_a_clear_error(tmp_path, greeting, message):
+    path = str(tmp_path / "other.sock")
+    t = fake_monitor(path, greeting)
+    with pytest.raises(MonitorError, match=message):
+        MonitorClient(path)
+    t.join(10)
+
+
+def test_the_program_exiting_mid_session_ends_the_monitor_cleanly(tmp_path, monkeypatch, capsys):
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    prog = Program(idle_until_stopped, server)
+
+    class Keyboard:
+        """stdin of a person: help, Ctrl-C (ignored), then a command after the program ended."""
+
+        def __init__(self):
+            self.lines = iter(["help\n", KeyboardInterrupt, "stats\n"])
+
+        def readline(self):
+            line = next(self.lines)
+            if line is KeyboardInterrupt:
+                raise KeyboardInterrupt
+            if line == "stats\n":
+                prog.__exit__()
+            return line
+
+        def isatty(self):
+            return False
+
+    monkeypatch.setattr(sys, "stdin", Keyboard())
+    with prog:
+        code = cmd_monitor([server.path])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "type 'help' for commands" in out and "where TASK" in out
+    assert err.startswith("yieldio monitor: ") and "monitor connection" in err, err
+    assert "Traceback" not in err
+
+
+def test_interactive_monitor_on_a_pipe_ends_at_end_of_input(tmp_path):
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(idle_until_stopped, server):
+        proc = subprocess.run([sys.executable, "-m", "yieldio", "monitor", server.path],
+                              input="where 1\n\nfrobnicate\ntop\n", capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"yieldio monitor: pid {os.getpid()} " in proc.stdout
+    assert "Stack of <Task 1 'main'" in proc.stdout
+    assert "CPU% is sampled" in proc.stdout  # top, not on a terminal: one view
+    assert proc.stderr == "unknown command 'frobnicate'; try 'help'\n"
+
+
+def test_ctrl_c_stops_top_and_the_monitor_exits_cleanly(tmp_path):
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(idle_until_stopped, server):
+        proc = subprocess.Popen([sys.executable, "-m", "yieldio", "monitor", server.path,
+                                 "-c", "top", "-n", "100", "-i", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = ""
+            while "CPU% is sampled" not in first:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read()
+                first += line
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0 and err == "", err

@@ -126,3 +126,72 @@ def test_reported_once_not_twice_and_real_programs_show_it_on_stderr(tmp_path):
     assert "yieldio: coroutine 'send_email' was never awaited (dropped in task " in err
     assert f'File "{script}", line 8, in main\n    send_email("bob@example.invalid")' in err
     assert "RuntimeWarning" not in err  # one clear report, not two
+
+
+def test_a_coroutine_made_before_the_run_says_its_origin_is_unknown():
+    early = fetch("made before debug mode")
+    reporter = NeverAwaitedReporter(log=False)
+
+    async def main():
+        nonlocal early
+        del early  # dropped during the run
+        await yieldio.sleep(0)
+
+    yieldio.run(main, instruments=[reporter])
+    assert [r.origin for r in reporter.reports] == [[]]
+    text = reporter.reports[0].format()
+    assert text == ("yieldio: coroutine 'fetch' was never awaited (dropped in task 1 'main').\n"
+                    "Where it was created is unknown (it was created before debug mode was on, "
+                    "or on a thread other than the kernel's).")
+
+
+def test_two_debug_kernels_in_threads_each_get_their_own_reports():
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+    reporters = [NeverAwaitedReporter(log=False) for _ in range(2)]
+    errors = []
+
+    def run(reporter):
+        async def main():
+            barrier.wait()  # both kernels are in debug mode now
+            make_it_in_a_helper()
+            await yieldio.sleep(0)
+            barrier.wait()  # both have dropped theirs before either ends
+
+        try:
+            yieldio.run(main, instruments=[reporter])
+            # ... and turns it off again when its run ends, whichever ends first.
+            assert sys.get_coroutine_origin_tracking_depth() == 0
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    hook = getattr(warnings, "_warn_unawaited_coroutine", None)
+    threads = [threading.Thread(target=run, args=(r,)) for r in reporters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    # Each kernel's own thread records origins: the second kernel's reports
+    # used to have none (the depth is per thread; only the first set it).
+    for r in reporters:
+        assert [rep.origin[-1][2] for rep in r.reports] == ["make_it_in_a_helper"]
+    assert getattr(warnings, "_warn_unawaited_coroutine", None) is hook
+
+
+def test_a_coroutine_dropped_in_a_worker_thread_is_reported_too():
+    reporter = NeverAwaitedReporter(log=False)
+
+    def blocking_helper():
+        fetch("from a thread")  # BUG: not awaited, and dropped on the worker thread
+
+    async def main():
+        await yieldio.to_thread(blocking_helper)
+
+    yieldio.run(main, instruments=[reporter])
+    assert [(r.qualname, r.task_id) for r in reporter.reports] == [("fetch", None)]
+    # Origins are recorded on the kernel's thread only: the report says so
+    # (it used to blame "before debug mode was on").
+    text = reporter.reports[0].format()
+    assert "(dropped in task" not in text and "on a thread other than the kernel's" in text

@@ -11,7 +11,7 @@ import yieldio
 from yieldio._io import notify_closing, wait_readable
 from yieldio._traps import SCHEDULE
 from yieldio.debug import format_stack, innermost_frame, task_stack, where_frame
-from yieldio.debug._stack import MAX_FRAMES
+from yieldio.debug._stack import MAX_FRAMES, Frame, coroutine_frames
 from yieldio.testing import VirtualClock
 
 HERE = __file__
@@ -496,3 +496,102 @@ def test_where_frame_is_the_programs_innermost_line():
     assert bare.function == "Event.wait" and bare.filename.endswith("yieldio/sync.py")
     assert innermost.function == "Event.wait"
     assert finished is None
+
+
+def test_innermost_and_where_frame_of_unusual_tasks():
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            ticker = tg.spawn(Ticker(1000), name="ticker")
+            awaits = tg.spawn(awaits_ticker)
+            agen_task = tg.spawn(consumer, ev)
+            for _ in range(3):
+                await yieldio.sleep(0)
+            out = {name: (innermost_frame(t), where_frame(t))
+                   for name, t in [("ticker", ticker), ("awaits", awaits), ("agen", agen_task)]}
+            tree = yieldio.debug.format_task_tree()
+            tg.cancel()
+        out["finished"] = (innermost_frame(ticker), where_frame(ticker))
+        return out, tree
+
+    out, tree = yieldio.run(main)
+    for name in ("ticker", "awaits"):
+        inner, where = out[name]
+        assert inner.opaque and inner.function == "Ticker" and where == inner
+    inner, where = out["agen"]
+    assert inner.function == "Event.wait"
+    assert where.function == "agen" and "await ev.wait()" in where.line
+    assert out["finished"] == (None, None)
+    assert "'ticker' [ready]\n      at <Ticker>" in tree
+
+
+class GenProxy:
+    """A look-alike coroutine (as Cython makes): generator attributes, not a generator."""
+
+    def __init__(self, gen):
+        self.gen = gen
+        self.gi_code = gen.gi_code
+
+    @property
+    def gi_frame(self):
+        return self.gen.gi_frame
+
+    @property
+    def gi_yieldfrom(self):
+        return self.gen.gi_yieldfrom
+
+    def send(self, value):
+        return self.gen.send(value)
+
+    def throw(self, *exc):
+        return self.gen.throw(*exc)
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+
+def test_look_alike_coroutines_show_the_frames_they_expose():
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(GenProxy(gen_outer(ev)), name="proxied")
+            await yieldio.sleep(0)
+            await yieldio.sleep(0)
+            stack = t.stack()
+            ev.set()
+        return stack
+
+    assert [f.function for f in yieldio.run(main)] == ["gen_outer", "gen_inner", "Event.wait"]
+
+
+class Cyclic:
+    """A broken look-alike whose await chain leads back to itself."""
+
+    cr_code = None
+
+    def __init__(self, frame):
+        self.cr_frame = frame
+        self.cr_await = self
+
+
+def test_coroutine_frames_of_objects_outside_a_task():
+    def gen():
+        yield
+
+    g = gen()
+    next(g)
+    assert [f.function for f in coroutine_frames(g)] == [
+        "test_coroutine_frames_of_objects_outside_a_task.<locals>.gen"]
+    frames = [Frame("x.py", 1, "earlier")]
+    assert coroutine_frames(g, frames) is frames and len(frames) == 2
+    g.close()
+    assert coroutine_frames(g) == []  # finished: nothing suspended
+    # A cycle in a broken object graph ends the walk instead of looping.
+    g = gen()
+    next(g)
+    assert [f.function for f in coroutine_frames(Cyclic(g.gi_frame))] == [
+        "test_coroutine_frames_of_objects_outside_a_task.<locals>.gen"]
+    assert coroutine_frames(Ticker(1))[0].opaque

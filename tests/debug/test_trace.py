@@ -251,3 +251,29 @@ def test_counter_values_that_json_cannot_hold_do_not_lose_the_trace(tmp_path):
     counters = [(e["name"], e["args"]["value"]) for e in json.loads(path.read_text())["traceEvents"]
                 if e["ph"] == "C" and e["name"] in ("ratio", "bytes")]
     assert counters == [("ratio", 1.5), ("bytes", 2.0), ("bytes", 5.0)]
+
+
+def test_a_counter_value_that_is_no_number_at_all_is_refused(tmp_path):
+    async def main():
+        with pytest.raises(TypeError, match="'peers'.*must be a number, not object"):
+            trace_counter("peers", object())
+        with pytest.raises(TypeError, match="'peers'.*not list"):
+            trace_counter("peers", [1, 2])
+
+    yieldio.run(main, trace=str(tmp_path / "t.json"))
+
+
+def test_a_trace_that_cannot_be_written_at_the_end_is_reported_not_raised(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    path = out_dir / "t.json"
+
+    async def main():
+        out_dir.rmdir()  # gone while the program ran
+        return "result"
+
+    assert yieldio.run(main, trace=str(path)) == "result"
+    err = capsys.readouterr().err
+    assert err.startswith(f"yieldio: could not write the trace to {str(path)!r}: ")
+    assert "No such file or directory" in err
+    assert not out_dir.exists()  # and no temporary file was left behind (nor a directory)

@@ -273,3 +273,72 @@ def test_task_table_limit():
 def test_tree_outside_a_run_is_a_clear_error():
     with pytest.raises(RuntimeError, match="must be called from a task running under"):
         format_task_tree()
+
+
+def test_describe_fd_for_unix_sockets_by_path_and_abstract_name(tmp_path):
+    path = str(tmp_path / "s.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(path)
+    conn, _ = listener.accept()
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind(b"\0yieldio-test-%d" % os.getpid())
+    abstract.listen(1)
+    try:
+        assert describe_fd(listener.fileno()) == f"unix socket, listening on {path}"
+        assert describe_fd(conn.fileno()) == f"unix socket, {path} <- unnamed"
+        assert describe_fd(client.fileno(), writing=True) == f"unix socket, unnamed -> {path}"
+        assert describe_fd(abstract.fileno()) == \
+            f"unix socket, listening on @yieldio-test-{os.getpid()}"
+    finally:
+        for s in (listener, client, conn, abstract):
+            s.close()
+
+
+def test_describe_fd_leaves_sockets_alone_under_a_default_timeout():
+    a, b = socket.socketpair()
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5)
+    try:
+        assert describe_fd(a.fileno()) == "socket"
+        assert a.gettimeout() is None  # not made non-blocking behind its owner's back
+    finally:
+        socket.setdefaulttimeout(old)
+        a.close()
+        b.close()
+
+
+def test_collapse_keeps_subtrees_and_names_odd_id_spans():
+    async def idle(ev):
+        await ev.wait()
+
+    async def supervisor(ev):
+        async with yieldio.TaskGroup() as tg:
+            for _ in range(2):
+                tg.spawn(idle, ev, name="leaf")
+            await ev.wait()
+
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            pair = [tg.spawn(idle, ev, name="pair") for _ in range(2)]
+            spread = []
+            for _ in range(8):  # ids not in one run: others are spawned between them
+                spread.append(tg.spawn(idle, ev, name="spread"))
+                tg.spawn(supervisor, ev, name="boss")
+            await settle()
+            text = format_task_tree(collapse=True)
+            ev.set()
+        return text, [t.id for t in pair], [t.id for t in spread]
+
+    text, pair, spread = vrun(main)
+    lines = text.splitlines()
+    assert f"    ... and 1 more like it (task {pair[1]})" in lines
+    rest = ", ".join(map(str, spread[1:6]))
+    assert f"    ... and 7 more like it (tasks {rest}, ...)" in lines
+    # A task with children of its own is never folded into its siblings:
+    # each supervisor is shown, with its two leaves folded under it.
+    assert text.count("'boss' [waiting]") == 8
+    assert text.count("'leaf' [waiting]") == 8 and text.count("... and 1 more like it") == 9

@@ -213,3 +213,38 @@ def test_cancelled_blocked_read_then_data():
         assert await b.read_exactly(3) == b"abc"
 
     vrun(main)
+
+
+def test_using_a_stream_outside_a_run_is_a_clear_error():
+    a, b = memory_stream_pair()
+    with pytest.raises(RuntimeError, match="yieldio"):
+        a.send_all(b"x").send(None)
+
+
+def test_send_eof_while_a_send_waits_for_room_is_refused():
+    async def main():
+        a, b = memory_stream_pair(4)
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(a.send_all, b"more than four bytes")
+            await wait_all_tasks_blocked()
+            with pytest.raises(yieldio.BusyResourceError, match="another task is sending"):
+                await a.send_eof()
+            received = b""
+            while len(received) < 20:
+                received += await b.receive_some()
+        assert received == b"more than four bytes"
+
+    vrun(main)
+
+
+def test_receive_in_a_cancelled_scope_takes_nothing():
+    async def main():
+        a, b = memory_stream_pair()
+        await a.send_all(b"kept")
+        with yieldio.move_on_after(10) as scope:
+            scope.cancel()
+            await b.receive_some()
+        assert scope.cancelled_caught
+        assert await b.receive_some() == b"kept"
+
+    vrun(main)

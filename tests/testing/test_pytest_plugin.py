@@ -446,3 +446,76 @@ def test_hypothesis_given_on_async_tests(pytester):
     # Hypothesis < 6.16x says "Falsifying example:", newer "Failing test case:".
     result.stdout.re_match_lines([r".*(Falsifying example|Failing test case): test_shrinks\(",
                                   r".*n=10,"])
+
+
+def test_teardown_errors_of_several_async_fixtures_are_all_reported(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.fixture
+        async def first():
+            yield 1
+            raise KeyError("first teardown")
+
+        @pytest.fixture
+        async def second():
+            yield 2
+            raise ValueError("second teardown")
+
+        @pytest.mark.yieldio
+        async def test_passes_but_teardowns_fail(first, second):
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    # The last set up is torn down first: its error is reported, the other noted.
+    result.stdout.fnmatch_lines([
+        "*ValueError: second teardown*",
+        "*also, in an async fixture's teardown: KeyError('first teardown')*",
+    ])
+
+
+def test_a_fixture_whose_scope_cancels_the_test_is_named(pytester):
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        @pytest.fixture
+        async def crashy():
+            with yieldio.move_on_after(1):  # cancels the test, then swallows the Cancelled
+                yield
+
+        @pytest.mark.yieldio
+        async def test_waits(crashy, autojump_clock):
+            await yieldio.sleep(10)
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*the test was cancelled by a cancel scope in async fixture 'crashy' before it finished*"])
+
+
+def test_explore_zero_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x(): pass")
+    result = run(pytester, "--yieldio-explore", "0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--yieldio-explore needs K >= 1*"])
+
+
+def test_async_fixture_with_hypothesis_is_a_usage_error(pytester):
+    pytest.importorskip("hypothesis")
+    pytester.makepyfile("""
+        import pytest
+        from hypothesis import given, strategies as st
+
+        @pytest.fixture
+        async def resource():
+            return 1
+
+        @given(st.integers())
+        @pytest.mark.yieldio
+        async def test_x(resource, n):
+            pass
+    """)
+    result = run(pytester)
+    result.stdout.fnmatch_lines(["*async fixture 'resource' with @hypothesis.given*"])
+    assert result.ret != 0

@@ -671,3 +671,24 @@ def test_tls_http_websocket_and_unix_run_unchanged_on_the_simulation():
                         assert await unix.readline() == b"SHOUT\n"
 
     vrun(main, net=net, seed=4)
+
+
+def test_settings_are_validated_and_shown():
+    with pytest.raises(ValueError, match="max_buffer must be >= 1"):
+        SimNetwork(max_buffer=0)
+    assert repr(SimNetwork(latency=0.5)) == "<SimNetwork latency=0.5 bandwidth=None 0 connections>"
+
+
+def test_getaddrinfo_of_no_host_and_of_a_family_the_name_lacks():
+    net = SimNetwork()
+    net.add_host("v4only.example", "10.0.0.8")
+
+    async def main():
+        assert [i[4] for i in await net.getaddrinfo(None, 80)] == [("127.0.0.1", 80)]
+        with pytest.raises(socket.gaierror) as info:
+            await net.getaddrinfo("v4only.example", 80, family=socket.AF_INET6)
+        assert info.value.errno == socket.EAI_ADDRFAMILY
+        with pytest.raises(socket.gaierror, match="Address family"):
+            await net.getaddrinfo("10.0.0.8", 80, family=socket.AF_INET6)
+
+    vrun(main, net=net)

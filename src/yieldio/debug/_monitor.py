@@ -186,8 +186,7 @@ class MonitorServer:
                                    f"{parent!r} does not exist")
             # Checked here too, so that run() fails before the program starts
             # (an instrument's error in before_run would only be printed).
-            if os.path.lexists(path) and self._in_use(path):
-                raise MonitorError(f"another program's monitor already listens at {path!r}")
+            self._check_path(path)
         self.path = path
         self.announce = announce
         self.answer_timeout = answer_timeout
@@ -209,9 +208,9 @@ class MonitorServer:
         self._kernel_thread = threading.get_ident()
         self._started = time.time()
         path = self.path or self._free_path()
-        if len(os.fsencode(path)) > 107:
-            raise MonitorError(f"the monitor socket path is too long for a Unix socket: {path!r}")
-        self._remove_stale(path)
+        self._check_path(path)
+        if os.path.lexists(path):
+            os.unlink(path)  # left behind by a program that died (same pid reused)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(path)
@@ -251,7 +250,10 @@ class MonitorServer:
                 pass
         for c in conns:
             try:
-                c.shutdown(socket.SHUT_RDWR)  # wakes a blocked readline()
+                # Wakes a blocked readline() with EOF. Only the reading side:
+                # a connection whose command was just released still has
+                # to write its "shutting down" answer.
+                c.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
         for t in list(self._threads):
@@ -293,14 +295,17 @@ class MonitorServer:
         finally:
             probe.close()
 
-    def _remove_stale(self, path: str) -> None:
+    @classmethod
+    def _check_path(cls, path: str) -> None:
+        """Raise MonitorError unless a socket can be made at ``path`` (replacing a stale one)."""
+        if len(os.fsencode(path)) > 107:
+            raise MonitorError(f"the monitor socket path is too long for a Unix socket: {path!r}")
         if not os.path.lexists(path):
             return
-        if self._in_use(path):
+        if cls._in_use(path):
             raise MonitorError(f"another program's monitor already listens at {path!r}")
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise MonitorError(f"refusing to replace {path!r}: it is not a socket")
-        os.unlink(path)  # left behind by a program that died (same pid reused)
 
     # -- serving (monitor threads) -----------------------------------------------------
     def _accept_loop(self) -> None:
@@ -531,7 +536,7 @@ def _top_table(k: Any, counts: dict[int, int], samples: int, idle: int,
 
 def _find_task(k: Any, key: str) -> tuple[Any, str]:
     tasks = k.all_tasks()
-    if key.isdigit():
+    if key.isdecimal():  # not isdigit: int("²") fails
         for t in tasks:
             if t.id == int(key):
                 return t, ""

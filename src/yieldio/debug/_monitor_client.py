@@ -36,7 +36,8 @@ def find_monitor_socket(target: str | None = None) -> str:
 
         path = find_monitor_socket("12345")
     """
-    if target and not target.isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if target and not target.isdecimal():
         if not os.path.exists(target):
             raise MonitorError(f"no monitor socket at {target!r}")
         return target
@@ -82,10 +83,10 @@ class MonitorClient:
             self._sock.connect(path)
             self._file = self._sock.makefile("rwb")
             self.hello = self._read()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, MonitorError) as exc:
             self._sock.close()
             raise MonitorError(f"cannot talk to the monitor at {path!r}: {exc}") from None
-        if self.hello.get("hello") != "yieldio-monitor":
+        if not isinstance(self.hello, dict) or self.hello.get("hello") != "yieldio-monitor":
             self.close()
             raise MonitorError(f"{path!r} is not a yieldio monitor")
 

@@ -68,7 +68,7 @@ class NeverAwaited:
         lines = [f"yieldio: coroutine {self.qualname!r} was never awaited{where}."]
         if not self.origin:
             lines.append("Where it was created is unknown (it was created before debug mode "
-                         "was on).")
+                         "was on, or on a thread other than the kernel's).")
             return "\n".join(lines)
         lines.append("It was created at (most recent call last):")
         for filename, lineno, function in self.origin:
@@ -122,27 +122,31 @@ def _user_part(origin: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]
     return origin[cut:] or origin
 
 
-def _install() -> None:
+def _install() -> int:
+    """Turn reporting on for this thread; returns its origin depth, to restore."""
     global _users
+    # The origin tracking depth is per thread (the hook is not): every
+    # debug-mode kernel turns it on for its own thread.
+    depth = sys.get_coroutine_origin_tracking_depth()
+    sys.set_coroutine_origin_tracking_depth(max(ORIGIN_DEPTH, depth))
     with _lock:
         _users += 1
         if _users > 1:
-            return
-        _saved["depth"] = sys.get_coroutine_origin_tracking_depth()
+            return depth
         _saved["hook"] = getattr(warnings, "_warn_unawaited_coroutine", None)
-        sys.set_coroutine_origin_tracking_depth(max(ORIGIN_DEPTH, _saved["depth"]))
         # CPython looks this function up on the warnings module each time it
         # warns about an unawaited coroutine (Python/_warnings.c).
         warnings._warn_unawaited_coroutine = _hook  # type: ignore[attr-defined]
+    return depth
 
 
-def _uninstall() -> None:
+def _uninstall(depth: int) -> None:
     global _users
+    sys.set_coroutine_origin_tracking_depth(depth)
     with _lock:
         _users -= 1
         if _users > 0:
             return
-        sys.set_coroutine_origin_tracking_depth(_saved.pop("depth", 0))
         hook = _saved.pop("hook", None)
         if hook is not None:
             warnings._warn_unawaited_coroutine = hook  # type: ignore[attr-defined]
@@ -168,11 +172,12 @@ class NeverAwaitedReporter:
         self.log = log
         self.reports: list[NeverAwaited] = []
         self._thread_id: int | None = None
+        self._depth = 0
 
     def before_run(self) -> None:
         """Instrument hook: start watching for coroutines that are never awaited."""
         self._thread_id = threading.get_ident()
-        _install()
+        self._depth = _install()
         _reporters[self._thread_id] = self
 
     def after_run(self) -> None:
@@ -183,7 +188,7 @@ class NeverAwaitedReporter:
         if self._thread_id is not None:
             _reporters.pop(self._thread_id, None)
             self._thread_id = None
-            _uninstall()
+            _uninstall(self._depth)
 
     def _report(self, report: NeverAwaited) -> None:
         self.reports.append(report)
