@@ -374,3 +374,37 @@ def test_scope_strips_its_cancellation_from_a_group_with_other_errors():
         assert info.value is group and not scope.cancelled_caught
 
     vrun(main)
+
+
+def test_current_effective_deadline_is_the_nearest_one_up_to_a_shield():
+    async def main():
+        seen = [yieldio.current_effective_deadline()]  # no scope with a deadline
+        with yieldio.move_on_after(10):
+            with yieldio.move_on_after(30):  # further away: the 10 s one rules
+                seen.append(yieldio.current_effective_deadline())
+                with yieldio.CancelScope(shield=True):
+                    seen.append(yieldio.current_effective_deadline())  # the shield hides it
+                    with yieldio.move_on_after(50):
+                        seen.append(yieldio.current_effective_deadline())
+            await yieldio.sleep(4)
+            with yieldio.move_on_after(2):  # nearer than what is left of 10 s
+                seen.append(yieldio.current_effective_deadline())
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            seen.append(yieldio.current_effective_deadline())  # already cancelled
+
+        async def child():
+            return yieldio.current_effective_deadline()
+
+        with yieldio.move_on_after(7):  # a child task inherits its group's deadlines
+            async with yieldio.TaskGroup() as tg:
+                t = tg.spawn(child)
+        seen.append(t.result())
+        return seen
+
+    assert vrun(main) == [math.inf, 10.0, math.inf, 50.0, 6.0, -math.inf, 11.0]
+
+
+def test_current_effective_deadline_outside_a_run():
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        yieldio.current_effective_deadline()

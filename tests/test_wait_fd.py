@@ -138,3 +138,16 @@ def test_outside_a_run():
     with pytest.raises(RuntimeError, match="yieldio.run"):
         yieldio.wait_readable(0).send(None)
     yieldio.notify_closing(0)  # a no-op outside a run (a finalizer may call it)
+
+
+def test_a_closed_file_object_is_a_closed_resource(tmp_path):
+    f = open(tmp_path / "x", "wb")  # noqa: SIM115
+    f.close()
+
+    async def main():
+        with pytest.raises(yieldio.ClosedResourceError):
+            await yieldio.wait_readable(f)  # fileno() of a closed file raises ValueError
+        with pytest.raises(yieldio.ClosedResourceError):
+            await yieldio.wait_writable(f)
+
+    yieldio.run(main)

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 from typing import Any as _Any
 from typing import TypeVar as _TypeVar
 
-from ._cancel import CancelScope, fail_after, fail_at, move_on_after, move_on_at
+from ._cancel import (
+    CancelScope,
+    current_effective_deadline,
+    fail_after,
+    fail_at,
+    move_on_after,
+    move_on_at,
+)
 from ._exceptions import (
     BusyResourceError,
     Cancelled,
@@ -160,6 +167,7 @@ __all__ = [
     "checkpoint",
     "coroutine",
     "current_task",
+    "current_effective_deadline",
     "current_time",
     "fail_after",
     "fail_at",

@@ -27,7 +27,8 @@ from ._exceptions import Cancelled
 if TYPE_CHECKING:
     from ._task import Task
 
-__all__ = ["CancelScope", "move_on_after", "move_on_at", "fail_after", "fail_at"]
+__all__ = ["CancelScope", "move_on_after", "move_on_at", "fail_after", "fail_at",
+           "current_effective_deadline"]
 
 
 _INF = math.inf
@@ -371,6 +372,39 @@ def _scope_after(seconds: float, shield: bool, cls: type[CancelScope] = CancelSc
     except AttributeError:
         _state.outside_run()
     return cls(deadline=k.clock_now() + seconds, shield=shield)
+
+
+def current_effective_deadline() -> float:
+    """The earliest time a deadline can cancel the calling task: ``inf`` if none.
+
+    ::
+
+        with yieldio.move_on_after(5):
+            left = yieldio.current_effective_deadline() - yieldio.current_time()
+            await yieldio.to_thread(blocking_call, timeout=left)
+
+    It walks out from the task's innermost cancel scope and stops at a
+    shield, as trio's function of the same name does: that is the deadline
+    code inside can actually be cancelled by. ``-inf`` if the task is
+    already cancelled (the next checkpoint raises). For handing a timeout
+    to something that cannot be cancelled (a blocking call in a thread, a
+    protocol message that carries one).
+    """
+    try:
+        task = _state.local.kernel.current
+    except AttributeError:
+        _state.outside_run()
+    if task._cancel_pending:
+        return -math.inf
+    deadline = math.inf
+    scope: CancelScope | None = task._scope
+    while scope is not None:
+        if scope._deadline < deadline:
+            deadline = scope._deadline
+        if scope._shield:
+            break
+        scope = scope._parent
+    return deadline
 
 
 def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:

@@ -34,7 +34,10 @@ __all__ = ["wait_readable", "wait_writable", "notify_closing", "fast_checkpoint"
 def _fileno(obj: Any) -> int:
     if isinstance(obj, int):
         return obj
-    fd = obj.fileno()
+    try:
+        fd = obj.fileno()
+    except ValueError:  # a closed file object: "I/O operation on closed file"
+        fd = -1
     if fd < 0:
         from ._exceptions import ClosedResourceError
 

@@ -326,10 +326,7 @@ class TaskGroup:
         parent = self._scope._parent
         assert parent is not None
         outer_cancelled = parent._eff
-        try:
-            self._scope.__exit__(None, None, None)
-        except RuntimeError:
-            raise
+        self._scope.__exit__(None, None, None)  # RuntimeError if mis-nested
         # KeyboardInterrupt and SystemExit go out bare, after the children ended.
         for e in ([exc] if exc is not None else []) + errors:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):

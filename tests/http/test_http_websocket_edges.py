@@ -183,3 +183,25 @@ def test_bad_handshake_answers(answer: bytes, error: type, match: str) -> None:
                     pass
 
     yieldio.run(main)
+
+
+def test_a_ping_payload_that_cannot_be_sent_is_refused_and_remembers_nothing() -> None:
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+                with pytest.raises(ValueError, match="125 bytes"):
+                    await ws.ping(b"x" * 126)
+                with pytest.raises(TypeError, match="bytes"):
+                    await ws.ping("text")  # type: ignore[arg-type]
+                assert ws._pongs == {}  # no waiter left behind for a pong that never comes
+                with yieldio.fail_after(2):
+                    await ws.ping(b"y" * 125)  # the largest allowed works
+                    await ws.send("still open")
+                    assert await ws.receive() == "still open"
+
+    yieldio.run(main)

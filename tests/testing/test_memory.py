@@ -248,3 +248,19 @@ def test_receive_in_a_cancelled_scope_takes_nothing():
         assert await b.receive_some() == b"kept"
 
     vrun(main)
+
+
+def test_send_eof_in_a_cancelled_scope_sends_nothing():
+    # As trio's streams: a cancelled call does nothing, so the caller knows
+    # the peer has not seen the EOF and may still send.
+    async def main():
+        a, b = memory_stream_pair()
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            await a.send_eof()
+        assert scope.cancelled_caught
+        await a.write(b"more")
+        await a.send_eof()
+        return await b.read(), await b.read()
+
+    assert vrun(main) == (b"more", b"")

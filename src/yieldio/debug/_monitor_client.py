@@ -103,6 +103,9 @@ class MonitorClient:
             self._file.write(json.dumps({"cmd": cmd, "arg": arg}).encode() + b"\n")
             self._file.flush()
             return self._read()
+        except (BrokenPipeError, ConnectionResetError):
+            raise MonitorError("the program closed the monitor connection "
+                               "(it has exited?)") from None
         except (OSError, ValueError) as exc:
             raise MonitorError(f"lost the monitor connection: {exc}") from None
 

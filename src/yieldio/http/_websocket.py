@@ -136,7 +136,11 @@ class WebSocket:
             with yieldio.fail_after(5):
                 await ws.ping()
         """
-        payload = payload or os.urandom(4)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise TypeError(f"a ping payload is bytes, not {type(payload).__name__}")
+        if len(payload) > 125:  # checked before the pong table remembers it
+            raise ValueError("a ping payload is at most 125 bytes (RFC 6455, section 5.5)")
+        payload = bytes(payload) or os.urandom(4)
         waiter = self._pongs.setdefault(payload, Event())
         await self._send_event(wse.Ping(payload=payload), raise_closed=True)
         await waiter.wait()

@@ -281,6 +281,9 @@ class MemoryStream(Stream):
             raise ClosedResourceError("this stream is closed")
         if self._sending or self._writing:
             raise BusyResourceError("another task is sending on this stream")
+        task = _kernel().current
+        if task._cancel_pending:  # as trio: a cancelled send_eof sends nothing
+            task._raise_cancel()
         if not self._eof_sent:
             self._eof_sent = True
             self._out.close_write()
