@@ -479,3 +479,48 @@ def test_universal_queue_blocking_put_times_out_or_sees_close():
         q.put(2, timeout=10)  # waiting for room when the queue is closed
     closer.join()
     assert q.get() == 1
+
+
+def test_universal_queue_waits_let_virtual_time_jump():
+    # A task waiting on a UniversalQueue that another task feeds after a
+    # (virtual) sleep: autojump must move time on, or the run would hang.
+    async def main():
+        uq = yieldio.UniversalQueue(1)
+
+        async def producer():
+            await yieldio.sleep(10)
+            await uq.put("a")
+            await uq.put("b")
+            await yieldio.sleep(10)
+            await uq.put("c")  # waits for room: also a UniversalQueue wait
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(producer)
+            got = [await uq.get()]
+            await yieldio.sleep(5)
+            got += [await uq.get(), await uq.get()]
+            with yieldio.move_on_after(3) as scope:
+                await uq.get()  # nothing more comes: the timeout fires in virtual time
+            return got, yieldio.current_time(), scope.cancelled_caught
+
+    assert yieldio.run(main, clock=VirtualClock(autojump=True)) == (["a", "b", "c"], 23.0, True)
+
+
+def test_universal_queue_fed_by_to_thread_holds_virtual_time():
+    # A to_thread job holds virtual time while it works (real time), so a
+    # virtual timeout around the wait for its item does not fire early.
+    import time
+
+    async def main():
+        uq = yieldio.UniversalQueue()
+
+        def slow_producer():
+            time.sleep(0.05)
+            uq.put("from the thread")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.to_thread, slow_producer)
+            with yieldio.fail_after(1):
+                return await uq.get()
+
+    assert yieldio.run(main, clock=VirtualClock(autojump=True)) == "from the thread"

@@ -89,7 +89,10 @@ class Kernel(OutsideWorld, TimerHeap):
         self.io_waiters = 0
         self.thread_jobs = 0
         self.external_parks = 0  # waits a thread will end: they hold virtual time too
-        self.passive_parks = 0  # waits only a signal or a cancel ends (sleep_forever)
+        # Waits that nothing known will end (sleep_forever, a signal, a
+        # UniversalQueue a plain thread may feed): they neither hold virtual
+        # time nor count as stuck while the main task runs.
+        self.passive_parks = 0
         # Seeded: every fast-path success is a schedule point, from the first one.
         self.fast_budget = FAST_PATH_BUDGET if seed is None else 1
         self.seed = seed

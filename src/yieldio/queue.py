@@ -389,7 +389,10 @@ class UniversalQueue(_IterateUntilClosed):
                 getter = None
                 self._task_putters[task] = item
                 task._wait = self
-                k.external_parks += 1
+                # Passive, not external: no thread is known to be on its way
+                # (a to_thread producer holds virtual time by itself), so
+                # autojump may move time on while a task waits here.
+                k.passive_parks += 1
         if room:
             if getter is not None:
                 _wake_from_anywhere(getter, item)
@@ -398,7 +401,7 @@ class UniversalQueue(_IterateUntilClosed):
         try:
             result = yield PARK
         finally:
-            k.external_parks -= 1
+            k.passive_parks -= 1
         if result is _CLOSED:
             raise QueueClosed("the UniversalQueue was closed while waiting to put")
 
@@ -445,7 +448,7 @@ class UniversalQueue(_IterateUntilClosed):
                 waiting = True
                 self._task_getters[task] = k
                 task._wait = self
-                k.external_parks += 1
+                k.passive_parks += 1  # see _put_async
         if not waiting:
             if putter is not None:
                 _wake_from_anywhere(putter, None)
@@ -454,7 +457,7 @@ class UniversalQueue(_IterateUntilClosed):
         try:
             item = yield PARK
         finally:
-            k.external_parks -= 1
+            k.passive_parks -= 1
         if item is _CLOSED:
             raise QueueClosed("the UniversalQueue is closed and empty")
         return item
