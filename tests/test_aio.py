@@ -13,6 +13,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -641,6 +642,222 @@ def test_yieldio_open_tcp_stream_to_an_asyncio_server():
             return await run_yieldio(client, port)
 
     assert asyncio.run(main()) == b"HELLO FROM YIELDIO\n"
+
+
+# -- rarer paths: failures around the loop thread and the asyncio task ---------------------
+
+
+def test_run_asyncio_fails_cleanly_when_the_loop_thread_cannot_start(monkeypatch):
+    # Thread.start() can fail (RuntimeError: can't start new thread): the call
+    # must fail with RuntimeError, the half-made loop must be closed (the
+    # autouse fixture checks its fds), the coroutine closed without a warning,
+    # and a later call must start the loop thread normally.
+    real_start = threading.Thread.start
+
+    def failing_start(self):
+        raise RuntimeError("can't start new thread")
+
+    async def main():
+        monkeypatch.setattr(threading.Thread, "start", failing_start)
+        with pytest.raises(RuntimeError, match="cannot reach the asyncio loop: can't start"):
+            await run_asyncio(double_later(1))
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        assert loop_threads() == []
+        return await run_asyncio(double_later, 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert yieldio.run(main) == 4
+        gc.collect()
+    assert loop_threads() == []
+
+
+def test_a_task_factory_that_fails_fails_the_call_without_never_awaited_warnings():
+    # An old-style task factory (no 'context' argument) on the caller's loop:
+    # create_task() raises TypeError. The caller gets it; neither the caller's
+    # coroutine nor the bridge's own wrapper is left "never awaited".
+    loop = asyncio.new_event_loop()
+    loop.set_task_factory(lambda loop, coro: asyncio.Task(coro, loop=loop))
+    thread = threading.Thread(target=loop.run_forever, name="my-asyncio", daemon=True)
+    thread.start()
+
+    async def main():
+        with pytest.raises(TypeError, match="context"):
+            await run_asyncio(double_later(1), loop=loop)
+        with pytest.raises(TypeError, match="context"):
+            await run_asyncio(double_later, 1, loop=loop)
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yieldio.run(main)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+    finally:
+        loop.close()
+
+
+def test_cancelled_before_the_asyncio_task_took_a_step_never_runs_it():
+    # The asyncio loop is busy (a blocking call) while a yieldio task posts a
+    # call and is cancelled: the asyncio task is cancelled before its first
+    # step. Its body never runs, its coroutine is closed (no warning), and the
+    # yieldio task ends cancelled, not with AsyncioCancelled.
+    started, release = threading.Event(), threading.Event()
+    log: list[str] = []
+
+    async def hog_the_loop():
+        started.set()
+        release.wait(5)  # blocking on purpose
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(run_asyncio, hog_the_loop)
+            assert await yieldio.to_thread(started.wait, 5)
+            task = tg.spawn(run_asyncio, slow_asyncio(log)(), name="caller")
+            await yieldio.sleep(0)
+            assert "'caller' [waiting] -- waiting on asyncio" in yieldio.debug.format_task_tree()
+            task.cancel()
+            release.set()
+            with pytest.raises(yieldio.TaskCancelled):
+                await task.join()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yieldio.run(main)
+        gc.collect()
+    assert log == []
+
+
+def test_an_asyncio_task_failing_while_cancelled_at_the_end_of_the_run_is_reported():
+    reports: list[dict] = []
+
+    async def background():
+        try:
+            await asyncio.sleep(10)
+        finally:
+            raise OSError("cleanup of a fire-and-forget task failed")
+
+    async def spawn_background():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: reports.append(context))
+        loop.create_task(background())
+        await asyncio.sleep(0)
+
+    async def main():
+        await run_asyncio(spawn_background)
+
+    yieldio.run(main)
+    assert len(reports) == 1
+    assert "during yieldio run shutdown" in reports[0]["message"]
+    assert isinstance(reports[0]["exception"], OSError)
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_the_loop_thread_survives_and_reports_an_exit_raised_by_asyncio_code(exc_type):
+    # asyncio re-raises KeyboardInterrupt and SystemExit out of run_forever().
+    # The loop thread must keep answering the calls in flight -- and must not
+    # drop the exception silently: it goes to the loop's exception handler.
+    reports: list[dict] = []
+
+    async def poison():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: reports.append(context))
+
+        def boom():
+            raise exc_type("from a callback")
+
+        loop.call_soon(boom)
+        await asyncio.sleep(0.01)
+        loop.stop()  # asyncio code stopping the loop does not kill the bridge either
+        await asyncio.sleep(0.01)
+        return "still answered"
+
+    async def main():
+        first = await run_asyncio(poison)
+        return first, await run_asyncio(double_later, 4)
+
+    assert yieldio.run(main) == ("still answered", 8)
+    assert [type(r["exception"]) for r in reports] == [exc_type]
+    assert loop_threads() == []
+
+
+def test_the_task_tree_names_a_call_by_its_type_when_it_has_no_qualname():
+    import functools
+
+    started = threading.Event()
+
+    async def fetch(n):
+        started.set()
+        await asyncio.sleep(10)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            task = tg.spawn(run_asyncio, functools.partial(fetch, 1), name="caller")
+            await yieldio.to_thread(started.wait, 5)
+            tree = yieldio.debug.format_task_tree()
+            task.cancel()
+        return tree
+
+    assert "'caller' [waiting] -- waiting on asyncio: partial()" in yieldio.run(main)
+
+
+def test_run_asyncio_refuses_a_closed_loop_or_the_loop_yieldio_run_blocks():
+    closed = asyncio.new_event_loop()
+    closed.close()
+
+    async def on_yieldio(loop):
+        with pytest.raises(RuntimeError, match="the loop is closed"):
+            await run_asyncio(asyncio.sleep, 0, loop=closed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(RuntimeError, match="runs in this very thread"):
+                await run_asyncio(asyncio.sleep(0), loop=loop)
+        return "refused"
+
+    async def asyncio_main():
+        # yieldio.run() called (blocking) from asyncio code, passed its own loop.
+        return yieldio.run(on_yieldio, asyncio.get_running_loop())
+
+    assert asyncio.run(asyncio_main()) == "refused"
+
+
+def test_run_yieldio_whose_asyncio_loop_was_closed_ends_quietly():
+    # The asyncio loop is closed while a run_yieldio() is in flight (a loop of
+    # your own, closed with tasks pending). The yieldio run still finishes,
+    # and its thread ends without an unhandled exception.
+    loop = asyncio.new_event_loop()
+    entered, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+    thread_errors: list[Any] = []
+
+    async def on_yieldio():
+        entered.set()
+        await yieldio.to_thread(release.wait, 5)
+        finished.append("yieldio run finished")
+
+    async def start():
+        task = asyncio.create_task(run_yieldio(on_yieldio))
+        await asyncio.sleep(0)
+        return task
+
+    old_hook = threading.excepthook
+    threading.excepthook = thread_errors.append
+    try:
+        loop.run_until_complete(start())
+        assert entered.wait(5)
+        run_threads = [t for t in threading.enumerate() if t.name.startswith("yieldio-run")]
+        loop.set_exception_handler(lambda loop, context: None)  # "task destroyed pending"
+        loop.close()
+        release.set()
+        for t in run_threads:
+            t.join(5)
+        assert run_threads and not any(t.is_alive() for t in run_threads)
+    finally:
+        threading.excepthook = old_hook
+        release.set()
+    assert finished == ["yieldio run finished"] and thread_errors == []
 
 
 # -- docs/asyncio.md: every example runs and prints what the page says ------------------------

@@ -321,3 +321,124 @@ def test_send_eof_while_another_task_writes_is_busy_and_the_write_completes():
             assert await reader.read() == b""
 
     yieldio.run(main)
+
+
+def test_unknown_extra_info_gives_the_default():
+    r, w = os.pipe()
+    os.close(w)
+    reader = FdStream(r)
+    try:
+        assert reader.get_extra_info("peername") is None
+        assert reader.get_extra_info("peername", "none") == "none"
+    finally:
+        os.close(r)
+        reader._fd = -1
+
+
+def test_write_cancelled_before_start_writes_nothing_and_leaves_the_stream_usable():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await writer.send_all(b"never")  # room in the pipe, but a checkpoint
+            assert scope.cancelled_caught
+            await writer.write(b"after")
+            await writer.send_eof()
+            assert await reader.read() == b"after"
+
+    yieldio.run(main)
+
+
+def test_writes_that_never_wait_do_not_starve_other_tasks():
+    async def main():
+        reader, writer = _pipe()
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await yieldio.sleep(0)
+
+        async with reader, writer, yieldio.TaskGroup() as tg:
+            tg.spawn(ticker)
+            await yieldio.sleep(0)
+            start = ticks
+            for _ in range(1000):  # 1000 bytes: the pipe never fills, no write waits
+                await writer.send_all(b"w")
+            tg.cancel()
+        return ticks - start
+
+    assert yieldio.run(main) > 10
+
+
+def test_a_reader_that_loses_the_race_for_shared_pipe_data_keeps_waiting():
+    # Two fds on one pipe (a dup, or a child holding a copy): both are woken
+    # when data arrives, only one gets it; the other must not report EOF.
+    async def main():
+        r, w = os.pipe()
+        got = []
+
+        async def read(stream):
+            got.append(await stream.receive_some())
+
+        async with FdStream(r) as a, FdStream(os.dup(r)) as b, FdStream(w) as writer:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(read, a)
+                tg.spawn(read, b)
+                await yieldio.sleep(0.01)
+                await writer.write(b"1")
+                await yieldio.sleep(0.01)
+                assert got == [b"1"]
+                await writer.write(b"2")
+        return got
+
+    assert yieldio.run(main) == [b"1", b"2"]
+
+
+def test_closing_from_another_threads_run_wakes_the_reader_and_closes_the_fd():
+    async def main():
+        r, w = os.pipe()
+        reader = FdStream(r)
+
+        async def blocked():
+            with pytest.raises(yieldio.ClosedResourceError):
+                await reader.receive_some()
+
+        async with FdStream(w), yieldio.TaskGroup() as tg:
+            tg.spawn(blocked)
+            await yieldio.sleep(0.01)
+            # Another thread's run closes it: this run's loop must forget the
+            # fd and wake its reader before the fd is closed.
+            await yieldio.to_thread(yieldio.run, reader.aclose)
+        await yieldio.sleep(0)
+        assert reader.closed
+        with pytest.raises(OSError):
+            os.fstat(r)
+
+    yieldio.run(main)
+
+
+def test_finalizer_never_raises_when_the_fd_was_closed_behind_its_back(monkeypatch):
+    unraisable = []
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+
+    def abandon_after_closing_its_fd() -> None:
+        r, w = os.pipe()
+        os.close(w)
+        stream = FdStream(r)
+        os.close(r)  # misuse: the stream owns the fd
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del stream
+            gc.collect()
+
+    abandon_after_closing_its_fd()  # outside a run: closed by the finalizer
+
+    async def main():  # inside a run: the close is handed to the loop
+        abandon_after_closing_its_fd()
+        await yieldio.sleep(0)
+
+    yieldio.run(main)
+    assert unraisable == []

@@ -314,6 +314,69 @@ def test_sigint_receiver_replaces_ctrl_c_for_its_duration():
     assert yieldio.run(main) == signal.SIGINT
 
 
+def test_a_waiting_receiver_is_described_for_debugging():
+    from yieldio.debug import describe_wait
+
+    async def main():
+        with yieldio.open_signal_receiver(USR1, USR2) as signals:
+            async with yieldio.TaskGroup() as tg:
+                t = tg.spawn(signals.receive)
+                await yieldio.sleep(0.01)
+                description = describe_wait(t)
+                os.kill(os.getpid(), USR2)
+            return description, t.result()
+
+    description, got = yieldio.run(main)
+    assert "signal receiver (SIGUSR1, SIGUSR2)" in description and got == USR2
+
+
+def test_cancelled_receive_with_a_signal_pending_does_not_consume_it():
+    async def main():
+        with yieldio.open_signal_receiver(USR1) as signals:
+            os.kill(os.getpid(), USR1)
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await signals.receive()
+            assert scope.cancelled_caught
+            assert signals.pending() == [USR1]
+            return await signals.receive()
+
+    assert yieldio.run(main) == USR1
+
+
+def test_iterating_a_closed_receiver_ends_at_once():
+    async def main():
+        with yieldio.open_signal_receiver(USR1) as signals:
+            pass
+        return [signum async for signum in signals]
+
+    assert yieldio.run(main) == []
+
+
+def test_receiver_used_outside_its_run_raises_runtime_error():
+    # From another run (in a thread) the wakeup would go to the wrong loop,
+    # which then stepped the other run's task on the main thread.
+    async def other_run(signals):
+        with yieldio.move_on_after(2):
+            with pytest.raises(RuntimeError, match="another yieldio.run"):
+                await signals.receive()
+            return "checked"
+        return "parked in the wrong run"
+
+    async def main():
+        with yieldio.open_signal_receiver(USR1) as signals:
+            assert await yieldio.to_thread(yieldio.run, other_run, signals) == "checked"
+            assert _kernel().passive_parks == 0
+            os.kill(os.getpid(), USR1)
+            assert await signals.receive() == USR1  # still works in its own run
+        return signals
+
+    signals = yieldio.run(main)
+    coro = signals.receive()
+    with pytest.raises(RuntimeError, match="yieldio.run"):
+        coro.send(None)
+
+
 # -- whole programs --------------------------------------------------------------
 
 SELF_TERM = textwrap.dedent("""

@@ -6,12 +6,15 @@ left running or unreaped (a zombie), whatever the test did.
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import pytest
 
@@ -44,6 +47,22 @@ def _children() -> list[tuple[int, str]]:
 def _gone(pid: int) -> bool:
     """True if ``pid`` is not a child of ours any more (dead and reaped)."""
     return all(p != pid for p, _ in _children())
+
+
+def _pidfds() -> int:
+    """How many pidfds this process holds."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[pidfd]"
+        except OSError:
+            pass
+    return count
+
+
+def _wait_until_exited(pid: int) -> None:
+    """Block until the child ``pid`` has exited, without reaping it."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 
 
 @pytest.fixture(autouse=True)
@@ -570,3 +589,133 @@ def test_closing_a_coroutine_suspended_in_wait_kills_the_child(watcher):
 
     p = yieldio.run(main)
     assert p.returncode == -signal.SIGKILL
+
+
+def test_writing_to_a_child_that_closed_its_stdin_raises_broken_pipe(watcher):
+    code = "import sys; sys.stdin.close(); print('closed', flush=True)"
+
+    async def main():
+        with pytest.raises(BrokenPipeError):
+            async with await ysp.open_process([PY, "-c", code], stdin=ysp.PIPE,
+                                              stdout=ysp.PIPE) as p:
+                assert await p.stdout.readline() == b"closed\n"
+                assert await p.stdout.read() == b""  # EOF: it has exited
+                await p.stdin.write(b"x" * 100_000)
+        return p
+
+    p = yieldio.run(main)
+    # Leaving the block with the error does not turn its clean exit into a kill.
+    assert p.returncode == 0 and p.stdin.closed and p.stdout.closed
+
+
+def test_poll_from_a_worker_thread_reaps_the_child_and_releases_the_pidfd(watcher):
+    async def main():
+        p = await ysp.open_process(["true"])
+        await yieldio.to_thread(_wait_until_exited, p.pid)
+        assert await yieldio.to_thread(p.poll) == 0  # reaped off the loop's thread
+        await yieldio.sleep(0)
+        assert _pidfds() == 0
+        assert await p.wait() == 0
+        return p
+
+    p = yieldio.run(main)
+    assert _gone(p.pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="no pidfd_open")
+def test_a_process_reaped_after_its_run_ended_releases_its_pidfd():
+    # The pidfd used to stay open until the Process was garbage-collected.
+    async def main():
+        return await ysp.open_process(["sleep", "60"])
+
+    p = yieldio.run(main)
+    assert _pidfds() == 1
+    p.kill()
+    deadline = time.monotonic() + 10
+    while p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert p.returncode == -signal.SIGKILL
+    assert _pidfds() == 0
+
+
+def test_an_abandoned_process_releases_its_pidfd_and_pipes(watcher):
+    async def main():
+        p = await ysp.open_process(["true"], stdin=ysp.PIPE, stdout=ysp.PIPE)
+        pid = p.pid
+        await yieldio.to_thread(_wait_until_exited, pid)  # exited, not reaped
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del p  # never waited for nor closed
+            gc.collect()
+        await yieldio.sleep(0)  # the loop closes what the finalizers handed it
+        assert _pidfds() == 0
+        return pid, [str(w.message) for w in caught]
+
+    pid, messages = yieldio.run(main)  # the conftest fixture checks the pipes
+    assert _gone(pid)
+    assert sum("unclosed FdStream" in m for m in messages) == 2, messages
+
+
+def test_wait_returns_the_status_while_another_thread_holds_the_reaping_lock(watcher):
+    # Another thread inside Popen.wait()/poll() holds the Popen's reaping
+    # lock: the child has exited but poll() cannot reap it. wait() must let
+    # that thread finish (here: wait for the lock) instead of failing or spinning.
+    async def main():
+        p = await ysp.open_process(["cat"], stdin=ysp.PIPE)
+        lock = p._popen._waitpid_lock
+        lock.acquire()
+        try:
+            async with yieldio.TaskGroup() as tg:
+                waiter = tg.spawn(p.wait)
+                await p.stdin.send_eof()  # cat exits
+                await yieldio.to_thread(_wait_until_exited, p.pid)
+                await yieldio.sleep(0.1)  # the waiter has seen the exit by now
+                assert p.returncode is None and not waiter.done()
+                lock.release()
+        finally:
+            if lock.locked():
+                lock.release()
+        return waiter.result(), p
+
+    rc, p = yieldio.run(main)
+    assert rc == 0 and p.returncode == 0
+
+
+def test_keyboard_interrupt_while_reaping_a_killed_child_still_reaps_it(watcher):
+    # A cancelled wait() SIGKILLs the child and reaps it in a shielded scope;
+    # Ctrl-C pierces shields, and must not leave the killed child a zombie.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    box = []
+
+    async def main():
+        p = await ysp.open_process(["sleep", "60"])
+        box.append(p)
+        with yieldio.CancelScope() as scope:
+            async with yieldio.TaskGroup() as tg:
+                async def interrupt():
+                    scope.cancel()
+                    os.kill(os.getpid(), signal.SIGINT)
+
+                tg.spawn(interrupt)
+                await p.wait()
+
+    with pytest.raises(KeyboardInterrupt):
+        yieldio.run(main)
+    assert box[0].returncode == -signal.SIGKILL and _gone(box[0].pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="no pidfd_open")
+def test_without_a_working_pidfd_open_the_child_is_watched_by_a_thread(monkeypatch):
+    # Old kernels (ENOSYS) or a seccomp filter (EPERM) refuse pidfd_open; this
+    # cannot be provoked for real here, so the syscall is made to fail.
+    def refuse(pid, flags=0):
+        raise OSError(errno.ENOSYS, "pidfd_open not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", refuse)
+
+    async def main():
+        p = await ysp.open_process(["sh", "-c", "sleep 0.05; exit 6"])
+        assert _pidfds() == 0
+        return await p.wait()
+
+    assert yieldio.run(main) == 6

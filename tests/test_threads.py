@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import re
+import sys
 import threading
 import time
 
@@ -257,3 +259,235 @@ def test_an_idle_worker_does_not_keep_its_last_job_alive():
     del payload
     gc.collect()
     assert ref() is None  # not held by the idle worker's last closure
+
+
+# -- rarer paths ----------------------------------------------------------------------------
+
+
+def test_worker_pool_needs_at_least_one_worker():
+    with pytest.raises(ValueError, match="max_workers"):
+        yieldio.threads.WorkerPool(max_workers=0)
+
+
+def test_a_pool_at_its_limit_queues_jobs_and_idle_workers_exit():
+    pool = yieldio.threads.WorkerPool(max_workers=2, idle_timeout=0.05)
+    release = threading.Event()
+    seen = []
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            for _ in range(2):
+                tg.spawn(lambda: yieldio.to_thread(release.wait, 5, pool=pool))
+            queued = tg.spawn(lambda: yieldio.to_thread(seen.append, "queued ran", pool=pool))
+            await yieldio.sleep(0.02)
+            seen.append(("workers", pool.workers, queued.done()))  # at the limit: it waits
+            release.set()
+        return await yieldio.to_thread(lambda: pool.workers, pool=pool)
+
+    assert yieldio.run(main) <= 2
+    assert seen == [("workers", 2, False), "queued ran"]
+    deadline = time.monotonic() + 2
+    while pool.workers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.workers == 0
+
+
+def test_a_thread_that_cannot_start_is_no_error_if_a_busy_worker_took_the_job(monkeypatch):
+    # The pool is one worker short of its limit and that worker is busy: a
+    # new thread is started for the next job. If the start fails but the busy
+    # worker has meanwhile taken the job, the job runs: to_thread succeeds.
+    pool = yieldio.threads.WorkerPool(max_workers=2)
+    release, taken = threading.Event(), threading.Event()
+    real_start = threading.Thread.start
+
+    def failing_start(self):
+        release.set()  # the busy worker finishes and takes the queued job
+        assert taken.wait(5)
+        raise RuntimeError("can't start new thread")
+
+    def job():
+        taken.set()
+        return "ran on the old worker"
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(lambda: yieldio.to_thread(release.wait, 5, pool=pool))
+            await yieldio.sleep(0.01)
+            monkeypatch.setattr(threading.Thread, "start", failing_start)
+            try:
+                result = await yieldio.to_thread(job, pool=pool)
+            finally:
+                monkeypatch.setattr(threading.Thread, "start", real_start)
+        return result, pool.workers
+
+    assert yieldio.run(main) == ("ran on the old worker", 1)
+
+
+def test_the_task_tree_shows_a_to_thread_wait():
+    started, release = threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        release.wait(5)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.to_thread, work, name="blocking")
+            await yieldio.to_thread(started.wait, 5)
+            tree = yieldio.debug.format_task_tree()
+            release.set()
+        return tree
+
+    assert "'blocking' [waiting] -- waiting on to_thread" in yieldio.run(main)
+
+
+def test_an_abandoned_thread_that_finishes_later_leaves_the_run_healthy():
+    # A cancellable to_thread is abandoned; its thread finishes while the run
+    # goes on. Its late report must change nothing: the run's count of
+    # threads in flight stays right, so virtual time still autojumps.
+    from yieldio.testing import VirtualClock
+
+    pool = yieldio.threads.WorkerPool(max_workers=1)
+    release = threading.Event()
+
+    async def main():
+        with yieldio.CancelScope() as scope:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(lambda: yieldio.to_thread(release.wait, 5, cancellable=True, pool=pool))
+                await yieldio.sleep(0)
+                scope.cancel()
+        release.set()
+        # One worker, FIFO: this call's report comes after the abandoned one's.
+        await yieldio.to_thread(lambda: None, pool=pool)
+        await yieldio.sleep(3600)  # would never end if the count went wrong
+        return yieldio.current_time()
+
+    # In a thread of its own, so that a broken count fails the test, not hangs it.
+    result = []
+    runner = threading.Thread(
+        target=lambda: result.append(yieldio.run(main, clock=VirtualClock(autojump=True))),
+        daemon=True)
+    runner.start()
+    runner.join(5)
+    assert result == [3600.0]
+
+
+def test_to_thread_in_a_cancelled_scope_never_runs_the_function():
+    ran = []
+
+    async def main():
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            await yieldio.to_thread(ran.append, "ran")
+        return scope.cancelled_caught
+
+    assert yieldio.run(main) is True and ran == []
+
+
+def test_a_thread_function_raising_base_exceptions_reaches_the_caller():
+    def interrupt():
+        raise KeyboardInterrupt
+
+    async def main():
+        with pytest.raises(SystemExit) as info:
+            await yieldio.to_thread(sys.exit, 3)
+        with pytest.raises(KeyboardInterrupt):
+            await yieldio.to_thread(interrupt)
+        return info.value.code, await yieldio.to_thread(lambda: "the worker survived")
+
+    assert yieldio.run(main) == (3, "the worker survived")
+
+
+def test_from_thread_raises_errors_of_plain_functions_too():
+    def in_thread():
+        with pytest.raises(ValueError, match="invalid literal"):
+            yieldio.from_thread(int, "not a number")
+        with pytest.raises(SystemExit):
+            yieldio.from_thread(sys.exit, 1)
+        return yieldio.from_thread(int, "42")
+
+    async def main():
+        return await yieldio.to_thread(in_thread)
+
+    assert yieldio.run(main) == 42
+
+
+def test_from_thread_from_a_thread_to_thread_did_not_start():
+    def plain_thread(out):
+        try:
+            yieldio.from_thread(lambda: None)
+        except RuntimeError as exc:
+            out.append(str(exc))
+
+    def in_worker():
+        out: list[str] = []
+        t = threading.Thread(target=plain_thread, args=(out,))
+        t.start()
+        t.join()
+        return out
+
+    async def main():
+        return await yieldio.to_thread(in_worker)
+
+    assert yieldio.run(main) == [
+        "from_thread() must be called from a thread started by to_thread()"]
+
+
+def abandon_when_started(fn, started):
+    """A main() that runs ``fn`` with a cancellable to_thread, abandoned once it started."""
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            task = tg.spawn(lambda: yieldio.to_thread(fn, cancellable=True))
+            assert await yieldio.to_thread(started.wait, 5)
+            task.cancel()
+
+    return main
+
+
+def test_from_thread_after_the_run_ended_raises_runtime_error():
+    started, go, done = threading.Event(), threading.Event(), threading.Event()
+    outcome = []
+
+    def late():
+        started.set()
+        go.wait(5)
+        try:
+            outcome.append(yieldio.from_thread(lambda: "too late"))
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+        done.set()
+
+    yieldio.run(abandon_when_started(late, started))
+    go.set()
+    assert done.wait(5)
+    assert outcome == ["the yieldio run that started this thread has ended"]
+
+
+def test_from_thread_queued_when_the_run_ends_raises_instead_of_hanging():
+    # The worker's call reaches the kernel as the run ends (an instrument's
+    # after_run hook is still busy): it is never run. The worker must not
+    # wait for it forever. (If the worker is slower than the hook, its call
+    # is refused at once instead: the same error, either way.)
+    started, ending, done = threading.Event(), threading.Event(), threading.Event()
+    outcome = []
+
+    def late():
+        started.set()
+        ending.wait(5)
+        try:
+            outcome.append(yieldio.from_thread(lambda: "too late"))
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+        done.set()
+
+    class SlowEnd(yieldio.Instrument):
+        def after_run(self):
+            ending.set()
+            time.sleep(0.05)  # the worker posts its call meanwhile
+
+    yieldio.run(abandon_when_started(late, started), instruments=[SlowEnd()])
+    assert done.wait(2)
+    assert len(outcome) == 1 and re.fullmatch(
+        "the yieldio run (that started this thread has ended|ended before from_thread"
+        r"\(\) finished)", outcome[0]), outcome

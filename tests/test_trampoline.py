@@ -1044,7 +1044,8 @@ def three_argument_throws(mode: str) -> list[Any]:
     coro = start(outer(), mode)
     out = drive(coro, [("send", None)])
     for args in [(KeyError, "v"), (KeyError, ("a", "b")), (KeyError, KeyError("same")),
-                 (KeyError, None, tb), (KeyError("inst"), None, None), (KeyError("x"), "v"),
+                 (KeyError, None, tb), (KeyError("inst"), None, None), (KeyError("i"), None, tb),
+                 (KeyError("x"), "v"),
                  (KeyError, "v", "not a traceback"), (42, "v")]:
         try:
             out.append(("yield", coro.throw(*args)))
@@ -1089,3 +1090,158 @@ def test_three_argument_throw_is_accepted_like_a_generators():
             with manager(mode) as value:
                 assert value == "in the with block"
                 raise KeyError("k")
+
+
+# -- rarer paths: no throw() at the top, coroutines, re-entry -------------------------------
+def test_throw_into_an_outermost_without_throw_raises_it_to_the_driver():
+    # A send-only state machine has nowhere to receive a thrown exception: as
+    # with 'yield from' (PEP 380), it is raised where the call was made -- here
+    # in the driver. An exception class is instantiated on the way.
+    def native_program() -> Any:
+        return (yield from IterTurnstile(3))
+
+    for thrown in (KeyError("k"), KeyError):
+        native, tramp = native_program(), trampoline(IterTurnstile(3))
+        assert next(native) == next(tramp) == "insert 3"
+        with pytest.raises(KeyError) as from_native:
+            native.throw(thrown)
+        with pytest.raises(KeyError) as from_tramp:
+            tramp.throw(thrown)
+        assert from_tramp.value.args == from_native.value.args
+        if isinstance(thrown, BaseException):
+            assert from_tramp.value is thrown
+
+
+def test_a_callee_error_passes_through_an_outermost_without_throw_with_its_context():
+    # The state machine's callee fails while handling a KeyError; the driver
+    # resumed it from an 'except OSError' block. The error reaches the driver
+    # with the context it was raised with (KeyError), not re-chained to OSError.
+    def failing():
+        yield "callee waits"
+        try:
+            raise KeyError("first")
+        except KeyError:
+            raise ValueError("callee failed") from None  # __context__ is still KeyError
+
+    class Machine:
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        def send(self, value: Any) -> Any:
+            self.sent.append(value)
+            return failing() if len(self.sent) == 1 else "machine waits"
+
+    t = trampoline(Machine())
+    assert next(t) == "callee waits" and t.depth == 2
+    try:
+        raise OSError("the driver is handling this")
+    except OSError:
+        with pytest.raises(ValueError, match="callee failed") as info:
+            t.send(None)
+    assert type(info.value.__context__) is KeyError
+    assert "failing" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert t.depth == 1
+
+
+def test_close_reports_a_callee_cleanup_error_through_an_outermost_without_throw():
+    log: list[str] = []
+
+    def callee():
+        try:
+            yield "callee waits"
+        finally:
+            log.append("callee cleanup")
+            raise OSError("cleanup failed")
+
+    class Machine:
+        def send(self, value: Any) -> Any:
+            return callee()
+
+        def close(self) -> None:
+            log.append("machine closed")
+
+    t = trampoline(Machine())
+    assert next(t) == "callee waits"
+    with pytest.raises(OSError, match="cleanup failed"):
+        t.close()
+    assert log == ["callee cleanup", "machine closed"] and t.depth == 1
+
+
+def test_close_after_an_async_def_outermost_returned_is_a_no_op():
+    async def done() -> str:
+        return "result"
+
+    native, t = done(), trampoline(done())
+    for coro in (native, t):
+        with pytest.raises(StopIteration):
+            coro.send(None)
+        assert coro.close() is None
+        assert coro.close() is None
+
+
+def test_an_async_def_that_ignores_generator_exit_is_reported_as_a_coroutine():
+    @types.coroutine
+    def park():
+        yield "parked"
+
+    async def stubborn() -> None:
+        try:
+            await park()
+        except GeneratorExit:
+            pass
+        await park()
+
+    for coro in (stubborn(), trampoline(stubborn())):
+        assert coro.send(None) == "parked"
+        with pytest.raises(RuntimeError, match="^coroutine ignored GeneratorExit$"):
+            coro.close()
+        with pytest.raises(StopIteration):
+            coro.send(None)
+
+
+def test_reentrant_throw_and_close_raise_value_error_like_a_generator():
+    def program(mode: str, how: str, holder: list[Any]) -> Any:
+        def inner():
+            try:
+                if how == "throw":
+                    holder[0].throw(KeyError("re-entered"))
+                else:
+                    holder[0].close()
+            except ValueError as e:
+                return e.args
+            yield
+
+        def outer():
+            return (yield from inner()) if mode == NATIVE else (yield inner())
+
+        return start(outer(), mode)
+
+    for how in ("throw", "close"):
+        results = []
+        for mode in MODES:
+            holder: list[Any] = []
+            holder.append(program(mode, how, holder))
+            results.append(drive(holder[0], [("send", None)]))
+        assert results[0] == results[1] == [("stop", ("generator already executing",))]
+
+
+def test_thrown_generator_exit_whose_callee_cleanup_fails_raises_that_error_in_the_caller():
+    def make(mode: str, log: list[Any]) -> Any:
+        def inner():
+            try:
+                yield "inner"
+            finally:
+                raise OSError("inner cleanup failed")
+
+        def outer():
+            try:
+                (yield from inner()) if mode == NATIVE else (yield inner())
+            except OSError as e:
+                log.append(("outer got", e.args))
+                return "outer recovered"
+
+        return outer()
+
+    results, log = both(make, [("send", None), ("throw", GeneratorExit())])
+    assert results == [("yield", "inner"), ("stop", "outer recovered")]
+    assert log == [("outer got", ("inner cleanup failed",))]

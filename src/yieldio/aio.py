@@ -115,11 +115,16 @@ class _LoopThread(Instrument):
             while True:
                 try:
                     loop.run_forever()
-                except (KeyboardInterrupt, SystemExit):
-                    # A task raised one of these through the loop (asyncio
-                    # re-raises them). The calls still waiting must be answered:
-                    # keep serving until the run ends.
-                    pass
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    # A task or callback raised one of these through the loop
+                    # (asyncio re-raises them). The calls still waiting must be
+                    # answered: keep serving until the run ends -- but report
+                    # it, as nobody else will see it.
+                    loop.call_exception_handler({
+                        "message": f"{type(exc).__name__} raised in the asyncio loop thread "
+                                   "of a yieldio run; the loop keeps running",
+                        "exception": exc,
+                    })
                 if self.closed:
                     break
         finally:
@@ -243,10 +248,12 @@ class _AsyncioCall:
 
     # -- the asyncio side (loop thread) --
     def _start(self) -> None:
+        drive = self._drive()
         try:
-            self.atask = self.loop.create_task(self._drive(), name=f"yieldio: {self.label}",
+            self.atask = self.loop.create_task(drive, name=f"yieldio: {self.label}",
                                                context=self.context)
-        except BaseException as exc:
+        except BaseException as exc:  # (a task factory that fails)
+            drive.close()  # never started: no "coroutine was never awaited" warning
             self.error = exc
             self._close_unstarted()
             self._post()

@@ -69,7 +69,8 @@ class SignalReceiver:
 
     One task may wait on it at a time (:class:`BusyResourceError`
     otherwise). Once the block is left, ``receive()`` raises
-    :class:`ClosedResourceError` and ``async for`` ends.
+    :class:`ClosedResourceError` and ``async for`` ends. It belongs to the
+    ``yieldio.run`` that opened it (``RuntimeError`` from another run).
     """
 
     def __init__(self, kernel: Any, signals: tuple[int, ...]) -> None:
@@ -152,6 +153,9 @@ class SignalReceiver:
             k = _state.local.kernel
         except AttributeError:
             _state.outside_run()
+        if k is not self._kernel:
+            # Its wakeups go to the loop of the run that opened it.
+            raise RuntimeError("this signal receiver belongs to another yieldio.run()")
         task = k.current
         if task._cancel_pending:
             task._raise_cancel()

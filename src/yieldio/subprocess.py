@@ -200,7 +200,11 @@ class Process:
     def _on_reaped(self) -> None:
         """The exit status is known: release the pidfd, wake the waiters."""
         if getattr(_state.local, "kernel", None) is not self._kernel:
-            if not self._kernel.closed:
+            if self._kernel.closed:
+                # Its run is over (a Process reaped after it): nobody waits
+                # and no loop watches the pidfd, so release it now.
+                self._close_pidfd()
+            else:
                 try:
                     self._kernel.call_soon_threadsafe(self._on_reaped)
                 except RuntimeError:
