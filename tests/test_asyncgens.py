@@ -225,3 +225,50 @@ def test_async_with_inside_a_generator_closes_its_resource(tmp_path):
         return files[0].closed
 
     assert yieldio.run(main) is True
+
+
+def test_generator_dropped_by_another_thread_is_cleaned_up_on_the_loop():
+    import threading
+
+    log = []
+    loop_thread = threading.get_ident()
+
+    async def numbers():
+        try:
+            yield 1
+            yield 2
+        finally:
+            await yieldio.sleep(0)  # awaits: needs the loop
+            log.append(threading.get_ident() == loop_thread)
+
+    async def main():
+        box = [numbers()]
+        assert await box[0].__anext__() == 1
+        # The worker drops the last reference: the finalizer runs in its thread.
+        await yieldio.to_thread(box.clear)
+        for _ in range(5):
+            await yieldio.sleep(0)
+        return list(log)
+
+    assert yieldio.run(main) == [True]
+
+
+def test_cleanup_that_waits_shielded_forever_does_not_hang_the_end_of_the_run():
+    async def stuck():
+        try:
+            yield 1
+        finally:
+            with yieldio.CancelScope(shield=True):
+                await yieldio.Event().wait()  # nobody will ever set it
+
+    keep = []
+
+    async def main():
+        gen = stuck()
+        keep.append(gen)
+        assert await gen.__anext__() == 1
+        return "done"
+
+    assert yieldio.run(main) == "done"
+    keep.clear()
+    gc.collect()

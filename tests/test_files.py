@@ -8,6 +8,7 @@ import os
 import pytest
 
 import yieldio
+import yieldio.testing
 from yieldio.files import AsyncFile, wrap_file
 
 
@@ -235,5 +236,235 @@ def test_a_wrapped_file_like_without_a_closed_attribute_works():
         assert f.closed and f.wrapped.close_calls == 1
         with pytest.raises(yieldio.ClosedResourceError):
             await f.read()
+
+    yieldio.run(main)
+
+
+# -- yieldio.Stream over a real socketpair (the rules every transport shares) ---------
+def _stream_pair():
+    import socket
+
+    a, b = socket.socketpair()
+    return yieldio.SocketStream(a), yieldio.SocketStream(b)
+
+
+def test_stream_argument_errors_are_clear():
+    async def main():
+        s, t = _stream_pair()
+        async with s, t:
+            with pytest.raises(ValueError, match="max_bytes must be >= 1"):
+                await s.read(0)
+            with pytest.raises(ValueError, match="n must be >= 0"):
+                await s.read_exactly(-1)
+            with pytest.raises(ValueError, match="separator must not be empty"):
+                await s.read_until(b"")
+            # None of them left the stream marked busy.
+            await t.write(b"ok")
+            assert await s.read() == b"ok"
+
+    yieldio.run(main)
+
+
+def test_stream_two_readers_or_writers_are_refused_and_nothing_is_lost():
+    async def main():
+        s, t = _stream_pair()
+        async with s, t, yieldio.TaskGroup() as tg:
+            first = tg.spawn(s.read_exactly, 4)
+            await yieldio.testing.wait_all_tasks_blocked()
+            for second in (s.read(), s.read_exactly(1), s.read_until(b"\n"), s.readline()):
+                with pytest.raises(yieldio.BusyResourceError, match="already reading"):
+                    await second
+            await t.write(b"da")
+            await t.write(b"ta")
+            await first.join()
+        assert first.result() == b"data"
+
+    yieldio.run(main)
+
+
+def test_stream_concurrent_write_is_busy_not_broken():
+    async def main():
+        s, t = _stream_pair()
+        big = b"x" * (8 << 20)
+        async with s, t, yieldio.TaskGroup() as tg:
+            tg.spawn(t.write, big)  # blocks: nobody reads yet
+            await yieldio.testing.wait_all_tasks_blocked()
+            with pytest.raises(yieldio.BusyResourceError, match="already writing"):
+                await t.write(b"y")
+            got = await s.read_exactly(len(big))
+        assert got == big
+        await t.aclose()
+
+    yieldio.run(main)
+
+
+def test_stream_used_after_close():
+    async def main():
+        s, t = _stream_pair()
+        await s.aclose()
+        await s.aclose()  # idempotent
+        assert s.closed and not t.closed
+        for op in (s.read(), s.read_exactly(1), s.read_until(b"\n"), s.write(b"x")):
+            with pytest.raises(yieldio.ClosedResourceError, match="closed"):
+                await op
+        await t.aclose()
+
+    yieldio.run(main)
+
+
+def test_stream_reads_at_eof():
+    async def main():
+        s, t = _stream_pair()
+        async with s, t:
+            await t.write(b"one\ntwo\nthree")
+            await t.send_eof()
+            assert await s.readline() == b"one\n"
+            assert await s.read_until(b"\n") == b"two\n"
+            with pytest.raises(yieldio.IncompleteRead) as info:
+                await s.read_exactly(10)
+            assert info.value.partial == b"three"
+            assert await s.readline() == b""
+            assert await s.read() == b""
+            assert [chunk async for chunk in s] == []
+            with pytest.raises(yieldio.IncompleteRead):
+                await s.read_until(b"\n")
+
+    yieldio.run(main)
+
+
+def test_stream_read_until_limit_keeps_the_data():
+    async def main():
+        s, t = _stream_pair()
+        async with s, t:
+            await t.write(b"0123456789\n")
+            with pytest.raises(ValueError, match="not found within 4 bytes"):
+                await s.read_until(b"\n", max_bytes=4)
+            # The separator is buffered now, but past the limit: still refused.
+            with pytest.raises(ValueError, match="not found within 8 bytes"):
+                await s.read_until(b"\n", max_bytes=8)
+            assert await s.read_exactly(2) == b"01"
+            assert await s.read(3) == b"234"  # served from the buffer
+            assert await s.readline() == b"56789\n"
+
+    yieldio.run(main)
+
+
+def test_stream_async_for_yields_chunks_until_eof():
+    async def main():
+        s, t = _stream_pair()
+        async with s, t:
+            await t.write(b"abc")
+            await t.send_eof()
+            assert b"".join([chunk async for chunk in s]) == b"abc"
+
+    yieldio.run(main)
+
+
+def test_stream_write_cancelled_part_way_breaks_writing_only():
+    async def main():
+        s, t = _stream_pair()
+        async with s, t:
+            with yieldio.move_on_after(0.05):
+                await t.write(b"x" * (8 << 20))  # more than the socket buffers
+            with pytest.raises(yieldio.BrokenStreamError, match="interrupted"):
+                await t.write(b"more")
+            # Reading still works in both directions.
+            await s.write(b"pong")
+            assert await t.read() == b"pong"
+
+    yieldio.run(main)
+
+
+def test_stream_write_of_text_is_refused_and_the_stream_stays_usable():
+    async def main():
+        s, t = _stream_pair()
+        async with s, t:
+            with pytest.raises(TypeError):
+                await t.write("text")  # type: ignore[arg-type]
+            await t.write(b"bytes")
+            assert await s.read() == b"bytes"
+
+    yieldio.run(main)
+
+
+def test_a_minimal_stream_subclass_gets_the_defaults():
+    class Chunks(yieldio.Stream):
+        def __init__(self, chunks):
+            super().__init__()
+            self.chunks = list(chunks)
+
+        async def receive_some(self, max_bytes=65536):
+            await yieldio.sleep(0)
+            return self.chunks.pop(0) if self.chunks else b""
+
+        async def send_all(self, data):
+            raise OSError("read-only")
+
+        async def send_eof(self):
+            pass
+
+    async def main():
+        s = Chunks([b"a,b", b",c"])
+        assert s.get_extra_info("peername", "none") == "none"
+        assert await s.read_until(b",") == b"a,"
+        assert await s.read_until(b",") == b"b,"
+        assert await s.read() == b"c"
+        with pytest.raises(OSError, match="read-only"):
+            await s.write(b"x")
+        with pytest.raises(yieldio.BrokenStreamError):
+            await s.write(b"x")
+        async with s:
+            pass
+        assert s.closed
+        with pytest.raises(yieldio.ClosedResourceError):
+            await s.read()
+
+    yieldio.run(main)
+
+
+def test_async_file_repr_and_errors_of_an_open_file_pass_through(tmp_path):
+    async def main():
+        async with await yieldio.open_file(tmp_path / "f.bin", "wb+") as f:
+            assert repr(f).startswith("<yieldio AsyncFile <_io.BufferedRandom")
+            with pytest.raises(ValueError, match="whence"):
+                await f.seek(0, 7)  # a ValueError of the file's own, not "closed"
+            assert await f.write(b"abc") == 3
+
+    yieldio.run(main)
+
+
+def test_a_file_closed_under_a_waiting_reader_raises_closed_resource_error():
+    import threading
+
+    class SlowFile:
+        """A read that blocks until the file is closed, as on a pipe or a slow mount."""
+
+        def __init__(self):
+            self.started = threading.Event()
+            self.closed_evt = threading.Event()
+            self.closed = False
+
+        def read(self, size=-1):
+            self.started.set()
+            self.closed_evt.wait(5)
+            raise ValueError("I/O operation on closed file")
+
+        def close(self):
+            self.closed = True
+            self.closed_evt.set()
+
+    async def main():
+        f = wrap_file(SlowFile())
+
+        async def reader():
+            with pytest.raises(yieldio.ClosedResourceError, match="the file is closed"):
+                await f.read()
+            return "refused"
+
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(reader)
+            await yieldio.to_thread(f.wrapped.started.wait, 5)
+            await f.aclose()
+        assert t.result() == "refused"
 
     yieldio.run(main)

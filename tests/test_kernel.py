@@ -479,3 +479,176 @@ def test_yielding_a_socket_is_a_bad_yield_not_a_call():
             b.close()
 
     assert yieldio.run(bad) is True
+
+
+# -- instruments, deadlocks, seeded schedules, odd yields ------------------------------
+class WholeRun(yieldio.Instrument):
+    def __init__(self):
+        self.events = []
+
+    def before_run(self):
+        self.events.append("before_run")
+
+    def after_io_wait(self, timeout):
+        self.events.append("io")
+
+    def task_scheduled(self, task):
+        self.events.append(("scheduled", task.name))
+
+    def after_run(self):
+        self.events.append("after_run")
+
+
+def test_instruments_hear_before_run_io_waits_and_cancellation_wakeups():
+    rec = WholeRun()
+
+    async def sleeper():
+        await yieldio.sleep_forever()
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(sleeper, name="sleeper")
+            await yieldio.sleep(0.01)
+            t.cancel()  # ends the wait with an error: task_scheduled too
+        return t.cancelled()
+
+    assert yieldio.run(main, instruments=[rec]) is True
+    assert rec.events[0] == "before_run" and rec.events[-1] == "after_run"
+    assert "io" in rec.events
+    # task_scheduled is "a waiting task was made ready": the cancellation that
+    # ended the sleeper's wait (reschedule_error) is reported too.
+    assert rec.events.count(("scheduled", "sleeper")) == 1
+
+
+def test_a_virtual_clock_without_autojump_reports_the_deadlock():
+    async def main():
+        await yieldio.sleep(5)
+
+    with pytest.raises(yieldio.Deadlock) as info:
+        yieldio.run(main, clock=VirtualClock())
+    msg = str(info.value)
+    assert "sleep until +5.00 s" in msg
+    assert "this clock moves only when a task calls its jump()" in msg
+
+
+def test_tasks_that_keep_blocking_after_the_deadlock_are_closed_not_leaked():
+    cleaned = []
+
+    async def stubborn(name):
+        try:
+            try:
+                await yieldio.Event().wait()
+            except yieldio.Cancelled:
+                with yieldio.CancelScope(shield=True):
+                    await yieldio.Event().wait()  # blocks again: nothing can end this
+        finally:
+            cleaned.append(name)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(stubborn, "child")
+            await stubborn("main")
+
+    with pytest.raises(yieldio.Deadlock, match="every task is blocked"):
+        yieldio.run(main)
+    assert sorted(cleaned) == ["child", "main"]
+
+
+def test_a_long_sleep_does_not_stop_the_loop_from_serving_others():
+    import time
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(yieldio.sleep, 10 * 86400.0)  # beyond epoll's longest wait
+            await yieldio.to_thread(time.sleep, 0.01)
+            t.cancel()
+        return t.cancelled()
+
+    assert yieldio.run(main) is True
+
+
+def test_a_seeded_run_is_reproducible_and_loses_no_task():
+    def one_run(seed):
+        order = []
+
+        async def worker(i):
+            for step in range(3):
+                order.append((i, step))
+                await yieldio.sleep(0)
+
+        async def main():
+            async with yieldio.TaskGroup() as tg:
+                for i in range(20):
+                    tg.spawn(worker, i)
+
+        yieldio.run(main, seed=seed)
+        return order
+
+    first = one_run(7)
+    assert first == one_run(7)
+    assert sorted(first) == [(i, s) for i in range(20) for s in range(3)]
+    assert first != one_run(8)
+    # Each task still runs its own steps in order.
+    for i in range(20):
+        assert [s for j, s in first if j == i] == [0, 1, 2]
+
+
+def test_context_variables_set_by_tasks_stay_theirs():
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    seen = {}
+
+    async def worker(i):
+        if i % 2:
+            var.set(f"v{i}")
+        await yieldio.sleep(0)
+        await yieldio.sleep(0)
+        seen[i] = var.get()
+
+    async def short_lived():
+        var.set("gone")  # sets a variable, then ends in the same step
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(short_lived)
+            for i in range(6):
+                tg.spawn(worker, i)
+        return var.get()
+
+    # From an empty context (pytest's own holds variables), where tasks start
+    # out sharing one context until they set a variable.
+    assert contextvars.Context().run(yieldio.run, main) == "unset"
+    assert seen == {0: "unset", 1: "v1", 2: "unset", 3: "v3", 4: "unset", 5: "v5"}
+
+
+def test_a_trampolined_call_that_fails_at_once_fails_its_task():
+    @yieldio.coroutine
+    def child():
+        raise ValueError("from the child")
+        yield  # pragma: no cover
+
+    @yieldio.coroutine
+    def parent():
+        yield from yieldio.sleep(0)
+        yield child()  # a trampolined call, in the shared context
+
+    with pytest.raises(ValueError, match="from the child"):
+        yieldio.run(parent)
+
+
+def test_awaiting_an_asyncio_future_points_to_the_bridge():
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        fut = loop.create_future()
+
+        async def main():
+            await fut
+
+        with pytest.raises(TypeError, match="asyncio objects cannot be awaited directly; use "
+                                            "the yieldio.aio bridge"):
+            yieldio.run(main)
+    finally:
+        loop.close()

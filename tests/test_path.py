@@ -196,3 +196,10 @@ def test_a_cancelled_call_never_starts_and_a_started_one_completes(tmp_path):
         return await target.is_dir()
 
     assert yieldio.run(main) is True
+
+
+def test_path_ordering_with_paths_and_pathlib():
+    a, b = yieldio.Path("a"), yieldio.Path("b")
+    assert a <= a and a <= b and not b <= a
+    assert b >= b and b >= a and not a >= b
+    assert a <= pathlib.PurePath("a") and b >= pathlib.PurePath("a")

@@ -355,3 +355,46 @@ def test_sleep_of_nan_is_refused():
             await yieldio.sleep(math.nan)
 
     vrun(main)
+
+
+def test_timeouts_that_never_fire_are_dropped_and_live_ones_still_fire():
+    # Thousands of timeouts exited early (stale), many sharing one deadline,
+    # some re-armed at the same deadline: the heap is compacted, and the
+    # timers still live fire once each, at their time.
+    from yieldio import _state
+
+    fired = []
+
+    async def sleeper(i, delay):
+        await yieldio.sleep(delay)
+        fired.append((i, yieldio.current_time()))
+
+    async def main():
+        k = _state.local.kernel
+        async with yieldio.TaskGroup() as tg:
+            for i in range(3):
+                tg.spawn(sleeper, i, 50.0)  # three live timers tied at t=50
+            await yieldio.sleep(0)
+            for _ in range(3000):
+                with yieldio.move_on_at(50.0):  # tied with the sleepers, then cancelled
+                    pass
+                with yieldio.move_on_at(60.0 + _ % 7):
+                    await yieldio.sleep(0)
+            assert len(k.timers) < 100  # compacted, not thousands of stale entries
+            with yieldio.move_on_after(1.0) as scope:
+                await yieldio.sleep(2.0)
+            assert scope.cancelled_caught and yieldio.current_time() == 1.0
+
+    yieldio.run(main, clock=VirtualClock(autojump=True))
+    assert sorted(fired) == [(0, 50.0), (1, 50.0), (2, 50.0)]
+
+
+def test_a_cancelled_timeout_at_the_top_of_the_heap_does_not_wake_the_loop_early():
+    async def main():
+        with yieldio.move_on_after(1.0):
+            await yieldio.sleep(0)
+        # The stale 1.0 deadline is the earliest; the next real one is 5.0.
+        await yieldio.sleep(5.0)
+        return yieldio.current_time()
+
+    assert yieldio.run(main, clock=VirtualClock(autojump=True)) == 5.0

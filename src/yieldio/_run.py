@@ -37,9 +37,7 @@ def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
         return _call_async_function(fn, args, what)
     if hasattr(fn, "send") and not isinstance(fn, type):
         if args:
-            close = getattr(fn, "close", None)
-            if close is not None:
-                close()
+            _discard(fn)
             raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
         return fn
     if not callable(fn):
@@ -51,6 +49,35 @@ def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
                         "is not a coroutine (is it a plain function? use 'async def' or a "
                         "generator)")
     return coro
+
+
+def _discard(fn: Any) -> None:
+    """Close a coroutine object that will not run (no "never awaited" warning)."""
+    if hasattr(fn, "send") and not isinstance(fn, type):
+        close = getattr(fn, "close", None)
+        if close is not None:
+            close()
+
+
+def _options(options: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """run()'s keyword options: (the network, the debugging instruments)."""
+    debug_opts: dict[str, Any] = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
+                  if k in options}
+    network = debug_opts.pop("network", None)
+    if network is None:
+        # ``with SimNetwork().install():`` -- consulted only if that module was
+        # imported at all, so the kernel never imports the testing package.
+        simnet = sys.modules.get("yieldio.testing._simnet")
+        if simnet is not None:
+            network = simnet.installed_network()
+    if options:
+        raise TypeError(f"yieldio.run() got unexpected options {sorted(options)}")
+    extra: list[Any] = []
+    if debug_opts or os.environ.get("YIELDIO_DEBUG") or os.environ.get("YIELDIO_MONITOR"):
+        from . import _runopts
+
+        extra = _runopts.instruments_for(debug_opts)
+    return network, extra
 
 
 def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
@@ -73,24 +100,14 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
     task was cancelled.
     """
     if getattr(_state.local, "kernel", None) is not None:
+        _discard(fn)
         raise RuntimeError("yieldio.run() cannot be called from inside a running yieldio kernel "
                            "(in the same thread); await the function instead")
-    debug_opts: dict[str, Any] = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
-                  if k in options}
-    network = debug_opts.pop("network", None)
-    if network is None:
-        # ``with SimNetwork().install():`` -- consulted only if that module was
-        # imported at all, so the kernel never imports the testing package.
-        simnet = sys.modules.get("yieldio.testing._simnet")
-        if simnet is not None:
-            network = simnet.installed_network()
-    if options:
-        raise TypeError(f"yieldio.run() got unexpected options {sorted(options)}")
-    extra = []
-    if debug_opts or os.environ.get("YIELDIO_DEBUG") or os.environ.get("YIELDIO_MONITOR"):
-        from . import _runopts
-
-        extra = _runopts.instruments_for(debug_opts)
+    try:
+        network, extra = _options(options)
+    except BaseException:
+        _discard(fn)
+        raise
     coro = _as_coroutine(fn, args, "yieldio.run()")
     kernel = Kernel(clock, list(instruments) + extra, seed)
     _state.local.kernel = kernel

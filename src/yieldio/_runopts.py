@@ -76,7 +76,9 @@ def _debug_instruments(debug: Any) -> list[Any]:
         raise TypeError(f"yieldio.run(debug=...) takes True/False, a slow-step threshold in "
                         f"seconds, or a dict; not {debug!r}")
     out: list[Any] = []
-    if slow not in (None, False):
+    # Identity, not 'in (None, False)': 0 == False, and a threshold of 0 is an
+    # error to report, not a way to turn the detector off.
+    if slow is not None and slow is not False:
         if isinstance(slow, bool) or not isinstance(slow, (int, float)) or not slow > 0:
             raise ValueError(f"yieldio.run(debug=...): the slow-step threshold must be "
                              f"seconds > 0, not {slow!r}")

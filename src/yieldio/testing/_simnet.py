@@ -248,7 +248,7 @@ class SimNetwork:
         return len(victims)
 
     def stall(self, address: Any, seconds: float) -> None:
-        """Stop all data to and from ``address`` (a host or ``(host, port)``) for ``seconds``.
+        """Stop all data to and from ``address`` (a host, ``(host, port)`` or Unix path) for ``seconds``.
 
         Nothing is lost: what was sent arrives when the stall ends.
         """
@@ -323,8 +323,8 @@ class SimNetwork:
 
     def _blocked_until(self, conn: SimConnection, now: float) -> float:
         """When data between the ends of ``conn`` may flow again (``now`` or earlier: it may)."""
-        if conn.kind == "unix":
-            return -math.inf
+        if conn.kind == "unix":  # only a stall of its path can hold it back
+            return self._stalls.get(conn.server_address, -math.inf)
         x, y = conn.hosts()
         if x != y and (x in self._isolated or y in self._isolated
                        or frozenset((x, y)) in self._partitions):

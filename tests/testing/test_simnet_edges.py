@@ -1,0 +1,353 @@
+"""Edge cases of the deterministic testing tools: SimNetwork's rarer paths, check_stream's
+own failure reporting, explore()'s replay text. All in virtual time."""
+
+from __future__ import annotations
+
+import errno
+import functools
+
+import pytest
+
+import yieldio
+from yieldio.testing import (
+    ExploreFailure,
+    MemoryStream,
+    SimNetwork,
+    VirtualClock,
+    check_stream,
+    explore,
+    memory_stream_pair,
+    wait_all_tasks_blocked,
+)
+
+
+def vrun(fn, *args, net=None, seed=None):
+    return yieldio.run(fn, *args, clock=VirtualClock(autojump=True), network=net, seed=seed)
+
+
+async def tcp_pair(net, client_host="10.0.0.2", server_host="10.0.0.1"):
+    with net.host(server_host):
+        (listener,) = await net.listen_tcp(None, 0)
+    with net.host(client_host):
+        client = await net.connect_tcp(server_host, listener.port)
+    server = await listener.accept()
+    await listener.aclose()
+    return client, server
+
+
+async def unix_pair(net, path="/run/app.sock"):
+    listener = await net.listen_unix(path)
+    client = await net.connect_unix(path)
+    server = await listener.accept()
+    await listener.aclose()
+    return client, server
+
+
+# -- SimNetwork: faults -------------------------------------------------------------------
+def test_partition_takes_lists_of_hosts():
+    net = SimNetwork(connect_timeout=5)
+
+    async def main():
+        with net.host("10.0.0.1"):
+            (listener,) = await net.listen_tcp(None, 80)
+        net.partition(["10.0.0.2", "10.0.0.3"], "10.0.0.1")
+        for src in ("10.0.0.2", "10.0.0.3"):
+            with net.host(src), pytest.raises(TimeoutError):
+                await net.connect_tcp("10.0.0.1", 80)
+        with net.host("10.0.0.4"):  # not in the partition
+            client = await net.connect_tcp("10.0.0.1", 80)
+        await client.aclose()
+        await listener.aclose()
+
+    vrun(main, net=net)
+
+
+def test_heal_delivers_data_held_by_a_stall_at_once():
+    net = SimNetwork(latency=0.1)
+
+    async def main():
+        client, server = await tcp_pair(net)
+        net.stall("10.0.0.1", 10)
+        t = yieldio.current_time()
+        await client.write(b"held")
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(server.read_exactly, 4)
+            await yieldio.sleep(1)
+            net.heal()  # ends the stall: the data is due, it must not wait 9 more seconds
+        assert yieldio.current_time() - t == 1
+        await client.aclose()
+        await server.aclose()
+
+    vrun(main, net=net)
+
+
+def test_stall_of_a_unix_socket_path_holds_its_data():
+    net = SimNetwork()
+
+    async def main():
+        client, server = await unix_pair(net)
+        net.stall("/run/app.sock", 5)
+        t = yieldio.current_time()
+        await client.write(b"late")
+        assert await server.read_exactly(4) == b"late"
+        assert yieldio.current_time() - t == 5  # held, nothing lost
+        await client.aclose()
+        await server.aclose()
+
+    vrun(main, net=net)
+
+
+def test_reset_by_unix_path_and_link_resets_leave_other_connections_alone():
+    net = SimNetwork()
+
+    async def main():
+        uc, us = await unix_pair(net)
+        tc, ts = await tcp_pair(net)
+        assert net.reset("10.0.0.2", "10.0.0.1") == 1  # the TCP link only
+        with pytest.raises(ConnectionResetError):
+            await tc.read()
+        await uc.write(b"ok")
+        assert await us.read_exactly(2) == b"ok"
+        assert net.reset("/run/app.sock") == 1
+        with pytest.raises(ConnectionResetError):
+            await us.read()
+        with pytest.raises(ConnectionResetError):
+            await uc.write(b"x")
+        assert net.connections() == []
+        for s in (uc, us, tc, ts):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+def test_client_giving_up_during_the_handshake_resets_the_server_end():
+    net = SimNetwork(latency=1)
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        with yieldio.move_on_after(1.5) as scope:  # SYN arrives at 1, SYN-ACK would at 2
+            await net.connect_tcp("10.0.0.1", 80)
+        assert scope.cancelled_caught
+        server = await listener.accept()
+        with pytest.raises(ConnectionResetError):
+            await server.read()
+        assert net.connections() == []
+        await server.aclose()
+        await listener.aclose()
+
+    vrun(main, net=net)
+
+
+# -- SimNetwork: listeners and ports ------------------------------------------------------
+def test_listen_on_a_name_with_two_addresses_is_all_or_nothing():
+    net = SimNetwork()
+    net.add_host("multi.example", "10.0.0.1")
+    net.add_host("multi.example", "10.0.0.2")
+
+    async def main():
+        (taken,) = await net.listen_tcp("10.0.0.2", 80)
+        with pytest.raises(OSError) as info:
+            await net.listen_tcp("multi.example", 80)
+        assert info.value.errno == errno.EADDRINUSE
+        assert net.listeners() == [taken]  # 10.0.0.1:80 was not left listening
+        with pytest.raises(ConnectionRefusedError):
+            await net.connect_tcp("10.0.0.1", 80)
+        await taken.aclose()
+        both = await net.listen_tcp("multi.example", 80)
+        assert sorted(lst.address for lst in both) == [("10.0.0.1", 80), ("10.0.0.2", 80)]
+
+    vrun(main, net=net)
+
+
+def test_ephemeral_ports_run_out_then_freed_ports_are_reused():
+    net = SimNetwork()
+
+    async def main():
+        listeners = [(await net.listen_tcp("10.0.0.1", 0))[0] for _ in range(65536 - 49152)]
+        assert {lst.port for lst in listeners} == set(range(49152, 65536))
+        with pytest.raises(OSError) as info:
+            await net.listen_tcp("10.0.0.1", 0)
+        assert info.value.errno == errno.EADDRNOTAVAIL
+        freed = listeners.pop(100)
+        await freed.aclose()
+        (again,) = await net.listen_tcp("10.0.0.1", 0)
+        assert again.port == freed.port
+
+    vrun(main, net=net)
+
+
+def test_connect_from_a_chosen_local_address_and_port():
+    net = SimNetwork()
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        client = await net.connect_tcp("10.0.0.1", 80, local_address=("10.0.0.2", 5555))
+        server = await listener.accept()
+        assert client.get_extra_info("sockname") == ("10.0.0.2", 5555)
+        assert server.get_extra_info("peername") == ("10.0.0.2", 5555)
+        for s in (client, server, listener):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+def test_unix_connect_waits_for_backlog_room_and_is_refused_if_the_listener_closes():
+    net = SimNetwork()
+
+    async def main():
+        listener = await net.listen_unix("/run/app.sock", backlog=1)
+        first = await net.connect_unix("/run/app.sock")
+        async with yieldio.TaskGroup() as tg:
+            waiting = tg.spawn(net.connect_unix, "/run/app.sock")
+            await wait_all_tasks_blocked()
+            assert waiting.state == "waiting"  # a Unix connect blocks on a full backlog
+            await listener.accept()
+        assert isinstance(waiting.result(), MemoryStream)
+
+        async def refused():
+            with pytest.raises(ConnectionRefusedError):
+                await net.connect_unix("/run/app.sock")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(refused)
+            await wait_all_tasks_blocked()
+            await listener.aclose()
+        await first.aclose()
+
+    vrun(main, net=net)
+
+
+def test_accept_in_a_cancelled_scope_raises_cancelled():
+    net = SimNetwork()
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            await listener.accept()
+        assert scope.cancelled_caught
+        await listener.aclose()
+
+    vrun(main, net=net)
+
+
+def test_deadlock_report_names_a_stuck_accept_and_reprs_are_readable():
+    net = SimNetwork()
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        assert repr(listener) == "<SimListener 10.0.0.1:80>"
+        client = await net.connect_tcp("10.0.0.1", 80, local_address=("10.0.0.2", 4000))
+        assert repr(client.connection) == "<SimConnection tcp 10.0.0.2:4000 -> 10.0.0.1:80>"
+        (other,) = await net.listen_tcp("10.0.0.1", 81)
+        await other.aclose()
+        assert repr(other) == "<SimListener 10.0.0.1:81 closed>"
+        await listener.accept()
+        await listener.accept()  # nobody else will connect
+
+    with pytest.raises(yieldio.Deadlock, match=r"accept on simulated 10\.0\.0\.1:80"):
+        vrun(main, net=net)
+
+
+# -- check_stream reports broken streams, and is cancellable -----------------------------------
+class SendAfterCloseSucceeds(MemoryStream):
+    async def send_all(self, data):
+        if not self._closed:
+            await super().send_all(data)
+
+
+class CloseFails(MemoryStream):
+    async def aclose(self):
+        await super().aclose()
+        raise OSError("close failed")
+
+
+class ExitsOnRead(MemoryStream):
+    async def receive_some(self, max_bytes=65536):
+        raise SystemExit(3)
+
+
+def pair_of(cls):
+    async def factory():
+        a, b = memory_stream_pair()
+        return cls(a._in, a._out), cls(b._in, b._out)
+
+    return factory
+
+
+def test_check_stream_says_what_should_have_raised():
+    with pytest.raises(AssertionError) as info:
+        vrun(functools.partial(check_stream, pair_of(SendAfterCloseSucceeds), timeout=5.0))
+    assert ("closed_resource_errors: AssertionError: send_all on a closed stream: "
+            "expected ClosedResourceError, got the result None") in str(info.value)
+
+
+def test_check_stream_reports_a_failing_aclose():
+    with pytest.raises(AssertionError) as info:
+        vrun(functools.partial(check_stream, pair_of(CloseFails), timeout=5.0))
+    assert "ordered_delivery (aclose): OSError: close failed" in str(info.value)
+
+
+def test_check_stream_lets_system_exit_through():
+    with pytest.raises(SystemExit):
+        vrun(functools.partial(check_stream, pair_of(ExitsOnRead), timeout=5.0))
+
+
+def test_check_stream_cancelled_from_outside_stops_and_closes_its_streams():
+    net = SimNetwork(latency=1)
+    made = []
+
+    async def factory():
+        pair = await tcp_pair(net)
+        made.extend(pair)
+        return pair
+
+    async def main():
+        with yieldio.move_on_after(3) as scope:
+            await check_stream(factory)
+        assert scope.cancelled_caught
+        assert len(made) == 2 and all(s._closed for s in made)
+
+    vrun(main, net=net)
+
+
+# -- explore()'s replay text ------------------------------------------------------------------
+async def _fails():
+    raise ValueError("boom")
+
+
+def _as_if(module, fn=_fails):
+    @functools.wraps(fn)
+    async def wrapper():
+        await fn()
+
+    wrapper.__module__ = module
+    wrapper.__qualname__ = "scenario"
+    return wrapper
+
+
+def test_replay_of_a_script_function_is_its_bare_name():
+    with pytest.raises(ExploreFailure) as info:
+        explore(_as_if("__main__"), seeds=[4])
+    assert info.value.replay == (
+        "yieldio.run(scenario, seed=4, clock=yieldio.testing.VirtualClock(autojump=True))")
+
+
+def test_replay_keeps_a_private_module_its_parent_does_not_export():
+    with pytest.raises(ExploreFailure) as info:
+        explore(_as_if("yieldio._scenarios"), seeds=[4])
+    assert info.value.replay.startswith("yieldio.run(yieldio._scenarios.scenario, seed=4,")
+
+
+def test_ctrl_c_during_the_verifying_replay_is_not_swallowed():
+    calls = []
+
+    async def main():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("first run fails")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        explore(main, seeds=[0])
+    assert len(calls) == 2
