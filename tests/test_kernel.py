@@ -513,11 +513,13 @@ def test_instruments_hear_before_run_io_waits_and_cancellation_wakeups():
         return t.cancelled()
 
     assert yieldio.run(main, instruments=[rec]) is True
-    assert rec.events[0] == "before_run" and rec.events[-1] == "after_run"
+    # The main task is spawned (so ready: scheduled) just before before_run.
+    assert rec.events[:2] == [("scheduled", "main"), "before_run"]
+    assert rec.events[-1] == "after_run"
     assert "io" in rec.events
-    # task_scheduled is "a waiting task was made ready": the cancellation that
-    # ended the sleeper's wait (reschedule_error) is reported too.
-    assert rec.events.count(("scheduled", "sleeper")) == 1
+    # task_scheduled is "a task was made ready": when it is spawned, and when
+    # the cancellation ended the sleeper's wait (reschedule_error).
+    assert rec.events.count(("scheduled", "sleeper")) == 2
 
 
 def test_a_virtual_clock_without_autojump_reports_the_deadlock():
@@ -652,3 +654,26 @@ def test_awaiting_an_asyncio_future_points_to_the_bridge():
             yieldio.run(main)
     finally:
         loop.close()
+
+
+def test_an_instrument_with_only_task_scheduled_hears_new_tasks():
+    # A new task is ready from the start: task_scheduled reports it (as in
+    # trio) even when no instrument listens for task_spawned.
+    class OnlyScheduled(yieldio.Instrument):
+        def __init__(self):
+            self.names = []
+
+        def task_scheduled(self, task):
+            self.names.append(task.name)
+
+    inst = OnlyScheduled()
+
+    async def child():
+        pass
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(child, name="kid")
+
+    yieldio.run(main, instruments=[inst])
+    assert inst.names[:1] == ["main"] and "kid" in inst.names

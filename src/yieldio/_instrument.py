@@ -40,7 +40,7 @@ class Instrument:
         """A task was created (it is ready to run)."""
 
     def task_scheduled(self, task: Any) -> None:
-        """A waiting task was made ready (its wait ended)."""
+        """A task was made ready: just spawned, or its wait ended (as in trio)."""
 
     def before_task_step(self, task: Any) -> None:
         """The kernel is about to resume ``task``."""

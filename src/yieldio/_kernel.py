@@ -120,6 +120,7 @@ class Kernel(OutsideWorld, TimerHeap):
         # Instruments: one tuple of bound hooks per hook name.
         self.instruments: list[Any] = []
         self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {h: () for h in _HOOKS}
+        self.spawn_hooked = False  # see _rebuild_hooks
         for inst in instruments:
             self.add_instrument(inst)
 
@@ -139,6 +140,8 @@ class Kernel(OutsideWorld, TimerHeap):
         defined = [(_defined_hooks(i), i) for i in self.instruments]
         for name in _HOOKS:
             self._hooks[name] = tuple(getattr(i, name) for names, i in defined if name in names)
+        # One flag for TaskGroup.spawn's fast path: does a new task concern anyone?
+        self.spawn_hooked = bool(self._hooks["task_spawned"] or self._hooks["task_scheduled"])
         if self._hooks["task_scheduled"]:
             self.reschedule = self._reschedule_instrumented  # type: ignore[method-assign]
             self.reschedule_error = self._reschedule_error_instrumented  # type: ignore[method-assign]
@@ -209,9 +212,9 @@ class Kernel(OutsideWorld, TimerHeap):
             task._extras().parent = parent
         scope._tasks[task] = None
         self.ready.append(task)
-        if self._hooks["task_spawned"]:
+        if self.spawn_hooked:
             self._call_hooks("task_spawned", task)
-            self._call_hooks("task_scheduled", task)
+            self._call_hooks("task_scheduled", task)  # ready from the start, as in trio
         return task
 
     # -- stepping ---------------------------------------------------------------

@@ -211,7 +211,7 @@ class TaskGroup:
                 # its first step (see NotStarted for why).
                 if (cur is self._owner and cur is not None and cur._context is None
                         and not len(k.shared_context)
-                        and not k.closed and not k._hooks["task_spawned"]):
+                        and not k.closed and not k.spawn_hooked):
                     # Kernel.spawn's common case, inlined (a Python call is ~4%
                     # of a spawn): the owner spawns from the empty shared
                     # context, so the child shares it too, and no instrument
