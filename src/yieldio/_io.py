@@ -38,6 +38,9 @@ def _fileno(obj: Any) -> int:
         fd = obj.fileno()
     except ValueError:  # a closed file object: "I/O operation on closed file"
         fd = -1
+    except AttributeError:
+        raise TypeError(f"need a file descriptor (an int) or an object with fileno(), "
+                        f"not {type(obj).__name__}") from None
     if fd < 0:
         from ._exceptions import ClosedResourceError
 
