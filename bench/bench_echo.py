@@ -16,6 +16,16 @@ Metrics
                         during the measured client run, per round trip. This
                         is the runtime's cost independent of how idle the
                         core was.
+    ``user_us_per_req`` / ``sys_us_per_req``
+                        the same split into user and system time
+                        (``getrusage``). System time is the kernel's
+                        work for the runtime's syscalls: one ``recv`` and
+                        one ``send`` per request at best (the floor), more
+                        for a runtime that makes extra calls or maps large
+                        read buffers. User time is what the runtime's own
+                        Python costs. The floor's system time bounds every
+                        ratio: no server uses less CPU per request than
+                        the syscalls it cannot avoid.
 
 Why
     Echo is the smallest workload that exercises the whole I/O path: readiness
@@ -55,6 +65,8 @@ BACKLOG = 1024
 METRICS = [
     ("req_per_s", "req/s", "higher"),
     ("cpu_us_per_req", "server CPU µs/req", "lower"),
+    ("user_us_per_req", "of which user", "lower"),
+    ("sys_us_per_req", "of which system", "lower"),
 ]
 BASELINE = "asyncio"
 

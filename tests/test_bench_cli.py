@@ -51,3 +51,22 @@ def test_missing_or_malformed_saved_run_is_a_one_line_error(tmp_path, content):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and "cannot read a saved run" in r.stderr
+
+
+@pytest.mark.timeout(180)
+def test_echo_splits_server_cpu_into_user_and_system(tmp_path):
+    # The split is the evidence for the echo verdict (system time is the
+    # kernel's TCP work no runtime can skip), so it must add up to the total.
+    saved = tmp_path / "echo.json"
+    r = bench("--quick", "--only", "echo", "--peers", "asyncio", "--repeat", "1",
+              "--json", str(saved))
+    assert r.returncode == 0, r.stderr
+    assert "of which user" in r.stdout and "of which system" in r.stdout
+    cells = [c for sec in json.loads(saved.read_text())["sections"] for c in sec["cells"]]
+    runs = [run for c in cells for run in c["runs"]]
+    assert {c["runtime"] for c in cells} >= {"yieldio", "floor", "asyncio"}
+    assert runs
+    for run in runs:
+        user, system, total = run["user_us_per_req"], run["sys_us_per_req"], run["cpu_us_per_req"]
+        assert user > 0 and system > 0
+        assert user + system == pytest.approx(total, rel=0.25, abs=2.0)
