@@ -677,3 +677,43 @@ def test_an_instrument_with_only_task_scheduled_hears_new_tasks():
 
     yieldio.run(main, instruments=[inst])
     assert inst.names[:1] == ["main"] and "kid" in inst.names
+
+
+@pytest.mark.timeout(10)
+def test_an_exception_a_task_caught_is_not_kept_alive_by_the_kernel():
+    # The step loop used to keep the last thrown exception in a local until
+    # the next step began, and with it the traceback's frames and locals.
+    import gc
+    import weakref
+
+    caught: list[weakref.ref[BaseException]] = []
+    alive_at_next_step: list[bool] = []
+
+    class Probe(yieldio.Instrument):
+        def before_task_step(self, task):
+            if caught and not alive_at_next_step:
+                gc.collect()
+                alive_at_next_step.append(caught[0]() is not None)
+
+    async def victim(scopes, ev):
+        with yieldio.CancelScope() as cs:
+            scopes.append(cs)
+            try:
+                await yieldio.sleep_forever()
+            except yieldio.Cancelled as e:
+                caught.append(weakref.ref(e))
+                raise
+        await ev.wait()
+
+    async def main():
+        scopes: list[yieldio.CancelScope] = []
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(victim, scopes, ev)
+            await yieldio.sleep(0)
+            scopes[0].cancel()
+            await yieldio.sleep(0)
+            ev.set()
+
+    yieldio.run(main, instruments=[Probe()])
+    assert alive_at_next_step == [False]

@@ -462,11 +462,15 @@ class Kernel(OutsideWorld, TimerHeap):
                         else:
                             task._exc = None
                             value = throw_into(task, exc)
+                            # A caught exception must not outlive its
+                            # handler here (its traceback holds frames).
+                            exc = None
                     elif exc is None:
                         value = ctx.run(task._driver.send, task._val)
                     else:
                         task._exc = None
                         value = ctx.run(throw_into, task, exc)
+                        exc = None
                 except BaseException as e:
                     task_exited(task, e)
                 else:
