@@ -85,6 +85,7 @@ class TLSStream(Stream):
         self._tls_closed = False  # unwrap() finished
         self._eof_sent = False  # send_eof() sent close_notify
         self._transport_eof = False  # the transport ended (write_eof on the incoming BIO)
+        self._tls_eof = False  # a read saw the peer's close_notify
         self._plain = bytearray()  # plaintext send_eof() took out of the engine, unread
         self._in_receive = False  # a task is in receive_some (one at a time)
         self._in_send = False  # a task is in send_all (one at a time)
@@ -234,33 +235,42 @@ class TLSStream(Stream):
             data = bytes(self._plain[:max_bytes])
             del self._plain[:max_bytes]
             return data
-        try:
-            # Fast path: plaintext or ciphertext already buffered.
-            data = self._ssl.read(max_bytes)
-        except _SSLWantReadError:
-            pass
-        except _ssl.SSLZeroReturnError:
-            await fast_checkpoint()
-            return b""
-        except _ssl.SSLEOFError:
-            if not self.suppress_ragged_eofs:
+        # Without plaintext, ciphertext or an EOF to report, a read can only
+        # fail with SSLWantReadError, and raising that costs more than the
+        # rest of a small read: then feed the engine before the first try.
+        if self._in.pending or self._ssl.pending() or self._transport_eof or self._tls_eof:
+            try:
+                data = self._ssl.read(max_bytes)
+            except _SSLWantReadError:
+                pass
+            except _ssl.SSLZeroReturnError:
+                self._tls_eof = True
+                await fast_checkpoint()
+                return b""
+            except _ssl.SSLEOFError:
+                if not self.suppress_ragged_eofs:
+                    raise
+                self._ragged_eof = True
+                await fast_checkpoint()
+                return b""
+            except _ssl.SSLError as exc:
+                self._broken = exc
+                await self._flush_best_effort()
                 raise
-            self._ragged_eof = True
-            await fast_checkpoint()
-            return b""
-        except _ssl.SSLError as exc:
-            self._broken = exc
-            await self._flush_best_effort()
-            raise
-        else:
-            if self._out.pending:
-                await self._flush()
-            await fast_checkpoint()
-            return data  # type: ignore[no-any-return]
+            else:
+                if not data:
+                    self._tls_eof = True  # (close_notify reads as b"", not an error)
+                if self._out.pending:
+                    await self._flush()
+                await fast_checkpoint()
+                return data  # type: ignore[no-any-return]
         try:
-            return await self._retry(  # type: ignore[no-any-return]
-                self._ssl.read, max_bytes, feed_first=True)
+            data = await self._retry(self._ssl.read, max_bytes, feed_first=True)
+            if not data:
+                self._tls_eof = True
+            return data  # type: ignore[no-any-return]
         except _ssl.SSLZeroReturnError:
+            self._tls_eof = True
             return b""
         except _ssl.SSLEOFError:
             if not self.suppress_ragged_eofs:
