@@ -138,6 +138,139 @@ def test_client_giving_up_during_the_handshake_resets_the_server_end():
     vrun(main, net=net)
 
 
+@pytest.mark.timeout(30)
+def test_unix_connect_waits_out_a_stall_of_its_path_like_a_tcp_connect():
+    net = SimNetwork()
+
+    async def main():
+        listener = await net.listen_unix("/run/app.sock")
+        (tcp_listener,) = await net.listen_tcp("10.0.0.1", 80)
+        net.stall("/run/app.sock", 5)
+        net.stall(("10.0.0.1", 80), 5)
+        t = yieldio.current_time()
+        client = await net.connect_unix("/run/app.sock")
+        assert yieldio.current_time() - t == 5  # not before the stall ends
+        tcp_client = await net.connect_tcp("10.0.0.1", 80)
+        assert yieldio.current_time() - t == 5  # the same stall held the TCP connect
+        server = await listener.accept()
+        await client.write(b"hi")
+        assert await server.read_exactly(2) == b"hi"
+        for s in (client, server, listener, tcp_client, tcp_listener):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_connect_to_a_stalled_listener_times_out_under_fail_after_and_leaves_nothing():
+    net = SimNetwork()
+
+    async def main():
+        listener = await net.listen_unix("/run/app.sock")
+        (tcp_listener,) = await net.listen_tcp("10.0.0.1", 80)
+        net.stall("/run/app.sock", 100)
+        net.stall("10.0.0.1", 100)
+        for connect in (functools.partial(net.connect_unix, "/run/app.sock"),
+                        functools.partial(net.connect_tcp, "10.0.0.1", 80)):
+            t = yieldio.current_time()
+            with pytest.raises(TimeoutError):
+                with yieldio.fail_after(3):
+                    await connect()
+            assert yieldio.current_time() - t == 3
+        assert net.connections() == []  # neither listener got a half-made connection
+        assert not listener._queue and not tcp_listener._queue
+        await listener.aclose()
+        await tcp_listener.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_heal_releases_a_unix_connect_waiting_for_a_stall():
+    net = SimNetwork()
+
+    async def main():
+        listener = await net.listen_unix("/run/app.sock")
+        net.stall("/run/app.sock", 100)
+
+        async def heal_later():
+            await yieldio.sleep(3)
+            net.heal()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(heal_later)
+            client = await net.connect_unix("/run/app.sock")
+            assert yieldio.current_time() == 3  # not 100
+        await client.aclose()
+        await listener.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_unix_connect_held_by_a_stall_is_refused_if_the_listener_closes_meanwhile():
+    net = SimNetwork()
+
+    async def main():
+        listener = await net.listen_unix("/run/app.sock")
+        net.stall("/run/app.sock", 10)
+
+        async def close_later():
+            await yieldio.sleep(2)
+            await listener.aclose()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(close_later)
+            with pytest.raises(ConnectionRefusedError):
+                await net.connect_unix("/run/app.sock")
+        assert yieldio.current_time() == 10
+        # a path nobody listens on answers at once, stalled or not
+        net.stall("/run/other.sock", 10)
+        with pytest.raises(FileNotFoundError):
+            await net.connect_unix("/run/other.sock")
+        assert yieldio.current_time() == 10
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_a_stall_that_starts_during_the_tcp_handshake_holds_the_connect():
+    net = SimNetwork(latency=1)
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+
+        async def stall_soon():
+            await yieldio.sleep(0.5)      # the SYN is on its way
+            net.stall("10.0.0.1", 10)     # ... and is held until t = 10.5
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(stall_soon)
+            with net.host("10.0.0.2"):
+                client = await net.connect_tcp("10.0.0.1", 80)
+        assert yieldio.current_time() == 11.5  # then the SYN-ACK travels back
+        server = await listener.accept()
+        for s in (client, server, listener):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_a_stall_longer_than_connect_timeout_times_the_tcp_connect_out():
+    net = SimNetwork(connect_timeout=20)
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        net.stall(("10.0.0.1", 80), 50)
+        with pytest.raises(TimeoutError):
+            await net.connect_tcp("10.0.0.1", 80)
+        assert yieldio.current_time() == 20
+        await listener.aclose()
+
+    vrun(main, net=net)
+
+
 # -- SimNetwork: listeners and ports ------------------------------------------------------
 def test_listen_on_a_name_with_two_addresses_is_all_or_nothing():
     net = SimNetwork()
@@ -186,6 +319,153 @@ def test_connect_from_a_chosen_local_address_and_port():
         assert client.get_extra_info("sockname") == ("10.0.0.2", 5555)
         assert server.get_extra_info("peername") == ("10.0.0.2", 5555)
         for s in (client, server, listener):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_a_second_connect_from_the_same_local_address_and_port_is_refused():
+    net = SimNetwork()
+
+    async def main():
+        (web,) = await net.listen_tcp("10.0.0.1", 80)
+        (db,) = await net.listen_tcp("10.0.0.1", 5432)
+        client = await net.connect_tcp("10.0.0.1", 80, local_address=("10.0.0.2", 5555))
+        server = await web.accept()
+        for port in (80, 5432):  # bind() fails whatever the destination
+            with pytest.raises(OSError) as info:
+                await net.connect_tcp("10.0.0.1", port, local_address=("10.0.0.2", 5555))
+            assert info.value.errno == errno.EADDRINUSE
+            assert "10.0.0.2:5555" in str(info.value)
+            assert "10.0.0.2:5555 -> 10.0.0.1:80" in str(info.value)  # who holds it
+        assert yieldio.current_time() == 0  # refused at once, nothing was sent
+        # another local IP may use the same port
+        other = await net.connect_tcp("10.0.0.1", 80, local_address=("10.0.0.3", 5555))
+        await other.aclose()
+        await (await web.accept()).aclose()
+        # closed: the port is free again (SimNetwork has no TIME_WAIT)
+        await client.aclose()
+        await server.aclose()
+        again = await net.connect_tcp("10.0.0.1", 5432, local_address=("10.0.0.2", 5555))
+        assert again.get_extra_info("sockname") == ("10.0.0.2", 5555)
+        for s in (again, await db.accept(), web, db):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_a_local_port_is_held_while_connecting_and_freed_by_a_failed_connect():
+    net = SimNetwork(latency=1)
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        local = ("10.0.0.2", 5555)
+        async with yieldio.TaskGroup() as tg:
+            first = tg.spawn(functools.partial(net.connect_tcp, "10.0.0.1", 80,
+                                               local_address=local))
+            await wait_all_tasks_blocked()
+            with pytest.raises(OSError) as info:  # the first is still in its handshake
+                await net.connect_tcp("10.0.0.1", 80, local_address=local)
+            assert info.value.errno == errno.EADDRINUSE
+            assert "connect in progress 10.0.0.2:5555 -> 10.0.0.1:80" in str(info.value)
+        assert yieldio.current_time() == 2
+        await first.result().aclose()
+        await (await listener.accept()).aclose()
+        # refused, timed out or cancelled: the port is released each time
+        for _ in range(2):
+            with pytest.raises(ConnectionRefusedError):
+                await net.connect_tcp("10.0.0.1", 81, local_address=local)
+        with yieldio.move_on_after(0.5):  # cancelled before the SYN arrives
+            await net.connect_tcp("10.0.0.1", 80, local_address=local)
+        with yieldio.move_on_after(1.5):  # cancelled after: the server end is reset
+            await net.connect_tcp("10.0.0.1", 80, local_address=local)
+        with pytest.raises(ConnectionResetError):
+            await (await listener.accept()).read()
+        net.partition("10.0.0.2", "10.0.0.1")
+        with pytest.raises(TimeoutError):
+            with yieldio.fail_after(5):
+                await net.connect_tcp("10.0.0.1", 80, local_address=local)
+        net.heal()
+        client = await net.connect_tcp("10.0.0.1", 80, local_address=local)
+        assert client.get_extra_info("sockname") == local
+        await client.aclose()
+        await listener.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_a_reset_connection_keeps_its_local_port_until_it_is_closed():
+    net = SimNetwork()
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        local = ("10.0.0.2", 5555)
+        client = await net.connect_tcp("10.0.0.1", 80, local_address=local)
+        server = await listener.accept()
+        net.reset(client)
+        with pytest.raises(OSError) as info:
+            await net.connect_tcp("10.0.0.1", 80, local_address=local)
+        assert info.value.errno == errno.EADDRINUSE
+        await client.aclose()  # the socket is gone: so is its port
+        again = await net.connect_tcp("10.0.0.1", 80, local_address=local)
+        for s in (again, server, await listener.accept(), listener):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_explicit_local_ports_and_ephemeral_ports_never_collide():
+    net = SimNetwork()
+
+    async def main():
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        with net.host("10.0.0.2"):
+            # explicit first: later ephemeral ports step around it
+            pinned = await net.connect_tcp("10.0.0.1", 80, local_address=("10.0.0.2", 49152))
+            auto = await net.connect_tcp("10.0.0.1", 80)
+        assert auto.get_extra_info("sockname")[1] != 49152
+        # ephemeral first: an explicit bind of the same address is refused
+        taken = auto.get_extra_info("sockname")
+        with pytest.raises(OSError) as info:
+            await net.connect_tcp("10.0.0.1", 80, local_address=taken)
+        assert info.value.errno == errno.EADDRINUSE
+        (ephemeral_listener,) = await net.listen_tcp("10.0.0.2", 0)
+        with pytest.raises(OSError) as info:
+            await net.connect_tcp("10.0.0.1", 80, local_address=ephemeral_listener.address)
+        assert info.value.errno == errno.EADDRINUSE
+        # a port held by a client cannot be listened on either
+        for host in ("10.0.0.2", None):  # the address, or every address
+            with pytest.raises(OSError) as info:
+                await net.listen_tcp(host, taken[1])
+            assert info.value.errno == errno.EADDRINUSE
+        for s in (pinned, auto, await listener.accept(), await listener.accept()):
+            await s.aclose()
+        (freed,) = await net.listen_tcp(None, taken[1])  # closed: free again
+        for s in (freed, ephemeral_listener, listener):
+            await s.aclose()
+
+    vrun(main, net=net)
+
+
+@pytest.mark.timeout(30)
+def test_a_local_address_taken_by_a_listener_is_refused():
+    net = SimNetwork()
+
+    async def main():
+        (specific,) = await net.listen_tcp("10.0.0.2", 7000)
+        (everywhere,) = await net.listen_tcp(None, 8000)  # every address
+        (listener,) = await net.listen_tcp("10.0.0.1", 80)
+        for local in (("10.0.0.2", 7000), ("10.0.0.2", 8000), ("10.0.0.9", 8000)):
+            with pytest.raises(OSError) as info:
+                await net.connect_tcp("10.0.0.1", 80, local_address=local)
+            assert info.value.errno == errno.EADDRINUSE
+            assert "SimListener" in str(info.value)
+        ok = await net.connect_tcp("10.0.0.1", 80, local_address=("10.0.0.3", 7000))
+        for s in (ok, await listener.accept(), specific, everywhere, listener):
             await s.aclose()
 
     vrun(main, net=net)

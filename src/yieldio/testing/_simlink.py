@@ -247,6 +247,9 @@ class SimConnection:
         self.net._conns.pop(self, None)
 
     def _end_closed(self) -> None:
+        if self.client._closed and self.kind == "tcp":
+            # The client socket is gone, and its local port with it (no TIME_WAIT).
+            self.net._release(self.client_address, self)
         if self.client._closed and self.server._closed:
             self.net._conns.pop(self, None)
 

@@ -18,7 +18,10 @@ and with faults injected at chosen moments:
   resets the connection);
 * **stalls and partitions**: ``net.stall(host, seconds)``,
   ``net.partition(a, b)`` / ``net.heal()``: data stops flowing (nothing is
-  lost), connects wait and time out after ``connect_timeout``.
+  lost), connects wait and time out after ``connect_timeout`` (a Unix
+  connect waits out a stall of its path, with no timeout of its own);
+* **ports**: as with ``bind()``, a local ``(ip, port)`` held by an open client
+  or a listener is refused with ``EADDRINUSE``.
 
 State created during a run (listeners, connections, ports, faults) belongs to
 that run: the next run that uses the same SimNetwork starts clean, so a
@@ -123,6 +126,9 @@ class SimNetwork:
         self._conns: dict[SimConnection, None] = {}
         self._next_port = 49152
         self._used_ports: dict[int, None] = {}
+        # Local (ip, port) of each client socket: a connect in progress, then
+        # its SimConnection until the client end is closed.
+        self._bound: dict[tuple[str, int], Any] = {}
         self._stale_paths: dict[str, None] = {}
         self._partitions: dict[frozenset[str], None] = {}
         self._isolated: dict[str, None] = {}
@@ -411,6 +417,11 @@ class SimNetwork:
                 group = self._listeners.get(key, [])
                 if group and not (reuse_port and all(g._reuse for g in group)):
                     raise OSError(errno.EADDRINUSE, f"Address already in use: {_fmt(key)}")
+                holder = next((h for (bip, bport), h in self._bound.items()
+                               if bport == port and ip in (bip, "*")), None)
+                if holder is not None:
+                    raise OSError(errno.EADDRINUSE,
+                                  f"Address already in use: {_fmt(key)} (held by {holder!r})")
                 addr = ("0.0.0.0" if ip == "*" else ip, port)
                 lst = SimListener(self, key, addr, backlog, reuse_port)
                 self._listeners.setdefault(key, []).append(lst)
@@ -466,8 +477,33 @@ class SimNetwork:
             self._used_ports = dict.fromkeys(
                 [lst.port for lst in self.listeners() if lst.port is not None]
                 + [a[1] for c in self._conns for a in (c.client_address, c.server_address)
-                   if isinstance(a, tuple)])
+                   if isinstance(a, tuple)]
+                + [port for _, port in self._bound])
         raise OSError(errno.EADDRNOTAVAIL, "no free simulated port")
+
+    def _check_free(self, local: tuple[str, int]) -> None:
+        """bind() of a client socket to ``local``: EADDRINUSE if a socket already has it.
+
+        Like Linux without SO_REUSEADDR, minus TIME_WAIT: the holder is a live
+        client socket (connecting, connected, or reset but not yet closed) or
+        a listener on that address or on every address.
+        """
+        taken = self._bound.get(local)
+        if taken is None:
+            group = self._listeners.get(local) or self._listeners.get(("*", local[1]))
+            taken = group[0] if group else None
+        if taken is not None:
+            raise OSError(errno.EADDRINUSE,
+                          f"Address already in use: {_fmt(local)} (held by {taken!r})")
+
+    def _claim(self, local: tuple[str, int], holder: Any) -> None:
+        self._check_free(local)
+        self._bound[local] = holder
+        self._used_ports[local[1]] = None  # ephemeral ports step around it
+
+    def _release(self, local: tuple[str, int], holder: Any) -> None:
+        if self._bound.get(local) is holder:
+            del self._bound[local]
 
     async def connect_tcp(self, host: str, port: int, *, local_address: Any = None,
                           happy_eyeballs_delay: float | None = 0.25) -> SimStream:
@@ -475,12 +511,17 @@ class SimNetwork:
 
         Several addresses are raced with Happy Eyeballs, exactly as on the OS
         network. Raises :class:`ConnectionRefusedError` if nobody listens and
-        :class:`TimeoutError` after ``connect_timeout`` seconds of partition.
+        :class:`TimeoutError` after ``connect_timeout`` seconds of partition
+        or stall. ``local_address`` is an IP or an ``(ip, port)``; a port that
+        a client not yet closed, or a listener, holds on that IP raises
+        ``OSError(EADDRINUSE)`` at once, as ``bind()`` does.
         """
         self._bind()
         infos = await self.getaddrinfo(host, port)
         if isinstance(local_address, tuple):
             src, src_port = str(local_address[0]), int(local_address[1])
+            if src_port:  # refused here: one plain OSError, not one per address tried
+                self._check_free((src, src_port))
         else:
             src, src_port = local_address or self._here.get() or "127.0.0.1", 0
         targets = interleave_families(infos, lambda info: info[0])
@@ -494,11 +535,25 @@ class SimNetwork:
         return stream
 
     async def _connect_one(self, src: str, src_port: int, dst: tuple[str, int]) -> SimStream:
+        local = (src, src_port)
+        holder = _Connecting(local, dst)
+        if src_port:
+            self._claim(local, holder)  # bind() first: refused at once
+        try:
+            conn = await self._handshake(src, src_port, dst)
+        except BaseException:
+            self._release(local, holder)
+            raise
+        return conn.client
+
+    async def _handshake(self, src: str, src_port: int, dst: tuple[str, int]) -> SimConnection:
         k = self._kernel
         deadline = k.clock_now() + self.connect_timeout
-        await self._wait_reachable(src, dst, deadline)
+        await self._wait_reachable(src, dst, deadline, src_port)
         latency, _ = self._link_settings(src, dst[0])
         await _sleep(latency)  # the SYN travels
+        # A stall or partition that began meanwhile holds the SYN (it is retransmitted).
+        await self._wait_reachable(src, dst, deadline, src_port)
         lst = self._find_listener(dst)
         while lst is not None and len(lst._queue) >= lst._backlog:
             # Accept queue full: the SYN is dropped and retried, as on Linux.
@@ -512,46 +567,66 @@ class SimNetwork:
             raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused: {_fmt(dst)}")
         if src_port == 0:
             src_port = self._ephemeral(src)
-        else:
-            self._used_ports[src_port] = None
         server_addr = (dst[0], dst[1]) if lst.address[0] == "0.0.0.0" else lst.address
         conn = SimConnection(self, "tcp", (src, src_port), server_addr)
+        self._bound[conn.client_address] = conn  # until the client end is closed
         self._conns[conn] = None
         lst._enqueue(conn.server)
         try:
             await _sleep(latency)  # the SYN-ACK travels back
+            await self._wait_reachable(src, dst, deadline, src_port)  # ... or is held
         except BaseException:
             conn._reset()  # the client gave up: the server sees a reset
+            self._release(conn.client_address, conn)
             raise
-        return conn.client
+        return conn
 
-    async def _wait_reachable(self, src: str, dst: tuple[str, int], deadline: float) -> None:
+    async def _wait_reachable(self, src: str, dst: tuple[str, int], deadline: float,
+                              src_port: int = 0) -> None:
         k = self._kernel
         while True:
             now = k.clock_now()
             until = self._path_blocked_until(src, dst, now)
+            if src_port:
+                until = max(until, self._stalls.get((src, src_port), -math.inf))
             if until <= now:
                 return
             if now >= deadline:
                 raise TimeoutError(errno.ETIMEDOUT, f"connect to {_fmt(dst)} timed out")
-            # Wait for the stall to end (a partition never does by itself), the
-            # deadline, or heal(): it ends stalls too, and the connect must not
-            # sleep through it.
-            if self._healed is None:
-                self._healed = Event()
-            with move_on_at(min(until, deadline)):
-                await self._healed.wait()
+            await self._wait_fault_end(min(until, deadline))
+
+    async def _wait_fault_end(self, until: float) -> None:
+        """Sleep until ``until`` (a stall's end, a deadline) or the next ``heal()``.
+
+        heal() ends stalls too: a connect waiting for one must not sleep through it.
+        """
+        if self._healed is None:
+            self._healed = Event()
+        with move_on_at(until):
+            await self._healed.wait()
 
     async def connect_unix(self, path: str) -> SimStream:
-        """Connect to the simulated Unix socket ``path``."""
-        self._bind()
+        """Connect to the simulated Unix socket ``path``.
+
+        While ``path`` is stalled the connect waits (it has no timeout: use
+        ``fail_after``); a full backlog makes it wait for room.
+        """
+        k = self._bind()
         await _cancel_point()
         path = str(path)
-        lst = self._find_listener(path)
-        if lst is None:
-            if path in self._stale_paths:
-                raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused: {path}")
-            raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {path}")
+        while True:
+            lst = self._find_listener(path)
+            if lst is None:
+                if path in self._stale_paths:
+                    raise ConnectionRefusedError(errno.ECONNREFUSED, f"Connection refused: {path}")
+                raise FileNotFoundError(errno.ENOENT, f"No such file or directory: {path}")
+            # A stalled listener does not answer: wait for the stall to end, as a
+            # TCP connect does. No connect_timeout (a Unix connect has none):
+            # bound it with fail_after().
+            until = self._stalls.get(path, -math.inf)
+            if until <= k.clock_now():
+                break
+            await self._wait_fault_end(until)
         while len(lst._queue) >= lst._backlog:
             await lst._room.wait()  # a Unix connect blocks while the backlog is full
             if lst._closed:
@@ -560,6 +635,17 @@ class SimNetwork:
         self._conns[conn] = None
         lst._enqueue(conn.server)
         return conn.client
+
+
+class _Connecting:
+    """Holds a client's local address while its connect is in progress."""
+
+    def __init__(self, local: tuple[str, int], dst: tuple[str, int]) -> None:
+        self.local = local
+        self.dst = dst
+
+    def __repr__(self) -> str:
+        return f"<connect in progress {_fmt(self.local)} -> {_fmt(self.dst)}>"
 
 
 async def _sleep(seconds: float) -> None:
