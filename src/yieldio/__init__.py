@@ -31,6 +31,7 @@ from ._cancel import (
     move_on_at,
 )
 from ._exceptions import (
+    BrokenBarrierError,
     BusyResourceError,
     Cancelled,
     ClosedResourceError,
@@ -64,7 +65,7 @@ from .net import (
 )
 from .queue import Queue, UniversalQueue
 from .signals import open_signal_receiver
-from .sync import Condition, Event, Lock, Semaphore
+from .sync import Barrier, Condition, Event, Lock, Semaphore
 from .threads import from_thread, to_thread
 
 _F = _TypeVar("_F", bound=_Callable[..., _Any])
@@ -142,6 +143,8 @@ __all__ = [
     "notify_closing",
     "wait_readable",
     "wait_writable",
+    "Barrier",
+    "BrokenBarrierError",
     "BusyResourceError",
     "CancelScope",
     "Cancelled",

@@ -9,7 +9,10 @@ the Stream it describes).
 
 from __future__ import annotations
 
+import threading
+
 __all__ = [
+    "BrokenBarrierError",
     "Cancelled",
     "TaskCancelled",
     "ClosedResourceError",
@@ -111,3 +114,23 @@ class IncompleteRead(EOFError):
 
 class WouldBlock(Exception):
     """A ``*_nowait`` operation would have had to wait (``Lock.acquire_nowait``)."""
+
+
+class BrokenBarrierError(threading.BrokenBarrierError):
+    """A :class:`Barrier` was reset or aborted while a task waited, or is broken.
+
+    Raised to every task waiting in :meth:`Barrier.wait` when another task
+    calls :meth:`Barrier.reset` or :meth:`Barrier.abort`, and at once by
+    ``wait()`` on a barrier that :meth:`Barrier.abort` left broken::
+
+        try:
+            await barrier.wait()
+        except yieldio.BrokenBarrierError:
+            print("the others gave up")
+
+    It subclasses :class:`threading.BrokenBarrierError` (a ``RuntimeError``,
+    like ``asyncio.BrokenBarrierError``), so ``except RuntimeError`` and code
+    that already handles thread barriers catch it too. It is not
+    ``asyncio.BrokenBarrierError``: that would mean importing asyncio with
+    yieldio, which keeps its asyncio bridge lazy (``yieldio.aio``).
+    """
