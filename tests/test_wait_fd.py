@@ -151,3 +151,47 @@ def test_a_closed_file_object_is_a_closed_resource(tmp_path):
             await yieldio.wait_writable(f)
 
     yieldio.run(main)
+
+
+@pytest.mark.timeout(10)
+def test_an_fd_closed_without_notify_closing_while_a_dup_is_open_is_a_clear_error():
+    # epoll watches the open file: with a duplicate still open it keeps
+    # reporting it under the closed number, which can no longer be
+    # unregistered. The run must say so, not die on a bare EBADF (or spin).
+    async def main():
+        a, b = socket.socketpair()
+        keep = -1
+        try:
+            b.send(b"x")
+            await yieldio.wait_readable(a)  # the registration outlives the wait
+            a.recv(1)
+            keep = os.dup(a.fileno())
+            a.close()  # no notify_closing
+            b.send(b"more")  # the old file becomes readable again
+            await yieldio.sleep(0.05)
+        finally:
+            if keep >= 0:
+                os.close(keep)
+            b.close()
+
+    with pytest.raises(RuntimeError, match=r"closed while yieldio still watched it.*notify_closing"):
+        yieldio.run(main)
+
+
+@pytest.mark.timeout(10)
+def test_notify_closing_before_close_keeps_a_dup_from_haunting_the_run():
+    async def main():
+        a, b = socket.socketpair()
+        b.send(b"x")
+        await yieldio.wait_readable(a)
+        a.recv(1)
+        keep = os.dup(a.fileno())
+        yieldio.notify_closing(a)  # as the docs ask
+        a.close()
+        b.send(b"more")
+        await yieldio.sleep(0.05)
+        os.close(keep)
+        b.close()
+        return "ok"
+
+    assert yieldio.run(main) == "ok"

@@ -102,7 +102,11 @@ def wait_writable(obj: Any) -> Generator[Any, Any, None]:
 
 
 def notify_closing(obj: Any) -> None:
-    """Call before closing an fd: unregister it and fail its waiters.
+    """Call before closing an fd you have waited on: unregister it and fail its waiters.
+
+    Needed even when no task waits now: registrations outlive a wait (see
+    docs/streams.md, "Any file descriptor"), and an fd closed behind the
+    kernel's back leaves a stale one.
 
     A no-op outside a running kernel (closing in a finalizer, say).
     """

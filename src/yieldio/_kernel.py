@@ -309,6 +309,11 @@ class Kernel(OutsideWorld, TimerHeap):
                 # Through _call_hooks: one failing instrument must not stop the
                 # others' clean-up (yieldio.aio stops its loop thread here).
                 self._call_hooks("after_run")
+        if self._ki_pending or self._ki_at_exit:
+            # Ctrl-C after the main task ended: in its last step (never
+            # delivered), or while system tasks finished (they were cancelled;
+            # see _deliver_keyboard_interrupt). Not lost: raised here.
+            _raise_late_keyboard_interrupt(main)
         return main.result() if main._state is not CANCELLED else _raise_cancelled_main(main)
 
     def _look_outside(self, main: Task) -> bool:
@@ -610,6 +615,15 @@ def is_call(value: Any) -> bool:
 
 def _raise_cancelled_main(main: Task) -> Any:
     raise Cancelled("the main task was cancelled")
+
+
+def _raise_late_keyboard_interrupt(main: Task) -> None:
+    if main._state is FAILED and isinstance(main._exc, KeyboardInterrupt):
+        raise main._exc  # that Ctrl-C already ended the main task
+    ki = KeyboardInterrupt()
+    if main._state is FAILED:
+        ki.__context__ = main._exc  # what the main task raised is not hidden
+    raise ki
 
 
 def _bad_yield_message(task: Task, value: Any) -> str:

@@ -22,6 +22,7 @@ object itself (no extra indirection on the I/O hot path).
 
 from __future__ import annotations
 
+import errno
 import select
 import signal
 import socket
@@ -69,24 +70,6 @@ class _FdWaits:
         return f"{what} fd {self.fd}"
 
 
-class _ExternalWait:
-    """A park that something outside the kernel (a thread, a signal) will end."""
-
-    __slots__ = ("description", "abort")
-
-    def __init__(self, description: str, abort: Callable[[Task], bool] | None) -> None:
-        self.description = description
-        self.abort = abort
-
-    def _abort_wait(self, task: Task) -> bool:
-        if self.abort is None:
-            return False
-        return self.abort(task)
-
-    def _describe_wait(self, task: Task) -> str:
-        return self.description
-
-
 class OutsideWorld:
     """Kernel methods for fds, thread calls and Ctrl-C (see the module docstring)."""
 
@@ -100,12 +83,14 @@ class OutsideWorld:
     main_task: Task | None
     reschedule: Callable[..., None]
     reschedule_error: Callable[[Task, BaseException], None]
+    _cancel_system_tasks: Callable[[], None]
     _thread_calls: deque[tuple[Callable[..., Any], tuple[Any, ...]]]
     _wakeup_pending: bool
     _wake_r: socket.socket
     _wake_w: socket.socket
     _wake_fd: int
     _ki_pending: bool
+    _ki_at_exit: bool
     _old_sigint: Any
     _old_wakeup_fd: int | None
 
@@ -121,9 +106,9 @@ class OutsideWorld:
         self._wake_fd = self._wake_r.fileno()
         self.epoll.register(self._wake_fd, _EPOLLIN)
         self._ki_pending = False
+        self._ki_at_exit = False  # Ctrl-C came after the main task ended (see run_main)
         self._old_sigint = None
         self._old_wakeup_fd = None
-        self._signal_handlers: dict[int, Any] = {}
 
     def _close_outside(self) -> None:
         self._restore_signals()
@@ -227,7 +212,12 @@ class OutsideWorld:
                 if stale:
                     # Nobody is waiting in that direction any more: stop watching
                     # it, or level-triggered epoll would wake us forever.
-                    self._watch(w, w.mask & ~stale)
+                    try:
+                        self._watch(w, w.mask & ~stale)
+                    except OSError as exc:
+                        if exc.errno == errno.EBADF:
+                            raise _closed_behind_our_back(fd) from exc
+                        raise
                     if w.mask == 0 and w.reader is None and w.writer is None:
                         del fds[fd]
         finally:
@@ -289,8 +279,13 @@ class OutsideWorld:
         if self._old_wakeup_fd is not None:
             try:
                 signal.set_wakeup_fd(self._old_wakeup_fd)
-            except ValueError:
-                pass
+            except (ValueError, OSError):
+                # The old wakeup fd was closed during the run (OSError), or its
+                # number now names a blocking file (ValueError): it cannot be
+                # restored, and run() must not fail for it. Do not leave ours
+                # installed either: the wake socket is closed right after, and
+                # later signals would write into whatever file reuses its number.
+                signal.set_wakeup_fd(-1)
             self._old_wakeup_fd = None
 
     def _deliver_keyboard_interrupt(self) -> None:
@@ -298,6 +293,12 @@ class OutsideWorld:
         self._ki_pending = False
         task = self.main_task
         if task is None or task._state is not RUNNING:
+            # The main task is over; the run only waits for system tasks (the
+            # clean-up of abandoned async generators, from_thread calls). This
+            # Ctrl-C was dropped, and the run went on for as long as they took:
+            # cancel them instead, and run() raises KeyboardInterrupt at its end.
+            self._ki_at_exit = True
+            self._cancel_system_tasks()
             return
         wait = task._wait
         if wait is not None and wait._abort_wait(task):
@@ -305,3 +306,16 @@ class OutsideWorld:
             return
         task._extras().ki_pending = True
         task._cancel_pending = True
+
+
+def _closed_behind_our_back(fd: int) -> RuntimeError:
+    """The error for an event on an fd number that was closed without notify_closing.
+
+    epoll watches the open file, not the number: while a duplicate of the fd
+    is open it keeps reporting the file, and with the number gone nothing can
+    stop it. Level-triggered, the loop would spin for ever; say why instead.
+    """
+    return RuntimeError(
+        f"fd {fd} was closed while yieldio still watched it, and a duplicate of it is "
+        f"still open (epoll keeps reporting it and it can no longer be unregistered): "
+        f"call yieldio.notify_closing(fd) before closing an fd you have waited on")

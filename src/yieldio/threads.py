@@ -28,7 +28,6 @@ from typing import Any
 
 from . import _state
 from ._kernel import Kernel
-from ._outside import _ExternalWait
 from ._task import Task
 from ._traps import PARK
 
@@ -281,8 +280,3 @@ def _is_cancelled(exc: BaseException) -> bool:
     from ._exceptions import Cancelled
 
     return isinstance(exc, Cancelled)
-
-
-# Keep the external-wait type importable for other modules that park on
-# something a thread or signal ends (signals, subprocess watchers).
-ExternalWait = _ExternalWait

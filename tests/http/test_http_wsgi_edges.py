@@ -3,6 +3,9 @@ the write() callable, close()), served by ``wsgi()`` on a real socket."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
 import sys
 
 import pytest
@@ -157,3 +160,73 @@ def test_a_content_length_that_is_not_a_number_is_a_logged_500(http_errors) -> N
 
     assert run_app(app) == (500, "Internal Server Error\n")
     assert any("invalid response" in r.getMessage() for r in http_errors.records)
+
+
+def _read_lines_app(environ, start_response):
+    inp = environ["wsgi.input"]
+    parts = [inp.readline(), inp.readline(4), inp.readline(), inp.read(3)]
+    parts += list(inp)  # iteration: line by line
+    parts.append(inp.read())  # at the end of the body: b""
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps([p.decode() for p in parts]).encode()]
+
+
+def _post_chunked(port: int, chunks: list[bytes]) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", "/", body=iter(chunks), encode_chunked=True)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_streamed_body_reads_by_line_as_pep_3333_allows() -> None:
+    # A chunked body is not pre-read: the app reads it from the event loop
+    # as it comes, with lines split across chunks.
+    chunks = [b"first li", b"ne\nsecond line\nthi", b"rd\n", b"tail, no newline"]
+
+    async def main() -> tuple[int, bytes]:
+        async with serve(wsgi(_read_lines_app), "127.0.0.1", 0) as server:
+            return await yieldio.to_thread(_post_chunked, server.port, chunks)
+
+    status, body = yieldio.run(main)
+    assert status == 200
+    assert json.loads(body) == ["first line\n", "seco", "nd line\n", "thi", "rd\n",
+                                "tail, no newline", ""]
+
+
+def _echo_lines_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return (b"got " + line for line in environ["wsgi.input"])
+
+
+def _converse(port: int) -> bytes:
+    """Send one line of a chunked body, wait for its echo, then finish the body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"6\r\nhello\n\r\n")
+        got = b""
+        while b"got hello" not in got:  # socket.timeout if the app waits for more
+            data = s.recv(4096)
+            assert data, got
+            got += data
+        s.sendall(b"4\r\nbye\n\r\n0\r\n\r\n")
+        while not got.endswith(b"0\r\n\r\n"):
+            data = s.recv(4096)
+            assert data, got
+            got += data
+        return got
+
+
+@pytest.mark.timeout(10)
+def test_a_line_of_a_streamed_body_reaches_the_app_before_the_rest_is_sent() -> None:
+    # readline() used to wait for 8 KiB or the end of the body (the raw
+    # input filled the BufferedReader's whole buffer before returning).
+    async def main() -> bytes:
+        async with serve(wsgi(_echo_lines_app), "127.0.0.1", 0) as server:
+            return await yieldio.to_thread(_converse, server.port)
+
+    reply = yieldio.run(main)
+    assert b"got hello\n" in reply and b"got bye\n" in reply

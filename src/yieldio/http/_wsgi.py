@@ -64,7 +64,11 @@ _DEFAULT_POOL = WorkerPool(max_workers=40)
 
 
 class _Input(io.RawIOBase):
-    """``wsgi.input``: reads the request body from the event loop, chunk by chunk."""
+    """``wsgi.input``'s raw stream: the request body from the event loop, chunk by chunk.
+
+    Always read through an :class:`io.BufferedReader` (see :func:`wsgi`), which
+    builds ``read``/``readline``/iteration on :meth:`readinto` alone.
+    """
 
     def __init__(self, request: Request) -> None:
         self._chunks = request.stream()
@@ -74,50 +78,21 @@ class _Input(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _fill(self) -> bool:
-        if self._eof:
-            return False
-        chunk = from_thread(_anext_or_empty, self._chunks)
-        if not chunk:
-            self._eof = True
-            return False
-        self._buf += chunk
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            while self._fill():
-                pass
-            data = bytes(self._buf)
-            self._buf.clear()
-            return data
-        while len(self._buf) < size and self._fill():
-            pass
-        data = bytes(self._buf[:size])
-        del self._buf[:size]
-        return data
-
     def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        while True:
-            i = self._buf.find(b"\n")
-            if i >= 0 and (size is None or size < 0 or i < size):
-                return self.read(i + 1)
-            if size is not None and 0 <= size <= len(self._buf):
-                return self.read(size)
-            if not self._fill():
-                return self.read(-1)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            line = self.readline()
-            if not line:
-                return
-            yield line
+        # What has arrived, up to len(b); 0 only at the end of the body. A raw
+        # read may return less than asked (the BufferedReader asks again when
+        # it needs more): waiting to fill its whole 8 KiB buffer stalled a
+        # readline() on a body that streams in a line at a time.
+        if not self._buf and not self._eof:
+            chunk = from_thread(_anext_or_empty, self._chunks)
+            if chunk:
+                self._buf += chunk
+            else:
+                self._eof = True
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        del self._buf[:n]
+        return n
 
 
 async def _anext_or_empty(chunks: Any) -> bytes:
