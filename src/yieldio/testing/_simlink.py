@@ -6,7 +6,8 @@ plus travel: every write becomes a segment stamped with its arrival time
 (transmission at the link's bandwidth after the previous segment, plus the
 link's latency) and one kernel timer per pipe -- no task -- moves due
 segments into the reader's buffer. EOF and RST travel behind the data, as in
-TCP; a stall or partition just holds segments back, so nothing is lost.
+TCP; a stall or partition (the fault model, ``_simfaults.py``, says until
+when) just holds segments back, so nothing is lost.
 
 TCP's unhappy paths are modelled because servers meet them: closing with
 unread data aborts the connection (RST), data arriving for a closed socket

@@ -27,6 +27,13 @@ State created during a run (listeners, connections, ports, faults) belongs to
 that run: the next run that uses the same SimNetwork starts clean, so a
 seed replays the same way whatever ran before. Hosts (``add_host``) and link
 settings (``set_link``) persist.
+
+This module is the network itself: hosts and names, links, the table of
+listeners and local ports (``EADDRINUSE``, ephemeral ports), and connecting.
+The wires -- connections, their streams, listeners -- are in ``_simlink.py``;
+the fault model -- ``reset``/``stall``/``partition``/``heal``, what they hold
+back and the waits they cause -- is in ``_simfaults.py``, a mixin of
+:class:`SimNetwork`.
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ import contextvars
 import errno
 import ipaddress
 import itertools
-import math
 import random
 import socket
 from collections.abc import Iterator, Sequence
@@ -46,8 +52,8 @@ from .. import _state
 from .._cancel import move_on_at
 from .._time import sleep_until
 from ..net._tcp import happy_eyeballs, interleave_families
-from ..sync import Event
 from ._memory import _cancel_point
+from ._simfaults import SimFaults
 from ._simlink import SimConnection, SimListener, SimStream, _fmt
 
 if TYPE_CHECKING:
@@ -69,7 +75,7 @@ def _now() -> float:
     return _state.current_kernel().clock_now()
 
 
-class SimNetwork:
+class SimNetwork(SimFaults):
     """An in-memory network for tests: hosts, links, listeners, faults, in virtual time.
 
     ::
@@ -130,10 +136,7 @@ class SimNetwork:
         # its SimConnection until the client end is closed.
         self._bound: dict[tuple[str, int], Any] = {}
         self._stale_paths: dict[str, None] = {}
-        self._partitions: dict[frozenset[str], None] = {}
-        self._isolated: dict[str, None] = {}
-        self._stalls: dict[Any, float] = {}
-        self._healed: Event | None = None
+        self._new_fault_state()  # stalls, partitions: see _simfaults.py
         self._rr = itertools.count()
         self._own_random = random.Random(0 if self.seed is None else self.seed)
 
@@ -231,121 +234,6 @@ class SimNetwork:
                 return ["127.0.0.1"]
             raise ValueError(f"unknown host {spec!r}: use an IP address or net.add_host()")
         return list(addrs)
-
-    # -- faults ------------------------------------------------------------------
-    def reset(self, target: Any, other: str | None = None) -> int:
-        """Reset connections: both ends get :class:`ConnectionResetError`. Returns how many.
-
-        ``target`` is a stream or connection, a host (every connection to or
-        from it), a ``(host, port)`` address, or with ``other`` the link
-        between two hosts::
-
-            net.reset(("10.0.0.1", 7000))      # every connection to the chat server
-        """
-        self._bind()
-        if isinstance(target, SimStream):
-            target = target.connection
-        if isinstance(target, SimConnection):
-            victims = [target] if target in self._conns else []
-        else:
-            victims = [c for c in self._conns if self._matches(c, target, other)]
-        for conn in victims:
-            conn._reset()
-        return len(victims)
-
-    def stall(self, address: Any, seconds: float) -> None:
-        """Stop all data to and from ``address`` (a host, ``(host, port)`` or Unix path) for ``seconds``.
-
-        Nothing is lost: what was sent arrives when the stall ends.
-        """
-        k = self._bind()
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
-        key = self._endpoint_key(address)
-        until = k.clock_now() + seconds
-        self._stalls[key] = max(until, self._stalls.get(key, -math.inf))
-
-    def partition(self, a: str | Sequence[str], b: str | Sequence[str] | None = None) -> None:
-        """Cut hosts ``a`` from hosts ``b`` (or from everyone) until :meth:`heal`.
-
-        Data in flight waits; new connects wait and time out after
-        ``connect_timeout``::
-
-            net.partition("10.0.0.2", "chat.example")
-        """
-        self._bind()
-        if b is None:
-            for x in self._hosts(a):
-                self._isolated[x] = None
-            return
-        for x in self._hosts(a):
-            for y in self._hosts(b):
-                if x != y:
-                    self._partitions[frozenset((x, y))] = None
-
-    def heal(self, a: str | Sequence[str] | None = None,
-             b: str | Sequence[str] | None = None) -> None:
-        """End partitions (all of them, or the one between ``a`` and ``b``) and stalls (all)."""
-        self._bind()
-        if a is None:
-            self._partitions.clear()
-            self._isolated.clear()
-            self._stalls.clear()
-        elif b is None:
-            for x in self._hosts(a):
-                self._isolated.pop(x, None)
-        else:
-            for x in self._hosts(a):
-                for y in self._hosts(b):
-                    self._partitions.pop(frozenset((x, y)), None)
-        for conn in list(self._conns):
-            for pipe in (conn._up, conn._down):
-                if pipe.segments:
-                    pipe.resume()
-        if self._healed is not None:
-            self._healed.set()
-            self._healed = None
-
-    def _endpoint_key(self, address: Any) -> Any:
-        if isinstance(address, tuple):
-            return (self._hosts(address[0])[0], int(address[1]))
-        if isinstance(address, str) and address.startswith("/"):
-            return address
-        return self._hosts(address)[0]
-
-    def _matches(self, conn: SimConnection, target: Any, other: str | None) -> bool:
-        ends = (conn.client_address, conn.server_address)
-        if other is not None:
-            a, b = set(self._hosts(target)), set(self._hosts(other))
-            x, y = conn.hosts()
-            return (x in a and y in b) or (x in b and y in a)
-        if isinstance(target, tuple):
-            key = self._endpoint_key(target)
-            return any(isinstance(e, tuple) and (e[0], e[1]) == key for e in ends)
-        if isinstance(target, str) and target.startswith("/"):
-            return conn.server_address == target
-        hosts = set(self._hosts(target))
-        return conn.kind == "tcp" and bool(hosts & set(conn.hosts()))
-
-    def _blocked_until(self, conn: SimConnection, now: float) -> float:
-        """When data between the ends of ``conn`` may flow again (``now`` or earlier: it may)."""
-        if conn.kind == "unix":  # only a stall of its path can hold it back
-            return self._stalls.get(conn.server_address, -math.inf)
-        x, y = conn.hosts()
-        if x != y and (x in self._isolated or y in self._isolated
-                       or frozenset((x, y)) in self._partitions):
-            return math.inf
-        until = -math.inf
-        for key in (x, y, conn.client_address[:2], conn.server_address[:2]):
-            until = max(until, self._stalls.get(key, -math.inf))
-        return until
-
-    def _path_blocked_until(self, src: str, dst: tuple[str, int], now: float) -> float:
-        if src != dst[0] and (src in self._isolated or dst[0] in self._isolated
-                              or frozenset((src, dst[0])) in self._partitions):
-            return math.inf
-        return max(self._stalls.get(src, -math.inf), self._stalls.get(dst[0], -math.inf),
-                   self._stalls.get(dst, -math.inf))
 
     # -- introspection -----------------------------------------------------------
     def connections(self) -> list[SimConnection]:
@@ -581,30 +469,6 @@ class SimNetwork:
             raise
         return conn
 
-    async def _wait_reachable(self, src: str, dst: tuple[str, int], deadline: float,
-                              src_port: int = 0) -> None:
-        k = self._kernel
-        while True:
-            now = k.clock_now()
-            until = self._path_blocked_until(src, dst, now)
-            if src_port:
-                until = max(until, self._stalls.get((src, src_port), -math.inf))
-            if until <= now:
-                return
-            if now >= deadline:
-                raise TimeoutError(errno.ETIMEDOUT, f"connect to {_fmt(dst)} timed out")
-            await self._wait_fault_end(min(until, deadline))
-
-    async def _wait_fault_end(self, until: float) -> None:
-        """Sleep until ``until`` (a stall's end, a deadline) or the next ``heal()``.
-
-        heal() ends stalls too: a connect waiting for one must not sleep through it.
-        """
-        if self._healed is None:
-            self._healed = Event()
-        with move_on_at(until):
-            await self._healed.wait()
-
     async def connect_unix(self, path: str) -> SimStream:
         """Connect to the simulated Unix socket ``path``.
 
@@ -623,7 +487,7 @@ class SimNetwork:
             # A stalled listener does not answer: wait for the stall to end, as a
             # TCP connect does. No connect_timeout (a Unix connect has none):
             # bound it with fail_after().
-            until = self._stalls.get(path, -math.inf)
+            until = self._stalled_until(path)
             if until <= k.clock_now():
                 break
             await self._wait_fault_end(until)
