@@ -31,175 +31,40 @@ including the quirks (an object without ``throw`` is abandoned, not closed;
 ignored becomes ``RuntimeError``). See :class:`Trampoline` for the few things
 a pure-Python driver cannot imitate.
 
-Everything here is iterative: nothing recurses on the depth of the chain.
+This module is the driver: the stack and the loop that runs it. The rules
+it applies at each step -- what is a callee, how to resume, throw into and
+close one, which frames a traceback shows -- do not depend on the stack, and
+live in ``_pep380.py``. Everything here is iterative: nothing recurses on the
+depth of the chain.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from types import CoroutineType, GeneratorType, TracebackType
-from typing import Any, NoReturn
+from types import CoroutineType, GeneratorType
+from typing import Any
+
+from ._pep380 import (
+    _ignored_message,
+    _is_generator_exit,
+    _reraise,
+    _resume_method,
+    _resumer,
+    _stripper,
+    _suspended,
+    _throw_args,
+    is_subcoroutine,
+)
 
 __all__ = ["Trampoline", "is_subcoroutine", "trampoline"]
 
-# Frames of this module are dropped from tracebacks; they are recognised by
-# their globals, which is one identity test per traceback entry.
-_GLOBALS = globals()
+# Frames of this module (and of _pep380) are dropped from tracebacks.
+_strip = _stripper(globals())
 
 # "Resume by sending, not by throwing". ``None`` cannot mean that: it is a
 # legal (if wrong) argument to ``throw()``, and must reach the coroutine.
 _SEND: Any = object()
-
-
-def is_subcoroutine(value: object) -> bool:
-    """Tell whether a yielded value is a trampolined call.
-
-    True for generator objects, coroutine objects, and any other object
-    (not a class) that has a callable ``send`` attribute -- a hand-written
-    coroutine. Everything else is an ordinary value, handed to the driver::
-
-        >>> def sub():
-        ...     yield
-        >>> is_subcoroutine(sub()), is_subcoroutine(42), is_subcoroutine(sub)
-        (True, False, False)
-
-    Note that some I/O objects (sockets) have a ``send`` method too; a driver
-    that lets them be yielded should pass its own ``subcall`` predicate to
-    :class:`Trampoline`.
-    """
-    # Generators and coroutines are nearly all calls in practice: decide
-    # those by an exact type test before any attribute lookup.
-    tp = type(value)
-    if tp is GeneratorType or tp is CoroutineType:
-        return True
-    # Then one attribute lookup settles every ordinary value. An object
-    # whose attribute lookup fails with something else than AttributeError
-    # is no coroutine either: it goes to the driver like any value (that
-    # is what ``yield from`` would do with it), not raise out of here.
-    try:
-        send = getattr(value, "send", None)
-    except Exception:
-        return False
-    if send is None:
-        return False
-    return callable(send) and not isinstance(value, type)
-
-
-def _resumer(coro: Any) -> Callable[[Any], Any]:
-    """The callable that resumes a non-native coroutine with a value.
-
-    This is CPython's ``PyIter_Send``, which is what ``yield from`` uses:
-    ``None`` goes to ``__next__`` if the type has one, anything else to
-    ``send``. ``send`` is looked up at each call, as CPython does.
-    """
-    if getattr(type(coro), "__next__", None) is None:
-
-        def resume(value: Any) -> Any:
-            return coro.send(value)
-
-    else:
-        next_ = coro.__next__
-
-        def resume(value: Any) -> Any:
-            if value is None:
-                return next_()
-            return coro.send(value)
-
-    return resume
-
-
-def _resume_method(coro: Any) -> Callable[[Any], Any]:
-    # Generators and coroutines: ``send(None)`` *is* ``__next__``, so the
-    # bound ``send`` serves both and the hot path has no branch on ``None``.
-    tp = type(coro)
-    if tp is GeneratorType or tp is CoroutineType:
-        return coro.send
-    return _resumer(coro)
-
-
-def _strip(exc: BaseException) -> None:
-    """Drop this module's frames from the head of ``exc.__traceback__``.
-
-    The trampoline's frames only ever sit at the head: an exception enters
-    them from a coroutine and leaves them towards the driver or a caller,
-    which then adds its own frame in front. Stripping at each crossing leaves
-    exactly the traceback that native ``yield from`` gives.
-    """
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_globals is _GLOBALS:
-        tb = tb.tb_next
-    exc.__traceback__ = tb
-
-
-def _reraise(exc: Any) -> NoReturn:
-    """``raise exc`` for an exception caught earlier, keeping its ``__context__``.
-
-    A ``raise`` statement links the exception being handled at that point as
-    ``__context__``, overwriting what the exception got where it was first
-    raised. CPython re-raises a delegated exception without that relinking,
-    so undo it.
-    """
-    if not isinstance(exc, BaseException):
-        raise exc  # an exception class, or garbage: raise reports it
-    context = exc.__context__
-    try:
-        raise exc
-    finally:
-        exc.__context__ = context
-
-
-def _throw_args(typ: Any, value: Any, tb: Any) -> BaseException:
-    """The exception ``throw(typ, value, tb)`` raises, made as CPython makes it.
-
-    The checks and the normalization of ``_gen_throw`` (genobject.c), done
-    before anything runs: a bad combination is refused here, and the frames
-    are left as they were.
-    """
-    if tb is not None and not isinstance(tb, TracebackType):
-        raise TypeError("throw() third argument must be a traceback object")
-    if isinstance(typ, type) and issubclass(typ, BaseException):
-        if isinstance(value, typ):
-            exc = value
-        elif value is None:
-            exc = typ()
-        elif isinstance(value, tuple):
-            exc = typ(*value)
-        else:
-            exc = typ(value)
-    elif isinstance(typ, BaseException):
-        if value is not None:
-            raise TypeError("instance exception may not have a separate value")
-        exc = typ
-    else:
-        raise TypeError("exceptions must be classes or instances deriving from "
-                        f"BaseException, not {type(typ).__name__}")
-    if tb is not None:
-        exc.__traceback__ = tb
-    return exc
-
-
-def _is_generator_exit(exc: object) -> bool:
-    # PyErr_GivenExceptionMatches(typ, PyExc_GeneratorExit): class or instance.
-    if isinstance(exc, type):
-        return issubclass(exc, GeneratorExit)
-    return isinstance(exc, GeneratorExit)
-
-
-def _suspended(coro: Any) -> bool:
-    # Only generators and coroutines tell their state; others are opaque.
-    tp = type(coro)
-    if tp is GeneratorType:
-        return coro.gi_suspended
-    if tp is CoroutineType:
-        return coro.cr_suspended
-    return False
-
-
-def _ignored_message(coro: Any) -> str:
-    if type(coro) is CoroutineType:
-        return "coroutine ignored GeneratorExit"
-    return "generator ignored GeneratorExit"
 
 
 class Trampoline:

@@ -117,7 +117,7 @@ def _user_part(origin: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]
     cut = 0
     for i, (filename, _, _) in enumerate(origin):
         name = filename.replace("\\", "/")
-        if "/yieldio/" in name and name.endswith(("_kernel.py", "_trampoline.py", "_task.py")):
+        if "/yieldio/" in name and name.endswith(("_kernel.py", "_trampoline.py", "_pep380.py", "_task.py")):
             cut = i + 1
     return origin[cut:] or origin
 

@@ -43,7 +43,7 @@ DEFAULT_THRESHOLD = 0.1
 
 # Frames of the runtime itself sit between yieldio.run() and the task's
 # coroutine; a report starts at the first frame below them.
-_RUNTIME_FILES = ("_kernel.py", "_trampoline.py", "_runopts.py", "_cli_debug.py")
+_RUNTIME_FILES = ("_kernel.py", "_trampoline.py", "_pep380.py", "_runopts.py", "_cli_debug.py")
 
 
 @dataclass
