@@ -23,7 +23,7 @@ from .. import _state
 from .._cancel import move_on_after
 from .._exceptions import BusyResourceError, ClosedResourceError
 from .._io import cancel_check, fast_checkpoint
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, _is_bytes_like
 from ..sync import Lock
 
 __all__ = ["TLSStream", "start_tls"]
@@ -221,70 +221,103 @@ class TLSStream(Stream):
         if self._in_receive:
             raise BusyResourceError("another task is already reading from this TLS stream")
         self._in_receive = True
+        # (one function, not a wrapper around a helper: a coroutine frame
+        # less on every TLS read)
         try:
-            return await self._receive_some(max_bytes)
+            if not self._handshake_done:
+                await self.do_handshake()
+            else:
+                cancel_check()
+            if self._plain:  # (rare: only after send_eof, see _queue_close_notify)
+                data = bytes(self._plain[:max_bytes])
+                del self._plain[:max_bytes]
+                return data
+            # Without plaintext, ciphertext or an EOF to report, a read can only
+            # fail with SSLWantReadError, and raising that costs more than the
+            # rest of a small read: then feed the engine before the first try.
+            # (What follows is _retry(self._ssl.read, ...) with its first round
+            # inline: a coroutine frame less on every read.)
+            fed = not (self._in.pending or self._ssl.pending() or self._transport_eof
+                       or self._tls_eof)
+            if fed:
+                await self._feed()  # (a checkpoint: the transport's read)
+            try:
+                try:
+                    data = self._ssl.read(max_bytes)
+                except _SSLWantReadError:
+                    fed = True
+                    data = await self._retry(self._ssl.read, max_bytes, feed_first=True)
+                else:
+                    if self._out.pending:
+                        await self._flush()
+            except _EOF_ERRORS as exc:
+                if self._out.pending:
+                    await self._flush_best_effort()
+                if isinstance(exc, _ssl.SSLEOFError):
+                    if not self.suppress_ragged_eofs:
+                        raise
+                    self._ragged_eof = True
+                data = b""
+            except _ssl.SSLError as exc:
+                if self._broken is None:  # (_retry has already done this)
+                    self._broken = exc
+                    await self._flush_best_effort()
+                raise
+            if not data:
+                self._tls_eof = True  # (close_notify reads as b"", not as an error)
+            if not fed:
+                await fast_checkpoint()
+            return data  # type: ignore[no-any-return]
         finally:
             self._in_receive = False
 
-    async def _receive_some(self, max_bytes: int) -> bytes:
-        if not self._handshake_done:
-            await self.do_handshake()
-        else:
-            cancel_check()
-        if self._plain:  # (rare: only after send_eof, see _queue_close_notify)
-            data = bytes(self._plain[:max_bytes])
-            del self._plain[:max_bytes]
-            return data
-        # Without plaintext, ciphertext or an EOF to report, a read can only
-        # fail with SSLWantReadError, and raising that costs more than the
-        # rest of a small read: then feed the engine before the first try.
-        if self._in.pending or self._ssl.pending() or self._transport_eof or self._tls_eof:
-            try:
-                data = self._ssl.read(max_bytes)
-            except _SSLWantReadError:
-                pass
-            except _ssl.SSLZeroReturnError:
-                self._tls_eof = True
-                await fast_checkpoint()
-                return b""
-            except _ssl.SSLEOFError:
-                if not self.suppress_ragged_eofs:
-                    raise
-                self._ragged_eof = True
-                await fast_checkpoint()
-                return b""
-            except _ssl.SSLError as exc:
-                self._broken = exc
-                await self._flush_best_effort()
-                raise
-            else:
-                if not data:
-                    self._tls_eof = True  # (close_notify reads as b"", not an error)
-                if self._out.pending:
-                    await self._flush()
-                await fast_checkpoint()
-                return data  # type: ignore[no-any-return]
-        try:
-            data = await self._retry(self._ssl.read, max_bytes, feed_first=True)
-            if not data:
-                self._tls_eof = True
-            return data  # type: ignore[no-any-return]
-        except _ssl.SSLZeroReturnError:
-            self._tls_eof = True
-            return b""
-        except _ssl.SSLEOFError:
-            if not self.suppress_ragged_eofs:
-                raise
-            self._ragged_eof = True
-            return b""
-
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send all of ``data`` (see :meth:`Stream.write`)."""
-        if self._in_send and not self._closed and not self._write_broken:
+        if self._closed or self._write_broken or self._writing:
+            await super().write(data)  # (it raises the right error)
+            return
+        if self._in_send:
             # Rejected before anything was sent: the stream stays intact
             # (the base class would count this failure as a broken write).
             raise BusyResourceError("another task is already writing to this TLS stream")
-        await super().write(data)
+        # Stream.write and send_all in one frame: two coroutine frames less
+        # on every TLS write. The bookkeeping is theirs, step for step.
+        self._writing = self._in_send = True
+        try:
+            self._check_usable()
+            if self._eof_sent:
+                raise ClosedResourceError("cannot send after send_eof()")
+            if self._handshake_done and type(data) is bytes and 0 < len(data) <= WRITE_CHUNK:
+                # _send_all's common case, and _retry's first round, inline.
+                cancel_check()
+                try:
+                    self._ssl.write(data)
+                except _SSLWantReadError:
+                    await self._retry(self._ssl.write, data)
+                except _EOF_ERRORS:
+                    if self._out.pending:
+                        await self._flush_best_effort()
+                    raise
+                except _ssl.SSLError as exc:
+                    self._broken = exc
+                    await self._flush_best_effort()
+                    raise
+                else:
+                    if self._out.pending:
+                        await self._flush()
+            else:
+                await self._send_all(data)
+        except (BusyResourceError, ClosedResourceError):
+            raise
+        except TypeError:
+            if _is_bytes_like(data):
+                self._write_broken = True
+            raise
+        except BaseException:
+            self._write_broken = True
+            raise
+        finally:
+            self._writing = self._in_send = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send all of ``data`` (in bounded pieces)."""
