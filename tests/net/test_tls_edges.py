@@ -180,3 +180,55 @@ def test_send_eof_after_a_ragged_eof_fails_cleanly_and_close_still_works(server_
             assert client.transport.closed
 
     yieldio.run(main)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_openssl_holds_no_unread_record_outside_the_bio(version, ca, server_context):
+    # TLSStream.receive_some skips its first SSLObject.read when the incoming
+    # BIO and the engine are both empty (the try could only fail, and a
+    # failure is an expensive exception). That is only safe while OpenSSL
+    # does not read ahead: a whole record held inside the engine, where
+    # neither MemoryBIO.pending nor SSLObject.pending() shows it, would make
+    # the stream wait for ciphertext it already has.
+    import random
+
+    rng = random.Random(version)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    client_context.maximum_version = ssl.TLSVersion[version]
+    checked = 0
+    for _ in range(40):
+        s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+        server = server_context.wrap_bio(s_in, s_out, server_side=True)
+        client = client_context.wrap_bio(c_in, c_out, server_hostname="localhost")
+        for _ in range(10):  # handshake
+            for side, out, peer_in in ((client, c_out, s_in), (server, s_out, c_in)):
+                try:
+                    side.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+                if data := out.read():
+                    peer_in.write(data)
+        assert client.version() == version.replace("_", ".")
+        for _ in range(rng.randint(1, 5)):
+            server.write(rng.randbytes(rng.randint(1, 40_000)))  # records up to 16 KiB
+        wire, pos = s_out.read(), 0
+        while True:
+            if pos < len(wire) and rng.random() < 0.5:
+                n = rng.randint(1, 5_000)
+                c_in.write(wire[pos:pos + n])
+                pos += n
+            max_bytes = rng.choice([1, 7, 100, 16_384, 65_536])
+            if c_in.pending == 0 and client.pending() == 0:
+                checked += 1
+                with pytest.raises(ssl.SSLWantReadError):
+                    client.read(max_bytes)
+                if pos >= len(wire):
+                    break
+            else:
+                try:
+                    client.read(max_bytes)
+                except ssl.SSLWantReadError:
+                    pass  # a partial record: needs more ciphertext
+    assert checked > 100
