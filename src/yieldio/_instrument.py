@@ -8,9 +8,24 @@ test per batch.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Instrument"]
+__all__ = ["Instrument", "InstrumentHooks", "HOOK_NAMES"]
+
+#: Every hook an instrument may define, in the order a run meets them.
+HOOK_NAMES = (
+    "before_run",
+    "after_run",
+    "task_spawned",
+    "task_scheduled",
+    "before_task_step",
+    "after_task_step",
+    "task_exited",
+    "before_io_wait",
+    "after_io_wait",
+)
 
 
 class Instrument:
@@ -71,3 +86,59 @@ def _defined_hooks(inst: Any) -> set[str]:
         elif impl is None and callable(getattr(inst, name, None)):
             names.add(name)
     return names
+
+
+class InstrumentHooks:
+    """Kernel methods that attach instruments and call their hooks (a mixin of Kernel).
+
+    The kernel keeps one tuple of bound methods per hook name, rebuilt when
+    an instrument comes or goes, so the hot loop tests a tuple's truth and
+    never looks a hook up.
+    """
+
+    # Set by Kernel.__init__ (declared here for type checkers).
+    instruments: list[Any]
+    _hooks: dict[str, tuple[Callable[..., Any], ...]]
+    spawn_hooked: bool
+    reschedule: Callable[..., None]
+    reschedule_error: Callable[..., None]
+    _reschedule_instrumented: Callable[..., None]
+    _reschedule_error_instrumented: Callable[..., None]
+
+    def add_instrument(self, inst: Any) -> None:
+        """Attach an instrument; its hook methods are called from now on."""
+        self.instruments.append(inst)
+        self._rebuild_hooks()
+
+    def remove_instrument(self, inst: Any) -> None:
+        self.instruments.remove(inst)
+        self._rebuild_hooks()
+
+    def _rebuild_hooks(self) -> None:
+        defined = [(_defined_hooks(i), i) for i in self.instruments]
+        for name in HOOK_NAMES:
+            self._hooks[name] = tuple(getattr(i, name) for names, i in defined if name in names)
+        # One flag for TaskGroup.spawn's fast path: does a new task concern anyone?
+        self.spawn_hooked = bool(self._hooks["task_spawned"] or self._hooks["task_scheduled"])
+        if self._hooks["task_scheduled"]:
+            self.reschedule = self._reschedule_instrumented  # type: ignore[method-assign]
+            self.reschedule_error = self._reschedule_error_instrumented  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("reschedule", None)
+            self.__dict__.pop("reschedule_error", None)
+
+    def _instrument_failed(self, hook: Any, exc: Exception) -> None:
+        """A broken instrument is reported and removed, never fatal to the program."""
+        inst = getattr(hook, "__self__", hook)
+        name = getattr(hook, "__name__", "?")
+        print(f"yieldio: instrument {inst!r} raised {exc!r} in {name}; removing it",
+              file=sys.stderr)
+        if inst in self.instruments:
+            self.remove_instrument(inst)
+
+    def _call_hooks(self, name: str, *args: Any) -> None:
+        for hook in self._hooks[name]:
+            try:  # free in CPython 3.11 when nothing raises
+                hook(*args)
+            except Exception as exc:
+                self._instrument_failed(hook, exc)

@@ -18,9 +18,10 @@ Read this module top to bottom in one sitting; it is the whole scheduler.
   polls. It is written once; instruments and the seeded schedule are tested
   with a local flag per batch/step, so an un-instrumented run pays nothing
   measurable for them.
-* Two halves live in their own modules, as mixins of :class:`Kernel` (no
+* Three parts live in their own modules, as mixins of :class:`Kernel` (no
   extra hop: they are its methods): ``_outside.py`` (epoll, thread calls,
-  Ctrl-C) and ``_timers.py`` (the clock, the timer heap, sleeping).
+  Ctrl-C), ``_timers.py`` (the clock, the timer heap, sleeping) and
+  ``_instrument.py`` (attaching instruments and calling their hooks).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import contextvars
 import itertools
 import random
-import sys
 import threading
 import time
 from collections import deque
@@ -39,6 +39,7 @@ from typing import Any
 from ._asyncgens import AsyncGenFinalizer
 from ._cancel import CancelScope, remove_task_scope
 from ._exceptions import Cancelled
+from ._instrument import HOOK_NAMES, InstrumentHooks
 from ._outside import OutsideWorld
 from ._task import CANCELLED, DONE, FAILED, RUNNING, NotStarted, Task, throw_into
 from ._timers import SystemClock, TimerHeap
@@ -59,20 +60,8 @@ DELAY_PROBABILITY = 0.1
 _INF = float("inf")
 
 
-_HOOKS = (
-    "before_run",
-    "after_run",
-    "task_spawned",
-    "task_scheduled",
-    "before_task_step",
-    "after_task_step",
-    "task_exited",
-    "before_io_wait",
-    "after_io_wait",
-)
 
-
-class Kernel(OutsideWorld, TimerHeap):
+class Kernel(OutsideWorld, TimerHeap, InstrumentHooks):
     """One event loop; created by :func:`run`, one per thread at most."""
 
     def __init__(self, clock: Any = None, instruments: Any = (), seed: int | None = None) -> None:
@@ -119,51 +108,10 @@ class Kernel(OutsideWorld, TimerHeap):
         self.deadlock_report: str | None = None  # the task tree, once a deadlock is found
         # Instruments: one tuple of bound hooks per hook name.
         self.instruments: list[Any] = []
-        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {h: () for h in _HOOKS}
+        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {h: () for h in HOOK_NAMES}
         self.spawn_hooked = False  # see _rebuild_hooks
         for inst in instruments:
             self.add_instrument(inst)
-
-    # -- instruments ----------------------------------------------------------
-    def add_instrument(self, inst: Any) -> None:
-        """Attach an instrument; its hook methods are called from now on."""
-        self.instruments.append(inst)
-        self._rebuild_hooks()
-
-    def remove_instrument(self, inst: Any) -> None:
-        self.instruments.remove(inst)
-        self._rebuild_hooks()
-
-    def _rebuild_hooks(self) -> None:
-        from ._instrument import _defined_hooks
-
-        defined = [(_defined_hooks(i), i) for i in self.instruments]
-        for name in _HOOKS:
-            self._hooks[name] = tuple(getattr(i, name) for names, i in defined if name in names)
-        # One flag for TaskGroup.spawn's fast path: does a new task concern anyone?
-        self.spawn_hooked = bool(self._hooks["task_spawned"] or self._hooks["task_scheduled"])
-        if self._hooks["task_scheduled"]:
-            self.reschedule = self._reschedule_instrumented  # type: ignore[method-assign]
-            self.reschedule_error = self._reschedule_error_instrumented  # type: ignore[method-assign]
-        else:
-            self.__dict__.pop("reschedule", None)
-            self.__dict__.pop("reschedule_error", None)
-
-    def _instrument_failed(self, hook: Any, exc: Exception) -> None:
-        """A broken instrument is reported and removed, never fatal to the program."""
-        inst = getattr(hook, "__self__", hook)
-        name = getattr(hook, "__name__", "?")
-        print(f"yieldio: instrument {inst!r} raised {exc!r} in {name}; removing it",
-              file=sys.stderr)
-        if inst in self.instruments:
-            self.remove_instrument(inst)
-
-    def _call_hooks(self, name: str, *args: Any) -> None:
-        for hook in self._hooks[name]:
-            try:  # free in CPython 3.11 when nothing raises
-                hook(*args)
-            except Exception as exc:
-                self._instrument_failed(hook, exc)
 
     # -- scheduling -----------------------------------------------------------
     def reschedule(self, task: Task, value: Any = None) -> None:
