@@ -106,17 +106,29 @@ class Path:
     def __hash__(self) -> int:
         return hash(self._path)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # With __slots__ and no __reduce__, pickle protocols 0 and 1 refused
+        # the object; pathlib paths pickle with every protocol.
+        return (type(self), (str(self._path),))
+
+    # Ordering: a non-path gets NotImplemented, so that Python reports
+    # "between instances of 'Path' and 'int'" (not pathlib's 'PosixPath',
+    # a class the caller never used) or tries the other operand's method.
     def __lt__(self, other: Path | pathlib.PurePath) -> bool:
-        return self._path < (other._path if isinstance(other, Path) else other)
+        other = other._path if isinstance(other, Path) else other
+        return self._path < other if isinstance(other, pathlib.PurePath) else NotImplemented
 
     def __le__(self, other: Path | pathlib.PurePath) -> bool:
-        return self._path <= (other._path if isinstance(other, Path) else other)
+        other = other._path if isinstance(other, Path) else other
+        return self._path <= other if isinstance(other, pathlib.PurePath) else NotImplemented
 
     def __gt__(self, other: Path | pathlib.PurePath) -> bool:
-        return self._path > (other._path if isinstance(other, Path) else other)
+        other = other._path if isinstance(other, Path) else other
+        return self._path > other if isinstance(other, pathlib.PurePath) else NotImplemented
 
     def __ge__(self, other: Path | pathlib.PurePath) -> bool:
-        return self._path >= (other._path if isinstance(other, Path) else other)
+        other = other._path if isinstance(other, Path) else other
+        return self._path >= other if isinstance(other, pathlib.PurePath) else NotImplemented
 
     def __truediv__(self, other: _StrPath) -> Path:
         return self._wrap(self._path / other)
@@ -197,6 +209,10 @@ class Path:
     def is_relative_to(self, *other: _StrPath) -> bool:
         """True if this path is under ``other`` (text only: no symlinks resolved)."""
         return self._path.is_relative_to(*other)
+
+    def is_reserved(self) -> bool:
+        """True for a name Windows reserves (``NUL``, ``CON``...); always False on POSIX."""
+        return self._path.is_reserved()
 
     def is_absolute(self) -> bool:
         """True if the path has a root (text only)."""
@@ -317,10 +333,15 @@ class Path:
         """The whole file decoded."""
         return await self._run(self._path.read_text, encoding, errors)
 
-    async def write_bytes(self, data: bytes | bytearray | memoryview) -> int:
-        """Replace the file's contents with ``data``; return the byte count."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"write_bytes() needs bytes, not {type(data).__name__}")
+    async def write_bytes(self, data: Any) -> int:
+        """Replace the file's contents with ``data`` (any bytes-like object); return the byte count."""
+        # Check on the loop thread, as pathlib does: memoryview() takes every
+        # bytes-like object (array.array, mmap...), not only bytes/bytearray.
+        try:
+            memoryview(data).release()
+        except TypeError:
+            raise TypeError(f"write_bytes() needs bytes or another bytes-like object, "
+                            f"not {type(data).__name__}") from None
         return await self._run(self._path.write_bytes, data)
 
     async def write_text(self, data: str, encoding: str | None = None,
@@ -351,6 +372,10 @@ class Path:
     async def chmod(self, mode: int, *, follow_symlinks: bool = True) -> None:
         """Change the permission bits."""
         await self._run(lambda: self._path.chmod(mode, follow_symlinks=follow_symlinks))
+
+    async def lchmod(self, mode: int) -> None:
+        """Like :meth:`chmod` of a symlink itself (``NotImplementedError`` where unsupported, as on Linux)."""
+        await self._run(self._path.lchmod, mode)
 
     async def rename(self, target: _StrPath) -> Path:
         """Rename to ``target``; return the new path."""

@@ -60,6 +60,11 @@ async def _complete_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
         raise
 
 
+def _given(arg: Any) -> tuple[Any, ...]:
+    """``(arg,)``, or ``()`` if the optional argument was left out (see ``AsyncFile._call``)."""
+    return () if arg is None else (arg,)
+
+
 class AsyncFile:
     """An async wrapper around a file object (from :func:`open_file` or :func:`wrap_file`).
 
@@ -148,6 +153,16 @@ class AsyncFile:
             raise ClosedResourceError("the file is closed")
 
     async def _call(self, method: str, *args: Any) -> Any:
+        """Call ``method(*args)`` of the wrapped file on a worker thread.
+
+        Optional arguments the caller left out must stay left out, not be
+        filled in with io's defaults: a wrapped file-like may give them other
+        meanings. ``http.client.HTTPResponse.read()`` stops at Content-Length
+        but ``read(-1)`` reads until the connection closes, and minimal
+        file-likes take no arguments at all. So the methods below default
+        optional arguments to ``None`` and pass them on only when given,
+        which is also what trio and aiofiles do.
+        """
         self._check_open()
         fn = getattr(self._file, method)
         try:
@@ -159,35 +174,35 @@ class AsyncFile:
             raise
 
     # -- reading ---------------------------------------------------------------
-    async def read(self, size: int = -1) -> Any:
-        """Read up to ``size`` bytes/characters (all if negative); empty at EOF.
+    async def read(self, size: int | None = None) -> Any:
+        """Read up to ``size`` bytes/characters (all if omitted or negative); empty at EOF.
 
         ::
 
             data = await f.read()
         """
-        return await self._call("read", size)
+        return await self._call("read", *_given(size))
 
-    async def read1(self, size: int = -1) -> bytes:
+    async def read1(self, size: int | None = None) -> bytes:
         """Binary files: read up to ``size`` bytes with at most one raw read."""
-        return cast(bytes, await self._call("read1", size))
+        return cast(bytes, await self._call("read1", *_given(size)))
 
     async def readinto(self, buffer: Any) -> int:
         """Binary files: read into ``buffer``; return the number of bytes read."""
         return cast(int, await self._call("readinto", buffer))
 
-    async def readline(self, size: int = -1) -> Any:
+    async def readline(self, size: int | None = None) -> Any:
         """Read one line (with its newline); empty at EOF.
 
         ::
 
             first = await f.readline()
         """
-        return await self._call("readline", size)
+        return await self._call("readline", *_given(size))
 
-    async def readlines(self, hint: int = -1) -> list[Any]:
+    async def readlines(self, hint: int | None = None) -> list[Any]:
         """Read the remaining lines as a list."""
-        return cast("list[Any]", await self._call("readlines", hint))
+        return cast("list[Any]", await self._call("readlines", *_given(hint)))
 
     def __aiter__(self) -> AsyncFile:
         return self
@@ -218,12 +233,12 @@ class AsyncFile:
 
     async def truncate(self, size: int | None = None) -> int:
         """Resize the file to ``size`` bytes (default: the current position)."""
-        return cast(int, await self._call("truncate", size))
+        return cast(int, await self._call("truncate", *_given(size)))
 
     # -- position --------------------------------------------------------------
-    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Move to ``offset`` (relative to ``whence``); return the new position."""
-        return cast(int, await self._call("seek", offset, whence))
+    async def seek(self, offset: int, whence: int | None = None) -> int:
+        """Move to ``offset`` relative to ``whence`` (default: the start); return the position."""
+        return cast(int, await self._call("seek", offset, *_given(whence)))
 
     async def tell(self) -> int:
         """The current position."""
