@@ -322,7 +322,17 @@ def _bind_all(targets: list[tuple[int, int, Any]], backlog: int,
                     sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
                 if port is not None and sockaddr[1] == 0:
                     sockaddr = (sockaddr[0], port, *sockaddr[2:])
-                sock.bind(sockaddr)
+                try:
+                    sock.bind(sockaddr)
+                except OSError as exc:
+                    if exc.errno is None:
+                        raise
+                    # The stdlib's "[Errno 98] Address already in use" does not
+                    # say which address, and host=None or "localhost" binds
+                    # several. Same errno (and OSError subclass), as asyncio
+                    # and trio do.
+                    raise OSError(exc.errno, f"error while attempting to bind on address "
+                                  f"{_format_address(sockaddr)}: {exc.strerror}") from None
                 sock.listen(backlog)
             except BaseException:
                 sock.close()
@@ -336,6 +346,11 @@ def _bind_all(targets: list[tuple[int, int, Any]], backlog: int,
             listener.socket.close()
         raise
     return listeners
+
+
+def _format_address(sockaddr: Any) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _remove_stale_socket_file(path: str | bytes) -> None:

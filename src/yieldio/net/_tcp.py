@@ -270,6 +270,18 @@ async def open_tcp_stream(host: str | bytes, port: int, *, ssl: bool | _ssl.SSLC
 _PEER_WENT_AWAY = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
+def _peer_went_away(exc: BaseException) -> bool:
+    """Whether a handler's exception only says that its client went away.
+
+    A handler that runs a TaskGroup (a proxy's two pumps, a reader and a
+    writer task) gets the reset wrapped in an ``ExceptionGroup``: that is
+    still a disconnect, as long as every exception in the group is one.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(_PEER_WENT_AWAY)[1] is None
+    return isinstance(exc, _PEER_WENT_AWAY)
+
+
 class Server:
     """A running server: listeners, an accept loop each, one task per connection.
 
@@ -291,9 +303,10 @@ class Server:
     ``"yieldio.server"`` logger and counted in :attr:`handler_errors`; the
     server keeps serving. A stream is always closed after its handler
     returns. A handler that fails because the peer went away
-    (``ConnectionResetError``, ``BrokenPipeError``, ``ConnectionAbortedError``)
-    is routine, not a bug: it is counted in :attr:`disconnects` and logged
-    at INFO level without a traceback. Failed TLS handshakes are logged and counted in
+    (``ConnectionResetError``, ``BrokenPipeError``, ``ConnectionAbortedError``,
+    alone or in an ``ExceptionGroup`` of nothing else) is routine, not a bug:
+    it is counted in :attr:`disconnects` and logged at INFO level without a
+    traceback. Failed TLS handshakes are logged and counted in
     :attr:`tls_errors`, and never reach the handler.
 
     Counters: :attr:`connections` (open now), :attr:`accepted` (in total),
@@ -441,16 +454,17 @@ class Server:
                     return
             try:
                 await self._handler(stream)
-            except _PEER_WENT_AWAY as exc:
-                # The peer went away (reset, broken pipe): routine for a
-                # server, not a bug in the handler. Counted, logged quietly.
-                self.disconnects += 1
-                logger.info("connection from %s lost in handler %s: %r", peer,
-                            getattr(self._handler, "__qualname__", self._handler), exc)
-            except Exception:
-                self.handler_errors += 1
-                logger.exception("connection handler %s failed (peer %s)",
-                                 getattr(self._handler, "__qualname__", self._handler), peer)
+            except Exception as exc:
+                if _peer_went_away(exc):
+                    # The peer went away (reset, broken pipe): routine for a
+                    # server, not a bug in the handler. Counted, logged quietly.
+                    self.disconnects += 1
+                    logger.info("connection from %s lost in handler %s: %r", peer,
+                                getattr(self._handler, "__qualname__", self._handler), exc)
+                else:
+                    self.handler_errors += 1
+                    logger.exception("connection handler %s failed (peer %s)",
+                                     getattr(self._handler, "__qualname__", self._handler), peer)
         finally:
             self.connections -= 1
             try:
