@@ -163,6 +163,11 @@ class SignalReceiver:
             raise ClosedResourceError("the signal receiver's block has ended")
         if self._pending:
             yield SCHEDULE
+            # The block may have ended during the checkpoint: its pending
+            # signals went to the restored handlers, and parking on a closed
+            # receiver would wait for ever (nothing wakes it any more).
+            if self._closed:
+                raise ClosedResourceError("the signal receiver's block has ended")
             if self._pending:  # a checkpoint: another task may have taken it
                 return self._pop()
         while True:
@@ -294,10 +299,29 @@ def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
             _give_back(num, receiver)
         _wakeup["users"] -= 1
         if not _wakeup["users"]:
-            signal.set_wakeup_fd(_wakeup["before"])
+            # Python cannot report the flag the old wakeup fd had. If it is
+            # the kernel's own socket, the kernel installed it with
+            # warn_on_full_buffer=False (a full socket is harmless: one byte
+            # wakes the loop), so keep that; the default would print a warning
+            # for every signal of a burst that arrives while the loop is busy.
+            before = _wakeup["before"]
+            signal.set_wakeup_fd(before, warn_on_full_buffer=before != k.wakeup_fileno())
         receiver._close()
         # Pending signals go to whoever handles them now (an older receiver,
         # or the restored handler), as if this receiver had never existed.
-        while receiver._pending:
+        _redeliver(receiver)
+
+
+def _redeliver(receiver: SignalReceiver) -> None:
+    """Raise each pending signal, even if a handler raises (as trio does).
+
+    A restored handler may raise (``sys.exit()`` in a SIGTERM handler, or
+    ``KeyboardInterrupt``): the ``finally`` still delivers the rest, and the
+    exceptions chain as they would for signals arriving one after another.
+    """
+    if receiver._pending:
+        try:
             signal.raise_signal(receiver._pop())
+        finally:
+            _redeliver(receiver)
 

@@ -1,0 +1,116 @@
+"""Edge cases of open_signal_receiver, with real signals (no mocks)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import pytest
+
+import yieldio
+
+USR1 = signal.SIGUSR1
+
+
+@pytest.fixture(autouse=True)
+def handlers_restored():
+    before = {s: signal.getsignal(s) for s in (USR1, signal.SIGUSR2, signal.SIGINT)}
+    yield
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.timeout(10)
+def test_block_ending_while_a_receive_is_at_its_checkpoint_raises_closed():
+    # A task calls receive() with a signal pending: it takes its checkpoint
+    # first. If the block ends before it resumes, the pending signal goes back
+    # to the restored handler and the receiver is closed, so receive() must
+    # raise ClosedResourceError -- it used to park for ever on the closed
+    # receiver, which nothing can wake any more.
+    async def main():
+        delivered = []
+        old = signal.signal(USR1, lambda *a: delivered.append(USR1))
+        try:
+            outcome = []
+
+            async def reader(signals):
+                try:
+                    outcome.append(await signals.receive())
+                except yieldio.ClosedResourceError:
+                    outcome.append("closed")
+
+            async with yieldio.TaskGroup() as tg:
+                with yieldio.open_signal_receiver(USR1) as signals:
+                    signal.raise_signal(USR1)
+                    assert signals.pending() == [USR1]
+                    tg.spawn(reader, signals)
+                    await yieldio.sleep(0)  # the reader is now at its checkpoint
+                    assert outcome == []
+                with yieldio.fail_after(2):
+                    while not outcome:
+                        await yieldio.sleep(0)
+            return outcome, delivered
+        finally:
+            signal.signal(USR1, old)
+
+    outcome, delivered = yieldio.run(main)
+    # Delivered once, to the restored handler, and not also returned.
+    assert outcome == ["closed"] and delivered == [USR1]
+
+
+@pytest.mark.timeout(10)
+def test_closing_a_receiver_keeps_the_kernel_wakeup_fd_quiet_when_full(monkeypatch):
+    # The kernel installs its wakeup socket with warn_on_full_buffer=False: a
+    # burst of signals while the loop is busy may fill it, and that is fine
+    # (one byte already wakes the loop). Closing a receiver used to re-install
+    # it with the default (True), so the same burst then printed "Exception
+    # ignored when trying to write to the signal wakeup fd" for every signal.
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_type))
+
+    async def main():
+        with yieldio.open_signal_receiver(signal.SIGUSR2):
+            pass
+        hits = []
+        old = signal.signal(USR1, lambda *a: hits.append(1))
+        try:
+            for _ in range(5000):  # far more bytes than the socket buffer holds
+                signal.raise_signal(USR1)
+        finally:
+            signal.signal(USR1, old)
+        return len(hits)
+
+    assert yieldio.run(main) == 5000
+    assert unraisable == []
+
+
+class _HandlerFailed(Exception):
+    pass
+
+
+@pytest.mark.timeout(10)
+def test_pending_signals_are_all_redelivered_even_if_a_handler_raises():
+    # "Nothing lost at the end": a restored handler that raises (a SIGTERM
+    # handler calling sys.exit(), say) must not make the receiver drop the
+    # other pending signals. trio delivers them all too.
+    async def main():
+        seen = []
+
+        def failing(signum, frame):
+            seen.append(signum)
+            raise _HandlerFailed
+
+        old1 = signal.signal(USR1, failing)
+        old2 = signal.signal(signal.SIGUSR2, lambda signum, frame: seen.append(signum))
+        try:
+            with pytest.raises(_HandlerFailed):
+                with yieldio.open_signal_receiver(USR1, signal.SIGUSR2) as signals:
+                    signal.raise_signal(USR1)
+                    signal.raise_signal(signal.SIGUSR2)
+                    assert signals.pending() == [USR1, signal.SIGUSR2]
+            assert signals.pending() == []
+        finally:
+            signal.signal(USR1, old1)
+            signal.signal(signal.SIGUSR2, old2)
+        return seen
+
+    assert yieldio.run(main) == [USR1, signal.SIGUSR2]

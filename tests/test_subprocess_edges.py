@@ -1,0 +1,112 @@
+"""Edge cases of yieldio.subprocess with real children: no fd, pidfd or zombie left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pytest
+
+import yieldio
+import yieldio.subprocess as ysp
+
+PY = sys.executable
+pytestmark = pytest.mark.timeout(30)
+
+
+def _children() -> list[tuple[int, str]]:
+    me = os.getpid()
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+            except OSError:
+                continue
+            if int(ppid) == me:
+                out.append((int(name), state))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_children():
+    yield
+    assert _children() == [], "children left behind (running or zombies)"
+
+
+@pytest.fixture(params=["pidfd", "thread"])
+def watcher(request, monkeypatch):
+    if request.param == "pidfd" and not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd_open on this system")
+    monkeypatch.setattr(ysp, "USE_PIDFD", request.param == "pidfd")
+    return request.param
+
+
+@pytest.mark.timeout(10)
+def test_every_kind_of_cancellation_leaves_no_fd_behind(watcher):
+    # The feeder is blocked on a full stdin pipe (sleep never reads it) when
+    # the cancellation hits: pipes, pidfds and children must all be released.
+    def fds() -> list[str]:
+        return sorted(os.listdir("/proc/self/fd"))
+
+    async def main():
+        await ysp.run(["true"])  # warm-up: worker threads
+        before = fds()
+        for _ in range(3):
+            with pytest.raises(ysp.TimeoutExpired):
+                await ysp.run(["sleep", "10"], input=b"x" * 1_000_000, capture_output=True,
+                              timeout=0.02)
+            with yieldio.move_on_after(0.02):
+                await ysp.run(["sleep", "10"], input=b"x" * 1_000_000, capture_output=True)
+            with yieldio.move_on_after(0.02):
+                async with await ysp.open_process(["sleep", "10"], stdin=ysp.PIPE,
+                                                  stdout=ysp.PIPE) as p:
+                    await p.stdout.read()
+            assert p.returncode == -signal.SIGKILL
+        return before, fds()
+
+    before, after = yieldio.run(main)
+    assert after == before
+
+
+@pytest.mark.timeout(10)
+def test_run_timeout_while_a_grandchild_holds_stdout_open():
+    # sh exits at once, but its background child keeps the pipe open: as in
+    # the stdlib, run() waits for EOF, so only the timeout ends it, with the
+    # partial output.
+    async def main():
+        with pytest.raises(ysp.TimeoutExpired) as info:
+            await ysp.run(["sh", "-c", "sleep 30 & echo $!"], capture_output=True, timeout=0.3)
+        return info.value
+
+    err = yieldio.run(main)
+    grandchild = int(err.output)
+    os.kill(grandchild, signal.SIGKILL)  # not ours to reap: init adopted it
+    assert err.stderr == b""
+
+
+@pytest.mark.timeout(10)
+def test_check_reports_a_signal_killed_child_with_a_negative_status():
+    code = "import os, signal; print('bye', flush=True); os.kill(os.getpid(), signal.SIGTERM)"
+
+    async def main():
+        with pytest.raises(ysp.CalledProcessError) as info:
+            await ysp.run([PY, "-c", code], capture_output=True, check=True)
+        return info.value
+
+    err = yieldio.run(main)
+    assert err.returncode == -signal.SIGTERM and err.output == b"bye\n"
+    assert "SIGTERM" in str(err)
+
+
+@pytest.mark.timeout(10)
+def test_missing_executable_or_cwd_raises_file_not_found_without_leaks(tmp_path):
+    async def main():
+        for kwargs in ({"args": [str(tmp_path / "nope")]},
+                       {"args": ["true"], "cwd": str(tmp_path / "nope")}):
+            with pytest.raises(FileNotFoundError):
+                await ysp.run(input=b"x", capture_output=True, **kwargs)
+
+    yieldio.run(main)  # the conftest fixture fails the test if a pipe leaked
