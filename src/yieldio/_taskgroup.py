@@ -142,7 +142,7 @@ class TaskGroup:
     """
 
     __slots__ = ("_scope", "_live", "_errors", "_owner", "_kernel", "_entered", "_closed",
-                 "_waiting", "_exit_wait", "__weakref__")
+                 "_waiting", "_exit_wait", "_child_cancelled", "__weakref__")
 
     def __init__(self) -> None:
         self._scope = CancelScope()
@@ -157,6 +157,9 @@ class TaskGroup:
         self._closed = False
         self._waiting = False
         self._exit_wait = _GroupExitWait(self)
+        # A child ended with a Cancelled that reached the group (trio would
+        # have it in the nursery's exception): see __aexit__.
+        self._child_cancelled = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._live} tasks"
@@ -288,6 +291,14 @@ class TaskGroup:
             assert exc is not None
             self._errors.append(exc)
             self._scope.cancel()
+        elif task._state is CANCELLED:
+            # (Not on the inlined clean-exit path: Kernel._task_exited sends
+            # every cancelled child here.) A Cancelled that only the task's
+            # own task.cancel() scope caused stays inside the task, as one
+            # caught by a scope inside a trio task would.
+            own = extra.own_scope if extra is not None else None
+            if own is None or not own._cancel_called or own._parent._eff:  # type: ignore[union-attr]
+                self._child_cancelled = True
         if not self._live and self._waiting:
             owner = self._owner
             assert owner is not None
@@ -322,11 +333,22 @@ class TaskGroup:
         if extra is not None and extra.child_groups is not None:
             extra.child_groups.remove(self)
         errors = self._errors
-        # Leave our scope; remember whether an *enclosing* scope is cancelled.
-        parent = self._scope._parent
+        # Leave our scope; remember whether an *enclosing* scope's cancellation
+        # is visible here. Not through a shielded group scope: then every
+        # Cancelled inside is the group's own, and the group catches it (as a
+        # shielded trio nursery does); it used to escape the shield.
+        scope = self._scope
+        parent = scope._parent
         assert parent is not None
-        outer_cancelled = parent._eff
-        self._scope.__exit__(None, None, None)  # RuntimeError if mis-nested
+        outer_cancelled = parent._eff and not scope._shield
+        scope.__exit__(None, None, None)  # RuntimeError if mis-nested
+        # Did a Cancelled of the group's own reach it (the body's, or a
+        # child's)? Then the group's scope caught it, and says so in
+        # cancelled_caught, as trio's nursery.cancel_scope does. (The group
+        # leaves its scope with no exception, so the scope cannot see it.)
+        cancelled_here = self._child_cancelled or isinstance(exc, Cancelled)
+        if cancelled_here and scope._cancel_called and not outer_cancelled:
+            scope.cancelled_caught = True
         # KeyboardInterrupt and SystemExit go out bare, after the children ended.
         for e in ([exc] if exc is not None else []) + errors:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -348,7 +370,12 @@ class TaskGroup:
             if outer_cancelled:
                 return False  # an enclosing scope's cancellation: propagate it bare
             return True  # our own cancellation (tg.cancel() or a failure): swallow
-        if outer_cancelled and owner._cancel_pending:
+        if outer_cancelled and self._child_cancelled and owner._cancel_pending:
+            # Only when a child was cancelled: its Cancelled belongs to the
+            # enclosing scope, which must see one. Children that all ended on
+            # their own leave nothing to raise, and the code after the block
+            # runs (trio gh-1457: a nursery raises Cancelled only if one of
+            # its tasks did); the next checkpoint there raises anyway.
             raise Cancelled("cancelled while waiting for the TaskGroup's children")
         return False
 
