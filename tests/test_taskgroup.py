@@ -764,3 +764,54 @@ def test_ctrl_c_while_the_group_waits_cancels_children_then_raises():
     with pytest.raises(KeyboardInterrupt):
         yieldio.run(main)
     assert sorted(log) == [0, 1, 2]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("body_raises", [False, True])
+def test_keyboard_interrupt_goes_out_bare_carrying_the_groups_other_errors(body_raises):
+    # KeyboardInterrupt leaves a group bare (so `except KeyboardInterrupt`
+    # works), but the failures that came with it must not be lost: they are
+    # its __cause__. (__context__ would not do: Python overwrites it when
+    # __aexit__ raises while the body's exception is being handled.)
+    async def fails():
+        await yieldio.sleep(1)
+        raise ValueError("a child's failure")
+
+    async def interrupts():
+        await yieldio.sleep(1)
+        raise KeyboardInterrupt
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(fails)
+            tg.spawn(interrupts)
+            await yieldio.sleep(1)
+            if body_raises:
+                raise RuntimeError("the body's failure")
+            await yieldio.sleep_forever()
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        vrun(main)
+    cause = info.value.__cause__
+    assert isinstance(cause, BaseExceptionGroup)
+    got = sorted(repr(e) for e in cause.exceptions)
+    want = ["ValueError(\"a child's failure\")"]
+    if body_raises:
+        want.append("RuntimeError(\"the body's failure\")")
+    assert got == sorted(want)
+
+
+@pytest.mark.timeout(10)
+def test_keyboard_interrupt_alone_has_no_cause_added():
+    async def interrupts():
+        await yieldio.sleep(1)
+        raise KeyboardInterrupt
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(interrupts)
+            tg.spawn(yieldio.sleep_forever)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        vrun(main)
+    assert info.value.__cause__ is None

@@ -350,14 +350,15 @@ class TaskGroup:
         if cancelled_here and scope._cancel_called and not outer_cancelled:
             scope.cancelled_caught = True
         # KeyboardInterrupt and SystemExit go out bare, after the children ended.
-        for e in ([exc] if exc is not None else []) + errors:
+        everything = ([exc] if exc is not None else []) + errors
+        for e in everything:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise e
+                raise _carrying(e, everything)
         extra = owner._extra
         if extra is not None and extra.ki_pending:
             extra.ki_pending = False
             owner._cancel_pending = owner._scope._eff
-            raise KeyboardInterrupt
+            raise _carrying(KeyboardInterrupt(), everything)
         failures = list(errors)
         if exc is not None and not isinstance(exc, Cancelled):
             failures.insert(0, exc)
@@ -390,3 +391,23 @@ class TaskGroup:
                 yield PARK
         finally:
             self._waiting = False
+
+
+def _carrying(bare: BaseException, everything: list[BaseException]) -> BaseException:
+    """``bare`` (a KeyboardInterrupt or SystemExit), not losing the group's other errors.
+
+    It goes out bare, as asyncio's does, so ``except KeyboardInterrupt``
+    works. The failures that came with it (the body's and the children's)
+    become its ``__cause__``, printed above it with their tracebacks: not
+    ``__context__``, which Python overwrites when ``__aexit__`` raises while
+    the body's exception is being handled.
+    """
+    others = [e for e in everything if e is not bare and not isinstance(e, Cancelled)]
+    if others:
+        group = BaseExceptionGroup(
+            f"other errors in the TaskGroup that {type(bare).__name__} ended", others)
+        if bare.__cause__ is None:
+            bare.__cause__ = group
+        else:
+            bare.add_note(f"also in the TaskGroup: {group!r}")
+    return bare
