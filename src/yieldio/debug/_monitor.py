@@ -338,7 +338,9 @@ class MonitorServer:
                     try:
                         req = json.loads(raw)
                         cmd, arg = str(req.get("cmd", "")), str(req.get("arg", "") or "")
-                    except (ValueError, AttributeError):
+                    # RecursionError: deeply nested JSON ("[[[[...") must get
+                    # the same answer, not kill this thread with a traceback.
+                    except (ValueError, AttributeError, RecursionError):
                         self._send(f, {"ok": False, "text": "bad request: send one JSON "
                                        "object per line, like {\"cmd\": \"tree\"}"})
                         continue

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any
 
-from .._task import RUNNING
+from .. import _state
+from .._task import RUNNING, Task
 from .._trampoline import Trampoline
 
 __all__ = ["Frame", "task_stack", "format_stack", "coroutine_frames", "innermost_frame",
@@ -341,7 +342,9 @@ def task_stack(task: Any) -> list[Frame]:
     trampoline's explicit stack. A finished task has an empty stack. A stack
     of more than ``MAX_FRAMES`` frames (a deep trampolined one) keeps the
     outermost and the innermost frames, with an opaque marker frame between
-    them, so the last frame is still where the task waits.
+    them, so the last frame is still where the task waits. The running task
+    asking for its own stack also gets the frames it is executing now, down
+    to the function that called ``stack()``.
     ``task.stack()`` is the same call::
 
         frames = yieldio.debug.task_stack(task)
@@ -358,6 +361,13 @@ def task_stack(task: Any) -> list[Frame]:
         if not complete:
             break
     else:
+        if getattr(getattr(_state.local, "kernel", None), "current", None) is task:
+            # The task is running and asked for its own stack. Its innermost
+            # suspended-or-running coroutine reports no cr_await/gi_yieldfrom
+            # while it executes, so the walk stops there; the functions it
+            # is calling now (the ones that called stack()) are only on the
+            # live Python stack.
+            out.extend(_running_tail(calls[-1]))
         return out
     # Too many frames. Keep the outermost half and the innermost frames --
     # where the task waits, what debugging it is for -- walking the calls
@@ -386,6 +396,51 @@ def task_stack(task: Any) -> list[Frame]:
     return out
 
 
+def _innermost_frame_object(coro: Any) -> Any:
+    """The Python frame object of the innermost link of ``coro``'s native chain, or None."""
+    last = None
+    for _ in range(MAX_FRAMES):
+        coro = _innermost_link(coro)
+        link = _links(coro)
+        if link is None:
+            if type(coro).__name__ in _WRAPPERS:
+                coro = _unwrap(coro)
+                if coro is not None:
+                    continue
+            break
+        frame, nxt = link
+        if frame is None:
+            break
+        last = frame
+        if nxt is None:
+            break
+        coro = nxt
+    return last
+
+
+def _running_tail(innermost_call: Any) -> list[Frame]:
+    """The live frames below the running task's innermost coroutine, outermost first.
+
+    Stops short of the debugging calls themselves (``task_stack``,
+    ``Task.stack``, ``format_stack``). Empty if that coroutine's frame is not
+    on this thread's stack (it is not executing).
+    """
+    top = _innermost_frame_object(innermost_call)
+    if top is None:
+        return []
+    live: list[Any] = []
+    f: Any = sys._getframe(1)
+    while f is not None and f is not top:
+        live.append(f)
+        f = f.f_back
+    if f is None:
+        return []
+    live.reverse()
+    while live and live[-1].f_code in _SELF_CODES:
+        live.pop()
+    return [_to_frame(x, None) for x in live]
+
+
 def format_stack(task: Any) -> str:
     """``task_stack(task)`` as text, like a traceback, headed by what it waits on::
 
@@ -403,3 +458,8 @@ def format_stack(task: Any) -> str:
     if not frames:
         return head + ": (no frames: the task has finished)"
     return "\n".join([head + ":"] + [f.format() for f in frames])
+
+
+# The debugging calls that lead to _running_tail: never part of the stack shown.
+_SELF_CODES = frozenset({task_stack.__code__, format_stack.__code__, _running_tail.__code__,
+                         Task.stack.__code__})

@@ -68,6 +68,14 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
+def _hashable(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
 def build_model(trace: dict[str, Any]) -> dict[str, Any]:
     """Turn trace events into the compact model the page draws.
 
@@ -108,8 +116,17 @@ def build_model(trace: dict[str, Any]) -> dict[str, Any]:
             continue
         ph = ev.get("ph")
         key = (ev.get("pid", 0), ev.get("tid", 0))
+        # A hand-edited or foreign file may hold any JSON here: an event whose
+        # ids cannot be keys (a list "tid") or whose args are not an object is
+        # skipped, not a traceback from 'trace view'.
+        args: Any = ev.get("args")
+        if not _hashable(key):
+            continue
+        if ph in ("s", "f", "t") and not _hashable((ev.get("cat"), ev.get("id"))):
+            continue
+        if ph in ("M", "C") and not isinstance(args, dict):
+            continue
         if ph == "M":
-            args = ev.get("args") or {}
             if ev.get("name") == "thread_name" and "name" in args:
                 names[key] = str(args["name"])
             elif ev.get("name") == "thread_sort_index" and _num(args.get("sort_index")) is not None:
@@ -148,7 +165,7 @@ def build_model(trace: dict[str, Any]) -> dict[str, Any]:
                 flows.append((start[0], start[1], ts, key, strings(ev.get("cat") or "flow")))
             track(key)
         elif ph == "C":
-            for k, v in (ev.get("args") or {}).items():
+            for k, v in args.items():
                 value = _num(v)
                 if value is not None:
                     series = str(ev.get("name", "")) if k == "value" else f"{ev.get('name')}.{k}"
