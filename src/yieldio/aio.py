@@ -61,7 +61,7 @@ from . import _state
 from ._exceptions import Cancelled
 from ._instrument import Instrument
 from ._kernel import Kernel
-from ._run import _as_coroutine, run
+from ._run import _as_coroutine, _discard, run
 from ._task import Task
 from ._traps import PARK
 
@@ -364,7 +364,7 @@ def run_asyncio(fn_or_coro: Callable[..., Awaitable[T]] | Awaitable[T], *args: A
         if problem:
             _close(awaitable)
             raise RuntimeError(f"run_asyncio(loop=...): {problem}")
-    return _run_asyncio(k, fn, args, awaitable, label, loop)
+    return _run_asyncio(fn, args, awaitable, label, loop)
 
 
 def _unusable_loop(loop: asyncio.AbstractEventLoop) -> str:
@@ -382,9 +382,17 @@ def _unusable_loop(loop: asyncio.AbstractEventLoop) -> str:
 
 
 @types.coroutine
-def _run_asyncio(k: Kernel, fn: Callable[..., Any] | None, args: tuple[Any, ...],
+def _run_asyncio(fn: Callable[..., Any] | None, args: tuple[Any, ...],
                  awaitable: Awaitable[Any] | None, label: str,
                  loop: asyncio.AbstractEventLoop | None) -> Generator[Any, Any, Any]:
+    # The kernel of the run that *awaits* the call, not the one that created
+    # it (as to_thread does): an awaitable made in one run and awaited in a
+    # later one used the ended run's kernel (AttributeError on its
+    # ``current`` task, or a wait parked in the wrong kernel).
+    k: Kernel | None = getattr(_state.local, "kernel", None)
+    if k is None:
+        _close(awaitable)
+        _state.outside_run()
     task = k.current
     if task._cancel_pending:
         _close(awaitable)
@@ -509,7 +517,13 @@ async def run_yieldio(main: Any, *args: Any, **run_kwargs: Any) -> Any:
 
     name = f"yieldio-run: {_name_of(main)}"
     thread = threading.Thread(target=work, name=name, daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except BaseException:
+        # (RuntimeError: can't start new thread.) The coroutine will never
+        # run: close it, or it is reported as "never awaited" on top of the error.
+        _discard(coro)
+        raise
     cancelled: asyncio.CancelledError | None = None
     while True:
         try:

@@ -185,6 +185,11 @@ class ClientConnection:
             if isinstance(event, h11.Response):
                 return event
             if isinstance(event, h11.InformationalResponse):
+                # The server has answered (a 100 Continue, a 103 Early Hints):
+                # it has the request, so a close from now on is no stale
+                # keep-alive connection, and sending the request again could
+                # run it twice (a POST, say).
+                self.reused = False
                 continue
             if isinstance(event, h11.ConnectionClosed):
                 if self.reused:
@@ -204,6 +209,11 @@ class ClientConnection:
     def finish_cycle(self) -> bool:
         """After a complete response: ready the connection for reuse if both sides allow."""
         h = self.h11
+        # A body delimited by the end of the connection leaves h11 in DONE
+        # until the next event: the close it has already seen (trailing_data
+        # says so) means the connection cannot go back to the pool.
+        if h.trailing_data[1]:
+            return False
         if h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()
             return True
