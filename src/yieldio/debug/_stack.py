@@ -239,25 +239,9 @@ def innermost_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame |
     if task._state is not RUNNING:
         return None
     calls = _calls(task)
-    coro = calls[-1]
-    last = None
-    for _ in range(MAX_FRAMES):
-        coro = _innermost_link(coro)
-        link = _links(coro)
-        if link is None:
-            if type(coro).__name__ in _WRAPPERS:
-                coro = _unwrap(coro)
-                if coro is not None:
-                    continue
-                break
-            return _opaque(coro)
-        frame, nxt = link
-        if frame is None:
-            break
-        last = frame
-        if nxt is None:
-            break
-        coro = nxt
+    last, opaque = _walk_native_chain(calls[-1])
+    if opaque is not None:
+        return _opaque(opaque)
     if last is None:
         if len(calls) > 1:  # the innermost call finished; fall back to the walk
             frames = task_stack(task)
@@ -396,8 +380,13 @@ def task_stack(task: Any) -> list[Frame]:
     return out
 
 
-def _innermost_frame_object(coro: Any) -> Any:
-    """The Python frame object of the innermost link of ``coro``'s native chain, or None."""
+def _walk_native_chain(coro: Any) -> tuple[Any, Any]:
+    """Follow ``coro``'s native await chain to its innermost link.
+
+    Returns ``(frame, opaque)``: the innermost Python frame object (or None),
+    and the object without frames the chain ends at (or None), such as a
+    hand-written coroutine class.
+    """
     last = None
     for _ in range(MAX_FRAMES):
         coro = _innermost_link(coro)
@@ -407,7 +396,8 @@ def _innermost_frame_object(coro: Any) -> Any:
                 coro = _unwrap(coro)
                 if coro is not None:
                     continue
-            break
+                break
+            return last, coro
         frame, nxt = link
         if frame is None:
             break
@@ -415,7 +405,7 @@ def _innermost_frame_object(coro: Any) -> Any:
         if nxt is None:
             break
         coro = nxt
-    return last
+    return last, None
 
 
 def _running_tail(innermost_call: Any) -> list[Frame]:
@@ -425,7 +415,7 @@ def _running_tail(innermost_call: Any) -> list[Frame]:
     ``Task.stack``, ``format_stack``). Empty if that coroutine's frame is not
     on this thread's stack (it is not executing).
     """
-    top = _innermost_frame_object(innermost_call)
+    top = _walk_native_chain(innermost_call)[0]
     if top is None:
         return []
     live: list[Any] = []
