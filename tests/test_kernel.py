@@ -717,3 +717,58 @@ def test_an_exception_a_task_caught_is_not_kept_alive_by_the_kernel():
 
     yieldio.run(main, instruments=[Probe()])
     assert alive_at_next_step == [False]
+
+
+@pytest.mark.timeout(10)
+def test_a_cancelled_no_scope_of_this_run_raised_is_an_error_not_a_silent_cancellation():
+    # Before, a task ended by a stray Cancelled counted as cancelled, and a
+    # TaskGroup drops cancelled children: the failure vanished.
+    async def raises_by_hand():
+        await yieldio.sleep(0)
+        raise yieldio.Cancelled("raised by hand")
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(raises_by_hand, name="stray")
+
+    with pytest.raises(ExceptionGroup) as info:
+        yieldio.run(main)
+    (err,) = info.value.exceptions
+    assert isinstance(err, RuntimeError) and "'stray'" in str(err)
+    assert isinstance(err.__cause__, yieldio.Cancelled)
+
+
+@pytest.mark.timeout(10)
+def test_a_nested_runs_cancelled_main_does_not_cancel_the_outer_task():
+    async def inner():
+        yieldio.current_task().cancel()
+        await yieldio.sleep(0)
+
+    async def outer():
+        await yieldio.to_thread(yieldio.run, inner)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(outer)
+        return t
+
+    with pytest.raises(ExceptionGroup) as info:
+        yieldio.run(main)
+    (err,) = info.value.exceptions
+    assert isinstance(err, RuntimeError) and "another yieldio.run()" in str(err)
+
+
+@pytest.mark.timeout(10)
+def test_real_cancellations_still_end_tasks_as_cancelled():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            by_task = tg.spawn(yieldio.sleep_forever)
+            await yieldio.sleep(0)
+            by_task.cancel()
+        async with yieldio.TaskGroup() as tg:
+            by_group = tg.spawn(yieldio.sleep_forever)
+            await yieldio.sleep(0)
+            tg.cancel()
+        return by_task.cancelled(), by_group.cancelled()
+
+    assert yieldio.run(main) == (True, True)

@@ -206,8 +206,16 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks):
             task._state = DONE
             task._val = exc.value
         elif isinstance(exc, Cancelled):
-            task._state = CANCELLED
             task._val = None
+            if task._scope._eff:
+                task._state = CANCELLED
+            else:
+                # No scope around the task is cancelled, so this Cancelled is
+                # not this run's (another run's, through a bridge or a thread,
+                # or raised by hand). As a cancellation it would vanish in the
+                # group; as an error it is seen.
+                task._state = FAILED
+                task._exc = _stray_cancelled(task, exc)
         elif isinstance(exc, StopIteration):
             # A hand-written coroutine may return through a subclass, as
             # 'yield from' allows (tested after the exact type: that one
@@ -559,6 +567,13 @@ def is_call(value: Any) -> bool:
         # A __getattr__ that raises something else: not a coroutine, and its
         # error must reach the task as a bad yield, not escape the kernel.
         return False
+
+
+def _stray_cancelled(task: Task, exc: BaseException) -> RuntimeError:
+    err = RuntimeError(f"task {task.name!r} ended with a yieldio.Cancelled that no cancel "
+                       f"scope of this run raised (from another yieldio.run()?)")
+    err.__cause__ = exc
+    return err
 
 
 def _raise_cancelled_main(main: Task) -> Any:
