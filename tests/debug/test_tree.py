@@ -342,3 +342,28 @@ def test_collapse_keeps_subtrees_and_names_odd_id_spans():
     # each supervisor is shown, with its two leaves folded under it.
     assert text.count("'boss' [waiting]") == 8
     assert text.count("'leaf' [waiting]") == 8 and text.count("... and 1 more like it") == 9
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfd_open (Linux >= 5.3)")
+def test_a_task_waiting_for_a_child_process_names_the_child():
+    import sys
+
+    import yieldio.subprocess
+    import yieldio.testing
+    from yieldio.debug import format_task_tree
+
+    async def main():
+        proc = await yieldio.subprocess.open_process(
+            [sys.executable, "-c", "import time; time.sleep(30)"])
+        async with proc:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(proc.wait, name="waiter")
+                await yieldio.testing.wait_all_tasks_blocked()
+                tree = format_task_tree()
+                proc.kill()
+        return proc.pid, tree
+
+    pid, tree = yieldio.run(main)
+    assert f"exit of child process {pid}" in tree
+    assert "anon_inode" not in tree

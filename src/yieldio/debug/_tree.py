@@ -83,9 +83,14 @@ def describe_fd(fd: int, writing: bool = False) -> str:
         return "pipe"
     if not stat.S_ISSOCK(mode):
         try:
-            return os.readlink(f"/proc/self/fd/{fd}")
+            link = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             return ""
+        if link == "anon_inode:[pidfd]":
+            # What Process.wait waits on: say whose exit, not the inode.
+            pid = _pidfd_pid(fd)
+            return f"exit of child process {pid}" if pid else "exit of a child process"
+        return link
     if socket.getdefaulttimeout() is not None:
         # Wrapping the fd would apply the default timeout to it (making it
         # non-blocking behind its owner's back): say nothing rather than that.
@@ -124,6 +129,19 @@ def describe_fd(fd: int, writing: bool = False) -> str:
         return (kind + " " if kind else "") + _format_address(local)
     arrow = " -> " if writing else " <- "
     return (kind + " " if kind else "") + _format_address(local) + arrow + _format_address(peer)
+
+
+def _pidfd_pid(fd: int) -> int | None:
+    """The pid a pidfd refers to (Linux reports it in /proc/self/fdinfo), or None."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as info:
+            for line in info:
+                if line.startswith("Pid:"):
+                    pid = int(line.split()[1])
+                    return pid if pid > 0 else None
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def describe_wait(task: Any, detail: bool = True) -> str:
