@@ -1,5 +1,7 @@
 """Edge cases of yieldio.subprocess with real children: no fd, pidfd or zombie left behind."""
 
+# ruff: noqa: F811 (the fixtures imported from test_subprocess are test arguments here)
+
 from __future__ import annotations
 
 import os
@@ -15,33 +17,9 @@ PY = sys.executable
 pytestmark = pytest.mark.timeout(30)
 
 
-def _children() -> list[tuple[int, str]]:
-    me = os.getpid()
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
-            except OSError:
-                continue
-            if int(ppid) == me:
-                out.append((int(name), state))
-    return out
-
-
-@pytest.fixture(autouse=True)
-def no_children():
-    yield
-    assert _children() == [], "children left behind (running or zombies)"
-
-
-@pytest.fixture(params=["pidfd", "thread"])
-def watcher(request, monkeypatch):
-    if request.param == "pidfd" and not hasattr(os, "pidfd_open"):
-        pytest.skip("no pidfd_open on this system")
-    monkeypatch.setattr(ysp, "USE_PIDFD", request.param == "pidfd")
-    return request.param
+# The same child checks and watcher switch as the main subprocess tests
+# (importing the fixtures makes the autouse one apply here too).
+from test_subprocess import _children, no_children, watcher  # noqa: E402, F401
 
 
 @pytest.mark.timeout(10)

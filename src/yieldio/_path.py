@@ -374,7 +374,11 @@ class Path:
         await self._run(lambda: self._path.chmod(mode, follow_symlinks=follow_symlinks))
 
     async def lchmod(self, mode: int) -> None:
-        """Like :meth:`chmod` of a symlink itself (``NotImplementedError`` where unsupported, as on Linux)."""
+        """Like :meth:`chmod` of a symlink itself.
+
+        Where the OS cannot change a link's mode (Linux), it raises what
+        ``pathlib.Path.lchmod`` raises there.
+        """
         await self._run(self._path.lchmod, mode)
 
     async def rename(self, target: _StrPath) -> Path:

@@ -222,19 +222,24 @@ class Stream(ABC):
         self._writing = True
         try:
             await self.send_all(data)
-        except (BusyResourceError, ClosedResourceError):
-            raise  # refused before anything was sent: the byte stream is intact
-        except TypeError:
-            # write("text"): refused before anything was sent, the stream is
-            # intact. (A TypeError with bytes-like data is a failure part way.)
-            if _is_bytes_like(data):
-                self._write_broken = True
-            raise
-        except BaseException:
-            self._write_broken = True
+        except BaseException as exc:
+            self._write_failed(data, exc)
             raise
         finally:
             self._writing = False
+
+    def _write_failed(self, data: Any, exc: BaseException) -> None:
+        """Mark the stream broken for writing unless ``exc`` refused the write whole.
+
+        BusyResourceError, ClosedResourceError, and a TypeError for data that
+        is not bytes-like (``write("text")``) come before anything was sent:
+        the byte stream is intact. Anything else may have sent a prefix.
+        """
+        if isinstance(exc, (BusyResourceError, ClosedResourceError)):
+            return
+        if isinstance(exc, TypeError) and not _is_bytes_like(data):
+            return
+        self._write_broken = True
 
     # -- TLS --------------------------------------------------------------------
     async def start_tls(self, context: Any = None, *, server_side: bool = False,

@@ -19,6 +19,7 @@ from typing import Any
 from . import _state
 from ._cancel import CancelScope
 from ._exceptions import BrokenBarrierError, WouldBlock
+from ._io import fast_checkpoint
 from ._kernel import FAST_PATH_BUDGET
 from ._task import Task
 from ._traps import PARK, SCHEDULE
@@ -517,10 +518,7 @@ class Barrier:
         self._waiters = {}
         for i, waiter in enumerate(waiters):
             k.reschedule(waiter, i)
-        k.fast_budget -= 1
-        if k.fast_budget <= 0:
-            k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
-            yield SCHEDULE
+        yield from fast_checkpoint()  # it did not wait: a budgeted schedule point
         return self._parties - 1
 
     def reset(self) -> Awaitable[None]:

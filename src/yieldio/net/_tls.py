@@ -23,7 +23,7 @@ from .. import _state
 from .._cancel import move_on_after
 from .._exceptions import BusyResourceError, ClosedResourceError
 from .._io import cancel_check, fast_checkpoint
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, _is_bytes_like
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from ..sync import Lock
 
 __all__ = ["TLSStream", "start_tls"]
@@ -307,14 +307,8 @@ class TLSStream(Stream):
                         await self._flush()
             else:
                 await self._send_all(data)
-        except (BusyResourceError, ClosedResourceError):
-            raise
-        except TypeError:
-            if _is_bytes_like(data):
-                self._write_broken = True
-            raise
-        except BaseException:
-            self._write_broken = True
+        except BaseException as exc:
+            self._write_failed(data, exc)
             raise
         finally:
             self._writing = self._in_send = False
