@@ -772,3 +772,56 @@ def test_real_cancellations_still_end_tasks_as_cancelled():
         return by_task.cancelled(), by_group.cancelled()
 
     assert yieldio.run(main) == (True, True)
+
+
+def test_fast_path_budget_restarts_when_a_task_parks():
+    # Two tasks each take 20 fast paths in one step, then park. The budget
+    # (32 in a row) is per run of fast paths: neither task should be made to
+    # give way, so the third task runs only after both finished their puts.
+    # (With one count shared by all tasks, the second task yielded at its
+    # 12th put and the third ran in the middle of it.)
+    log = []
+
+    async def main():
+        q = yieldio.Queue()
+        gate = yieldio.Event()
+
+        async def putter(name):
+            for i in range(20):
+                await q.put(i)
+            log.append(name)
+            await gate.wait()
+
+        async def other():
+            log.append("other")
+            gate.set()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(putter, "a")
+            tg.spawn(putter, "b")
+            tg.spawn(other)
+
+    yieldio.run(main)
+    assert log == ["a", "b", "other"]
+
+
+def test_fast_path_budget_still_interrupts_a_task_that_never_waits():
+    log = []
+
+    async def main():
+        q = yieldio.Queue()
+
+        async def putter():
+            for i in range(100):
+                await q.put(i)
+                log.append(i)
+
+        async def other():
+            log.append("other")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(putter)
+            tg.spawn(other)
+
+    yieldio.run(main)
+    assert log.index("other") == 31  # the 32nd put in a row gave way, before logging
