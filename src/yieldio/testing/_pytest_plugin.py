@@ -275,10 +275,18 @@ class _Fixtures:
         return error
 
 
-async def _test_main(testfunction: Any, testargs: dict[str, Any]) -> None:
+async def _test_main(testfunction: Any, testargs: dict[str, Any],
+                     setup: list[Any] | None = None) -> None:
+    """Set up the async fixtures (``setup`` first, in order), run the test, tear down.
+
+    ``setup`` holds the fixtures the test uses but does not take as arguments
+    (autouse ones, ``@pytest.mark.usefixtures``): they run all the same.
+    """
     fixtures = _Fixtures()
     error: BaseException | None = None
     try:
+        for obj in setup or ():
+            await fixtures.value(obj)
         kwargs = {name: await fixtures.value(v) for name, v in testargs.items()}
         await testfunction(**kwargs)
     except BaseException as exc:
@@ -305,11 +313,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     funcargs = pyfuncitem.funcargs
     testargs = {arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames}
+    # Every async fixture the test uses, in pytest's order: autouse fixtures and
+    # those of @pytest.mark.usefixtures are not arguments of the test, but
+    # must be set up (and torn down) in its run all the same.
+    setup = [funcargs[name] for name in pyfuncitem.fixturenames
+             if isinstance(funcargs.get(name), _AsyncFixture)]
     if getattr(pyfuncitem.obj, "is_hypothesis_test", False):
-        return _hypothesis_call(pyfuncitem, testargs)
+        return _hypothesis_call(pyfuncitem, testargs, setup)
     for seed, i, seeds, options in _runs(pyfuncitem):
         try:
-            run(_test_main, pyfuncitem.obj, testargs, **options)
+            run(_test_main, pyfuncitem.obj, testargs, setup, **options)
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 _report_seed(pyfuncitem, exc, seed, i, seeds)
@@ -332,13 +345,14 @@ def _runs(item: pytest.Function) -> Iterator[tuple[int | None, int, list[int | N
         yield seed, i, seeds, options
 
 
-def _hypothesis_call(item: pytest.Function, testargs: dict[str, Any]) -> bool:
+def _hypothesis_call(item: pytest.Function, testargs: dict[str, Any],
+                     setup: list[Any]) -> bool:
     """``@given`` on an async test: hypothesis calls the inner test once per example;
     each call becomes its own yieldio run (under every seed asked for)."""
-    for name, value in testargs.items():
+    for value in setup:
         if isinstance(value, _AsyncFixture):
             raise pytest.UsageError(
-                f"{item.nodeid}: async fixture {name!r} with @hypothesis.given: fixtures are "
+                f"{item.nodeid}: async fixture {value.name!r} with @hypothesis.given: fixtures are "
                 "set up once for all examples, outside any run; use a sync fixture")
     hypothesis_handle = item.obj.hypothesis
     inner = hypothesis_handle.inner_test
