@@ -88,3 +88,11 @@ def test_missing_executable_or_cwd_raises_file_not_found_without_leaks(tmp_path)
                 await ysp.run(input=b"x", capture_output=True, **kwargs)
 
     yieldio.run(main)  # the conftest fixture fails the test if a pipe leaked
+
+
+def test_run_refuses_bytes_input_in_text_mode_before_starting_a_child():
+    async def main():
+        with pytest.raises(TypeError, match="input must be str when text=True"):
+            await ysp.run([PY, "-c", "pass"], input=b"x", text=True)
+
+    yieldio.run(main)

@@ -505,6 +505,9 @@ async def run(args: str | bytes | os.PathLike[str] | Sequence[Any], *,
             text["encoding"] or locale.getpreferredencoding(False), text["errors"] or "strict")
     elif input is not None and not isinstance(input, bytes | bytearray | memoryview):
         raise TypeError(f"input must be bytes or str, not {type(input).__name__}")
+    elif input is not None and text_mode:
+        # The stdlib refuses this too (by accident: bytes has no .encode).
+        raise TypeError("input must be str when text=True (or encoding=...) is given")
     if timeout is not None and timeout != timeout:
         raise ValueError("timeout must not be NaN")
     proc = await open_process(args, stdin=stdin, stdout=stdout, stderr=stderr, **popen_kwargs)

@@ -631,3 +631,14 @@ def test_ctrl_c_during_the_verifying_replay_is_not_swallowed():
     with pytest.raises(KeyboardInterrupt):
         explore(main, seeds=[0])
     assert len(calls) == 2
+
+
+def test_stall_refuses_a_nan_or_negative_duration():
+    net = SimNetwork()
+
+    async def main():
+        for bad in (float("nan"), -1.0):
+            with pytest.raises(ValueError, match="seconds must be >= 0"):
+                net.stall("10.0.0.1", bad)
+
+    vrun(main, net=net)

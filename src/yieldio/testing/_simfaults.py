@@ -86,8 +86,8 @@ class SimFaults:
         Nothing is lost: what was sent arrives when the stall ends.
         """
         k = self._bind()
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
+        if not seconds >= 0:  # also refuses NaN, which every comparison lets through
+            raise ValueError(f"seconds must be >= 0, not {seconds!r}")
         key = self._endpoint_key(address)
         until = k.clock_now() + seconds
         self._stalls[key] = max(until, self._stalls.get(key, -math.inf))
@@ -112,7 +112,13 @@ class SimFaults:
 
     def heal(self, a: str | Sequence[str] | None = None,
              b: str | Sequence[str] | None = None) -> None:
-        """End partitions (all of them, or the one between ``a`` and ``b``) and stalls (all)."""
+        """End partitions: with no arguments all of them and every stall too.
+
+        ``heal(a)`` ends ``a``'s isolation and ``heal(a, b)`` the partition
+        between ``a`` and ``b``; neither ends a stall (it ends by itself)::
+
+            net.heal("10.0.0.2", "chat.example")
+        """
         self._bind()
         if a is None:
             self._partitions.clear()
