@@ -14,12 +14,16 @@ so that it is not lost.
 With ``cancellable=True`` the caller stops waiting at once and the thread's
 eventual result is discarded. ``from_thread`` of an async function runs it
 as a task that is cancelled if the kernel shuts down; the worker then gets
-:class:`RuntimeError`.
+:class:`RuntimeError`. It is also cancelled when the ``to_thread`` call that
+started the worker is cancelled (as trio's ``from_thread.run`` is: it runs
+in the caller's cancel status); the worker then gets :class:`Cancelled`,
+which, if it lets it through, the caller's cancel scope catches.
 """
 
 from __future__ import annotations
 
 import contextvars
+import inspect
 import threading
 import types
 from collections import deque
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from . import _state
+from ._exceptions import Cancelled
 from ._kernel import Kernel
 from ._task import Task
 from ._traps import PARK
@@ -121,7 +126,8 @@ _worker_local = threading.local()  # .kernel while a to_thread job runs
 class _ThreadJob:
     """One to_thread call: the waiting task, and the thread's outcome."""
 
-    __slots__ = ("kernel", "task", "value", "error", "finished", "abandoned", "cancellable")
+    __slots__ = ("kernel", "task", "value", "error", "finished", "abandoned", "cancellable",
+                 "calls", "cancelled")
 
     def __init__(self, kernel: Kernel, task: Task, cancellable: bool) -> None:
         self.kernel = kernel
@@ -131,8 +137,22 @@ class _ThreadJob:
         self.finished = False
         self.abandoned = False
         self.cancellable = cancellable
+        # The tasks running async functions this job's thread gave to
+        # from_thread(), and whether the caller's cancellation reached them.
+        self.calls: dict[Task, None] = {}
+        self.cancelled = False
 
     def _abort_wait(self, task: Task) -> bool:
+        if task._scope._eff and not self.cancelled:
+            # The caller is cancelled (not merely hit by Ctrl-C, which only
+            # aborts the main task's wait): so are the async calls its thread
+            # is making through from_thread(). Without this, a thread blocked
+            # in from_thread() on a task that waits for something would keep
+            # an uncancellable to_thread() -- and the caller's timeout --
+            # waiting for ever.
+            self.cancelled = True
+            for call in list(self.calls):
+                call.cancel()
         if self.cancellable:
             self.abandoned = True
             self.kernel.thread_jobs -= 1
@@ -159,10 +179,15 @@ def to_thread(fn: Callable[..., Any], *args: Any, cancellable: bool = False,
 
         data = await yieldio.to_thread(path.read_bytes)
 
-    The caller's context variables are copied into the thread.
+    The caller's context variables are copied into the thread. An ``async
+    def`` function is refused with ``TypeError`` (as trio does): the thread
+    would only make a coroutine that nothing ever runs.
     """
     if not callable(fn):
         raise TypeError(f"to_thread() needs a callable, not {fn!r}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(f"to_thread() runs plain functions; {fn!r} is an async function: "
+                        "await it directly instead")
     return _to_thread(fn, args, cancellable, pool or default_pool)
 
 
@@ -183,12 +208,14 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
             # pile up behind a slow resolver and delay the fresh ones.
             return
         _worker_local.kernel = k
+        _worker_local.job = job
         try:
             job.value = ctx.run(fn, *args)
         except BaseException as exc:
             job.error = exc
         finally:
             _worker_local.kernel = None
+            _worker_local.job = None
         try:
             k.call_soon_threadsafe(job._complete)
         except RuntimeError:
@@ -223,6 +250,7 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:
         await yieldio.to_thread(blocking_part)
     """
     k: Kernel | None = getattr(_worker_local, "kernel", None)
+    job: _ThreadJob | None = getattr(_worker_local, "job", None)
     if getattr(_state.local, "kernel", None) is not None:
         raise RuntimeError("from_thread() called on the kernel's own thread; just call or await it")
     if k is None:
@@ -244,7 +272,7 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:
             finish(error=exc)
             return
         if hasattr(result, "send") and hasattr(result, "throw"):
-            _spawn_system(k, result, finish)
+            _spawn_system(k, result, finish, job)
         else:
             finish(result)
 
@@ -260,23 +288,47 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return box["value"]
 
 
-def _spawn_system(k: Kernel, coro: Any, finish: Callable[..., None]) -> None:
-    """Run ``coro`` as a system task; report its outcome through ``finish``."""
+def _spawn_system(k: Kernel, coro: Any, finish: Callable[..., None],
+                  job: _ThreadJob | None) -> None:
+    """Run ``coro`` as a system task; report its outcome through ``finish``.
+
+    ``job`` is the to_thread() call whose thread asked: the task is cancelled
+    with it (see ``_ThreadJob._abort_wait``).
+    """
 
     async def runner() -> None:
         try:
             value = await coro
         except BaseException as exc:
-            finish(error=exc if not _is_cancelled(exc) else RuntimeError(
-                "the task started by from_thread() was cancelled (the run is ending)"))
+            if not isinstance(exc, Cancelled):
+                finish(error=exc)
+            elif job is not None and job.cancelled and not job.abandoned:
+                # Cancelled because the to_thread() caller was: raise Cancelled
+                # in the thread, so that, passed on by the thread, it reaches
+                # the caller's cancelled scope and is caught there.
+                finish(error=Cancelled(
+                    "the to_thread() call whose thread called from_thread() was cancelled"))
+            elif job is not None and job.cancelled:
+                # (cancellable=True: the caller has stopped waiting; nothing
+                # catches a Cancelled for this thread any more.)
+                finish(error=RuntimeError(
+                    "the task started by from_thread() was cancelled: the "
+                    "to_thread(cancellable=True) call that started this thread was cancelled"))
+            else:
+                finish(error=RuntimeError(
+                    "the task started by from_thread() was cancelled (the run is ending)"))
             return
+        finally:
+            if job is not None:
+                job.calls.pop(task, None)
         finish(value)
 
     task = k.spawn(runner(), k.root_scope, None, None, getattr(coro, "__qualname__", None))
     k.system_tasks[task] = None
+    if job is not None and not job.abandoned:
+        # (An abandoned job's thread runs on unobserved: what it asks for
+        # afterwards runs as a plain system task, as trio's does.)
+        job.calls[task] = None
+        if job.cancelled:
+            task.cancel()  # the caller was cancelled before this call came in
 
-
-def _is_cancelled(exc: BaseException) -> bool:
-    from ._exceptions import Cancelled
-
-    return isinstance(exc, Cancelled)
