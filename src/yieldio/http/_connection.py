@@ -345,27 +345,39 @@ class ServerConnection:
         # takes to produce the next chunk (server-sent events, say) would
         # count against it and a healthy stream would be cut off.
         timeout = _INF if write_timeout is None else write_timeout
+        # True while a write to the client is under way: only then does an
+        # OSError (or a closed stream) mean the client went away. The same
+        # errors raised by the body itself (a file that cannot be read, a
+        # backend that refused a connection) are the application's failure
+        # and must be logged and counted, not taken for a lost client.
+        writing = True
         try:
             self.deadline = current_time() + timeout
             await write(out)
             self.deadline = _INF
+            writing = False
             if hasattr(body, "__aiter__"):
                 async for chunk in body:
                     if chunk:
                         self.deadline = current_time() + timeout
+                        writing = True
                         await write(h.send(_Data(data=_as_bytes(chunk))))
+                        writing = False
                         self.deadline = _INF
             else:
                 for chunk in body:
                     if chunk:
                         self.deadline = current_time() + timeout
+                        writing = True
                         await write(h.send(_Data(data=_as_bytes(chunk))))
+                        writing = False
                         self.deadline = _INF
             self.deadline = current_time() + timeout
+            writing = True
             await write(h.send(_END))
-        except _PEER_GONE:
-            raise
-        except Exception:
+        except Exception as exc:
+            if writing and isinstance(exc, _PEER_GONE):
+                raise
             # Too late for a 500: end the connection so the client sees a
             # truncated body (no final chunk) rather than a complete one.
             self.server.app_errors += 1

@@ -89,12 +89,16 @@ class Request:
     def raw_path(self) -> str:
         """The path part of the target, still percent-encoded."""
         target = self.target
+        i = target.find("?")
+        if i >= 0:
+            # The query goes first: in absolute-form it may hold a "/" that
+            # is not the path's ("http://host?next=/admin" is a request for "/").
+            target = target[:i]
         if not target.startswith("/"):  # absolute-form ("http://host/x") or "*"
             if "://" in target:
                 rest = target.split("://", 1)[1]
                 target = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-        i = target.find("?")
-        return target if i < 0 else target[:i]
+        return target
 
     @property
     def path(self) -> str:

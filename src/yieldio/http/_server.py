@@ -46,7 +46,7 @@ from .._time import current_time, sleep
 from ..net._stream import Stream
 from ..net._tcp import Server, serve_tcp
 from ..sync import Event
-from ._connection import _PEER_GONE, ServerConnection
+from ._connection import _PEER_GONE, LINGER_TIME, ServerConnection
 from ._limits import Limits
 from ._request import Request
 from ._response import Response
@@ -249,10 +249,12 @@ class HTTPServer:
     async def _reaper(self) -> None:
         """Cancel the connections whose deadline passed (see the module docstring)."""
         limits = self.limits
+        # With every timeout off the reaper still runs: some deadlines are
+        # the server's own and always set (the lingering close after a 413,
+        # the write of a 400), and nothing else would enforce them.
         timeouts = [t for t in (limits.header_timeout, limits.keep_alive_timeout,
-                                limits.body_timeout, limits.write_timeout) if t is not None]
-        if not timeouts:
-            return
+                                limits.body_timeout, limits.write_timeout)
+                    if t is not None] or [LINGER_TIME]
         tick = min(1.0, max(0.005, min(timeouts) / 4))
         while True:
             await sleep(tick)  # type: ignore[misc]

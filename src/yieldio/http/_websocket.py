@@ -208,8 +208,14 @@ class WebSocket:
         if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             if self.close_code is None:
                 self.close_code, self.close_reason = code, reason
-            await self._send_event(wse.CloseConnection(code=code, reason=reason or None),
-                                   raise_closed=False)
+            # Shielded and bounded, like the wait for the answer below: a
+            # block left by cancellation (a timeout around ``async with
+            # connect_websocket(...)``) still says goodbye with a Close frame
+            # instead of leaving the peer to see 1006, and a peer that reads
+            # nothing cannot hold close() for ever.
+            with move_on_after(self.close_timeout, shield=True):
+                await self._send_event(wse.CloseConnection(code=code, reason=reason or None),
+                                       raise_closed=False)
         self._messages.close()  # unblock a reader waiting for room: drop the rest
         with move_on_after(self.close_timeout, shield=True):
             await self._finished.wait()
