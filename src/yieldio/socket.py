@@ -31,6 +31,7 @@ literals, ``""`` and ``"localhost"``.
 from __future__ import annotations
 
 import socket as _stdsocket
+import sys
 import types
 import warnings
 from collections.abc import Awaitable, Generator
@@ -90,6 +91,8 @@ del _name, _value
 _local = _state.local
 _outside_run = _state.outside_run
 _StdSocket = _stdsocket.socket
+# Host strings the stdlib itself turns into addresses, never resolved.
+_STDLIB_SPECIAL_HOSTS = ("", b"", "<broadcast>", b"<broadcast>")
 
 
 # -- creating sockets -----------------------------------------------------------
@@ -141,8 +144,8 @@ class SocketType:
             reply = await sock.recv(100)
 
     Synchronous: ``bind``, ``listen``, ``shutdown``, ``close``, ``fileno``,
-    ``getsockname``, ``getpeername``, ``setsockopt``, ``getsockopt``.
-    Asynchronous (each a checkpoint): ``connect``, ``accept``, ``recv``,
+    ``dup``, ``detach``, ``getsockname``, ``getpeername``, ``setsockopt``,
+    ``getsockopt``. Asynchronous (each a checkpoint): ``connect``, ``accept``, ``recv``,
     ``recv_into``, ``recvfrom``, ``recvfrom_into``, ``recvmsg``, ``send``,
     ``sendall``, ``sendto``, ``sendmsg``. At most one task may wait to read
     and one to write at a time (:class:`yieldio.BusyResourceError`);
@@ -152,6 +155,14 @@ class SocketType:
     def __init__(self, sock: _stdsocket.socket) -> None:
         if not isinstance(sock, _StdSocket):
             raise TypeError(f"expected a stdlib socket.socket, not {type(sock).__name__}")
+        # An ssl.SSLSocket is a socket.socket subclass, but non-blocking it
+        # fails with SSLWantReadError/SSLWantWriteError, which no yieldio
+        # method waits on: every recv would raise where it should wait.
+        # (No SSLSocket can exist unless ssl was imported: no import here.)
+        ssl_module = sys.modules.get("ssl")
+        if ssl_module is not None and isinstance(sock, ssl_module.SSLSocket):
+            raise TypeError("cannot wrap an ssl.SSLSocket: wrap the plain socket and use "
+                            "yieldio.net.SocketStream + TLSStream (or open_tcp_stream(ssl=...))")
         sock.setblocking(False)
         self._sock = sock
         # Bound methods of the stdlib socket, looked up once.
@@ -270,6 +281,15 @@ class SocketType:
         self._drained = False
         return self._sock.detach()
 
+    def dup(self) -> SocketType:
+        """A new yieldio socket on a duplicate of the file descriptor (as ``socket.dup``).
+
+        Both must be closed. ``OSError`` (``EBADF``) once this one is closed::
+
+            copy = sock.dup()
+        """
+        return SocketType(self._sock.dup())
+
     @property
     def closed(self) -> bool:
         """True once ``close()`` was called (or the fd was detached)."""
@@ -309,7 +329,9 @@ class SocketType:
                 len(address) < 2:
             return address
         host = address[0]
-        if _is_ip_literal(host):
+        if _is_ip_literal(host) or host in _STDLIB_SPECIAL_HOSTS:
+            # "" and "<broadcast>" are no names: the stdlib maps them itself
+            # (to INADDR_ANY, INADDR_BROADCAST) without a lookup, as for bind.
             return address
         port = address[1]
         if isinstance(port, int) and not 0 <= port <= 65535:

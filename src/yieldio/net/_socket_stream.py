@@ -184,6 +184,9 @@ class SocketStream(Stream):
             task._raise_cancel()
         if self._closed:
             raise ClosedResourceError("this stream is closed")
+        if max_bytes < 1:
+            # recv(0) returns b"", which every caller would take for EOF.
+            raise ValueError("max_bytes must be >= 1")
         if max_bytes > MAX_RECV:
             max_bytes = MAX_RECV
         if not self._drained:

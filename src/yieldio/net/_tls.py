@@ -161,10 +161,15 @@ class TLSStream(Stream):
             if data:
                 try:
                     await self.transport.write(data)
-                except BaseException:
+                except BaseException as exc:
                     # Ciphertext was taken from the engine and not (all) sent:
                     # the TLS record stream is corrupt from here on.
                     self._write_broken = True
+                    if not self._handshake_done and self._broken is None:
+                        # A lost handshake message: the handshake can never
+                        # complete, and a retry (or a read) would wait forever
+                        # for the peer's answer to a message it never got.
+                        self._broken = exc
                     raise
         finally:
             lock.release()
@@ -206,6 +211,8 @@ class TLSStream(Stream):
             return
         async with self._handshake_lock:
             if not self._handshake_done:
+                # Another task's attempt, which we waited for, may have broken it.
+                self._check_usable()
                 try:
                     await self._retry(self._ssl.do_handshake)
                 except _EOF_ERRORS as exc:
@@ -218,6 +225,9 @@ class TLSStream(Stream):
     async def receive_some(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
         """Up to ``max_bytes`` of plaintext; ``b""`` at EOF (close_notify or ragged)."""
         self._check_usable()
+        if max_bytes < 1:
+            # read(0) gives b"", which would be taken (and recorded) as EOF.
+            raise ValueError("max_bytes must be >= 1")
         if self._in_receive:
             raise BusyResourceError("another task is already reading from this TLS stream")
         self._in_receive = True
