@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from types import CoroutineType, FunctionType, GeneratorType
+from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
 from . import _state
@@ -27,9 +27,21 @@ def _call_async_function(fn: FunctionType, args: tuple[Any, ...],
     if type(coro) is CoroutineType or type(coro) is GeneratorType:
         return coro
     if not hasattr(coro, "send"):
-        raise TypeError(f"{what}: {fn.__qualname__!r} returned {coro!r}, which is not a "
-                        "coroutine (is it a plain function? use 'async def' or a generator)")
+        raise TypeError(_not_a_coroutine(what, fn, coro))
     return coro
+
+
+def _not_a_coroutine(what: str, fn: Any, made: Any) -> str:
+    """The message for a function that made something else than a coroutine."""
+    if type(made) is AsyncGeneratorType:
+        # 'async def' with a 'yield' in it: the usual hint ("use async def")
+        # would send the user in a circle.
+        hint = ("it is an async generator function (its body contains 'yield'); "
+                "iterate it with 'async for' inside an async function instead")
+    else:
+        hint = "is it a plain function? use 'async def' or a generator"
+    return (f"{what}: {getattr(fn, '__qualname__', fn)!r} returned {made!r}, which is not a "
+            f"coroutine ({hint})")
 
 
 def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
@@ -45,9 +57,7 @@ def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
                         f"coroutine object, not {fn!r}")
     coro = fn(*args)
     if not hasattr(coro, "send"):
-        raise TypeError(f"{what}: {getattr(fn, '__qualname__', fn)!r} returned {coro!r}, which "
-                        "is not a coroutine (is it a plain function? use 'async def' or a "
-                        "generator)")
+        raise TypeError(_not_a_coroutine(what, fn, coro))
     return coro
 
 
@@ -57,6 +67,45 @@ def _discard(fn: Any) -> None:
         close = getattr(fn, "close", None)
         if close is not None:
             close()
+
+
+def _check_clock(clock: Any) -> None:
+    """Refuse a ``clock`` that the kernel would fail on only once it runs.
+
+    The kernel reads ``current_time`` at start and calls
+    ``deadline_to_sleep_time``/reads ``autojump`` at its first timer (see
+    :class:`yieldio.Clock`). The usual slip is passing the class
+    (``clock=VirtualClock``) rather than an instance.
+    """
+    if clock is None:
+        return
+    if isinstance(clock, type):
+        raise TypeError(f"yieldio.run(clock=...) takes a clock object, not the class "
+                        f"{clock.__qualname__}; did you mean {clock.__qualname__}()?")
+    missing = [name for name in ("current_time", "deadline_to_sleep_time")
+               if not callable(getattr(clock, name, None))]
+    if not hasattr(clock, "autojump"):
+        missing.append("autojump")
+    if missing:
+        raise TypeError(f"yieldio.run(clock=...) takes a clock (see yieldio.Clock: "
+                        f"current_time(), deadline_to_sleep_time(), autojump); {clock!r} "
+                        f"lacks {', '.join(missing)}")
+
+
+def _check_instruments(instruments: Any) -> list[Any]:
+    """``instruments`` as a list; a single instrument or a non-iterable is refused."""
+    try:
+        return list(instruments)
+    except TypeError:
+        raise TypeError(f"yieldio.run(instruments=...) takes a list of instruments, not "
+                        f"{instruments!r}") from None
+
+
+def _check_seed(seed: Any) -> None:
+    """Refuse a seed that ``random.Random`` would refuse inside the kernel's constructor."""
+    if seed is not None and (isinstance(seed, bool)
+                             or not isinstance(seed, (int, float, str, bytes, bytearray))):
+        raise TypeError(f"yieldio.run(seed=...) takes an int (or None), not {seed!r}")
 
 
 def _options(options: dict[str, Any]) -> tuple[Any, list[Any]]:
@@ -104,12 +153,22 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
         raise RuntimeError("yieldio.run() cannot be called from inside a running yieldio kernel "
                            "(in the same thread); await the function instead")
     try:
+        # Every argument is checked before the main coroutine is made: a bad
+        # one must fail with a clear message here, not as an AttributeError
+        # from inside the loop, and must leave no coroutine "never awaited".
+        _check_clock(clock)
+        instruments = _check_instruments(instruments)
+        _check_seed(seed)
         network, extra = _options(options)
     except BaseException:
         _discard(fn)
         raise
     coro = _as_coroutine(fn, args, "yieldio.run()")
-    kernel = Kernel(clock, list(instruments) + extra, seed)
+    try:
+        kernel = Kernel(clock, instruments + extra, seed)
+    except BaseException:
+        _discard(coro)  # made above (run(main) form) and never run
+        raise
     _state.local.kernel = kernel
     try:
         kernel._install_sigint()

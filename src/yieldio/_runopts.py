@@ -71,7 +71,11 @@ def _debug_instruments(debug: Any) -> list[Any]:
             raise TypeError(f"yieldio.run(debug=...): unknown keys {sorted(unknown)}; "
                             "known: 'slow_step' (seconds or None), 'never_awaited' (bool)")
         slow = debug.get("slow_step", slow)
-        never = bool(debug.get("never_awaited", True))
+        never = debug.get("never_awaited", True)
+        if not isinstance(never, bool):
+            # bool() would read the string "no" (or "false") as True.
+            raise TypeError(f"yieldio.run(debug={{'never_awaited': ...}}) takes True or "
+                            f"False, not {never!r}")
     else:
         raise TypeError(f"yieldio.run(debug=...) takes True/False, a slow-step threshold in "
                         f"seconds, or a dict; not {debug!r}")

@@ -204,7 +204,19 @@ class Task:
         if self._state is CANCELLED:
             raise TaskCancelled(f"{self!r} was cancelled")
         if self._state is FAILED:
-            raise self._exc  # type: ignore[misc]
+            # A bare 'raise self._exc' would prepend this call's frames to
+            # the exception's __traceback__ every time: a loop polling
+            # result() or join() grows it without bound, and the same object
+            # sits in the ExceptionGroup the task group raised. As asyncio's
+            # Future.result() does, raise it each time with the traceback of
+            # its first report (kept in extras: only failed tasks pay).
+            exc = self._exc
+            assert exc is not None
+            extra = self._extras()
+            tb = extra.failure_tb
+            if tb is _NO_TB:
+                tb = extra.failure_tb = exc.__traceback__
+            raise exc.with_traceback(tb)
         return self._val
 
     def exception(self) -> BaseException | None:
@@ -266,13 +278,14 @@ class Task:
 
 
 _GROUP_OWNER = object()  # TaskExtras.parent's default: the group's owner is the parent
+_NO_TB = object()  # TaskExtras.failure_tb's default: not taken yet (None is a valid value)
 
 
 class TaskExtras:
     """A task's fields that few tasks need, kept off the task itself."""
 
     __slots__ = ("name", "parent", "own_scope", "joiners", "start_status", "child_groups",
-                 "ki_pending")
+                 "ki_pending", "failure_tb")
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name  # given at spawn or set later; None: the coroutine's name
@@ -282,6 +295,7 @@ class TaskExtras:
         self.start_status: TaskStatus | None = None  # TaskGroup.start()'s handshake
         self.child_groups: list[TaskGroup] | None = None  # TaskGroups it has open
         self.ki_pending = False  # Ctrl-C waits for the main task's next checkpoint
+        self.failure_tb: Any = _NO_TB  # a failed task's traceback, kept by result()
 
 
 class NotStarted:
