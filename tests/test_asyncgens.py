@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
 import sys
@@ -272,3 +273,31 @@ def test_cleanup_that_waits_shielded_forever_does_not_hang_the_end_of_the_run():
     assert yieldio.run(main) == "done"
     keep.clear()
     gc.collect()
+
+
+def test_cleanup_runs_in_a_fresh_context_not_the_task_that_dropped_the_generator():
+    request_id = contextvars.ContextVar("request_id", default="none")
+    seen = []
+
+    async def gen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            await yieldio.sleep(0)
+            seen.append(request_id.get())
+
+    async def main():
+        async def handler():
+            request_id.set("handler-7")
+            agen = gen()
+            await agen.__anext__()
+            del agen  # dropped here: the finalizer runs inside this task
+            gc.collect()
+            await yieldio.sleep(1)
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(handler)
+
+    run(main)
+    assert seen == ["none"]

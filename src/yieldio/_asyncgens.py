@@ -30,6 +30,7 @@ such a cleanup has no caller left to receive it: it is logged on the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -92,7 +93,10 @@ class AsyncGenFinalizer:
             _close_without_loop(agen)
             return
         name = f"aclose of {_name(agen)}"
-        task = k.spawn(_aclose(agen), k.root_scope, None, None, name)
+        # A fresh, empty context, as trio's system tasks have: the collector
+        # calls the finalizer in whichever task happened to drop the last
+        # reference, and that task's context variables are not the cleanup's.
+        task = k.spawn(_aclose(agen), k.root_scope, None, None, name, contextvars.Context())
         k.system_tasks[task] = None
 
     def finalize_remaining(self) -> bool:
