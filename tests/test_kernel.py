@@ -825,3 +825,22 @@ def test_fast_path_budget_still_interrupts_a_task_that_never_waits():
 
     yieldio.run(main)
     assert log.index("other") == 31  # the 32nd put in a row gave way, before logging
+
+
+def test_a_kernel_that_fails_to_start_leaves_no_fd_behind():
+    import os
+
+    from yieldio._kernel import Kernel
+
+    class BrokenInstrument:
+        @property
+        def before_run(self):
+            raise RuntimeError("broken instrument")
+
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(TypeError):
+            Kernel(None, (), [1])  # a seed random.Random refuses
+        with pytest.raises(RuntimeError, match="broken instrument"):
+            Kernel(None, [BrokenInstrument()], None)
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -73,6 +73,9 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks):
         # Task ids count per run, so that a seeded run's trace is identical every time.
         self.task_ids = itertools.count(1)
         self.not_started = NotStarted(self)  # the driver of tasks not run yet
+        # Made before the outside world is opened: a seed Random refuses
+        # must fail before there are fds to leak.
+        self.random = random.Random(seed) if seed is not None else None
         self._open_outside()
         # Counters that decide "every task is blocked" in O(1).
         self.io_waiters = 0
@@ -87,7 +90,6 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks):
         self.fast_budget_full = FAST_PATH_BUDGET if seed is None else 1
         self.fast_budget = self.fast_budget_full
         self.seed = seed
-        self.random = random.Random(seed) if seed is not None else None
         self.root_scope = CancelScope()
         self.root_scope._kernel = self
         self.root_scope._entered = True
@@ -112,8 +114,12 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks):
         self.instruments: list[Any] = []
         self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {h: () for h in HOOK_NAMES}
         self.spawn_hooked = False  # see _rebuild_hooks
-        for inst in instruments:
-            self.add_instrument(inst)
+        try:
+            for inst in instruments:
+                self.add_instrument(inst)
+        except BaseException:
+            self._close_outside()  # the epoll fd and the wakeup socketpair
+            raise
 
     # -- scheduling -----------------------------------------------------------
     def reschedule(self, task: Task, value: Any = None) -> None:
