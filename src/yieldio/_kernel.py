@@ -41,6 +41,7 @@ from ._cancel import CancelScope, remove_task_scope
 from ._exceptions import Cancelled
 from ._instrument import HOOK_NAMES, InstrumentHooks
 from ._outside import OutsideWorld
+from ._stuck import StuckRun
 from ._task import CANCELLED, DONE, FAILED, RUNNING, NotStarted, Task, throw_into
 from ._timers import SystemClock, TimerHeap
 from ._trampoline import Trampoline
@@ -61,7 +62,7 @@ _INF = float("inf")
 
 
 
-class Kernel(OutsideWorld, TimerHeap, InstrumentHooks):
+class Kernel(OutsideWorld, TimerHeap, InstrumentHooks, StuckRun):
     """One event loop; created by :func:`run`, one per thread at most."""
 
     def __init__(self, clock: Any = None, instruments: Any = (), seed: int | None = None) -> None:
@@ -491,56 +492,6 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks):
         self.ready.extend(t for t, h in zip(batch, held, strict=True) if not h)
         self.ready.extend(t for t, h in zip(batch, held, strict=True) if h)  # next batch
         return held.count(False)
-
-    def _stuck(self, main: Task) -> bool:
-        """Nothing can ever wake a task: end the run or report the deadlock.
-
-        Returns what :meth:`_look_outside` returns (False: the run is over).
-        """
-        if main._state is not RUNNING:
-            self._cancel_system_tasks()  # only system tasks are left
-            return True
-        if self._deadlocked:
-            self._abandon_all()
-            return False
-        self._deadlocked = True
-        self._report_deadlock()
-        return True
-
-    def _report_deadlock(self) -> None:
-        """Every task waits on another task: cancel them all, then raise Deadlock."""
-        from .debug import format_task_tree
-
-        self.deadlock_report = format_task_tree(kernel=self)
-        self.root_scope.cancel()
-        for task in list(self.system_tasks):
-            task.cancel()
-
-    def _cancel_system_tasks(self) -> None:
-        for task in list(self.system_tasks):
-            task.cancel()
-            if task._wait is not None and task._state is RUNNING:
-                # An uncancellable system wait cannot be ended: drop the task.
-                del self.system_tasks[task]
-
-    def _abandon_all(self) -> None:
-        """Close every coroutine still suspended (the kernel, not the GC, does it)."""
-        seen: set[int] = set()
-        for task in self._all_tasks():
-            if id(task) in seen or task._state is not RUNNING:
-                continue
-            seen.add(id(task))
-            task._state = CANCELLED
-            coro = task._driver  # the Trampoline closes the whole chain
-            close = getattr(coro, "close", None)
-            if close is not None:
-                try:
-                    if task._context is None:
-                        close()
-                    else:
-                        task._context.run(close)
-                except BaseException:
-                    pass
 
     def _all_tasks(self) -> list[Task]:
         out: list[Task] = []
