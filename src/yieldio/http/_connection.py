@@ -78,6 +78,7 @@ def _date_header() -> tuple[bytes, bytes]:
 # instructions per header, most of the cost of a small response), so heads
 # are kept, keyed by what they are built from. Bounded: emptied when full.
 _END = h11.EndOfMessage()
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 _heads: dict[tuple[Any, ...], h11.Response] = {}
 _HEADS_MAX = 256
 _HEAD_CACHE_LIMIT = 1024  # bytes of header names and values; bigger heads are not kept
@@ -290,7 +291,8 @@ class ServerConnection:
                 raise h11.LocalProtocolError(
                     f"header {name!r}: {value!r} is not ISO-8859-1 text") from None
         headers.append(_date_header())
-        if server._closing or self.must_close or h.they_are_waiting_for_100_continue:
+        if server._closing or self.must_close or (h.they_are_waiting_for_100_continue
+                                                  and not self._body_already_here(req)):
             # Waiting for 100-continue and answered without it: the client may
             # or may not send the body now, so this connection cannot be reused.
             headers.append((b"connection", b"close"))
@@ -338,7 +340,10 @@ class ServerConnection:
         out = h.send(head)
         if req.method == "HEAD":
             await _close_iterator(body)
+            if write_timeout is not None:
+                self.deadline = current_time() + write_timeout
             await write(out + h.send(_END))
+            self.deadline = _INF
             return True
         # The write timeout bounds each write, and only the writes: the
         # deadline is lifted after each one, or the time the application
@@ -388,6 +393,19 @@ class ServerConnection:
             self.deadline = _INF
             await _close_iterator(body)
         return True
+
+    def _body_already_here(self, req: Request) -> bool:
+        """Expect: 100-continue, yet the whole body is already buffered (``Content-Length: 0``,
+        or a client that did not wait): the connection can be kept all the same.
+
+        h11 clears its waiting flag only when it reaches the body, which the
+        application did not read; the drain after the response reads it.
+        (A chunked body is not measured: such a connection is closed.)
+        """
+        length = req.headers.get("content-length")
+        if length is None or not length.isdigit():
+            return False
+        return len(self.h11.trailing_data[0]) >= int(length)
 
     async def _linger(self) -> None:
         """Closing while the client may still be sending its body (after a 413, say).
@@ -482,7 +500,7 @@ class ServerConnection:
                 raise HTTPException(400, f"malformed request body: {exc}") from None
             if event is _NEED_DATA:
                 if h.they_are_waiting_for_100_continue:
-                    await self.stream.write(h.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")))
+                    await self._send_continue()
                 if limits.body_timeout is not None:
                     self.deadline = current_time() + limits.body_timeout
                 try:
@@ -505,6 +523,18 @@ class ServerConnection:
                 return b""
             self.must_close = True
             raise HTTPException(400, "the request body ended early")
+
+    async def _send_continue(self) -> None:
+        """``100 Continue``: the client waits for it before sending the body."""
+        write_timeout = self.server.limits.write_timeout
+        if write_timeout is not None:
+            self.deadline = current_time() + write_timeout
+        try:
+            await self.stream.write(self.h11.send(_CONTINUE))
+        except _PEER_GONE as exc:
+            self.must_close = True
+            raise HTTPException(400, "the client disconnected") from exc
+        self.deadline = _INF
 
     async def accept_websocket(self, req: Request, subprotocol: str | None,
                                headers: dict[str, str] | None) -> Any:
@@ -546,7 +576,8 @@ class ServerConnection:
                        max_message_size=limits.max_websocket_message,
                        subprotocol=subprotocol, path=req.path, headers=req.headers,
                        ping_interval=limits.websocket_ping_interval,
-                       ping_timeout=limits.websocket_ping_timeout)
+                       ping_timeout=limits.websocket_ping_timeout,
+                       write_timeout=limits.write_timeout)
         self.websocket = ws
         self.server._tg.spawn(ws._reader, name=f"websocket reader {self.client}")
         if ws.ping_interval is not None:

@@ -17,7 +17,8 @@ What happens when each is exceeded (server side):
                             or a connection that never sends): connection closed
 ``keep_alive_timeout``      idle between two requests: connection closed
 ``body_timeout``            no progress reading the body for this long: closed
-``write_timeout``           the client reads nothing for this long: closed
+``write_timeout``           the client reads nothing for this long: closed (a
+                            WebSocket: aborted, close code **1011**)
 ``max_connections``         more connections at once: **503** and closed at once
 ``max_websocket_message``   a bigger message (UTF-8 bytes): close code **1009**
 ``websocket_ping_interval`` a WebSocket ping every this many seconds, and

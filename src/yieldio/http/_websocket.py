@@ -13,12 +13,18 @@ Client side::
         await ws.send("hello")
         print(await ws.receive())
 
-A background task reads the connection: it answers pings at once (even
-while the application is busy elsewhere), reassembles fragmented messages,
-enforces the message size limit (close code 1009) and takes part in the
-closing handshake. Received messages wait in a small queue; when it is full
-the reader stops reading, so a fast sender is slowed down by TCP instead of
-filling memory.
+A background task reads the connection: it answers pings as they arrive
+(even while the application is busy elsewhere), reassembles fragmented
+messages, enforces the message size limit (close code 1009) and takes part
+in the closing handshake. Received messages wait in a small queue; when it
+is full the reader stops reading, so a fast sender is slowed down by TCP
+instead of filling memory -- and pings and pongs queued behind those
+messages wait too, so keepalive (either side's) can count a live peer whose
+messages are not received for ``ping_timeout`` seconds as gone.
+
+On the server, each write is bounded by ``Limits.write_timeout``: a peer
+that reads nothing for that long has its connection aborted (no Close frame
+can reach it) and the WebSocket ends with code 1011.
 
 Closing (``await ws.close(code, reason)``) follows the RFC: send a Close
 frame, wait (at most ``close_timeout``) for the peer's Close, then the
@@ -81,7 +87,8 @@ class WebSocket:
                  max_message_size: int = 1 << 20, close_timeout: float = 5.0,
                  subprotocol: str | None = None, path: str = "/",
                  headers: Headers | None = None, ping_interval: float | None = None,
-                 ping_timeout: float | None = None) -> None:
+                 ping_timeout: float | None = None,
+                 write_timeout: float | None = None) -> None:
         self._stream = stream
         self._ws = connection
         self._client = client
@@ -91,6 +98,8 @@ class WebSocket:
         #: the connection counts as lost if no pong comes in ``ping_timeout``.
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        #: A write not done in this many seconds aborts the connection (None: no limit).
+        self.write_timeout = write_timeout
         #: The subprotocol agreed in the handshake (None if none).
         self.subprotocol = subprotocol
         #: The request path of the handshake.
@@ -102,7 +111,8 @@ class WebSocket:
         self._messages: Queue = Queue(QUEUE_SIZE)
         self._send_lock = Lock()
         self._finished = Event()  # the reader is done: close seen or connection lost
-        self._pongs: dict[bytes, Event] = {}
+        # The pings waiting for their pong, by payload (two pings may share one).
+        self._pongs: dict[bytes, list[Event]] = {}
         self._reader_scope: CancelScope | None = None
 
     def __repr__(self) -> str:
@@ -141,11 +151,22 @@ class WebSocket:
         if len(payload) > 125:  # checked before the pong table remembers it
             raise ValueError("a ping payload is at most 125 bytes (RFC 6455, section 5.5)")
         payload = bytes(payload) or os.urandom(4)
-        waiter = self._pongs.setdefault(payload, Event())
-        await self._send_event(wse.Ping(payload=payload), raise_closed=True)
-        await waiter.wait()
-        if self.close_code is not None and self._pongs.get(payload) is waiter:
-            raise WebSocketClosed(self.close_code, self.close_reason or "")
+        waiter = Event()
+        waiters = self._pongs.setdefault(payload, [])
+        waiters.append(waiter)
+        try:
+            await self._send_event(wse.Ping(payload=payload), raise_closed=True)
+            await waiter.wait()
+        finally:
+            # Still listed: no pong came (cancelled, timed out, the send
+            # failed, or woken by the connection's end): forget this ping.
+            unanswered = self._pongs.get(payload) is waiters
+            if unanswered:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._pongs[payload]
+        if unanswered:
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
 
     async def _send_event(self, event: wse.Event, *, raise_closed: bool) -> bool:
         async with self._send_lock:
@@ -160,13 +181,36 @@ class WebSocket:
                     raise WebSocketClosed(self.close_code or 1006, self.close_reason or "") from None
                 return False
             try:
-                await self._stream.write(data)
+                if self.write_timeout is None:
+                    await self._stream.write(data)
+                else:
+                    with move_on_after(self.write_timeout) as scope:
+                        await self._stream.write(data)
+                    if scope.cancelled_caught:
+                        self._write_timed_out()
+                        if raise_closed:
+                            raise WebSocketClosed(1011, "write timeout")
+                        return False
             except _IO_ERRORS as exc:
                 self._lost()
                 if raise_closed:
                     raise WebSocketClosed(1006, "connection lost") from exc
                 return False
         return True
+
+    def _write_timed_out(self) -> None:
+        """The peer read nothing for ``write_timeout`` s: abort, as an HTTP write timeout does.
+
+        No Close frame: the peer is not reading, and part of a frame may
+        already be out. The reader's end closes the transport.
+        """
+        logger.info("WebSocket peer read nothing for %s s: aborting (%r)", self.write_timeout,
+                    self)
+        if self.close_code is None:
+            self.close_code, self.close_reason = 1011, "write timeout"
+        self._lost()
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
 
     # -- receiving ----------------------------------------------------------------------
     async def receive(self) -> str | bytes:
@@ -226,8 +270,9 @@ class WebSocket:
             self.close_code, self.close_reason = 1006, "connection lost"
         self._messages.close()
         self._finished.set()
-        for waiter in self._pongs.values():
-            waiter.set()
+        for waiters in self._pongs.values():
+            for waiter in waiters:
+                waiter.set()
 
     async def _finish(self, failed: bool = False) -> None:
         """The owner is done (handler returned, ``async with`` exited): close, stop reading."""
@@ -327,8 +372,7 @@ class WebSocket:
                 elif kind is wse.Ping:
                     await self._send_event(event.response(), raise_closed=False)  # type: ignore[attr-defined]
                 elif kind is wse.Pong:
-                    waiter = self._pongs.pop(bytes(event.payload), None)  # type: ignore[attr-defined]
-                    if waiter is not None:
+                    for waiter in self._pongs.pop(bytes(event.payload), ()):  # type: ignore[attr-defined]
                         waiter.set()
                 elif kind is wse.CloseConnection:
                     await self._on_close(event)  # type: ignore[arg-type]
