@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _state
 from ._exceptions import Cancelled
@@ -248,12 +248,11 @@ class CancelScope:
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         task = self._task
-        assert task is not None
-        if task._scope is not self:
-            raise RuntimeError(
-                "cancel scopes exited out of order: a scope must be left before the "
-                f"scope it encloses ({self!r} is not the innermost scope of {task!r})"
-            )
+        # (No look-up of the running task here: this is a hot path. Misuse is
+        # found where it breaks the scope's own state, and _check_exit says
+        # what went wrong.)
+        if task is None or task._scope is not self:
+            self._check_exit(task)  # raises
         self._exited = True
         if self._timer is not None:
             # TimerHeap.cancel_timer inlined: the heap entry goes stale.
@@ -261,7 +260,17 @@ class CancelScope:
             self._kernel.stale_timers += 1
         parent = self._parent
         assert parent is not None
-        del self._tasks[task]
+        try:
+            del self._tasks[task]
+        except KeyError:
+            # The task that entered the scope ended without leaving it (it
+            # left the tree then); someone else is exiting it now.
+            if parent._children:
+                parent._children.pop(self, None)
+            try:
+                self._check_exit(task)  # raises
+            except RuntimeError as err:
+                raise err from exc  # the exception leaving the block, not the KeyError
         del parent._children[self]  # type: ignore[union-attr]
         parent._tasks[task] = None
         task._scope = parent
@@ -290,6 +299,35 @@ class CancelScope:
                 finally:
                     rest.__context__ = context  # not the group it came from
         return False
+
+    def _check_exit(self, owner: Task | None) -> NoReturn:
+        """``__exit__`` off its common path: raise a RuntimeError that says what went wrong.
+
+        ``owner`` is the task that entered the scope (None if none did).
+        """
+        if owner is None:
+            raise RuntimeError(f"{self!r} was exited without being entered")
+        k = getattr(_state.local, "kernel", None)
+        current = k.current if k is not None else None
+        where = f"in {current!r}" if current is not None else "outside any task"
+        from ._task import RUNNING  # (off the hot path; _task imports nothing of ours)
+
+        if owner._state is not RUNNING:
+            raise RuntimeError(
+                f"cancel scope exited in a different task than it was entered in: {self!r} "
+                f"was entered in {owner!r}, which ended without leaving it, and exited {where}"
+            )
+        if self._exited:
+            raise RuntimeError(f"{self!r} was exited twice (or exited from another task)")
+        if current is not owner:
+            raise RuntimeError(
+                f"cancel scope exited in a different task than it was entered in: {self!r} "
+                f"was entered in {owner!r} and exited {where}"
+            )
+        raise RuntimeError(
+            "cancel scopes exited out of order: a scope must be left before the "
+            f"scope it encloses ({self!r} is not the innermost scope of {owner!r})"
+        )
 
     async def __aenter__(self) -> CancelScope:
         return self.__enter__()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from . import _state
+from ._cancel import move_on_after
 from ._exceptions import QueueClosed, QueueEmpty, QueueFull
 from ._kernel import FAST_PATH_BUDGET
 from ._task import Task
@@ -283,7 +284,7 @@ class UniversalQueue(_IterateUntilClosed):
     """A queue shared by tasks and plain threads.
 
     In a task, ``get()``/``put()`` return awaitables; in a thread with no
-    kernel they block (with an optional ``timeout``)::
+    kernel they block::
 
         q = yieldio.UniversalQueue()
 
@@ -293,6 +294,11 @@ class UniversalQueue(_IterateUntilClosed):
         async def main():
             threading.Thread(target=worker).start()
             print(await q.get())
+
+    Both take an optional ``timeout`` in seconds (of the run's clock, in a
+    task): when it runs out, ``get`` raises :class:`QueueEmpty` and ``put``
+    :class:`QueueFull`, on either side. ``get_nowait()``/``put_nowait()``
+    never wait, from a task or a thread.
 
     A task waiting on it is not counted as deadlocked: a thread may feed it.
     As with :class:`Queue`, ``async for item in q`` in a task ends once the
@@ -322,6 +328,24 @@ class UniversalQueue(_IterateUntilClosed):
         """True if no item is waiting: ``q.qsize() == 0``."""
         return self.qsize() == 0
 
+    @property
+    def maxsize(self) -> int:
+        """The capacity given to the constructor; 0 or less: unbounded."""
+        return self._maxsize
+
+    def full(self) -> bool:
+        """True if ``put`` would wait now (it may be stale at once, as :meth:`qsize`).
+
+        An unbounded queue is never full.
+        """
+        with self._mutex:
+            return 0 < self._maxsize <= len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Like :meth:`Queue.close`, from any thread."""
         with self._mutex:
@@ -340,11 +364,29 @@ class UniversalQueue(_IterateUntilClosed):
 
     # -- put ---------------------------------------------------------------------
     def put(self, item: Any, timeout: float | None = None) -> Any:
-        """Put ``item`` (awaitable in a task, blocking in a thread)."""
+        """Put ``item`` (awaitable in a task, blocking in a thread).
+
+        With a ``timeout`` (seconds), raise :class:`QueueFull` if there is
+        still no room when it runs out; 0 or less: do not wait.
+        """
         if getattr(_state.local, "kernel", None) is not None:
-            return self._put_async(item)
+            if timeout is None:
+                return self._put_async(item)
+            return self._put_async_timeout(item, timeout)
         self._put_blocking(item, timeout)
         return None
+
+    def put_nowait(self, item: Any) -> None:
+        """Put ``item`` now, or raise :class:`QueueFull` / :class:`QueueClosed` (any thread)."""
+        with self._mutex:
+            if self._closed:
+                raise QueueClosed("put to a closed UniversalQueue")
+            if not (self._maxsize <= 0 or self._task_getters
+                    or len(self._items) < self._maxsize):
+                raise QueueFull("the UniversalQueue is full")
+            getter = self._offer_locked(item)
+        if getter is not None:
+            _wake_from_anywhere(getter, item)
 
     def _offer_locked(self, item: Any) -> Task | None:
         """Hand to a waiting task or enqueue; return the task to wake. Mutex held."""
@@ -405,12 +447,47 @@ class UniversalQueue(_IterateUntilClosed):
         if result is _CLOSED:
             raise QueueClosed("the UniversalQueue was closed while waiting to put")
 
+    @types.coroutine
+    def _put_async_timeout(self, item: Any, timeout: float) -> Generator[Any, Any, None]:
+        # The thread side's timeout, as a deadline on the wait: QueueFull when
+        # it passes (a put whose wait was aborted never enqueued its item).
+        if _no_wait(timeout):
+            task = _state.current_task()
+            if task._cancel_pending:
+                task._raise_cancel()
+            self.put_nowait(item)
+            yield SCHEDULE
+            return
+        with move_on_after(timeout) as scope:
+            yield from self._put_async(item)
+        if scope.cancelled_caught:
+            raise QueueFull("UniversalQueue.put timed out")
+
     # -- get ---------------------------------------------------------------------
     def get(self, timeout: float | None = None) -> Any:
-        """Take an item (awaitable in a task, blocking in a thread)."""
+        """Take an item (awaitable in a task, blocking in a thread).
+
+        With a ``timeout`` (seconds), raise :class:`QueueEmpty` if there is
+        still no item when it runs out; 0 or less: do not wait.
+        """
         if getattr(_state.local, "kernel", None) is not None:
-            return self._get_async()
+            if timeout is None:
+                return self._get_async()
+            return self._get_async_timeout(timeout)
         return self._get_blocking(timeout)
+
+    def get_nowait(self) -> Any:
+        """Take an item now, or raise :class:`QueueEmpty` / :class:`QueueClosed` (any thread)."""
+        with self._mutex:
+            if self._items:
+                item, putter = self._take_locked()
+            elif self._closed:
+                raise QueueClosed("the UniversalQueue is closed and empty")
+            else:
+                raise QueueEmpty("the UniversalQueue is empty")
+        if putter is not None:
+            _wake_from_anywhere(putter, None)
+        return item
 
     def _take_locked(self) -> tuple[Any, Task | None]:
         item = self._items.popleft()
@@ -462,6 +539,22 @@ class UniversalQueue(_IterateUntilClosed):
             raise QueueClosed("the UniversalQueue is closed and empty")
         return item
 
+    @types.coroutine
+    def _get_async_timeout(self, timeout: float) -> Generator[Any, Any, Any]:
+        # See _put_async_timeout. An item handed over at wake-up is returned
+        # even if the deadline passes before the getter runs again.
+        if _no_wait(timeout):
+            task = _state.current_task()
+            if task._cancel_pending:
+                task._raise_cancel()
+            item = self.get_nowait()
+            yield SCHEDULE
+            return item
+        with move_on_after(timeout) as scope:
+            return (yield from self._get_async())
+        assert scope.cancelled_caught  # the only way out of the block without returning
+        raise QueueEmpty("UniversalQueue.get timed out")
+
     # async iteration, in a task (_IterateUntilClosed)
     def _next_item(self) -> Generator[Any, Any, Any]:
         return self._get_async()
@@ -478,6 +571,14 @@ class UniversalQueue(_IterateUntilClosed):
 
     def _describe_wait(self, task: Task) -> str:
         return "UniversalQueue.get" if task in self._task_getters else "UniversalQueue.put"
+
+
+def _no_wait(timeout: float) -> bool:
+    """True for a timeout of 0 or less (as for ``threading.Condition.wait_for``)."""
+    try:
+        return timeout <= 0
+    except TypeError:
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}") from None
 
 
 def _wake_from_anywhere(task: Task, value: Any) -> None:
