@@ -35,7 +35,7 @@ from typing import Any
 
 from . import _state
 from ._exceptions import BusyResourceError, ClosedResourceError
-from ._io import wait_readable, wait_writable
+from ._io import fast_checkpoint, wait_readable, wait_writable
 from ._kernel import FAST_PATH_BUDGET
 from ._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from ._traps import schedule
@@ -163,7 +163,18 @@ class FdStream(Stream):
                         await schedule()
                     return data
             while True:
-                await wait_readable(fd)
+                try:
+                    await wait_readable(fd)
+                except PermissionError:
+                    # epoll refuses fds that are always ready: a regular file
+                    # or /dev/null (stdin redirected from a file, say). Only a
+                    # short read brings us here (they never block), so read
+                    # again at once, as trio does, with the fast path's
+                    # counted checkpoint.
+                    data = os.read(fd, max_bytes)
+                    self._drained = False
+                    await fast_checkpoint()
+                    return data
                 try:
                     data = os.read(fd, max_bytes)
                 except BlockingIOError:

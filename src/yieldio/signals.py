@@ -86,7 +86,7 @@ class SignalReceiver:
         self._closed = False
 
     def __repr__(self) -> str:
-        names = ", ".join(signal.Signals(s).name for s in self._signals)
+        names = ", ".join(_signal_name(s) for s in self._signals)
         state = "closed" if self._closed else f"{len(self._pending)} pending"
         return f"<SignalReceiver ({names}) {state}>"
 
@@ -128,7 +128,7 @@ class SignalReceiver:
         return False
 
     def _describe_wait(self, task: Task) -> str:
-        names = ", ".join(signal.Signals(s).name for s in self._signals)
+        names = ", ".join(_signal_name(s) for s in self._signals)
         return f"signal receiver ({names})"
 
     def _pop(self) -> int:
@@ -212,13 +212,25 @@ def _signal_numbers(signals: tuple[Any, ...]) -> tuple[int, ...]:
     for s in signals:
         if isinstance(s, bool) or not isinstance(s, int):
             raise TypeError(f"not a signal number: {s!r}")
-        try:
-            num = int(signal.Signals(s))
-        except ValueError:
-            raise ValueError(f"{s!r} is not a valid signal number") from None
+        # valid_signals(), not the Signals enum: the enum names only SIGRTMIN
+        # and SIGRTMAX, and the real-time signals between them are valid too.
+        num = int(s)
+        if num not in signal.valid_signals():
+            raise ValueError(f"{s!r} is not a valid signal number")
         if num not in out:
             out.append(num)
     return tuple(out)
+
+
+def _signal_name(num: int) -> str:
+    """``"SIGTERM"``; ``"SIGRTMIN+3"`` for a real-time signal the enum does not name."""
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        rtmin = getattr(signal, "SIGRTMIN", None)
+        if rtmin is not None and num > rtmin:
+            return f"SIGRTMIN+{num - rtmin}"
+        return f"signal {num}"
 
 
 # The receivers open for each signal, oldest first (all in the main thread),
