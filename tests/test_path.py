@@ -203,3 +203,12 @@ def test_path_ordering_with_paths_and_pathlib():
     assert a <= a and a <= b and not b <= a
     assert b >= b and b >= a and not a >= b
     assert a <= pathlib.PurePath("a") and b >= pathlib.PurePath("a")
+
+
+def test_dividing_by_a_non_path_names_yieldio_path_in_the_error():
+    with pytest.raises(TypeError, match="'Path' and 'int'"):
+        yieldio.Path("a") / 5
+    with pytest.raises(TypeError, match="'int' and 'Path'"):
+        5 / yieldio.Path("a")
+    assert yieldio.Path("a") / "b" == yieldio.Path("a/b")
+    assert "a" / yieldio.Path("b") == yieldio.Path("a/b")

@@ -130,11 +130,19 @@ class Path:
         other = other._path if isinstance(other, Path) else other
         return self._path >= other if isinstance(other, pathlib.PurePath) else NotImplemented
 
+    # A non-path operand gets NotImplemented, as for the comparisons above:
+    # the TypeError then names 'Path', not pathlib's 'PosixPath'.
     def __truediv__(self, other: _StrPath) -> Path:
-        return self._wrap(self._path / other)
+        try:
+            return self._wrap(self._path / other)
+        except TypeError:
+            return NotImplemented
 
     def __rtruediv__(self, other: _StrPath) -> Path:
-        return self._wrap(pathlib.Path(other) / self._path)
+        try:
+            return self._wrap(pathlib.Path(other) / self._path)
+        except TypeError:
+            return NotImplemented
 
     @property
     def name(self) -> str:
