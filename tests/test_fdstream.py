@@ -296,7 +296,7 @@ def test_a_write_of_a_wrong_type_is_refused_without_breaking_the_stream():
     async def main():
         r, w = os.pipe()
         async with FdStream(r) as reader, FdStream(w) as writer:
-            for bad in ("text", 42, None):
+            for bad in ("text", 42, None, memoryview(b"abcdef")[::2]):
                 with pytest.raises(TypeError):
                     await writer.write(bad)
             await writer.write(b"still fine")

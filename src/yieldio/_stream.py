@@ -36,12 +36,13 @@ __all__ = ["Stream", "BrokenStreamError", "DEFAULT_READ_SIZE"]
 DEFAULT_READ_SIZE = 65536
 
 
-def _is_bytes_like(data: Any) -> bool:
+def _is_sendable(data: Any) -> bool:
+    """Bytes-like and C-contiguous: what a write can send (``m[::2]`` is not)."""
     try:
-        memoryview(data).release()
+        with memoryview(data) as view:
+            return view.c_contiguous
     except TypeError:
         return False
-    return True
 
 
 class BrokenStreamError(Exception):
@@ -232,12 +233,13 @@ class Stream(ABC):
         """Mark the stream broken for writing unless ``exc`` refused the write whole.
 
         BusyResourceError, ClosedResourceError, and a TypeError for data that
-        is not bytes-like (``write("text")``) come before anything was sent:
-        the byte stream is intact. Anything else may have sent a prefix.
+        cannot be sent (``write("text")``, a non-contiguous memoryview) come
+        before anything was sent: the byte stream is intact. Anything else
+        may have sent a prefix.
         """
         if isinstance(exc, (BusyResourceError, ClosedResourceError)):
             return
-        if isinstance(exc, TypeError) and not _is_bytes_like(data):
+        if isinstance(exc, TypeError) and not _is_sendable(data):
             return
         self._write_broken = True
 
