@@ -36,7 +36,6 @@ from typing import Any
 from . import _state
 from ._exceptions import BusyResourceError, ClosedResourceError
 from ._io import fast_checkpoint, wait_readable, wait_writable
-from ._kernel import FAST_PATH_BUDGET
 from ._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from ._traps import schedule
 
@@ -159,7 +158,7 @@ class FdStream(Stream):
                     # The counted schedule point after a success that did not wait.
                     k.fast_budget -= 1
                     if k.fast_budget <= 0:
-                        k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                        k.fast_budget = k.fast_budget_full
                         await schedule()
                     return data
             while True:
@@ -230,7 +229,7 @@ class FdStream(Stream):
         if not waited:
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 await schedule()
 
     async def send_eof(self) -> None:

@@ -23,7 +23,6 @@ from typing import Any
 
 from . import _state
 from ._exceptions import BusyResourceError
-from ._kernel import FAST_PATH_BUDGET
 from ._outside import _EPOLLIN, _EPOLLOUT
 from ._traps import PARK, SCHEDULE
 
@@ -143,5 +142,5 @@ def fast_checkpoint() -> Generator[Any, Any, None]:
         task._raise_cancel()
     k.fast_budget -= 1
     if k.fast_budget <= 0:
-        k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+        k.fast_budget = k.fast_budget_full
         yield SCHEDULE

@@ -21,7 +21,6 @@ from typing import Any
 from . import _state
 from ._cancel import move_on_after
 from ._exceptions import QueueClosed, QueueEmpty, QueueFull
-from ._kernel import FAST_PATH_BUDGET
 from ._task import Task
 from ._traps import PARK, SCHEDULE
 
@@ -155,7 +154,7 @@ class Queue(_IterateUntilClosed):
             self._unfinished += 1
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return
         self._putters[task] = item
@@ -202,7 +201,7 @@ class Queue(_IterateUntilClosed):
             item = self._take()
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return item
         if self._closed:

@@ -20,7 +20,6 @@ from . import _state
 from ._cancel import CancelScope
 from ._exceptions import BrokenBarrierError, WouldBlock
 from ._io import fast_checkpoint
-from ._kernel import FAST_PATH_BUDGET
 from ._task import Task
 from ._traps import PARK, SCHEDULE
 
@@ -165,7 +164,7 @@ class Lock:
             self._owner = task
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return
         if self._owner is task:
@@ -270,7 +269,7 @@ class Semaphore:
             self._value -= 1
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return
         self._waiters[task] = None

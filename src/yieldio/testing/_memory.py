@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _state
 from .._exceptions import BusyResourceError, ClosedResourceError
-from .._kernel import FAST_PATH_BUDGET
 from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from .._traps import PARK, SCHEDULE
 
@@ -44,13 +43,13 @@ __all__ = ["MemoryStream", "memory_stream_pair"]
 def _fast_point(k: Kernel) -> bool:
     """The counted schedule point after an operation that did not wait.
 
-    Returns True when the caller must ``yield SCHEDULE`` now: every
-    ``FAST_PATH_BUDGET``-th time, and every time in a seeded run (so seeds
+    Returns True when the caller must ``yield SCHEDULE`` now: at the
+    ``FAST_PATH_BUDGET``-th in a row (see the kernel), and every time in a seeded run (so seeds
     explore the interleavings around every stream operation).
     """
     k.fast_budget -= 1
     if k.fast_budget <= 0:
-        k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+        k.fast_budget = k.fast_budget_full
         return True
     return False
 
