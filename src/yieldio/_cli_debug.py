@@ -49,6 +49,7 @@ def cmd_run(argv: list[str]) -> int:
     """``python -m yieldio run [--trace FILE] [--monitor] [--debug] SCRIPT [ARGS...]``."""
     args = _run_parser().parse_args(argv)
     script = args.script
+    args.args = _script_args(argv, script, args.args)
     if not os.path.isfile(script):
         print(f"yieldio run: no such file: {script!r}", file=sys.stderr)
         return 2
@@ -110,6 +111,16 @@ def cmd_run(argv: list[str]) -> int:
                   "or a generator function", file=sys.stderr)
             return 2
         try:
+            inspect.signature(main).bind()
+        except TypeError:
+            # Else a traceback made only of yieldio's frames, for what is a
+            # usage error: main() is called with no arguments.
+            print(f"yieldio run: main in {script} needs arguments; it is called as main() "
+                  "(its arguments are in sys.argv)", file=sys.stderr)
+            return 2
+        except ValueError:
+            pass  # no signature to check (a builtin): let the call say
+        try:
             # debug/monitor=False: the environment was read above already.
             result = yieldio.run(main, instruments=instruments, debug=False, monitor=False)
         except SystemExit as exc:
@@ -123,6 +134,22 @@ def cmd_run(argv: list[str]) -> int:
         return _exit_code(result)
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _script_args(argv: list[str], script: str, parsed: list[str]) -> list[str]:
+    """The script's arguments exactly as given: ``parsed`` plus any ``--`` argparse ate.
+
+    argparse drops the first ``--`` of the command line even when it comes
+    after SCRIPT, where it belongs to the script: ``run app.py -- -x`` gave
+    the script ``['-x']``, not ``['--', '-x']`` as ``python app.py -- -x``
+    does. The script's arguments are the tail of ``argv``; if the word just
+    before that tail is the first ``--`` and follows SCRIPT, it was eaten.
+    """
+    cut = len(argv) - len(parsed)
+    if (cut >= 2 and argv[cut - 1] == "--" and argv[cut - 2] == script
+            and "--" not in argv[: cut - 1]):
+        return argv[cut - 1:]
+    return parsed
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -241,7 +268,10 @@ def _one_command(client: Any, line: str, args: argparse.Namespace,
 
 def _interactive(client: Any, args: argparse.Namespace) -> int:
     hello = client.hello
-    prog = os.path.basename(hello.get("argv", ["?"])[0] or "?")
+    # A program may have emptied sys.argv (or be embedded, with none):
+    # 'argv[0]' must not end the session with an IndexError.
+    argv = hello.get("argv")
+    prog = os.path.basename(str(argv[0]) if isinstance(argv, list) and argv else "") or "?"
     print(f"yieldio monitor: pid {hello.get('pid')} ({prog}) at {client.path}")
     print("type 'help' for commands, 'quit' to leave (the program keeps running)")
     try:

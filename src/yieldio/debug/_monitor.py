@@ -40,7 +40,7 @@ from typing import Any
 
 from .. import _state
 from ._stack import format_stack
-from ._tree import describe_wait, render_table, render_tree, snapshot
+from ._tree import _printable, describe_wait, render_table, render_tree, snapshot
 
 __all__ = ["MonitorServer", "monitor_dir", "COMMANDS", "MonitorError"]
 
@@ -529,9 +529,11 @@ def _top_table(k: Any, counts: dict[int, int], samples: int, idle: int,
         out.append("  (no task ran since the last refresh)")
     for tid, n in ranked:
         t = live.get(tid)
-        name = t.name if t is not None else "(exited)"
+        # Escaped like ps: a newline or an escape sequence in a name must
+        # not break the table or reach the viewer's terminal.
+        name = _printable(t.name) if t is not None else "(exited)"
         state = t.state if t is not None else "-"
-        wait = describe_wait(t, detail=False) if t is not None else ""
+        wait = _printable(describe_wait(t, detail=False)) if t is not None else ""
         out.append(f"{tid:>7}  {100 * n / samples:>6.1f}  {state:<8} {name[:24]:<24} {wait}")
     return "\n".join(out)
 

@@ -82,6 +82,10 @@ class Frame:
 
     def format(self) -> str:
         """Render like a traceback entry (two lines when the source is known)."""
+        if self.opaque and self.function.startswith("..."):
+            # The marker of a cut stack (see task_stack), not a coroutine:
+            # it read "<... stack cut ...> class-based coroutine, no frame".
+            return f"  {self.function}"
         if self.opaque:
             where = f' (defined in "{self.filename}")' if self.filename else ""
             return f"  <{self.function}> class-based coroutine, no frame{where}"
@@ -447,7 +451,39 @@ def format_stack(task: Any) -> str:
     head = f"Stack of {task!r}" + (f", waiting on {wait}" if wait else "")
     if not frames:
         return head + ": (no frames: the task has finished)"
-    return "\n".join([head + ":"] + [f.format() for f in frames])
+    return "\n".join([head + ":"] + _fold_repeats(frames))
+
+
+#: Identical consecutive frames shown before the rest are folded (as in tracebacks).
+_REPEATS_SHOWN = 3
+
+
+def _fold_repeats(frames: list[Frame]) -> list[str]:
+    """Format frames, folding runs of identical ones as Python's tracebacks do.
+
+    A recursive chain 10,000 calls deep was 20,000 lines (half a megabyte
+    through the monitor's ``where``) saying the same thing; now it is a few
+    lines and "[Previous line repeated 9,997 more times]".
+    """
+    out: list[str] = []
+    last: Frame | None = None
+    count = 0
+    for f in frames:
+        if f == last:
+            count += 1
+        else:
+            if count > _REPEATS_SHOWN:
+                out.append(_repeated(count - _REPEATS_SHOWN))
+            last, count = f, 1
+        if count <= _REPEATS_SHOWN:
+            out.append(f.format())
+    if count > _REPEATS_SHOWN:
+        out.append(_repeated(count - _REPEATS_SHOWN))
+    return out
+
+
+def _repeated(n: int) -> str:
+    return f"  [Previous line repeated {n:,} more time{'s' if n > 1 else ''}]"
 
 
 # The debugging calls that lead to _running_tail: never part of the stack shown.

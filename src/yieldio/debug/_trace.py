@@ -35,6 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from math import isfinite
 from typing import Any
 
 from .. import _state
@@ -85,15 +86,31 @@ def _counter_value(name: str, value: Any) -> float:
     The file is written as JSON when the run ends: a Decimal or a numpy
     integer kept as is would make that write fail and lose the whole trace,
     far from the call that caused it. Anything ``float()`` accepts is
-    converted here; anything else is refused at the call.
+    converted here; anything else -- and NaN or an infinity, which JSON
+    cannot hold -- is refused at the call.
     """
     if not isinstance(value, (str, bytes, bytearray)):
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             pass
+        else:
+            _check_finite(name, number)
+            return number
     raise TypeError(f"trace_counter({name!r}, ...): the value must be a number, "
                     f"not {type(value).__name__} {value!r}")
+
+
+def _check_finite(name: str, value: float) -> None:
+    """Refuse NaN and infinities: JSON has no such numbers.
+
+    Python would write them as ``NaN``/``Infinity``, which Perfetto,
+    chrome://tracing and the HTML viewer refuse: one bad sample would make
+    the whole trace file unreadable.
+    """
+    if not isfinite(value):
+        raise ValueError(f"trace_counter({name!r}, ...): the value must be a finite "
+                         f"number, not {value!r}")
 
 
 class TraceRecorder:
@@ -120,6 +137,10 @@ class TraceRecorder:
             if not os.path.isdir(parent):
                 raise FileNotFoundError(f"cannot write the trace to {self.path!r}: "
                                         f"directory {parent!r} does not exist")
+            if os.path.isdir(self.path):
+                # Otherwise found only when the run ends, and the trace is lost.
+                raise IsADirectoryError(f"cannot write the trace to {self.path!r}: "
+                                        "it is a directory")
             if not os.access(parent, os.W_OK):
                 raise PermissionError(f"cannot write the trace to {self.path!r}: "
                                       f"directory {parent!r} is not writable")
@@ -282,7 +303,10 @@ class TraceRecorder:
     # -- counters ----------------------------------------------------------------
     def counter(self, name: str, value: float, *, add: bool = False) -> None:
         """Record a counter sample now (see :func:`trace_counter`)."""
-        if type(value) is not int and type(value) is not float:
+        if type(value) is float:
+            if not isfinite(value):
+                _check_finite(name, value)
+        elif type(value) is not int:
             value = _counter_value(name, value)
         if add:
             value = self._totals[name] = self._totals.get(name, 0) + value
@@ -393,7 +417,11 @@ class TraceRecorder:
                  "duration_us": round((end - self._t0) * 1e6, 3)}
         dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            # backslashreplace: a lone surrogate (a task named after a
+            # non-UTF-8 file name, decoded with surrogateescape) is written
+            # as the JSON escape "\udcff" -- the same string again on
+            # reading -- instead of failing the write and losing the trace.
+            with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
                 f.write('{"displayTimeUnit":"ms","otherData":' + dumps(other)
                         + ',"traceEvents":[\n')
                 chunk: list[str] = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html as _html
 import json
+from math import isfinite
 from typing import Any
 
 __all__ = ["render_html", "load_trace", "build_model"]
@@ -65,7 +66,14 @@ class _Strings:
 def _num(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int too big for a float
+        return None
+    # json.load accepts NaN and Infinity (and 1e400 reads as inf): kept,
+    # they would be written into the page as NaN/Infinity, which the
+    # browser's JSON.parse refuses -- a blank page instead of a timeline.
+    return f if isfinite(f) else None
 
 
 def _hashable(v: Any) -> bool:

@@ -251,11 +251,11 @@ def render_tree(rows: list[TaskRow], *, collapse: bool = False) -> str:
 
     def line_for(r: TaskRow, depth: int) -> None:
         pad = "  " * depth
-        wait = f" -- waiting on {r.waiting_on}" if r.waiting_on else ""
+        wait = f" -- waiting on {_printable(r.waiting_on)}" if r.waiting_on else ""
         lines.append(f"{pad}task {r.id} {r.name!r} [{r.state}]{wait}")
         where = _where(r)
         if where:
-            lines.append(f"{pad}    at {where}")
+            lines.append(f"{pad}    at {_printable(where)}")
 
     def walk(r: TaskRow, depth: int) -> None:
         line_for(r, depth)
@@ -333,7 +333,8 @@ def render_table(rows: list[TaskRow], *, limit: int | None = None) -> str:
     table = [("ID", "PARENT", "STATE", "NAME", "WAITING ON", "WHERE")]
     for r in shown:
         table.append((str(r.id), str(r.parent) if r.parent is not None else "-", r.state,
-                      _clip(r.name, 28), _clip(r.waiting_on, 48), _where(r)))
+                      _clip(_printable(r.name), 28), _clip(_printable(r.waiting_on), 48),
+                      _printable(_where(r))))
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     out = []
     for row in table:
@@ -355,6 +356,17 @@ def format_task_table(kernel: Any = None, *, limit: int | None = None) -> str:
         #   1       -  waiting  main    TaskGroup exit (2 left)     main (app.py:30)
     """
     return render_table(snapshot(kernel), limit=limit)
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for one cell of a line: control characters and lone
+    surrogates escaped as in ``repr`` (the tree shows names with ``!r``).
+
+    A task named "a\nb" split the table's row in two, an escape sequence in
+    a name reached the terminal, and a lone surrogate (a name decoded from
+    a non-UTF-8 file name) made printing the table fail.
+    """
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _clip(text: str, width: int) -> str:
