@@ -601,6 +601,19 @@ class SocketType:
 
     def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0,
                 address: Any = None) -> Awaitable[int]:
-        """Like :meth:`socket.socket.sendmsg` (for example to pass file descriptors)."""
-        args = (buffers, ancdata, flags) if address is None else (buffers, ancdata, flags, address)
-        return self._io(self._sock.sendmsg, args, wait_writable)  # type: ignore[no-any-return]
+        """Like :meth:`socket.socket.sendmsg` (for example to pass file descriptors).
+
+        A host name in ``address`` is resolved first (without blocking), as
+        in :meth:`sendto`.
+        """
+        if address is None:
+            return self._io(self._sock.sendmsg, (buffers, ancdata, flags),  # type: ignore[no-any-return]
+                            wait_writable)
+        return self._sendmsg_to(buffers, ancdata, flags, address)
+
+    async def _sendmsg_to(self, buffers: Any, ancdata: Any, flags: int, address: Any) -> int:
+        # A coroutine only when there is an address to resolve: the plain
+        # sendmsg (fd passing on a connected socket) keeps its single layer.
+        address = await self._resolve_remote(address)
+        return await self._io(self._sock.sendmsg,  # type: ignore[no-any-return]
+                              (buffers, ancdata, flags, address), wait_writable)

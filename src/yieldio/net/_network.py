@@ -235,13 +235,13 @@ class OSNetwork:
 
     async def listen_tcp(self, host: str | bytes | None, port: int | str, *, backlog: int = 128,
                          reuse_port: bool = False) -> list[SocketListener]:
-        """Bind and listen on every address ``host`` resolves to (None/"": all interfaces).
+        """Bind and listen on every address ``host`` resolves to (None, "" or b"": all interfaces).
 
         With port 0 and several addresses, all listeners share the port the
         first one got, so a server has one port number.
         """
-        if host == "":
-            host = None
+        if isinstance(host, (str, bytes)) and not host:
+            host = None  # (b"" too: getaddrinfo would take it for a name and fail)
         infos = await self.getaddrinfo(host, port, 0, _stdsocket.SOCK_STREAM, 0,
                                        _stdsocket.AI_PASSIVE)
         targets: list[tuple[int, int, Any]] = []
@@ -378,6 +378,14 @@ def _remove_stale_socket_file(path: str | bytes) -> None:
         pass  # backlog full: very much alive
     except FileNotFoundError:
         return
+    except OSError as exc:
+        if exc.errno != errno.EPROTOTYPE:
+            raise
+        # A live socket of another type (SOCK_DGRAM, SOCK_SEQPACKET) is bound
+        # there: Linux refuses the stream connect with EPROTOTYPE. A dead
+        # one's file gives ECONNREFUSED (above), whatever its type.
+        raise OSError(errno.EADDRINUSE, f"a socket of another type (e.g. SOCK_DGRAM) is "
+                      f"bound to {path!r}", path) from None
     finally:
         probe.close()
     raise OSError(errno.EADDRINUSE, f"a server is already listening on {path!r}", path)

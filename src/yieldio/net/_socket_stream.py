@@ -46,6 +46,17 @@ _outside_run = _state.outside_run
 _SHUT_WR = _stdsocket.SHUT_WR
 
 
+def _raise_if_closed(raw: _stdsocket.socket) -> None:
+    """In an ``OSError`` handler: the error is EBADF because the socket was closed.
+
+    ``stream.socket.close()`` closes the socket behind the stream's back;
+    its ``recv``/``send`` then fail with ``EBADF``, which means "closed".
+    Checked only after a failure, so the fast paths pay nothing.
+    """
+    if raw.fileno() < 0:
+        raise ClosedResourceError("the socket under this stream was closed") from None
+
+
 class SocketStream(Stream):
     """A :class:`Stream` over a connected ``SOCK_STREAM`` socket.
 
@@ -123,6 +134,9 @@ class SocketStream(Stream):
                 data = recv(max_bytes)
             except BlockingIOError:
                 pass
+            except OSError:
+                _raise_if_closed(self._raw)
+                raise
             else:
                 if len(data) < max_bytes:
                     if data:
@@ -159,6 +173,9 @@ class SocketStream(Stream):
                     data = recv(max_bytes)
                 except BlockingIOError:  # spurious wakeup
                     continue
+                except OSError:
+                    _raise_if_closed(self._raw)  # (closed by another task since the wakeup)
+                    raise
                 break
         finally:
             self._reading = False
@@ -195,6 +212,9 @@ class SocketStream(Stream):
                 data = recv(max_bytes)
             except BlockingIOError:
                 pass
+            except OSError:
+                _raise_if_closed(self._raw)
+                raise
             else:
                 self._drained = 0 < len(data) < max_bytes
                 k.fast_budget -= 1
@@ -209,6 +229,9 @@ class SocketStream(Stream):
                 data = recv(max_bytes)
             except BlockingIOError:
                 continue
+            except OSError:
+                _raise_if_closed(self._raw)
+                raise
             self._drained = 0 < len(data) < max_bytes
             return data
 
@@ -242,6 +265,7 @@ class SocketStream(Stream):
         except BlockingIOError:
             sent = 0
         except OSError:
+            _raise_if_closed(self._raw)  # (nothing was sent: closed, not broken)
             self._write_broken = True
             raise
         if sent == len(data):
@@ -276,6 +300,7 @@ class SocketStream(Stream):
         except BlockingIOError:
             sent = 0
         except OSError:
+            _raise_if_closed(self._raw)  # (nothing was sent: closed, not broken)
             self._write_broken = True
             raise
         if sent == len(data):
@@ -300,6 +325,9 @@ class SocketStream(Stream):
                         sent += send(view[sent:])
                     except BlockingIOError:
                         pass
+                    except OSError:
+                        _raise_if_closed(raw)
+                        raise
         except BaseException as exc:
             # Cancelled before any byte went out: the byte stream is intact.
             # Anything else (a prefix sent, or an OS error) breaks it.

@@ -58,9 +58,10 @@ class TLSStream(Stream):
 
     :meth:`send_eof` sends close_notify and keeps reading (a TLS 1.3
     half-close); :meth:`aclose` sends close_notify (best effort) and closes
-    the transport; :meth:`unwrap` ends TLS and gives the transport back. A peer that closes without close_notify (a "ragged
-    EOF") reads as a normal EOF unless ``suppress_ragged_eofs=False``, as
-    with the stdlib's ``ssl`` sockets.
+    the transport; :meth:`unwrap` ends TLS and gives the transport back
+    (then closing the TLS stream leaves it open). A peer that closes
+    without close_notify (a "ragged EOF") reads as a normal EOF unless
+    ``suppress_ragged_eofs=False``, as with the stdlib's ``ssl`` sockets.
     """
 
     def __init__(self, transport: Stream, context: _ssl.SSLContext, *, server_side: bool = False,
@@ -413,14 +414,37 @@ class TLSStream(Stream):
         """End TLS (exchange close_notify) and return ``(transport, trailing_bytes)``.
 
         ``trailing_bytes`` arrived after the peer's close_notify and belong
-        to whatever the transport carries next. Call it only when the
+        to whatever the transport carries next: handle them as if the
+        transport's first read had returned them. Call it only when the
         protocol says the peer shuts TLS down too, or it waits for it.
+
+        From then on the transport is the caller's: this TLS stream is
+        closed for use, and its :meth:`aclose` (or ``async with``) leaves
+        the transport open -- close it yourself.
+
+        Decrypted data that was received but not read yet (left in the
+        buffer by ``readline``/``read_until``, or by a short ``read``) is
+        never thrown away: ``unwrap()`` then raises ``RuntimeError`` and
+        changes nothing, so read it first and call ``unwrap()`` again.
+        ::
+
+            transport, trailing = await tls.unwrap()
+            async with transport:
+                ...  # plaintext from here on, starting with ``trailing``
         """
         self._check_usable()
         if not self._handshake_done:
             raise RuntimeError("unwrap() before the handshake completed")
         if self._in_receive or self._in_send:
             raise BusyResourceError("another task is using this TLS stream")
+        # That plaintext is TLS data, not ``trailing_bytes`` (raw bytes from
+        # after TLS, as in trio): returning it there would hand the next
+        # protocol bytes it must not see, and the engine's shutdown would
+        # discard it (or fail on it). Refuse while the stream is intact.
+        unread = len(self._rbuf) + len(self._plain) + self._ssl.pending()
+        if unread:
+            raise RuntimeError(f"unwrap() would discard {unread} bytes of decrypted data "
+                               "not read yet: read them first")
         try:
             await self._retry(self._ssl.unwrap)
         except _EOF_ERRORS:
@@ -432,11 +456,15 @@ class TLSStream(Stream):
         """Send close_notify (best effort, bounded) and close the transport; idempotent.
 
         Skips close_notify when the task is being cancelled or the stream is
-        broken; it never fails to close the transport.
+        broken; it never fails to close the transport -- except after a
+        completed :meth:`unwrap`, which gave the transport to the caller:
+        then it only marks this stream closed.
         """
         if self._closed:
             return
         self._closed = True
+        if self._tls_closed:
+            return  # unwrap() handed the transport over: not ours to close (as in trio)
         try:
             if (self._handshake_done and self._broken is None and not self._tls_closed
                     and not self._eof_sent and not self._write_broken

@@ -1,0 +1,217 @@
+"""Regression tests from a bug hunt in sockets, network streams and TLS (third round)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as stdsocket
+
+import pytest
+
+import yieldio
+from yieldio import socket as ysocket
+from yieldio.net import SocketStream, TLSStream, current_network
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def tcp_pair() -> tuple[SocketStream, SocketStream]:
+    with stdsocket.create_server(("127.0.0.1", 0)) as listener:
+        client = stdsocket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return SocketStream(client), SocketStream(server)
+
+
+async def tls_pair(server_context, client_context):
+    a, b = tcp_pair()
+    async with yieldio.TaskGroup() as tg:
+        server = tg.spawn(TLSStream.wrap(b, server_context, server_side=True))
+        client = await TLSStream.wrap(a, client_context, server_hostname="localhost")
+    return client, server.result()
+
+
+async def unwrap_both(client: TLSStream, server: TLSStream):
+    async with yieldio.TaskGroup() as tg:
+        srv = tg.spawn(server.unwrap)
+        cli = await client.unwrap()
+    return cli, srv.result()
+
+
+# -- TLSStream.unwrap ----------------------------------------------------------------
+def test_aclose_after_unwrap_leaves_the_returned_transport_open(server_context, client_context):
+    # unwrap() gives the transport to the caller (as in trio); closing the
+    # TLS stream afterwards closed it under the caller's feet.
+    async def main():
+        before = open_fds()
+        client, server = await tls_pair(server_context, client_context)
+        (plain_a, _), (plain_b, _) = await unwrap_both(client, server)
+        async with client, server:
+            pass
+        assert client.closed and not plain_a.closed and not plain_b.closed
+        await plain_a.write(b"still mine")
+        assert await plain_b.read() == b"still mine"
+        await plain_a.aclose()
+        await plain_b.aclose()
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
+def test_aclose_closes_the_transport_when_unwrap_failed(server_context, client_context):
+    # The transport was never handed over: aclose still owns (and closes) it.
+    async def main():
+        before = open_fds()
+        client, server = await tls_pair(server_context, client_context)
+        await server.write(b"not read")
+        assert await client.read(1) == b"n"  # the rest waits in the engine
+        with pytest.raises(RuntimeError):
+            await client.unwrap()
+        await client.aclose()
+        await server.aclose()
+        assert client.transport.closed
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("how", ["readline", "short read", "send_eof"])
+def test_unwrap_refuses_to_drop_plaintext_not_read_yet(how, server_context, client_context):
+    # Decrypted data still buffered (the base class's readline buffer, the
+    # engine's pending plaintext, or what send_eof moved out of the engine)
+    # vanished in unwrap(); it is TLS data, not trailing_bytes, so unwrap()
+    # refuses, leaving the stream intact, until it is read.
+    async def main():
+        before = open_fds()
+        client, server = await tls_pair(server_context, client_context)
+        await server.write(b"line\nrest of it")
+        if how == "readline":
+            assert await client.readline() == b"line\n"
+        else:
+            assert await client.read(5) == b"line\n"
+            if how == "send_eof":
+                await client.send_eof()
+        with yieldio.fail_after(2), \
+                pytest.raises(RuntimeError, match="10 bytes of decrypted data"):
+            await client.unwrap()  # (it used to wait for the server's close_notify)
+        assert await client.read() == b"rest of it"  # nothing lost, nothing broken
+        (plain_a, trailing_a), (plain_b, trailing_b) = await unwrap_both(client, server)
+        assert trailing_a == trailing_b == b""
+        await plain_b.write(b"plain again")
+        assert await plain_a.read() == b"plain again"
+        await plain_a.aclose()
+        await plain_b.aclose()
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
+# -- listening -----------------------------------------------------------------------
+def test_listen_tcp_takes_empty_bytes_as_all_interfaces():
+    async def main():
+        listeners = await current_network().listen_tcp(b"", 0)
+        try:
+            assert listeners
+            port = listeners[0].port
+            with stdsocket.create_connection(("127.0.0.1", port), timeout=2):
+                stream = await listeners[0].accept()
+                await stream.aclose()
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+
+    yieldio.run(main)
+
+
+def test_listen_unix_on_a_live_datagram_socket_says_address_in_use(tmp_path):
+    # The stale-file probe got EPROTOTYPE from a live SOCK_DGRAM socket and
+    # let it out raw; the file must stay (its owner is alive).
+    path = str(tmp_path / "dgram.sock")
+
+    async def main():
+        before = open_fds()
+        with stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_DGRAM) as owner:
+            owner.bind(path)
+            with pytest.raises(OSError) as info:
+                await current_network().listen_unix(path)
+            assert info.value.errno == errno.EADDRINUSE
+            assert path in str(info.value)
+            assert os.path.exists(path)
+            with stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_DGRAM) as sender:
+                sender.sendto(b"alive", path)
+            assert owner.recv(10) == b"alive"
+            assert open_fds() == before + 1
+        # Its owner gone, the same file is a leftover: replaced.
+        listener = await current_network().listen_unix(path)
+        await listener.aclose()
+        assert not os.path.exists(path)
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
+# -- yieldio.socket ------------------------------------------------------------------
+class _RecordingNetwork:
+    """Only a resolver: records the names asked, answers from a fixed table."""
+
+    def __init__(self) -> None:
+        self.asked: list[object] = []
+
+    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        self.asked.append(host)
+        return [(stdsocket.AF_INET, stdsocket.SOCK_DGRAM, 17, "", ("127.0.0.1", port))]
+
+
+def test_sendmsg_resolves_a_host_name_like_sendto():
+    # sendmsg passed the name to the stdlib, which resolves it itself,
+    # blocking the loop (and ignoring the run's network, which answers
+    # here: "localhost" resolved by the stdlib would not be recorded).
+    network = _RecordingNetwork()
+
+    async def main():
+        with ysocket.socket(ysocket.AF_INET, ysocket.SOCK_DGRAM) as a, \
+                ysocket.socket(ysocket.AF_INET, ysocket.SOCK_DGRAM) as b:
+            b.bind(("127.0.0.1", 0))
+            port = b.getsockname()[1]
+            assert await a.sendmsg([b"na", b"med"], (), 0, ("localhost", port)) == 5
+            assert (await b.recvfrom(100))[0] == b"named"
+            assert network.asked == ["localhost"]
+            # No address, or an IP literal: no lookup.
+            assert await a.sendmsg([b"ip"], (), 0, ("127.0.0.1", port)) == 2
+            assert (await b.recvfrom(100))[0] == b"ip"
+            await a.connect(("127.0.0.1", port))
+            assert await a.sendmsg([b"plain"]) == 5
+            assert (await b.recvfrom(100))[0] == b"plain"
+            assert network.asked == ["localhost"]
+
+    yieldio.run(main, network=network)
+
+
+# -- SocketStream over a socket closed behind its back ------------------------------
+@pytest.mark.parametrize("op", ["read", "write", "receive_some", "send_all", "readline"])
+def test_stream_ops_after_its_socket_was_closed_raise_closed_resource_error(op):
+    async def main():
+        before = open_fds()
+        a, b = tcp_pair()
+        a.socket.close()  # not a.aclose()
+        with pytest.raises(yieldio.ClosedResourceError):
+            if op == "read":
+                await a.read()
+            elif op == "write":
+                await a.write(b"x")
+            elif op == "receive_some":
+                await a.receive_some()
+            elif op == "send_all":
+                await a.send_all(b"x")
+            else:
+                await a.readline()
+        if op in ("write", "send_all"):
+            # Closed, not broken: it says so again next time.
+            with pytest.raises(yieldio.ClosedResourceError):
+                await a.write(b"y")
+        await a.aclose()
+        await b.aclose()
+        assert open_fds() == before
+
+    yieldio.run(main)
