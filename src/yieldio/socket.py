@@ -19,8 +19,8 @@ How an operation works (curio's technique): try the non-blocking system
 call first; only if it raises ``BlockingIOError`` wait for readiness and
 retry. The common case never enters the kernel. Every operation is a
 checkpoint: it raises :class:`yieldio.Cancelled` first thing if the task is
-cancelled, and one success in ``FAST_PATH_BUDGET`` that did not wait lets
-the other tasks run, so one busy socket cannot starve the rest.
+cancelled, and a task's 32nd success in a row that did not wait lets the
+other tasks run, so one busy socket cannot starve the rest.
 
 Host names are resolved without blocking the loop: :func:`getaddrinfo` runs
 the resolver in a worker thread, and ``connect``/``sendto`` given a name
@@ -65,7 +65,6 @@ from typing import Any
 from . import _state
 from ._fdstream import close_fd_soon
 from ._io import notify_closing, wait_readable, wait_writable
-from ._kernel import FAST_PATH_BUDGET
 from ._resolve import _is_ip_literal, getaddrinfo, getnameinfo
 from ._traps import SCHEDULE
 
@@ -421,7 +420,7 @@ class SocketType:
         else:
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return SocketType(conn), addr
         while True:
@@ -455,7 +454,7 @@ class SocketType:
                     self._drained = True
                 k.fast_budget -= 1
                 if k.fast_budget <= 0:
-                    k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                    k.fast_budget = k.fast_budget_full
                     yield SCHEDULE
                 return data
         sock = self._sock
@@ -485,7 +484,7 @@ class SocketType:
         else:
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return result
         sock = self._sock
@@ -536,7 +535,7 @@ class SocketType:
         else:
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return n
         sock = self._sock
@@ -573,7 +572,7 @@ class SocketType:
         if sent == total:
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return
         sock = self._sock

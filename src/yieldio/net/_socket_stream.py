@@ -30,7 +30,6 @@ from typing import Any
 from .. import _state
 from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError
 from .._io import wait_readable, wait_writable
-from .._kernel import FAST_PATH_BUDGET
 from .._outside import _EPOLLIN
 from .._stream import DEFAULT_READ_SIZE, Stream
 from .._traps import PARK, SCHEDULE
@@ -145,7 +144,7 @@ class SocketStream(Stream):
                         self._eof = True
                 k.fast_budget -= 1
                 if k.fast_budget <= 0:
-                    k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                    k.fast_budget = k.fast_budget_full
                     yield SCHEDULE
                 return data
         self._reading = True
@@ -219,7 +218,7 @@ class SocketStream(Stream):
                 self._drained = 0 < len(data) < max_bytes
                 k.fast_budget -= 1
                 if k.fast_budget <= 0:
-                    k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                    k.fast_budget = k.fast_budget_full
                     yield SCHEDULE
                 return data
         while True:
@@ -271,7 +270,7 @@ class SocketStream(Stream):
         if sent == len(data):
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return
         yield from self._send_rest(data, sent)
@@ -306,7 +305,7 @@ class SocketStream(Stream):
         if sent == len(data):
             k.fast_budget -= 1
             if k.fast_budget <= 0:
-                k.fast_budget = FAST_PATH_BUDGET if k.random is None else 1
+                k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return
         yield from self._send_rest(data, sent)
