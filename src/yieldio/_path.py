@@ -20,15 +20,27 @@ starts; once its thread runs it, it completes and its result is returned even
 if the task was cancelled meanwhile (the cancellation is raised at the next
 checkpoint), so a ``mkdir`` or ``rename`` never half-happens from the
 caller's point of view. Errors are pathlib's (``FileNotFoundError``...).
+
+Newer pathlib, newer Path: what pathlib gained after 3.11 (``walk``,
+``is_junction``, ``with_segments`` in 3.12; ``full_match``, ``from_uri``,
+``parser`` in 3.13) exists here exactly when the running Python's pathlib has
+it, so ``hasattr(yieldio.Path, "walk") == hasattr(pathlib.Path, "walk")``.
+Likewise the newer keyword arguments (``exists(follow_symlinks=)``,
+``glob(case_sensitive=)``, ``read_text(newline=)``...) are passed on only
+when given, and only if the running pathlib takes them; otherwise the call
+raises ``TypeError`` at once, as pathlib's own would.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import os
 import pathlib
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from .files import AsyncFile, _complete_in_thread, open_file
 
@@ -42,8 +54,41 @@ _BATCH = 256
 _StrPath = str | os.PathLike[str]
 
 
-def _take_batch(it: Iterator[pathlib.Path]) -> list[pathlib.Path]:
-    return list(itertools.islice(it, _BATCH))
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+
+
+def _take(it: Iterator[_T], n: int) -> list[_T]:
+    return list(itertools.islice(it, n))
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<pathlib's default>"
+
+
+#: The default of a keyword argument that only newer pathlibs take: left
+#: out of the call unless given (typed Any, so it fits any annotation).
+_UNSET: Any = _Unset()
+
+
+@functools.cache
+def _keywords(method: str) -> frozenset[str]:
+    """The keyword arguments ``pathlib.Path.<method>`` takes on the running Python."""
+    params = inspect.signature(getattr(pathlib.Path, method)).parameters.values()
+    return frozenset(p.name for p in params
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def _options(method: str, **options: Any) -> dict[str, Any]:
+    """The options the caller gave; ``TypeError`` for one this Python's pathlib lacks."""
+    given = {k: v for k, v in options.items() if v is not _UNSET}
+    for name in given:
+        if name not in _keywords(method):
+            raise TypeError(f"{method}() got an unexpected keyword argument {name!r} "
+                            f"(pathlib of Python {sys.version_info[0]}.{sys.version_info[1]} "
+                            "has no such parameter)")
+    return given
 
 
 class Path:
@@ -210,9 +255,15 @@ class Path:
         """The path with its last suffix replaced (``""`` removes it)."""
         return self._wrap(self._path.with_suffix(suffix))
 
-    def relative_to(self, *other: _StrPath) -> Path:
-        """This path relative to ``other``; ``ValueError`` if it is not under it."""
-        return self._wrap(self._path.relative_to(*other))
+    def relative_to(self, *other: _StrPath, walk_up: bool = _UNSET) -> Path:
+        """This path relative to ``other``; ``ValueError`` if it is not under it.
+
+        ``walk_up=True`` (Python 3.12+) allows ``..`` steps instead::
+
+            assert Path("/a/b").relative_to("/a/c", walk_up=True) == Path("../b")
+        """
+        opts = _options("relative_to", walk_up=walk_up)
+        return self._wrap(self._path.relative_to(*other, **opts))
 
     def is_relative_to(self, *other: _StrPath) -> bool:
         """True if this path is under ``other`` (text only: no symlinks resolved)."""
@@ -226,9 +277,14 @@ class Path:
         """True if the path has a root (text only)."""
         return self._path.is_absolute()
 
-    def match(self, pattern: str) -> bool:
-        """True if the path matches the glob-style ``pattern``, from the right."""
-        return self._path.match(pattern)
+    def match(self, pattern: str, *, case_sensitive: bool | None = _UNSET) -> bool:
+        """True if the path matches the glob-style ``pattern``, from the right.
+
+        ``case_sensitive`` (Python 3.12+) overrides the platform's rule::
+
+            assert Path("a/B.PY").match("*.py", case_sensitive=False)
+        """
+        return self._path.match(pattern, **_options("match", case_sensitive=case_sensitive))
 
     def as_posix(self) -> str:
         """The path with forward slashes."""
@@ -237,6 +293,47 @@ class Path:
     def as_uri(self) -> str:
         """A ``file://`` URI; ``ValueError`` for a relative path."""
         return self._path.as_uri()
+
+    if sys.version_info >= (3, 12):
+        def with_segments(self, *segments: _StrPath) -> Path:
+            """A new path of this type from ``segments`` (Python 3.12+; pure, not awaited).
+
+            ::
+
+                assert Path("a/b").with_segments("c", "d") == Path("c/d")
+            """
+            return type(self)(*segments)
+
+    if sys.version_info >= (3, 13):
+        def full_match(self, pattern: str, *, case_sensitive: bool | None = None) -> bool:
+            """True if the whole path matches the glob-style ``pattern`` (Python 3.13+; pure).
+
+            Unlike :meth:`match`, ``**`` spans directories and the match is
+            anchored at both ends::
+
+                assert Path("src/pkg/mod.py").full_match("src/**/*.py")
+            """
+            return self._path.full_match(pattern, case_sensitive=case_sensitive)
+
+        @classmethod
+        def from_uri(cls, uri: str) -> Path:
+            """The path of a ``file:`` URI (Python 3.13+; pure, not awaited).
+
+            ::
+
+                assert Path.from_uri("file:///etc/hosts") == Path("/etc/hosts")
+            """
+            return cls._wrap(pathlib.Path.from_uri(uri))
+
+        @property
+        def parser(self) -> Any:
+            """The ``os.path`` flavour module the path uses (Python 3.13+): ``posixpath``.
+
+            ::
+
+                assert Path("a").parser.sep == "/"
+            """
+            return self._path.parser
 
     # -- where we are ------------------------------------------------------------
     @classmethod
@@ -273,21 +370,39 @@ class Path:
         """``os.lstat``: like :meth:`stat`, about a symlink itself."""
         return await self._run(self._path.lstat)
 
-    async def exists(self) -> bool:
-        """True if the path exists (a broken symlink does not)."""
-        return await self._run(self._path.exists)
+    async def exists(self, *, follow_symlinks: bool = _UNSET) -> bool:
+        """True if the path exists (a broken symlink does not).
 
-    async def is_file(self) -> bool:
-        """True for a regular file (or a symlink to one)."""
-        return await self._run(self._path.is_file)
+        ``follow_symlinks=False`` (Python 3.12+) asks about a symlink itself::
 
-    async def is_dir(self) -> bool:
-        """True for a directory (or a symlink to one)."""
-        return await self._run(self._path.is_dir)
+            assert await broken_link.exists(follow_symlinks=False)
+        """
+        opts = _options("exists", follow_symlinks=follow_symlinks)
+        return await self._run(lambda: self._path.exists(**opts))
+
+    async def is_file(self, *, follow_symlinks: bool = _UNSET) -> bool:
+        """True for a regular file (or a symlink to one, unless ``follow_symlinks=False``, 3.13+)."""
+        opts = _options("is_file", follow_symlinks=follow_symlinks)
+        return await self._run(lambda: self._path.is_file(**opts))
+
+    async def is_dir(self, *, follow_symlinks: bool = _UNSET) -> bool:
+        """True for a directory (or a symlink to one, unless ``follow_symlinks=False``, 3.13+)."""
+        opts = _options("is_dir", follow_symlinks=follow_symlinks)
+        return await self._run(lambda: self._path.is_dir(**opts))
 
     async def is_symlink(self) -> bool:
         """True for a symbolic link."""
         return await self._run(self._path.is_symlink)
+
+    if sys.version_info >= (3, 12):
+        async def is_junction(self) -> bool:
+            """True for a Windows junction (Python 3.12+); always False on POSIX.
+
+            ::
+
+                assert not await Path("/tmp").is_junction()
+            """
+            return await self._run(self._path.is_junction)
 
     async def is_mount(self) -> bool:
         """True for a mount point."""
@@ -313,13 +428,15 @@ class Path:
         """True if ``other`` is the same file (same device and inode)."""
         return await self._run(self._path.samefile, os.fspath(other))
 
-    async def owner(self) -> str:
-        """The name of the file's owner."""
-        return await self._run(self._path.owner)
+    async def owner(self, *, follow_symlinks: bool = _UNSET) -> str:
+        """The name of the file's owner (of a symlink itself with ``follow_symlinks=False``, 3.13+)."""
+        opts = _options("owner", follow_symlinks=follow_symlinks)
+        return await self._run(lambda: self._path.owner(**opts))
 
-    async def group(self) -> str:
-        """The name of the file's group."""
-        return await self._run(self._path.group)
+    async def group(self, *, follow_symlinks: bool = _UNSET) -> str:
+        """The name of the file's group (of a symlink itself with ``follow_symlinks=False``, 3.13+)."""
+        opts = _options("group", follow_symlinks=follow_symlinks)
+        return await self._run(lambda: self._path.group(**opts))
 
     # -- reading and writing -----------------------------------------------------
     async def open(self, mode: str = "r", buffering: int = -1, encoding: str | None = None,
@@ -337,9 +454,16 @@ class Path:
         """The whole file's bytes."""
         return await self._run(self._path.read_bytes)
 
-    async def read_text(self, encoding: str | None = None, errors: str | None = None) -> str:
-        """The whole file decoded."""
-        return await self._run(self._path.read_text, encoding, errors)
+    async def read_text(self, encoding: str | None = None, errors: str | None = None,
+                        newline: str | None = _UNSET) -> str:
+        """The whole file decoded.
+
+        ``newline`` (Python 3.13+) is :func:`open`'s: ``""`` keeps ``"\\r\\n"``::
+
+            text = await path.read_text(newline="")
+        """
+        opts = _options("read_text", newline=newline)
+        return await self._run(lambda: self._path.read_text(encoding, errors, **opts))
 
     async def write_bytes(self, data: Any) -> int:
         """Replace the file's contents with ``data`` (any bytes-like object); return the byte count."""
@@ -416,28 +540,66 @@ class Path:
         Entries are read on a worker thread in batches; a missing directory
         raises ``FileNotFoundError`` at the first iteration.
         """
-        return self._listing(self._path.iterdir)
+        return self._listing(self._path.iterdir, self._wrap)
 
-    def glob(self, pattern: str) -> AsyncIterator[Path]:
-        """Entries matching ``pattern`` (``"*.py"``, ``"*/setup.cfg"``), relative to this directory."""
-        return self._listing(lambda: self._path.glob(pattern))
+    def glob(self, pattern: str, *, case_sensitive: bool | None = _UNSET,
+             recurse_symlinks: bool = _UNSET) -> AsyncIterator[Path]:
+        """Entries matching ``pattern`` (``"*.py"``, ``"*/setup.cfg"``), relative to this directory.
 
-    def rglob(self, pattern: str) -> AsyncIterator[Path]:
+        ``case_sensitive`` (Python 3.12+) and ``recurse_symlinks`` (3.13+)
+        are pathlib's::
+
+            found = [p async for p in d.glob("*.PY", case_sensitive=False)]
+        """
+        opts = _options("glob", case_sensitive=case_sensitive, recurse_symlinks=recurse_symlinks)
+        return self._listing(lambda: self._path.glob(pattern, **opts), self._wrap)
+
+    def rglob(self, pattern: str, *, case_sensitive: bool | None = _UNSET,
+              recurse_symlinks: bool = _UNSET) -> AsyncIterator[Path]:
         """Like :meth:`glob` with ``"**/"`` in front: matches at any depth."""
-        return self._listing(lambda: self._path.rglob(pattern))
+        opts = _options("rglob", case_sensitive=case_sensitive, recurse_symlinks=recurse_symlinks)
+        return self._listing(lambda: self._path.rglob(pattern, **opts), self._wrap)
 
-    async def _listing(self, make: Callable[[], Iterator[pathlib.Path]]
-                       ) -> AsyncIterator[Path]:
+    if sys.version_info >= (3, 12):
+        def walk(self, top_down: bool = True,
+                 on_error: Callable[[OSError], object] | None = None,
+                 follow_symlinks: bool = False
+                 ) -> AsyncIterator[tuple[Path, list[str], list[str]]]:
+            """The tree below this directory, like :func:`os.walk` (Python 3.12+).
+
+            ``async for dirpath, dirnames, filenames in d.walk()``; ``dirpath``
+            is a :class:`Path`. With ``top_down`` (the default), removing names
+            from ``dirnames`` prunes the walk, as with pathlib::
+
+                async for top, dirs, files in base.walk():
+                    dirs[:] = [d for d in dirs if not d.startswith(".")]
+                    print(top, files)
+
+            Each directory is read on a worker thread; ``on_error`` is called
+            there too. Top-down, one directory is fetched per thread hand-off
+            (pathlib must see the pruned ``dirnames`` before going on);
+            bottom-up, up to 256 at a time.
+            """
+            def convert(item: tuple[pathlib.Path, list[str], list[str]]
+                        ) -> tuple[Path, list[str], list[str]]:
+                return self._wrap(item[0]), item[1], item[2]
+
+            return self._listing(
+                lambda: self._path.walk(top_down, on_error, follow_symlinks), convert,
+                1 if top_down else _BATCH)
+
+    async def _listing(self, make: Callable[[], Iterator[_T]], convert: Callable[[_T], _U],
+                       batch_size: int = _BATCH) -> AsyncIterator[_U]:
         # pathlib's iterators are lazy generators (glob keeps a directory
         # open while it walks it): they are made, advanced and closed on a
         # worker thread, never on the loop's.
         it = await _complete_in_thread(make)
         try:
             while True:
-                batch = await _complete_in_thread(_take_batch, it)
+                batch = await _complete_in_thread(_take, it, batch_size)
                 for found in batch:
-                    yield self._wrap(found)
-                if len(batch) < _BATCH:
+                    yield convert(found)
+                if len(batch) < batch_size:
                     return
         finally:
             close = getattr(it, "close", None)
