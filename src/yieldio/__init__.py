@@ -49,7 +49,7 @@ from ._run import run
 from ._state import current_task
 from ._task import Task
 from ._taskgroup import TaskGroup, TaskStatus
-from ._time import checkpoint, current_time, sleep, sleep_forever, sleep_until
+from ._time import Clock, checkpoint, current_time, sleep, sleep_forever, sleep_until
 from ._trampoline import Trampoline, trampoline
 from .files import AsyncFile, Path, open_file, wrap_file
 from .net import (
@@ -148,6 +148,7 @@ __all__ = [
     "BusyResourceError",
     "CancelScope",
     "Cancelled",
+    "Clock",
     "ClosedResourceError",
     "Condition",
     "Deadlock",

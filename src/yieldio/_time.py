@@ -27,7 +27,15 @@ class Clock(Protocol):
     ``deadline_to_sleep_time(d)`` says how many real seconds the loop may
     block waiting for deadline ``d``; ``autojump`` true means that when every
     task is blocked with no I/O pending, the kernel calls ``jump_to(d)``
-    instead of sleeping.
+    instead of sleeping. A clock of your own, for example one that replays
+    recorded time::
+
+        class ReplayClock:
+            autojump = False
+            def current_time(self): ...
+            def deadline_to_sleep_time(self, deadline): ...
+
+        yieldio.run(main, clock=ReplayClock())
     """
 
     autojump: bool

@@ -83,9 +83,9 @@ class AsyncioCancelled(RuntimeError):
 
     (A cancellation that *yieldio* asked for raises :class:`yieldio.Cancelled`
     instead, as every cancelled yieldio wait does. If yieldio asked for it
-    and then withdrew it -- a shield switched on or a deadline moved later
-    while the asyncio task was still finishing -- nothing is cancelled any
-    more on the yieldio side, so this is raised, with a message that says so.)
+    and then withdrew it -- a shield switched on while the asyncio task was
+    still finishing -- nothing is cancelled any more on the yieldio side, so
+    this is raised, with a message that says so.)
     """
 
 
@@ -420,14 +420,13 @@ def _run_asyncio(fn: Callable[..., Any] | None, args: tuple[Any, ...],
         if isinstance(error, asyncio.CancelledError):
             if call.cancel_requested:
                 # We asked for it, then our cancellation was withdrawn (a
-                # shield switched on, a deadline moved later) before the
-                # asyncio task finished: not Cancelled (nothing here is
-                # cancelled any more), and not the asyncio side's doing.
+                # shield switched on; a deadline that fired stays fired)
+                # before the asyncio task finished: not Cancelled (nothing
+                # here is cancelled any more), and not the asyncio side's doing.
                 raise AsyncioCancelled(
                     f"the asyncio task running {label} was cancelled because yieldio asked "
-                    "for it, but that cancellation was withdrawn (a shield was switched on "
-                    "or a deadline moved later) before the asyncio task finished, so there "
-                    "is no result") from error
+                    "for it, but that cancellation was withdrawn (a shield was switched on) "
+                    "before the asyncio task finished, so there is no result") from error
             raise AsyncioCancelled(
                 f"the asyncio task running {label} was cancelled on the asyncio side") from error
         raise error
