@@ -195,3 +195,25 @@ def test_notify_closing_before_close_keeps_a_dup_from_haunting_the_run():
         return "ok"
 
     assert yieldio.run(main) == "ok"
+
+
+def test_a_refused_wait_leaves_no_registration_entry_behind(tmp_path):
+    # epoll refuses a regular file (EPERM) and a closed fd (EBADF); the
+    # kernel's per-fd record made for that wait must go with the refusal.
+    path = tmp_path / "plain.txt"
+    path.write_bytes(b"x")
+
+    async def main():
+        k = yieldio._state.local.kernel
+        with open(path, "rb") as f:
+            with pytest.raises(PermissionError):
+                await yieldio.wait_readable(f.fileno())
+            assert f.fileno() not in k.fds
+        r, w = os.pipe()
+        os.close(r)
+        os.close(w)
+        with pytest.raises(OSError):
+            await yieldio.wait_writable(w)
+        assert w not in k.fds
+
+    yieldio.run(main)

@@ -140,6 +140,13 @@ class OutsideWorld:
         except FileNotFoundError:  # closed and reopened without notify_closing
             if mask:
                 self.epoll.register(fd, mask)
+        except OSError:
+            # Refused (EBADF: not open; EPERM: a regular file, which epoll
+            # cannot watch). An entry made just for this wait must not stay.
+            if w.mask == 0 and w.reader is None and w.writer is None:
+                if self.fds.get(fd) is w:
+                    del self.fds[fd]
+            raise
         w.mask = mask
 
     def fd_waits(self, fd: int) -> _FdWaits:
