@@ -519,3 +519,35 @@ def test_async_fixture_with_hypothesis_is_a_usage_error(pytester):
     result = run(pytester)
     result.stdout.fnmatch_lines(["*async fixture 'resource' with @hypothesis.given*"])
     assert result.ret != 0
+
+
+def test_autouse_and_usefixtures_async_fixtures_are_set_up_and_torn_down(pytester):
+    # Async fixtures the test does not take as arguments (autouse, usefixtures)
+    # used to be silently skipped: neither their setup nor teardown ran.
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        events = []
+
+        class TestAsync:  # the autouse fixture applies to this class only
+            @pytest.fixture(autouse=True)
+            async def auto(self):
+                events.append("auto setup")
+                yield
+                events.append("auto teardown")
+
+            @pytest.fixture
+            async def used(self):
+                await yieldio.sleep(0)
+                events.append("used setup")
+
+            @pytest.mark.usefixtures("used")
+            @pytest.mark.yieldio
+            async def test_it(self):
+                assert events == ["auto setup", "used setup"], events
+                events.append("test")
+
+        def test_order():
+            assert events == ["auto setup", "used setup", "test", "auto teardown"], events
+    """)
+    run(pytester).assert_outcomes(passed=2)
