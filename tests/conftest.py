@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import threading
 
 import pytest
+
+# A shell starts a background job ('bash .ci/run &', nohup, some CI
+# runners) with SIGINT ignored, and an ignored signal stays ignored across
+# exec: Python then installs no KeyboardInterrupt handler, here or in the
+# programs the tests start and stop with Ctrl-C. Handling it here makes
+# those children start with the default again, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _open_fds() -> set[int]:
