@@ -152,7 +152,7 @@ def test_cancel_wakes_a_parked_task_in_another_scope():
     assert vrun(main2) == (("cancelled cleanly", True), 1.0)
 
 
-def test_scopes_must_exit_in_order():
+def test_scopes_must_exit_in_order_once_and_after_entering():
     async def main():
         outer = yieldio.CancelScope()
         inner = yieldio.CancelScope()
@@ -162,6 +162,12 @@ def test_scopes_must_exit_in_order():
             outer.__exit__(None, None, None)
         inner.__exit__(None, None, None)
         outer.__exit__(None, None, None)
+        with pytest.raises(RuntimeError, match="exited twice"):
+            outer.__exit__(None, None, None)
+        with pytest.raises(RuntimeError, match="entered only once"):
+            outer.__enter__()
+        with pytest.raises(RuntimeError, match="without being entered"):
+            yieldio.CancelScope().__exit__(None, None, None)
 
     vrun(main)
 
