@@ -105,3 +105,58 @@ def test_not_main_thread_leaves_signals_alone():
     t.join()
     assert result["handler"] is signal.default_int_handler
     assert os.getpid() > 0
+
+
+@pytest.mark.timeout(30)
+def test_ctrl_c_while_condition_wait_retakes_its_lock():
+    # The main task was notified, and now waits (shielded) for the lock that
+    # the notifier keeps. Ctrl-C pierces the shield: the KeyboardInterrupt
+    # must come out of run(), not a "lock not held" RuntimeError from the
+    # `async with cond` exit.
+    code = textwrap.dedent(
+        """
+        import sys, yieldio
+
+        async def main():
+            cond = yieldio.Condition()
+
+            async def holder():
+                async with cond:
+                    cond.notify()
+                    print("ready", flush=True)
+                    await yieldio.sleep_forever()
+
+            async with yieldio.TaskGroup() as tg:
+                async with cond:
+                    tg.spawn(holder)
+                    try:
+                        await cond.wait()
+                    except KeyboardInterrupt:
+                        print("wait raised KeyboardInterrupt", cond.lock.owner is None,
+                              flush=True)
+                        raise
+
+        try:
+            yieldio.run(main)
+        except KeyboardInterrupt:
+            print("run raised KeyboardInterrupt", flush=True)
+            sys.exit(3)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", line
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, (out, err)
+    # The lock is still the holder's when the interrupt leaves wait().
+    assert "wait raised KeyboardInterrupt False" in out
+    assert "run raised KeyboardInterrupt" in out
+    assert "Traceback" not in err

@@ -323,11 +323,14 @@ class Condition:
             cond.notify_all()
     """
 
-    __slots__ = ("_lock", "_waiters")
+    __slots__ = ("_lock", "_waiters", "_unheld")
 
     def __init__(self, lock: Lock | None = None) -> None:
         self._lock = lock if lock is not None else Lock()
         self._waiters: dict[Task, None] = {}
+        # Tasks whose wait() was left by Ctrl-C before the lock was taken
+        # back (see wait()): their next release() is a no-op.
+        self._unheld: set[Task] | None = None
 
     @property
     def lock(self) -> Lock:
@@ -344,19 +347,28 @@ class Condition:
 
     def release(self) -> None:
         """Release the lock: ``cond.release()``. ``RuntimeError`` if this task does not hold it."""
+        unheld = self._unheld
+        if unheld:
+            task = _state.current_task()
+            if task in unheld:
+                unheld.discard(task)
+                return
         self._lock.release()
 
     async def __aenter__(self) -> None:
         await self._lock.acquire()
 
     async def __aexit__(self, *exc: Any) -> None:
-        self._lock.release()
+        self.release()
 
     async def wait(self) -> None:
         """Release the lock, wait for a notify, then take the lock back.
 
         The lock is re-taken even when the wait is cancelled, so code after a
-        ``wait()`` (or in its ``finally``) always runs holding the lock.
+        ``wait()`` (or in its ``finally``) always runs holding the lock. Only
+        Ctrl-C, which no shield stops, can leave while another task holds the
+        lock: the ``KeyboardInterrupt`` goes out without it, and the
+        ``async with cond`` exit (or ``cond.release()``) knows not to release.
         """
         task = _state.current_task()
         if self._lock._owner is not task:
@@ -368,7 +380,19 @@ class Condition:
             await self._park(task)
         finally:
             with CancelScope(shield=True):
-                await self._lock.acquire()
+                try:
+                    await self._lock.acquire()
+                except KeyboardInterrupt:
+                    # Ctrl-C pierces the shield, and waiting on for the lock
+                    # could make it do nothing (its holder may be the task
+                    # that is meant to be unwound). Leave without the lock,
+                    # and let the matching release() -- the `async with`
+                    # exit -- pass quietly, so the KeyboardInterrupt goes
+                    # out instead of a "lock not held" RuntimeError.
+                    if self._unheld is None:
+                        self._unheld = set()
+                    self._unheld.add(task)
+                    raise
 
     async def wait_for(self, predicate: Callable[[], Any]) -> Any:
         """Wait until ``predicate()`` is true; return its value."""
