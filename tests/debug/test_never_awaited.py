@@ -195,3 +195,37 @@ def test_a_coroutine_dropped_in_a_worker_thread_is_reported_too():
     # (it used to blame "before debug mode was on").
     text = reporter.reports[0].format()
     assert "(dropped in task" not in text and "on a thread other than the kernel's" in text
+
+
+def test_a_drop_in_a_plain_run_on_another_thread_names_no_task_of_that_run():
+    import threading
+
+    reporter = NeverAwaitedReporter(log=False)
+    in_debug = threading.Event()
+    dropped = threading.Event()
+
+    def plain_run():
+        async def dropper():
+            in_debug.wait(10)
+            fetch("from a plain run")  # BUG: not awaited, in a run without debug
+            await yieldio.sleep(0)
+
+        async def main():
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(dropper, name="plain-dropper")
+            dropped.set()
+
+        yieldio.run(main)
+
+    async def main():
+        in_debug.set()
+        await yieldio.to_thread(dropped.wait, 10)
+
+    t = threading.Thread(target=plain_run)
+    t.start()
+    yieldio.run(main, instruments=[reporter])
+    t.join(10)
+    # Reported to the only reporter there is, but not as a drop in a task of
+    # its run: task ids are per run, and 'plain-dropper' is not one of them.
+    assert [(r.qualname, r.task_id, r.task_name) for r in reporter.reports] == [
+        ("fetch", None, None)]

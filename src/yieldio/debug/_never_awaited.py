@@ -89,18 +89,21 @@ _reporters: dict[int, NeverAwaitedReporter] = {}  # by kernel thread id
 
 def _hook(coro: Any) -> None:
     """Replacement for ``warnings._warn_unawaited_coroutine`` while installed."""
-    k = getattr(_state.local, "kernel", None)
     reporter = _reporters.get(threading.get_ident())
-    if reporter is None and _reporters:
+    task = None
+    if reporter is not None:
+        task = getattr(getattr(_state.local, "kernel", None), "current", None)
+    elif _reporters:
         # Dropped on a thread with no debug-mode kernel (a worker thread, a
-        # finalizer): report to any active reporter rather than lose it.
+        # finalizer, a kernel run without debug): report to any active
+        # reporter rather than lose it -- but name no task, since a task
+        # running on this thread belongs to another run than the report's.
         reporter = next(iter(_reporters.values()), None)
     if reporter is None:
         original = _saved.get("hook")
         if original is not None:
             original(coro)
         return
-    task = getattr(k, "current", None)
     origin = _user_part([(f, n, fn) for f, n, fn in
                          reversed(getattr(coro, "cr_origin", None) or ())])
     reporter._report(NeverAwaited(getattr(coro, "__qualname__", repr(coro)), origin,
