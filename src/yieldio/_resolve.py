@@ -9,14 +9,16 @@ one of :mod:`yieldio.testing`) when there is one::
 
     infos = await socket.getaddrinfo("localhost", 80)
 
-The public functions are re-exported by :mod:`yieldio.socket`.
+The public functions are re-exported by :mod:`yieldio.socket`, whose
+methods also use :func:`bind_address` and :func:`resolve_sockaddr` here to
+turn the address a caller gave into one the stdlib socket takes.
 """
 
 from __future__ import annotations
 
 import _socket as _c_socket
 import socket as _stdsocket
-from socket import AI_NUMERICHOST, gaierror
+from socket import AF_INET, AF_INET6, AI_NUMERICHOST, EAI_NONAME, gaierror
 from typing import Any
 
 from . import _state
@@ -28,6 +30,8 @@ _outside_run = _state.outside_run
 # The C function: the numeric fast path must never reach a (patched or
 # slow) Python-level resolver on the loop's thread.
 _c_getaddrinfo = _c_socket.getaddrinfo
+# Host strings the stdlib itself turns into addresses, never resolved.
+_STDLIB_SPECIAL_HOSTS = ("", b"", "<broadcast>", b"<broadcast>")
 
 
 def _numeric_getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0,
@@ -127,3 +131,52 @@ async def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
 
     return await to_thread(_stdsocket.getnameinfo, sockaddr, flags,  # type: ignore[misc,no-any-return]
                            cancellable=True)
+
+
+# -- the addresses a socket call is given ------------------------------------------
+def bind_address(sock: _stdsocket.socket, address: Any) -> Any:
+    """``address`` for ``sock.bind``: IP literals as given, ``"localhost"`` mapped.
+
+    A bind is not a coroutine, so it cannot wait for a resolver: any other
+    host name is refused with a ``ValueError`` that says what to do instead.
+    """
+    family = sock.family
+    if family not in (AF_INET, AF_INET6) or not isinstance(address, tuple):
+        return address
+    host = address[0]
+    if host in ("", None, "<broadcast>") or _is_ip_literal(host):
+        return address
+    if host == "localhost":
+        return ("127.0.0.1" if family == AF_INET else "::1",) + tuple(address[1:])
+    raise ValueError(
+        f"bind() cannot resolve the host name {host!r} without blocking the loop; "
+        "pass an IP address, or resolve it first with await yieldio.socket.getaddrinfo()"
+    )
+
+
+async def resolve_sockaddr(sock: _stdsocket.socket, address: Any) -> Any:
+    """``address`` with its host name resolved for ``sock`` (IP literals pass through).
+
+    What ``connect``, ``sendto`` and ``sendmsg`` need: the stdlib would call
+    the blocking resolver itself.
+    """
+    family = sock.family
+    if family not in (AF_INET, AF_INET6) or not isinstance(address, tuple) or \
+            len(address) < 2:
+        return address
+    host = address[0]
+    if _is_ip_literal(host) or host in _STDLIB_SPECIAL_HOSTS:
+        # "" and "<broadcast>" are no names: the stdlib maps them itself
+        # (to INADDR_ANY, INADDR_BROADCAST) without a lookup, as for bind.
+        return address
+    port = address[1]
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        # What the stdlib raises; getaddrinfo would take it modulo 65536.
+        raise OverflowError(f"port must be 0-65535, not {port}")
+    infos = await getaddrinfo(host, address[1], family, sock.type, sock.proto)
+    if not infos:
+        raise gaierror(EAI_NONAME, f"no {family!r} address found for {host!r}")
+    sockaddr = infos[0][4]
+    if family == AF_INET6 and len(address) > 2:
+        sockaddr = (sockaddr[0], sockaddr[1], *address[2:])
+    return sockaddr

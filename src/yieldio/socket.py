@@ -65,7 +65,7 @@ from typing import Any
 from . import _state
 from ._fdstream import close_fd_soon
 from ._io import notify_closing, wait_readable, wait_writable
-from ._resolve import _is_ip_literal, getaddrinfo, getnameinfo
+from ._resolve import bind_address, getaddrinfo, getnameinfo, resolve_sockaddr
 from ._traps import SCHEDULE
 
 # Re-exports of the stdlib's constants, exceptions and helpers: the common
@@ -90,8 +90,6 @@ del _name, _value
 _local = _state.local
 _outside_run = _state.outside_run
 _StdSocket = _stdsocket.socket
-# Host strings the stdlib itself turns into addresses, never resolved.
-_STDLIB_SPECIAL_HOSTS = ("", b"", "<broadcast>", b"<broadcast>")
 
 
 # -- creating sockets -----------------------------------------------------------
@@ -239,7 +237,7 @@ class SocketType:
         (``bind`` is synchronous, so it cannot resolve names without blocking
         the loop: resolve first with ``await yieldio.socket.getaddrinfo``.)
         """
-        self._sock.bind(self._local_address(address))
+        self._sock.bind(bind_address(self._sock, address))
 
     def listen(self, backlog: int = SOMAXCONN) -> None:
         """Start accepting connections (no I/O, so not a coroutine)::
@@ -306,44 +304,6 @@ class SocketType:
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- address handling ------------------------------------------------------
-    def _local_address(self, address: Any) -> Any:
-        family = self._sock.family
-        if family not in (AF_INET, AF_INET6) or not isinstance(address, tuple):
-            return address
-        host = address[0]
-        if host in ("", None, "<broadcast>") or _is_ip_literal(host):
-            return address
-        if host == "localhost":
-            return ("127.0.0.1" if family == AF_INET else "::1",) + tuple(address[1:])
-        raise ValueError(
-            f"bind() cannot resolve the host name {host!r} without blocking the loop; "
-            "pass an IP address, or resolve it first with await yieldio.socket.getaddrinfo()"
-        )
-
-    async def _resolve_remote(self, address: Any) -> Any:
-        """Return ``address`` with its host name resolved (IP literals pass through)."""
-        family = self._sock.family
-        if family not in (AF_INET, AF_INET6) or not isinstance(address, tuple) or \
-                len(address) < 2:
-            return address
-        host = address[0]
-        if _is_ip_literal(host) or host in _STDLIB_SPECIAL_HOSTS:
-            # "" and "<broadcast>" are no names: the stdlib maps them itself
-            # (to INADDR_ANY, INADDR_BROADCAST) without a lookup, as for bind.
-            return address
-        port = address[1]
-        if isinstance(port, int) and not 0 <= port <= 65535:
-            # What the stdlib raises; getaddrinfo would take it modulo 65536.
-            raise OverflowError(f"port must be 0-65535, not {port}")
-        infos = await getaddrinfo(host, address[1], family, self._sock.type, self._sock.proto)
-        if not infos:
-            raise gaierror(EAI_NONAME, f"no {family!r} address found for {host!r}")
-        sockaddr = infos[0][4]
-        if family == AF_INET6 and len(address) > 2:
-            sockaddr = (sockaddr[0], sockaddr[1], *address[2:])
-        return sockaddr
-
     # -- connecting and accepting --------------------------------------------------
     async def connect(self, address: Any) -> None:
         """Connect to ``address``; a host name is resolved first (without blocking).
@@ -360,7 +320,7 @@ class SocketType:
         task = k.current
         if task._cancel_pending:
             task._raise_cancel()
-        address = await self._resolve_remote(address)
+        address = await resolve_sockaddr(self._sock, address)
         sock = self._sock
         try:
             sock.connect(address)
@@ -594,7 +554,7 @@ class SocketType:
             flags, address = 0, flags_or_address
         else:
             flags = flags_or_address
-        address = await self._resolve_remote(address)
+        address = await resolve_sockaddr(self._sock, address)
         return await self._io(self._sock.sendto, (data, flags, address),  # type: ignore[no-any-return]
                               wait_writable)
 
@@ -613,6 +573,6 @@ class SocketType:
     async def _sendmsg_to(self, buffers: Any, ancdata: Any, flags: int, address: Any) -> int:
         # A coroutine only when there is an address to resolve: the plain
         # sendmsg (fd passing on a connected socket) keeps its single layer.
-        address = await self._resolve_remote(address)
+        address = await resolve_sockaddr(self._sock, address)
         return await self._io(self._sock.sendmsg,  # type: ignore[no-any-return]
                               (buffers, ancdata, flags, address), wait_writable)
