@@ -96,3 +96,102 @@ def test_run_refuses_bytes_input_in_text_mode_before_starting_a_child():
             await ysp.run([PY, "-c", "pass"], input=b"x", text=True)
 
     yieldio.run(main)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.skipif(not ysp.USE_PIDFD, reason="needs os.pidfd_open")
+def test_a_cancelled_wait_releases_the_pidfd_when_another_task_reaped_the_child():
+    # Task A watches the pidfd; the main task kills and reaps the child
+    # (poll()), then cancels A before A runs again. The pidfd must not stay
+    # open for the rest of the run.
+    from test_subprocess import _pidfds, _wait_until_exited
+
+    async def main():
+        p = await ysp.open_process(["sleep", "10"])
+        scope = yieldio.CancelScope()
+
+        async def waiter():
+            with scope:
+                await p.wait()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(waiter)
+            await yieldio.testing.wait_all_tasks_blocked()
+            p.kill()
+            _wait_until_exited(p.pid)
+            assert p.poll() == -signal.SIGKILL
+            scope.cancel()
+        return _pidfds()
+
+    assert yieldio.run(main) == 0
+
+
+class _Woken(yieldio.Instrument):
+    """Notes when a given task's wait ends (it is scheduled to run again)."""
+
+    def __init__(self) -> None:
+        self.task = None
+        self.woken = False
+
+    def task_scheduled(self, task):
+        if task is self.task:
+            self.woken = True
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("direction", ["read", "write"])
+def test_a_stream_closed_between_a_wake_up_and_the_io_raises_closed_resource_error(direction):
+    # The pipe became ready and woke the task, but before that task ran,
+    # another one closed the pipe (aclose(), the end of "async with p:").
+    # The woken task must fail with ClosedResourceError, and never touch the
+    # fd number it saw: that number may already belong to another file.
+    woken = _Woken()
+
+    async def main():
+        p = await ysp.open_process(["cat"], stdin=ysp.PIPE, stdout=ysp.PIPE)
+        stream = p.stdout if direction == "read" else p.stdin
+        result = []
+
+        async def io():
+            try:
+                if direction == "read":
+                    result.append(await stream.receive_some())
+                else:
+                    await stream.send_all(b"x" * 10_000_000)  # fills both pipes
+            except Exception as exc:
+                result.append(exc)
+
+        stolen = b""
+        async with yieldio.TaskGroup() as tg:
+            woken.task = tg.spawn(io)
+            await yieldio.testing.wait_all_tasks_blocked()
+            woken.woken = False
+            if direction == "read":
+                await p.stdin.write(b"data")
+            else:
+                await p.stdout.receive_some(65536)  # cat drains its stdin a bit
+            while not woken.woken:
+                await yieldio.checkpoint()  # we stay ahead of it in the run queue
+            fd = stream.fileno()
+            await stream.aclose()
+            if direction == "read":
+                # Give the fd number to another pipe with data in it.
+                r, w = os.pipe2(os.O_NONBLOCK)
+                os.write(w, b"NOT YOURS")
+                if r != fd:
+                    os.dup2(r, fd)
+                try:
+                    await yieldio.testing.wait_all_tasks_blocked()
+                    try:
+                        stolen = b"NOT YOURS"[:9 - len(os.read(r, 100))]
+                    except BlockingIOError:
+                        stolen = b"NOT YOURS"
+                finally:
+                    for x in {fd, r, w}:
+                        os.close(x)
+        await p.aclose()
+        return result, stolen
+
+    result, stolen = yieldio.run(main, instruments=[woken])
+    assert stolen == b""
+    assert len(result) == 1 and isinstance(result[0], yieldio.ClosedResourceError), result

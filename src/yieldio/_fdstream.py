@@ -174,6 +174,7 @@ class FdStream(Stream):
                     self._drained = False
                     await fast_checkpoint()
                     return data
+                self._check_not_closed(fd)
                 try:
                     data = os.read(fd, max_bytes)
                 except BlockingIOError:
@@ -220,6 +221,7 @@ class FdStream(Stream):
                     except BlockingIOError:
                         waited = True
                         await wait_writable(fd)
+                        self._check_not_closed(fd)
             except BaseException:
                 if pos:
                     self._write_broken = True
@@ -253,6 +255,14 @@ class FdStream(Stream):
         self._close_fd()
 
     # -- closing ----------------------------------------------------------------
+    def _check_not_closed(self, fd: int) -> None:
+        # After a wait that ended normally: another task may have closed the
+        # stream between our wake-up and now (notify_closing only reaches
+        # tasks still parked). The fd number may already belong to a new
+        # file: never read or write it, fail as a closed stream does.
+        if self._fd != fd:
+            raise ClosedResourceError("another task closed this resource")
+
     def _close_fd(self) -> None:
         fd = self._fd
         if fd < 0:

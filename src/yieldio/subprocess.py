@@ -277,6 +277,12 @@ class Process:
                     await wait_readable(self._pidfd)
                 finally:
                     self._watcher = None
+                    if self._popen.returncode is not None:
+                        # Another task reaped the child (poll(), kill()) while
+                        # we watched: _on_reaped() left the pidfd to us. If
+                        # this wait is being cancelled, the _on_reaped() below
+                        # never runs, so release the pidfd here.
+                        self._close_pidfd()
                 if self._popen.poll() is None:
                     # The child has exited, but another thread inside
                     # Popen.wait() holds the reaping lock: let it finish.
