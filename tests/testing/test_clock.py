@@ -126,3 +126,17 @@ def test_without_autojump_a_task_that_jumps_is_not_a_deadlock() -> None:
         return yieldio.current_time()
 
     assert yieldio.run(main, clock=clock) == 10.0
+
+
+def test_jump_to_infinity_is_refused_and_time_still_moves():
+    clock = VirtualClock()
+
+    async def main():
+        with pytest.raises(ValueError, match="infinity"):
+            clock.jump_to(float("inf"))
+        clock.jump_to(float("-inf"))  # the past: a no-op, harmless
+        await yieldio.sleep(2)  # would never wake once now was inf
+        return yieldio.current_time()
+
+    clock.autojump = True
+    assert yieldio.run(main, clock=clock) == 2.0

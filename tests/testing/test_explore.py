@@ -221,3 +221,18 @@ def test_same_seed_same_interleaving_and_result():
 def test_different_seeds_explore_different_interleavings():
     outcomes = {tuple(traced(seed)[0]) for seed in range(10)}
     assert len(outcomes) > 1
+
+
+def test_failure_message_keeps_the_errors_own_trailing_colon():
+    async def fails():
+        raise ValueError("expected a reply, got:")
+
+    async def fails_silently():
+        raise ValueError
+
+    with pytest.raises(ExploreFailure) as info:
+        explore(fails, seeds=[0], verify=False)
+    assert str(info.value).splitlines()[0].endswith("ValueError: expected a reply, got:")
+    with pytest.raises(ExploreFailure) as info:
+        explore(fails_silently, seeds=[0], verify=False)
+    assert str(info.value).splitlines()[0] == "seed 0 fails (found on run 1): ValueError"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 import yieldio
@@ -264,3 +266,16 @@ def test_send_eof_in_a_cancelled_scope_sends_nothing():
         return await b.read(), await b.read()
 
     assert vrun(main) == (b"more", b"")
+
+
+@pytest.mark.parametrize("max_buffer", [1, 3])
+def test_conformance_with_a_buffer_smaller_than_the_checks_messages(max_buffer):
+    # A stream may buffer fewer bytes than a message: check_stream's senders must
+    # run concurrently with the reads that drain them, else the check hangs
+    # (cancelled_read_loses_no_data sent "hello" before anyone read it).
+    async def tiny_pair():
+        return memory_stream_pair(max_buffer, chunking=True)
+
+    bulk = ["ordered_delivery", "large_transfer_both_ways", "busy_send"]  # slow byte by byte
+    ran = vrun(functools.partial(check_stream, tiny_pair, skip=bulk), seed=1)
+    assert "cancelled_read_loses_no_data" in ran

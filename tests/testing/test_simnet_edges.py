@@ -642,3 +642,133 @@ def test_stall_refuses_a_nan_or_negative_duration():
                 net.stall("10.0.0.1", bad)
 
     vrun(main, net=net)
+
+
+def test_accept_woken_by_a_connection_the_closing_listener_dropped_raises_closed():
+    # At t=1 the SYN arrives: the connect hands its server end to the parked
+    # acceptor (waking it); in the same batch, before the acceptor runs, the
+    # listener is closed, which resets and drops that connection. The acceptor
+    # must get ClosedResourceError, not park for ever on the closed listener.
+    net = SimNetwork(latency=1.0)
+
+    async def main():
+        (listener,) = await net.listen_tcp("127.0.0.1", 80)
+        outcome = []
+
+        async def acceptor():
+            try:
+                await listener.accept()
+                outcome.append("accepted")
+            except yieldio.ClosedResourceError:
+                outcome.append("closed")
+
+        async def connector():
+            client = await net.connect_tcp("127.0.0.1", 80)
+            with pytest.raises(ConnectionResetError):
+                await client.receive_some(1)
+            await client.aclose()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(acceptor)
+            tg.spawn(connector)
+            await wait_all_tasks_blocked()   # the SYN is on its way, due at t=1
+            await yieldio.sleep_until(1.0)   # wakes at t=1, after the connector
+            await listener.aclose()
+        return outcome
+
+    assert vrun(main, net=net) == ["closed"]
+
+
+def test_a_wildcard_listener_and_one_on_a_single_address_of_the_same_port_conflict():
+    # As bind() on Linux: *:80 covers 127.0.0.1:80, so either one, second, is EADDRINUSE
+    # (unless both ask for reuse_port), and closing the first frees the port.
+    net = SimNetwork()
+
+    async def main():
+        (everywhere,) = await net.listen_tcp(None, 80)
+        with pytest.raises(OSError) as info:
+            await net.listen_tcp("127.0.0.1", 80)
+        assert info.value.errno == errno.EADDRINUSE
+        (single,) = await net.listen_tcp("127.0.0.1", 81)
+        with pytest.raises(OSError) as info:
+            await net.listen_tcp(None, 81)
+        assert info.value.errno == errno.EADDRINUSE
+        (other_ip,) = await net.listen_tcp("10.0.0.1", 81)  # another address: fine
+        shared = [*await net.listen_tcp("127.0.0.1", 82, reuse_port=True),
+                  *await net.listen_tcp(None, 82, reuse_port=True)]
+        await everywhere.aclose()
+        (again,) = await net.listen_tcp("127.0.0.1", 80)
+        for lst in (single, other_ip, *shared, again):
+            await lst.aclose()
+        assert net.listeners() == []
+        (wild,) = await net.listen_tcp(None, 81)  # every listener on 81 is gone
+        await wild.aclose()
+
+    vrun(main, net=net)
+
+
+def test_stall_and_reset_by_a_name_cover_every_address_of_it():
+    net = SimNetwork(chunking=False)
+    net.add_host("multi.example", "10.0.0.1")
+    net.add_host("multi.example", "10.0.0.2")
+
+    async def main():
+        first, second = await net.listen_tcp("multi.example", 80)
+        pairs = []
+        for listener in (first, second):
+            with net.host("10.0.0.9"):
+                client = await net.connect_tcp(listener.address[0], 80)
+            pairs.append((client, await listener.accept()))
+        net.stall("multi.example", 5)  # both of its addresses, not only the first
+        for client, _ in pairs:
+            await client.write(b"x")
+        t = yieldio.current_time()
+        for _, server in reversed(pairs):
+            assert await server.receive_some(1) == b"x"
+            assert yieldio.current_time() - t == 5
+        assert net.reset(("multi.example", 80)) == 2
+        for client, server in pairs:
+            with pytest.raises(ConnectionResetError):
+                await client.receive_some(1)
+            await client.aclose()
+            await server.aclose()
+        await first.aclose()
+        await second.aclose()
+
+    vrun(main, net=net)
+
+
+def test_accept_cancelled_after_a_connection_woke_it_leaves_the_connection_queued():
+    # At t=1 the SYN arrives and wakes the parked acceptor; in the same batch,
+    # before it runs, its scope is cancelled. The connection must stay in the
+    # backlog for the next accept(), not vanish with its client still connected.
+    net = SimNetwork(latency=1.0, chunking=False)
+
+    async def main():
+        (listener,) = await net.listen_tcp("127.0.0.1", 80)
+        scope = yieldio.CancelScope()
+        clients = []
+
+        async def acceptor():
+            with scope:
+                await listener.accept()
+
+        async def connector():
+            clients.append(await net.connect_tcp("127.0.0.1", 80))
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(acceptor)
+            tg.spawn(connector)
+            await wait_all_tasks_blocked()   # the SYN is on its way, due at t=1
+            await yieldio.sleep_until(1.0)   # wakes at t=1, after the connector
+            scope.cancel()
+        assert scope.cancelled_caught
+        (client,) = clients
+        with yieldio.fail_after(10):
+            server = await listener.accept()
+        await client.write(b"hi")
+        assert await server.read_exactly(2) == b"hi"
+        for resource in (client, server, listener):
+            await resource.aclose()
+
+    vrun(main, net=net)

@@ -267,14 +267,19 @@ async def _close_wakes_blocked_tasks(a: Any, b: Any) -> None:
 
 @_check
 async def _cancelled_read_loses_no_data(a: Any, b: Any) -> None:
+    # Every send runs in a task of its own, concurrent with the reads that
+    # drain it: a stream may buffer fewer bytes than a message (as _feed says),
+    # and a sender waiting for a reader that comes later would hang the check.
     # 1. Cancelled while parked: nothing taken.
     with CancelScope() as scope:
         async with TaskGroup() as tg:
             tg.spawn(b.receive_some, 100)
             await wait_all_tasks_blocked()
             scope.cancel()
-    await a.send_all(b"data")
-    _expect(await b.read_exactly(4) == b"data", "data sent after a cancelled read must arrive")
+    async with TaskGroup() as tg:
+        tg.spawn(a.send_all, b"data")
+        got_data = await b.read_exactly(4)
+    _expect(got_data == b"data", "data sent after a cancelled read must arrive")
     # 2. Cancelled around the moment data arrives: it is in exactly one place.
     got: list[bytes] = []
 
@@ -282,25 +287,32 @@ async def _cancelled_read_loses_no_data(a: Any, b: Any) -> None:
         with scope:
             got.append(await b.receive_some(5))
 
+    async def send_then_cancel(scope: CancelScope) -> None:
+        await a.send_all(b"hello")
+        scope.cancel()
+
     scope = CancelScope()
     async with TaskGroup() as tg:
         tg.spawn(reader, scope)
         await wait_all_tasks_blocked()
-        await a.send_all(b"hello")
-        scope.cancel()
-    rest = b"".join(got)
-    if len(rest) < 5:
-        rest += await b.read_exactly(5 - len(rest))
+        tg.spawn(send_then_cancel, scope)
+        await wait_all_tasks_blocked()  # the reader is done; the sender may wait for room
+        rest = b"".join(got)
+        if len(rest) < 5:
+            rest += await b.read_exactly(5 - len(rest))
     _expect(rest == b"hello", f"data lost or duplicated around a cancel: {rest!r}")
     # 3. A cancelled read_exactly keeps its partial data in the stream's buffer.
-    await a.send_all(b"abc")
-    with CancelScope() as scope:
-        async with TaskGroup() as tg:
-            tg.spawn(b.read_exactly, 6)
-            await wait_all_tasks_blocked()
-            scope.cancel()
-    await a.send_all(b"def")
-    _expect(await b.read_exactly(6) == b"abcdef", "a cancelled read_exactly lost its bytes")
+    async with TaskGroup() as outer:
+        outer.spawn(a.send_all, b"abc")
+        with CancelScope() as scope:
+            async with TaskGroup() as tg:
+                tg.spawn(b.read_exactly, 6)
+                await wait_all_tasks_blocked()
+                scope.cancel()
+    async with TaskGroup() as tg:
+        tg.spawn(a.send_all, b"def")
+        got_data = await b.read_exactly(6)
+    _expect(got_data == b"abcdef", "a cancelled read_exactly lost its bytes")
 
 
 @_check

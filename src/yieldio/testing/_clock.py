@@ -62,6 +62,10 @@ class VirtualClock:
             # NaN compares false with everything: it would pass for "already
             # passed" and hide the caller's bug.
             raise ValueError("cannot jump to NaN")
+        if deadline == math.inf:
+            # As jump(inf): now would be inf for the rest of the run, every
+            # sleep's deadline inf too, and no timer could ever fire again.
+            raise ValueError("cannot jump to infinity: time would stop for the rest of the run")
         if deadline > self._now:
             self._now = deadline
 

@@ -148,8 +148,10 @@ def explore(fn: Callable[[], Any], seeds: Iterable[int] = range(1000), *,
             raise
         except BaseException as again:
             reproducible = _same_failure(error, again)
-    lines = [f"seed {seed} fails (found on run {first_at}): "
-             f"{type(error).__name__}: {error}".rstrip(": "),
+    # ": message" only if there is one; not rstrip(": "), which also ate a
+    # colon or spaces that end the message itself ("expected 2, got:").
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    lines = [f"seed {seed} fails (found on run {first_at}): {message}",
              f"replay it with: {replay}"]
     if len(failures) > 1:
         seeds_text = ", ".join(str(s) for s, _ in failures[:20])

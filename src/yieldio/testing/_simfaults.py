@@ -88,9 +88,9 @@ class SimFaults:
         k = self._bind()
         if not seconds >= 0:  # also refuses NaN, which every comparison lets through
             raise ValueError(f"seconds must be >= 0, not {seconds!r}")
-        key = self._endpoint_key(address)
         until = k.clock_now() + seconds
-        self._stalls[key] = max(until, self._stalls.get(key, -math.inf))
+        for key in self._endpoint_keys(address):
+            self._stalls[key] = max(until, self._stalls.get(key, -math.inf))
 
     def partition(self, a: str | Sequence[str], b: str | Sequence[str] | None = None) -> None:
         """Cut hosts ``a`` from hosts ``b`` (or from everyone) until :meth:`heal`.
@@ -140,12 +140,14 @@ class SimFaults:
             self._healed = None
 
     # -- what the faults hold back --------------------------------------------
-    def _endpoint_key(self, address: Any) -> Any:
+    def _endpoint_keys(self, address: Any) -> list[Any]:
+        # Every address of a name, as partition() and reset(host) take them:
+        # not just the first, which left the others of the host flowing.
         if isinstance(address, tuple):
-            return (self._hosts(address[0])[0], int(address[1]))
+            return [(ip, int(address[1])) for ip in self._hosts(address[0])]
         if isinstance(address, str) and address.startswith("/"):
-            return address
-        return self._hosts(address)[0]
+            return [address]
+        return self._hosts(address)
 
     def _matches(self, conn: SimConnection, target: Any, other: str | None) -> bool:
         ends = (conn.client_address, conn.server_address)
@@ -154,8 +156,8 @@ class SimFaults:
             x, y = conn.hosts()
             return (x in a and y in b) or (x in b and y in a)
         if isinstance(target, tuple):
-            key = self._endpoint_key(target)
-            return any(isinstance(e, tuple) and (e[0], e[1]) == key for e in ends)
+            keys = self._endpoint_keys(target)
+            return any(isinstance(e, tuple) and (e[0], e[1]) in keys for e in ends)
         if isinstance(target, str) and target.startswith("/"):
             return conn.server_address == target
         hosts = set(self._hosts(target))

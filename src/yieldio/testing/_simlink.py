@@ -304,10 +304,21 @@ class SimListener(Listener):
             raise BusyResourceError("another task is already accepting on this listener")
         while not self._queue:
             await self._park()
+            if self._closed and not self._queue:
+                # Woken by a connection that aclose() then reset and dropped
+                # before we ran: parking again would wait on a dead listener for ever.
+                raise ClosedResourceError("the listener was closed")
         stream = self._queue.popleft()
+        try:
+            await _cancel_point()
+        except BaseException:
+            # Cancelled after a connection woke us (in the same batch): the
+            # connection stays queued for the next accept(), as in the OS
+            # backlog, instead of vanishing with its client left connected.
+            self._queue.appendleft(stream)
+            raise
         self._room.set()
         self._room = Event()
-        await _cancel_point()
         return stream
 
     async def _park(self) -> None:

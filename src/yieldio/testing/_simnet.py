@@ -129,6 +129,8 @@ class SimNetwork(SimFaults):
     # -- per-run state ---------------------------------------------------------
     def _new_run_state(self) -> None:
         self._listeners: dict[Any, list[SimListener]] = {}
+        # port -> the IPs ("*": every address) with TCP listeners on it
+        self._listen_ips: dict[int, dict[str, None]] = {}
         self._conns: dict[SimConnection, None] = {}
         self._next_port = 49152
         self._used_ports: dict[int, None] = {}
@@ -302,7 +304,11 @@ class SimNetwork(SimFaults):
         try:
             for ip in ips:
                 key = (ip, port)
-                group = self._listeners.get(key, [])
+                # As bind() on Linux, a listener on every address ("*") and one
+                # on a single address of the same port exclude each other too.
+                ips_on_port = self._listen_ips.get(port, {})
+                overlap = ips_on_port if ip == "*" else [x for x in (ip, "*") if x in ips_on_port]
+                group = [lst for x in overlap for lst in self._listeners[(x, port)]]
                 if group and not (reuse_port and all(g._reuse for g in group)):
                     raise OSError(errno.EADDRINUSE, f"Address already in use: {_fmt(key)}")
                 holder = next((h for (bip, bport), h in self._bound.items()
@@ -313,6 +319,7 @@ class SimNetwork(SimFaults):
                 addr = ("0.0.0.0" if ip == "*" else ip, port)
                 lst = SimListener(self, key, addr, backlog, reuse_port)
                 self._listeners.setdefault(key, []).append(lst)
+                self._listen_ips.setdefault(port, {})[ip] = None
                 self._used_ports[port] = None
                 out.append(lst)
         except BaseException:
@@ -341,6 +348,12 @@ class SimNetwork(SimFaults):
                 del self._listeners[lst._key]
                 if isinstance(lst._key, str):
                     self._stale_paths[lst._key] = None
+                else:
+                    ip, port = lst._key
+                    ips = self._listen_ips[port]
+                    del ips[ip]
+                    if not ips:
+                        del self._listen_ips[port]
 
     def _find_listener(self, key: Any) -> SimListener | None:
         group = self._listeners.get(key)
