@@ -360,6 +360,47 @@ def test_asyncio_side_cancellation_raises_asyncio_cancelled():
     assert yieldio.run(main) == "still running"
 
 
+@pytest.mark.timeout(10)
+def test_run_asyncio_cancelled_then_shielded_does_not_blame_the_asyncio_side():
+    # The caller was told the task was "cancelled on the asyncio side", though
+    # yieldio itself had cancelled it (and then withdrew the cancellation).
+    async def slow():
+        await asyncio.sleep(60)
+
+    async def main():
+        with yieldio.CancelScope() as outer:
+            with yieldio.CancelScope() as inner:
+                async def withdraw():
+                    await yieldio.sleep(0.01)  # the asyncio call is in flight
+                    outer.cancel()             # -> the asyncio task is asked to cancel
+                    inner.shield = True        # -> and the caller is no longer cancelled
+
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(withdraw)
+                    with pytest.raises(AsyncioCancelled) as info:
+                        await run_asyncio(slow)
+            await yieldio.sleep(0)  # the outer cancellation is still there
+        return str(info.value), outer.cancelled_caught
+
+    message, caught = yieldio.run(main)
+    assert "asyncio side" not in message
+    assert "yieldio asked" in message and "withdrawn" in message
+    assert caught
+
+
+@pytest.mark.timeout(10)
+def test_run_asyncio_cancelled_on_the_asyncio_side_still_says_so():
+    async def cancels_itself():
+        asyncio.current_task().cancel()
+        await asyncio.sleep(0)
+
+    async def main():
+        with pytest.raises(AsyncioCancelled, match="cancelled on the asyncio side"):
+            await run_asyncio(cancels_itself)
+
+    yieldio.run(main)
+
+
 def test_task_tree_shows_the_asyncio_wait():
     started = threading.Event()
 

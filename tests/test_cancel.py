@@ -172,6 +172,52 @@ def test_scopes_must_exit_in_order_once_and_after_entering():
     vrun(main)
 
 
+@pytest.mark.timeout(10)
+def test_scope_left_open_by_an_ended_task_and_exited_elsewhere_is_a_clear_error():
+    # Was a bare KeyError from the scope's bookkeeping.
+    async def main():
+        box = []
+
+        async def leaves_it_open():
+            scope = yieldio.CancelScope()
+            scope.__enter__()
+            box.append(scope)
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(leaves_it_open)
+        with pytest.raises(RuntimeError, match="different task than it was entered in"):
+            box[0].__exit__(None, None, None)
+        # The dead scope was dropped from the tree, and this task is unharmed.
+        assert box[0] not in (yieldio.current_task()._scope._children or {})
+        with yieldio.move_on_after(1) as scope:
+            await yieldio.sleep(5)
+        return scope.cancelled_caught
+
+    assert vrun(main) is True
+
+
+@pytest.mark.timeout(10)
+def test_scope_exited_from_another_task_while_its_task_is_inside_it_deeper():
+    async def main():
+        box = []
+        release = yieldio.Event()
+
+        async def inside():
+            with yieldio.CancelScope() as outer:
+                box.append(outer)
+                with yieldio.CancelScope():
+                    await release.wait()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(inside)
+            await yieldio.sleep(1)
+            with pytest.raises(RuntimeError, match="different task than it was entered in"):
+                box[0].__exit__(None, None, None)
+            release.set()
+
+    vrun(main)
+
+
 def test_scope_cannot_be_reentered():
     async def main():
         scope = yieldio.CancelScope()

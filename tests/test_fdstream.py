@@ -6,6 +6,8 @@ import fcntl
 import gc
 import io
 import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -18,6 +20,10 @@ from yieldio.net._stream import BrokenStreamError
 def _pipe() -> tuple[FdStream, FdStream]:
     r, w = os.pipe()
     return FdStream(r), FdStream(w)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def test_write_read_readline_and_eof():
@@ -435,3 +441,56 @@ def test_finalizer_never_raises_when_the_fd_was_closed_behind_its_back(monkeypat
 
     yieldio.run(main)
     assert unraisable == []
+
+
+# -- regular files: stdin redirected from a file -------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_fdstream_reads_a_regular_file_to_the_end(tmp_path):
+    # FdStream(0) is how a program reads its stdin as a stream, and stdin is
+    # often a regular file (`prog < input.txt`). epoll refuses regular files
+    # (EPERM): after the first short read the stream waited for readiness
+    # and failed with PermissionError instead of returning b"" at the end.
+    path = tmp_path / "input.txt"
+    payload = b"".join(b"line %d\n" % i for i in range(1000))
+    path.write_bytes(payload)
+    fds_before = _open_fds()
+
+    async def main():
+        async with FdStream(os.open(path, os.O_RDONLY)) as stream:
+            assert await stream.receive_some(5) == payload[:5]     # full read
+            rest = payload[5:]
+            assert await stream.receive_some(len(rest) + 10) == rest  # short read
+            assert await stream.receive_some() == b""              # at the end
+            assert await stream.receive_some() == b""
+        async with FdStream(os.open(path, os.O_RDONLY)) as stream:
+            lines = [line async for line in stream]
+            assert b"".join(lines) == payload
+            assert await stream.readline() == b""
+
+    yieldio.run(main)
+    assert _open_fds() == fds_before
+
+
+@pytest.mark.timeout(10)
+def test_fdstream_on_stdin_redirected_from_a_file(tmp_path):
+    # The same, as a user meets it: a child whose stdin is a file.
+    data = tmp_path / "in.txt"
+    data.write_bytes(b"alpha\nbeta\n")
+    child = (
+        "import yieldio\n"
+        "from yieldio.subprocess import FdStream\n"
+        "async def main():\n"
+        "    async with FdStream(0) as stdin:\n"
+        "        lines = []\n"
+        "        while line := await stdin.readline():\n"
+        "            lines.append(line)\n"
+        "        print(lines)\n"
+        "yieldio.run(main)\n"
+    )
+    with open(data, "rb") as stdin:
+        done = subprocess.run([sys.executable, "-c", child], stdin=stdin,
+                              capture_output=True, timeout=8)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"[b'alpha\\n', b'beta\\n']\n"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
+import pathlib
 
 import pytest
 
@@ -466,5 +468,270 @@ def test_a_file_closed_under_a_waiting_reader_raises_closed_resource_error():
             await yieldio.to_thread(f.wrapped.started.wait, 5)
             await f.aclose()
         assert t.result() == "refused"
+
+    yieldio.run(main)
+
+
+# -- AsyncFile against trio's AsyncIOWrapper, each checked against the stdlib itself ---------
+# AsyncFile forwards a method or optional attribute exactly when the wrapped
+# file has it.
+DATA = bytes(range(256)) * 40  # 10240 bytes: more than one buffer's worth is not needed
+
+# Everything trio's AsyncIOWrapper forwards when the wrapped object has it.
+TRIO_FORWARDED = sorted({
+    "closed", "encoding", "errors", "fileno", "isatty", "newlines", "readable", "seekable",
+    "writable", "buffer", "raw", "line_buffering", "closefd", "name", "mode", "getvalue",
+    "getbuffer", "flush", "read", "read1", "readall", "readinto", "readinto1", "readline",
+    "readlines", "seek", "tell", "truncate", "write", "writelines", "peek", "detach",
+})
+# yieldio keeps these three always present (None when the wrapped file lacks them).
+ALWAYS = {"closed", "encoding", "errors", "newlines"}
+
+
+def _data_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "data.bin"
+    path.write_bytes(DATA)
+    return path
+
+
+# -- AsyncFile: what exists ------------------------------------------------------------
+OPEN_MODES = [
+    {"mode": "rb"}, {"mode": "rb", "buffering": 0}, {"mode": "r+b"}, {"mode": "wb"},
+    {"mode": "ab", "buffering": 0}, {"mode": "r", "encoding": "latin-1"},
+    {"mode": "w", "buffering": 1}, {"mode": "a+", "encoding": "utf-8"},
+]
+
+
+@pytest.mark.parametrize("kwargs", OPEN_MODES, ids=lambda kw: "-".join(map(str, kw.values())))
+def test_async_file_has_exactly_what_the_open_file_has(tmp_path, kwargs):
+    path = _data_file(tmp_path)
+
+    async def main():
+        async with await yieldio.open_file(path, **kwargs) as f:
+            with open(path, **kwargs) as plain:
+                for name in TRIO_FORWARDED:
+                    if name in ALWAYS:
+                        assert hasattr(f, name)
+                        continue
+                    assert hasattr(f, name) == hasattr(plain, name), name
+                    assert (name in dir(f)) == hasattr(plain, name), name
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("make", [lambda: io.BytesIO(DATA), lambda: io.StringIO("text"),
+                                  lambda: io.BufferedReader(io.BytesIO(DATA))],
+                         ids=["BytesIO", "StringIO", "BufferedReader-over-BytesIO"])
+def test_wrapped_in_memory_files_have_exactly_what_they_have(make):
+    async def main():
+        obj = make()
+        f = wrap_file(obj)
+        for name in TRIO_FORWARDED:
+            if name not in ALWAYS:
+                assert hasattr(f, name) == hasattr(obj, name), name
+                # dir() lists what can be read: a BufferedReader over a BytesIO
+                # lists ``mode`` but reading it raises AttributeError.
+                assert (name in dir(f)) == hasattr(obj, name), name
+        await f.aclose()
+
+    yieldio.run(main)
+
+
+def test_a_missing_method_is_an_attribute_error_naming_the_wrapped_type(tmp_path):
+    async def main():
+        async with await yieldio.open_file(tmp_path / "t.txt", "w") as f:
+            for name in ("peek", "read1", "readinto", "readinto1", "readall", "raw", "closefd",
+                         "getvalue"):
+                with pytest.raises(AttributeError, match=name):
+                    getattr(f, name)
+            assert getattr(f, "peek", None) is None
+            with pytest.raises(AttributeError, match="'TextIOWrapper' object has no attribute"):
+                f.peek  # noqa: B018
+
+    yieldio.run(main)
+
+
+def test_class_level_access_gives_the_documented_functions():
+    for name in ("peek", "readall", "readinto1", "read1", "readinto", "detach", "read"):
+        fn = getattr(AsyncFile, name)
+        assert inspect.iscoroutinefunction(fn) and fn.__doc__, name
+    for name in ("getvalue", "getbuffer", "fileno", "readable"):
+        fn = getattr(AsyncFile, name)
+        assert callable(fn) and not inspect.iscoroutinefunction(fn) and fn.__doc__, name
+
+
+# -- AsyncFile: the newer methods, against the stdlib's ----------------------------------
+def test_peek_read1_readinto_readinto1_match_a_buffered_reader(tmp_path):
+    path = _data_file(tmp_path)
+
+    async def main():
+        async with await yieldio.open_file(path, "rb", buffering=4096) as f:
+            with open(path, "rb", buffering=4096) as plain:
+                assert await f.peek() == plain.peek()
+                assert await f.peek(3) == plain.peek(3)
+                assert await f.tell() == plain.tell() == 0  # peek does not move
+                assert await f.read1(10) == plain.read1(10)
+                a, b = bytearray(5000), bytearray(5000)
+                assert await f.readinto1(a) == plain.readinto1(b)
+                assert a == b
+                a, b = bytearray(7000), bytearray(7000)
+                assert await f.readinto(a) == plain.readinto(b)
+                assert a == b
+                assert await f.tell() == plain.tell()
+                assert await f.read1() == plain.read1()
+                assert await f.peek() == plain.peek() == b""  # EOF
+
+    yieldio.run(main)
+
+
+def test_readall_and_closefd_match_an_unbuffered_file(tmp_path):
+    path = _data_file(tmp_path)
+
+    async def main():
+        async with await yieldio.open_file(path, "rb", buffering=0) as f:
+            with open(path, "rb", buffering=0) as plain:
+                assert await f.read(100) == plain.read(100)
+                assert await f.readall() == plain.readall() == DATA[100:]
+                assert f.closefd is plain.closefd is True
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            async with await yieldio.open_file(fd, "rb", buffering=0, closefd=False) as f:
+                with open(fd, "rb", buffering=0, closefd=False) as plain:
+                    assert f.closefd is plain.closefd is False
+            os.fstat(fd)  # still open
+        finally:
+            os.close(fd)
+
+    yieldio.run(main)
+
+
+def test_plain_attributes_are_the_wrapped_files_own(tmp_path):
+    path = _data_file(tmp_path)
+
+    async def main():
+        async with await yieldio.open_file(path, "rb") as f:
+            assert f.raw is f.wrapped.raw and isinstance(f.raw, io.FileIO)
+        async with await yieldio.open_file(tmp_path / "t.txt", "w", buffering=1) as f:
+            with open(tmp_path / "u.txt", "w", buffering=1) as plain:
+                assert f.line_buffering is plain.line_buffering is True
+                assert f.buffer is f.wrapped.buffer
+                assert type(f.buffer) is type(plain.buffer)
+        async with await yieldio.open_file(tmp_path / "t.txt") as f:
+            assert f.line_buffering is False
+
+    yieldio.run(main)
+
+
+def test_getvalue_and_getbuffer_match_bytesio_and_stringio():
+    async def main():
+        b, plain_b = io.BytesIO(), io.BytesIO()
+        f = wrap_file(b)
+        await f.write(b"hello world")
+        plain_b.write(b"hello world")
+        assert f.getvalue() == plain_b.getvalue() == b"hello world"
+        with f.getbuffer() as view, plain_b.getbuffer() as plain_view:
+            assert bytes(view) == bytes(plain_view)
+            view[0] = ord("J")
+        assert f.getvalue() == b"Jello world"
+        s, plain_s = io.StringIO(), io.StringIO()
+        g = wrap_file(s)
+        await g.write("texte")
+        plain_s.write("texte")
+        assert g.getvalue() == plain_s.getvalue()
+        assert not hasattr(g, "getbuffer") and not hasattr(plain_s, "getbuffer")
+        await f.aclose()
+        await g.aclose()
+        with pytest.raises(yieldio.ClosedResourceError):
+            f.getvalue()
+
+    yieldio.run(main)
+
+
+def test_new_methods_on_a_closed_file_raise_closed_resource_error(tmp_path):
+    path = _data_file(tmp_path)
+
+    async def main():
+        f = await yieldio.open_file(path, "rb")
+        await f.aclose()
+        for op in (f.peek(), f.readinto1(bytearray(1)), f.detach()):
+            with pytest.raises(yieldio.ClosedResourceError):
+                await op
+        g = await yieldio.open_file(path, "rb", buffering=0)
+        await g.aclose()
+        with pytest.raises(yieldio.ClosedResourceError):
+            await g.readall()
+
+    yieldio.run(main)
+
+
+# -- AsyncFile.detach --------------------------------------------------------------------
+def test_detach_a_text_file_gives_its_buffer_wrapped_and_flushes_like_the_stdlib(tmp_path):
+    ours, theirs = tmp_path / "ours.txt", tmp_path / "theirs.txt"
+
+    async def main():
+        f = await yieldio.open_file(ours, "w", encoding="utf-8")
+        await f.write("é pending")  # still in the text layer's buffer
+        buf = await f.detach()
+        plain = open(theirs, "w", encoding="utf-8")
+        plain.write("é pending")
+        plain_buf = plain.detach()
+        assert isinstance(buf, AsyncFile) and type(buf.wrapped) is type(plain_buf)
+        assert f.closed  # finished with: the new wrapper owns the file
+        with pytest.raises(yieldio.ClosedResourceError):
+            await f.write("more")
+        await f.aclose()  # does nothing, where the stdlib's close() raises ValueError
+        with pytest.raises(ValueError):
+            plain.close()
+        await buf.write(b"!")
+        plain_buf.write(b"!")
+        await buf.aclose()
+        plain_buf.close()
+        assert buf.closed
+
+    yieldio.run(main)
+    assert ours.read_bytes() == theirs.read_bytes() == "é pending!".encode()
+
+
+def test_detach_a_buffered_reader_gives_its_raw_file(tmp_path):
+    path = _data_file(tmp_path)
+
+    async def main():
+        async with await yieldio.open_file(path, "rb") as f:
+            raw = await f.detach()  # the async with's aclose() then does nothing
+        plain = open(path, "rb").detach()  # (a with-block would raise ValueError at exit)
+        try:
+            async with raw:
+                assert type(raw.wrapped) is type(plain) is io.FileIO
+                assert await raw.readall() == plain.readall() == DATA
+        finally:
+            plain.close()
+        assert raw.closed and raw.wrapped.closed
+
+    yieldio.run(main)
+
+
+def test_a_detach_cancelled_before_it_starts_leaves_the_file_usable(tmp_path):
+    path = _data_file(tmp_path)
+
+    async def main():
+        async with await yieldio.open_file(path, "rb") as f:
+            with yieldio.move_on_after(0) as scope:
+                await f.detach()
+            assert scope.cancelled_caught and not f.closed
+            assert await f.read(4) == DATA[:4]
+
+    yieldio.run(main)
+
+
+def test_unbuffered_and_in_memory_detach_match_the_stdlib(tmp_path):
+    async def main():
+        async with await yieldio.open_file(tmp_path / "x", "wb", buffering=0) as f:
+            assert not hasattr(f, "detach")  # FileIO has none
+        s = wrap_file(io.StringIO())
+        with pytest.raises(io.UnsupportedOperation):
+            io.StringIO().detach()
+        with pytest.raises(io.UnsupportedOperation):
+            await s.detach()
+        await s.aclose()
 
     yieldio.run(main)

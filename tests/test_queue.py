@@ -481,6 +481,21 @@ def test_universal_queue_blocking_put_times_out_or_sees_close():
     assert q.get() == 1
 
 
+@pytest.mark.timeout(10)
+def test_thread_side_universal_timeouts_are_unchanged():
+    q = yieldio.UniversalQueue(1)
+    with pytest.raises(yieldio.QueueEmpty):
+        q.get(timeout=0.01)
+    q.put(1)
+    with pytest.raises(yieldio.QueueFull):
+        q.put(2, timeout=0.01)
+    out = []
+    t = threading.Thread(target=lambda: out.append(q.get(timeout=1)))
+    t.start()
+    t.join(5)
+    assert out == [1]
+
+
 def test_universal_queue_waits_let_virtual_time_jump():
     # A task waiting on a UniversalQueue that another task feeds after a
     # (virtual) sleep: autojump must move time on, or the run would hang.
@@ -524,3 +539,142 @@ def test_universal_queue_fed_by_to_thread_holds_virtual_time():
                 return await uq.get()
 
     assert yieldio.run(main, clock=VirtualClock(autojump=True)) == "from the thread"
+
+
+# -- UniversalQueue: timeout= in a task ------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_universal_get_timeout_in_a_task_raises_queue_empty_at_the_deadline():
+    # The timeout was silently ignored in a task: the get waited for ever
+    # (and, being a passive wait, was not even reported as a deadlock).
+    async def main():
+        q = yieldio.UniversalQueue()
+        t0 = yieldio.current_time()
+        with yieldio.move_on_after(100):  # bounds the test without the fix
+            with pytest.raises(yieldio.QueueEmpty, match="timed out"):
+                await q.get(timeout=5)
+        return yieldio.current_time() - t0
+
+    assert vrun(main) == 5
+
+
+@pytest.mark.timeout(10)
+def test_universal_put_timeout_in_a_task_raises_queue_full_and_does_not_enqueue():
+    async def main():
+        q = yieldio.UniversalQueue(1)
+        await q.put("a")
+        t0 = yieldio.current_time()
+        with yieldio.move_on_after(100):
+            with pytest.raises(yieldio.QueueFull, match="timed out"):
+                await q.put("b", timeout=3)
+        return yieldio.current_time() - t0, q.qsize(), q.get_nowait()
+
+    assert vrun(main) == (3, 1, "a")
+
+
+@pytest.mark.timeout(10)
+def test_universal_get_timeout_returns_an_item_that_comes_in_time():
+    async def main():
+        q = yieldio.UniversalQueue()
+
+        async def later():
+            await yieldio.sleep(2)
+            await q.put("x")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(later)
+            item = await q.get(timeout=5)
+        return item, yieldio.current_time()
+
+    assert vrun(main) == ("x", 2)
+
+
+@pytest.mark.timeout(10)
+def test_universal_timeout_zero_or_negative_does_not_wait_but_takes_what_is_there():
+    # As threading's wait_for: a timeout of 0 or less is one try, no wait.
+    async def main():
+        q = yieldio.UniversalQueue(1)
+        with pytest.raises(yieldio.QueueEmpty):
+            await q.get(timeout=0)
+        await q.put("a", timeout=0)
+        with pytest.raises(yieldio.QueueFull):
+            await q.put("b", timeout=-1)
+        got = await q.get(timeout=-1)
+        return got, yieldio.current_time()
+
+    assert vrun(main) == ("a", 0)
+
+
+@pytest.mark.timeout(10)
+def test_universal_timed_get_lets_an_enclosing_cancellation_through():
+    async def main():
+        q = yieldio.UniversalQueue()
+        with yieldio.move_on_after(1) as outer:
+            await q.get(timeout=5)
+        return outer.cancelled_caught, yieldio.current_time()
+
+    assert vrun(main) == (True, 1)
+
+
+@pytest.mark.timeout(10)
+def test_universal_timeout_must_be_a_number():
+    async def main():
+        q = yieldio.UniversalQueue()
+        with pytest.raises(TypeError, match="timeout"):
+            await q.get(timeout="soon")
+
+    vrun(main)
+
+
+# -- UniversalQueue: the nowait methods, full(), maxsize, closed, as Queue has them -----------
+
+
+@pytest.mark.timeout(10)
+def test_universal_queue_nowait_full_maxsize_closed():
+    q = yieldio.UniversalQueue(2)
+    assert q.maxsize == 2 and not q.full() and not q.closed
+    q.put_nowait(1)
+    q.put_nowait(2)
+    assert q.full()
+    with pytest.raises(yieldio.QueueFull):
+        q.put_nowait(3)
+    assert q.get_nowait() == 1 and q.get_nowait() == 2
+    with pytest.raises(yieldio.QueueEmpty):
+        q.get_nowait()
+    q.close()
+    assert q.closed
+    with pytest.raises(yieldio.QueueClosed):
+        q.put_nowait(4)
+    with pytest.raises(yieldio.QueueClosed):
+        q.get_nowait()
+    assert not yieldio.UniversalQueue().full()
+
+
+@pytest.mark.timeout(10)
+def test_universal_nowait_from_a_thread_wakes_waiting_tasks():
+    async def main():
+        q = yieldio.UniversalQueue(1)
+        got = []
+
+        async def getter():
+            got.append(await q.get())
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(getter)
+            await yieldio.sleep(1)  # the getter waits
+            await yieldio.to_thread(q.put_nowait, "from thread")
+        # A waiting putter is woken by get_nowait from a thread.
+        await q.put("first")
+
+        async def putter():
+            await q.put("second")
+            got.append("put done")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(putter)
+            await yieldio.sleep(1)  # the putter waits: the queue is full
+            taken = await yieldio.to_thread(q.get_nowait)
+        return got, taken, q.get_nowait()
+
+    assert vrun(main) == (["from thread", "put done"], "first", "second")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
+import warnings
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,7 @@ from yieldio.debug._monitor import MonitorError, MonitorServer
 from yieldio.debug._never_awaited import NeverAwaitedReporter
 from yieldio.debug._slow import DEFAULT_THRESHOLD, SlowStepDetector
 from yieldio.debug._trace import TraceRecorder
+from yieldio.testing import VirtualClock
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +75,17 @@ def test_bad_debug_value_fails_before_the_program_runs(bad, exc, match):
     with pytest.raises(exc, match=match):
         yieldio.run(main, debug=bad)
     assert ran == []
+
+
+@pytest.mark.parametrize("flag", ["no", "false", 0, None])
+def test_debug_never_awaited_takes_a_bool_only(flag: Any) -> None:
+    """bool("no") is True: a string meant to turn the reporter off turned it on."""
+
+    async def main() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"'never_awaited': \.\.\.\}\) takes True or False"):
+        yieldio.run(main, debug={"never_awaited": flag})
 
 
 def test_yieldio_debug_env_turns_debug_on_and_explicit_false_wins(monkeypatch):
@@ -192,6 +207,67 @@ def test_refused_options_close_the_coroutine_given():
         assert coro.cr_frame is None, opts
 
 
+# -- clock=, instruments=, seed= -------------------------------------------------
+class _NoAutojumpClock:
+    def current_time(self) -> float:
+        return 0.0
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return 0.0
+
+
+BAD_RUN_ARGS: list[tuple[dict[str, Any], str]] = [
+    ({"clock": VirtualClock}, r"not the class VirtualClock; did you mean VirtualClock\(\)"),
+    ({"clock": 5}, r"takes a clock .* lacks current_time, deadline_to_sleep_time, autojump"),
+    ({"clock": _NoAutojumpClock()}, r"lacks autojump"),
+    ({"instruments": 5}, r"takes a list of instruments, not 5"),
+    ({"seed": [1]}, r"takes an int \(or None\), not \[1\]"),
+]
+
+
+@pytest.mark.parametrize("kwargs, match", BAD_RUN_ARGS)
+def test_run_with_a_bad_argument_fails_clearly_and_leaves_no_coroutine_behind(
+        kwargs: dict[str, Any], match: str) -> None:
+    """A bad clock, instruments or seed: TypeError before anything runs.
+
+    Before, the coroutine was made first and never closed ("coroutine ...
+    was never awaited"), and the error was an AttributeError from the
+    kernel (or, for a clock class, a TypeError at the first sleep).
+    """
+    ran = []
+
+    async def main() -> None:
+        ran.append(1)
+        await yieldio.sleep(1)
+
+    # run(main, ...): the function is not even called.
+    with pytest.raises(TypeError, match=match):
+        yieldio.run(main, **kwargs)
+    # run(main(), ...): the coroutine object given is closed.
+    coro = main()
+    with pytest.raises(TypeError, match=match):
+        yieldio.run(coro, **kwargs)
+    assert coro.cr_frame is None  # closed: no "never awaited" warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        del coro
+        gc.collect()
+    assert ran == []
+
+
+def test_run_with_a_good_custom_clock_and_string_seed_still_works() -> None:
+    """The checks refuse only what the kernel would fail on."""
+
+    class Clock(_NoAutojumpClock):
+        autojump = False
+
+    async def main() -> int:
+        await yieldio.sleep(0)
+        return 7
+
+    assert yieldio.run(main, clock=Clock(), instruments=(), seed="replay") == 7
+
+
 # -- what run() accepts ---------------------------------------------------------
 def test_run_accepts_any_callable_returning_a_coroutine():
     async def add(a, b):
@@ -206,6 +282,26 @@ def test_run_refuses_a_callable_that_returns_no_coroutine():
         yieldio.run(int)
     with pytest.raises(TypeError, match=r"returned 3, which is not a coroutine"):
         yieldio.run(functools.partial(int, 3))
+
+
+def test_running_an_async_generator_function_says_what_it_is() -> None:
+    """The old hint ("is it a plain function? use 'async def'") pointed in a circle."""
+
+    async def numbers() -> Any:
+        yield 1
+
+    with pytest.raises(TypeError, match=r"numbers' returned .* \(it is an async generator "
+                                        r"function .*'async for'"):
+        yieldio.run(numbers)
+
+    async def main() -> None:
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(numbers)
+
+    with pytest.raises(ExceptionGroup) as info:
+        yieldio.run(main)
+    (err,) = info.value.exceptions
+    assert isinstance(err, TypeError) and "async generator function" in str(err)
 
 
 def test_run_accepts_a_function_returning_a_hand_written_coroutine():

@@ -286,6 +286,42 @@ def test_bad_arguments_and_uncatchable_signals():
     yieldio.run(main)
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.skipif(not hasattr(signal, "SIGRTMIN"), reason="no real-time signals")
+def test_real_time_signals_can_be_received():
+    # SIGRTMIN+1 is as valid as SIGUSR1 (signal.signal and trio accept it),
+    # but only SIGRTMIN and SIGRTMAX are members of signal.Signals: checking
+    # the number against that enum refused every real-time signal in between
+    # with "35 is not a valid signal number", and repr() of a receiver for one
+    # would have crashed the same way.
+    rt1 = signal.SIGRTMIN + 1
+    rt2 = signal.SIGRTMAX - 1
+    before = (signal.getsignal(rt1), signal.getsignal(rt2))
+
+    async def main():
+        with yieldio.open_signal_receiver(rt1, rt2) as signals:
+            assert signals.signals == (rt1, rt2)
+            assert "SIGRTMIN+1" in repr(signals)
+            os.kill(os.getpid(), rt2)
+            os.kill(os.getpid(), rt1)
+            with yieldio.fail_after(2):
+                assert await signals.receive() == rt2
+                assert await signals.receive() == rt1
+
+    yieldio.run(main)
+    assert (signal.getsignal(rt1), signal.getsignal(rt2)) == before
+
+
+def test_invalid_signal_numbers_are_still_a_clear_value_error():
+    async def main():
+        for bad in (0, -1, signal.NSIG, 1000):
+            with pytest.raises(ValueError, match="not a valid signal number"):
+                with yieldio.open_signal_receiver(bad):
+                    pass
+
+    yieldio.run(main)
+
+
 def test_outside_run_and_outside_the_main_thread_raise_runtime_error():
     with pytest.raises(RuntimeError, match="inside yieldio.run"):
         with yieldio.open_signal_receiver(USR1):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 
 import yieldio
@@ -385,6 +387,43 @@ def test_failed_task_keeps_its_exception_and_joiners_wake():
             t.result()
 
     yieldio.run(main)
+
+
+def test_result_and_join_of_a_failed_task_do_not_grow_its_traceback() -> None:
+    """Each report raises the task's error with the same traceback, as asyncio does.
+
+    A bare ``raise self._exc`` prepended the caller's frames at every call:
+    a loop polling ``result()`` grew the traceback (and the exception held
+    in the group's ExceptionGroup) without bound.
+    """
+
+    async def bad() -> None:
+        raise ValueError("boom")
+
+    def depth(exc: BaseException) -> int:
+        return len(traceback.extract_tb(exc.__traceback__))
+
+    async def main() -> tuple[list[int], list[int]]:
+        with pytest.raises(ExceptionGroup):
+            async with yieldio.TaskGroup() as tg:
+                task = tg.spawn(bad)
+        by_result = []
+        for _ in range(3):
+            with pytest.raises(ValueError) as info:
+                task.result()
+            by_result.append(depth(info.value))
+        by_join = []
+        for _ in range(3):
+            with pytest.raises(ValueError) as info:
+                await task.join()
+            by_join.append(depth(info.value))
+        # The traceback still leads to the line that raised.
+        assert traceback.extract_tb(info.value.__traceback__)[-1].name == "bad"
+        return by_result, by_join
+
+    by_result, by_join = yieldio.run(main)
+    assert len(set(by_result)) == 1, by_result
+    assert len(set(by_join)) == 1, by_join
 
 
 def test_tasks_lists_children_wherever_their_scopes_moved_them():

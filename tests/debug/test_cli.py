@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from yieldio._cli_debug import cmd_run
+from yieldio.debug import TraceRecorder
 
 
 def script(tmp_path, body, name="app.py"):
@@ -32,6 +33,27 @@ def test_runs_main_with_argv_and_returns_its_exit_code(tmp_path, capsys):
     """)
     assert cmd_run([str(path), "--port", "8080"]) == 3
     assert capsys.readouterr().out == "args ['--port', '8080'] __yieldio_main__\n"
+
+
+def test_run_passes_a_double_dash_after_the_script_on_to_it(tmp_path):
+    path = script(tmp_path, """
+        import json, sys
+
+        async def main():
+            print(json.dumps(sys.argv[1:]))
+
+        if __name__ == "__main__":
+            import yieldio
+            yieldio.run(main)
+    """)
+    for args in (["--", "-x"], ["a", "--", "b"], ["--"]):
+        plain = subprocess.run([sys.executable, str(path), *args], capture_output=True,
+                               text=True, timeout=30)
+        under = subprocess.run([sys.executable, "-m", "yieldio", "run", str(path), *args],
+                               capture_output=True, text=True, timeout=30)
+        assert under.returncode == 0, under.stderr
+        # What 'python app.py ARGS' gives the script, 'yieldio run app.py ARGS' gives too.
+        assert json.loads(under.stdout) == json.loads(plain.stdout) == args
 
 
 def test_generator_main_and_trace(tmp_path):
@@ -76,6 +98,15 @@ def test_scripts_that_cannot_run_get_clear_errors(tmp_path, capsys, body, code, 
     assert message.format(path) in capsys.readouterr().err
 
 
+def test_run_refuses_a_main_that_needs_arguments_with_a_usage_error(tmp_path):
+    path = script(tmp_path, "async def main(port):\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "yieldio", "run", str(path), "8080"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("yieldio run: main in ") and "needs arguments" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("body, first_frame", [
     ("async def main():\n    await helper()\n"
      "async def helper():\n    raise ValueError('boom')\n", "in main"),
@@ -107,6 +138,18 @@ def test_missing_script_and_bad_options(tmp_path, capsys):
         cmd_run(["--help"])
     assert info.value.code == 0
     assert "--trace FILE" in capsys.readouterr().out
+
+
+def test_a_trace_path_that_is_a_directory_is_refused_before_the_script_runs(tmp_path):
+    ran = tmp_path / "ran"
+    path = script(tmp_path, f"open({str(ran)!r}, 'w').close()\nasync def main():\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "yieldio", "run", "--trace", str(tmp_path),
+                           str(path)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "is a directory" in proc.stderr, proc.stderr
+    assert not ran.exists()  # refused up front, not after the whole run
+    with pytest.raises(IsADirectoryError):
+        TraceRecorder(tmp_path)
 
 
 @pytest.mark.parametrize("extra", [["--debug"], []])

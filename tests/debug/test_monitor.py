@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -23,6 +24,9 @@ from yieldio.debug import MonitorClient, MonitorServer
 from yieldio.debug._monitor import COMMANDS, MonitorError, monitor_dir
 from yieldio.debug._monitor_client import find_monitor_socket
 
+# A name that a table row must not print raw: a newline, a terminal escape
+# sequence and a lone surrogate (a name decoded from a non-UTF-8 file name).
+EVIL = "evil\n\x1b[2J\udcff"
 LOADED_PROGRAM = textwrap.dedent("""
     import os, sys, yieldio
     from yieldio._io import wait_readable
@@ -470,6 +474,27 @@ def test_top_lists_the_task_that_keeps_the_loop_busy(tmp_path):
     assert name == "spinner" and float(cpu) > 50, reply["text"]
 
 
+def test_monitor_ps_and_top_escape_names(tmp_path):
+    async def busy(prog):
+        while not prog.stop.is_set():
+            await yieldio.sleep(0)
+
+    async def main(prog):
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(busy, prog, name=EVIL)
+            await idle_until_stopped(prog)
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(main, server), MonitorClient(server.path) as client:
+        ps = client.request("ps")["text"]
+        top = client.request("top")["text"]
+        client.request("top", "stop")
+    for text in (ps, top):
+        assert "\x1b" not in text and "\udcff" not in text and "evil\n" not in text, text
+    assert "evil\\n\\x1b[2J\\udcff" in ps
+    assert "evil\\n\\x1b[2J" in top
+
+
 def test_a_blocked_loop_fails_stats_and_top_with_the_reason(tmp_path):
     async def main(prog):
         prog.started.set()
@@ -652,6 +677,19 @@ def test_interactive_monitor_on_a_pipe_ends_at_end_of_input(tmp_path):
     assert "Stack of <Task 1 'main'" in proc.stdout
     assert "CPU% is sampled" in proc.stdout  # top, not on a terminal: one view
     assert proc.stderr == "unknown command 'frobnicate'; try 'help'\n"
+
+
+def test_the_interactive_monitor_greets_a_program_with_an_empty_argv(tmp_path, monkeypatch,
+                                                                      capsys):
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    monkeypatch.setattr(sys, "argv", [])  # what the server reports as the program's argv
+    monkeypatch.setattr(sys, "stdin", io.StringIO("ps\nquit\n"))
+    with Program(idle_until_stopped, server):
+        code = cmd_monitor([server.path])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith(f"yieldio monitor: pid {os.getpid()} (?) at {server.path}\n"), out
+    assert "ID  PARENT  STATE" in out
 
 
 def test_ctrl_c_stops_top_and_the_monitor_exits_cleanly(tmp_path):

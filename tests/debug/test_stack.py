@@ -201,6 +201,52 @@ def test_a_stack_deeper_than_the_cut_keeps_the_innermost_frames():
     assert text.rstrip().endswith(frames[-1].format().rstrip())
 
 
+def test_the_cut_marker_of_a_deep_stack_is_not_shown_as_a_coroutine():
+    depth = MAX_FRAMES + 10
+
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(deep, depth, ev)
+            while t._tramp is None or t._tramp.depth < depth + 1:
+                await yieldio.sleep(0)
+            text = format_stack(t)
+            ev.set()
+        return text
+
+    text = yieldio.run(main)
+    cut = [line for line in text.splitlines() if "stack cut" in line]
+    assert len(cut) == 1 and cut[0].startswith("  ... stack cut: "), cut
+    assert "class-based coroutine" not in text
+    assert len(text.splitlines()) < 40
+
+
+async def recurse(n: int, ev: yieldio.Event) -> None:
+    if n == 0:
+        await ev.wait()
+        return
+    await recurse(n - 1, ev)
+
+
+def test_format_stack_folds_repeated_frames_like_a_traceback():
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(recurse, 200, ev)
+            await yieldio.sleep(0)
+            frames, text = t.stack(), format_stack(t)
+            ev.set()
+        return frames, text
+
+    frames, text = yieldio.run(main)
+    assert len(frames) > 200  # the data keeps every frame
+    lines = text.splitlines()
+    assert len(lines) < 20, text
+    assert lines[1:7:2] == [lines[1]] * 3 and "in recurse" in lines[1]
+    assert "  [Previous line repeated 197 more times]" in lines
+    assert "in Event.wait" in text  # the innermost frames are still there
+
+
 def test_innermost_and_where_frame_do_not_copy_a_trampolined_stack(monkeypatch):
     # They run for every task when a tree is drawn: O(1) in the depth of a
     # trampolined chain, not a copy of the whole stack (Trampoline.stack).

@@ -10,7 +10,12 @@ import pytest
 
 import yieldio
 from yieldio.debug import TraceRecorder, trace_counter
+from yieldio.debug._trace_html import render_html
 from yieldio.testing import VirtualClock
+
+# A task name no writer may choke on: a newline, a terminal escape sequence
+# and a lone surrogate (a name decoded from a non-UTF-8 file name).
+EVIL = "evil\n\x1b[2J\udcff"
 
 
 def load(path):
@@ -23,6 +28,13 @@ def load(path):
 def names_by_tid(events):
     return {e["tid"]: e["args"]["name"] for e in events
             if e["ph"] == "M" and e["name"] == "thread_name"}
+
+
+def strict_json(text: str):
+    """json.loads as a browser's JSON.parse reads: NaN and Infinity are errors."""
+    def refuse(name: str):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
 
 
 async def ping(ev_in, ev_out, n):
@@ -218,6 +230,30 @@ def test_a_failing_task_and_a_cancelled_task_say_so(tmp_path):
     assert exits[names["victim"]] == "cancelled"
 
 
+def test_a_task_name_with_a_lone_surrogate_does_not_lose_the_trace(tmp_path):
+    path = tmp_path / "trace.json"
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.sleep, 0, name=EVIL)
+        raise KeyError("boom")  # a crashed run's trace is written too
+
+    with pytest.raises(KeyError):
+        yieldio.run(main, trace=str(path))
+    trace = strict_json(path.read_text(encoding="utf-8"))
+    events = trace["traceEvents"]
+    names = {e["args"]["name"] for e in events
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert f"{EVIL} (task 2)" in names
+    for e in events:  # the Chrome trace format's required fields
+        assert {"ph", "pid", "tid", "name"} <= e.keys(), e
+        if e["ph"] != "M":
+            assert isinstance(e["ts"], (int, float)), e
+    assert any(e["ph"] == "i" and "KeyError" in e["args"]["outcome"] for e in events)
+    html = render_html(trace)  # and the viewer takes it
+    assert "evil" in html
+
+
 @pytest.mark.parametrize("n_steps", [4096 - 40, 4096 * 2])
 def test_written_file_is_valid_json_at_any_size(tmp_path, n_steps):
     path = tmp_path / "n.json"
@@ -261,6 +297,33 @@ def test_a_counter_value_that_is_no_number_at_all_is_refused(tmp_path):
             trace_counter("peers", [1, 2])
 
     yieldio.run(main, trace=str(tmp_path / "t.json"))
+
+
+class Num:
+    """A number type that float() converts (like a numpy float)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __float__(self) -> float:
+        return self.value
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_counter_is_refused_not_written_as_invalid_json(tmp_path, value):
+    path = tmp_path / "trace.json"
+
+    async def main():
+        trace_counter("fine", 1.5)
+        with pytest.raises(ValueError, match="finite"):
+            trace_counter("ratio", value)
+        with pytest.raises(ValueError, match="finite"):
+            trace_counter("ratio", Num(value))
+
+    yieldio.run(main, trace=str(path))
+    events = strict_json(path.read_text(encoding="utf-8"))["traceEvents"]
+    assert [e["args"]["value"] for e in events if e["name"] == "fine"] == [1.5]
+    assert not [e for e in events if e["name"] == "ratio"]
 
 
 def test_a_trace_that_cannot_be_written_at_the_end_is_reported_not_raised(tmp_path, capsys):

@@ -7,6 +7,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 
 import pytest
@@ -44,6 +45,13 @@ def make_trace(tmp_path, n_workers=4, name="trace.json"):
     path = tmp_path / name
     yieldio.run(program, n_workers, trace=str(path))
     return path
+
+
+def strict_json(text: str):
+    """json.loads as a browser's JSON.parse reads: NaN and Infinity are errors."""
+    def refuse(name: str):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
 
 
 def chromium(tmp_path, *args):
@@ -180,6 +188,29 @@ def test_trace_view_unwritable_output_names_the_output_not_a_temp_file(tmp_path,
     err = capsys.readouterr().err
     assert f"cannot write {str(out)!r}: No such file or directory" in err
     assert ".tmp" not in err
+
+
+def test_trace_view_drops_numbers_a_browser_cannot_parse(tmp_path):
+    # json.load accepts NaN, Infinity and 1e400; the page's JSON.parse does
+    # not: one such number made the whole page blank.
+    src = tmp_path / "foreign.json"
+    src.write_text('[{"ph":"X","ts":1,"dur":2,"tid":1,"name":"ok"},'
+                   '{"ph":"X","ts":NaN,"dur":1,"tid":1,"name":"a"},'
+                   '{"ph":"X","ts":1e400,"dur":1,"tid":1,"name":"b"},'
+                   '{"ph":"X","ts":2,"dur":Infinity,"tid":1,"name":"c"},'
+                   f'{{"ph":"X","ts":{10 ** 400},"dur":1,"tid":1,"name":"d"}},'
+                   '{"ph":"C","ts":3,"name":"n","args":{"value":-Infinity}}]')
+    out = tmp_path / "page.html"
+    proc = subprocess.run([sys.executable, "-m", "yieldio", "trace", "view", str(src),
+                           "-o", str(out)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text(encoding="utf-8")
+    data = re.search(r'<script id="trace-data" type="application/json">(.*?)</script>',
+                     page, re.S)
+    assert data is not None
+    model = strict_json(data.group(1))
+    assert model["end"] == 2.0  # 'c' keeps its start; its infinite duration counts as 0
+    assert sum(len(t["slices"]) for t in model["tracks"]) == 2
 
 
 # -- in a real browser ---------------------------------------------------------------------

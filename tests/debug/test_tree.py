@@ -20,6 +20,10 @@ from yieldio.debug import (
 )
 from yieldio.testing import VirtualClock
 
+# A name that a table row must not print raw: a newline, a terminal escape
+# sequence and a lone surrogate (a name decoded from a non-UTF-8 file name).
+EVIL = "evil\n\x1b[2J\udcff"
+
 
 def vrun(fn, *args):
     return yieldio.run(fn, *args, clock=VirtualClock(autojump=True))
@@ -268,6 +272,25 @@ def test_task_table_limit():
     text = vrun(main)
     assert text.splitlines()[-1] == "... 7 more tasks not shown"
     assert len(text.splitlines()) == 1 + 4 + 1
+
+
+def test_the_task_table_keeps_one_line_per_task_whatever_the_names():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(yieldio.sleep, 3600, name=EVIL)
+            await yieldio.sleep(0)
+            table = format_task_table()
+            tree = format_task_tree()
+            tg.cancel()
+        return table, tree
+
+    table, tree = yieldio.run(main)
+    lines = table.splitlines()
+    assert len(lines) == 3, table  # the header, main, the evil one
+    assert "evil\\n\\x1b[2J\\udcff" in lines[2]
+    assert "\x1b" not in table and "\udcff" not in table
+    table.encode("utf-8")  # printable on a strict UTF-8 terminal
+    assert len(tree.splitlines()) == 4 and "\x1b" not in tree
 
 
 def test_tree_outside_a_run_is_a_clear_error():

@@ -134,6 +134,32 @@ def test_reset_while_reading_the_body() -> None:
     yieldio.run(main)
 
 
+@pytest.mark.timeout(10)
+def test_a_body_ended_by_the_close_does_not_pool_the_closed_connection() -> None:
+    # Regression: h11 stays in DONE after an EOF-delimited body until asked
+    # again, so the closed connection went back to the pool (and counted
+    # against max_connections) as if it could be reused.
+    async def handler(stream: yieldio.Stream) -> None:
+        await read_request(stream)
+        await stream.write(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+        await stream.aclose()
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}/"
+            with yieldio.fail_after(2):
+                r = await client.get(url)
+            assert (r.status, r.content) == (200, b"until the end")
+            assert client._pool.open == 0
+            assert not client._pool._idle.get(("http", "127.0.0.1", server.port))
+            with yieldio.fail_after(2):
+                async with client.stream("GET", url) as r:
+                    assert [c async for c in r.iter_bytes()] == [b"until the end"]
+            assert client._pool.open == 0
+
+    yieldio.run(main)
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_upload_to_a_server_that_resets_without_answering(streamed: bool) -> None:
     async def handler(stream: yieldio.Stream) -> None:
@@ -186,6 +212,33 @@ def test_informational_responses_before_the_final_one_are_skipped() -> None:
         async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
             r = await client.post(f"http://127.0.0.1:{server.port}/", content=b"x")
             assert (r.status, await r.text(), "link" in r.headers) == (201, "made", False)
+
+    yieldio.run(main)
+
+
+@pytest.mark.timeout(10)
+def test_a_close_after_an_informational_response_does_not_send_the_request_again() -> None:
+    # Regression: on a reused connection, a close after a 1xx (the server
+    # had the request: 103 Early Hints) was taken for a stale keep-alive
+    # connection, and the POST was sent a second time on a new connection.
+    seen: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        seen.append(await read_request(stream))
+        await stream.write(OK)
+        seen.append(await read_request(stream))
+        await stream.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+        await stream.aclose()
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}"
+            with yieldio.fail_after(2):
+                assert (await client.get(url + "/first")).status == 200
+                with pytest.raises(ProtocolError, match="closed the connection"):
+                    await client.post(url + "/pay", content=b"once")
+            assert client._pool.open == 0
+        assert seen == [b"GET /first HTTP/1.1", b"POST /pay HTTP/1.1"]
 
     yieldio.run(main)
 
@@ -323,5 +376,94 @@ def test_waiting_for_the_total_limit_times_out_and_frees_the_host_permit() -> No
                         await client.get(f"http://127.0.0.1:{b.port}/echo", timeout=0.05)
                 # b's per-host permit was given back: b is reachable once a is done
                 assert (await client.get(f"http://127.0.0.1:{b.port}/echo")).status == 200
+
+    yieldio.run(main)
+
+
+
+def test_bytes_past_the_end_of_a_response_do_not_answer_the_next_request() -> None:
+    # Regression: a server that sent more than its Content-Length (here a
+    # whole second response, in the same segment) left those bytes in h11's
+    # buffer; the connection went back to the pool and the next request was
+    # "answered" with them: a 404 that the server never sent for it.
+    connections = 0
+
+    async def handler(stream: yieldio.Stream) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                await read_request(stream)
+                await stream.write(OK + b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nstale")
+        except (EOFError, OSError, yieldio.BrokenStreamError):
+            pass
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}/"
+            with yieldio.fail_after(5):
+                for _ in range(3):
+                    r = await client.get(url)
+                    assert (r.status, r.content) == (200, b"ok")
+            assert client._pool.open == 0  # none of them was pooled
+        assert connections == 3
+
+    yieldio.run(main)
+
+
+def test_a_reset_after_part_of_the_response_head_does_not_send_a_post_again() -> None:
+    # Regression: on a kept-alive connection, a reset that came after the
+    # first bytes of the response head was taken for a stale connection, and
+    # the POST was sent again on a new one although the server had it.
+    seen: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        seen.append(await read_request(stream))
+        await stream.write(OK)
+        seen.append(await read_request(stream))
+        await stream.write(b"HTTP/1.1 200 OK\r\nContent-Le")
+        reset(stream)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}"
+            with yieldio.fail_after(5):
+                assert (await client.get(url + "/first")).status == 200
+                with pytest.raises(ProtocolError):
+                    await client.post(url + "/pay", content=b"once")
+        assert seen == [b"GET /first HTTP/1.1", b"POST /pay HTTP/1.1"]
+
+    yieldio.run(main)
+
+
+def test_a_utf8_location_is_followed_as_utf8() -> None:
+    # Regression: a Location sent as raw UTF-8 (as many servers do) was read
+    # as ISO-8859-1 and followed to /caf%C3%83%C2%A9 instead of /caf%C3%A9
+    # (requests and httpx follow it as UTF-8).
+    seen: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        try:
+            while True:
+                line = await read_request(stream)
+                seen.append(line)
+                if line.startswith(b"GET /start "):
+                    await stream.write("HTTP/1.1 302 Found\r\nLocation: /café?q=ü\r\n"
+                                       "Content-Length: 0\r\n\r\n".encode())
+                else:
+                    await stream.write(OK)
+        except (EOFError, OSError, yieldio.BrokenStreamError):
+            pass
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, \
+                Client(follow_redirects=True) as client:
+            base = f"http://127.0.0.1:{server.port}"
+            with yieldio.fail_after(5):
+                r = await client.get(base + "/start")
+            assert (r.status, r.content) == (200, b"ok")
+            assert r.url == base + "/café?q=ü"
+            assert [h.status for h in r.history] == [302]
+        assert seen == [b"GET /start HTTP/1.1", b"GET /caf%C3%A9?q=%C3%BC HTTP/1.1"]
 
     yieldio.run(main)

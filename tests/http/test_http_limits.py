@@ -8,12 +8,15 @@ fast); the slowloris defence is also shown on real sockets.
 
 from __future__ import annotations
 
+import base64
+import os
 from contextlib import asynccontextmanager
 
 import pytest
 
 import yieldio
-from yieldio.http import Client, Limits, Request, Response, serve
+from yieldio.http import Client, Limits, Request, Response, WebSocketClosed, serve
+from yieldio.http._connection import LINGER_TIME
 from yieldio.testing import SimNetwork, VirtualClock
 
 
@@ -21,8 +24,9 @@ async def hello(request: Request) -> Response:
     return Response.text("hello")
 
 
-def run_simulated(main) -> None:
-    net = SimNetwork()
+def run_simulated(main, **net_options) -> None:
+    """Run ``main`` in virtual time on a SimNetwork (options: ``SimNetwork``'s) with 10.0.0.1."""
+    net = SimNetwork(**net_options)
     net.add_host("server", "10.0.0.1")
     yieldio.run(main, network=net, clock=VirtualClock(autojump=True))
 
@@ -115,6 +119,34 @@ def test_chunked_body_past_the_limit_gets_413(exchange) -> None:
             assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"600")
 
     yieldio.run(main)
+
+
+def test_lingering_after_a_413_is_bounded_even_with_every_timeout_off() -> None:
+    # With every timeout set to None the reaper task did not run at all, so
+    # the lingering close after a 413 (at most LINGER_TIME) waited for ever
+    # on a client that keeps its connection open.
+    limits = Limits(header_timeout=None, keep_alive_timeout=None, body_timeout=None,
+                    write_timeout=None, max_body_size=10)
+
+    async def app(request: Request) -> Response:
+        return Response.text(str(len(await request.body())))
+
+    async def main() -> None:
+        async with serve(app, "10.0.0.1", 80, limits=limits) as server:
+            stream = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            async with stream:
+                await stream.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+                head = await stream.read_until(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 413 ")
+                await read_until_closed(stream)  # the server's FIN: it lingers now
+                t0 = yieldio.current_time()
+                # The client keeps its end open and sends nothing.
+                with yieldio.fail_after(60):  # virtual seconds
+                    while server.connections:
+                        await yieldio.sleep(0.1)
+                assert yieldio.current_time() - t0 <= LINGER_TIME + 1
+
+    run_simulated(main)
 
 
 # -- time ---------------------------------------------------------------------------------------
@@ -296,6 +328,106 @@ def test_write_timeout_does_not_cut_a_slowly_produced_stream_virtual_time() -> N
         assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
 
     run_simulated(main)
+
+
+# Every timeout off but the one under test; no keepalive pings.
+ONLY_WRITE_TIMEOUT = Limits(header_timeout=None, keep_alive_timeout=None, body_timeout=None,
+                            write_timeout=2.0, websocket_ping_interval=None)
+# Small buffers: a peer that reads nothing blocks the server's writes soon.
+SMALL_BUFFER = 8192
+
+
+async def wait_closed_by_write_timeout(server) -> None:
+    t0 = yieldio.current_time()
+    with yieldio.fail_after(60):  # virtual seconds
+        while server.connections:
+            await yieldio.sleep(0.1)
+    assert yieldio.current_time() - t0 <= 2.0 + 1.5
+
+
+def test_a_streamed_head_response_to_a_client_that_reads_nothing_times_out() -> None:
+    async def app(request: Request) -> Response:
+        async def body():
+            yield b"never sent"
+        return Response(200, {"x-big": "y" * 20_000}, body())
+
+    async def main() -> None:
+        async with serve(app, "10.0.0.1", 80, limits=ONLY_WRITE_TIMEOUT) as server:
+            stream = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            async with stream:
+                await stream.write(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+                while not server.connections:
+                    await yieldio.sleep(0.01)
+                await wait_closed_by_write_timeout(server)
+
+    run_simulated(main, max_buffer=SMALL_BUFFER)
+
+
+def test_a_100_continue_to_a_client_that_reads_nothing_times_out() -> None:
+    # A first (pipelined) response, never read, fills the client's receive
+    # buffer all but a few bytes; the 100 Continue for the second request,
+    # which the application reads the body of, then cannot be written.
+    async def app(request: Request) -> Response:
+        if request.path == "/fill":
+            return Response.text("x" * int(request.query["n"]))
+        return Response.text(str(len(await request.body())))
+
+    async def main() -> None:
+        async with serve(app, "10.0.0.1", 80, limits=ONLY_WRITE_TIMEOUT) as server:
+            # The size of a response, head included, with a 4000-byte body.
+            probe = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            async with probe:
+                await probe.write(b"GET /fill?n=4000 HTTP/1.1\r\nHost: x\r\n"
+                                  b"Connection: close\r\n\r\n")
+                size = len(await read_until_closed(probe)) - len(b"connection: close\r\n")
+            n = 4000 + SMALL_BUFFER - size - 10  # 10 bytes of room left; 100 Continue is 25
+            stream = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            async with stream:
+                await stream.write(
+                    b"GET /fill?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n
+                    + b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: 5\r\n\r\n")
+                await yieldio.sleep(0.5)
+                assert server.connections == 1  # the first response went out whole
+                await wait_closed_by_write_timeout(server)
+
+    run_simulated(main, max_buffer=SMALL_BUFFER)
+
+
+def ws_handshake() -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def test_a_websocket_send_to_a_peer_that_reads_nothing_ends_at_the_write_timeout() -> None:
+    # Without it, with keepalive off, ws.send() blocked for ever.
+    seen: list[tuple[float, int | None, int | None, str | None]] = []
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        t0 = yieldio.current_time()
+        try:
+            while True:
+                await ws.send("x" * 1000)
+        except WebSocketClosed as exc:
+            seen.append((yieldio.current_time() - t0, exc.code, ws.close_code, ws.close_reason))
+
+    async def main() -> None:
+        async with serve(app, "10.0.0.1", 80, limits=ONLY_WRITE_TIMEOUT) as server:
+            stream = await yieldio.open_tcp_stream("10.0.0.1", 80)
+            async with stream:
+                await stream.write(ws_handshake())
+                await stream.read_until(b"\r\n\r\n")  # the 101; then read nothing
+                with yieldio.fail_after(60):  # virtual seconds
+                    while server.connections:
+                        await yieldio.sleep(0.1)
+
+    run_simulated(main, max_buffer=256)
+    assert len(seen) == 1
+    elapsed, code, close_code, reason = seen[0]
+    assert 2.0 <= elapsed <= 3.0
+    assert (code, close_code, reason) == (1011, 1011, "write timeout")
 
 
 # -- connections ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ chunked bodies, errors and shutdown -- over real loopback sockets."""
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
@@ -46,6 +47,22 @@ def test_request_attributes_and_json_response() -> None:
                         "scheme": "http"}
         host, port = seen[0].client
         assert host == "127.0.0.1" and isinstance(port, int)
+
+    yieldio.run(main)
+
+
+def test_an_absolute_form_target_with_a_slash_in_its_query_is_not_routed_by_the_query(
+        exchange) -> None:
+    # "GET http://host?next=/admin" asks for "/", not for "/admin".
+    async def app(request: Request) -> Response:
+        return Response.json({"path": request.path, "raw": request.raw_path,
+                              "next": request.query.get("next")})
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            out = await exchange(server.port, b"GET http://x?next=/admin HTTP/1.1\r\nHost: x\r\n"
+                                              b"Connection: close\r\n\r\n")
+        assert out.endswith(b'{"path":"/","raw":"/","next":"/admin"}')
 
     yieldio.run(main)
 
@@ -120,10 +137,56 @@ def test_expect_100_continue_answered_without_reading_closes(exchange) -> None:
             out = await exchange(server.port, b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 5"
                                               b"\r\nExpect: 100-continue\r\n\r\n")
         # No 100 Continue, the final answer, and the connection closed (the
-        # client may or may not send the body now: the connection is unusable).
+        # client may or may not send the body now: the connection is unusable;
+        # what the test below, with the body already sent, must not change).
         assert out.startswith(b"HTTP/1.1 403 Forbidden\r\n")
         assert b"connection: close" in out.lower()
         assert out.endswith(b"no uploads")
+
+    yieldio.run(main)
+
+
+def recv_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body, read off a blocking socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed early: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("body", [b"", b"hello"])
+def test_expect_100_continue_with_the_whole_body_already_sent_keeps_the_connection(
+        body: bytes) -> None:
+    # Content-Length: 0, or a client that did not wait for 100 Continue: h11
+    # still said "waiting for 100-continue" (it clears that only on reaching
+    # the body, which the app did not read), so the response closed the
+    # connection for nothing.
+    async def app(request: Request) -> Response:
+        return Response.text(f"{request.method} {request.path}")
+
+    def client(port: int) -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+            sock.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            first = recv_response(sock)
+            sock.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            return [first, recv_response(sock)]
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            first, second = await yieldio.to_thread(client, server.port)
+        assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b"POST /a")
+        assert b"connection: close" not in first.lower()
+        assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(b"GET /b")
 
     yieldio.run(main)
 
@@ -374,6 +437,29 @@ def test_streamed_body_failure_cuts_the_connection(http_errors) -> None:
 
     yieldio.run(main)
     assert any(r.exc_info and "generator broke" in str(r.exc_info[1]) for r in http_errors.records)
+
+
+def test_an_oserror_raised_by_a_streamed_body_is_an_app_error_not_a_lost_client(
+        http_errors: pytest.LogCaptureFixture, exchange) -> None:
+    # A body generator whose backend fails with an OSError (ConnectionRefusedError,
+    # FileNotFoundError...) used to be taken for the client going away: logged
+    # at DEBUG as "connection lost", never counted in app_errors.
+    async def app(request: Request) -> Response:
+        async def body():
+            yield b"abc"
+            raise ConnectionRefusedError("the backend is down")
+        return Response(body=body())
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            out = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert out.endswith(b"3\r\nabc\r\n")  # cut short: no final chunk
+            assert server.app_errors == 1
+
+    yieldio.run(main)
+    errors = [r for r in http_errors.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "streamed response body failed" in errors[0].getMessage()
+    assert isinstance(errors[0].exc_info[1], ConnectionRefusedError)
 
 
 def test_body_then_stream_and_text() -> None:

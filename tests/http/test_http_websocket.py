@@ -303,6 +303,31 @@ def test_yieldio_client_and_server_together(server_context, client_context) -> N
     yieldio.run(main)
 
 
+def test_a_websocket_block_left_by_cancellation_still_sends_a_close_frame() -> None:
+    # A timeout around "async with connect_websocket(...)" left the server
+    # with 1006 (connection lost): the Close frame was never sent.
+    seen: list[tuple[int | None, str | None]] = []
+    handler_done = yieldio.Event()
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        async for _ in ws:
+            pass
+        seen.append((ws.close_code, ws.close_reason))
+        handler_done.set()
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            with yieldio.move_on_after(0.1):
+                async with connect_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+                    await ws.receive()  # nothing comes: cancelled here
+            with yieldio.fail_after(2):
+                await handler_done.wait()
+        assert seen == [(1000, "")]
+
+    yieldio.run(main)
+
+
 def test_server_shutdown_sends_going_away() -> None:
     async def main() -> None:
         seen: list = []

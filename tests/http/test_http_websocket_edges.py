@@ -205,3 +205,58 @@ def test_a_ping_payload_that_cannot_be_sent_is_refused_and_remembers_nothing() -
                     assert await ws.receive() == "still open"
 
     yieldio.run(main)
+
+
+def test_a_ping_that_ends_without_its_pong_is_forgotten() -> None:
+    # A ping timed out (the peer never answers), one whose send failed (closed
+    # connection): each left its entry in ws._pongs for ever.
+    results: list[object] = []
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        with yieldio.move_on_after(0.2):
+            await ws.ping(b"timed out")
+        results.append(dict(ws._pongs))
+        ws.close_timeout = 0.1  # the peer will not answer the Close either
+        await ws.close()
+        with pytest.raises(WebSocketClosed):
+            await ws.ping(b"after the close")
+        results.append(dict(ws._pongs))
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.write(HANDSHAKE)
+                with yieldio.fail_after(4):
+                    # Read the ping (and the Close), never answer it.
+                    while await stream.read():
+                        pass
+            with yieldio.fail_after(2):
+                while len(results) < 2:
+                    await yieldio.sleep(0.01)
+        assert results == [{}, {}]
+
+    yieldio.run(main)
+
+
+def test_a_cancelled_ping_does_not_strand_another_with_the_same_payload() -> None:
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/",
+                                         ping_interval=None) as ws:
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(ws.ping, b"same")
+                    await yieldio.sleep(0)
+                    with yieldio.move_on_after(0):
+                        await ws.ping(b"same")
+                    with yieldio.fail_after(2):
+                        await ws.ping(b"same")
+                assert ws._pongs == {}
+
+    yieldio.run(main)

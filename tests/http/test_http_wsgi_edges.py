@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import yieldio
-from yieldio.http import Client, ProtocolError, serve, wsgi
+from yieldio.http import Client, ProtocolError, Router, serve, wsgi
 
 
 def run_app(app, path: str = "/") -> tuple[int, str]:
@@ -230,3 +230,55 @@ def test_a_line_of_a_streamed_body_reaches_the_app_before_the_rest_is_sent() -> 
 
     reply = yieldio.run(main)
     assert b"got hello\n" in reply and b"got bye\n" in reply
+
+
+
+def test_a_bad_status_line_still_closes_a_streamed_iterable(http_errors) -> None:
+    # Regression: the status line was parsed on the event loop after the app
+    # had started; when it was bad, the 500 went out but the iterable of a
+    # response that was not complete yet was never closed (PEP 3333).
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self):
+            yield b"first"
+            yield b"second"
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ, start_response):
+        start_response("OK", [])  # no status code
+        return Body()
+
+    async def main() -> None:
+        async with serve(wsgi(app), "127.0.0.1", 0) as server, Client(timeout=5) as client:
+            r = await client.get(f"http://127.0.0.1:{server.port}/")
+            assert r.status == 500
+            assert server.app_errors == 1
+
+    yieldio.run(main)
+    assert closed == [True]
+    assert any(r.exc_info and "bad WSGI status line" in str(r.exc_info[1])
+               for r in http_errors.records)
+
+
+def test_a_non_ascii_mount_prefix_is_split_off_path_info() -> None:
+    # Regression: the router matched "/café" against the decoded path, but
+    # the environ's path is ISO-8859-1-decoded bytes: the prefix was not
+    # found there, so PATH_INFO kept it, and SCRIPT_NAME was not in the
+    # PEP 3333 form either.
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode("latin-1")]
+
+    router = Router()
+    router.mount("/café", wsgi(app))
+
+    async def main() -> None:
+        async with serve(router, "127.0.0.1", 0) as server, Client(timeout=5) as client:
+            r = await client.get(f"http://127.0.0.1:{server.port}/café/é x")
+            assert r.status == 200
+            assert await r.text() == "/café|/é x"
+
+    yieldio.run(main)

@@ -379,7 +379,7 @@ class Client:
             if len(history) > self.max_redirects:
                 raise TooManyRedirects(f"more than {self.max_redirects} redirects from {url}",
                                        history)
-            new_url = urljoin(url, response.headers["location"])
+            new_url = urljoin(url, _location(response.headers["location"]))
             if _split_url(new_url)[0] != _split_url(url)[0]:
                 h.pop("authorization", None)  # never leak credentials to another origin
                 h.pop("cookie", None)
@@ -444,6 +444,22 @@ class Client:
         return ClientResponse(head.status_code, head.reason.decode("latin-1"),
                               Headers.from_raw(head.headers), head.http_version.decode("ascii"),
                               url, method, conn, pool, timeout)
+
+
+def _location(value: str) -> str:
+    """A ``Location`` header as the server meant it.
+
+    Headers are decoded as ISO-8859-1, but servers send a non-ASCII
+    ``Location`` as raw UTF-8 (``/café``): read as ISO-8859-1 it would be
+    followed to ``/cafÃ©``. Re-decode it as UTF-8 when it is, as requests
+    and httpx do.
+    """
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _merge_url(base_url: str, url: str) -> str:

@@ -176,6 +176,12 @@ class ClientConnection:
                 if self.reused:
                     raise StaleConnection("the server closed the kept-alive connection")
                 raise ProtocolError(f"{self.origin[1]} closed the connection without a response")
+            if data:
+                # The server has started answering, so it has the request: a
+                # reset from now on (even before the head is complete) is no
+                # stale keep-alive connection, and sending the request again
+                # could run it twice (a POST, say).
+                self.reused = False
             h.receive_data(data)
 
     async def receive_head(self, timeout: float | None) -> h11.Response:
@@ -212,7 +218,12 @@ class ClientConnection:
         # A body delimited by the end of the connection leaves h11 in DONE
         # until the next event: the close it has already seen (trailing_data
         # says so) means the connection cannot go back to the pool.
-        if h.trailing_data[1]:
+        # Bytes already received past the end of this response (a body longer
+        # than its Content-Length, a response nobody asked for) would be taken
+        # for the answer to the next request sent on this connection: it is
+        # out of step with the server and cannot be reused either.
+        buffered, closed = h.trailing_data
+        if closed or buffered:
             return False
         if h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()

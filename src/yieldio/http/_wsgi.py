@@ -135,6 +135,10 @@ class _Call:
             self.iterable = self.app(self.environ, self.start_response)
             self.iterator = iter(self.iterable)
             data = self.next_chunk()
+            # Checked here, not first on the event loop: a bad status line is
+            # an error like any other before the body, and the iterable must
+            # still be closed (PEP 3333).
+            self.response_parts()
         except BaseException:
             self.close()
             raise
@@ -250,6 +254,11 @@ class _Body:
 def build_environ(request: Request, body_input: Any) -> dict[str, Any]:
     """The PEP 3333 ``environ`` for ``request`` (``wsgi.input`` is ``body_input``)."""
     prefix = request.path_params.get("prefix", "") if request.path_params else ""
+    # The router matched the prefix against the UTF-8-decoded path, but the
+    # environ holds paths as bytes decoded as ISO-8859-1 (PEP 3333): a
+    # non-ASCII prefix ("/café") must be in that form too, both to be found
+    # at the start of PATH_INFO and as SCRIPT_NAME.
+    prefix = prefix.encode("utf-8").decode("latin-1")
     path = unquote_to_bytes(request.raw_path).decode("latin-1")
     if prefix and path.startswith(prefix):
         path = path[len(prefix):]
