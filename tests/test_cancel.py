@@ -460,3 +460,29 @@ def test_current_effective_deadline_is_the_nearest_one_up_to_a_shield():
 def test_current_effective_deadline_outside_a_run():
     with pytest.raises(RuntimeError, match="yieldio.run"):
         yieldio.current_effective_deadline()
+
+
+def test_cancel_called_is_true_once_the_deadline_passed_before_the_timer_fired():
+    # As trio's: a long stretch without a checkpoint (here a clock jump from
+    # inside the task) passes the deadline; cancel_called says so at once,
+    # and the scope then behaves as if its timer had fired.
+    clock = VirtualClock()
+
+    async def main():
+        with yieldio.fail_after(1) as scope:
+            assert not scope.cancel_called
+            clock.jump(2)
+            assert scope.cancel_called
+            await yieldio.sleep(0)  # the checkpoint raises
+
+    with pytest.raises(TimeoutError):
+        yieldio.run(main, clock=clock)
+
+    async def left_before_it_passed():
+        with yieldio.move_on_after(1) as scope:
+            pass
+        clock2.jump(5)
+        return scope.cancel_called
+
+    clock2 = VirtualClock()
+    assert yieldio.run(left_before_it_passed, clock=clock2) is False

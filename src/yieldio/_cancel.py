@@ -125,7 +125,17 @@ class CancelScope:
     # -- properties ---------------------------------------------------------
     @property
     def cancel_called(self) -> bool:
-        """True once :meth:`cancel` was called or the deadline passed."""
+        """True once :meth:`cancel` was called or the deadline passed.
+
+        A deadline that has passed counts at once, before its timer fired
+        (as in trio): code that checks ``cancel_called`` after a long
+        computation sees the truth, not the state of the last loop turn.
+        """
+        if not self._cancel_called and self._deadline != _INF and self._entered \
+                and not self._exited:
+            k = self._kernel
+            if k is not None and self._deadline <= k.clock_now():
+                self._on_deadline()
         return self._cancel_called
 
     @property
