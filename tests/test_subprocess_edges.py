@@ -98,6 +98,19 @@ def test_run_refuses_bytes_input_in_text_mode_before_starting_a_child():
     yieldio.run(main)
 
 
+def test_run_refuses_a_non_contiguous_memoryview_input_with_a_plain_type_error():
+    # It used to start the child and fail in the feeding task, so the error
+    # came out wrapped in run()'s internal ExceptionGroup.
+    async def main():
+        with pytest.raises(TypeError, match="C-contiguous"):
+            await ysp.run([PY, "-c", "pass"], input=memoryview(b"abcdef")[::2])
+        done = await ysp.run([PY, "-c", "import sys; print(sys.stdin.read())"],
+                             input=memoryview(b"abcdef")[1:3], capture_output=True)
+        assert done.stdout.strip() == b"bc"
+
+    yieldio.run(main)
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.skipif(not ysp.USE_PIDFD, reason="needs os.pidfd_open")
 def test_a_cancelled_wait_releases_the_pidfd_when_another_task_reaped_the_child():

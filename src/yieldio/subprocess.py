@@ -514,6 +514,10 @@ async def run(args: str | bytes | os.PathLike[str] | Sequence[Any], *,
     elif input is not None and text_mode:
         # The stdlib refuses this too (by accident: bytes has no .encode).
         raise TypeError("input must be str when text=True (or encoding=...) is given")
+    elif isinstance(input, memoryview) and not input.c_contiguous:
+        # Refused here, before the child starts: the feeding task would fail
+        # with it, and come out wrapped in run()'s internal ExceptionGroup.
+        raise TypeError("input must be a C-contiguous buffer (m[::2] is not); pass bytes(m)")
     if timeout is not None and timeout != timeout:
         raise ValueError("timeout must not be NaN")
     proc = await open_process(args, stdin=stdin, stdout=stdout, stderr=stderr, **popen_kwargs)
