@@ -467,3 +467,56 @@ def test_a_utf8_location_is_followed_as_utf8() -> None:
         assert seen == [b"GET /start HTTP/1.1", b"GET /caf%C3%A9?q=%C3%BC HTTP/1.1"]
 
     yieldio.run(main)
+
+
+@pytest.mark.timeout(15)
+def test_a_redirect_with_an_endless_chunked_body_is_followed_without_reading_it() -> None:
+    # The body of a redirect with no Content-Length used to be read in full
+    # before following it: an endless one hung the client.
+    seen: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        line = await read_request(stream)
+        seen.append(line)
+        if line.startswith(b"GET /old "):
+            await stream.write(b"HTTP/1.1 302 Found\r\nLocation: /new\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n")
+            while True:  # until the client gives up on this connection
+                await stream.write(b"400\r\n" + b"x" * 1024 + b"\r\n")
+        await stream.write(OK)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, \
+                Client(follow_redirects=True, timeout=5) as client:
+            r = await client.get(f"http://127.0.0.1:{server.port}/old",
+                                 headers={"proxy-authorization": "Basic c2VjcmV0"})
+            assert r.status == 200 and await r.text() == "ok"
+            assert [h.status for h in r.history] == [302]
+        assert seen == [b"GET /old HTTP/1.1", b"GET /new HTTP/1.1"]
+
+    yieldio.run(main)
+
+
+def test_proxy_authorization_does_not_follow_a_redirect_to_another_origin() -> None:
+    heads: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        head = await stream.read_until(b"\r\n\r\n", max_bytes=65536)
+        heads.append(head.lower())
+        if head.startswith(b"GET /go "):
+            port = stream.get_extra_info("sockname")[1]
+            await stream.write(b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n"
+                               b"Location: http://localhost:%d/there\r\n\r\n" % port)
+            return  # the next request goes to another origin: a new connection
+        await stream.write(OK)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, \
+                Client(follow_redirects=True, timeout=5) as client:
+            r = await client.get(f"http://127.0.0.1:{server.port}/go",
+                                 headers={"proxy-authorization": "Basic c2VjcmV0"})
+            assert r.status == 200
+        assert b"proxy-authorization" in heads[0]
+        assert heads[-1].startswith(b"get /there ") and b"proxy-authorization" not in heads[-1]
+
+    yieldio.run(main)

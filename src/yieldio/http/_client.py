@@ -368,9 +368,11 @@ class Client:
             if not (follow and response.is_redirect):
                 response.history = history
                 return response
-            # Read a small redirect body so the connection can be reused.
+            # Read a small redirect body so the connection can be reused. One
+            # without a Content-Length (chunked, or up to EOF) may never end:
+            # aclose() below drops its connection instead of reading it.
             try:
-                if int(response.headers.get("content-length", "0") or 0) <= 65536:
+                if int(response.headers.get("content-length", "-1")) in range(65537):
                     await response.read()
             except ValueError:
                 pass
@@ -382,6 +384,7 @@ class Client:
             new_url = urljoin(url, _location(response.headers["location"]))
             if _split_url(new_url)[0] != _split_url(url)[0]:
                 h.pop("authorization", None)  # never leak credentials to another origin
+                h.pop("proxy-authorization", None)
                 h.pop("cookie", None)
                 h.pop("host", None)  # a Host set by the caller was for the first origin
             status = response.status
