@@ -520,3 +520,38 @@ def test_proxy_authorization_does_not_follow_a_redirect_to_another_origin() -> N
         assert heads[-1].startswith(b"get /there ") and b"proxy-authorization" not in heads[-1]
 
     yieldio.run(main)
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_nowhere_else() -> None:
+    import base64
+
+    heads: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        while True:
+            try:
+                head = await stream.read_until(b"\r\n\r\n", max_bytes=65536)
+            except (yieldio.IncompleteRead, OSError):
+                return
+            heads.append(head)
+            await stream.write(OK)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            port = server.port
+            await client.get(f"http://us%40er:p%3Ass@127.0.0.1:{port}/a")
+            await client.get(f"http://only@127.0.0.1:{port}/b")
+            # The caller's own Authorization header wins.
+            await client.get(f"http://us:pw@127.0.0.1:{port}/c",
+                             headers={"authorization": "Bearer t"})
+            await client.get(f"http://127.0.0.1:{port}/d")
+
+    yieldio.run(main)
+    lines = [dict(line.lower().split(b": ", 1) for line in h.split(b"\r\n")[1:] if line)
+             for h in heads]
+    assert lines[0][b"authorization"] == b"basic " + base64.b64encode(b"us@er:p:ss").lower()
+    assert lines[1][b"authorization"] == b"basic " + base64.b64encode(b"only:").lower()
+    assert lines[2][b"authorization"] == b"bearer t"
+    assert b"authorization" not in lines[3]
+    # The user information goes nowhere else: not in the Host header, not on the request line.
+    assert all(b"@" not in h for h in heads)

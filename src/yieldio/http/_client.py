@@ -25,12 +25,13 @@ followed when ``follow_redirects=True``. Errors: :class:`ConnectError`,
 
 from __future__ import annotations
 
+import base64
 import json as _json
 import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import h11
 
@@ -65,6 +66,19 @@ def _split_url(url: str) -> tuple[Origin, str, str]:
     target = quote(target, safe=_TARGET_SAFE)
     host_header = parts.netloc.rsplit("@", 1)[-1]
     return (scheme, parts.hostname, port), target, host_header
+
+
+def _basic_auth(url: str) -> list[tuple[bytes, bytes]]:
+    """The ``Authorization: Basic`` header for the credentials in ``url``, if any.
+
+    They are percent-decoded first (``user%40corp:p%3Ass``), then sent as
+    UTF-8, as httpx does; the user part alone means an empty password.
+    """
+    parts = urlsplit(url)
+    if parts.username is None:
+        return []
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return [(b"authorization", b"Basic " + base64.b64encode(pair.encode("utf-8")))]
 
 
 class ClientResponse:
@@ -405,6 +419,8 @@ class Client:
                 host_header.encode("idna" if not host_header.isascii() else "ascii"))]
         raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in h.items()
                 if k not in ("host", "content-length", "transfer-encoding")]
+        if "@" in url and "authorization" not in h:
+            raw += _basic_auth(url)  # http://user:pass@host/, as httpx and requests send it
         if "user-agent" not in h:
             raw.append((b"user-agent", _USER_AGENT.encode()))
         if "accept" not in h:
