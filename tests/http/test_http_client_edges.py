@@ -555,3 +555,39 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_and_nowhere_else() -> Non
     assert b"authorization" not in lines[3]
     # The user information goes nowhere else: not in the Host header, not on the request line.
     assert all(b"@" not in h for h in heads)
+
+
+def test_a_request_waiting_for_a_connection_when_the_client_closes_is_refused() -> None:
+    connections: list[int] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        connections.append(1)
+        await read_request(stream)
+        await stream.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        try:
+            await stream.read_until(b"never", max_bytes=65536)  # holds the body back
+        except yieldio.IncompleteRead:
+            pass  # the client closed the connection
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            url = f"http://127.0.0.1:{server.port}/"
+            client = Client(limits=Limits(max_connections_per_host=1), timeout=5)
+            outcome: list[BaseException] = []
+
+            async def second() -> None:
+                try:
+                    await client.get(url)
+                except RuntimeError as exc:
+                    outcome.append(exc)
+
+            async with client.stream("GET", url) as response:
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(second)  # waits for the only connection
+                    await yieldio.testing.wait_all_tasks_blocked()
+                    await client.aclose()
+                    await response.aclose()  # gives the connection back
+            assert [str(e) for e in outcome] == ["this Client is closed"]
+            assert len(connections) == 1  # no new connection for the refused request
+
+    yieldio.run(main)

@@ -269,6 +269,10 @@ class ConnectionPool:
                     raise
         except TimeoutError as exc:
             raise Timeout(f"no free connection to {origin[1]} within the timeout") from exc
+        if self.closed:
+            # aclose() ran while this request waited for a free connection.
+            self._release_permits(origin)
+            raise RuntimeError("this Client is closed")
         try:
             return await self._get(origin, timeout)
         except BaseException:
