@@ -38,7 +38,11 @@ PROGRAM = textwrap.dedent(
 
 
 def _run_and_interrupt(body: str) -> tuple[int, str, str]:
-    code = PROGRAM.format(body=body)
+    return _interrupt(PROGRAM.format(body=body))
+
+
+def _interrupt(code: str) -> tuple[int, str, str]:
+    """Run ``code``, wait for its "ready" line, send SIGINT: (returncode, stdout, stderr)."""
     proc = subprocess.Popen([sys.executable, "-c", code, "--ready"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -143,19 +147,8 @@ def test_ctrl_c_while_condition_wait_retakes_its_lock():
             sys.exit(3)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "ready", line
-        time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 3, (out, err)
+    rc, out, err = _interrupt(code)
+    assert rc == 3, (out, err)
     # The lock is still the holder's when the interrupt leaves wait().
     assert "wait raised KeyboardInterrupt False" in out
     assert "run raised KeyboardInterrupt" in out

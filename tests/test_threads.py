@@ -558,15 +558,17 @@ def test_cancelled_to_thread_cancels_the_async_from_thread_call_it_waits_for():
     assert elapsed < 2
 
 
+async def quick():
+    """What the from_thread tests below ask the kernel to run."""
+    await yieldio.sleep(0)
+    return "ran"
+
+
 def test_from_thread_after_the_caller_was_cancelled_raises_cancelled_in_the_thread():
     # The caller is cancelled first; the thread asks for an async call after:
     # that call starts cancelled, the thread sees Cancelled, and if it goes on
     # and returns normally the caller still reports its cancellation.
     seen = []
-
-    async def quick():
-        await yieldio.sleep(0)
-        return "ran"
 
     async def main():
         scope = yieldio.CancelScope()
@@ -592,10 +594,6 @@ def test_abandoned_to_thread_still_lets_its_thread_call_from_thread():
     # plain system tasks (as trio's do), not cancelled along with the caller.
     go_on = threading.Event()
     seen = []
-
-    async def quick():
-        await yieldio.sleep(0)
-        return "ran"
 
     async def main():
         scope = yieldio.CancelScope()
