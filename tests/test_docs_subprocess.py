@@ -1,4 +1,7 @@
-"""Every ```python block of docs/subprocess_signals_files.md runs, as its own program."""
+"""Every ```python block of docs/subprocess_signals_files.md runs, as its own program.
+
+A line ``print(...)  # text`` must print ``text``: the comment is what the reader trusts.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +34,7 @@ def test_doc_example_runs(block, tmp_path):
                           text=True, timeout=60)
     assert done.returncode == 0, f"example failed:\n{block}\n--- stderr ---\n{done.stderr}"
     assert "Traceback" not in done.stderr
+    printed = done.stdout.splitlines()
+    for expected in re.findall(r"^\s*print\(.*\)\s+#\s*(.+?)\s*$", block, flags=re.M):
+        assert expected in printed, (f"the example says it prints {expected!r}; "
+                                     f"it printed:\n{done.stdout}")

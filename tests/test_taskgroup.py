@@ -854,3 +854,31 @@ def test_keyboard_interrupt_alone_has_no_cause_added():
     with pytest.raises(KeyboardInterrupt) as info:
         vrun(main)
     assert info.value.__cause__ is None
+
+
+@pytest.mark.timeout(10)
+def test_a_stray_cancelled_out_of_the_body_cancels_the_children_and_is_reported():
+    # A Cancelled that no scope of this run raised (here: a nested run's,
+    # through to_thread) used to be taken for the group's own: no child was
+    # cancelled (the group waited 100 s for the sleeper) and it was then
+    # swallowed without a trace. Children get the same treatment in
+    # Kernel._task_exited (test_kernel.py).
+    async def cancels_itself():
+        yieldio.current_task().cancel()
+        await yieldio.sleep(0)
+
+    async def main():
+        try:
+            async with yieldio.TaskGroup() as tg:
+                sleeper = tg.spawn(yieldio.sleep, 100)
+                await yieldio.to_thread(yieldio.run, cancels_itself)
+        except ExceptionGroup as eg:
+            return eg, sleeper.cancelled(), yieldio.current_time()
+        return None, sleeper.cancelled(), yieldio.current_time()
+
+    eg, sleeper_cancelled, elapsed = vrun(main)
+    assert eg is not None, "the stray Cancelled vanished"
+    (err,) = eg.exceptions
+    assert isinstance(err, RuntimeError) and "another yieldio.run()" in str(err)
+    assert isinstance(err.__cause__, yieldio.Cancelled)
+    assert sleeper_cancelled and elapsed < 100

@@ -324,6 +324,18 @@ class TaskGroup:
     async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         owner = self._owner
         assert owner is not None
+        if isinstance(exc, Cancelled) and not self._scope._eff:
+            # No scope around the body is cancelled, so this Cancelled is not
+            # this run's (another run's, through to_thread(yieldio.run, ...)
+            # or the asyncio bridge, or raised by hand). Taken for one, it
+            # cancelled no child (the group waited for them all to end on
+            # their own) and was then swallowed without a trace. It is a
+            # failure of the body instead, reported as the kernel reports a
+            # child's (Kernel._task_exited).
+            err = RuntimeError("the body of a TaskGroup raised a yieldio.Cancelled that no "
+                               "cancel scope of this run raised (from another yieldio.run()?)")
+            err.__cause__ = exc
+            exc = err
         if exc is not None and not isinstance(exc, Cancelled):
             self._scope.cancel()
         if self._live:
