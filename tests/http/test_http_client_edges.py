@@ -8,6 +8,7 @@ exactly what a broken or hurried server would send.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 import pytest
@@ -488,8 +489,7 @@ def test_a_redirect_with_an_endless_chunked_body_is_followed_without_reading_it(
     async def main() -> None:
         async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, \
                 Client(follow_redirects=True, timeout=5) as client:
-            r = await client.get(f"http://127.0.0.1:{server.port}/old",
-                                 headers={"proxy-authorization": "Basic c2VjcmV0"})
+            r = await client.get(f"http://127.0.0.1:{server.port}/old")
             assert r.status == 200 and await r.text() == "ok"
             assert [h.status for h in r.history] == [302]
         assert seen == [b"GET /old HTTP/1.1", b"GET /new HTTP/1.1"]
@@ -589,5 +589,86 @@ def test_a_request_waiting_for_a_connection_when_the_client_closes_is_refused() 
                     await response.aclose()  # gives the connection back
             assert [str(e) for e in outcome] == ["this Client is closed"]
             assert len(connections) == 1  # no new connection for the refused request
+
+    yieldio.run(main)
+
+
+def test_a_streamed_body_is_sent_on_a_new_connection_when_a_stale_one_refused_the_head(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: when writing the request head failed on a dead kept-alive
+    # connection, the request was refused ("a streamed body cannot be sent
+    # again") although not a byte of the body had been taken from its iterator.
+    seen: list[bytes] = []
+    taken: list[bytes] = []
+
+    async def handler(stream: yieldio.Stream) -> None:
+        head = await stream.read_until(b"\r\n\r\n", max_bytes=65536)
+        seen.append(head.split(b"\r\n", 1)[0])
+        if head.startswith(b"GET "):
+            await stream.write(OK)
+            reset(stream)  # kept alive for the client, reset at once here
+            return
+        seen.append(await stream.read_until(b"0\r\n\r\n", max_bytes=65536))
+        await stream.write(OK)
+
+    async def chunks():
+        for chunk in (b"stream", b"ed"):
+            taken.append(chunk)
+            yield chunk
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}"
+            with yieldio.fail_after(5):
+                await client.get(url + "/1")
+                conn = client._pool._idle[("http", "127.0.0.1", server.port)][0]
+                await yieldio.wait_readable(conn.stream.get_extra_info("socket"))  # the reset
+                # The reset came just after the pool's liveness check (a race
+                # the check cannot close): the head is written on the dead socket.
+                monkeypatch.setattr(ClientConnection, "looks_dead", lambda self: False)
+                r = await client.put(url + "/2", content=chunks())
+            assert (r.status, r.content) == (200, b"ok")
+            assert client._pool.open == 1
+        assert seen == [b"GET /1 HTTP/1.1", b"PUT /2 HTTP/1.1",
+                        b"6\r\nstream\r\n2\r\ned\r\n0\r\n\r\n"]
+        assert taken == [b"stream", b"ed"]  # iterated once
+
+    yieldio.run(main)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="needs TCP_CORK (Linux)")
+def test_bytes_past_the_end_of_a_response_inside_tls_do_not_answer_the_next_request(
+        server_context: ssl.SSLContext, client_context: ssl.SSLContext) -> None:
+    # Regression: over TLS, a TLS record after the one that ended the
+    # response (here a whole second response, in the same TCP segment) stays
+    # in the TLS stream, where the check on h11's buffer did not see it: the
+    # connection was pooled and the next request "answered" with the 404.
+    connections = 0
+
+    async def handler(stream: yieldio.Stream) -> None:
+        nonlocal connections
+        connections += 1
+        sock = stream.get_extra_info("socket")
+        try:
+            while True:
+                await read_request(stream)
+                # Two writes, two TLS records; corked, they leave in one segment.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                await stream.write(OK)
+                await stream.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nstale")
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        except (EOFError, OSError, yieldio.BrokenStreamError):
+            pass
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0, ssl=server_context) as server, \
+                Client(ssl=client_context) as client:
+            url = f"https://127.0.0.1:{server.port}/"
+            with yieldio.fail_after(5):
+                for _ in range(3):
+                    r = await client.get(url)
+                    assert (r.status, r.content) == (200, b"ok")
+            assert client._pool.open == 0  # none of them was pooled
+        assert connections == 3
 
     yieldio.run(main)

@@ -16,7 +16,8 @@
 Connections are kept alive and reused per origin (see
 :class:`~yieldio.http._pool.ConnectionPool`); a kept-alive connection the
 server closed meanwhile is retried once on a fresh connection (only for
-requests whose body can be sent again). HTTPS verifies certificates with
+requests whose body can be sent again, or whose streamed body was not
+started yet). HTTPS verifies certificates with
 ``ssl.create_default_context()`` unless you pass ``ssl=``. Redirects are
 followed when ``follow_redirects=True``. Errors: :class:`ConnectError`,
 :class:`Timeout` (a ``TimeoutError``), :class:`ProtocolError`,
@@ -439,8 +440,10 @@ class Client:
         pool = self._pool
         while True:
             conn = await pool.acquire(origin, timeout)
+            sent = False
             try:
                 await conn.send_request(request, body, timeout)
+                sent = True
                 try:
                     head = await conn.receive_head(timeout)
                 except (ProtocolError, Timeout) as exc:
@@ -451,8 +454,11 @@ class Client:
             except StaleConnection as exc:
                 # The server closed an idle kept-alive connection: try the
                 # next one (a new connection never raises StaleConnection).
+                # send_request() raises it only when the request head could
+                # not be written, before a streamed body's iterator was
+                # touched: then that body can go on the new connection too.
                 await pool.release(conn, False)
-                if isinstance(body, bytes):
+                if isinstance(body, bytes) or not sent:
                     continue
                 raise ProtocolError(f"the server closed the kept-alive connection: {exc}; "
                                     "a streamed body cannot be sent again") from exc

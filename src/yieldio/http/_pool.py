@@ -27,6 +27,7 @@ from .._time import current_time
 from ..net._socket_stream import SocketStream
 from ..net._stream import BrokenStreamError, Stream
 from ..net._tcp import open_tcp_stream
+from ..net._tls import TLSStream
 from ..sync import Semaphore
 from ._errors import ConnectError, ProtocolError, Timeout
 from ._limits import Limits
@@ -222,7 +223,12 @@ class ClientConnection:
         # than its Content-Length, a response nobody asked for) would be taken
         # for the answer to the next request sent on this connection: it is
         # out of step with the server and cannot be reused either.
+        # Over TLS such bytes may still be inside the TLS stream, where h11
+        # cannot see them: decrypted, or still encrypted in a record after
+        # the one that ended this response.
         buffered, closed = h.trailing_data
+        if isinstance(self.stream, TLSStream) and self.stream._unread_bytes():
+            return False
         if closed or buffered:
             return False
         if h.our_state is h11.DONE and h.their_state is h11.DONE:

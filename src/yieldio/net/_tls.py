@@ -452,6 +452,17 @@ class TLSStream(Stream):
         self._tls_closed = True
         return self.transport, self._in.read()
 
+    def _unread_bytes(self) -> int:
+        """Bytes received from the peer that no read has returned yet (private).
+
+        Plaintext buffered (``_rbuf``, ``_plain``, the engine's
+        ``pending()``) and ciphertext already in the incoming BIO but not
+        decrypted yet (the engine decrypts one record per read): a reader
+        at the end of a message (the HTTP client's pool) uses it to tell
+        whether the peer sent more than that message.
+        """
+        return len(self._rbuf) + len(self._plain) + self._ssl.pending() + self._in.pending
+
     async def aclose(self) -> None:
         """Send close_notify (best effort, bounded) and close the transport; idempotent.
 
