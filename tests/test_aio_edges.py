@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
+import traceback
 import warnings
 
 import pytest
@@ -80,3 +82,261 @@ def test_run_yieldio_closes_the_coroutine_when_its_thread_cannot_start(monkeypat
         asyncio.run(main())
         gc.collect()
     assert [str(w.message) for w in caught] == []
+
+
+def test_an_asyncio_async_generator_stepped_with_anext_is_closed_by_asyncio():
+    # run_asyncio(anext(agen)) calls agen.__anext__() in the yieldio thread:
+    # yieldio's async generator hooks claimed the generator, and at the end of
+    # the run (or when it was garbage-collected) yieldio ran its cleanup as a
+    # yieldio task, where the first asyncio await failed -- the cleanup never
+    # ran and "error while closing the abandoned async generator" was logged.
+    # The bridge now hands such a generator to the asyncio loop, which closes it.
+    closed = []
+
+    async def numbers(tag):                      # asyncio code
+        try:
+            for i in range(10):
+                await asyncio.sleep(0)
+                yield i
+        finally:
+            await asyncio.sleep(0)               # cleanup that awaits asyncio
+            closed.append((tag, threading.current_thread().name))
+
+    async def main():
+        kept = numbers("kept")
+        assert await run_asyncio(anext(kept)) == 0
+        assert await run_asyncio(anext(kept)) == 1
+        dropped = numbers("dropped")
+        assert await run_asyncio(anext(dropped)) == 0
+        del dropped
+        gc.collect()
+        await yieldio.sleep(0)
+        closed.append("main ended")
+
+    errors = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            errors.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logging.getLogger("yieldio").addHandler(handler)
+    try:
+        yieldio.run(main)
+    finally:
+        logging.getLogger("yieldio").removeHandler(handler)
+    assert errors == []
+    assert closed[0] == "main ended"
+    assert sorted(closed[1:]) == [("dropped", "yieldio-asyncio"), ("kept", "yieldio-asyncio")]
+    assert loop_threads() == []
+
+
+# -- real asyncio libraries against yieldio, in one program -----------------------------------
+
+
+def _router(started=None):
+    from yieldio.http import Response, Router
+
+    router = Router()
+
+    @router.get("/hello/{name}")
+    async def hello(request):
+        return Response.json({"hello": request.path_params["name"]})
+
+    @router.get("/missing")
+    async def missing(request):
+        return Response.json({"error": "no such thing"}, status=404)
+
+    @router.get("/slow")
+    async def slow(request):
+        started.set()
+        await yieldio.sleep(30)
+        return Response.json({})
+
+    @router.websocket("/shout")
+    async def shout(request):
+        ws = await request.accept_websocket()
+        async for message in ws:
+            await ws.send(message.upper() if isinstance(message, str) else message[::-1])
+
+    return router
+
+
+def test_httpx_async_client_reused_across_calls_and_cancelled_mid_request():
+    httpx = pytest.importorskip("httpx")
+    from yieldio.http import serve
+
+    seen = []
+
+    async def new_client():
+        return httpx.AsyncClient(timeout=5)
+
+    async def slow_get(client, url):             # asyncio code
+        try:
+            await client.get(url)
+        except asyncio.CancelledError:
+            seen.append("httpx request cancelled")
+            raise
+
+    async def main():
+        started = yieldio.Event()
+        # (grace_period: yieldio.http does not notice that the client of the
+        # /slow request went away, so its handler runs until the shutdown.)
+        async with serve(_router(started), "127.0.0.1", 0, grace_period=0.05) as server:
+            base = f"http://127.0.0.1:{server.port}"
+            client = await run_asyncio(new_client)       # one client, many calls
+            try:
+                for name in ["a", "b"]:
+                    r = await run_asyncio(client.get, f"{base}/hello/{name}")
+                    assert (r.status_code, r.json()) == (200, {"hello": name})
+                r = await run_asyncio(client.get, f"{base}/missing")
+                with pytest.raises(httpx.HTTPStatusError) as info:
+                    r.raise_for_status()
+                assert info.value.response.status_code == 404
+
+                async with yieldio.TaskGroup() as tg:
+                    with yieldio.CancelScope() as scope:
+                        async def cancel_once_started():
+                            await started.wait()
+                            scope.cancel()
+                        tg.spawn(cancel_once_started)
+                        await run_asyncio(slow_get, client, f"{base}/slow")
+                assert scope.cancelled_caught
+                assert seen == ["httpx request cancelled"]
+                r = await run_asyncio(client.get, f"{base}/hello/after")  # still usable
+                assert r.json() == {"hello": "after"}
+            finally:
+                await run_asyncio(client.aclose)
+            server.close()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        yieldio.run(main)
+        gc.collect()
+    assert loop_threads() == []
+
+
+def test_aiohttp_session_reused_across_calls_and_its_errors_keep_their_type():
+    aiohttp = pytest.importorskip("aiohttp")
+    from yieldio.http import serve
+
+    async def new_session():
+        return aiohttp.ClientSession(raise_for_status=True)
+
+    async def get_json(session, url):            # asyncio code
+        async with session.get(url) as response:
+            return await response.json()
+
+    async def main():
+        async with serve(_router(), "127.0.0.1", 0) as server:
+            base = f"http://127.0.0.1:{server.port}"
+            session = await run_asyncio(new_session)
+            try:
+                results = [await run_asyncio(get_json, session, f"{base}/hello/{i}")
+                           for i in range(5)]
+                assert results == [{"hello": str(i)} for i in range(5)]
+                with pytest.raises(aiohttp.ClientResponseError) as info:
+                    await run_asyncio(get_json, session, f"{base}/missing")
+                assert info.value.status == 404
+                # the traceback reaches into aiohttp, on the asyncio side
+                files = [f.f_code.co_filename
+                         for f, _ in traceback.walk_tb(info.value.__traceback__)]
+                assert any("aiohttp" in f for f in files)
+                async with yieldio.TaskGroup() as tg:   # concurrent calls, one session
+                    tasks = [tg.spawn(run_asyncio, get_json, session, f"{base}/hello/c{i}")
+                             for i in range(20)]
+                assert [t.result() for t in tasks] == [{"hello": f"c{i}"} for i in range(20)]
+            finally:
+                await run_asyncio(session.close)
+            server.close()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        yieldio.run(main)
+        gc.collect()
+
+
+def test_websockets_client_talks_to_a_yieldio_websocket_server():
+    websockets = pytest.importorskip("websockets")
+    from yieldio.http import serve
+
+    async def talk(port):                        # asyncio code
+        async with websockets.connect(f"ws://127.0.0.1:{port}/shout") as ws:
+            await ws.send("hello")
+            text = await ws.recv()
+            await ws.send(b"abc")
+            return text, await ws.recv()
+
+    async def connect(port):
+        return await websockets.connect(f"ws://127.0.0.1:{port}/shout")
+
+    async def main():
+        async with serve(_router(), "127.0.0.1", 0) as server:
+            assert await run_asyncio(talk, server.port) == ("HELLO", b"cba")
+            ws = await run_asyncio(connect, server.port)    # one connection, many calls
+            try:
+                with yieldio.move_on_after(0.05) as scope:  # a recv() that gets nothing
+                    await run_asyncio(ws.recv)
+                assert scope.cancelled_caught
+                for word in ["one", "two"]:
+                    await run_asyncio(ws.send, word)
+                    assert await run_asyncio(ws.recv) == word.upper()
+            finally:
+                await run_asyncio(ws.close)
+            server.close()
+
+    yieldio.run(main)
+
+
+def test_run_yieldio_inside_an_aiohttp_handler_and_cancelled_when_the_client_leaves():
+    pytest.importorskip("aiohttp")
+    from aiohttp import web
+
+    from yieldio.http import Client
+
+    job_started = threading.Event()
+    job_ended = threading.Event()
+
+    async def job(n):                            # yieldio code, in the aiohttp app
+        if n < 0:
+            job_started.set()
+            try:
+                await yieldio.sleep(30)
+            finally:
+                job_ended.set()
+        await yieldio.sleep(0.001)
+        return n * 2
+
+    async def handler(request):                  # asyncio code
+        return web.json_response({"result": await run_yieldio(job, int(request.query["n"]))})
+
+    async def start():
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, runner.addresses[0][1]
+
+    async def main():
+        runner, port = await run_asyncio(start)
+        try:
+            async with Client() as client:
+                r = await client.get(f"http://127.0.0.1:{port}/?n=21")
+                assert (r.status, await r.json()) == (200, {"result": 42})
+                async with yieldio.TaskGroup() as tg:
+                    with yieldio.CancelScope() as scope:
+                        async def leave_once_started():
+                            await yieldio.to_thread(job_started.wait, 5)
+                            scope.cancel()
+                        tg.spawn(leave_once_started)
+                        await client.get(f"http://127.0.0.1:{port}/?n=-1")
+                assert scope.cancelled_caught
+            # the client hung up: aiohttp cancels the handler, which cancels the run
+            assert await yieldio.to_thread(job_ended.wait, 5)
+        finally:
+            await run_asyncio(runner.cleanup)
+
+    yieldio.run(main)
+    assert loop_threads() == []

@@ -51,10 +51,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
+import sys
 import threading
 import types
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from . import _state
@@ -104,6 +106,10 @@ class _LoopThread(Instrument):
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.closed = False
+        # asyncio async generators taken over from yieldio's hooks (see
+        # _adopt_asyncgen), held until the loop's shutdown_asyncgens() has
+        # closed them on this loop.
+        self.asyncgens: set[AsyncGenerator[Any, Any]] = set()
         self.thread = threading.Thread(target=self._main, name="yieldio-asyncio", daemon=True)
         try:
             self.thread.start()
@@ -136,6 +142,7 @@ class _LoopThread(Instrument):
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
+                self.asyncgens.clear()
                 asyncio.set_event_loop(None)
                 loop.close()
 
@@ -196,7 +203,7 @@ class _AsyncioCall:
 
     __slots__ = ("kernel", "task", "loop", "label", "fn", "args", "awaitable", "context",
                  "atask", "started", "finished", "value", "error", "cancel_requested",
-                 "posted", "abandoned")
+                 "posted", "abandoned", "asyncgen")
 
     def __init__(self, kernel: Kernel, task: Task, loop: asyncio.AbstractEventLoop, label: str,
                  fn: Callable[..., Any] | None, args: tuple[Any, ...],
@@ -217,6 +224,7 @@ class _AsyncioCall:
         self.cancel_requested = False
         self.posted = False  # the outcome was sent to the kernel (set on the loop thread)
         self.abandoned = False
+        self.asyncgen: AsyncGenerator[Any, Any] | None = None  # see _adopt_asyncgen
 
     # -- the wait protocol (kernel thread) --
     def _abort_wait(self, task: Task) -> bool:
@@ -251,6 +259,13 @@ class _AsyncioCall:
 
     # -- the asyncio side (loop thread) --
     def _start(self) -> None:
+        agen, self.asyncgen = self.asyncgen, None
+        if agen is not None:
+            # Hand the generator to this loop's own hooks (asyncio's
+            # loop._asyncgen_firstiter_hook): its shutdown_asyncgens() closes it.
+            firstiter = sys.get_asyncgen_hooks().firstiter
+            if firstiter is not None:
+                firstiter(agen)
         drive = self._drive()
         try:
             self.atask = self.loop.create_task(drive, name=f"yieldio: {self.label}",
@@ -303,6 +318,37 @@ class _AsyncioCall:
             self.kernel.call_soon_threadsafe(self._complete)
         except RuntimeError:
             pass  # the yieldio run is gone; nobody waits for this outcome
+
+
+# The awaitables returned by an async generator's __anext__/asend/athrow/aclose.
+_ASYNCGEN_AWAITABLES = frozenset({"async_generator_asend", "async_generator_athrow"})
+
+
+def _adopt_asyncgen(k: Kernel, aw: Awaitable[Any] | None) -> AsyncGenerator[Any, Any] | None:
+    """Take an asyncio async generator away from yieldio's async generator hooks.
+
+    ``run_asyncio(anext(agen))`` calls ``agen.__anext__()`` in the yieldio
+    thread, and that first call is where Python runs the thread's
+    ``firstiter`` hook and fixes the generator's finalizer: yieldio's. yieldio
+    would then close the generator itself -- at the end of the run, or when it
+    is garbage-collected -- by running its cleanup (``finally``, ``async
+    with``) as a yieldio task, where the first asyncio ``await`` fails: the
+    cleanup never ran (a connection left open) and an error was logged. The
+    generator is asyncio code: it is removed from yieldio's tracking here and
+    registered with the asyncio loop's hooks in ``_start``, so that asyncio
+    closes it, on its own loop. (Its finalizer stays yieldio's, a per-generator
+    setting nothing can change: for the run's own loop the caller keeps a
+    strong reference until the loop has closed it, so the finalizer never
+    fires on an unclosed generator.) Returns the generator adopted, or None.
+    """
+    if aw is None or type(aw).__name__ not in _ASYNCGEN_AWAITABLES:
+        return None
+    alive = k.asyncgens._alive
+    for ref in gc.get_referents(aw):  # (CPython: the awaitable refers to its generator)
+        if inspect.isasyncgen(ref) and ref in alive:
+            alive.discard(ref)
+            return ref
+    return None
 
 
 def _name_of(obj: Any) -> str:
@@ -401,9 +447,15 @@ def _run_asyncio(fn: Callable[..., Any] | None, args: tuple[Any, ...],
         _close(awaitable)
         task._raise_cancel()
     try:
+        lt = None
         if loop is None:
-            loop = _loop_thread(k).loop
+            lt = _loop_thread(k)
+            loop = lt.loop
         call = _AsyncioCall(k, task, loop, label, fn, args, awaitable)
+        call.asyncgen = agen = _adopt_asyncgen(k, awaitable)
+        if agen is not None and lt is not None:
+            lt.asyncgens = {a for a in lt.asyncgens if getattr(a, "ag_frame", None) is not None}
+            lt.asyncgens.add(agen)
         loop.call_soon_threadsafe(call._start)
     except RuntimeError as exc:
         _close(awaitable)
