@@ -882,3 +882,22 @@ def test_a_stray_cancelled_out_of_the_body_cancels_the_children_and_is_reported(
     assert isinstance(err, RuntimeError) and "another yieldio.run()" in str(err)
     assert isinstance(err.__cause__, yieldio.Cancelled)
     assert sleeper_cancelled and elapsed < 100
+
+
+def test_task_status_ignored_lets_one_function_be_started_or_spawned():
+    async def serve(n, *, task_status: yieldio.TaskStatus = yieldio.TASK_STATUS_IGNORED):
+        task_status.started(n * 2)
+        if task_status is yieldio.TASK_STATUS_IGNORED:
+            task_status.started(n)  # ignored: as many times as it likes
+        await yieldio.sleep(0)
+        return n
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            assert await tg.start(serve, 2) == 4
+            spawned = tg.spawn(serve, 3)
+        return spawned.result()
+
+    assert yieldio.run(main) == 3
+    assert repr(yieldio.TASK_STATUS_IGNORED) == "yieldio.TASK_STATUS_IGNORED"
+    assert isinstance(yieldio.TASK_STATUS_IGNORED, yieldio.TaskStatus)

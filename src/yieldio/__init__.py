@@ -48,7 +48,7 @@ from ._io import notify_closing, wait_readable, wait_writable
 from ._run import run
 from ._state import current_task
 from ._task import Task
-from ._taskgroup import TaskGroup, TaskStatus
+from ._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from ._time import Clock, checkpoint, current_time, sleep, sleep_forever, sleep_until
 from ._trampoline import Trampoline, trampoline
 from .files import AsyncFile, Path, open_file, wrap_file
@@ -165,6 +165,7 @@ __all__ = [
     "TaskCancelled",
     "TaskGroup",
     "TaskStatus",
+    "TASK_STATUS_IGNORED",
     "Trampoline",
     "UniversalQueue",
     "WouldBlock",

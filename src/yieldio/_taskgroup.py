@@ -81,6 +81,33 @@ class TaskStatus:
         return f"start of task {name}"
 
 
+class _TaskStatusIgnored(TaskStatus):
+    """The default ``task_status`` of a function that may also be spawned plainly."""
+
+    __slots__ = ()
+
+    def started(self, value: Any = None) -> None:
+        """Nobody waits: do nothing (as many times as it is called)."""
+
+    def __repr__(self) -> str:
+        return "yieldio.TASK_STATUS_IGNORED"
+
+
+TASK_STATUS_IGNORED: TaskStatus = _TaskStatusIgnored()
+"""A ``task_status`` default, so that a function can be started or spawned.
+
+::
+
+    async def serve(port, *, task_status=yieldio.TASK_STATUS_IGNORED):
+        listener = await bind(port)
+        task_status.started(listener.port)   # a no-op when spawned plainly
+        await accept_forever(listener)
+
+    port = await tg.start(serve, 0)   # waits for started()
+    tg.spawn(serve, 8080)             # does not wait
+"""
+
+
 def _start_coroutine(fn: Any, args: tuple[Any, ...], status: TaskStatus) -> Any:
     """``fn(*args, task_status=status)`` for TaskGroup.start(), checked with clear errors.
 

@@ -120,8 +120,9 @@ def test_cushion_waits_for_a_quiet_period():
         async with yieldio.TaskGroup() as tg:
             tg.spawn(ticker)
             await wait_all_tasks_blocked(cushion=1.0)
-            # The ticker last woke at 1.5; quiet for a full second after that.
-            assert yieldio.current_time() >= 2.5
+            # The ticker last woke at 1.5; quiet for a full second after that,
+            # and not a moment more.
+            assert yieldio.current_time() == 2.5
             tg.cancel()
 
     vrun(main)

@@ -49,16 +49,41 @@ async def wait_all_tasks_blocked(cushion: float = 0.0) -> None:
     if cushion < 0 or cushion != cushion:
         raise ValueError(f"cushion must be >= 0, not {cushion!r}")
     k = _state.current_kernel()
-    while True:
-        await _park_until_idle(k)
-        if cushion == 0:
-            return
-        # Sleep through the cushion, then make sure nobody else ran meanwhile
-        # (our own wake-up is the only step allowed in between).
-        steps = k.stats_steps
-        await sleep_until(k.clock_now() + cushion)
-        if k.stats_steps - steps <= 1 and _nothing_runnable(k):
-            return
+    await _park_until_idle(k)
+    if cushion == 0:
+        return
+    # The quiet period counts from the last step another task took, which an
+    # instrument notes while we sleep (only while a cushion is being waited
+    # for: tests, never a hot path). Sleeping a whole cushion again from the
+    # moment we notice that someone ran would return up to a cushion late.
+    watch = _LastStep(k.current, k.clock_now)
+    k.add_instrument(watch)
+    try:
+        while True:
+            steps = watch.steps
+            await sleep_until(watch.at + cushion)
+            if watch.steps == steps and _nothing_runnable(k):
+                return
+            await _park_until_idle(k)
+    finally:
+        k.remove_instrument(watch)
+
+
+class _LastStep:
+    """An instrument: when did a task other than ``me`` last take a step?"""
+
+    __slots__ = ("me", "clock_now", "at", "steps")
+
+    def __init__(self, me: Any, clock_now: Any) -> None:
+        self.me = me
+        self.clock_now = clock_now
+        self.at: float = clock_now()
+        self.steps = 0
+
+    def after_task_step(self, task: Any) -> None:
+        if task is not self.me:
+            self.at = self.clock_now()
+            self.steps += 1
 
 
 def _nothing_runnable(k: Kernel) -> bool:
