@@ -131,6 +131,53 @@ def test_an_asyncio_async_generator_stepped_with_anext_is_closed_by_asyncio():
     assert loop_threads() == []
 
 
+def test_an_async_generator_stepped_on_a_loop_of_your_own_is_closed_by_that_loop():
+    # With loop=, nothing kept the generator alive: dropped unfinished, its
+    # finalizer (yieldio's) ran its asyncio cleanup as a yieldio task, where
+    # it failed. It is now kept until that loop's shutdown_asyncgens().
+    closed = []
+
+    async def numbers():
+        try:
+            while True:
+                await asyncio.sleep(0)
+                yield 1
+        finally:
+            await asyncio.sleep(0)
+            closed.append(threading.current_thread().name)
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="my-loop")
+    thread.start()
+    try:
+        async def main():
+            dropped = numbers()
+            assert await run_asyncio(anext(dropped), loop=loop) == 1
+            del dropped
+            gc.collect()
+            await yieldio.sleep(0)
+
+        errors = []
+
+        class Collect(logging.Handler):
+            def emit(self, record):
+                errors.append(record.getMessage())
+
+        handler = Collect(logging.WARNING)
+        logging.getLogger("yieldio").addHandler(handler)
+        try:
+            yieldio.run(main)
+        finally:
+            logging.getLogger("yieldio").removeHandler(handler)
+        assert errors == [] and closed == []
+        asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(5)
+        assert closed == ["my-loop"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
 # -- real asyncio libraries against yieldio, in one program -----------------------------------
 
 

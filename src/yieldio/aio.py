@@ -56,6 +56,7 @@ import inspect
 import sys
 import threading
 import types
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
@@ -106,10 +107,6 @@ class _LoopThread(Instrument):
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.closed = False
-        # asyncio async generators taken over from yieldio's hooks (see
-        # _adopt_asyncgen), held until the loop's shutdown_asyncgens() has
-        # closed them on this loop.
-        self.asyncgens: set[AsyncGenerator[Any, Any]] = set()
         self.thread = threading.Thread(target=self._main, name="yieldio-asyncio", daemon=True)
         try:
             self.thread.start()
@@ -142,7 +139,8 @@ class _LoopThread(Instrument):
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
-                self.asyncgens.clear()
+                with _ADOPTED_LOCK:
+                    _ADOPTED.pop(loop, None)  # closed by shutdown_asyncgens() above
                 asyncio.set_event_loop(None)
                 loop.close()
 
@@ -337,9 +335,9 @@ def _adopt_asyncgen(k: Kernel, aw: Awaitable[Any] | None) -> AsyncGenerator[Any,
     generator is asyncio code: it is removed from yieldio's tracking here and
     registered with the asyncio loop's hooks in ``_start``, so that asyncio
     closes it, on its own loop. (Its finalizer stays yieldio's, a per-generator
-    setting nothing can change: for the run's own loop the caller keeps a
-    strong reference until the loop has closed it, so the finalizer never
-    fires on an unclosed generator.) Returns the generator adopted, or None.
+    setting nothing can change: ``_keep_until_closed`` holds a strong
+    reference until the generator has finished, so the finalizer never fires
+    on an unclosed generator.) Returns the generator adopted, or None.
     """
     if aw is None or type(aw).__name__ not in _ASYNCGEN_AWAITABLES:
         return None
@@ -349,6 +347,27 @@ def _adopt_asyncgen(k: Kernel, aw: Awaitable[Any] | None) -> AsyncGenerator[Any,
             alive.discard(ref)
             return ref
     return None
+
+
+# Adopted generators, per asyncio loop, kept alive until they are finished.
+# Their finalizer is yieldio's (fixed at their first step, in the yieldio
+# thread), so dropped unfinished they would be closed by yieldio, which cannot
+# run their asyncio cleanup; alive, the loop's shutdown_asyncgens() closes
+# them. Weak in the loop: a loop that is gone takes its entry with it.
+_ADOPTED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[AsyncGenerator[Any, Any]]] = (
+    weakref.WeakKeyDictionary())
+_ADOPTED_LOCK = threading.Lock()  # runs in several threads may adopt at once
+
+
+def _keep_until_closed(loop: asyncio.AbstractEventLoop, agen: AsyncGenerator[Any, Any]) -> None:
+    with _ADOPTED_LOCK:
+        kept = _ADOPTED.get(loop)
+        if kept is None:
+            kept = _ADOPTED[loop] = set()
+        else:
+            # Drop the finished ones (no frame): nothing is left to close.
+            kept.difference_update([a for a in kept if getattr(a, "ag_frame", None) is None])
+        kept.add(agen)
 
 
 def _name_of(obj: Any) -> str:
@@ -447,15 +466,12 @@ def _run_asyncio(fn: Callable[..., Any] | None, args: tuple[Any, ...],
         _close(awaitable)
         task._raise_cancel()
     try:
-        lt = None
         if loop is None:
-            lt = _loop_thread(k)
-            loop = lt.loop
+            loop = _loop_thread(k).loop
         call = _AsyncioCall(k, task, loop, label, fn, args, awaitable)
         call.asyncgen = agen = _adopt_asyncgen(k, awaitable)
-        if agen is not None and lt is not None:
-            lt.asyncgens = {a for a in lt.asyncgens if getattr(a, "ag_frame", None) is not None}
-            lt.asyncgens.add(agen)
+        if agen is not None:
+            _keep_until_closed(loop, agen)
         loop.call_soon_threadsafe(call._start)
     except RuntimeError as exc:
         _close(awaitable)
