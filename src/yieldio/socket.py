@@ -63,8 +63,9 @@ from socket import (
 from typing import Any
 
 from . import _state
+from ._exceptions import ClosedResourceError
 from ._fdstream import close_fd_soon
-from ._io import notify_closing, wait_readable, wait_writable
+from ._io import _fileno, notify_closing, wait_readable, wait_writable
 from ._resolve import bind_address, getaddrinfo, getnameinfo, resolve_sockaddr
 from ._traps import SCHEDULE
 
@@ -351,6 +352,9 @@ class SocketType:
         while True:
             await sleep(delay)  # type: ignore[misc]
             delay = min(delay * 2, 0.1)
+            if self._sock.fileno() == -1:  # closed by another task meanwhile:
+                # as for a task blocked in wait_writable (not the EBADF of connect)
+                raise ClosedResourceError("another task closed this resource")
             try:
                 self._sock.connect(address)
             except BlockingIOError:
@@ -389,6 +393,9 @@ class SocketType:
                 conn, addr = sock.accept()
             except BlockingIOError:
                 continue
+            except OSError:
+                _fileno(sock)  # closed meanwhile: ClosedResourceError
+                raise
             return SocketType(conn), addr
 
     # -- receiving -------------------------------------------------------------------
@@ -418,12 +425,18 @@ class SocketType:
                     yield SCHEDULE
                 return data
         sock = self._sock
+        # A task woken as ready whose socket another task closed before it
+        # ran fails its retry with EBADF: the same event as a close during
+        # the wait, so the same ClosedResourceError (here and in every loop).
         while True:
             yield from wait_readable(sock)
             try:
                 data = self._recv(bufsize, flags)
             except BlockingIOError:
                 continue
+            except OSError:
+                _fileno(sock)  # closed meanwhile: ClosedResourceError
+                raise
             self._drained = 0 < len(data) < bufsize and self._is_stream and not flags
             return data
 
@@ -454,6 +467,9 @@ class SocketType:
                 return fn(*args)
             except BlockingIOError:
                 continue
+            except OSError:
+                _fileno(sock)  # closed meanwhile: ClosedResourceError
+                raise
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> Awaitable[int]:
         """Receive into ``buffer``; return the number of bytes written (0 at EOF)."""
@@ -505,6 +521,9 @@ class SocketType:
                 return self._send(data, flags)
             except BlockingIOError:
                 continue
+            except OSError:
+                _fileno(sock)  # closed meanwhile: ClosedResourceError
+                raise
 
     @types.coroutine
     def sendall(self, data: Any, flags: int = 0) -> Generator[Any, Any, None]:
@@ -544,6 +563,9 @@ class SocketType:
                     sent += send(view[sent:], flags)
                 except BlockingIOError:
                     pass
+                except OSError:
+                    _fileno(sock)  # closed meanwhile: ClosedResourceError
+                    raise
 
     async def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
         """Send a datagram: ``sendto(data, address)`` or ``sendto(data, flags, address)``.

@@ -328,6 +328,47 @@ def test_closing_a_socket_wakes_its_blocked_reader_with_closed_resource_error():
     yieldio.run(main)
 
 
+
+def test_closing_a_unix_socket_waiting_for_a_full_backlog_wakes_connect(tmp_path):
+    # A full Unix backlog makes connect() retry on a timer (EAGAIN, no attempt
+    # in progress): closing the socket meanwhile must end that wait with
+    # ClosedResourceError, as for a TCP connect, not with the EBADF of the
+    # next retry.
+    path = str(tmp_path / "full.sock")
+    with stdsocket.socket(stdsocket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(0)
+        fillers = []
+        try:
+            for _ in range(10):
+                filler = stdsocket.socket(stdsocket.AF_UNIX)
+                filler.setblocking(False)
+                fillers.append(filler)
+                try:
+                    filler.connect(path)
+                except BlockingIOError:
+                    break
+            else:
+                pytest.skip("this kernel never filled the Unix backlog")
+
+            async def main():
+                sock = ysocket.socket(ysocket.AF_UNIX)
+
+                async def connect():
+                    with pytest.raises(yieldio.ClosedResourceError):
+                        await sock.connect(path)
+
+                with yieldio.fail_after(5):
+                    async with yieldio.TaskGroup() as tg:
+                        tg.spawn(connect)
+                        await yieldio.sleep(0.05)
+                        sock.close()
+
+            yieldio.run(main)
+        finally:
+            for filler in fillers:
+                filler.close()
+
 def test_two_tasks_receiving_at_once_get_busy_resource_error():
     async def main():
         a, b = ysocket.socketpair()
@@ -471,3 +512,44 @@ def test_a_socket_dropped_without_close_does_not_poison_its_fd_number():
                     assert await reused.recv(1) == b"x"
 
     yieldio.run(main)
+
+
+@pytest.mark.parametrize("op", ["recv", "recv_into"])  # the inlined recv, and _io()
+def test_a_socket_closed_after_its_waiter_was_woken_gives_closed_resource_error(op):
+    # The reader is woken (data came) and, in the same batch, another task
+    # closes its socket before the reader runs: the reader's retry used to
+    # fail with OSError(EBADF) instead of the ClosedResourceError of a close
+    # during the wait. Seeds shuffle which of the two runs first.
+    from yieldio.testing import wait_all_tasks_blocked
+
+    async def main():
+        a, a_peer = ysocket.socketpair()
+        c, c_peer = ysocket.socketpair()
+        got = []
+
+        async def reader():
+            try:
+                if op == "recv":
+                    got.append(await a.recv(10))
+                else:
+                    buf = bytearray(10)
+                    got.append(bytes(buf[:await a.recv_into(buf)]))
+            except yieldio.ClosedResourceError:
+                got.append("closed")
+
+        async def closer():
+            await c.recv(1)
+            a.close()
+
+        with a_peer, c, c_peer:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(reader)
+                tg.spawn(closer)
+                await wait_all_tasks_blocked()
+                a_peer._sock.send(b"x")  # both are woken by the same poll
+                c_peer._sock.send(b"y")
+        return got[0]
+
+    outcomes = {yieldio.run(main, seed=seed) for seed in range(40)}
+    assert outcomes <= {b"x", "closed"}
+    assert "closed" in outcomes  # some seed ran the closer first

@@ -235,3 +235,24 @@ def test_openssl_holds_no_unread_record_outside_the_bio(version, ca, server_cont
                 except ssl.SSLWantReadError:
                     pass  # a partial record: needs more ciphertext
     assert checked > 100
+
+
+def test_a_huge_max_bytes_reads_what_came_instead_of_allocating_it(server_context,
+                                                                  client_context):
+    # SSLObject.read(n) allocates n bytes before decrypting one record of at
+    # most 16 KiB: read(2**40) raised MemoryError, and read_exactly(n) asked
+    # the engine for n bytes per record. A SocketStream clamps such sizes;
+    # a TLSStream must behave the same, so code runs on either.
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with client, server:
+            with yieldio.fail_after(10):
+                await server.write(b"x" * 100)
+                assert await client.read(2**40) == b"x" * 100
+                await server.write(b"y" * 50)
+                assert await client.receive_some(2**40) == b"y" * 50
+                payload = bytes(range(256)) * 1000
+                await server.write(payload)
+                assert await client.read_exactly(len(payload)) == payload
+
+    yieldio.run(main)

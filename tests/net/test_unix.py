@@ -135,6 +135,21 @@ def test_abstract_namespace_socket():
     yieldio.run(main)
 
 
+
+def test_an_empty_path_autobinds_an_abstract_name():
+    # bind("") makes Linux pick a free abstract name; the listener then
+    # stat()ed the path "" for its file and failed with FileNotFoundError.
+    async def main():
+        with yieldio.fail_after(5):
+            async with yieldio.serve_unix(echo, "") as server:
+                [name] = server.addresses
+                assert name[:1] == b"\0" and len(name) > 1
+                async with await yieldio.open_unix_stream(name) as stream:
+                    await stream.write(b"autobind")
+                    assert await stream.read() == b"autobind"
+
+    yieldio.run(main)
+
 def test_many_clients_at_once_even_with_a_tiny_backlog(tmp_path):
     # A full Unix-socket backlog makes connect() fail with EAGAIN (no attempt
     # in progress, unlike TCP): the client must retry, not fail or hang.

@@ -204,7 +204,13 @@ class UnixSocketListener(SocketListener):
 
 
 def _is_abstract(path: str | bytes) -> bool:
-    return path[:1] in ("\0", b"\0")
+    """A Linux abstract address: no file to check, stat or remove.
+
+    ``""`` too: binding it makes Linux pick a free abstract name ("autobind",
+    read back from ``getsockname``); there is no file, and ``os.stat("")``
+    failed with a baffling ``FileNotFoundError`` after the bind succeeded.
+    """
+    return not path or path[:1] in ("\0", b"\0")
 
 
 class OSNetwork:

@@ -229,6 +229,12 @@ class TLSStream(Stream):
         if max_bytes < 1:
             # read(0) gives b"", which would be taken (and recorded) as EOF.
             raise ValueError("max_bytes must be >= 1")
+        if max_bytes > DEFAULT_READ_SIZE:
+            # SSLObject.read(n) allocates n bytes up front, although a TLS
+            # record holds at most 16 KiB: read(2**40) (or read_exactly of a
+            # big n, which asks for all of it) would raise MemoryError here
+            # where a SocketStream just returns what came (it clamps too).
+            max_bytes = DEFAULT_READ_SIZE
         if self._in_receive:
             raise BusyResourceError("another task is already reading from this TLS stream")
         self._in_receive = True
