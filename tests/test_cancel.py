@@ -297,9 +297,58 @@ def test_fail_after_is_a_cancel_scope_that_raises_timeout_error():
     assert vrun(main) == 2.0  # the timeout at 1, the quiet second; by_hand took no time
 
 
-def test_timeout_outside_a_run_is_a_clear_error():
+def test_timeout_outside_a_run_is_a_clear_error_when_entered():
+    scope = yieldio.move_on_after(1)  # made ahead: its time counts from entering
     with pytest.raises(RuntimeError, match="yieldio"):
-        yieldio.move_on_after(1)
+        scope.__enter__()
+
+
+def test_move_on_after_counts_from_entering_not_from_the_call():
+    async def main():
+        early = yieldio.move_on_after(1)
+        late = yieldio.fail_after(2)
+        assert early.is_relative and early.relative_deadline == 1
+        with pytest.raises(RuntimeError, match="relative"):
+            _ = early.deadline
+        with pytest.raises(RuntimeError, match="relative"):
+            early.deadline = 5
+        await yieldio.sleep(0.5)
+        with early:
+            assert early.is_relative is None
+            assert early.deadline == 1.5 and early.relative_deadline == 1.0
+            early.relative_deadline = 3  # from now: 0.5 + 3
+            assert early.deadline == 3.5
+            await yieldio.sleep(10)
+        assert early.cancelled_caught and yieldio.current_time() == 3.5
+        with pytest.raises(TimeoutError):
+            with late:
+                await yieldio.sleep(10)
+        assert yieldio.current_time() == 5.5
+
+    vrun(main)
+
+
+def test_relative_deadline_arguments_are_checked():
+    with pytest.raises(ValueError, match="not both"):
+        yieldio.CancelScope(deadline=1, relative_deadline=1)
+    with pytest.raises(ValueError, match=">= 0"):
+        yieldio.CancelScope(relative_deadline=-1)
+    with pytest.raises(ValueError, match="NaN"):
+        yieldio.CancelScope(relative_deadline=float("nan"))
+    with pytest.raises(TypeError, match="seconds"):
+        yieldio.CancelScope(relative_deadline="soon")
+    absolute = yieldio.move_on_at(5)
+    assert absolute.is_relative is False and absolute.deadline == 5
+    with pytest.raises(RuntimeError, match="absolute"):
+        _ = absolute.relative_deadline
+    with pytest.raises(RuntimeError, match="absolute"):
+        absolute.relative_deadline = 1
+    scope = yieldio.CancelScope(relative_deadline=2)
+    scope.relative_deadline = yieldio.CancelScope().relative_deadline  # inf: no deadline
+    assert scope.is_relative is False
+    scope.deadline = 7  # now an absolute scope
+    assert scope.deadline == 7
+    assert "relative_deadline=1.000" in repr(yieldio.move_on_after(1))
 
 
 def test_many_timeouts_that_never_fire_do_not_grow_the_heap():

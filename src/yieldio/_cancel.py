@@ -62,9 +62,11 @@ class CancelScope:
             print("work was cancelled")
 
     ``deadline`` (in :func:`current_time` units) cancels the scope when it
-    passes; ``shield=True`` hides cancellation of enclosing scopes from the
-    code inside. Usable with ``with`` or ``async with``; a scope can be entered
-    only once.
+    passes; ``relative_deadline`` (seconds) sets one counted from the moment
+    the scope is *entered* (what :func:`move_on_after` uses; give one or the
+    other, not both); ``shield=True`` hides cancellation of enclosing scopes
+    from the code inside. Usable with ``with`` or ``async with``; a scope can
+    be entered only once.
     """
 
     __slots__ = (
@@ -75,6 +77,7 @@ class CancelScope:
         "_shield",
         "_eff",
         "_deadline",
+        "_relative",
         "_timer",
         "_task",
         "_entered",
@@ -85,7 +88,8 @@ class CancelScope:
         "_is_task_root",
     )
 
-    def __init__(self, *, deadline: float = math.inf, shield: bool = False) -> None:
+    def __init__(self, *, deadline: float = math.inf, relative_deadline: float = math.inf,
+                 shield: bool = False) -> None:
         self._parent: CancelScope | None = None
         # Made when the first scope is entered inside this one: most timeout
         # scopes never have one, and a dict is an allocation per request.
@@ -103,6 +107,11 @@ class CancelScope:
         if deadline != deadline:
             _check_deadline(deadline)  # raises ValueError
         self._deadline = deadline
+        if relative_deadline != _INF:
+            relative_deadline = _check_relative(relative_deadline)
+            if deadline != _INF:
+                raise ValueError("give a CancelScope a deadline or a relative_deadline, not both")
+        self._relative = relative_deadline
         self._timer: Any = None
         self._task: Task | None = None
         self._entered = False
@@ -120,6 +129,8 @@ class CancelScope:
             bits.append("shield")
         if self._deadline != math.inf:
             bits.append(f"deadline={self._deadline:.3f}")
+        elif self._relative != math.inf:
+            bits.append(f"relative_deadline={self._relative:.3f}")
         return f"<CancelScope {' '.join(bits) or 'active'}>"
 
     # -- properties ---------------------------------------------------------
@@ -151,14 +162,64 @@ class CancelScope:
 
     @property
     def deadline(self) -> float:
-        """When the scope cancels itself (``math.inf`` for never)."""
+        """When the scope cancels itself (``math.inf`` for never).
+
+        A scope made with a relative deadline (``move_on_after``) has no
+        absolute one until it is entered: reading or setting ``deadline``
+        before then raises ``RuntimeError`` (as trio does), since any answer
+        would be a guess about when the ``with`` starts.
+        """
+        if self._relative != _INF:
+            raise RuntimeError("this cancel scope's deadline is relative to when it is "
+                               "entered: read relative_deadline until then")
         return self._deadline
 
     @deadline.setter
     def deadline(self, value: float) -> None:
+        if self._relative != _INF:
+            raise RuntimeError("this cancel scope's deadline is relative to when it is "
+                               "entered: set relative_deadline (or set it to math.inf first)")
         self._deadline = _check_deadline(value)
         if self._entered and not self._exited:
             self._arm_deadline()
+
+    @property
+    def relative_deadline(self) -> float:
+        """Seconds from entering (before) or from now (once entered) to the deadline.
+
+        ::
+
+            scope = yieldio.move_on_after(5)      # counts from the `with`, not from here
+            ...
+            with scope:
+                scope.relative_deadline += 10     # ten more seconds from now
+
+        ``RuntimeError`` on a scope not yet entered that has an absolute
+        deadline.
+        """
+        if self._entered:
+            return self._deadline - self._kernel.clock_now()  # type: ignore[no-any-return]
+        if self._deadline != _INF:
+            raise RuntimeError("this cancel scope has an absolute deadline, not a relative one")
+        return self._relative
+
+    @relative_deadline.setter
+    def relative_deadline(self, value: float) -> None:
+        value = _check_relative(value)
+        if self._entered:
+            if not self._exited:
+                self.deadline = self._kernel.clock_now() + value
+            return
+        if self._deadline != _INF:
+            raise RuntimeError("this cancel scope has an absolute deadline, not a relative one")
+        self._relative = value
+
+    @property
+    def is_relative(self) -> bool | None:
+        """True if the deadline will count from entering; None once entered."""
+        if self._entered:
+            return None
+        return self._relative != _INF
 
     # -- cancellation -------------------------------------------------------
     def cancel(self) -> None:
@@ -245,7 +306,12 @@ class CancelScope:
         self._eff = self._cancel_called or (not self._shield and parent._eff)
         extra = task._extra
         task._cancel_pending = self._eff or (extra is not None and extra.ki_pending)
-        deadline = self._deadline
+        deadline = self._relative
+        if deadline != _INF:  # move_on_after: the time counts from here
+            deadline = self._deadline = k.clock_now() + deadline
+            self._relative = _INF
+        else:
+            deadline = self._deadline
         if deadline != _INF and not self._cancel_called:
             # _arm_deadline inlined: nothing is armed yet (a timeout scope's
             # enter is on the path of every request a server times out).
@@ -406,8 +472,7 @@ def remove_task_scope(task: Task) -> None:
 
 
 def _scope_after(seconds: float, shield: bool, cls: type[CancelScope] = CancelScope) -> CancelScope:
-    # (On the path of every request a server times out: the kernel lookup is
-    # inlined and max() is a comparison, two Python calls less.)
+    # (On the path of every request a server times out: max() is a comparison.)
     try:
         if seconds < 0.0:
             seconds = 0.0
@@ -415,11 +480,23 @@ def _scope_after(seconds: float, shield: bool, cls: type[CancelScope] = CancelSc
         raise TypeError(f"timeout must be a number of seconds, not {seconds!r}") from None
     if seconds != seconds:
         raise ValueError("timeout must not be NaN")
+    scope = cls(shield=shield)
+    if seconds != _INF:
+        scope._relative = seconds  # checked above: not _check_relative's call again
+    return scope
+
+
+def _check_relative(seconds: float) -> float:
     try:
-        k = _state.local.kernel
-    except AttributeError:
-        _state.outside_run()
-    return cls(deadline=k.clock_now() + seconds, shield=shield)
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        raise TypeError(f"relative_deadline must be a number of seconds, "
+                        f"not {seconds!r}") from None
+    if seconds != seconds:
+        raise ValueError("relative_deadline must not be NaN")
+    if seconds < 0:
+        raise ValueError(f"relative_deadline must be >= 0, not {seconds!r}")
+    return seconds
 
 
 def current_effective_deadline() -> float:
@@ -467,7 +544,11 @@ def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
 
 
 def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
-    """A scope cancelled ``seconds`` from now; check ``scope.cancelled_caught``.
+    """A scope cancelled ``seconds`` after it is entered; check ``scope.cancelled_caught``.
+
+    The time counts from the ``with``, not from the call (as in trio since
+    0.27): a scope made ahead and entered later gets its full ``seconds``.
+    A negative ``seconds`` counts as 0.
 
     ::
 
@@ -515,7 +596,8 @@ def fail_at(deadline: float, *, shield: bool = False) -> _FailScope:
 
 
 def fail_after(seconds: float, *, shield: bool = False) -> _FailScope:
-    """Like :func:`move_on_after` but raise ``TimeoutError`` when time runs out.
+    """Like :func:`move_on_after` (``seconds`` count from entering) but raise
+    ``TimeoutError`` when time runs out.
 
     ::
 
