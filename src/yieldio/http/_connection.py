@@ -10,7 +10,9 @@ Pipelined requests wait in h11's buffer and are answered in order.
 Deadlines, not timers: before each wait the connection stores when that
 wait must end (``deadline``); the server's reaper task cancels the
 connection's scope once it has passed. A WebSocket handshake hands the
-stream, and the bytes h11 had buffered, to wsproto.
+stream, and the bytes h11 had buffered, to wsproto (:mod:`._upgrade`).
+Nothing reads while the application runs unless it asks whether its client
+is still there, or the server cancels on disconnect (:mod:`._disconnect`).
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from .._cancel import CancelScope
 from .._exceptions import ClosedResourceError
 from .._time import current_time
 from ..net._stream import BrokenStreamError, Stream
+from ._disconnect import ClientGone, call_app_cancellable, start_cancelling_watch
 from ._errors import HTTPException
 from ._request import Request
 from ._response import Response
 
 if TYPE_CHECKING:
+    from ._disconnect import DisconnectWatch
     from ._server import HTTPServer
 
 __all__ = ["ServerConnection"]
@@ -115,7 +119,8 @@ class ServerConnection:
     """One client connection: the h11 state machine, the stream, the current deadline."""
 
     __slots__ = ("server", "stream", "h11", "client", "scheme", "deadline", "idle", "scope",
-                 "timed_out", "body_received", "must_close", "websocket", "requests")
+                 "timed_out", "body_received", "must_close", "websocket", "requests",
+                 "current", "watch", "peer_eof", "app_scope")
 
     def __init__(self, server: HTTPServer, stream: Stream) -> None:
         self.server = server
@@ -133,6 +138,10 @@ class ServerConnection:
         self.must_close = False
         self.websocket: Any = None
         self.requests = 0
+        self.current: Request | None = None  # the request being answered
+        self.watch: DisconnectWatch | None = None  # its disconnect watch, if one was asked for
+        self.peer_eof = False  # the client closed (or reset): answer what is buffered, then close
+        self.app_scope: CancelScope | None = None  # cancel_on_disconnect: the app's scope
 
     def shutdown(self) -> None:
         """The server is stopping: end now if idle; WebSockets get a 1001 close."""
@@ -151,13 +160,21 @@ class ServerConnection:
                     event = await self._next_request()
                     if event is None:
                         return
-                    if not await self._handle(event):
+                    keep = await self._handle(event)
+                    if self.watch is not None:
+                        # No two readers: the watch ends before anyone reads again.
+                        await self.watch.stop()
+                        self.watch = None
+                    if not keep:
                         if self.h11.their_state is _SEND_BODY and self.websocket is None:
                             await self._linger()
                         return
                     self.h11.start_next_cycle()
             except _PEER_GONE as exc:
                 logger.debug("HTTP connection from %s lost: %r", self.client, exc)
+            finally:
+                if self.watch is not None:  # (cancelled, or failed: the stream closes next)
+                    self.watch.cancel()
         if self.timed_out:
             logger.debug("HTTP connection from %s timed out", self.client)
 
@@ -167,7 +184,7 @@ class ServerConnection:
             event = h.next_event()
             if event is _NEED_DATA:
                 server = self.server
-                if server._closing:
+                if server._closing or self.peer_eof:
                     return None
                 limits = server.limits
                 timeout = limits.keep_alive_timeout if self.requests else limits.header_timeout
@@ -202,9 +219,11 @@ class ServerConnection:
         self.requests += 1
         server.requests += 1
         self.body_received = 0
-        req = Request(event.method.decode("ascii"), event.target.decode("latin-1"),
-                      event.headers, "1.1" if event.http_version == b"1.1" else
-                      event.http_version.decode("ascii"), self.client, self.scheme, self)
+        req = self.current = Request(event.method.decode("ascii"),
+                                     event.target.decode("latin-1"), event.headers,
+                                     "1.1" if event.http_version == b"1.1" else
+                                     event.http_version.decode("ascii"), self.client,
+                                     self.scheme, self)
         # h11 bounds only an *incomplete* head; one that arrived whole in a
         # single read is measured here. One pass over h11's (raw name, name,
         # value) triples, which is cheaper than its Sequence interface.
@@ -230,7 +249,14 @@ class ServerConnection:
                 self.must_close = True
                 return await self._send(req, _error_response(413))
         try:
-            response = await server.app(req)
+            if server.cancel_on_disconnect:
+                response = await call_app_cancellable(self, req)
+            else:
+                response = await server.app(req)
+        except ClientGone:
+            logger.debug("HTTP client %s left during %s %s: cancelled", self.client,
+                         req.method, req.target)
+            return False
         except HTTPException as exc:
             if req._websocket is not None:
                 await req._websocket._finish(failed=True)
@@ -499,6 +525,8 @@ class ServerConnection:
                 self.must_close = True
                 raise HTTPException(400, f"malformed request body: {exc}") from None
             if event is _NEED_DATA:
+                if h.their_state is not _SEND_BODY:
+                    return b""  # its end was taken already (see _disconnect._body_done)
                 if h.they_are_waiting_for_100_continue:
                     await self._send_continue()
                 if limits.body_timeout is not None:
@@ -506,9 +534,11 @@ class ServerConnection:
                 try:
                     data = await self.stream.read(65536)
                 except _PEER_GONE as exc:
-                    self.must_close = True
+                    self.must_close = self.peer_eof = True
                     raise HTTPException(400, "the client disconnected") from exc
                 self.deadline = _INF
+                if not data:
+                    self.peer_eof = True
                 h.receive_data(data)
                 continue
             kind = type(event)
@@ -520,6 +550,8 @@ class ServerConnection:
                     raise HTTPException(413)
                 return bytes(data)
             if kind is _EOM or event is _PAUSED:
+                if self.app_scope is not None:
+                    start_cancelling_watch(self)  # cancel_on_disconnect, now that the body is read
                 return b""
             self.must_close = True
             raise HTTPException(400, "the request body ended early")
@@ -535,56 +567,6 @@ class ServerConnection:
             self.must_close = True
             raise HTTPException(400, "the client disconnected") from exc
         self.deadline = _INF
-
-    async def accept_websocket(self, req: Request, subprotocol: str | None,
-                               headers: dict[str, str] | None) -> Any:
-        """Do the WebSocket handshake for ``req`` and start the WebSocket's reader."""
-        import wsproto
-        import wsproto.events as wse
-        from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
-
-        from ._websocket import WebSocket
-
-        while (await self.receive_body_chunk()):
-            pass  # a handshake has no body, but h11 must reach its end
-        h = self.h11
-        if h.their_state is not h11.MIGHT_SWITCH_PROTOCOL:
-            raise HTTPException(400, "expected a WebSocket handshake")
-        wsconn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        try:
-            wsconn.initiate_upgrade_connection(list(req._raw_headers), req.target)
-            for _ in wsconn.events():
-                pass
-        except WSRemoteProtocolError as exc:
-            hint = exc.event_hint
-            status = getattr(hint, "status_code", 400)
-            extra = {n.decode("latin-1"): v.decode("latin-1")
-                     for n, v in getattr(hint, "headers", [])}
-            raise HTTPException(status, f"bad WebSocket handshake: {exc}", extra) from None
-        extra_headers = [(k.encode("latin-1"), v.encode("latin-1"))
-                         for k, v in (headers or {}).items()]
-        data = wsconn.send(wse.AcceptConnection(subprotocol=subprotocol,
-                                                extra_headers=extra_headers))
-        await self.stream.write(data)
-        connection = wsconn.connection
-        assert connection is not None
-        trailing, _ = h.trailing_data
-        if trailing:
-            connection.receive_data(trailing)
-        limits = self.server.limits
-        ws = WebSocket(self.stream, connection, client=False,
-                       max_message_size=limits.max_websocket_message,
-                       subprotocol=subprotocol, path=req.path, headers=req.headers,
-                       ping_interval=limits.websocket_ping_interval,
-                       ping_timeout=limits.websocket_ping_timeout,
-                       write_timeout=limits.write_timeout)
-        self.websocket = ws
-        self.server._tg.spawn(ws._reader, name=f"websocket reader {self.client}")
-        if ws.ping_interval is not None:
-            self.server._tg.spawn(ws._keepalive, name=f"websocket keepalive {self.client}")
-        if self.server._closing:
-            self.shutdown()
-        return ws
 
 
 async def _close_iterator(body: Any) -> None:

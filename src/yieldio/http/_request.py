@@ -14,6 +14,9 @@ request.body()`` reads all of it (at most ``Limits.max_body_size``), and
 upload of any size runs in bounded memory. A client that sent ``Expect:
 100-continue`` gets its ``100 Continue`` when the application first asks for
 the body -- not at all if it answers without reading it.
+
+Whether the client is still there: ``request.is_disconnected()`` and
+``await request.wait_disconnected()`` (see :mod:`._disconnect`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from ._disconnect import watch as _watch
 from ._errors import HTTPException
 from ._headers import Headers, QueryParams
+from ._upgrade import accept_websocket as _accept_websocket
 
 if TYPE_CHECKING:
     from ._connection import ServerConnection
@@ -215,6 +220,72 @@ class Request:
         except ValueError as exc:
             raise HTTPException(400, f"invalid JSON body: {exc}") from exc
 
+    # -- the client going away ----------------------------------------------------------
+    def is_disconnected(self) -> bool:
+        """True once the client is known to have closed, half-closed or reset the connection.
+
+        ::
+
+            async def report(request):
+                for part in parts:
+                    if request.is_disconnected():
+                        break                      # nobody will read the rest
+                    await build(part)
+                return Response.text("done")
+
+        It never waits, so it is a plain method, not a coroutine (Starlette's
+        is async only because it must poll an ASGI ``receive``): the first
+        call starts a task reading the connection after the request, and
+        answers from what that task has seen so far -- ``False`` until it
+        has run, so call it between awaits. Raises ``RuntimeError`` if the
+        request body is not read yet (its bytes would be taken from you):
+        ``await request.body()`` first. After the response, or on a
+        WebSocket, it reports only what was seen before.
+        """
+        conn = self._conn
+        if conn is None:
+            return False
+        if not conn.peer_eof:
+            _watch(conn, self)
+        return conn.peer_eof
+
+    async def wait_disconnected(self) -> None:
+        """Return when the client closes, half-closes or resets the connection.
+
+        ::
+
+            async def long_poll(request):
+                message = None
+                async with yieldio.TaskGroup() as tg:
+                    async def give_up():
+                        await request.wait_disconnected()
+                        tg.cancel()                # the client left: stop waiting
+                    tg.spawn(give_up)
+                    message = await inbox.get()
+                    tg.cancel()                    # got one: stop watching
+                if message is None:
+                    return Response(204)           # nobody is there to read it
+                return Response.json(message)
+
+        Bytes the client sends meanwhile (a pipelined request) are kept for
+        the next request, up to ``Limits.max_header_size``; past that it
+        stops reading and can no longer tell, and waits until cancelled. A
+        half-close (``shutdown(SHUT_WR)``) counts as gone, as in uvicorn.
+        Raises ``RuntimeError`` if the request body is not read yet, or if
+        the response was already sent.
+        """
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("this request has no connection to watch")
+        w = _watch(conn, self)
+        if w is None:
+            if conn.peer_eof:
+                return
+            raise RuntimeError("the response to this request was already sent"
+                               if conn.websocket is None else
+                               "a WebSocket reports its close itself (WebSocketClosed)")
+        await w.wait()
+
     # -- WebSocket --------------------------------------------------------------------
     async def accept_websocket(self, subprotocol: str | None = None,
                                headers: dict[str, str] | None = None) -> WebSocket:
@@ -238,5 +309,5 @@ class Request:
             raise RuntimeError("accept_websocket() was already called for this request")
         if not self.is_websocket or self._conn is None:
             raise HTTPException(400, "expected a WebSocket handshake (Upgrade: websocket)")
-        self._websocket = await self._conn.accept_websocket(self, subprotocol, headers)
+        self._websocket = await _accept_websocket(self._conn, self, subprotocol, headers)
         return self._websocket

@@ -74,11 +74,17 @@ class HTTPServer:
     ``"yieldio.http"`` logger), :attr:`bad_requests` (malformed requests),
     :attr:`rejected` (connections refused with 503 over ``max_connections``),
     :attr:`tls_errors` (failed or timed-out TLS handshakes).
+
+    :attr:`cancel_on_disconnect` (off by default): cancel a handler whose
+    client goes away (see :func:`serve`)::
+
+        async with serve(app, "127.0.0.1", 0, cancel_on_disconnect=True) as server:
+            ...                                # a long poll ends when its client leaves
     """
 
     def __init__(self, app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None,
                  limits: Limits | None, grace_period: float, backlog: int,
-                 reuse_port: bool) -> None:
+                 reuse_port: bool, cancel_on_disconnect: bool = False) -> None:
         if not callable(app):
             raise TypeError(f"app must be an async function taking a Request, not {app!r}")
         if limits is not None and not isinstance(limits, Limits):
@@ -87,6 +93,7 @@ class HTTPServer:
         self.ssl = ssl
         self.limits = limits or Limits()
         self.grace_period = grace_period
+        self.cancel_on_disconnect = bool(cancel_on_disconnect)
         self._host, self._port, self._backlog, self._reuse_port = host, port, backlog, reuse_port
         self.requests = 0
         self.app_errors = 0
@@ -267,7 +274,7 @@ class HTTPServer:
 
 def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None = None,
           limits: Limits | None = None, grace_period: float = 10.0, backlog: int = 128,
-          reuse_port: bool = False) -> HTTPServer:
+          reuse_port: bool = False, cancel_on_disconnect: bool = False) -> HTTPServer:
     """Serve ``app`` over HTTP/1.1 on ``host``:``port``: ``async with serve(...) as server:``.
 
     ::
@@ -286,6 +293,18 @@ def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None 
     ``SSLContext``) serves HTTPS. ``limits`` bounds what a client may cost
     (see :class:`Limits`). On shutdown requests in flight get
     ``grace_period`` seconds to finish.
+
+    ``cancel_on_disconnect=True`` cancels the application (its cancel
+    scope) when its client closes, half-closes or resets the connection
+    once the request body is read: no response is written, nothing is
+    logged as an error, the connection is closed. It costs a task per
+    request, so it is off by default -- and a surprise to code that must
+    finish what it started (aiohttp turned its equivalent off by default
+    for that reason); ``request.wait_disconnected()`` asks per request::
+
+        async with serve(app, "127.0.0.1", 0, cancel_on_disconnect=True):
+            ...
     """
     return HTTPServer(app, host, port, ssl=ssl, limits=limits, grace_period=grace_period,
-                      backlog=backlog, reuse_port=reuse_port)
+                      backlog=backlog, reuse_port=reuse_port,
+                      cancel_on_disconnect=cancel_on_disconnect)
