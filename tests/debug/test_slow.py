@@ -60,6 +60,47 @@ def test_a_slow_step_is_reported_with_the_line_that_blocked(caplog):
     assert not [t for t in threading.enumerate() if t.name == "yieldio-slow-step-watchdog"]
 
 
+def slow_leaf():
+    blocking_helper(0.2)
+    yield from yieldio.sleep(0)
+
+
+def tramp_middle():
+    return (yield slow_leaf())  # a trampolined call
+
+
+def tramp_chain(n):
+    if n == 0:
+        return (yield tramp_middle())
+    return (yield tramp_chain(n - 1))
+
+
+@pytest.mark.parametrize("depth, shown", [(1, None), (300, 100)])
+def test_a_slow_step_in_a_trampolined_call_shows_its_callers(depth, shown):
+    # Only the innermost trampolined call is on the Python stack: the report
+    # showed slow_leaf alone, where the same program with 'yield from' shows
+    # every caller. The callers come from the trampoline's list; a very deep
+    # chain shows its innermost callers, after a line saying how many are left out.
+    detector = SlowStepDetector(threshold=0.05, log=False)
+
+    async def main():
+        await yieldio.coroutine(tramp_chain)(depth)
+
+    yieldio.run(main, instruments=[detector])
+    (report,) = detector.reports
+    names = [fs.name for fs in report.stack]
+    assert names[-3:] == ["tramp_middle", "slow_leaf", "blocking_helper"]
+    assert report.stack[-3].line == "return (yield slow_leaf())  # a trampolined call"
+    if shown is None:
+        assert names == ["main", "tramp_chain", "tramp_chain", "tramp_middle", "slow_leaf",
+                         "blocking_helper"]
+    else:
+        assert names[0] == "..." and report.stack[0].filename.startswith(
+            f"<{depth + 2 - shown:,} outer trampolined calls not shown")
+        assert names[1:-3] == ["tramp_chain"] * (shown - 1)
+    assert "in tramp_middle\n    return (yield slow_leaf())" in report.format()
+
+
 def test_fast_steps_are_not_reported():
     detector = SlowStepDetector(threshold=0.05)
     yieldio.run(well_behaved, instruments=[detector])

@@ -572,6 +572,39 @@ def test_innermost_and_where_frame_of_unusual_tasks():
     assert "'ticker' [ready]\n      at <Ticker>" in tree
 
 
+def test_looking_at_a_task_that_has_not_started_does_not_start_it():
+    # The stack of a task spawned but not run yet used Task.coro, which
+    # *makes* the coroutine: a 'ps' during a burst of spawns gave every task
+    # a coroutine object (and changed the kernel's first send). The frame
+    # is read from the function's code instead: the def line, as before.
+    from yieldio._task import NotStarted
+
+    async def waits(ev):
+        await ev.wait()
+
+    async def main():
+        ev = yieldio.Event()
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(waits, ev)
+            assert type(t._driver) is NotStarted
+            seen = (task_stack(t), innermost_frame(t), where_frame(t),
+                    yieldio.debug.format_task_table(), format_stack(t))
+            still_unstarted = type(t._driver) is NotStarted
+            await yieldio.sleep(0)
+            after = [f.function for f in t.stack()]
+            ev.set()
+        return t, seen, still_unstarted, after
+
+    t, (stack, inner, where, table, text), still_unstarted, after = yieldio.run(main)
+    assert still_unstarted
+    first = waits.__code__.co_firstlineno
+    assert stack == [Frame(HERE, first, waits.__code__.co_qualname)]
+    assert inner == where == stack[0]
+    assert f"test_stack.py:{first})" in table
+    assert "async def waits(ev):" in text
+    assert after == [waits.__code__.co_qualname, "Event.wait"] and t.result() is None
+
+
 class GenProxy:
     """A look-alike coroutine (as Cython makes): generator attributes, not a generator."""
 

@@ -159,6 +159,8 @@ def test_model_handles_begin_end_pairs_instants_flows_and_counters():
     ("{not json", "not valid JSON"),
     ('{"events": []}', "not a Chrome trace"),
     ("42", "not a Chrome trace"),
+    # Nested deeper than the recursion limit: was a RecursionError traceback.
+    ("[" * 100_000, "nested too deeply"),
 ])
 def test_bad_trace_files_are_clear_errors(tmp_path, capsys, content, message):
     bad = tmp_path / "bad.json"
@@ -166,6 +168,23 @@ def test_bad_trace_files_are_clear_errors(tmp_path, capsys, content, message):
     assert cmd_trace(["view", str(bad), "-o", str(tmp_path / "out.html")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out.html").exists()
+
+
+def test_a_trace_cut_inside_a_non_ascii_name_is_called_incomplete(tmp_path, capsys):
+    # Cut mid-character, the file failed to decode and was called "not a
+    # text file"; it is a truncated trace, like one cut anywhere else.
+    whole = '{"traceEvents":[{"ph":"X","name":"работник","ts":0,"dur":1,"tid":1}]}'
+    data = whole.encode()
+    bad = tmp_path / "cut.json"
+    bad.write_bytes(data[: data.index("работник".encode()) + 3])
+    assert cmd_trace(["view", str(bad), "-o", str(tmp_path / "out.html")]) == 2
+    err = capsys.readouterr().err
+    assert "middle of a character" in err and "complete trace file" in err
+    assert "not a text file" not in err
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe\x00x")
+    assert cmd_trace(["view", str(binary), "-o", str(tmp_path / "out.html")]) == 2
+    assert "not a text file" in capsys.readouterr().err
 
 
 def test_trace_view_command(tmp_path, capsys):

@@ -90,6 +90,43 @@ def _task_part(stack: traceback.StackSummary) -> traceback.StackSummary:
     return traceback.StackSummary.from_list(frames[last_runtime + 1:])
 
 
+def _trampolined_callers(task: Any) -> list[traceback.FrameSummary]:
+    """The frames of the task's trampolined callers (``x = yield sub()``), outermost first.
+
+    Only the innermost trampolined call runs on the Python stack; its callers
+    are suspended on the trampoline's list. Without them a slow step under
+    ``main -> outer -> leaf`` was reported as ``leaf`` alone, where the same
+    program written with ``yield from`` shows the three frames. Read from
+    the watchdog thread: a copy of the list and the suspended frames' line
+    numbers, nothing the kernel writes to.
+    """
+    from .._trampoline import Trampoline
+    from ._stack import _walk
+
+    driver = task._driver
+    if type(driver) is not Trampoline:
+        return []
+    calls = list(driver._stack)
+    while len(calls) == 1 and type(calls[0]) is Trampoline:  # a task running trampoline(gen)
+        calls = list(calls[0]._stack)
+    callers = calls[:-1]
+    out: list[traceback.FrameSummary] = []
+    if len(callers) > _MAX_CALLERS:  # a report is read by a person: the innermost ones
+        out.append(traceback.FrameSummary(
+            f"<{len(callers) - _MAX_CALLERS:,} outer trampolined calls not shown>", 0, "..."))
+        callers = callers[-_MAX_CALLERS:]
+    frames: list[Any] = []
+    for coro in callers:
+        _walk(coro, frames, _MAX_CALLERS * 10)
+    # co_name, as the live frames below (and Python's tracebacks) name functions.
+    out += [traceback.FrameSummary(f.filename, f.lineno, f.function.rpartition(".")[2])
+            for f in frames if not f.opaque]
+    return out
+
+
+_MAX_CALLERS = 100
+
+
 class SlowStepDetector:
     """Instrument that reports every step longer than ``threshold`` seconds.
 
@@ -169,12 +206,12 @@ class SlowStepDetector:
                 last_seen = now
                 elapsed = now - began
                 if captured is None and elapsed >= self.threshold:
-                    stack = self._kernel_stack()
+                    stack = self._kernel_stack(cur)
                     if k.current is cur and k.stats_iterations == it:  # not stale
                         captured = (stack, elapsed)
                         next_hang_report = self.hang_after
                 elif captured is not None and elapsed >= next_hang_report:
-                    stack = self._kernel_stack()
+                    stack = self._kernel_stack(cur)
                     if k.current is cur and k.stats_iterations == it:
                         self._report(SlowStep(cur.id, cur.name, elapsed, stack, elapsed,
                                               finished=False))
@@ -193,14 +230,18 @@ class SlowStepDetector:
             self._report(SlowStep(task.id, task.name, perf() - began, captured[0], captured[1]))
         task = cur = None  # no task objects kept alive by this thread
 
-    def _kernel_stack(self) -> traceback.StackSummary:
+    def _kernel_stack(self, task: Any) -> traceback.StackSummary:
+        callers = _trampolined_callers(task)
         frame = sys._current_frames().get(self._thread_id)
         if frame is None:
             return traceback.StackSummary()
         stack = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=True)
         stack.reverse()
         del frame
-        return _task_part(stack)
+        part = _task_part(stack)
+        if callers and callers == _trampolined_callers(task):  # the calls did not change
+            return traceback.StackSummary.from_list([*callers, *part])
+        return part
 
     def _report(self, report: SlowStep) -> None:
         self.reports.append(report)

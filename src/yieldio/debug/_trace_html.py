@@ -34,13 +34,25 @@ def load_trace(path: str) -> dict[str, Any]:
         trace = load_trace("trace.json")
         print(len(trace["traceEvents"]))
     """
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.end == len(raw) and exc.reason == "unexpected end of data":
+            # Cut in the middle of a non-ASCII character (a task named
+            # "работник"): a truncated trace, not a binary file.
+            raise ValueError(f"{path}: the file ends in the middle of a character; "
+                             "is it a complete trace file?") from None
+        raise ValueError(f"{path}: not a text file") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc}); is it a complete trace file?") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text file") from None
+    except RecursionError:
+        # "[[[[..." nested deeper than the recursion limit: the decoder
+        # recurses, and the CLI printed its traceback.
+        raise ValueError(f"{path}: not a Chrome trace (JSON nested too deeply)") from None
     if isinstance(data, list):
         data = {"traceEvents": data}
     if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
