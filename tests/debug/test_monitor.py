@@ -228,6 +228,8 @@ def test_a_loop_blocked_by_a_step_is_reported_with_the_kernel_threads_stack(tmp_
     assert "did not answer within 0.3 s" in text
     assert "It is running a step of task" in text and "'main'" in text
     assert "time.sleep(1.5)  # a step that blocks the loop" in text
+    stack = text.split("most recent call last):", 1)[1]
+    assert "_kernel.py" not in stack and "threading.py" not in stack  # from the task's code down
 
 
 def test_bad_requests_and_unknown_commands_keep_the_connection(tmp_path):

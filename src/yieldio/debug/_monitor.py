@@ -406,6 +406,12 @@ class MonitorServer:
         if frame is not None:
             stack = traceback.StackSummary.extract(traceback.walk_stack(frame))
             stack.reverse()
+            if task is not None:
+                # From the task's own code down, as a slow-step report shows
+                # it: the program's start, runpy and the kernel are noise here.
+                from ._slow import _task_part
+
+                stack = _task_part(stack) or stack
             lines.append("The kernel thread is here (most recent call last):")
             lines.append("".join(stack.format()).rstrip())
         return "\n".join(lines)
