@@ -678,3 +678,48 @@ def test_universal_nowait_from_a_thread_wakes_waiting_tasks():
         return got, taken, q.get_nowait()
 
     assert vrun(main) == (["from thread", "put done"], "first", "second")
+
+
+def test_queue_waking_a_task_from_a_plain_thread_is_a_clear_error_that_changes_nothing():
+    # Queue belongs to the kernel's thread. put_nowait() from a plain thread
+    # used to hand the item to the waiting getter by touching the kernel's
+    # ready queue unlocked (the getter could sleep on, unnoticed); close()
+    # and get_nowait() did the same to blocked putters. Now they raise first,
+    # as Event.set() does, and leave the waiters waiting.
+    def try_from_a_thread(fn, *args):
+        out = []
+
+        def run():
+            try:
+                fn(*args)
+            except RuntimeError as exc:
+                out.append(str(exc))
+
+        th = threading.Thread(target=run)
+        th.start()
+        th.join()
+        return out
+
+    async def main():
+        q = yieldio.Queue(1)
+        async with yieldio.TaskGroup() as tg:
+            getter = tg.spawn(q.get)
+            await wait_all_tasks_blocked()
+            errors = try_from_a_thread(q.put_nowait, "x")
+            errors += try_from_a_thread(q.close)
+            assert (len(q._getters), q.qsize(), q.closed) == (1, 0, False)
+            q.put_nowait("from the kernel thread")
+        assert getter.result() == "from the kernel thread"
+
+        q.put_nowait(1)
+        async with yieldio.TaskGroup() as tg:
+            putter = tg.spawn(q.put, 2)
+            await wait_all_tasks_blocked()
+            errors += try_from_a_thread(q.get_nowait)
+            assert (q.qsize(), len(q._putters)) == (1, 1)
+            assert q.get_nowait() == 1
+        assert putter.done() and q.get_nowait() == 2
+        return errors
+
+    errors = vrun(main)
+    assert len(errors) == 3 and all("UniversalQueue" in e for e in errors)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import yieldio
-from yieldio.testing import VirtualClock
+from yieldio.testing import VirtualClock, wait_all_tasks_blocked
 
 
 def vrun(fn, *args):
@@ -356,3 +356,50 @@ def test_describe_wait_names_the_primitive():
         assert not lock.locked()
 
     vrun(main)
+
+
+def test_semaphore_release_from_a_plain_thread_raises_and_keeps_its_waiter():
+    # As Event.set(): a release that would wake a task checks the thread
+    # first. It used to reschedule the waiter from the plain thread, touching
+    # the kernel's ready queue unlocked.
+    import threading
+
+    async def main():
+        sem = yieldio.Semaphore(0)
+        errors = []
+
+        def release_from_a_thread():
+            try:
+                sem.release()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(sem.acquire)
+            await wait_all_tasks_blocked()
+            th = threading.Thread(target=release_from_a_thread)
+            th.start()
+            th.join()
+            assert "from_thread" in errors[0]
+            assert (sem.value, repr(sem)) == (0, "<Semaphore value=0, 1 waiting>")
+            sem.release()
+        return t.done(), sem.value
+
+    assert vrun(main) == (True, 0)
+
+
+def test_a_lock_whose_owner_ended_holding_it_is_named_in_the_deadlock_report():
+    async def main():
+        lock = yieldio.Lock()
+
+        async def forgets_to_release():
+            await lock.acquire()
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(forgets_to_release)
+            await wait_all_tasks_blocked()
+            async with lock:
+                pass
+
+    with pytest.raises(yieldio.Deadlock, match="which ended without releasing it"):
+        vrun(main)

@@ -612,3 +612,54 @@ def test_abandoned_to_thread_still_lets_its_thread_call_from_thread():
 
     yieldio.run(main)
     assert seen == ["ran"]
+
+
+def test_an_uncancellable_call_cancelled_while_queued_for_a_worker_never_runs():
+    # One worker, busy until `release`: the second call queues behind it. Its
+    # caller's cancellation must withdraw it at once (no thread started it);
+    # before, the cancel waited for the worker, which here waits for the
+    # caller's own scope to end first: a hang.
+    pool = yieldio.threads.WorkerPool(max_workers=1)
+    release = threading.Event()
+    ran = []
+
+    async def main():
+        from yieldio.testing import wait_all_tasks_blocked
+
+        async def queued():
+            await yieldio.to_thread(ran.append, "queued", pool=pool)
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(lambda: yieldio.to_thread(release.wait, 10, pool=pool))
+            t = tg.spawn(queued)
+            await wait_all_tasks_blocked()
+            t.cancel()
+            await wait_all_tasks_blocked()
+            assert t.cancelled()  # without waiting for the busy worker
+            release.set()
+        # FIFO on one worker: had the withdrawn call stayed queued, it would run first.
+        await yieldio.to_thread(ran.append, "last", pool=pool)
+
+    yieldio.run(main)
+    assert ran == ["last"]
+
+
+def test_from_thread_runs_a_plain_generator_coroutine():
+    # yieldio runs plain generators as coroutines (a task may be one), but the
+    # task from_thread() started awaited it, which a plain generator refuses.
+    def doubled(x):
+        yield from yieldio.sleep(0.001)
+        return x * 2
+
+    @yieldio.coroutine
+    def marked(x):
+        yield from yieldio.sleep(0.001)
+        return x + 1
+
+    def in_thread():
+        return yieldio.from_thread(doubled, 21), yieldio.from_thread(marked, 1)
+
+    async def main():
+        return await yieldio.to_thread(in_thread)
+
+    assert yieldio.run(main) == (42, 2)

@@ -23,6 +23,7 @@ from ._cancel import move_on_after
 from ._exceptions import QueueClosed, QueueEmpty, QueueFull
 from ._task import Task
 from ._traps import PARK, SCHEDULE
+from .sync import _waker_kernel
 
 __all__ = ["Queue", "UniversalQueue"]
 
@@ -65,8 +66,7 @@ class Queue(_IterateUntilClosed):
                 print(item)
     """
 
-    __slots__ = ("_maxsize", "_items", "_getters", "_putters", "_closed", "_unfinished",
-                 "_joiners")
+    __slots__ = ("_maxsize", "_items", "_getters", "_putters", "_closed", "_unfinished", "_joiners")
 
     def __init__(self, maxsize: int = 0) -> None:
         if not isinstance(maxsize, int):
@@ -117,9 +117,10 @@ class Queue(_IterateUntilClosed):
             raise QueueClosed("put to a closed Queue")
         if self._getters:
             getter = next(iter(self._getters))
+            k = _waker_kernel(getter)  # not from a plain thread: see UniversalQueue
             del self._getters[getter]
             self._unfinished += 1
-            getter._kernel.reschedule(getter, item)
+            k.reschedule(getter, item)
             return
         if 0 < self._maxsize <= len(self._items):
             raise QueueFull("the Queue is full")
@@ -166,6 +167,8 @@ class Queue(_IterateUntilClosed):
     def get_nowait(self) -> Any:
         """Take an item now, or raise :class:`QueueEmpty` / :class:`QueueClosed`."""
         if self._items:
+            if self._putters:  # _take wakes one: from this thread only
+                _waker_kernel(next(iter(self._putters)))
             return self._take()
         if self._closed:
             raise QueueClosed("the Queue is closed and empty")
@@ -223,6 +226,8 @@ class Queue(_IterateUntilClosed):
         """
         if self._closed:
             return
+        if self._putters or self._getters:  # (waking them: from this thread only)
+            _waker_kernel(next(iter(self._putters or self._getters)))
         self._closed = True
         for putter in list(self._putters):
             del self._putters[putter]
@@ -236,11 +241,12 @@ class Queue(_IterateUntilClosed):
         """Mark one fetched item as processed (for :meth:`join`)."""
         if self._unfinished <= 0:
             raise ValueError("task_done() called more times than there were items")
-        self._unfinished -= 1
-        if self._unfinished == 0:
+        if self._unfinished == 1 and self._joiners:  # waking them: from this thread only
+            k = _waker_kernel(next(iter(self._joiners)))
             joiners, self._joiners = self._joiners, {}
             for t in joiners:
-                t._kernel.reschedule(t)
+                k.reschedule(t)
+        self._unfinished -= 1
 
     @types.coroutine
     def join(self) -> Generator[Any, Any, None]:

@@ -10,7 +10,9 @@ Cancellation: a thread cannot be interrupted. By default a cancelled
 ``to_thread`` keeps waiting for the thread to finish, then returns nothing
 and raises :class:`Cancelled` (so the work is never silently abandoned) --
 unless the thread raised, in which case its exception is raised instead,
-so that it is not lost.
+so that it is not lost. A call still waiting for a worker because the pool
+is at ``max_workers`` has not started: cancelled, it is withdrawn and never
+runs (trio's waits for a ``CapacityLimiter`` token, cancellably, too).
 With ``cancellable=True`` the caller stops waiting at once and the thread's
 eventual result is discarded. ``from_thread`` of an async function runs it
 as a task that is cancelled if the kernel shuts down; the worker then gets
@@ -70,6 +72,10 @@ class WorkerPool:
         (``to_thread`` wraps its call to report both). Past ``max_workers``,
         jobs queue until a worker is free.
         """
+        self._submit(job)
+
+    def _submit(self, job: Callable[[], None]) -> bool:
+        """``submit``; True if ``job`` must wait for a busy worker (the pool is full)."""
         with self._lock:
             self._jobs.append(job)
             if self._idle:
@@ -77,8 +83,10 @@ class WorkerPool:
             # An idle worker lowers _idle only once it runs: count queued jobs
             # against idle workers, or a burst of jobs would all queue behind
             # one woken worker while the pool has room for more threads.
-            if len(self._jobs) <= self._idle or self._workers >= self.max_workers:
-                return
+            if len(self._jobs) <= self._idle:
+                return False
+            if self._workers >= self.max_workers:
+                return True
             self._workers += 1
         t = threading.Thread(target=self._worker, name="yieldio-worker", daemon=True)
         try:
@@ -95,6 +103,7 @@ class WorkerPool:
                     pass  # an existing worker already took it: it will run
                 else:
                     raise
+        return False
 
     def _worker(self) -> None:
         while True:
@@ -113,6 +122,15 @@ class WorkerPool:
             # would hold its sockets and pipes open until the idle timeout.
             del job
 
+    def _withdraw(self, job: Callable[[], None]) -> bool:
+        """Take ``job`` back out of the queue; False if a worker already took it."""
+        with self._lock:
+            try:
+                self._jobs.remove(job)
+            except ValueError:
+                return False
+            return True
+
     @property
     def workers(self) -> int:
         """Threads alive now."""
@@ -127,11 +145,14 @@ class _ThreadJob:
     """One to_thread call: the waiting task, and the thread's outcome."""
 
     __slots__ = ("kernel", "task", "value", "error", "finished", "abandoned", "cancellable",
-                 "calls", "cancelled")
+                 "calls", "cancelled", "pool", "work")
 
-    def __init__(self, kernel: Kernel, task: Task, cancellable: bool) -> None:
+    def __init__(self, kernel: Kernel, task: Task, cancellable: bool, pool: WorkerPool) -> None:
         self.kernel = kernel
         self.task = task
+        self.pool = pool
+        # The job, while it waits in the pool's queue for a busy worker.
+        self.work: Callable[[], None] | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.finished = False
@@ -153,8 +174,16 @@ class _ThreadJob:
             self.cancelled = True
             for call in list(self.calls):
                 call.cancel()
-        if self.cancellable:
+        if self.cancellable or (self.work is not None and self.pool._withdraw(self.work)):
+            # (The second case: still queued behind a full pool. Waiting for
+            # a worker to free up just to run a call nobody wants any more
+            # kept the caller's cancellation -- its timeout -- waiting on
+            # unrelated calls, or for ever if those wait for the caller.
+            # trio's to_thread waits for a CapacityLimiter token, cancellably,
+            # in the same place; a call given to an idle or a new worker has
+            # started, as trio's has once it holds a token.)
             self.abandoned = True
+            self.work = None
             self.kernel.thread_jobs -= 1
             return True
         return False
@@ -198,10 +227,11 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
     task = k.current
     if task._cancel_pending:
         task._raise_cancel()
-    job = _ThreadJob(k, task, cancellable)
+    job = _ThreadJob(k, task, cancellable, pool)
     ctx = contextvars.copy_context()
 
     def work() -> None:
+        job.work = None  # taken by a worker: no withdrawing it now (and no cycle left)
         if job.abandoned:
             # Cancelled (cancellable=True) before a thread took it: nobody
             # wants the result, so do not run it. Stale calls would otherwise
@@ -221,7 +251,8 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
         except RuntimeError:
             pass  # the kernel is gone; nobody waits for this result
 
-    pool.submit(work)  # first: if no thread can start, nothing is left counted
+    if pool._submit(work):  # first: if no thread can start, nothing is left counted
+        job.work = work  # queued for a busy worker: a cancellation may withdraw it
     k.thread_jobs += 1  # (the job reports back through the kernel thread, after this)
     task._wait = job
     yield PARK
@@ -288,6 +319,13 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return box["value"]
 
 
+@types.coroutine
+def _call(coro: Any) -> Generator[Any, Any, Any]:
+    """Run ``coro`` as a trampolined call: ``await`` refuses a plain generator,
+    which yieldio runs as a coroutine everywhere else (architecture §1)."""
+    return (yield coro)
+
+
 def _spawn_system(k: Kernel, coro: Any, finish: Callable[..., None],
                   job: _ThreadJob | None) -> None:
     """Run ``coro`` as a system task; report its outcome through ``finish``.
@@ -298,7 +336,7 @@ def _spawn_system(k: Kernel, coro: Any, finish: Callable[..., None],
 
     async def runner() -> None:
         try:
-            value = await coro
+            value = await (coro if inspect.isawaitable(coro) else _call(coro))
         except BaseException as exc:
             if not isinstance(exc, Cancelled):
                 finish(error=exc)
