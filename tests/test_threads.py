@@ -663,3 +663,29 @@ def test_from_thread_runs_a_plain_generator_coroutine():
         return await yieldio.to_thread(in_thread)
 
     assert yieldio.run(main) == (42, 2)
+
+
+def test_a_task_in_to_thread_is_described_with_the_function_it_runs():
+    import functools
+    import threading
+
+    from yieldio.debug import describe_wait
+    from yieldio.testing import wait_all_tasks_blocked
+
+    release = threading.Event()
+
+    def fetch(url):
+        release.wait(10)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            plain = tg.spawn(yieldio.to_thread, fetch, "a")
+            wrapped = tg.spawn(yieldio.to_thread, functools.partial(fetch, "b"))
+            await wait_all_tasks_blocked()
+            seen = describe_wait(plain), describe_wait(wrapped)
+            release.set()
+        return seen
+
+    assert yieldio.run(main) == (
+        "to_thread(test_a_task_in_to_thread_is_described_with_the_function_it_runs.<locals>.fetch)",
+    ) * 2

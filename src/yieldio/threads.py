@@ -25,6 +25,7 @@ which, if it lets it through, the caller's cancel scope catches.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import threading
 import types
@@ -145,12 +146,13 @@ class _ThreadJob:
     """One to_thread call: the waiting task, and the thread's outcome."""
 
     __slots__ = ("kernel", "task", "value", "error", "finished", "abandoned", "cancellable",
-                 "calls", "cancelled", "pool", "work")
+                 "calls", "cancelled", "pool", "work", "fn")
 
     def __init__(self, kernel: Kernel, task: Task, cancellable: bool, pool: WorkerPool) -> None:
         self.kernel = kernel
         self.task = task
         self.pool = pool
+        self.fn: Any = None  # what runs, for describe_wait
         # The job, while it waits in the pool's queue for a busy worker.
         self.work: Callable[[], None] | None = None
         self.value: Any = None
@@ -189,7 +191,11 @@ class _ThreadJob:
         return False
 
     def _describe_wait(self, task: Task) -> str:
-        return "to_thread"
+        fn = self.fn
+        while isinstance(fn, functools.partial):
+            fn = fn.func
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        return f"to_thread({name})"
 
     def _complete(self) -> None:  # on the kernel thread
         if self.abandoned:
@@ -228,6 +234,7 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
     if task._cancel_pending:
         task._raise_cancel()
     job = _ThreadJob(k, task, cancellable, pool)
+    job.fn = fn
     ctx = contextvars.copy_context()
 
     def work() -> None:
