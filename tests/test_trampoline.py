@@ -30,7 +30,7 @@ MODES = [NATIVE, TRAMPOLINE]
 def drive(coro: Any, script: list[Any]) -> list[Any]:
     """Run a driver script against ``coro``; return what each step gave.
 
-    A step is ``("send", v)``, ``("throw", exc)`` or ``("close",)``. Each
+    A step is ``("send", v)``, ``("throw", exc[, value[, tb]])`` or ``("close",)``. Each
     outcome is ``("yield", v)``, ``("stop", value)``, ``("closed", None)`` or
     ``("raise", type, args)``.
     """
@@ -40,7 +40,7 @@ def drive(coro: Any, script: list[Any]) -> list[Any]:
             if step[0] == "send":
                 out.append(("yield", coro.send(step[1])))
             elif step[0] == "throw":
-                out.append(("yield", coro.throw(step[1])))
+                out.append(("yield", coro.throw(*step[1:])))  # 1 to 3 arguments
             else:
                 out.append(("closed", coro.close()))
         except StopIteration as stop:
@@ -1246,3 +1246,122 @@ def test_thrown_generator_exit_whose_callee_cleanup_fails_raises_that_error_in_t
     results, log = both(make, [("send", None), ("throw", GeneratorExit())])
     assert results == [("yield", "inner"), ("stop", "outer recovered")]
     assert log == [("outer got", ("inner cleanup failed",))]
+
+
+# -- found by the PEP 380 audit: the legacy throw(type, value, tb), PyIter_Send --------------
+def test_a_bad_three_argument_throw_is_raised_by_the_innermost_into_its_caller():
+    # _gen_throw hands (type, value, tb) down the chain; the innermost
+    # generator refuses a bad combination without running, and its caller
+    # gets the TypeError at its 'yield from', abandoning the callee. The
+    # trampoline checked the arguments itself and raised to the driver.
+    def make(mode: str, log: list[Any]) -> Any:
+        def inner():
+            try:
+                yield "inner"
+            finally:
+                log.append("inner finally")
+
+        def outer():
+            try:
+                (yield from inner()) if mode == NATIVE else (yield inner())
+            except TypeError as e:
+                log.append(("outer caught", str(e)))
+                yield "outer goes on"
+            return "outer done"
+
+        return outer()
+
+    for bad in [(KeyError, None, "not a traceback"), (KeyError("i"), "v")]:
+        results, log = both(make, [("send", None), ("throw", *bad), ("send", None)])
+        assert results[1:] == [("yield", "outer goes on"), ("stop", "outer done")]
+        assert log[0] == "inner finally" and log[1][0] == "outer caught"
+
+
+def test_a_multi_argument_throw_reaches_a_hand_written_callee_as_given():
+    # 'yield from' calls a callee's throw() with the driver's arguments, as
+    # many as were given; the trampoline passed one normalized instance.
+    class Callee:
+        def __init__(self, log: list[Any]) -> None:
+            self.log = log
+
+        def __iter__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            return self.send(None)
+
+        def send(self, value: Any) -> Any:
+            return "callee"
+
+        def throw(self, *args: Any) -> Any:
+            self.log.append([a if a is None or isinstance(a, str) else type(a) for a in args])
+            return "callee threw"
+
+    def make(mode: str, log: list[Any]) -> Any:
+        def outer():
+            return (yield from Callee(log)) if mode == NATIVE else (yield Callee(log))
+
+        return outer()
+
+    script = [("send", None), ("throw", KeyError), ("throw", KeyError, "v"),
+              ("throw", KeyError, None), ("throw", KeyError, "v", None)]
+    results, log = both(make, script)
+    assert results[1:] == [("yield", "callee threw")] * 4
+    assert log == [[type], [type, "v"], [type, None], [type, "v", None]]
+
+
+def test_a_hand_written_callee_is_resumed_through_its_types_next():
+    # PyIter_Send calls the type's tp_iternext for None, at each step: not an
+    # instance attribute named __next__, and not a method the class has since
+    # replaced. The trampoline kept the bound coro.__next__ of the first step.
+    def make(mode: str, log: list[Any]) -> Any:
+        class Callee:
+            def __init__(self) -> None:
+                self.__next__ = lambda: "instance attribute"  # never called
+
+            def __iter__(self) -> Any:
+                return self
+
+            def __next__(self) -> Any:
+                Callee.__next__ = lambda self: "replaced"  # type: ignore[method-assign]
+                return "original"
+
+            def send(self, value: Any) -> Any:
+                return ("send", value)
+
+        def outer():
+            return (yield from Callee()) if mode == NATIVE else (yield Callee())
+
+        return outer()
+
+    results, _ = both(make, [("send", None), ("send", None), ("send", 1)])
+    assert results == [("yield", "original"), ("yield", "replaced"), ("yield", ("send", 1))]
+
+
+def test_an_exception_a_generator_refuses_leaves_a_callee_without_throw_in_place():
+    # throw(5) into a caller whose callee has no throw(): _gen_throw goes to
+    # the caller's throw_here, which refuses 5 before it runs anything; the
+    # callee is still there for the next send. The trampoline dropped it.
+    class Turnstile:  # send only: no throw(), no close()
+        def __iter__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            return "turnstile"
+
+        def send(self, value: Any) -> Any:
+            return "turnstile"
+
+    def make(mode: str, log: list[Any]) -> Any:
+        def outer():
+            return (yield from Turnstile()) if mode == NATIVE else (yield Turnstile())
+
+        return outer()
+
+    results, _ = both(make, [("send", None), ("throw", 5), ("send", None)])
+    assert results == [
+        ("yield", "turnstile"),
+        ("raise", TypeError,
+         ("exceptions must be classes or instances deriving from BaseException, not int",)),
+        ("yield", "turnstile"),
+    ]

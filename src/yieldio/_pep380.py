@@ -17,13 +17,16 @@ them to its stack. The rules, in the order a call meets them:
   ``__context__``;
 * *how to close it* -- :func:`_is_generator_exit`, :func:`_suspended`, and
   the wording of the ``RuntimeError`` for a callee that ignored
-  ``GeneratorExit`` (:func:`_ignored_message`);
+  ``GeneratorExit`` (:func:`_ignored_message`), and how an abandoned callee
+  chain is finalized (:func:`_detach`);
 * *what the traceback shows* -- the frames of the driver and of this module
   are dropped, so that it reads as native ``yield from`` would
-  (:func:`_stripper`).
+  (:func:`_stripper`);
+* *what a debugger sees* -- :class:`_ChainView`, the trampoline's read-only
+  side (``stack``, ``depth``, ``repr``), the base of the driver's class.
 
-None of this depends on the shape of the stack, which is why it lives apart
-from the driver. The driver imports each name into its own namespace
+None of this drives the stack (the view only reads it), which is why it
+lives apart from the driver. The driver imports each name into its own namespace
 (``from ._pep380 import ...``), so its loops reach them with one global
 lookup, as when they lived in the same module.
 """
@@ -83,17 +86,21 @@ def _resumer(coro: Any) -> Callable[[Any], Any]:
     ``None`` goes to ``__next__`` if the type has one, anything else to
     ``send``. ``send`` is looked up at each call, as CPython does.
     """
-    if getattr(type(coro), "__next__", None) is None:
+    tp = type(coro)
+    if getattr(tp, "__next__", None) is None:
 
         def resume(value: Any) -> Any:
             return coro.send(value)
 
     else:
-        next_ = coro.__next__
 
         def resume(value: Any) -> Any:
             if value is None:
-                return next_()
+                # The type's __next__, looked up now: that is the tp_iternext
+                # slot CPython calls. A bound coro.__next__ taken once would
+                # prefer an instance attribute, and miss a class that
+                # replaces its __next__ between two steps.
+                return tp.__next__(coro)
             return coro.send(value)
 
     return resume
@@ -151,12 +158,26 @@ def _reraise(exc: Any) -> NoReturn:
         exc.__context__ = context
 
 
+class _ThrowArgs(tuple):  # type: ignore[type-arg]
+    """The arguments of a two- or three-argument ``throw()``, passed on as given.
+
+    ``_gen_throw`` (genobject.c) hands ``(type, value, tb)`` down the chain
+    unchanged: the innermost frame that has a ``throw`` gets them -- a
+    generator checks and normalizes them there (a bad combination is a
+    ``TypeError`` raised *by that frame*, which its caller receives), a
+    hand-written coroutine's ``throw`` is called with the same number of
+    arguments. The driver carries them in this type, which no exception is.
+    """
+
+    __slots__ = ()
+
+
 def _throw_args(typ: Any, value: Any, tb: Any) -> BaseException:
     """The exception ``throw(typ, value, tb)`` raises, made as CPython makes it.
 
-    The checks and the normalization of ``_gen_throw`` (genobject.c), done
-    before anything runs: a bad combination is refused here, and the frames
-    are left as they were.
+    The checks and the normalization of ``_gen_throw``'s ``throw_here``,
+    for a frame that has no ``throw`` of its own to do them: the outermost
+    of a trampoline, when it is a hand-written coroutine without one.
     """
     if tb is not None and not isinstance(tb, TracebackType):
         raise TypeError("throw() third argument must be a traceback object")
@@ -181,6 +202,27 @@ def _throw_args(typ: Any, value: Any, tb: Any) -> BaseException:
     return exc
 
 
+def _refusal(exc: Any) -> TypeError | None:
+    """The ``TypeError`` with which a generator's ``throw`` refuses ``exc``, or None.
+
+    ``exc`` is one argument or a :class:`_ThrowArgs`. These are the checks
+    ``throw_here`` makes before it runs anything (an exception class whose
+    constructor fails is not foreseen: constructing it twice would run user
+    code twice).
+    """
+    typ, value, tb = (*exc, None, None)[:3] if type(exc) is _ThrowArgs else (exc, None, None)
+    if tb is not None and not isinstance(tb, TracebackType):
+        return TypeError("throw() third argument must be a traceback object")
+    if isinstance(typ, type) and issubclass(typ, BaseException):
+        return None
+    if isinstance(typ, BaseException):
+        if value is not None:
+            return TypeError("instance exception may not have a separate value")
+        return None
+    return TypeError("exceptions must be classes or instances deriving from "
+                     f"BaseException, not {type(typ).__name__}")
+
+
 def _is_generator_exit(exc: object) -> bool:
     # PyErr_GivenExceptionMatches(typ, PyExc_GeneratorExit): class or instance.
     if isinstance(exc, type):
@@ -202,3 +244,79 @@ def _ignored_message(coro: Any) -> str:
     if type(coro) is CoroutineType:
         return "coroutine ignored GeneratorExit"
     return "generator ignored GeneratorExit"
+
+
+def _detach(frames: list[Any], subcall: Callable[[Any], bool], chain_type: Any) -> Any:
+    """What to drop so that an abandoned chain is finalized as CPython would.
+
+    CPython drops a suspended sub-iterator (and its own yield-from chain) by
+    reference counting, and the finalizer closes the chain. A trampoline of
+    the abandoned frames does the same when dropped (see ``__del__``), and
+    lets cleanup code make trampolined calls. A finished frame, or one that
+    is not a generator, needs no help. ``chain_type`` is the trampoline
+    class (this module cannot import it).
+    """
+    if len(frames) == 1 and not _suspended(frames[0]):
+        return frames[0]
+    chain = chain_type.__new__(chain_type)
+    chain._running = False
+    chain._subcall = subcall
+    chain._stack = frames
+    chain._send = _resume_method(frames[-1])
+    return chain
+
+
+class _ChainView:
+    """What a debugger reads of a trampoline: its chain, read-only.
+
+    The base of :class:`~yieldio._trampoline.Trampoline`, kept here so that
+    the driver module holds the machinery only. Its examples build
+    trampolines: it has no use on its own.
+    """
+
+    __slots__ = ()
+    _stack: list[Any]
+    _running: bool
+
+    @property
+    def stack(self) -> list[Any]:
+        """The coroutines of the chain, outermost first (a copy).
+
+        >>> from yieldio._trampoline import Trampoline
+        >>> def inner():
+        ...     yield "waiting"
+        >>> def outer():
+        ...     yield inner()
+        >>> t = Trampoline(outer())
+        >>> next(t)
+        'waiting'
+        >>> [c.__name__ for c in t.stack]
+        ['outer', 'inner']
+        """
+        return list(self._stack)
+
+    @property
+    def depth(self) -> int:
+        """How many coroutines the chain holds; 1 until the first call.
+
+        >>> from yieldio._trampoline import Trampoline
+        >>> def gen():
+        ...     yield
+        >>> Trampoline(gen()).depth
+        1
+        """
+        return len(self._stack)
+
+    def __repr__(self) -> str:
+        """Show the depth and the innermost coroutine::
+
+        >>> from yieldio._trampoline import Trampoline
+        >>> def gen():
+        ...     yield
+        >>> Trampoline(gen())  # doctest: +ELLIPSIS
+        <Trampoline depth=1 innermost=gen at 0x...>
+        """
+        top = self._stack[-1]
+        name = getattr(top, "__qualname__", None) or type(top).__qualname__
+        running = " running" if self._running else ""
+        return f"<Trampoline depth={len(self._stack)} innermost={name}{running} at {id(self):#x}>"

@@ -46,14 +46,18 @@ from types import CoroutineType, GeneratorType
 from typing import Any
 
 from ._pep380 import (
+    _ChainView,
+    _detach,
     _ignored_message,
     _is_generator_exit,
+    _refusal,
     _reraise,
     _resume_method,
     _resumer,
     _stripper,
     _suspended,
     _throw_args,
+    _ThrowArgs,
     is_subcoroutine,
 )
 
@@ -65,9 +69,11 @@ _strip = _stripper(globals())
 # "Resume by sending, not by throwing". ``None`` cannot mean that: it is a
 # legal (if wrong) argument to ``throw()``, and must reach the coroutine.
 _SEND: Any = object()
+# throw()'s "argument not given": throw(e, None) passes on two arguments.
+_NO_ARG: Any = object()
 
 
-class Trampoline:
+class Trampoline(_ChainView):
     """Drives a coroutine with trampolined calls on an explicit stack.
 
     ``Trampoline(coro)`` is itself a coroutine: drive it with ``send()``,
@@ -244,7 +250,7 @@ class Trampoline:
         """
         return self
 
-    def throw(self, exc: Any, value: Any = None, tb: Any = None) -> Any:
+    def throw(self, exc: Any, value: Any = _NO_ARG, tb: Any = _NO_ARG) -> Any:
         """Raise ``exc`` (an exception instance or class) at the innermost ``yield``.
 
         Returns the next value yielded out, or raises like :meth:`send`. As
@@ -254,8 +260,10 @@ class Trampoline:
         coroutine. The three-argument form ``throw(type, value, traceback)``
         (which CPython 3.11 still uses, in ``contextlib`` and when a generator
         delegating to a trampoline with ``yield from`` is thrown into that
-        way) is accepted: the exception is made from ``type`` and ``value``
-        here, as a generator makes it, and delivered as an instance::
+        way) is passed on as ``yield from`` passes it: the innermost
+        coroutine's ``throw`` gets the same arguments, so a generator there
+        makes the exception (or refuses a bad combination, which its caller
+        then receives), and a hand-written one sees them as given::
 
             >>> def inner():
             ...     yield "inner"
@@ -271,13 +279,16 @@ class Trampoline:
             'outer caught it'
         """
         try:
-            if value is not None or tb is not None:
-                exc = _throw_args(exc, value, tb)
             if self._running:
                 raise ValueError("generator already executing")
             self._running = True
             try:
-                if _is_generator_exit(exc) and len(self._stack) > 1:
+                typ = exc
+                if value is not _NO_ARG or tb is not _NO_ARG:
+                    # Not normalized here: see _ThrowArgs.
+                    exc = _ThrowArgs((exc, None if value is _NO_ARG else value)
+                                     if tb is _NO_ARG else (exc, value, tb))
+                if _is_generator_exit(typ) and len(self._stack) > 1:
                     # _gen_throw: the callee chain is *closed* (close
                     # semantics, innermost first); GeneratorExit -- or the
                     # error closing raised -- then reaches the outermost
@@ -335,34 +346,7 @@ class Trampoline:
             _strip(exc)
             raise
 
-    # -- introspection ------------------------------------------------------------
-    @property
-    def stack(self) -> list[Any]:
-        """The coroutines of the chain, outermost first (a copy).
-
-        >>> def inner():
-        ...     yield "waiting"
-        >>> def outer():
-        ...     yield inner()
-        >>> t = Trampoline(outer())
-        >>> next(t)
-        'waiting'
-        >>> [c.__name__ for c in t.stack]
-        ['outer', 'inner']
-        """
-        return list(self._stack)
-
-    @property
-    def depth(self) -> int:
-        """How many coroutines the chain holds; 1 until the first call.
-
-        >>> def gen():
-        ...     yield
-        >>> Trampoline(gen()).depth
-        1
-        """
-        return len(self._stack)
-
+    # -- a driver that saw the call first ------------------------------------------
     def push(self, sub: Any) -> None:
         """Push ``sub`` as if the innermost coroutine had just yielded it.
 
@@ -391,19 +375,6 @@ class Trampoline:
             raise ValueError("cannot push onto a running trampoline")
         self._push(sub)
 
-    def __repr__(self) -> str:
-        """Show the depth and the innermost coroutine::
-
-        >>> def gen():
-        ...     yield
-        >>> Trampoline(gen())  # doctest: +ELLIPSIS
-        <Trampoline depth=1 innermost=gen at 0x...>
-        """
-        top = self._stack[-1]
-        name = getattr(top, "__qualname__", None) or type(top).__qualname__
-        running = " running" if self._running else ""
-        return f"<Trampoline depth={len(self._stack)} innermost={name}{running} at {id(self):#x}>"
-
     def __del__(self) -> None:
         # CPython closes a generator that is garbage collected, and the close
         # runs through its whole yield-from chain. Do the same for the
@@ -422,7 +393,7 @@ class Trampoline:
                 # callee chain, which closes it. A dying list drops its items
                 # last to first: parked after the outermost coroutine, the
                 # chain goes first, and after the report, as in CPython.
-                doomed = _detach(stack[1:], self._subcall)
+                doomed = _detach(stack[1:], self._subcall, Trampoline)
                 del stack[1:]
                 stack.append(doomed)
                 del doomed
@@ -453,6 +424,7 @@ class Trampoline:
         stack = self._stack
         subcall = self._subcall
         throw: Any = None
+        refused: Any = None  # raised from the try below for the driver, not a frame's error
         while True:
             try:
                 if exc is _SEND:
@@ -462,11 +434,22 @@ class Trampoline:
                     if throw is None:
                         if len(stack) - 1 > base:
                             # _gen_throw: no throw() means "raise it in the
-                            # caller"; the callee is dropped, not closed.
-                            self._pop()
+                            # caller"; the callee is dropped, not closed --
+                            # unless a generator caller refuses the arguments:
+                            # then it fails without running, callee in place.
+                            tp = type(stack[-2])
+                            if tp is GeneratorType or tp is CoroutineType:
+                                refused = _refusal(exc)
+                            if refused is None:
+                                self._pop()
+                                continue
+                            if len(stack) - 2 <= base:
+                                raise refused
+                            self._abandon(len(stack) - 2)  # its caller gets it
+                            exc = refused
                             continue
-                        _reraise(exc)
-                    yielded = throw(exc)
+                        _reraise(_throw_args(*exc) if type(exc) is _ThrowArgs else exc)
+                    yielded = throw(*exc) if type(exc) is _ThrowArgs else throw(exc)
                     throw = None
             except StopIteration as stop:
                 if len(stack) - 1 <= base:
@@ -480,7 +463,7 @@ class Trampoline:
                 value = stop.value
                 exc = _SEND
             except BaseException as error:
-                if len(stack) - 1 <= base:
+                if len(stack) - 1 <= base or error is refused:
                     raise
                 _strip(error)
                 exc = error
@@ -582,29 +565,10 @@ class Trampoline:
         finalizer closes the chain. :func:`_detach` does the same.
         """
         stack = self._stack
-        doomed = _detach(stack[k:], self._subcall)
+        doomed = _detach(stack[k:], self._subcall, Trampoline)
         del stack[k:]
         self._send = _resume_method(stack[-1])
         del doomed  # finalized here, before the caller resumes
-
-
-def _detach(frames: list[Any], subcall: Callable[[Any], bool]) -> Any:
-    """What to drop so that an abandoned chain is finalized as CPython would.
-
-    CPython drops a suspended sub-iterator (and its own yield-from chain) by
-    reference counting, and the finalizer closes the chain. A trampoline of
-    the abandoned frames does the same when dropped (see ``__del__``), and
-    lets cleanup code make trampolined calls. A finished frame, or one that
-    is not a generator, needs no help.
-    """
-    if len(frames) == 1 and not _suspended(frames[0]):
-        return frames[0]
-    chain = Trampoline.__new__(Trampoline)
-    chain._running = False
-    chain._subcall = subcall
-    chain._stack = frames
-    chain._send = _resume_method(frames[-1])
-    return chain
 
 
 def trampoline(coro: Any) -> Trampoline:
