@@ -114,3 +114,20 @@ def test_pending_signals_are_all_redelivered_even_if_a_handler_raises():
         return seen
 
     assert yieldio.run(main) == [USR1, signal.SIGUSR2]
+
+
+@pytest.mark.timeout(10)
+def test_a_worker_thread_of_a_run_is_told_main_thread_only():
+    # From to_thread() inside a run, the error used to say "must be used
+    # inside yieldio.run()", which the caller was: the thread is the problem.
+    def in_worker():
+        with pytest.raises(RuntimeError, match="main thread"):
+            with yieldio.open_signal_receiver(USR1):
+                pass
+        return "checked"
+
+    async def main():
+        with yieldio.fail_after(5):
+            return await yieldio.to_thread(in_worker)
+
+    assert yieldio.run(main) == "checked"

@@ -285,12 +285,14 @@ def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
     ``SIGSTOP``). Duplicates of a still-pending signal are coalesced; signals
     pending when the block ends are re-delivered to the restored handlers.
     """
-    k = getattr(_state.local, "kernel", None)
-    if k is None:
-        raise RuntimeError("open_signal_receiver() must be used inside yieldio.run()")
+    # The thread first: a worker thread of a run (to_thread) has no kernel of
+    # its own, and "must be used inside yieldio.run()" would mislead there.
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("open_signal_receiver() only works in the main thread "
                            "(Python runs signal handlers only there)")
+    k = getattr(_state.local, "kernel", None)
+    if k is None:
+        raise RuntimeError("open_signal_receiver() must be used inside yieldio.run()")
     nums = _signal_numbers(signals)
     receiver = SignalReceiver(k, nums)
     taken: list[int] = []
