@@ -41,6 +41,20 @@ def test_write_read_readline_and_eof():
     yieldio.run(main)
 
 
+def test_a_huge_max_bytes_returns_what_came_instead_of_allocating_it():
+    async def main():
+        reader, writer = _pipe()
+        async with reader, writer:
+            await writer.write(b"abc")
+            assert await reader.receive_some(2**40) == b"abc"  # MemoryError before
+            await writer.write(b"x" * 60_000)  # (a pipe holds 64 KiB)
+            await writer.send_eof()
+            assert await reader.receive_some(2**40) == b"x" * 60_000
+            assert await reader.receive_some(2**40) == b""
+
+    yieldio.run(main)
+
+
 def test_large_transfer_waits_for_room_and_data():
     payload = os.urandom(3 * 1024 * 1024 + 17)  # far beyond the 64 KiB pipe buffer
 

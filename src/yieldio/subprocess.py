@@ -538,7 +538,7 @@ async def run(args: str | bytes | os.PathLike[str] | Sequence[Any], *,
         proc._close_pipes()
         await proc._kill_and_reap()
     if scope.cancelled_caught:
-        raise TimeoutExpired(proc.args, timeout or 0.0,
+        raise TimeoutExpired(proc.args, 0.0 if timeout is None else timeout,
                              output=bytes(out) if proc.stdout is not None else None,
                              stderr=bytes(err) if proc.stderr is not None else None)
     rc = proc.returncode
