@@ -551,3 +551,21 @@ def test_autouse_and_usefixtures_async_fixtures_are_set_up_and_torn_down(pyteste
             assert events == ["auto setup", "used setup", "test", "auto teardown"], events
     """)
     run(pytester).assert_outcomes(passed=2)
+
+
+def test_asyncio_auto_mode_with_a_yieldio_test_names_the_auto_mode(pytester):
+    # Regression: pytest-asyncio's auto mode marks every async test asyncio, so
+    # a test marked only yieldio was refused as "marked both yieldio and
+    # asyncio; keep one" -- a mark the user never wrote.
+    pytester.makeini("[pytest]\nasyncio_mode = auto\n")
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.yieldio
+        async def test_x():
+            pass
+    """)
+    result = run(pytester, "-p", "asyncio")
+    out = result.stdout.str() + result.stderr.str()
+    assert "asyncio_mode = 'auto' marks every async test asyncio" in out
+    assert "marked both yieldio and asyncio" not in out

@@ -692,3 +692,35 @@ def test_getaddrinfo_of_no_host_and_of_a_family_the_name_lacks():
             await net.getaddrinfo("10.0.0.8", 80, family=socket.AF_INET6)
 
     vrun(main, net=net)
+
+
+def test_getaddrinfo_takes_bytes_hosts_like_socket_getaddrinfo():
+    # Regression: a bytes host was iterated as a list of names ("'int' object
+    # is not iterable") instead of being decoded, as socket.getaddrinfo does.
+    net = SimNetwork()
+    net.add_host("api.example", "10.0.0.7")
+
+    async def main():
+        from yieldio.socket import getaddrinfo
+
+        return [info[4] for info in await getaddrinfo(b"api.example", 80)]
+
+    assert yieldio.run(main, network=net) == [("10.0.0.7", 80)]
+
+
+def test_a_connect_to_ipv6_loopback_comes_from_ipv6_loopback():
+    # Regression: outside net.host() the source was always 127.0.0.1, so a
+    # connection to ::1 ran 127.0.0.1 -> ::1 (mixed families, and a partition
+    # of 127.0.0.1 cut it). The OS picks a source of the target's family.
+    net = SimNetwork()
+
+    async def main():
+        (listener,) = await net.listen_tcp("::1", 80)
+        client = await yieldio.open_tcp_stream("::1", 80)
+        server = await listener.accept()
+        net.partition("127.0.0.1")
+        await client.write(b"v6")
+        return (client.get_extra_info("sockname")[0], server.get_extra_info("peername")[0],
+                await server.read_exactly(2))
+
+    assert vrun(main, net=net) == ("::1", "::1", b"v6")

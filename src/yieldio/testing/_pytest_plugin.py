@@ -134,6 +134,14 @@ def _is_yieldio_test(item: Any) -> bool:
             ours = (not any(item.get_closest_marker(m) for m in _OTHER_PLUGIN_MARKS)
                     and "anyio_backend" not in item.fixturenames)
     if ours and item.get_closest_marker("asyncio") is not None:
+        if _asyncio_mode(item.config) == "auto":
+            # pytest-asyncio's auto mode adds the asyncio mark to every async
+            # test (and claims every async fixture): the user did not write
+            # it, so "keep one" would send them hunting for a mark that is not there.
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked yieldio, but asyncio_mode = 'auto' marks every "
+                "async test asyncio (and runs every async fixture); set asyncio_mode = "
+                "'strict' and mark the asyncio tests @pytest.mark.asyncio")
         raise pytest.UsageError(f"{item.nodeid} is marked both yieldio and asyncio; keep one")
     item.stash[_IS_YIELDIO] = ours
     return ours

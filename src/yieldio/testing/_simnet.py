@@ -261,6 +261,10 @@ class SimNetwork(SimFaults):
         """
         self._bind()
         await _cancel_point()
+        if isinstance(host, (bytes, bytearray)):
+            # socket.getaddrinfo takes bytes hosts too; without this, _hosts()
+            # iterated the bytes and failed with "'int' object is not iterable".
+            host = bytes(host).decode("idna")
         if port is None:
             port = 0
         if isinstance(port, str):
@@ -424,11 +428,14 @@ class SimNetwork(SimFaults):
             if src_port:  # refused here: one plain OSError, not one per address tried
                 self._check_free((src, src_port))
         else:
-            src, src_port = local_address or self._here.get() or "127.0.0.1", 0
+            src, src_port = local_address or self._here.get() or "", 0
         targets = interleave_families(infos, lambda info: info[0])
 
         async def connect_one(info: Any) -> SimStream:
-            return await self._connect_one(src, src_port, (info[4][0], info[4][1]))
+            # Not on any host(): the loopback of the target's family, as the OS
+            # picks a source address -- not 127.0.0.1 talking to ::1.
+            here = src or ("::1" if info[0] == socket.AF_INET6 else "127.0.0.1")
+            return await self._connect_one(here, src_port, (info[4][0], info[4][1]))
 
         stream: SimStream = await happy_eyeballs(
             targets, connect_one, happy_eyeballs_delay,
