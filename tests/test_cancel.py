@@ -535,3 +535,55 @@ def test_cancel_called_is_true_once_the_deadline_passed_before_the_timer_fired()
 
     clock2 = VirtualClock()
     assert yieldio.run(left_before_it_passed, clock=clock2) is False
+
+
+def test_cancel_from_a_plain_thread_is_refused_not_lost():
+    # From another thread, cancel() mutated the scope tree unlocked and the
+    # task parked in the kernel's poll was not woken: the 5 s sleep ran to
+    # its end. Refused now, as Event.set() from a thread is; through
+    # from_thread (or call_soon_threadsafe) it works at once.
+    errors = []
+
+    async def main():
+        with yieldio.CancelScope() as scope:
+            async with yieldio.TaskGroup() as tg:
+                task = tg.spawn(yieldio.sleep, 5)
+
+                def worker():
+                    for attempt in (scope.cancel, task.cancel,
+                                    lambda: setattr(scope, "deadline", 0),
+                                    lambda: setattr(scope, "shield", True)):
+                        try:
+                            attempt()
+                        except RuntimeError as exc:
+                            errors.append(str(exc))
+                    yieldio.from_thread(scope.cancel)
+
+                await yieldio.to_thread(worker)
+        return scope.cancelled_caught, task.cancelled(), yieldio.current_time()
+
+    assert vrun(main) == (True, True, 0.0)
+    assert len(errors) == 4
+    assert all("from another thread" in e for e in errors)
+
+
+def test_cancel_called_read_from_a_worker_thread_reports_a_passed_deadline():
+    # A worker polling "should I stop?" sees the deadline that passed, without
+    # cancelling the scope from its own thread (the kernel's timer does that).
+    import time
+
+    seen = []
+
+    async def main():
+        with yieldio.move_on_after(0.05) as scope:
+            def work():
+                deadline = time.monotonic() + 5
+                while not scope.cancel_called and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                seen.append(scope.cancel_called)
+
+            await yieldio.to_thread(work)  # waits for the worker, then Cancelled
+        return scope.cancelled_caught
+
+    assert yieldio.run(main) is True
+    assert seen == [True]

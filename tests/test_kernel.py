@@ -420,6 +420,49 @@ def test_broken_instrument_is_removed_not_fatal(capsys):
     assert "oops" in err and "oops-io" in err
 
 
+def test_a_broken_instrument_is_removed_by_identity_not_equality(capsys):
+    # Two instruments that compare equal (dataclass-style __eq__): the one
+    # that raised goes, the other stays. list.remove() took the first equal
+    # one, so the working instrument was dropped and the broken one kept
+    # raising. The report names the hook, not the method's __name__.
+    class Rec:
+        def __init__(self, label):
+            self.label = label
+            self.steps = 0
+
+        def __eq__(self, other):
+            return isinstance(other, Rec)
+
+        __hash__ = object.__hash__
+
+        def before_task_step(self, task):
+            self.steps += 1
+            if self.label == "bad":
+                raise ValueError("bad")
+
+    def failing(self, timeout):
+        raise ValueError("io")
+
+    class EqRaises:
+        def __eq__(self, other):
+            raise TypeError("no ==")
+
+        __hash__ = object.__hash__
+        before_io_wait = failing
+
+    async def main():
+        for _ in range(5):
+            await yieldio.sleep(0)
+        return "fine"
+
+    good, bad = Rec("good"), Rec("bad")
+    assert yieldio.run(main, instruments=[good, bad, EqRaises()]) == "fine"
+    assert (good.steps, bad.steps) == (6, 1)
+    err = capsys.readouterr().err
+    assert err.count("removing it") == 2
+    assert "in before_io_wait" in err
+
+
 def test_a_failing_after_run_hook_does_not_skip_the_others(capsys):
     ran = []
 

@@ -146,6 +146,11 @@ class CancelScope:
                 and not self._exited:
             k = self._kernel
             if k is not None and self._deadline <= k.clock_now():
+                if _foreign_thread(k):
+                    # A to_thread worker polling "should I stop?": tell it the
+                    # truth, but leave cancelling to the kernel's timer (the
+                    # scope tree belongs to the kernel's thread).
+                    return True
                 self._on_deadline()
         return self._cancel_called
 
@@ -156,6 +161,7 @@ class CancelScope:
 
     @shield.setter
     def shield(self, value: bool) -> None:
+        _check_thread(self, "set shield on")
         self._shield = bool(value)
         if self._parent is not None:
             self._recompute()
@@ -179,7 +185,9 @@ class CancelScope:
         if self._relative != _INF:
             raise RuntimeError("this cancel scope's deadline is relative to when it is "
                                "entered: set relative_deadline (or set it to math.inf first)")
-        self._deadline = _check_deadline(value)
+        value = _check_deadline(value)
+        _check_thread(self, "set the deadline of")
+        self._deadline = value
         if self._entered and not self._exited:
             self._arm_deadline()
 
@@ -226,6 +234,7 @@ class CancelScope:
         """Cancel everything inside this scope; idempotent and synchronous."""
         if self._cancel_called:
             return
+        _check_thread(self, "cancel")
         self._cancel_called = True
         self._disarm_deadline()
         if self._entered:  # not yet entered: __enter__ will see cancel_called
@@ -410,6 +419,25 @@ class CancelScope:
 
     async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         return self.__exit__(etype, exc, tb)
+
+
+def _foreign_thread(k: Any) -> bool:
+    """True if ``k`` is a live kernel and this thread is not the one running it."""
+    return not k.closed and getattr(_state.local, "kernel", None) is not k
+
+
+def _check_thread(scope: CancelScope, what: str) -> None:
+    """Refuse to change an entered scope from outside its kernel's thread.
+
+    (Not on a hot path: cancel(), and setting a deadline or a shield.) From
+    another thread the change raced the kernel, and a cancellation reached a
+    task parked in a long poll only when something else woke the loop.
+    """
+    k = scope._kernel
+    if k is not None and _foreign_thread(k):
+        raise RuntimeError(
+            f"cannot {what} {scope!r} from another thread than its yieldio run's; "
+            "from a to_thread worker use yieldio.from_thread(scope.cancel)")
 
 
 def _deliver(task: Task) -> None:

@@ -111,8 +111,16 @@ class InstrumentHooks:
         self._rebuild_hooks()
 
     def remove_instrument(self, inst: Any) -> None:
-        self.instruments.remove(inst)
-        self._rebuild_hooks()
+        """Detach ``inst`` (this very object); ``ValueError`` if it is not attached."""
+        # By identity, not list.remove's ==: two instruments that compare equal
+        # (dataclasses with the same fields) are still two instruments, and an
+        # __eq__ that raises must not stop a broken one being removed.
+        for i, attached in enumerate(self.instruments):
+            if attached is inst:
+                del self.instruments[i]
+                self._rebuild_hooks()
+                return
+        raise ValueError(f"{inst!r} is not an instrument of this run")
 
     def _rebuild_hooks(self) -> None:
         defined = [(_defined_hooks(i), i) for i in self.instruments]
@@ -127,13 +135,17 @@ class InstrumentHooks:
             self.__dict__.pop("reschedule", None)
             self.__dict__.pop("reschedule_error", None)
 
-    def _instrument_failed(self, hook: Any, exc: Exception) -> None:
+    def _instrument_failed(self, hook: Any, exc: Exception, name: str = "?") -> None:
         """A broken instrument is reported and removed, never fatal to the program."""
         inst = getattr(hook, "__self__", hook)
-        name = getattr(hook, "__name__", "?")
-        print(f"yieldio: instrument {inst!r} raised {exc!r} in {name}; removing it",
+        try:
+            shown = repr(inst)
+        except Exception:  # a broken __repr__ must not make this fatal after all
+            shown = f"<{type(inst).__qualname__} object at {id(inst):#x}>"
+        # ``name`` is the hook (the method's own __name__ may differ).
+        print(f"yieldio: instrument {shown} raised {exc!r} in {name}; removing it",
               file=sys.stderr)
-        if inst in self.instruments:
+        if any(attached is inst for attached in self.instruments):
             self.remove_instrument(inst)
 
     def _call_hooks(self, name: str, *args: Any) -> None:
@@ -141,4 +153,4 @@ class InstrumentHooks:
             try:  # free in CPython 3.11 when nothing raises
                 hook(*args)
             except Exception as exc:
-                self._instrument_failed(hook, exc)
+                self._instrument_failed(hook, exc, name)

@@ -246,6 +246,12 @@ class Task:
         """
         if self._state is not RUNNING:
             return
+        k = self._kernel
+        if not k.closed and getattr(_state.local, "kernel", None) is not k:
+            # From another thread it raced the kernel (and was not seen by a
+            # loop parked in a long poll): refused, as Event.set() is.
+            raise RuntimeError(f"cannot cancel {self!r} from another thread than its "
+                               "yieldio run's; use yieldio.from_thread(task.cancel)")
         extra = self._extra
         scope = extra.own_scope if extra is not None else None
         if scope is None:
