@@ -587,3 +587,28 @@ def test_cancel_called_read_from_a_worker_thread_reports_a_passed_deadline():
 
     assert yieldio.run(main) is True
     assert seen == [True]
+
+
+def test_exiting_a_scope_from_another_task_while_its_owner_is_inside_is_an_error():
+    scope = yieldio.CancelScope()
+    seen = []
+
+    async def owner():
+        with scope:
+            await yieldio.sleep(1)
+            scope.cancel()  # still its scope: the owner's chain was not touched
+            await yieldio.sleep(1)
+        seen.append(scope.cancelled_caught)
+
+    async def intruder():
+        await yieldio.sleep(0.5)
+        with pytest.raises(RuntimeError, match="different task"):
+            scope.__exit__(None, None, None)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(owner)
+            tg.spawn(intruder)
+
+    vrun(main)
+    assert seen == [True]

@@ -333,10 +333,15 @@ class CancelScope:
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         task = self._task
-        # (No look-up of the running task here: this is a hot path. Misuse is
-        # found where it breaks the scope's own state, and _check_exit says
-        # what went wrong.)
+        # (One comparison with the running task: exited by another task while
+        # its owner is still inside, the scope left the owner's scope chain
+        # silently. No task running is fine: a coroutine closed by the
+        # collector or the kernel leaves its scopes on its way out.
+        # _check_exit, off the common path, says what went wrong.)
         if task is None or task._scope is not self:
+            self._check_exit(task)  # raises
+        current = self._kernel.current
+        if current is not task and current is not None:
             self._check_exit(task)  # raises
         self._exited = True
         if self._timer is not None:
