@@ -12,6 +12,7 @@ import wsproto.events as wse
 
 import yieldio
 from yieldio.http import (
+    Limits,
     ProtocolError,
     Request,
     WebSocketClosed,
@@ -258,5 +259,111 @@ def test_a_cancelled_ping_does_not_strand_another_with_the_same_payload() -> Non
                     with yieldio.fail_after(2):
                         await ws.ping(b"same")
                 assert ws._pongs == {}
+
+    yieldio.run(main)
+
+
+# -- a send stuck on a peer that reads nothing ---------------------------------------------
+def test_keepalive_giving_up_ends_a_client_send_stuck_on_a_peer_that_reads_nothing() -> None:
+    # Regression: keepalive closed the WebSocket (1011) but the stuck send()
+    # went on waiting for ever: nothing ended its write.
+    done = yieldio.Event()
+
+    async def handler(stream: yieldio.Stream) -> None:
+        await ws_peer(stream)
+        await done.wait()  # reads nothing more: neither the message nor the pings
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with connect_websocket(url, ping_interval=0.1, ping_timeout=0.1,
+                                         close_timeout=0.5) as ws:
+                with yieldio.fail_after(3), pytest.raises(WebSocketClosed) as info:
+                    await ws.send(b"m" * (16 << 20))  # more than the socket buffers hold
+                assert (info.value.code, info.value.reason) == (1011, "keepalive ping timeout")
+                with pytest.raises(WebSocketClosed):
+                    await ws.send("after")
+            done.set()
+
+    yieldio.run(main)
+
+
+def test_keepalive_giving_up_ends_a_server_send_at_once_with_1011() -> None:
+    # Regression: the server's stuck send waited close_timeout (5 s) more,
+    # and then reported 1006 instead of the keepalive's 1011.
+    seen: list = []
+    ended = yieldio.Event()
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        try:
+            await ws.send(b"m" * (16 << 20))
+        except WebSocketClosed as exc:
+            seen.append((exc.code, exc.reason))
+        finally:
+            ended.set()
+
+    async def main() -> None:
+        limits = Limits(write_timeout=60, websocket_ping_interval=0.1,
+                        websocket_ping_timeout=0.1)
+        async with serve(app, "127.0.0.1", 0, limits=limits) as server:
+            stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.write(HANDSHAKE)  # and then reads nothing
+                with yieldio.fail_after(3):  # the close timeout is 5 s
+                    await ended.wait()
+        assert seen == [(1011, "keepalive ping timeout")]
+
+    yieldio.run(main)
+
+
+def test_client_write_timeout() -> None:
+    done = yieldio.Event()
+
+    async def handler(stream: yieldio.Stream) -> None:
+        await ws_peer(stream)
+        await done.wait()
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with connect_websocket(url, ping_interval=None, write_timeout=0.2,
+                                         close_timeout=0.5) as ws:
+                with yieldio.fail_after(3), pytest.raises(WebSocketClosed) as info:
+                    await ws.send(b"m" * (16 << 20))
+                assert (info.value.code, info.value.reason) == (1011, "write timeout")
+                assert ws.closed
+            done.set()
+        with pytest.raises(ValueError, match="write_timeout"):
+            async with connect_websocket(url, write_timeout=0):
+                pass
+
+    yieldio.run(main)
+
+
+def test_accepting_a_subprotocol_the_client_did_not_offer_is_a_clear_error() -> None:
+    # Regression: wsproto's "unexpected subprotocol" LocalProtocolError escaped instead.
+    errors: list[str] = []
+
+    async def app(request: Request) -> None:
+        try:
+            await request.accept_websocket(subprotocol="v9")
+        except ValueError as exc:
+            errors.append(str(exc))
+            raise
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            for offered in (["v1", "v2"], None):
+                with pytest.raises(WebSocketRejected) as info:
+                    async with connect_websocket(url, subprotocols=offered):
+                        pass
+                assert info.value.status == 500
+        assert errors == [
+            "subprotocol 'v9' was not offered by the client (it offered ['v1', 'v2']): "
+            "pick one of those, or None",
+            "subprotocol 'v9' was not offered by the client (it offered none): "
+            "pick one of those, or None"]
 
     yieldio.run(main)

@@ -43,14 +43,19 @@ async def accept_websocket(conn: ServerConnection, req: Request, subprotocol: st
     wsconn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
     try:
         wsconn.initiate_upgrade_connection(list(req._raw_headers), req.target)
-        for _ in wsconn.events():
-            pass
+        offered = [s for e in wsconn.events() if isinstance(e, wse.Request)
+                   for s in e.subprotocols]
     except WSRemoteProtocolError as exc:
         hint = exc.event_hint
         status = getattr(hint, "status_code", 400)
         extra = {n.decode("latin-1"): v.decode("latin-1")
                  for n, v in getattr(hint, "headers", [])}
         raise HTTPException(status, f"bad WebSocket handshake: {exc}", extra) from None
+    if subprotocol is not None and subprotocol not in offered:
+        # Checked before anything is sent (wsproto would raise its own
+        # LocalProtocolError from deep inside): an application bug, said plainly.
+        raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client "
+                         f"(it offered {offered or 'none'}): pick one of those, or None")
     extra_headers = [(k.encode("latin-1"), v.encode("latin-1"))
                      for k, v in (headers or {}).items()]
     data = wsconn.send(wse.AcceptConnection(subprotocol=subprotocol,

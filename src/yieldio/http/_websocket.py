@@ -114,6 +114,7 @@ class WebSocket:
         # The pings waiting for their pong, by payload (two pings may share one).
         self._pongs: dict[bytes, list[Event]] = {}
         self._reader_scope: CancelScope | None = None
+        self._write_scope: CancelScope | None = None  # the write in progress, if any
 
     def __repr__(self) -> str:
         state = "open" if self.close_code is None else f"closed {self.close_code}"
@@ -181,16 +182,21 @@ class WebSocket:
                     raise WebSocketClosed(self.close_code or 1006, self.close_reason or "") from None
                 return False
             try:
-                if self.write_timeout is None:
-                    await self._stream.write(data)
-                else:
-                    with move_on_after(self.write_timeout) as scope:
+                # In a scope _lost() cancels: once keepalive (or anything) has
+                # given the connection up, a write stuck on a peer that reads
+                # nothing must end too, not hold send() (and the lock) for ever.
+                with move_on_after(self.write_timeout or math.inf) as scope:
+                    self._write_scope = scope
+                    try:
                         await self._stream.write(data)
-                    if scope.cancelled_caught:
-                        self._write_timed_out()
-                        if raise_closed:
-                            raise WebSocketClosed(1011, "write timeout")
-                        return False
+                    finally:
+                        self._write_scope = None
+                if scope.cancelled_caught:
+                    if not self._finished.is_set():
+                        self._write_timed_out()  # the deadline, not _lost()
+                    if raise_closed:
+                        raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
+                    return False
             except _IO_ERRORS as exc:
                 self._lost()
                 if raise_closed:
@@ -270,6 +276,8 @@ class WebSocket:
             self.close_code, self.close_reason = 1006, "connection lost"
         self._messages.close()
         self._finished.set()
+        if self._write_scope is not None:
+            self._write_scope.cancel()
         for waiters in self._pongs.values():
             for waiter in waiters:
                 waiter.set()
@@ -312,9 +320,13 @@ class WebSocket:
         logger.info("WebSocket peer did not answer a ping within %s s: closing (%r)",
                     timeout, self)
         # Say why, if the bytes can still go anywhere (bounded: the peer may
-        # not be reading), then end the connection as lost.
-        with move_on_after(self.close_timeout):
-            await self._abort(1011, "keepalive ping timeout")
+        # not be reading; not at all behind a write already stuck, which
+        # _lost() then ends), then end the connection as lost.
+        if self._write_scope is None:
+            with move_on_after(self.close_timeout):
+                await self._abort(1011, "keepalive ping timeout")
+        elif self.close_code is None:
+            self.close_code, self.close_reason = 1011, "keepalive ping timeout"
         self._lost()
         if self._reader_scope is not None:
             self._reader_scope.cancel()
@@ -442,7 +454,8 @@ async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
                             max_message_size: int = 1 << 20,
                             close_timeout: float = 5.0,
                             ping_interval: float | None = 20.0,
-                            ping_timeout: float | None = 20.0) -> AsyncIterator[WebSocket]:
+                            ping_timeout: float | None = 20.0,
+                            write_timeout: float | None = None) -> AsyncIterator[WebSocket]:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the ``async with`` block.
 
     ::
@@ -459,9 +472,12 @@ async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
     block closes the connection (code 1000) if it is still open. A ping goes
     out every ``ping_interval`` seconds; without a pong in ``ping_timeout``
     the server counts as gone: close code 1011, and ``receive()`` raises
-    :class:`WebSocketClosed` (``None`` turns either off).
+    :class:`WebSocketClosed` (``None`` turns either off). ``write_timeout``
+    bounds each write as ``Limits.write_timeout`` does on the server (close
+    code 1011); without it a stuck ``send()`` ends with the keepalive.
     """
-    for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout)):
+    for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout),
+                        ("write_timeout", write_timeout)):
         # Checked here, as Limits checks the server's: a zero or negative
         # interval would ping without pause.
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -482,7 +498,7 @@ async def connect_websocket(url: str, *, subprotocols: list[str] | None = None,
     ws = WebSocket(stream, connection, client=True, max_message_size=max_message_size,
                    close_timeout=close_timeout, subprotocol=agreed, path=parts.path or "/",
                    headers=response_headers, ping_interval=ping_interval,
-                   ping_timeout=ping_timeout)
+                   ping_timeout=ping_timeout, write_timeout=write_timeout)
     try:
         async with TaskGroup() as tg:
             tg.spawn(ws._reader, name=f"websocket reader {url}")
