@@ -420,3 +420,34 @@ def test_close_refuses_codes_and_reasons_that_cannot_be_sent() -> None:
         assert seen == [(4000, "é" * 61)]
 
     yieldio.run(main)
+
+
+def test_a_receive_loop_ended_by_the_clients_close_is_not_an_application_error(
+        http_errors) -> None:
+    codes = []
+    done = yieldio.Event()
+
+    async def echo_forever(request: Request) -> None:
+        ws = await request.accept_websocket()
+        try:
+            while True:  # the common loop: ends with WebSocketClosed
+                await ws.send(await ws.receive())
+        finally:
+            codes.append(ws.close_code)
+            done.set()
+
+    def client(port: int) -> str:
+        with ws_connect(f"ws://127.0.0.1:{port}/") as ws:
+            ws.send("hi")
+            return ws.recv(timeout=5)
+
+    async def main() -> None:
+        async with serve(echo_forever, "127.0.0.1", 0) as server:
+            assert await yieldio.to_thread(client, server.port) == "hi"
+            with yieldio.fail_after(5):
+                await done.wait()
+            assert server.app_errors == 0
+
+    yieldio.run(main)
+    assert codes == [1000] and type(codes[0]) is int
+    assert not [r for r in http_errors.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -31,7 +31,7 @@ from .._exceptions import ClosedResourceError
 from .._time import current_time
 from ..net._stream import BrokenStreamError, Stream
 from ._disconnect import ClientGone, call_app_cancellable, start_cancelling_watch
-from ._errors import HTTPException
+from ._errors import HTTPException, WebSocketClosed
 from ._request import Request
 from ._response import Response
 
@@ -263,12 +263,20 @@ class ServerConnection:
                 return False
             response = _error_response(exc.status, exc.detail)
             response.headers.update(exc.headers)
-        except Exception:
+        except Exception as exc:
+            ws = req._websocket
+            if isinstance(exc, WebSocketClosed) and ws is not None and ws.close_code is not None:
+                # The handler's own WebSocket closed under a receive() or
+                # send() loop: the usual way such a loop ends, not a failure
+                # (the websockets library ends the handler quietly too).
+                logger.debug("WebSocket handler for %s ended by its close: %s", req.target, exc)
+                await ws._finish()
+                return False
             server.app_errors += 1
             logger.exception("HTTP application failed on %s %s (client %s)", req.method,
                              req.target, self.client)
-            if req._websocket is not None:
-                await req._websocket._finish(failed=True)
+            if ws is not None:
+                await ws._finish(failed=True)
                 return False
             response = _error_response(500)
         else:

@@ -398,7 +398,7 @@ class WebSocket:
                 ws.receive_data(None)  # yields CloseConnection(1006)
                 for event in ws.events():
                     if self.close_code is None and isinstance(event, wse.CloseConnection):
-                        self.close_code, self.close_reason = event.code, "connection lost"
+                        self.close_code, self.close_reason = int(event.code), "connection lost"
                 return
             ws.receive_data(data)
 
@@ -406,13 +406,13 @@ class WebSocket:
         ws = self._ws
         if ws.state is ConnectionState.REMOTE_CLOSING:
             # The peer started the close: record its code and answer with the same.
-            self.close_code, self.close_reason = event.code, event.reason or ""
+            self.close_code, self.close_reason = int(event.code), event.reason or ""
             self._messages.close()
             await self._send_event(event.response(), raise_closed=False)
         elif ws.state is ConnectionState.CLOSED:
             # The answer to our own Close: the handshake is complete.
             if self.close_code is None:
-                self.close_code, self.close_reason = event.code, event.reason or ""
+                self.close_code, self.close_reason = int(event.code), event.reason or ""
         else:
             # wsproto reports a malformed frame as a CloseConnection it did not send.
             await self._abort(event.code, event.reason or "protocol error")
