@@ -126,6 +126,15 @@ def run_worker(
     )
     try:
         out, err = proc.communicate(timeout=timeout)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches only the runner: the worker is in its own session, so
+        # it (and its load client) would run on as orphans. Kill and reap them.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the worker and its load client
@@ -453,6 +462,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.benches = (
         BENCHES if not args.only else [b.strip() for b in args.only.split(",") if b.strip()]
     )
+    if not args.benches:  # "--only ," used to run nothing and exit 0
+        p.error("--only names no benchmark")
     unknown = [b for b in args.benches if b not in BENCHES]
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(unknown)} (known: {', '.join(BENCHES)})")
@@ -466,7 +477,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--repeat must be >= 1")
     if args.timeout is None:
         args.timeout = 60.0 if args.quick else 300.0
+    if not args.timeout > 0:  # 0 or less turned every cell into an instant "timeout"
+        p.error("--timeout must be > 0 seconds")
     return args
+
+
+def unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be written (without creating it), or None."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a directory"
+    parent = target.parent
+    if not parent.is_dir():
+        return f"directory {str(parent)!r} does not exist"
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            return "permission denied"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create files in {str(parent)!r}"
+    return None
 
 
 def missing_packages(runtime: str) -> list[str]:
@@ -658,6 +687,16 @@ def main(argv: list[str] | None = None) -> int:
     cell ended in an error or a timeout (the table is printed either way).
     """
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        return _main(args, argv)
+    except KeyboardInterrupt:
+        # Not a traceback from wherever Ctrl-C landed (run_worker has killed
+        # the running worker); 130 as for 'python -m yieldio run'.
+        print("\nbench: interrupted; nothing was saved", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.list:
         list_benches(args.quick)
         return 0
@@ -676,6 +715,15 @@ def main(argv: list[str] | None = None) -> int:
         if write:
             print(f"\nwrote {write_results(env, args, sections, elapsed)}", file=sys.stderr)
         return 0
+    if args.json:
+        # Checked now, not after a run of up to half an hour that then ended
+        # in a traceback and lost every number. (Not in parse_args: --from-json
+        # re-parses a saved command line whose --json path may be long gone.)
+        problem = unwritable(args.json)
+        if problem:
+            print(f"python -m yieldio bench: error: --json {args.json}: {problem}",
+                  file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     client = prepare(args)
     env = environment(args, client)
@@ -691,8 +739,17 @@ def main(argv: list[str] | None = None) -> int:
     env["elapsed_s"] = round(elapsed, 1)
     print(f"\n{describe(env, args, elapsed)}\n\n{LEGEND}")
     print(render_text(sections))
-    if args.json:
-        Path(args.json).write_text(
+    saved = save_json(args.json, env, sections) if args.json else True
+    if args.write_results:
+        path = write_results(env, args, sections, elapsed)
+        print(f"\nwrote {path}", file=sys.stderr)
+    failed = any(c.failures and not c.runs for s in sections for c in s["cells"])
+    return 1 if failed or not saved else 0
+
+
+def save_json(path: str, env: dict[str, Any], sections: list[dict[str, Any]]) -> bool:
+    try:
+        Path(path).write_text(
             json.dumps(
                 {
                     "environment": env,
@@ -709,11 +766,10 @@ def main(argv: list[str] | None = None) -> int:
                 default=str,
             )
         )
-    if args.write_results:
-        path = write_results(env, args, sections, elapsed)
-        print(f"\nwrote {path}", file=sys.stderr)
-    failed = any(c.failures and not c.runs for s in sections for c in s["cells"])
-    return 1 if failed else 0
+    except OSError as exc:  # checked up front, but the disk can still fill up
+        print(f"bench: cannot write --json {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -70,3 +70,102 @@ def test_echo_splits_server_cpu_into_user_and_system(tmp_path):
         user, system, total = run["user_us_per_req"], run["sys_us_per_req"], run["cpu_us_per_req"]
         assert user > 0 and system > 0
         assert user + system == pytest.approx(total, rel=0.25, abs=2.0)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, message", [
+    # Each of these used to start measuring: --timeout 0 turned every cell
+    # into an instant "timeout", "--only ," ran nothing and exited 0, and an
+    # unwritable --json ended a (possibly 30-minute) run in a traceback.
+    (["--timeout", "0"], "--timeout must be > 0 seconds"),
+    (["--timeout", "-1"], "--timeout must be > 0 seconds"),
+    (["--only", ","], "--only names no benchmark"),
+    (["--only", "nope"], "unknown benchmark(s): nope"),
+    (["--peers", "nope"], "unknown peer(s): nope"),
+    (["--repeat", "0"], "--repeat must be >= 1"),
+    (["--quick", "--repeat", "-2"], "--repeat must be >= 1"),
+    (["--json", "{tmp}/no/such/dir/run.json"], "does not exist"),
+    (["--json", "{tmp}"], "is a directory"),
+])
+def test_bad_options_fail_before_measuring(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    r = bench("--only", "deep", *args, timeout=30)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1].startswith("python -m yieldio bench: error: ")
+    assert message in r.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_ctrl_c_stops_the_run_and_its_worker(tmp_path):
+    import signal
+    import time
+
+    # A full-size echo cell: its worker runs for seconds, so Ctrl-C lands
+    # while it runs. The worker is in its own session (the terminal's SIGINT
+    # does not reach it): it used to run on as an orphan, after a traceback.
+    proc = subprocess.Popen([sys.executable, "-m", "yieldio", "bench", "--only", "echo",
+                             "--peers", "asyncio", "--repeat", "1",
+                             "--json", str(tmp_path / "run.json")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while not workers and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            workers = _children(proc.pid)
+        assert workers, "no worker started"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.rstrip().endswith("bench: interrupted; nothing was saved")
+    assert not (tmp_path / "run.json").exists()
+    time.sleep(0.2)
+    for worker in workers:
+        assert _live_in_group(worker) == [], "the worker or its load client is still running"
+
+
+@pytest.mark.timeout(60)
+def test_outside_a_source_checkout_is_a_clear_error(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "src" / "yieldio", tmp_path / "lib" / "yieldio",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "yieldio", "bench", "--quick"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=30,
+                       env={"PYTHONPATH": str(tmp_path / "lib"), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == ("yieldio bench runs from a source checkout "
+                        "(the bench/ folder is not installed)\n")

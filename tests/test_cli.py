@@ -11,9 +11,10 @@ import pytest
 import yieldio
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 60,
+            cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "yieldio", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)
 
 
 def test_version():
@@ -87,3 +88,139 @@ def test_run_exit_codes_follow_sys_exit(tmp_path, body, code, stderr):
     script.write_text(body)
     out = run_cli_env(tmp_path, "run", str(script))
     assert (out.returncode, out.stderr, out.stdout) == (code, stderr, "")
+
+
+def test_no_command_is_a_usage_error_on_stderr():
+    # It printed the usage on stdout while exiting 2.
+    out = run_cli()
+    assert out.returncode == 2 and out.stdout == "" and "usage: yieldio" in out.stderr
+
+
+def _interrupt_after_first_line(args, timeout=30):
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "yieldio", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, first + out, err
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_demo_is_a_clean_interruption():
+    # It used to end in a long traceback of yieldio's frames (and -SIGINT).
+    code, out, err = _interrupt_after_first_line(["demo"])
+    if code == 0:
+        pytest.skip("the demo finished before the signal arrived")
+    assert (code, err.strip()) == (130, "yieldio demo: interrupted"), err
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_run_exits_130_without_noise(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text("import yieldio\nasync def main():\n    print('up', flush=True)\n"
+                      "    await yieldio.sleep(30)\n")
+    code, out, err = _interrupt_after_first_line(["run", str(script)])
+    assert (code, out, err) == (130, "up\n", "yieldio run: interrupted\n")
+
+
+def test_run_syntax_error_shows_the_script_not_yieldio(tmp_path):
+    # Every frame was yieldio's or runpy's, so the whole traceback was shown.
+    script = tmp_path / "app.py"
+    script.write_text("def main(:\n    pass\n")
+    out = run_cli("run", str(script))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "runpy" not in out.stderr, out.stderr
+    assert out.stderr.startswith(f'  File "{script}", line 1\n')
+    assert out.stderr.endswith("SyntaxError: invalid syntax\n")
+
+
+@pytest.mark.parametrize("body, message", [
+    # A class is callable: it was called "a plain function".
+    ("class main:\n    pass\n", "main in {} is a class; it must be 'async def main()'"),
+    ("def main():\n    pass\n", "main in {} is a plain function"),
+])
+def test_run_names_what_main_is(tmp_path, body, message):
+    script = tmp_path / "app.py"
+    script.write_text(body)
+    out = run_cli("run", str(script))
+    assert out.returncode == 2 and out.stderr.startswith("yieldio run: " + message.format(script))
+
+
+def test_run_a_directory_says_so(tmp_path):
+    # It said "no such file" about a directory that plainly exists.
+    out = run_cli("run", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr == f"yieldio run: {str(tmp_path)!r} is a directory, not a Python file\n"
+
+
+def test_run_script_sees_its_directory_and_can_be_pickled(tmp_path):
+    # sys.path[0] is the script's directory (imports of its neighbours work),
+    # and its module stays in sys.modules while main() runs: pickle used to
+    # fail with "import of module '__yieldio_main__' failed".
+    (tmp_path / "helper.py").write_text("X = 42\n")
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import dataclasses, pickle, sys, typing\nimport helper\n\n"
+        "@dataclasses.dataclass\nclass Point:\n    x: 'int'\n\n"
+        "async def main():\n"
+        "    p = pickle.loads(pickle.dumps(Point(helper.X)))\n"
+        "    print(sys.path[0], p, typing.get_type_hints(Point), __name__)\n"
+        "if __name__ == '__main__':\n    print('the guard ran')\n")
+    out = run_cli("run", str(script), cwd=str(tmp_path.parent))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (f"{tmp_path} Point(x=42) {{'x': <class 'int'>}} __yieldio_main__\n")
+
+
+def test_monitor_explains_a_stale_socket_and_a_non_socket(tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    mon = tmp_path / "mon"
+    mon.mkdir(mode=0o700)
+    path = mon / f"{dead.pid}.sock"
+    with socket.socket(socket.AF_UNIX) as s:  # bound, never listening: what SIGKILL leaves
+        s.bind(str(path))
+    # Both used to say only "[Errno 111] Connection refused".
+    out = run_cli_env(tmp_path, "monitor", str(dead.pid), "-c", "ps")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr == (f"yieldio monitor: {str(path)!r} is a stale socket: pid {dead.pid} "
+                          "is no longer running (the file can be removed)\n")
+    plain = tmp_path / "notes.txt"
+    plain.write_text("")
+    out = run_cli_env(tmp_path, "monitor", str(plain), "-c", "ps")
+    assert out.returncode == 1
+    assert out.stderr == (f"yieldio monitor: {str(plain)!r} is not a socket (give a PID or a "
+                          "monitor socket path)\n")
+
+
+def _trace(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text("import yieldio\nasync def main():\n    await yieldio.sleep(0)\n")
+    trace = tmp_path / "run.json"
+    assert run_cli("run", "--trace", str(trace), str(script)).returncode == 0
+    return trace
+
+
+def test_trace_view_output_paths(tmp_path):
+    trace = _trace(tmp_path)
+    # Default: next to the trace, replaced if it exists.
+    (tmp_path / "run.html").write_text("old")
+    out = run_cli("trace", "view", str(trace), cwd=str(tmp_path.parent))
+    assert out.returncode == 0 and out.stdout.startswith(f"wrote {tmp_path / 'run.html'} ")
+    assert (tmp_path / "run.html").read_text().startswith("<!")
+    # "-o -" is standard output; it used to write a file named "-".
+    out = run_cli("trace", "view", str(trace), "-o", "-", cwd=str(tmp_path))
+    assert out.returncode == 0 and out.stdout.startswith("<!") and "</html>" in out.stdout
+    assert not (tmp_path / "-").exists()
+    # -o naming the trace itself: the hint was "use -o", which had been used.
+    out = run_cli("trace", "view", str(trace), "-o", str(trace))
+    assert out.returncode == 2
+    assert out.stderr == ("yieldio trace view: the output would overwrite the trace; "
+                          "choose another -o\n")

@@ -28,18 +28,30 @@ commands:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        # Asked for: stdout, 0. No command at all is a usage error: stderr, 2.
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
         print(f"yieldio {__version__}")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
-        parser = argparse.ArgumentParser(prog="yieldio demo", description="A live tour.")
+        parser = argparse.ArgumentParser(
+            prog="python -m yieldio demo",
+            description="A live tour of yieldio: tasks, timeouts, cancellation, deep calls "
+                        "and local network I/O (a TCP echo server; HTTP and WebSocket with the "
+                        "[http] extra installed), on 127.0.0.1 only. Takes a few "
+                        "seconds; starts no other process and writes no file.")
         parser.parse_args(rest)
         from ._demo import run_demo
 
-        return run_demo(rest)
+        try:
+            return run_demo(rest)
+        except KeyboardInterrupt:
+            # Ctrl-C used to end the tour with a long traceback of yieldio's
+            # own frames; it is an interruption, as for 'run' (130).
+            print("yieldio demo: interrupted", file=sys.stderr)
+            return 130
     if cmd in ("run", "monitor", "trace"):
         try:
             from . import _cli_debug

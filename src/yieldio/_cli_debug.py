@@ -15,9 +15,11 @@ import inspect
 import os
 import runpy
 import select
+import stat
 import sys
 import time
 import traceback
+import types
 from typing import Any
 
 __all__ = ["cmd_run", "cmd_monitor", "cmd_trace"]
@@ -31,7 +33,12 @@ def _run_parser() -> argparse.ArgumentParser:
                     "under yieldio.run(), with debugging options. The script's top level runs "
                     "first (with __name__ set to '__yieldio_main__', so its own "
                     "'if __name__ == \"__main__\"' block is skipped); sys.argv is "
-                    "[SCRIPT, ARGS...]. main()'s return value is the exit code (None: 0).",
+                    "[SCRIPT, ARGS...] and sys.path[0] the script's directory, as for "
+                    "'python SCRIPT'. main() is called with no arguments: it reads them "
+                    "from sys.argv. Everything after SCRIPT goes to the script, options "
+                    "included. main()'s return value is the exit code (None: 0; "
+                    "sys.exit(N) gives N); an uncaught error exits 1, Ctrl-C exits 130. "
+                    "SCRIPT must be a file: 'run -m MODULE' is not supported.",
         epilog="example: python -m yieldio run --trace trace.json --debug server.py --port 8080")
     p.add_argument("--trace", metavar="FILE", help="write a Chrome trace of the run to FILE")
     p.add_argument("--monitor", action="store_true",
@@ -50,6 +57,10 @@ def cmd_run(argv: list[str]) -> int:
     args = _run_parser().parse_args(argv)
     script = args.script
     args.args = _script_args(argv, script, args.args)
+    if os.path.isdir(script):
+        # Not "no such file": it exists, it is just not something run can execute.
+        print(f"yieldio run: {script!r} is a directory, not a Python file", file=sys.stderr)
+        return 2
     if not os.path.isfile(script):
         print(f"yieldio run: no such file: {script!r}", file=sys.stderr)
         return 2
@@ -85,11 +96,12 @@ def cmd_run(argv: list[str]) -> int:
         return 2
 
     saved_argv, saved_path = sys.argv[:], sys.path[:]
+    saved_module = sys.modules.get(_RUN_NAME)
     sys.argv = [script, *args.args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:
         try:
-            namespace = runpy.run_path(script, run_name="__yieldio_main__")
+            namespace = _exec_script(script)
         except SystemExit as exc:
             return _exit_code(exc.code)
         except KeyboardInterrupt:
@@ -106,7 +118,9 @@ def cmd_run(argv: list[str]) -> int:
                   "(or a generator function main) for yieldio to run", file=sys.stderr)
             return 2
         if not (inspect.iscoroutinefunction(main) or inspect.isgeneratorfunction(main)):
-            kind = type(main).__name__ if not callable(main) else "plain function"
+            # A class is callable too: it is not a "plain function".
+            kind = ("class" if inspect.isclass(main) else
+                    type(main).__name__ if not callable(main) else "plain function")
             print(f"yieldio run: main in {script} is a {kind}; it must be 'async def main()' "
                   "or a generator function", file=sys.stderr)
             return 2
@@ -134,6 +148,34 @@ def cmd_run(argv: list[str]) -> int:
         return _exit_code(result)
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+        if saved_module is None:
+            sys.modules.pop(_RUN_NAME, None)
+        else:
+            sys.modules[_RUN_NAME] = saved_module
+
+
+_RUN_NAME = "__yieldio_main__"
+
+
+def _exec_script(path: str) -> dict[str, Any]:
+    """Run the script's top level as module ``__yieldio_main__``; return its globals.
+
+    Not runpy.run_path(): that removes the module from sys.modules as soon as
+    the top level has run, so while main() runs, pickle (a process pool, a
+    queue to another process) and typing.get_type_hints() could not find the
+    script's classes by their module ("import of module '__yieldio_main__'
+    failed"), which 'python SCRIPT' allows. The module stays registered until
+    cmd_run returns.
+    """
+    with open(path, "rb") as f:  # bytes: compile() honours a coding cookie
+        source = f.read()
+    module = types.ModuleType(_RUN_NAME)
+    module.__file__ = path
+    module.__cached__ = None  # type: ignore[attr-defined]
+    sys.modules[_RUN_NAME] = module
+    code = compile(source, path, "exec", dont_inherit=True)
+    exec(code, module.__dict__)
+    return module.__dict__
 
 
 def _script_args(argv: list[str], script: str, parsed: list[str]) -> list[str]:
@@ -164,7 +206,20 @@ def _print_user_traceback(exc: BaseException) -> None:
     its bug. If no frame is the script's, the traceback is printed whole.
     """
     _trim(exc)
+    if isinstance(exc, SyntaxError) and _all_ours(exc.__traceback__):
+        # The script does not compile: like 'python SCRIPT', show just the
+        # file, line and caret, not the frames of this command that read it.
+        exc.__traceback__ = None
     traceback.print_exception(exc)
+
+
+def _all_ours(tb: Any) -> bool:
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not (os.path.abspath(filename).startswith(_PACKAGE_DIR) or filename in _RUNPY):
+            return False
+        tb = tb.tb_next
+    return True
 
 
 def _trim(exc: BaseException) -> None:
@@ -228,10 +283,12 @@ def cmd_monitor(argv: list[str]) -> int:
     if args.iterations is not None and args.iterations < 1:
         print("yieldio monitor: --iterations must be >= 1", file=sys.stderr)
         return 2
+    path = None
     try:
-        client = MonitorClient(find_monitor_socket(args.target))
+        path = find_monitor_socket(args.target)
+        client = MonitorClient(path)
     except MonitorError as exc:
-        print(f"yieldio monitor: {exc}", file=sys.stderr)
+        print(f"yieldio monitor: {_why_no_connection(path) or exc}", file=sys.stderr)
         return 1
     try:
         if args.command:
@@ -248,6 +305,32 @@ def cmd_monitor(argv: list[str]) -> int:
         return 1
     finally:
         client.close()
+
+
+def _why_no_connection(path: str | None) -> str | None:
+    """A plainer reason than "Connection refused" when ``path`` cannot be a live monitor.
+
+    A program killed with SIGKILL leaves its socket behind; naming its pid
+    (or any file that is no socket) got "[Errno 111] Connection refused".
+    """
+    if path is None:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(mode):
+        return f"{path!r} is not a socket (give a PID or a monitor socket path)"
+    pid = os.path.basename(path).split(".")[0].split("-")[0]
+    if pid.isdecimal():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return (f"{path!r} is a stale socket: pid {pid} is no longer running "
+                    "(the file can be removed)")
+        except (PermissionError, OverflowError):
+            pass
+    return None
 
 
 def _one_command(client: Any, line: str, args: argparse.Namespace,
@@ -353,7 +436,9 @@ def _trace_parser() -> argparse.ArgumentParser:
                     "zoom with the mouse wheel, drag to pan, hover for details.")
     view.add_argument("trace", help="the trace file (JSON)")
     view.add_argument("-o", "--output", metavar="HTML",
-                      help="where to write the page (default: TRACE with .html)")
+                      help="where to write the page (default: next to TRACE, its name with "
+                           ".html, e.g. run.json -> run.html); an existing file is "
+                           "replaced; '-' writes it to standard output")
     view.add_argument("--title", help="the page title (default: the trace file name)")
     return p
 
@@ -365,8 +450,10 @@ def cmd_trace(argv: list[str]) -> int:
     args = _trace_parser().parse_args(argv)
     src = args.trace
     out = args.output or (os.path.splitext(src)[0] + ".html")
-    if os.path.abspath(out) == os.path.abspath(src):
-        print("yieldio trace view: the output would overwrite the trace; use -o",
+    if out != "-" and os.path.abspath(out) == os.path.abspath(src):
+        # "use -o" was the advice even when -o had named the trace itself.
+        hint = "choose another -o" if args.output else "name the page with -o"
+        print(f"yieldio trace view: the output would overwrite the trace; {hint}",
               file=sys.stderr)
         return 2
     try:
@@ -378,6 +465,11 @@ def cmd_trace(argv: list[str]) -> int:
         print(f"yieldio trace view: {exc}", file=sys.stderr)
         return 2
     page = render_html(trace, title=args.title or f"yieldio trace: {os.path.basename(src)}")
+    if out == "-":
+        # The usual meaning of "-"; it used to write a file named "-".
+        sys.stdout.write(page)
+        sys.stdout.flush()
+        return 0
     tmp = f"{out}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
