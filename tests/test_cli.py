@@ -224,3 +224,11 @@ def test_trace_view_output_paths(tmp_path):
     assert out.returncode == 2
     assert out.stderr == ("yieldio trace view: the output would overwrite the trace; "
                           "choose another -o\n")
+
+
+def test_run_without_a_script_and_version_with_extra_words_are_usage_errors():
+    r = run_cli("run")
+    assert r.returncode == 2
+    assert "required: SCRIPT" in r.stderr and "args" not in r.stderr.splitlines()[-1]
+    r = run_cli("--version", "extra")
+    assert r.returncode == 2 and "takes no arguments" in r.stderr and not r.stdout

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
+        if len(argv) > 1:
+            print(f"yieldio: {argv[0]} takes no arguments (got {' '.join(argv[1:])!r})",
+                  file=sys.stderr)
+            return 2
         print(f"yieldio {__version__}")
         return 0
     cmd, rest = argv[0], argv[1:]

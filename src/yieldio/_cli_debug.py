@@ -47,15 +47,19 @@ def _run_parser() -> argparse.ArgumentParser:
                    help="debug mode: report slow steps (>100 ms) and never-awaited coroutines")
     p.add_argument("--slow-step", type=float, metavar="SECONDS",
                    help="with --debug: the slow-step threshold (default 0.1)")
-    p.add_argument("script", help="the Python file to run")
+    p.add_argument("script", nargs="?", metavar="SCRIPT", help="the Python file to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     return p
 
 
 def cmd_run(argv: list[str]) -> int:
     """``python -m yieldio run [--trace FILE] [--monitor] [--debug] SCRIPT [ARGS...]``."""
-    args = _run_parser().parse_args(argv)
+    parser = _run_parser()
+    args = parser.parse_args(argv)
     script = args.script
+    if script is None:
+        # (argparse would name "args" as required too: REMAINDER is optional.)
+        parser.error("the following argument is required: SCRIPT")
     args.args = _script_args(argv, script, args.args)
     if os.path.isdir(script):
         # Not "no such file": it exists, it is just not something run can execute.
