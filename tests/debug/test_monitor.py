@@ -713,3 +713,17 @@ def test_ctrl_c_stops_top_and_the_monitor_exits_cleanly(tmp_path):
                 proc.kill()
                 proc.communicate()
     assert proc.returncode == 0 and err == "", err
+
+
+def test_a_program_that_accepts_but_never_greets_is_reported_quickly(tmp_path, monkeypatch):
+    from yieldio.debug import _monitor_client
+
+    monkeypatch.setattr(_monitor_client, "HELLO_TIMEOUT", 0.2)
+    path = str(tmp_path / "silent.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.bind(path)
+        silent.listen()  # connects succeed (backlog); nobody ever writes
+        started = time.monotonic()
+        with pytest.raises(MonitorError, match="did not greet within 0.2 s"):
+            MonitorClient(path, timeout=30)
+        assert time.monotonic() - started < 5

@@ -66,6 +66,9 @@ def find_monitor_socket(target: str | None = None) -> str:
     return found[0]
 
 
+HELLO_TIMEOUT = 5.0  # seconds to wait for the monitor's greeting
+
+
 class MonitorClient:
     """A connection to a monitored program; :meth:`request` sends one command.
 
@@ -78,11 +81,22 @@ class MonitorClient:
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         self.path = path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The greeting comes from the monitor's own thread, not the event
+        # loop: a live program sends it at once. Waiting the full request
+        # timeout for it only delayed saying that the program is stopped
+        # (SIGSTOP, a debugger) or holds the GIL.
+        hello_timeout = min(timeout, HELLO_TIMEOUT)
         try:
-            self._sock.settimeout(timeout)
+            self._sock.settimeout(hello_timeout)
             self._sock.connect(path)
             self._file = self._sock.makefile("rwb")
             self.hello = self._read()
+            self._sock.settimeout(timeout)
+        except TimeoutError:
+            self._sock.close()
+            raise MonitorError(f"the program at {path!r} accepted the monitor connection but "
+                               f"did not greet within {hello_timeout:g} s: is it stopped, or "
+                               "stuck in code that holds the GIL?") from None
         except (OSError, ValueError, MonitorError) as exc:
             self._sock.close()
             raise MonitorError(f"cannot talk to the monitor at {path!r}: {exc}") from None
