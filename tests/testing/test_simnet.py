@@ -708,6 +708,26 @@ def test_getaddrinfo_takes_bytes_hosts_like_socket_getaddrinfo():
     assert yieldio.run(main, network=net) == [("10.0.0.7", 80)]
 
 
+def test_getaddrinfo_ports_and_protocols_match_the_os():
+    import socket
+
+    net = SimNetwork()
+
+    async def main():
+        from yieldio.socket import getaddrinfo
+
+        udp = await getaddrinfo("127.0.0.1", 53, type=socket.SOCK_DGRAM)
+        tcp = await getaddrinfo("127.0.0.1", 80)
+        wrapped = await getaddrinfo("127.0.0.1", 70000)
+        with pytest.raises(socket.gaierror):
+            await getaddrinfo("127.0.0.1", -1)
+        return udp[0][2], tcp[0][2], wrapped[0][4]
+
+    real_udp = socket.getaddrinfo("127.0.0.1", 53, type=socket.SOCK_DGRAM)[0][2]
+    real_wrapped = socket.getaddrinfo("127.0.0.1", 70000, type=socket.SOCK_STREAM)[0][4]
+    assert yieldio.run(main, network=net) == (real_udp, socket.IPPROTO_TCP, real_wrapped)
+
+
 def test_a_connect_to_ipv6_loopback_comes_from_ipv6_loopback():
     # Regression: outside net.host() the source was always 127.0.0.1, so a
     # connection to ::1 ran 127.0.0.1 -> ::1 (mixed families, and a partition

@@ -271,6 +271,9 @@ class SimNetwork(SimFaults):
             if not port.isdigit():
                 raise socket.gaierror(socket.EAI_SERVICE, "Servname not supported for ai_socktype")
             port = int(port)
+        if port < 0:
+            raise socket.gaierror(socket.EAI_SERVICE, "Servname not supported for ai_socktype")
+        port &= 0xFFFF  # what the C library does with a port above 65535 (70000 -> 4464)
         if host is None:
             addrs = ["127.0.0.1"]
         else:
@@ -286,8 +289,10 @@ class SimNetwork(SimFaults):
             if family not in (0, socket.AF_UNSPEC, fam):
                 continue
             sockaddr = (ip, port, 0, 0) if fam == socket.AF_INET6 else (ip, port)
-            out.append((fam, type or socket.SOCK_STREAM, proto or socket.IPPROTO_TCP, "",
-                        sockaddr))
+            kind = type or socket.SOCK_STREAM
+            # The protocol that goes with the socket type, as the OS answers.
+            default_proto = socket.IPPROTO_UDP if kind == socket.SOCK_DGRAM else socket.IPPROTO_TCP
+            out.append((fam, kind, proto or default_proto, "", sockaddr))
         if not out:
             raise socket.gaierror(socket.EAI_ADDRFAMILY, "Address family for hostname not supported")
         return out
