@@ -53,6 +53,14 @@ def test_limits_validation() -> None:
     assert Limits(max_body_size=None).max_body_size is None
 
 
+def test_a_nan_limit_is_refused() -> None:
+    # Regression: NaN passed the "> 0" check (every comparison with NaN is
+    # false), and a NaN deadline never passes: the timeout was silently off.
+    for name in ("header_timeout", "keep_alive_timeout", "body_timeout", "max_body_size"):
+        with pytest.raises(ValueError):
+            Limits(**{name: float("nan")})
+
+
 @pytest.mark.parametrize("trickle", [False, True])
 def test_oversized_headers_get_431(exchange, trickle: bool) -> None:
     limits = Limits(max_header_size=4096)

@@ -362,3 +362,23 @@ def test_a_refused_client_that_resets_does_not_disturb_the_server() -> None:
             assert server.rejected == 1
 
     yieldio.run(main)
+
+
+def test_deeply_nested_json_is_a_400_not_an_application_error(exchange) -> None:
+    # Regression: json.loads raises RecursionError, not ValueError, on a few
+    # hundred kilobytes of "[": request.json() let it through, and any client
+    # could make the server log an application error and answer 500.
+    async def app(request: Request) -> Response:
+        return Response.json(await request.json())
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            body = b"[" * 200_000
+            out = await exchange(server.port, b"POST / HTTP/1.1\r\nHost: x\r\n"
+                                 b"Connection: close\r\nContent-Length: %d\r\n\r\n"
+                                 % len(body) + body)
+            assert out.startswith(b"HTTP/1.1 400 ")
+            assert b"invalid JSON body" in out
+            assert server.app_errors == 0
+
+    yieldio.run(main)

@@ -243,3 +243,23 @@ def test_wsgi_environ() -> None:
     assert env["QUERY_STRING"] == "q=1" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
     plain = build_environ(make_request("GET", "/", [("Host", "example.org")]), io.BytesIO())
     assert (plain["SERVER_NAME"], plain["SERVER_PORT"]) == ("example.org", "80")
+
+
+def test_a_redirect_location_is_percent_encoded() -> None:
+    # Regression: "/café" went out as a raw Latin-1 byte, and a location
+    # outside ISO-8859-1 ("/日本") failed as a 500 at send time.
+    assert Response.redirect("/café/a b?q=é#top").headers["location"] == \
+        "/caf%C3%A9/a%20b?q=%C3%A9#top"
+    assert Response.redirect("/日本").headers["location"] == "/%E6%97%A5%E6%9C%AC"
+    # Escapes and reserved characters already in the URL are kept as they are.
+    url = "https://x.example:8443/a%2Fb?next=/c&k=v;w=1,2#f"
+    assert Response.redirect(url).headers["location"] == url
+
+
+def test_response_json_refuses_nan_and_infinity() -> None:
+    # Regression: NaN was serialised as a bare NaN, which is not JSON (a
+    # browser's JSON.parse rejects the whole body).
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError):
+            Response.json({"x": bad})
+    assert Response.json({"x": 1.5, "é": "☃"}).body == '{"x":1.5,"é":"☃"}'.encode()

@@ -282,3 +282,24 @@ def test_a_non_ascii_mount_prefix_is_split_off_path_info() -> None:
             assert await r.text() == "/café|/é x"
 
     yieldio.run(main)
+
+
+def test_server_name_and_port_without_a_host_header_are_the_servers_own(exchange) -> None:
+    # Regression: an HTTP/1.0 request without Host got SERVER_NAME
+    # "localhost" and SERVER_PORT "80" whatever the server listened on, so a
+    # URL the framework built (url_for(_external=True)) pointed elsewhere.
+    # PEP 3333 wants the server's address then; an empty port ("Host: x:")
+    # means the default one.
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{environ['SERVER_NAME']}|{environ['SERVER_PORT']}".encode()]
+
+    async def main() -> None:
+        async with serve(wsgi(app), "127.0.0.1", 0) as server:
+            out = await exchange(server.port, b"GET / HTTP/1.0\r\n\r\n")
+            assert out.endswith(f"\r\n\r\n127.0.0.1|{server.port}".encode())
+            out = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: example.com:\r\n"
+                                 b"Connection: close\r\n\r\n")
+            assert b"\r\nexample.com|80\r\n" in out  # (chunked: no Content-Length)
+
+    yieldio.run(main)

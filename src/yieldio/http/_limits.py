@@ -72,5 +72,5 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"Limits.{f.name} must be a number or None, not {value!r}")
-            if value <= 0:
+            if not value > 0:  # (NaN too: a NaN deadline would never pass)
                 raise ValueError(f"Limits.{f.name} must be > 0, not {value!r}")

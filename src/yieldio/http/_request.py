@@ -217,7 +217,9 @@ class Request:
         body = await self.body()
         try:
             return _json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: "[" nested some 100,000 deep, a few bytes a
+            # client may send, is malformed input -- a 400, not a logged 500.
             raise HTTPException(400, f"invalid JSON body: {exc}") from exc
 
     # -- the client going away ----------------------------------------------------------

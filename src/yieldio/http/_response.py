@@ -25,12 +25,18 @@ import json as _json
 from collections.abc import AsyncIterable, Iterable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from ._headers import Headers, HeadersLike
 
 __all__ = ["Response"]
 
-_JSON_DUMPS = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# allow_nan=False: NaN and Infinity are not JSON (RFC 8259); JSON.parse in a
+# browser rejects the whole body. A ValueError here is the app's bug: a logged 500.
+_JSON_DUMPS = _json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                                separators=(",", ":")).encode
+# What a Location keeps as is: reserved characters and existing %XX escapes.
+_URL_SAFE = ":/%#?=@[]!$&'()*+,;~"
 
 Body = bytes | str | AsyncIterable[bytes] | Iterable[bytes]
 
@@ -111,6 +117,8 @@ class Response:
     def json(cls, obj: Any, status: int = 200, headers: HeadersLike = None) -> Response:
         """``obj`` serialised as compact UTF-8 JSON, ``application/json``.
 
+        NaN and infinities raise ``ValueError`` (they are not JSON).
+
         ::
 
             return Response.json({"id": 7, "tags": ["a"]}, status=201)
@@ -123,6 +131,9 @@ class Response:
     def redirect(cls, location: str, status: int = 307, headers: HeadersLike = None) -> Response:
         """A redirect to ``location`` (307 keeps the method; use 303 after a POST).
 
+        Characters a URL cannot hold (non-ASCII, spaces) are percent-encoded
+        as UTF-8; ``%XX`` escapes already there are kept.
+
         ::
 
             return Response.redirect("/items/7", status=303)
@@ -130,7 +141,10 @@ class Response:
         if not 300 <= status < 400:
             raise ValueError(f"a redirect status is 3xx, not {status}")
         h = Headers(headers)
-        h["location"] = location
+        # A header is ISO-8859-1 text and a URL is ASCII: "/café" or "/a b"
+        # is percent-encoded (as UTF-8), or it would be sent as a Latin-1
+        # byte (or fail as a 500) that no client decodes as meant.
+        h["location"] = quote(location, safe=_URL_SAFE)
         return cls(status, h, b"")
 
     @property

@@ -269,8 +269,17 @@ def build_environ(request: Request, body_input: Any) -> dict[str, Any]:
         port = port.lstrip(":") or default_port
     elif ":" in host_header:
         name, _, port = host_header.rpartition(":")
+        port = port or default_port  # "Host: example.com:" (empty port, RFC 3986)
     else:
         name, port = host_header, default_port
+    if not host_header:
+        # No Host (an HTTP/1.0 client): PEP 3333 wants the server's own
+        # address, as gunicorn gives; "localhost:80" would send the URLs a
+        # framework builds (url_for(_external=True)) to the wrong port.
+        conn = request._conn
+        local = conn.stream.get_extra_info("sockname") if conn is not None else None
+        if isinstance(local, tuple) and len(local) >= 2:
+            name, port = str(local[0]), str(local[1])
     client = request.client if isinstance(request.client, tuple) else ("", 0)
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
