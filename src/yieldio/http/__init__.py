@@ -49,6 +49,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installation
 from ._client import Client, ClientResponse
 from ._errors import (
     ConnectError,
+    DecodingError,
     HTTPError,
     HTTPException,
     HTTPStatusError,
@@ -71,6 +72,7 @@ __all__ = [
     "Client",
     "ClientResponse",
     "ConnectError",
+    "DecodingError",
     "HTTPError",
     "HTTPException",
     "HTTPServer",

@@ -19,9 +19,11 @@ server closed meanwhile is retried once on a fresh connection (only for
 requests whose body can be sent again, or whose streamed body was not
 started yet). HTTPS verifies certificates with
 ``ssl.create_default_context()`` unless you pass ``ssl=``. Redirects are
-followed when ``follow_redirects=True``. Errors: :class:`ConnectError`,
-:class:`Timeout` (a ``TimeoutError``), :class:`ProtocolError`,
-:class:`TooManyRedirects`.
+followed when ``follow_redirects=True``. ``gzip``/``deflate`` bodies are
+decoded (``iter_raw()`` gives the bytes as sent) and cookies are kept in
+``client.cookies`` (see :class:`Client`). Errors: :class:`ConnectError`,
+:class:`Timeout` (a ``TimeoutError``), :class:`ProtocolError` (and its
+:class:`DecodingError`), :class:`TooManyRedirects`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunspli
 import h11
 
 from .. import __version__
-from ._errors import HTTPStatusError, ProtocolError, Timeout, TooManyRedirects
+from ._cookies import CookiesLike, make_jar, request_cookie_header, store_cookies
+from ._decoding import DEFAULT_MAX_DECODED_SIZE, ContentDecoder
+from ._errors import DecodingError, HTTPStatusError, ProtocolError, Timeout, TooManyRedirects
 from ._headers import Headers, HeadersLike
 from ._limits import Limits
 from ._pool import ClientConnection, ConnectionPool, Origin, StaleConnection
@@ -100,7 +104,8 @@ class ClientResponse:
 
     def __init__(self, status: int, reason: str, headers: Headers, http_version: str,
                  url: str, method: str, conn: ClientConnection | None, pool: ConnectionPool,
-                 timeout: float | None) -> None:
+                 timeout: float | None,
+                 max_decoded_size: int | None = DEFAULT_MAX_DECODED_SIZE) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -114,6 +119,7 @@ class ClientResponse:
         self._timeout = timeout
         self._content: bytes | None = None
         self._consumed = False
+        self._decoder = ContentDecoder.for_headers(headers, max_decoded_size)
 
     def __repr__(self) -> str:
         return f"<ClientResponse {self.status} {self.reason} {self.method} {self.url}>"
@@ -140,14 +146,34 @@ class ClientResponse:
             raise RuntimeError("the response body was not read yet: await response.read()")
         return self._content
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield the body in chunks as they arrive.
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield the body in chunks as they arrive, decoded (``Content-Encoding: gzip``...).
 
         ::
 
             async for chunk in response.iter_bytes():
                 f.write(chunk)
         """
+        return self._iter(True)
+
+    def iter_raw(self) -> AsyncIterator[bytes]:
+        """Yield the body as received, not decoded (still gzipped if it was sent so).
+
+        ::
+
+            async with client.stream("GET", url) as r:
+                async for chunk in r.iter_raw():
+                    f.write(chunk)            # the .gz as the server sent it
+
+        Only before the body is read: once :meth:`read` decoded it, the raw
+        bytes are gone (``RuntimeError``, unless there was nothing to decode).
+        """
+        if self._content is not None and self._decoder is not None:
+            raise RuntimeError("the response body was already read and decoded: "
+                               "call iter_raw() on a streamed response, before reading")
+        return self._iter(False)
+
+    async def _iter(self, decode: bool) -> AsyncIterator[bytes]:
         if self._content is not None:
             if self._content:
                 yield self._content
@@ -158,14 +184,21 @@ class ClientResponse:
         conn = self._conn
         if conn is None:
             return
+        decoder = self._decoder if decode else None
         ok = False
         try:
             while True:
                 chunk = await conn.receive_body_chunk(self._timeout)
                 if not chunk:
+                    if decoder is not None:
+                        decoder.finish()  # a truncated body: DecodingError, not pooled
                     ok = True
                     break
-                yield chunk
+                if decoder is None:
+                    yield chunk
+                else:
+                    for piece in decoder.feed(chunk):  # DecodingError: not pooled either
+                        yield piece
         finally:
             # aclose() may have released it already (the loop was abandoned):
             # then there is nothing to await here, which also keeps this
@@ -230,12 +263,24 @@ class Client:
     is put in front of relative URLs, as httpx does: with
     ``base_url="http://api.example/v1"``, ``get("/items")`` and
     ``get("items")`` both fetch ``http://api.example/v1/items``.
+
+    Bodies sent with ``Content-Encoding: gzip`` or ``deflate`` (stacked too)
+    are decoded as they are read, and ``Accept-Encoding: gzip, deflate`` is
+    sent unless you set your own; a body decoding to more than
+    ``max_decoded_size`` bytes (None: no limit) raises :class:`DecodingError`.
+    ``cookies`` (a dict, or an :class:`http.cookiejar.CookieJar` used as is)
+    seeds :attr:`cookies`, the jar keeping what servers set::
+
+        async with Client(cookies={"theme": "dark"}) as client:
+            await client.post(login_url, data=form)    # Set-Cookie: session=...
+            {c.name: c.value for c in client.cookies}  # {"theme": ..., "session": ...}
     """
 
     def __init__(self, *, timeout: float | None = 10.0, limits: Limits | None = None,
                  follow_redirects: bool = False, max_redirects: int = 20,
                  ssl: _ssl.SSLContext | None = None, headers: HeadersLike = None,
-                 base_url: str | None = None) -> None:
+                 base_url: str | None = None, cookies: CookiesLike = None,
+                 max_decoded_size: int | None = DEFAULT_MAX_DECODED_SIZE) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a yieldio.http.Limits, not {limits!r}")
         self.timeout = timeout
@@ -244,6 +289,10 @@ class Client:
         self.max_redirects = max_redirects
         self.headers = Headers(headers)
         self.base_url = base_url
+        self.max_decoded_size = max_decoded_size
+        #: The cookie jar (:class:`http.cookiejar.CookieJar`): cookies set by
+        #: responses (redirects included) and sent back where its rules allow.
+        self.cookies = make_jar(cookies)
         self._pool = ConnectionPool(self.limits, ssl)
 
     async def __aenter__(self) -> Client:
@@ -380,6 +429,7 @@ class Client:
         history: list[ClientResponse] = []
         while True:
             response = await self._send_one(method, url, h, body, timeout)
+            store_cookies(self.cookies, response.headers, url, method)
             if not (follow and response.is_redirect):
                 response.history = history
                 return response
@@ -389,8 +439,8 @@ class Client:
             try:
                 if int(response.headers.get("content-length", "-1")) in range(65537):
                     await response.read()
-            except ValueError:
-                pass
+            except (ValueError, DecodingError):
+                pass  # a redirect's body is not needed (and its connection is closed)
             await response.aclose()
             history.append(response)
             if len(history) > self.max_redirects:
@@ -426,6 +476,12 @@ class Client:
             raw.append((b"user-agent", _USER_AGENT.encode()))
         if "accept" not in h:
             raw.append((b"accept", b"*/*"))
+        if "accept-encoding" not in h:
+            raw.append((b"accept-encoding", b"gzip, deflate"))
+        if "cookie" not in h:  # a Cookie header set by the caller wins over the jar
+            cookie = request_cookie_header(self.cookies, url, method)
+            if cookie:
+                raw.append((b"cookie", cookie.encode("latin-1")))
         if isinstance(body, bytes):
             if body or method in ("POST", "PUT", "PATCH"):
                 raw.append((b"content-length", b"%d" % len(body)))
@@ -468,7 +524,7 @@ class Client:
             break
         return ClientResponse(head.status_code, head.reason.decode("latin-1"),
                               Headers.from_raw(head.headers), head.http_version.decode("ascii"),
-                              url, method, conn, pool, timeout)
+                              url, method, conn, pool, timeout, self.max_decoded_size)
 
 
 def _location(value: str) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "ConnectError",
     "Timeout",
     "ProtocolError",
+    "DecodingError",
     "TooManyRedirects",
     "HTTPStatusError",
     "HTTPException",
@@ -76,6 +77,20 @@ class ProtocolError(HTTPError):
 
         except yieldio.http.ProtocolError as exc:
             print("bad peer:", exc)
+    """
+
+
+class DecodingError(ProtocolError):
+    """A response body could not be decoded as its ``Content-Encoding`` says.
+
+    A corrupt or truncated ``gzip``/``deflate`` body, or one that decodes to
+    more than the client's ``max_decoded_size`` (a decompression bomb). The
+    connection is closed, not reused::
+
+        try:
+            r = await client.get(url)
+        except yieldio.http.DecodingError as exc:
+            print("bad body:", exc)
     """
 
 
