@@ -59,3 +59,10 @@ def test_submodules_import_normally() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError):
         yieldio.no_such_name  # noqa: B018
+
+
+def test_the_package_says_it_is_typed() -> None:
+    # PEP 561: without py.typed a user's mypy ignores yieldio's type hints.
+    import importlib.resources
+
+    assert importlib.resources.files("yieldio").joinpath("py.typed").is_file()
