@@ -382,3 +382,46 @@ def test_deeply_nested_json_is_a_400_not_an_application_error(exchange) -> None:
             assert server.app_errors == 0
 
     yieldio.run(main)
+
+
+def test_an_http2_preface_or_unknown_version_gets_505_and_a_close(exchange) -> None:
+    async def app(request: Request) -> Response:
+        raise AssertionError("not routed")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            preface = await exchange(server.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            assert preface.startswith(b"HTTP/1.1 505 ")
+            assert server.app_errors == 0
+
+    yieldio.run(main)
+
+
+def test_an_http10_streamed_body_that_fails_midway_ends_with_a_reset() -> None:
+    import socket
+
+    async def app(request: Request) -> Response:
+        async def body():
+            yield b"first part "
+            raise RuntimeError("the data source broke")
+
+        return Response(200, {"content-type": "text/plain"}, body())
+
+    def client(port: int) -> tuple[bytes, str]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            got = b""
+            try:
+                while chunk := s.recv(65536):
+                    got += chunk
+            except ConnectionResetError:
+                return got, "reset"
+            return got, "eof"  # indistinguishable from a complete body
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            got, end = await yieldio.to_thread(client, server.port)
+            assert b"first part" in got and end == "reset"
+            assert server.app_errors == 1
+
+    yieldio.run(main)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 import time
 from email.utils import formatdate
 from http import HTTPStatus
+from socket import SO_LINGER, SOL_SOCKET
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -33,13 +35,15 @@ from ..net._stream import BrokenStreamError, Stream
 from ._disconnect import ClientGone, call_app_cancellable, start_cancelling_watch
 from ._errors import HTTPException, WebSocketClosed
 from ._request import Request
-from ._response import Response
+from ._response import Response, _as_bytes, _close_iterator
 
 if TYPE_CHECKING:
     from ._disconnect import DisconnectWatch
     from ._server import HTTPServer
 
 __all__ = ["ServerConnection"]
+
+_LINGER_0 = struct.pack("ii", 1, 0)  # on, 0 s: close() sends a reset
 
 logger = logging.getLogger("yieldio.http")
 
@@ -219,11 +223,14 @@ class ServerConnection:
         self.requests += 1
         server.requests += 1
         self.body_received = 0
+        version = "1.1" if event.http_version == b"1.1" else event.http_version.decode("ascii")
         req = self.current = Request(event.method.decode("ascii"),
                                      event.target.decode("latin-1"), event.headers,
-                                     "1.1" if event.http_version == b"1.1" else
-                                     event.http_version.decode("ascii"), self.client,
-                                     self.scheme, self)
+                                     version, self.client, self.scheme, self)
+        if version != "1.1" and version != "1.0":
+            # h11 parses any "HTTP/x.y" (an HTTP/2 preface too): not ours to route.
+            self.must_close = True
+            return await self._send(req, _error_response(505))
         # h11 bounds only an *incomplete* head; one that arrived whole in a
         # single read is measured here. One pass over h11's (raw name, name,
         # value) triples, which is cheaper than its Sequence interface.
@@ -418,7 +425,11 @@ class ServerConnection:
             if writing and isinstance(exc, _PEER_GONE):
                 raise
             # Too late for a 500: end the connection so the client sees a
-            # truncated body (no final chunk) rather than a complete one.
+            # truncated body (no final chunk) rather than a complete one. An
+            # HTTP/1.0 body ends where the connection does, so a plain close
+            # would read as complete: reset it instead.
+            if req.http_version == "1.0":
+                _reset_now(self.stream)
             self.server.app_errors += 1
             logger.exception("streamed response body failed on %s %s (client %s)",
                              req.method, req.target, self.client)
@@ -577,17 +588,13 @@ class ServerConnection:
         self.deadline = _INF
 
 
-async def _close_iterator(body: Any) -> None:
-    close = getattr(body, "aclose", None)
-    if close is not None:
-        await close()
-    else:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-
-
-def _as_bytes(chunk: Any) -> bytes:
-    if isinstance(chunk, str):
-        return chunk.encode("utf-8")
-    return chunk  # type: ignore[no-any-return]
+def _reset_now(stream: Stream) -> None:
+    """Close ``stream``'s socket with a TCP reset now: a FIN or close_notify reads as a clean end."""
+    sock = stream.get_extra_info("socket")
+    if sock is None:  # not a socket (a test's memory stream): the plain close follows
+        return
+    try:
+        sock.setsockopt(SOL_SOCKET, SO_LINGER, _LINGER_0)
+    except OSError:
+        pass
+    sock.close()

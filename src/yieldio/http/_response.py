@@ -151,3 +151,21 @@ class Response:
     def streamed(self) -> bool:
         """True when the body is an iterator (sent as it is produced)."""
         return not isinstance(self.body, bytes)
+
+
+async def _close_iterator(body: Any) -> None:
+    """Close a response body iterator (async or sync), if it can be closed."""
+    close = getattr(body, "aclose", None)
+    if close is not None:
+        await close()
+    else:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
+def _as_bytes(chunk: Any) -> bytes:
+    """A body chunk as bytes (``str`` is UTF-8)."""
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    return chunk  # type: ignore[no-any-return]
