@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import types as _types
 from collections.abc import Callable as _Callable
+from collections.abc import Generator as _Generator
 from typing import TYPE_CHECKING
 from typing import Any as _Any
+from typing import ParamSpec as _ParamSpec
 from typing import TypeVar as _TypeVar
+from typing import overload as _overload
 
 from ._cancel import (
     CancelScope,
@@ -69,6 +72,8 @@ from .sync import Barrier, Condition, Event, Lock, Semaphore
 from .threads import from_thread, to_thread
 
 _F = _TypeVar("_F", bound=_Callable[..., _Any])
+_P = _ParamSpec("_P")
+_R = _TypeVar("_R")
 
 if TYPE_CHECKING:  # the submodules bound lazily below, for type checkers and IDEs
     from . import aio as aio
@@ -76,6 +81,7 @@ if TYPE_CHECKING:  # the submodules bound lazily below, for type checkers and ID
     from . import http as http
     from . import subprocess as subprocess
     from . import testing as testing
+    from ._typing import Waitable as _Waitable
 
 
 __version__ = "0.1.0"
@@ -107,7 +113,11 @@ def _bind_lazy_submodules(names: tuple[str, ...]) -> None:
 _bind_lazy_submodules(("aio", "debug", "http", "subprocess", "testing"))
 
 
-def coroutine(fn: _F) -> _F:
+@_overload
+def coroutine(fn: _Callable[_P, _Generator[_Any, _Any, _R]]) -> _Callable[_P, _Waitable[_R]]: ...
+@_overload
+def coroutine(fn: _F) -> _F: ...
+def coroutine(fn: _Any) -> _Any:
     """Mark a generator function as a coroutine: awaitable, and able to await.
 
     The generator may then be awaited from ``async def`` code, and may itself
@@ -121,8 +131,12 @@ def coroutine(fn: _F) -> _F:
 
         async def main():
             print(await fetch_twice("x"))
+
+    For type checkers, a generator function annotated
+    ``-> Generator[Any, Any, T]`` becomes one whose calls may be both awaited
+    and ``yield from``-ed, giving ``T``.
     """
-    return _types.coroutine(fn)  # type: ignore[return-value]
+    return _types.coroutine(fn)
 
 
 __all__ = [

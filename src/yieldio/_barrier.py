@@ -6,7 +6,6 @@ the choices.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Awaitable, Generator
 from typing import Any
 
@@ -15,6 +14,7 @@ from ._exceptions import BrokenBarrierError
 from ._io import fast_checkpoint
 from ._task import Task
 from ._traps import PARK
+from ._typing import awaitable
 
 __all__ = ["Barrier", "BrokenBarrierError"]
 
@@ -23,7 +23,7 @@ _RESET = object()  # sent to waiters by Barrier.reset()
 _ABORTED = object()  # sent to waiters by Barrier.abort()
 
 
-@types.coroutine
+@awaitable
 def _done() -> Generator[Any, Any, None]:
     """An awaitable that is already finished (what ``reset``/``abort`` return)."""
     return
@@ -100,7 +100,7 @@ class Barrier:
         """True after :meth:`abort`, until :meth:`reset`: ``wait()`` then raises at once."""
         return self._broken
 
-    @types.coroutine
+    @awaitable
     def wait(self) -> Generator[Any, Any, int]:
         """Wait for ``parties`` arrivals; return this task's index (0 .. parties-1).
 

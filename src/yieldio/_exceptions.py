@@ -61,6 +61,14 @@ class ClosedResourceError(Exception):
 
     Also thrown into a task that was waiting on a file descriptor when another
     task closed it, so no task waits forever on a dead descriptor.
+
+    ::
+
+        await stream.aclose()
+        try:
+            await stream.send_all(b"x")
+        except yieldio.ClosedResourceError:
+            ...
     """
 
 
@@ -69,6 +77,13 @@ class BusyResourceError(Exception):
 
     For example two tasks reading the same stream at once: the interleaving of
     their data would be undefined, so the second reader gets this error.
+
+    ::
+
+        try:
+            await stream.receive_some()   # while another task reads it too
+        except yieldio.BusyResourceError:
+            ...
     """
 
 
@@ -77,6 +92,16 @@ class Deadlock(RuntimeError):
 
     :func:`yieldio.run` raises it instead of hanging forever. Its message holds
     the task tree, so you can see who waits on what.
+
+    ::
+
+        async def main():
+            await yieldio.Event().wait()   # nothing can ever set it
+
+        try:
+            yieldio.run(main)
+        except yieldio.Deadlock:
+            ...
     """
 
 
@@ -84,15 +109,39 @@ class QueueClosed(Exception):
     """The :class:`Queue` was closed: no more items will arrive.
 
     ``put`` raises it at once; ``get`` raises it once the queue is drained.
+
+    ::
+
+        q.close()
+        try:
+            await q.put(1)
+        except yieldio.QueueClosed:
+            ...
     """
 
 
 class QueueEmpty(Exception):
-    """``Queue.get_nowait()`` found no item."""
+    """``Queue.get_nowait()`` found no item.
+
+    ::
+
+        try:
+            item = q.get_nowait()
+        except yieldio.QueueEmpty:
+            item = None
+    """
 
 
 class QueueFull(Exception):
-    """``Queue.put_nowait()`` found no room."""
+    """``Queue.put_nowait()`` found no room.
+
+    ::
+
+        try:
+            q.put_nowait(item)
+        except yieldio.QueueFull:
+            dropped += 1
+    """
 
 
 class IncompleteRead(EOFError):
@@ -113,7 +162,15 @@ class IncompleteRead(EOFError):
 
 
 class WouldBlock(Exception):
-    """A ``*_nowait`` operation would have had to wait (``Lock.acquire_nowait``)."""
+    """A ``*_nowait`` operation would have had to wait (``Lock.acquire_nowait``).
+
+    ::
+
+        try:
+            lock.acquire_nowait()
+        except yieldio.WouldBlock:
+            ...
+    """
 
 
 class BrokenBarrierError(threading.BrokenBarrierError):

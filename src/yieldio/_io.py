@@ -17,7 +17,6 @@ other tasks so one busy socket cannot starve the rest.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Generator
 from typing import Any
 
@@ -25,6 +24,7 @@ from . import _state
 from ._exceptions import BusyResourceError
 from ._outside import _EPOLLIN, _EPOLLOUT
 from ._traps import PARK, SCHEDULE
+from ._typing import awaitable
 
 __all__ = ["wait_readable", "wait_writable", "notify_closing", "fast_checkpoint",
            "cancel_check"]
@@ -47,13 +47,18 @@ def _fileno(obj: Any) -> int:
     return int(fd)
 
 
-@types.coroutine
+@awaitable
 def wait_readable(obj: Any) -> Generator[Any, Any, None]:
     """Wait until ``obj`` (an fd or anything with ``fileno()``) is readable.
 
     Raises :class:`BusyResourceError` if another task already waits to read it,
     and :class:`ClosedResourceError` if it is closed (via :func:`notify_closing`)
     while waiting.
+
+    ::
+
+        await yieldio.wait_readable(sock)
+        data = sock.recv(4096)
     """
     try:
         k = _state.local.kernel
@@ -76,9 +81,15 @@ def wait_readable(obj: Any) -> Generator[Any, Any, None]:
     yield PARK
 
 
-@types.coroutine
+@awaitable
 def wait_writable(obj: Any) -> Generator[Any, Any, None]:
-    """Wait until ``obj`` is writable (see :func:`wait_readable`)."""
+    """Wait until ``obj`` is writable (see :func:`wait_readable`).
+
+    ::
+
+        await yieldio.wait_writable(sock)
+        sock.send(data)
+    """
     try:
         k = _state.local.kernel
     except AttributeError:
@@ -108,6 +119,11 @@ def notify_closing(obj: Any) -> None:
     kernel's back leaves a stale one.
 
     A no-op outside a running kernel (closing in a finalizer, say).
+
+    ::
+
+        yieldio.notify_closing(sock)   # waiters get ClosedResourceError
+        sock.close()
     """
     k = getattr(_state.local, "kernel", None)
     if k is None:
@@ -130,7 +146,7 @@ def cancel_check() -> None:
         task._raise_cancel()
 
 
-@types.coroutine
+@awaitable
 def fast_checkpoint() -> Generator[Any, Any, None]:
     """The checkpoint to take after an operation that succeeded without waiting."""
     try:

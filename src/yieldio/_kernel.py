@@ -161,7 +161,7 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks, StuckRun):
                 if not len(context):
                     context = None  # nothing to keep apart: run in the shared context
             # else: spawned from the empty shared context, which it shares too
-        task = Task(coro, self, scope, context, group, name)
+        task: Task[Any] = Task(coro, self, scope, context, group, name)
         if args is not None:
             task._driver = self.not_started
             task._val = args

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Awaitable, Callable, Generator
 from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from . import _state
 from ._exceptions import Deadlock
 from ._kernel import Kernel
 
 __all__ = ["run"]
+
+if TYPE_CHECKING:
+    from ._typing import SendThrow
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 def _call_async_function(fn: FunctionType, args: tuple[Any, ...],
@@ -129,7 +136,22 @@ def _options(options: dict[str, Any]) -> tuple[Any, list[Any]]:
     return network, extra
 
 
-def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),
+@overload
+def run(fn: Callable[[Unpack[_Ts]], Awaitable[_T]], *args: *_Ts, clock: Any = None,
+        instruments: Any = (), seed: int | None = None, **options: Any) -> _T: ...
+@overload
+def run(fn: Callable[[Unpack[_Ts]], Generator[Any, Any, _T]], *args: *_Ts,
+        clock: Any = None, instruments: Any = (), seed: int | None = None,
+        **options: Any) -> _T: ...
+@overload
+def run(fn: Awaitable[_T] | Generator[Any, Any, _T], *, clock: Any = None,
+        instruments: Any = (), seed: int | None = None, **options: Any) -> _T: ...
+@overload
+def run(fn: SendThrow, *, clock: Any = None, instruments: Any = (), seed: int | None = None,
+        **options: Any) -> Any: ...
+# (For type checkers: the result type comes from ``fn`` and ``args`` are checked
+# against its parameters. mypy cannot match a TypeVarTuple overload to *args.)
+def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),  # type: ignore[misc]
         seed: int | None = None, **options: Any) -> Any:
     """Run ``fn(*args)`` (or a coroutine object) as the main task; return its result.
 

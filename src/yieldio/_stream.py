@@ -46,7 +46,15 @@ def _is_sendable(data: Any) -> bool:
 
 
 class BrokenStreamError(Exception):
-    """The stream can no longer be written: a previous write was interrupted."""
+    """The stream can no longer be written: a previous write was interrupted.
+
+    ::
+
+        try:
+            await stream.send_all(data)
+        except yieldio.BrokenStreamError:
+            await stream.aclose()
+    """
 
 
 class Stream(ABC):

@@ -10,18 +10,21 @@ keep thousands alive, and the garbage collector walks every one of them.
 from __future__ import annotations
 
 import types
-from collections.abc import Awaitable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _state
 from ._exceptions import Cancelled, TaskCancelled
 from ._traps import PARK, SCHEDULE
+from ._typing import Waitable, awaitable
 
 if TYPE_CHECKING:
     from ._cancel import CancelScope
     from ._taskgroup import TaskGroup, TaskStatus
 
 __all__ = ["Task"]
+
+_T_co = TypeVar("_T_co", covariant=True)
 
 
 # Task states, readable strings for the debugger and repr().
@@ -39,7 +42,7 @@ def describe_coroutine(coro: Any) -> str:
     return str(name)
 
 
-class Task:
+class Task(Generic[_T_co]):
     """A coroutine running concurrently under the kernel.
 
     You get one from :meth:`TaskGroup.spawn`::
@@ -50,6 +53,11 @@ class Task:
 
     ``await task.join()`` waits for it and returns its result (or raises its
     exception, or :class:`TaskCancelled`); ``task.cancel()`` cancels it.
+
+    For type checkers a task is generic in its result: spawning an
+    ``async def fetch(url: str) -> bytes`` gives a ``Task[bytes]``, whose
+    ``join()`` and ``result()`` are ``bytes`` (``Generic`` costs nothing per
+    task: it adds no ``__new__``, ``__init__`` or slot).
     """
 
     # Every field is a slot and there is no instance dict: CPython 3.11 gives
@@ -160,9 +168,9 @@ class Task:
         return self._state
 
     @property
-    def children(self) -> list[Task]:
+    def children(self) -> list[Task[Any]]:
         """Live tasks spawned into task groups that this task has open."""
-        out: list[Task] = []
+        out: list[Task[Any]] = []
         extra = self._extra
         for g in (extra.child_groups if extra is not None else None) or ():
             out.extend(g.tasks)
@@ -194,7 +202,7 @@ class Task:
         """True if the task ended by cancellation."""
         return self._state is CANCELLED
 
-    def result(self) -> Any:
+    def result(self) -> _T_co:
         """The return value; raises the task's exception, or :class:`TaskCancelled`.
 
         Raises ``RuntimeError`` if the task has not finished.
@@ -227,7 +235,7 @@ class Task:
             raise TaskCancelled(f"{self!r} was cancelled")
         return self._exc
 
-    def join(self) -> Awaitable[Any]:
+    def join(self) -> Waitable[_T_co]:
         """Wait for the task to finish; return its result or raise its error.
 
         A cancelled task makes ``join`` raise :class:`TaskCancelled`::
@@ -380,8 +388,8 @@ def throw_into(task: Task, exc: BaseException) -> Any:
     return throw(exc)
 
 
-@types.coroutine
-def _join(target: Task) -> Generator[Any, Any, Any]:
+@awaitable
+def _join(target: Task[_T_co]) -> Generator[Any, Any, _T_co]:
     try:
         k = _state.local.kernel
     except AttributeError:

@@ -9,10 +9,9 @@ anyone who joins the task).
 
 from __future__ import annotations
 
-import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from types import FunctionType
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from . import _state
 from ._cancel import CancelScope
@@ -20,8 +19,12 @@ from ._exceptions import Cancelled
 from ._run import _as_coroutine, _call_async_function
 from ._task import _DEFERRABLE, CANCELLED, FAILED, RUNNING, Task, deferrable_arity
 from ._traps import PARK
+from ._typing import SendThrow, Waitable, awaitable
 
 __all__ = ["TaskGroup", "TaskStatus"]
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 # The bound method, not `_DEFERRABLE.get(...)` at the call: CPython 3.11
 # compiles a method call on an imported name as an attribute load (it
@@ -198,11 +201,11 @@ class TaskGroup:
         return self._scope
 
     @property
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[Task[Any]]:
         """The live child tasks, in spawn order."""
         if not self._live:
             return []
-        found: list[Task] = []
+        found: list[Task[Any]] = []
         pending = [self._scope]
         while pending:  # every child runs in our scope or one nested in it
             scope = pending.pop()
@@ -216,7 +219,21 @@ class TaskGroup:
         self._scope.cancel()
 
     # -- spawning ---------------------------------------------------------------
-    def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task:
+    # (For type checkers: the task's result type comes from ``fn``, and
+    # ``args`` are checked against its parameters.)
+    @overload
+    def spawn(self, fn: Callable[[Unpack[_Ts]], Awaitable[_T]], *args: *_Ts,
+              name: str | None = None) -> Task[_T]: ...
+    @overload
+    def spawn(self, fn: Callable[[Unpack[_Ts]], Generator[Any, Any, _T]], *args: *_Ts,
+              name: str | None = None) -> Task[_T]: ...
+    @overload
+    def spawn(self, fn: Awaitable[_T] | Generator[Any, Any, _T], *,
+              name: str | None = None) -> Task[_T]: ...
+    @overload
+    def spawn(self, fn: SendThrow, *, name: str | None = None) -> Task[Any]: ...
+    # (mypy cannot match a TypeVarTuple overload to an implementation's *args.)
+    def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task[Any]:  # type: ignore[misc]
         """Start ``fn(*args)`` as a child task and return its :class:`Task`.
 
         ``fn`` is an async function, a generator function, or an already
@@ -247,7 +264,7 @@ class TaskGroup:
                     # context, so the child shares it too, and no instrument
                     # wants to hear of it.
                     scope = self._scope
-                    task = Task(fn, k, scope, None, self, name)
+                    task: Task[Any] = Task(fn, k, scope, None, self, name)
                     task._driver = k.not_started
                     task._val = args
                     scope._tasks[task] = None
@@ -263,15 +280,23 @@ class TaskGroup:
         self._live += 1
         return task
 
-    def start(self, fn: Any, *args: Any, name: str | None = None) -> Generator[Any, Any, Any]:
+    def start(self, fn: Callable[[Unpack[_Ts]], Awaitable[Any] | Generator[Any, Any, Any]],
+              *args: *_Ts, name: str | None = None) -> Waitable[Any]:
         """Spawn ``fn(*args, task_status=...)`` and wait until it calls ``started()``.
 
         Returns the value passed to ``task_status.started(value)``. If the task
-        fails first, its exception is raised here (and not by the group).
+        fails first, its exception is raised here (and not by the group)::
+
+            async def serve(port, *, task_status=yieldio.TASK_STATUS_IGNORED):
+                listener = await open_listener(port)
+                task_status.started(listener.port)
+                ...
+
+            port = await tg.start(serve, 0)
         """
         return self._start(fn, args, name)
 
-    @types.coroutine
+    @awaitable
     def _start(self, fn: Any, args: tuple[Any, ...], name: str | None) -> Generator[Any, Any, Any]:
         if not self._entered or self._closed:
             raise RuntimeError("this TaskGroup is not open: start inside its 'async with' block")
@@ -419,7 +444,7 @@ class TaskGroup:
             raise Cancelled("cancelled while waiting for the TaskGroup's children")
         return False
 
-    @types.coroutine
+    @awaitable
     def _wait_children(self) -> Generator[Any, Any, None]:
         owner = self._owner
         assert owner is not None

@@ -7,13 +7,13 @@ costs one generator and no wrapper objects, and it works with ``await``,
 
 from __future__ import annotations
 
-import types
 from collections.abc import Generator
 from typing import Any, Protocol
 
 from . import _state
 from ._timers import SLEEP_WAIT
 from ._traps import PARK, SCHEDULE
+from ._typing import awaitable
 
 __all__ = ["sleep", "sleep_until", "sleep_forever", "current_time", "checkpoint", "Clock"]
 
@@ -56,7 +56,7 @@ def current_time() -> float:
         _state.outside_run()
 
 
-@types.coroutine
+@awaitable
 def checkpoint() -> Generator[Any, Any, None]:
     """Raise :class:`Cancelled` if cancelled, and let other tasks run.
 
@@ -75,7 +75,7 @@ def checkpoint() -> Generator[Any, Any, None]:
     yield SCHEDULE
 
 
-@types.coroutine
+@awaitable
 def sleep_until(deadline: float) -> Generator[Any, Any, None]:
     """Sleep until :func:`current_time` reaches ``deadline``.
 
@@ -112,7 +112,7 @@ def sleep_until(deadline: float) -> Generator[Any, Any, None]:
     yield PARK
 
 
-@types.coroutine
+@awaitable
 def sleep(seconds: float) -> Generator[Any, Any, None]:
     """Sleep for ``seconds`` (a checkpoint even for 0).
 
@@ -157,7 +157,7 @@ def sleep(seconds: float) -> Generator[Any, Any, None]:
     yield PARK
 
 
-@types.coroutine
+@awaitable
 def sleep_forever() -> Generator[Any, Any, None]:
     """Sleep until cancelled (never reported as a deadlock).
 

@@ -23,9 +23,10 @@ the traps through ``await`` on small generator functions decorated with
 
 from __future__ import annotations
 
-import types
 from collections.abc import Generator
 from typing import Any
+
+from ._typing import awaitable
 
 
 class _Trap:
@@ -42,7 +43,7 @@ SCHEDULE = _Trap("SCHEDULE")
 PARK = _Trap("PARK")
 
 
-@types.coroutine
+@awaitable
 def park() -> Generator[Any, Any, Any]:
     """Suspend the current task until it is rescheduled; return the value sent.
 
@@ -51,7 +52,7 @@ def park() -> Generator[Any, Any, Any]:
     return (yield PARK)
 
 
-@types.coroutine
+@awaitable
 def schedule() -> Generator[Any, Any, None]:
     """Yield to the other ready tasks (no cancellation check)."""
     yield SCHEDULE

@@ -55,10 +55,9 @@ import gc
 import inspect
 import sys
 import threading
-import types
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from . import _state
 from ._exceptions import Cancelled
@@ -67,10 +66,13 @@ from ._kernel import Kernel
 from ._run import _as_coroutine, _discard, run
 from ._task import Task
 from ._traps import PARK
+from ._typing import awaitable
 
 __all__ = ["run_asyncio", "run_yieldio", "AsyncioCancelled"]
 
 T = TypeVar("T")
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 class AsyncioCancelled(RuntimeError):
@@ -449,7 +451,7 @@ def _unusable_loop(loop: asyncio.AbstractEventLoop) -> str:
     return ""
 
 
-@types.coroutine
+@awaitable
 def _run_asyncio(fn: Callable[..., Any] | None, args: tuple[Any, ...],
                  awaitable: Awaitable[Any] | None, label: str,
                  loop: asyncio.AbstractEventLoop | None) -> Generator[Any, Any, Any]:
@@ -542,7 +544,16 @@ class _RunHandle(Instrument):
             pass  # the run has already ended
 
 
-async def run_yieldio(main: Any, *args: Any, **run_kwargs: Any) -> Any:
+@overload
+async def run_yieldio(main: Callable[[Unpack[_Ts]], Awaitable[_T]], *args: *_Ts,
+                      **run_kwargs: Any) -> _T: ...
+@overload
+async def run_yieldio(main: Callable[[Unpack[_Ts]], Generator[Any, Any, _T]],
+                      *args: *_Ts, **run_kwargs: Any) -> _T: ...
+@overload
+async def run_yieldio(main: Awaitable[_T] | Generator[Any, Any, _T], **run_kwargs: Any) -> _T: ...
+# (mypy cannot match a TypeVarTuple overload to an implementation's *args.)
+async def run_yieldio(main: Any, *args: Any, **run_kwargs: Any) -> Any:  # type: ignore[misc]
     """From asyncio code, run ``yieldio.run(main, *args, **run_kwargs)`` in a thread.
 
     Waits for the run without blocking the asyncio loop and returns its
@@ -587,7 +598,7 @@ async def run_yieldio(main: Any, *args: Any, **run_kwargs: Any) -> Any:
         value: Any = None
         error: BaseException | None = None
         try:
-            value = ctx.run(run, coro, instruments=instruments, **run_kwargs)
+            value = ctx.run(run, coro, instruments=instruments, **run_kwargs)  # type: ignore[arg-type]
         except BaseException as exc:
             error = exc
         try:

@@ -13,43 +13,45 @@ fail from then on, getters drain what is left, and then ``get`` raises
 from __future__ import annotations
 
 import threading
-import types
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from . import _state
 from ._cancel import move_on_after
 from ._exceptions import QueueClosed, QueueEmpty, QueueFull
 from ._task import Task
 from ._traps import PARK, SCHEDULE
+from ._typing import Waitable, awaitable
 from .sync import _waker_kernel
 
 __all__ = ["Queue", "UniversalQueue"]
 
+_T = TypeVar("_T")
 
-class _IterateUntilClosed:
+
+class _IterateUntilClosed(Generic[_T]):
     """``async for item in q``: one ``get`` per item, until the queue is closed and drained."""
 
     __slots__ = ()
     # Each queue sets this to its task-side get (Queue.get, UniversalQueue._get_async).
-    _next_item: Callable[[], Generator[Any, Any, Any]]
+    _next_item: Callable[[], Generator[Any, Any, _T]]
 
-    def __aiter__(self) -> Any:
+    def __aiter__(self) -> Self:
         return self
 
-    def __anext__(self) -> Generator[Any, Any, Any]:
+    def __anext__(self) -> Waitable[_T]:
         return self._anext()
 
-    @types.coroutine
-    def _anext(self) -> Generator[Any, Any, Any]:
+    @awaitable
+    def _anext(self) -> Generator[Any, Any, _T]:
         try:
             return (yield from self._next_item())
         except QueueClosed:
             raise StopAsyncIteration from None
 
 
-class Queue(_IterateUntilClosed):
+class Queue(_IterateUntilClosed[_T]):
     """A FIFO queue for tasks; ``maxsize <= 0`` means unbounded.
 
     ::
@@ -64,6 +66,9 @@ class Queue(_IterateUntilClosed):
         async def consumer():
             async for item in q:      # ends when closed and drained
                 print(item)
+
+    For type checkers it is generic in its items: ``q: Queue[int] = Queue()``
+    (or ``Queue[int]()``) makes ``await q.get()`` an ``int``.
     """
 
     __slots__ = ("_maxsize", "_items", "_getters", "_putters", "_closed", "_unfinished", "_joiners")
@@ -72,7 +77,7 @@ class Queue(_IterateUntilClosed):
         if not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         self._maxsize = maxsize
-        self._items: deque[Any] = deque()
+        self._items: deque[_T] = deque()
         self._getters: dict[Task, None] = {}
         self._putters: dict[Task, Any] = {}
         self._closed = False
@@ -111,7 +116,7 @@ class Queue(_IterateUntilClosed):
         return self._closed
 
     # -- putting ------------------------------------------------------------------
-    def put_nowait(self, item: Any) -> None:
+    def put_nowait(self, item: _T) -> None:
         """Put ``item`` now, or raise :class:`QueueFull` / :class:`QueueClosed`."""
         if self._closed:
             raise QueueClosed("put to a closed Queue")
@@ -127,8 +132,8 @@ class Queue(_IterateUntilClosed):
         self._items.append(item)
         self._unfinished += 1
 
-    @types.coroutine
-    def put(self, item: Any) -> Generator[Any, Any, None]:
+    @awaitable
+    def put(self, item: _T) -> Generator[Any, Any, None]:
         """Put ``item``, waiting while the queue is full (a checkpoint)."""
         try:
             k = _state.local.kernel
@@ -164,7 +169,7 @@ class Queue(_IterateUntilClosed):
             raise QueueClosed("the Queue was closed while waiting to put")
 
     # -- getting ------------------------------------------------------------------
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> _T:
         """Take an item now, or raise :class:`QueueEmpty` / :class:`QueueClosed`."""
         if self._items:
             if self._putters:  # _take wakes one: from this thread only
@@ -174,7 +179,7 @@ class Queue(_IterateUntilClosed):
             raise QueueClosed("the Queue is closed and empty")
         raise QueueEmpty("the Queue is empty")
 
-    def _take(self) -> Any:
+    def _take(self) -> _T:
         item = self._items.popleft()
         putters = self._putters
         if putters:
@@ -190,8 +195,8 @@ class Queue(_IterateUntilClosed):
                 k.ready.append(putter)
         return item
 
-    @types.coroutine
-    def get(self) -> Generator[Any, Any, Any]:
+    @awaitable
+    def get(self) -> Generator[Any, Any, _T]:
         """Take the next item, waiting while the queue is empty (a checkpoint)."""
         try:
             k = _state.local.kernel
@@ -248,7 +253,7 @@ class Queue(_IterateUntilClosed):
                 k.reschedule(t)
         self._unfinished -= 1
 
-    @types.coroutine
+    @awaitable
     def join(self) -> Generator[Any, Any, None]:
         """Wait until every item put has been marked with :meth:`task_done`."""
         task = _state.current_task()
@@ -285,7 +290,7 @@ class _Closed:
 _CLOSED = _Closed()
 
 
-class UniversalQueue(_IterateUntilClosed):
+class UniversalQueue(_IterateUntilClosed[_T]):
     """A queue shared by tasks and plain threads.
 
     In a task, ``get()``/``put()`` return awaitables; in a thread with no
@@ -308,6 +313,12 @@ class UniversalQueue(_IterateUntilClosed):
     A task waiting on it is not counted as deadlocked: a thread may feed it.
     As with :class:`Queue`, ``async for item in q`` in a task ends once the
     queue is closed and drained.
+
+    For type checkers it is generic in its items (``UniversalQueue[bytes]``):
+    ``get_nowait()``, ``put_nowait()`` and ``async for`` are precise.
+    ``get()``/``put()`` are typed ``Any``, since they return an awaitable in a
+    task but the item itself in a thread; annotate the result
+    (``data: bytes = await q.get()``).
     """
 
     def __init__(self, maxsize: int = 0) -> None:
@@ -315,7 +326,7 @@ class UniversalQueue(_IterateUntilClosed):
             # Checked here, as Queue does: else the error comes from the first put.
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         self._maxsize = maxsize
-        self._items: deque[Any] = deque()
+        self._items: deque[_T] = deque()
         self._mutex = threading.Lock()
         self._not_empty = threading.Condition(self._mutex)
         self._not_full = threading.Condition(self._mutex)
@@ -368,7 +379,7 @@ class UniversalQueue(_IterateUntilClosed):
             _wake_from_anywhere(t, _CLOSED)
 
     # -- put ---------------------------------------------------------------------
-    def put(self, item: Any, timeout: float | None = None) -> Any:
+    def put(self, item: _T, timeout: float | None = None) -> Any:
         """Put ``item`` (awaitable in a task, blocking in a thread).
 
         With a ``timeout`` (seconds), raise :class:`QueueFull` if there is
@@ -381,7 +392,7 @@ class UniversalQueue(_IterateUntilClosed):
         self._put_blocking(item, timeout)
         return None
 
-    def put_nowait(self, item: Any) -> None:
+    def put_nowait(self, item: _T) -> None:
         """Put ``item`` now, or raise :class:`QueueFull` / :class:`QueueClosed` (any thread)."""
         with self._mutex:
             if self._closed:
@@ -417,7 +428,7 @@ class UniversalQueue(_IterateUntilClosed):
         if getter is not None:
             _wake_from_anywhere(getter, item)
 
-    @types.coroutine
+    @awaitable
     def _put_async(self, item: Any) -> Generator[Any, Any, None]:
         k = _state.current_kernel()
         task = k.current
@@ -452,7 +463,7 @@ class UniversalQueue(_IterateUntilClosed):
         if result is _CLOSED:
             raise QueueClosed("the UniversalQueue was closed while waiting to put")
 
-    @types.coroutine
+    @awaitable
     def _put_async_timeout(self, item: Any, timeout: float) -> Generator[Any, Any, None]:
         # The thread side's timeout, as a deadline on the wait: QueueFull when
         # it passes (a put whose wait was aborted never enqueued its item).
@@ -481,7 +492,7 @@ class UniversalQueue(_IterateUntilClosed):
             return self._get_async_timeout(timeout)
         return self._get_blocking(timeout)
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> _T:
         """Take an item now, or raise :class:`QueueEmpty` / :class:`QueueClosed` (any thread)."""
         with self._mutex:
             if self._items:
@@ -514,8 +525,8 @@ class UniversalQueue(_IterateUntilClosed):
             _wake_from_anywhere(putter, None)
         return item
 
-    @types.coroutine
-    def _get_async(self) -> Generator[Any, Any, Any]:
+    @awaitable
+    def _get_async(self) -> Generator[Any, Any, _T]:
         k = _state.current_kernel()
         task = k.current
         if task._cancel_pending:
@@ -544,7 +555,7 @@ class UniversalQueue(_IterateUntilClosed):
             raise QueueClosed("the UniversalQueue is closed and empty")
         return item
 
-    @types.coroutine
+    @awaitable
     def _get_async_timeout(self, timeout: float) -> Generator[Any, Any, Any]:
         # See _put_async_timeout. An item handed over at wake-up is returned
         # even if the deadline passes before the getter runs again.

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import types
 from collections import deque
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -55,6 +54,7 @@ from . import _state
 from ._exceptions import BusyResourceError, ClosedResourceError
 from ._task import Task
 from ._traps import PARK, SCHEDULE
+from ._typing import awaitable
 
 __all__ = ["open_signal_receiver", "SignalReceiver"]
 
@@ -141,7 +141,7 @@ class SignalReceiver:
         return signum
 
     # -- the task side --------------------------------------------------------
-    @types.coroutine
+    @awaitable
     def receive(self) -> Generator[Any, Any, int]:
         """Wait for the next signal and return its number (a checkpoint).
 

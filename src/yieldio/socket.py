@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import socket as _stdsocket
 import sys
-import types
 import warnings
 from collections.abc import Awaitable, Generator
 from socket import (
@@ -68,6 +67,7 @@ from ._fdstream import close_fd_soon
 from ._io import _fileno, notify_closing, wait_readable, wait_writable
 from ._resolve import bind_address, getaddrinfo, getnameinfo, resolve_sockaddr
 from ._traps import SCHEDULE
+from ._typing import awaitable
 
 # Re-exports of the stdlib's constants, exceptions and helpers: the common
 # names are imported above (so type checkers and IDEs see them); every other
@@ -361,7 +361,7 @@ class SocketType:
                 continue
             return
 
-    @types.coroutine
+    @awaitable
     def accept(self) -> Generator[Any, Any, tuple[SocketType, Any]]:
         """Wait for a connection; return ``(SocketType, address)``.
 
@@ -401,7 +401,7 @@ class SocketType:
     # -- receiving -------------------------------------------------------------------
     # recv() and send() are _io() written out: they are the hot calls, and the
     # generic path costs a bound method, an argument tuple and a call each time.
-    @types.coroutine
+    @awaitable
     def recv(self, bufsize: int, flags: int = 0) -> Generator[Any, Any, bytes]:
         """Receive up to ``bufsize`` bytes; ``b""`` means the peer closed (EOF)."""
         try:
@@ -440,7 +440,7 @@ class SocketType:
             self._drained = 0 < len(data) < bufsize and self._is_stream and not flags
             return data
 
-    @types.coroutine
+    @awaitable
     def _io(self, fn: Any, args: tuple[Any, ...], wait: Any) -> Generator[Any, Any, Any]:
         """Try ``fn(*args)``; on ``BlockingIOError`` wait with ``wait`` and retry."""
         try:
@@ -494,7 +494,7 @@ class SocketType:
                         (bufsize, ancbufsize, flags), wait_readable)
 
     # -- sending ---------------------------------------------------------------------
-    @types.coroutine
+    @awaitable
     def send(self, data: Any, flags: int = 0) -> Generator[Any, Any, int]:  # _io() inlined
         """Send some of ``data``; return how many bytes the OS accepted (at least 1)."""
         try:
@@ -525,7 +525,7 @@ class SocketType:
                 _fileno(sock)  # closed meanwhile: ClosedResourceError
                 raise
 
-    @types.coroutine
+    @awaitable
     def sendall(self, data: Any, flags: int = 0) -> Generator[Any, Any, None]:
         """Send all of ``data``, waiting for room as needed.
 

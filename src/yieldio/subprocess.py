@@ -40,7 +40,6 @@ import os
 import signal
 import subprocess as _sp
 import threading
-import types
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, cast
 
@@ -52,6 +51,7 @@ from ._task import Task
 from ._taskgroup import TaskGroup
 from ._time import checkpoint
 from ._traps import PARK
+from ._typing import awaitable
 from .threads import to_thread
 
 PIPE = _sp.PIPE
@@ -118,7 +118,7 @@ class _ExitWaiters:
             k.reschedule(task)
 
 
-@types.coroutine
+@awaitable
 def _park_until_exit(waiters: _ExitWaiters, counter: str) -> Generator[Any, Any, None]:
     task = _current_task()
     if task._cancel_pending:

@@ -12,9 +12,8 @@ when the task is cancelled, even if it would not have had to wait.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _state
 from ._barrier import Barrier, BrokenBarrierError
@@ -22,8 +21,11 @@ from ._cancel import CancelScope
 from ._exceptions import WouldBlock
 from ._task import Task
 from ._traps import PARK, SCHEDULE
+from ._typing import awaitable
 
 __all__ = ["Event", "Lock", "Semaphore", "Condition", "Barrier", "BrokenBarrierError"]
+
+_T = TypeVar("_T")
 
 
 def _first(d: dict[Task, Any]) -> Task:
@@ -106,7 +108,7 @@ class Event:
         """Unset the flag; later ``wait()`` calls block again."""
         self._flag = False
 
-    @types.coroutine
+    @awaitable
     def wait(self) -> Generator[Any, Any, None]:
         """Wait until the flag is set (a checkpoint even when it already is)."""
         try:
@@ -170,7 +172,7 @@ class Lock:
         """The task holding the lock, or None."""
         return self._owner
 
-    @types.coroutine
+    @awaitable
     def acquire(self) -> Generator[Any, Any, None]:
         """Wait until the lock is free and take it."""
         try:
@@ -278,7 +280,7 @@ class Semaphore:
         """
         return self._max
 
-    @types.coroutine
+    @awaitable
     def acquire(self) -> Generator[Any, Any, None]:
         """Take a permit, waiting in FIFO order if none is free."""
         try:
@@ -418,15 +420,21 @@ class Condition:
                     self._unheld.add(task)
                     raise
 
-    async def wait_for(self, predicate: Callable[[], Any]) -> Any:
-        """Wait until ``predicate()`` is true; return its value."""
+    async def wait_for(self, predicate: Callable[[], _T]) -> _T:
+        """Wait until ``predicate()`` is true; return its value.
+
+        ::
+
+            async with cond:
+                item = await cond.wait_for(lambda: queue and queue.pop())
+        """
         result = predicate()
         while not result:
             await self.wait()
             result = predicate()
         return result
 
-    @types.coroutine
+    @awaitable
     def _park(self, task: Task) -> Generator[Any, Any, None]:
         self._waiters[task] = None
         task._wait = self

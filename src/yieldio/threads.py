@@ -28,18 +28,21 @@ import contextvars
 import functools
 import inspect
 import threading
-import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from . import _state
 from ._exceptions import Cancelled
 from ._kernel import Kernel
 from ._task import Task
 from ._traps import PARK
+from ._typing import Waitable, awaitable
 
 __all__ = ["to_thread", "from_thread", "WorkerPool", "default_pool"]
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 class WorkerPool:
@@ -206,8 +209,8 @@ class _ThreadJob:
             self.kernel.reschedule(self.task)
 
 
-def to_thread(fn: Callable[..., Any], *args: Any, cancellable: bool = False,
-              pool: WorkerPool | None = None) -> Awaitable[Any]:
+def to_thread(fn: Callable[[Unpack[_Ts]], _T], *args: *_Ts, cancellable: bool = False,
+              pool: WorkerPool | None = None) -> Waitable[_T]:
     """Run ``fn(*args)`` in a worker thread; return its result or raise its error.
 
     ::
@@ -226,7 +229,7 @@ def to_thread(fn: Callable[..., Any], *args: Any, cancellable: bool = False,
     return _to_thread(fn, args, cancellable, pool or default_pool)
 
 
-@types.coroutine
+@awaitable
 def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
                pool: WorkerPool) -> Generator[Any, Any, Any]:
     k = _state.current_kernel()
@@ -275,7 +278,14 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
     return job.value
 
 
-def from_thread(fn: Callable[..., Any], *args: Any) -> Any:
+@overload
+def from_thread(fn: Callable[[Unpack[_Ts]], Awaitable[_T]], *args: *_Ts) -> _T: ...
+@overload
+def from_thread(fn: Callable[[Unpack[_Ts]], Generator[Any, Any, _T]], *args: *_Ts) -> _T: ...
+@overload
+def from_thread(fn: Callable[[Unpack[_Ts]], _T], *args: *_Ts) -> _T: ...
+# (mypy cannot match a TypeVarTuple overload to an implementation's *args.)
+def from_thread(fn: Callable[..., Any], *args: Any) -> Any:  # type: ignore[misc]
     """From a ``to_thread`` worker, run ``fn(*args)`` on the kernel thread; block for the result.
 
     ``fn`` may be a plain function (called on the kernel thread) or an async
@@ -326,7 +336,7 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return box["value"]
 
 
-@types.coroutine
+@awaitable
 def _call(coro: Any) -> Generator[Any, Any, Any]:
     """Run ``coro`` as a trampolined call: ``await`` refuses a plain generator,
     which yieldio runs as a coroutine everywhere else (architecture §1)."""

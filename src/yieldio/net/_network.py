@@ -174,6 +174,11 @@ class UnixSocketListener(SocketListener):
 
     The file is removed only if it is still the one this listener created
     (same device and inode), so a newer server on the same path is safe.
+
+    ::
+
+        async with yieldio.serve_unix(handler, "/tmp/app.sock") as server:
+            ...   # the socket file is removed when the server closes
     """
 
     def __init__(self, sock: SocketType | _stdsocket.socket, path: str | bytes | None) -> None:

@@ -23,7 +23,6 @@ once) instead of going through the base class's general machinery:
 from __future__ import annotations
 
 import socket as _stdsocket
-import types
 from collections.abc import Generator
 from typing import Any
 
@@ -33,6 +32,7 @@ from .._io import wait_readable, wait_writable
 from .._outside import _EPOLLIN
 from .._stream import DEFAULT_READ_SIZE, Stream
 from .._traps import PARK, SCHEDULE
+from .._typing import awaitable
 from ..socket import SocketType, from_stdlib
 
 __all__ = ["SocketStream"]
@@ -106,7 +106,7 @@ class SocketStream(Stream):
         return f"<SocketStream {state}>"
 
     # -- receiving -----------------------------------------------------------
-    @types.coroutine
+    @awaitable
     def read(self, max_bytes: int = DEFAULT_READ_SIZE) -> Generator[Any, Any, bytes]:
         """Return up to ``max_bytes`` bytes as soon as any are available; ``b""`` at EOF.
 
@@ -188,7 +188,7 @@ class SocketStream(Stream):
             self._drained = False
         return data
 
-    @types.coroutine
+    @awaitable
     def receive_some(self, max_bytes: int = DEFAULT_READ_SIZE) -> Generator[Any, Any, bytes]:
         """The primitive under the base class's readers (see :meth:`read`)."""
         try:
@@ -235,7 +235,7 @@ class SocketStream(Stream):
             return data
 
     # -- sending ---------------------------------------------------------------
-    @types.coroutine
+    @awaitable
     def write(self, data: bytes | bytearray | memoryview) -> Generator[Any, Any, None]:
         """Send all of ``data``; return once the OS accepted every byte.
 
@@ -275,7 +275,7 @@ class SocketStream(Stream):
             return
         yield from self._send_rest(data, sent)
 
-    @types.coroutine
+    @awaitable
     def send_all(self, data: bytes | bytearray | memoryview) -> Generator[Any, Any, None]:
         """The sending primitive (see :meth:`write`, which adds the state checks)."""
         try:

@@ -16,13 +16,13 @@ clock moves.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .. import _state
 from .._time import sleep_until
 from .._traps import PARK
+from .._typing import awaitable
 
 if TYPE_CHECKING:
     from .._kernel import Kernel
@@ -109,7 +109,7 @@ class _IdleWait:
 _IDLE_WAIT = _IdleWait()
 
 
-@types.coroutine
+@awaitable
 def _park_until_idle(k: Kernel) -> Generator[Any, Any, None]:
     task: Task = k.current  # type: ignore[assignment]
     if task._cancel_pending:

@@ -33,6 +33,13 @@ class ExploreFailure(AssertionError):
     reproduces it, as text), ``failures`` (every ``(seed, exception)`` found),
     ``runs`` (how many seeds ran), ``reproducible`` (whether replaying the
     seed failed the same way again; None if not checked).
+
+    ::
+
+        try:
+            yieldio.testing.explore(main, seeds=range(100))
+        except yieldio.testing.ExploreFailure as e:
+            print(e.seed, e.replay)
     """
 
     def __init__(self, message: str, *, seed: int, replay: str,

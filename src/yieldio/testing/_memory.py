@@ -22,7 +22,6 @@ same pipe by overriding how bytes travel (latency, bandwidth, faults).
 
 from __future__ import annotations
 
-import types
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from .. import _state
 from .._exceptions import BusyResourceError, ClosedResourceError
 from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from .._traps import PARK, SCHEDULE
+from .._typing import awaitable
 
 if TYPE_CHECKING:
     import random
@@ -319,7 +319,7 @@ class MemoryStream(Stream):
             return n
         return rng.randint(1, n)
 
-    @types.coroutine
+    @awaitable
     def _receive(self, max_bytes: int) -> Generator[Any, Any, bytes]:
         k = _kernel()
         task: Task = k.current  # type: ignore[assignment]
@@ -352,7 +352,7 @@ class MemoryStream(Stream):
             yield PARK
             waited = True
 
-    @types.coroutine
+    @awaitable
     def _send(self, data: bytes) -> Generator[Any, Any, None]:
         k = _kernel()
         task: Task = k.current  # type: ignore[assignment]
@@ -388,7 +388,7 @@ class MemoryStream(Stream):
         return False
 
 
-@types.coroutine
+@awaitable
 def _cancel_point() -> Generator[Any, Any, None]:
     """Check for cancellation and take the counted schedule point."""
     k = _kernel()

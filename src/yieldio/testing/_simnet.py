@@ -67,7 +67,13 @@ _installed: list[SimNetwork] = []
 
 
 def installed_network() -> SimNetwork | None:
-    """The SimNetwork made the default by ``with net.install():``, or None."""
+    """The SimNetwork made the default by ``with net.install():``, or None.
+
+    ::
+
+        with net.install():
+            assert yieldio.testing.installed_network() is net
+    """
     return _installed[-1] if _installed else None
 
 
