@@ -21,6 +21,23 @@ def loop_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "yieldio-asyncio" and t.is_alive()]
 
 
+def run_logging_warnings(main) -> list[str]:
+    """``yieldio.run(main)``; the warnings and errors yieldio logged meanwhile."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logging.getLogger("yieldio").addHandler(handler)
+    try:
+        yieldio.run(main)
+    finally:
+        logging.getLogger("yieldio").removeHandler(handler)
+    return messages
+
+
 async def double_later(n):
     await asyncio.sleep(0.001)
     return n * 2
@@ -113,19 +130,7 @@ def test_an_asyncio_async_generator_stepped_with_anext_is_closed_by_asyncio():
         await yieldio.sleep(0)
         closed.append("main ended")
 
-    errors = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            errors.append(record.getMessage())
-
-    handler = Collect(logging.WARNING)
-    logging.getLogger("yieldio").addHandler(handler)
-    try:
-        yieldio.run(main)
-    finally:
-        logging.getLogger("yieldio").removeHandler(handler)
-    assert errors == []
+    assert run_logging_warnings(main) == []
     assert closed[0] == "main ended"
     assert sorted(closed[1:]) == [("dropped", "yieldio-asyncio"), ("kept", "yieldio-asyncio")]
     assert loop_threads() == []
@@ -157,19 +162,7 @@ def test_an_async_generator_stepped_on_a_loop_of_your_own_is_closed_by_that_loop
             gc.collect()
             await yieldio.sleep(0)
 
-        errors = []
-
-        class Collect(logging.Handler):
-            def emit(self, record):
-                errors.append(record.getMessage())
-
-        handler = Collect(logging.WARNING)
-        logging.getLogger("yieldio").addHandler(handler)
-        try:
-            yieldio.run(main)
-        finally:
-            logging.getLogger("yieldio").removeHandler(handler)
-        assert errors == [] and closed == []
+        assert run_logging_warnings(main) == [] and closed == []
         asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(5)
         assert closed == ["my-loop"]
     finally:
