@@ -901,3 +901,22 @@ def test_task_status_ignored_lets_one_function_be_started_or_spawned():
     assert yieldio.run(main) == 3
     assert repr(yieldio.TASK_STATUS_IGNORED) == "yieldio.TASK_STATUS_IGNORED"
     assert isinstance(yieldio.TASK_STATUS_IGNORED, yieldio.TaskStatus)
+
+
+def test_spawn_from_a_plain_thread_is_refused_with_a_hint():
+    async def child():
+        await yieldio.sleep(0)
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            def from_worker():
+                with pytest.raises(RuntimeError, match="from_thread"):
+                    tg.spawn(child)
+                with pytest.raises(RuntimeError, match="from_thread"):
+                    tg.spawn(child())  # (the refused coroutine is closed: no warning)
+                return yieldio.from_thread(tg.spawn, child)  # the way that works
+
+            task = await yieldio.to_thread(from_worker)
+        return task.done()
+
+    assert yieldio.run(main) is True

@@ -134,6 +134,21 @@ def _start_coroutine(fn: Any, args: tuple[Any, ...], status: TaskStatus) -> Any:
     return coro
 
 
+def _check_thread(k: Any, refused: Any = None) -> None:
+    """Refuse a spawn from another thread than the run's (off the owner's fast path).
+
+    From a plain thread the new task was queued behind the loop's back: it
+    ran only when something else woke the loop, and raced the kernel. (The
+    owner's own spawns take the inlined path, where the running task is the
+    owner, so on the kernel's thread.)
+    """
+    if getattr(_state.local, "kernel", None) is not k:
+        if hasattr(refused, "send") and hasattr(refused, "close"):
+            refused.close()  # a coroutine object that will never run: no "never awaited"
+        raise RuntimeError("TaskGroup.spawn() from another thread than its yieldio run's: "
+                           "use yieldio.from_thread(tg.spawn, fn, ...) from a to_thread worker")
+
+
 def _spawn_order(task: Task) -> int:
     return task.id
 
@@ -270,11 +285,14 @@ class TaskGroup:
                     scope._tasks[task] = None
                     k.ready.append(task)
                 else:
+                    _check_thread(k)
                     task = k.spawn(fn, self._scope, cur, self, name, args=args)
                 self._live += 1
                 return task
+            _check_thread(k)
             coro = _call_async_function(fn, args)
         else:
+            _check_thread(k, fn)
             coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
         task = k.spawn(coro, self._scope, cur, self, name)
         self._live += 1
