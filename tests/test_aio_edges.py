@@ -21,6 +21,14 @@ def loop_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "yieldio-asyncio" and t.is_alive()]
 
 
+def run_leaving_nothing_open(main) -> None:
+    """``yieldio.run(main)``, then a collection: an unclosed resource is an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        yieldio.run(main)
+        gc.collect()
+
+
 def run_logging_warnings(main) -> list[str]:
     """``yieldio.run(main)``; the warnings and errors yieldio logged meanwhile."""
     messages: list[str] = []
@@ -249,10 +257,7 @@ def test_httpx_async_client_reused_across_calls_and_cancelled_mid_request():
                 await run_asyncio(client.aclose)
             server.close()
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)
-        yieldio.run(main)
-        gc.collect()
+    run_leaving_nothing_open(main)
     assert loop_threads() == []
 
 
@@ -290,10 +295,7 @@ def test_aiohttp_session_reused_across_calls_and_its_errors_keep_their_type():
                 await run_asyncio(session.close)
             server.close()
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)
-        yieldio.run(main)
-        gc.collect()
+    run_leaving_nothing_open(main)
 
 
 def test_websockets_client_talks_to_a_yieldio_websocket_server():

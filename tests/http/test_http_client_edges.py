@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+from typing import Any
 
 import pytest
 
@@ -381,6 +382,18 @@ def test_waiting_for_the_total_limit_times_out_and_frees_the_host_permit() -> No
     yieldio.run(main)
 
 
+async def three_requests_none_pooled(handler: Any, scheme: str, serve_kwargs: dict[str, Any],
+                                     client_kwargs: dict[str, Any]) -> None:
+    """Three GETs to ``handler``, each answered 200 ok and none kept in the pool."""
+    async with yieldio.serve_tcp(handler, "127.0.0.1", 0, **serve_kwargs) as server, \
+            Client(**client_kwargs) as client:
+        url = f"{scheme}://127.0.0.1:{server.port}/"
+        with yieldio.fail_after(5):
+            for _ in range(3):
+                r = await client.get(url)
+                assert (r.status, r.content) == (200, b"ok")
+        assert client._pool.open == 0  # none of them was pooled
+
 
 def test_bytes_past_the_end_of_a_response_do_not_answer_the_next_request() -> None:
     # Regression: a server that sent more than its Content-Length (here a
@@ -399,17 +412,8 @@ def test_bytes_past_the_end_of_a_response_do_not_answer_the_next_request() -> No
         except (EOFError, OSError, yieldio.BrokenStreamError):
             pass
 
-    async def main() -> None:
-        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server, Client() as client:
-            url = f"http://127.0.0.1:{server.port}/"
-            with yieldio.fail_after(5):
-                for _ in range(3):
-                    r = await client.get(url)
-                    assert (r.status, r.content) == (200, b"ok")
-            assert client._pool.open == 0  # none of them was pooled
-        assert connections == 3
-
-    yieldio.run(main)
+    yieldio.run(three_requests_none_pooled, handler, "http", {}, {})
+    assert connections == 3
 
 
 def test_a_reset_after_part_of_the_response_head_does_not_send_a_post_again() -> None:
@@ -660,15 +664,6 @@ def test_bytes_past_the_end_of_a_response_inside_tls_do_not_answer_the_next_requ
         except (EOFError, OSError, yieldio.BrokenStreamError):
             pass
 
-    async def main() -> None:
-        async with yieldio.serve_tcp(handler, "127.0.0.1", 0, ssl=server_context) as server, \
-                Client(ssl=client_context) as client:
-            url = f"https://127.0.0.1:{server.port}/"
-            with yieldio.fail_after(5):
-                for _ in range(3):
-                    r = await client.get(url)
-                    assert (r.status, r.content) == (200, b"ok")
-            assert client._pool.open == 0  # none of them was pooled
-        assert connections == 3
-
-    yieldio.run(main)
+    yieldio.run(three_requests_none_pooled, handler, "https",
+                {"ssl": server_context}, {"ssl": client_context})
+    assert connections == 3
