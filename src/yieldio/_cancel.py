@@ -146,7 +146,7 @@ class CancelScope:
                 and not self._exited:
             k = self._kernel
             if k is not None and self._deadline <= k.clock_now():
-                if _foreign_thread(k):
+                if _state.foreign_thread(k):
                     # A to_thread worker polling "should I stop?": tell it the
                     # truth, but leave cancelling to the kernel's timer (the
                     # scope tree belongs to the kernel's thread).
@@ -426,20 +426,13 @@ class CancelScope:
         return self.__exit__(etype, exc, tb)
 
 
-def _foreign_thread(k: Any) -> bool:
-    """True if ``k`` is a live kernel and this thread is not the one running it."""
-    return not k.closed and getattr(_state.local, "kernel", None) is not k
-
-
 def _check_thread(scope: CancelScope, what: str) -> None:
     """Refuse to change an entered scope from outside its kernel's thread.
 
-    (Not on a hot path: cancel(), and setting a deadline or a shield.) From
-    another thread the change raced the kernel, and a cancellation reached a
-    task parked in a long poll only when something else woke the loop.
+    (Not on a hot path: cancel(), and setting a deadline or a shield.)
     """
     k = scope._kernel
-    if k is not None and _foreign_thread(k):
+    if k is not None and _state.foreign_thread(k):
         raise RuntimeError(
             f"cannot {what} {scope!r} from another thread than its yieldio run's; "
             "from a to_thread worker use yieldio.from_thread(scope.cancel)")

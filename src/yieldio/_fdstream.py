@@ -41,8 +41,6 @@ from ._traps import schedule
 
 __all__ = ["FdStream"]
 
-_MAX_READ = 65536  # the most one receive_some asks the OS for
-
 
 def _kernel() -> Any:
     try:
@@ -143,11 +141,11 @@ class FdStream(Stream):
             raise io.UnsupportedOperation("this pipe stream is write-only")
         if self._receiving:
             raise BusyResourceError("another task is already receiving from this stream")
-        if max_bytes > _MAX_READ:
+        if max_bytes > DEFAULT_READ_SIZE:
             # os.read(fd, n) allocates n bytes before reading: receive_some(2**40)
             # raised MemoryError where a socket stream returns what came. A
             # pipe holds 64 KiB by default; more waits for the next call.
-            max_bytes = _MAX_READ
+            max_bytes = DEFAULT_READ_SIZE
         k = _kernel()
         task = k.current
         if task._cancel_pending:

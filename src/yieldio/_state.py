@@ -33,6 +33,16 @@ def current_kernel() -> Kernel:
         outside_run()
 
 
+def foreign_thread(k: Kernel) -> bool:
+    """True if ``k`` is a live kernel and this thread is not the one running it.
+
+    What refuses the changes that only the kernel's thread may make (a
+    cancel, a spawn): from another thread they raced the loop, and a loop
+    parked in a long poll learned of them only when something else woke it.
+    """
+    return not k.closed and getattr(local, "kernel", None) is not k
+
+
 def current_task() -> Task:
     """Return the :class:`Task` that is running now.
 

@@ -254,10 +254,7 @@ class Task(Generic[_T_co]):
         """
         if self._state is not RUNNING:
             return
-        k = self._kernel
-        if not k.closed and getattr(_state.local, "kernel", None) is not k:
-            # From another thread it raced the kernel (and was not seen by a
-            # loop parked in a long poll): refused, as Event.set() is.
+        if _state.foreign_thread(self._kernel):
             raise RuntimeError(f"cannot cancel {self!r} from another thread than its "
                                "yieldio run's; use yieldio.from_thread(task.cancel)")
         extra = self._extra

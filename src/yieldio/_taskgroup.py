@@ -135,14 +135,12 @@ def _start_coroutine(fn: Any, args: tuple[Any, ...], status: TaskStatus) -> Any:
 
 
 def _check_thread(k: Any, refused: Any = None) -> None:
-    """Refuse a spawn from another thread than the run's (off the owner's fast path).
+    """Refuse a spawn from another thread than the run's (see _state.foreign_thread).
 
-    From a plain thread the new task was queued behind the loop's back: it
-    ran only when something else woke the loop, and raced the kernel. (The
-    owner's own spawns take the inlined path, where the running task is the
-    owner, so on the kernel's thread.)
+    Off the owner's fast path: the owner's own spawns take the inlined path,
+    where the running task is the owner, so on the kernel's thread.
     """
-    if getattr(_state.local, "kernel", None) is not k:
+    if _state.foreign_thread(k):
         if hasattr(refused, "send") and hasattr(refused, "close"):
             refused.close()  # a coroutine object that will never run: no "never awaited"
         raise RuntimeError("TaskGroup.spawn() from another thread than its yieldio run's: "
