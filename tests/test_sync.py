@@ -388,7 +388,7 @@ def test_semaphore_release_from_a_plain_thread_raises_and_keeps_its_waiter():
     assert vrun(main) == (True, 0)
 
 
-def test_a_lock_whose_owner_ended_holding_it_is_named_in_the_deadlock_report():
+def test_a_lock_whose_owner_ended_holding_it_breaks_for_a_later_acquire():
     async def main():
         lock = yieldio.Lock()
 
@@ -396,10 +396,165 @@ def test_a_lock_whose_owner_ended_holding_it_is_named_in_the_deadlock_report():
             await lock.acquire()
 
         async with yieldio.TaskGroup() as tg:
-            tg.spawn(forgets_to_release)
-            await wait_all_tasks_blocked()
+            t = tg.spawn(forgets_to_release)
+        assert t.done() and lock.locked() and lock.owner is t
+        with pytest.raises(yieldio.BrokenResourceError, match="ended without releasing"):
+            lock.acquire_nowait()
+        with pytest.raises(yieldio.BrokenResourceError, match=f"Task {t.id}|task {t.id}|{t.id}"):
             async with lock:
                 pass
+        return "done"
 
-    with pytest.raises(yieldio.Deadlock, match="which ended without releasing it"):
-        vrun(main)
+    assert vrun(main) == "done"
+
+
+def test_waiters_of_a_lock_whose_owner_ends_holding_it_get_broken_resource_error():
+    async def main():
+        lock = yieldio.Lock()
+        release = yieldio.Event()
+        outcomes = []
+
+        async def owner():
+            await lock.acquire()
+            await release.wait()  # ends without lock.release()
+
+        async def waiter(n):
+            try:
+                async with lock:
+                    outcomes.append((n, "got it"))
+            except yieldio.BrokenResourceError as exc:
+                outcomes.append((n, type(exc).__name__))
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(owner)
+            await wait_all_tasks_blocked()
+            tg.spawn(waiter, 1)
+            tg.spawn(waiter, 2)
+            await wait_all_tasks_blocked()
+            assert outcomes == []
+            release.set()
+        return outcomes
+
+    assert vrun(main) == [(1, "BrokenResourceError"), (2, "BrokenResourceError")]
+
+
+def test_a_lock_handed_over_then_kept_by_its_new_owner_breaks_for_the_rest():
+    async def main():
+        lock = yieldio.Lock()
+        log = []
+
+        async def first():
+            async with lock:
+                await yieldio.sleep(1)
+            log.append("first released")
+
+        async def second():
+            await lock.acquire()  # handed over by first; never released
+            log.append("second owns")
+            await yieldio.sleep(1)
+
+        async def third():
+            try:
+                await lock.acquire()
+            except yieldio.BrokenResourceError:
+                log.append("third broken")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(first)
+            await wait_all_tasks_blocked()
+            tg.spawn(second)
+            await wait_all_tasks_blocked()
+            tg.spawn(third)
+        return log
+
+    assert vrun(main) == ["first released", "second owns", "third broken"]
+
+
+def test_an_owner_that_released_before_ending_leaves_the_lock_usable():
+    async def main():
+        lock = yieldio.Lock()
+        got = []
+
+        async def owner():
+            async with lock:
+                await yieldio.sleep(1)
+            await yieldio.sleep(1)  # still alive after releasing
+
+        async def waiter():
+            async with lock:
+                got.append(yieldio.current_task().name)
+
+        async with yieldio.TaskGroup() as tg:
+            o = tg.spawn(owner)
+            await wait_all_tasks_blocked()
+            tg.spawn(waiter, name="w")
+        # The waiter's registration on the owner was dropped at release.
+        assert o._extra is None or not o._extra.held
+        async with lock:
+            pass
+        return got
+
+    assert vrun(main) == ["w"]
+
+
+def test_a_cancelled_waiter_is_not_woken_when_the_owner_later_ends_holding_the_lock():
+    async def main():
+        lock = yieldio.Lock()
+        log = []
+
+        async def owner():
+            await lock.acquire()
+            await yieldio.sleep(5)
+
+        async def impatient():
+            with yieldio.move_on_after(1) as scope:
+                await lock.acquire()
+            log.append(("timed out", scope.cancelled_caught))
+            await yieldio.sleep(10)  # alive when the owner ends
+            log.append("still fine")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(owner)
+            await wait_all_tasks_blocked()
+            tg.spawn(impatient)
+        return log
+
+    assert vrun(main) == [("timed out", True), "still fine"]
+
+
+def test_broken_stream_error_is_a_broken_resource_error():
+    assert issubclass(yieldio.BrokenStreamError, yieldio.BrokenResourceError)
+    assert not issubclass(yieldio.BrokenResourceError, yieldio.ClosedResourceError)
+
+
+def test_event_set_from_another_run_raises_and_keeps_its_waiters():
+    # Each thread has its own kernel: a set() from a run in another thread
+    # must not touch this run's ready queue (it used to check only that some
+    # kernel ran in the calling thread).
+    import threading
+
+    async def main():
+        ev = yieldio.Event()
+        errors = []
+
+        async def set_it():
+            ev.set()
+
+        def other_run():
+            try:
+                yieldio.run(set_it)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(ev.wait)
+            await wait_all_tasks_blocked()
+            th = threading.Thread(target=other_run)
+            th.start()
+            th.join(10)
+            assert "different yieldio run" in errors[0]
+            assert not ev.is_set() and ev.statistics()["tasks_waiting"] == 1
+            ev.set()
+        return t.done()
+
+    assert vrun(main) is True

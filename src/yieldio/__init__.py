@@ -35,6 +35,7 @@ from ._cancel import (
 )
 from ._exceptions import (
     BrokenBarrierError,
+    BrokenResourceError,
     BusyResourceError,
     Cancelled,
     ClosedResourceError,
@@ -159,6 +160,7 @@ __all__ = [
     "wait_writable",
     "Barrier",
     "BrokenBarrierError",
+    "BrokenResourceError",
     "BusyResourceError",
     "CancelScope",
     "Cancelled",

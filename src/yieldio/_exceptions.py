@@ -13,6 +13,7 @@ import threading
 
 __all__ = [
     "BrokenBarrierError",
+    "BrokenResourceError",
     "Cancelled",
     "TaskCancelled",
     "ClosedResourceError",
@@ -69,6 +70,25 @@ class ClosedResourceError(Exception):
             await stream.send_all(b"x")
         except yieldio.ClosedResourceError:
             ...
+    """
+
+
+class BrokenResourceError(Exception):
+    """A resource can no longer be used because of something that already happened.
+
+    A :class:`Lock` whose owner ended without releasing it is broken: the
+    tasks waiting for it, and every later ``acquire``, get this error instead
+    of waiting for ever. :class:`BrokenStreamError` (a write was interrupted
+    half-way) is a kind of it too, so one ``except`` covers both::
+
+        try:
+            async with lock:
+                ...
+        except yieldio.BrokenResourceError:
+            print("the lock's owner died holding it")
+
+    Like trio's ``BrokenResourceError``. Broken is not closed: a closed
+    resource was closed on purpose (:class:`ClosedResourceError`).
     """
 
 

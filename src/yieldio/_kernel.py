@@ -247,6 +247,11 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks, StuckRun):
                 extra.joiners = None
                 for j in joiners:
                     self.reschedule(j)
+            held = extra.held
+            if held:
+                extra.held = None
+                for lock in held:
+                    lock._owner_ended(task)
         if self._hooks["task_exited"]:
             self._call_hooks("task_exited", task)
         group = task._group

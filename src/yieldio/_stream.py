@@ -28,7 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ._exceptions import BusyResourceError, ClosedResourceError, IncompleteRead
+from ._exceptions import BrokenResourceError, BusyResourceError, ClosedResourceError, IncompleteRead
 from ._io import fast_checkpoint
 
 __all__ = ["Stream", "BrokenStreamError", "DEFAULT_READ_SIZE"]
@@ -45,8 +45,10 @@ def _is_sendable(data: Any) -> bool:
         return False
 
 
-class BrokenStreamError(Exception):
+class BrokenStreamError(BrokenResourceError):
     """The stream can no longer be written: a previous write was interrupted.
+
+    A kind of :class:`BrokenResourceError`.
 
     ::
 

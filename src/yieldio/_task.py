@@ -296,7 +296,7 @@ class TaskExtras:
     """A task's fields that few tasks need, kept off the task itself."""
 
     __slots__ = ("name", "parent", "own_scope", "joiners", "start_status", "child_groups",
-                 "ki_pending", "failure_tb")
+                 "ki_pending", "failure_tb", "held")
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name  # given at spawn or set later; None: the coroutine's name
@@ -307,6 +307,10 @@ class TaskExtras:
         self.child_groups: list[TaskGroup] | None = None  # TaskGroups it has open
         self.ki_pending = False  # Ctrl-C waits for the main task's next checkpoint
         self.failure_tb: Any = _NO_TB  # a failed task's traceback, kept by result()
+        # Locks it holds that others wait for; each is told when the task ends
+        # (Lock._owner_ended). Filled only when a waiter parks, so an
+        # uncontended acquire/release never touches it.
+        self.held: dict[Any, None] | None = None
 
 
 class NotStarted:

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from . import _state
 from ._barrier import Barrier, BrokenBarrierError
 from ._cancel import CancelScope
-from ._exceptions import WouldBlock
-from ._task import Task
+from ._exceptions import BrokenResourceError, WouldBlock
+from ._task import RUNNING, Task
 from ._traps import PARK, SCHEDULE
 from ._typing import awaitable
 
@@ -30,6 +30,21 @@ _T = TypeVar("_T")
 
 def _first(d: dict[Task, Any]) -> Task:
     return next(iter(d))
+
+
+def _tell_on_exit(owner: Task, lock: Lock) -> None:
+    """Have the kernel call ``lock._owner_ended`` when ``owner`` ends.
+
+    Only the slow path (a task about to wait) registers, so an uncontended
+    acquire/release costs nothing; a lock whose owner ended with nobody
+    waiting is caught by the next ``acquire`` instead.
+    """
+    extra = owner._extras()
+    held = extra.held
+    if held is None:
+        extra.held = {lock: None}
+    else:
+        held[lock] = None
 
 
 def _waker_kernel(task: Task) -> Any:
@@ -88,6 +103,12 @@ class Event:
                 k = _state.local.kernel
             except AttributeError:
                 _state.outside_run()
+            if next(iter(waiters))._kernel is not k:
+                # Another run's kernel (one per thread): waking its tasks
+                # from here would race that kernel's ready queue.
+                raise RuntimeError(
+                    "Event.set() from a different yieldio run than its waiters'; "
+                    "from another thread use yieldio.from_thread() to set it in theirs")
             self._waiters = {}
             self._flag = True
             if k._hooks["task_scheduled"]:
@@ -146,11 +167,11 @@ class Lock:
             await update_shared_state()
 
     Not re-entrant; releasing from a task that does not hold it raises
-    ``RuntimeError``. A task that ends while holding the lock leaves it held
-    (nobody else may release it): its waiters wait on, and once nothing can
-    wake them the run reports a :class:`Deadlock` naming the lock and its
-    ended owner. (trio raises ``BrokenResourceError`` in them instead;
-    asyncio's locks have no owner.) Use ``async with lock:``.
+    ``RuntimeError``. A task that ends while holding the lock *breaks* it:
+    nobody else may release it, so instead of waiting for ever its waiters,
+    and every later ``acquire``, raise :class:`BrokenResourceError` naming
+    the ended owner (as trio's Lock does; asyncio's locks have no owner).
+    Use ``async with lock:`` and this cannot happen by accident.
     """
 
     __slots__ = ("_owner", "_waiters")
@@ -189,18 +210,26 @@ class Lock:
                 k.fast_budget = k.fast_budget_full
                 yield SCHEDULE
             return
-        if self._owner is task:
+        owner = self._owner
+        if owner is task:
             raise RuntimeError(f"{task!r} already holds this Lock (it is not re-entrant)")
+        if owner is not None and owner._state is not RUNNING:
+            raise self._broken()
         self._waiters[task] = None
         task._wait = self
+        if owner is not None:
+            _tell_on_exit(owner, self)
         yield PARK
 
     def acquire_nowait(self) -> None:
         """Take the lock now or raise :class:`WouldBlock` if it is held."""
         task = _state.current_task()
-        if self._owner is task:
+        owner = self._owner
+        if owner is task:
             raise RuntimeError(f"{task!r} already holds this Lock (it is not re-entrant)")
-        if self._owner is not None or self._waiters:
+        if owner is not None and owner._state is not RUNNING:
+            raise self._broken()
+        if owner is not None or self._waiters:
             raise WouldBlock("the Lock is held by another task")
         self._owner = task
 
@@ -212,25 +241,46 @@ class Lock:
                 f"Lock.release() by {task!r}, which does not hold the lock "
                 f"(owner: {self._owner!r})"
             )
+        extra = task._extra
+        if extra is not None and extra.held:
+            # Forget the registration a waiter made (a long-lived task taking
+            # many short-lived locks must not keep them all alive).
+            extra.held.pop(self, None)
         self._handoff()
 
     def _handoff(self) -> None:
-        if self._waiters:
-            nxt = _first(self._waiters)
-            del self._waiters[nxt]
+        waiters = self._waiters
+        if waiters:
+            nxt = _first(waiters)
+            del waiters[nxt]
             self._owner = nxt
             nxt._kernel.reschedule(nxt)
+            if waiters:
+                _tell_on_exit(nxt, self)
         else:
             self._owner = None
+
+    def _owner_ended(self, task: Task) -> None:
+        # Called by the kernel when a task that others waited on this lock
+        # for ends. If it released the lock first, nothing to do.
+        if self._owner is not task:
+            return
+        waiters = self._waiters
+        self._waiters = {}
+        for w in waiters:
+            w._kernel.reschedule_error(w, self._broken())
+
+    def _broken(self) -> BrokenResourceError:
+        owner = self._owner
+        assert owner is not None
+        return BrokenResourceError(
+            f"this Lock is broken: its owner {owner!r} ended without releasing it")
 
     def _abort_wait(self, task: Task) -> bool:
         return self._waiters.pop(task, 0) is None
 
     def _describe_wait(self, task: Task) -> str:
         owner = self._owner
-        if owner is not None and owner.done():
-            # The usual cause of a Deadlock report naming a Lock: say so.
-            return f"Lock.acquire (held by task {owner.id}, which ended without releasing it)"
         return f"Lock.acquire (held by task {owner.id if owner else '?'})"
 
     async def __aenter__(self) -> None:
