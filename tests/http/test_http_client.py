@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
+import socket
 import ssl
 
 import pytest
@@ -78,6 +80,37 @@ def test_connect_error_for_a_refused_port() -> None:
                 await client.get("http://127.0.0.1:1/")
         assert isinstance(info.value, ConnectionError)
         assert isinstance(info.value.__cause__, ConnectionRefusedError)
+
+    yieldio.run(main)
+
+
+def _refused_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on: bound, then closed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connect_error_message_says_the_target_and_the_cause_once() -> None:
+    port = _refused_port()
+    refused = os.strerror(errno.ECONNREFUSED)
+
+    async def main() -> None:
+        async with Client() as client:
+            with pytest.raises(ConnectError) as info:
+                await client.get(f"http://127.0.0.1:{port}/")
+            message = str(info.value)
+            assert message == f"cannot connect to 127.0.0.1:{port}: {refused}"
+            assert info.value.errno == errno.ECONNREFUSED  # every attempt was refused
+            with pytest.raises(ConnectError) as info:
+                await client.get(f"http://localhost:{port}/")
+            message = str(info.value)
+            # localhost may resolve to ::1 and 127.0.0.1 or to one of them
+            n = len(info.value.__cause__.errors)
+            assert message.startswith(f"cannot connect to localhost:{port} ({n} address")
+            assert message.count("localhost") == 1 and message.count("[Errno") == 0
+            assert message.count("; ") == n - 1  # each address tried, with its error, once
+            assert message.count(f"127.0.0.1:{port}") <= 1
 
     yieldio.run(main)
 

@@ -6,6 +6,7 @@ written elsewhere), both on 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import http.server
 import json
@@ -48,8 +49,25 @@ ENCODINGS = {
 }
 
 
+BOMB_SIZE = 8 << 20  # of zeros: a few KiB compressed, sent in one small chunk
+
+
+@functools.cache
+def _zeros(kind: str) -> tuple[str, bytes]:
+    """``(Content-Encoding, body)``: ``BOMB_SIZE`` zeros, compressed as ``kind`` says."""
+    zeros = bytes(BOMB_SIZE)
+    return {"gzip": ("gzip", gzip.compress(zeros)),
+            "deflate-zlib": ("deflate", zlib.compress(zeros)),
+            "deflate-raw": ("deflate", _raw_deflate(zeros))}[kind]
+
+
 def content_app(state: dict) -> Router:
     router = Router()
+
+    @router.get("/zeros/{kind}")
+    async def zeros(request: Request) -> Response:
+        ce, body = _zeros(request.path_params["kind"])
+        return Response(200, {"content-encoding": ce}, body)
 
     @router.get("/enc/{name}")
     async def enc(request: Request) -> Response:
@@ -264,6 +282,63 @@ def test_decompression_bomb_limit() -> None:
             client.max_decoded_size = None
             assert len((await client.get(f"{base}/bomb", params={"n": 20 << 20})).content) \
                 == 20 << 20
+    _run(main)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "deflate-zlib", "deflate-raw"])
+def test_a_highly_compressed_chunk_is_decoded_in_bounded_pieces_with_checkpoints(
+        kind: str) -> None:
+    # A few KiB received at once decode to 8 MiB: the pieces are handed out
+    # one at a time, none over 64 KiB, and other tasks run between them even
+    # though the consuming loop never awaits anything itself.
+    assert len(_zeros(kind)[1]) < 65536
+
+    async def main() -> None:
+        ticks = 0
+
+        async def counter() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await yieldio.sleep(0)
+
+        async with serve(content_app({}), "127.0.0.1", 0) as server, \
+                Client(timeout=10) as client, yieldio.TaskGroup() as tg:
+            tg.spawn(counter)
+            url = f"http://127.0.0.1:{server.port}/zeros/{kind}"
+            async with client.stream("GET", url) as r:
+                sizes, seen = [], []
+                async for piece in r.iter_bytes():
+                    assert piece.count(0) == len(piece)
+                    sizes.append(len(piece))
+                    seen.append(ticks)
+            assert sum(sizes) == BOMB_SIZE
+            assert max(sizes) <= 65536 and len(sizes) >= BOMB_SIZE // 65536
+            assert all(seen[i] < seen[i + 1] for i in range(len(seen) - 1))  # the counter ran
+
+            before = ticks
+            assert len((await client.get(url)).content) == BOMB_SIZE  # read() as well
+            assert ticks - before >= BOMB_SIZE // 65536 - 1
+
+            # Cancellable in the middle of one received chunk.
+            async with client.stream("GET", url) as r:
+                got = 0
+                with yieldio.CancelScope() as scope:
+                    async for piece in r.iter_bytes():
+                        got += len(piece)
+                        if got >= 4 * 65536:
+                            scope.cancel()
+                assert scope.cancelled_caught and got < 8 * 65536
+
+            # max_decoded_size still stops it early.
+            client.max_decoded_size = 1 << 20
+            async with client.stream("GET", url) as r:
+                got = 0
+                with pytest.raises(DecodingError, match="max_decoded_size"):
+                    async for piece in r.iter_bytes():
+                        got += len(piece)
+                assert got <= 1 << 20
+            tg.cancel()
     _run(main)
 
 

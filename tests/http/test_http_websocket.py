@@ -353,7 +353,7 @@ def test_server_shutdown_sends_going_away() -> None:
 
 def test_connect_errors() -> None:
     async def main() -> None:
-        with pytest.raises(ConnectError):
+        with pytest.raises(ConnectError, match=r"^cannot connect to 127\.0\.0\.1:1: Connection refused$"):
             async with connect_websocket("ws://127.0.0.1:1/"):
                 pass
         with pytest.raises(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket as stdsocket
 
 import pytest
@@ -111,9 +112,17 @@ def test_local_address_binds_the_client_side():
 
 def test_connecting_to_a_closed_port_raises_connection_refused():
     async def main():
+        port = closed_port()
         with pytest.raises(ConnectionRefusedError) as info:
-            await yieldio.open_tcp_stream("127.0.0.1", closed_port())
+            await yieldio.open_tcp_stream("127.0.0.1", port)
         assert len(info.value.errors) == 1
+        assert info.value.errno == errno.ECONNREFUSED
+        # The address and the cause are each said once (an IP literal is its one address).
+        message = str(info.value)
+        assert message == f"[Errno {errno.ECONNREFUSED}] cannot connect to 127.0.0.1:{port}: " \
+                          f"{os.strerror(errno.ECONNREFUSED)}"
+        assert isinstance(info.value.__cause__, ExceptionGroup)
+        assert info.value.__cause__.exceptions[0] is info.value.errors[0]
 
     yieldio.run(main)
 
@@ -257,6 +266,16 @@ def test_happy_eyeballs_mixed_failures_are_a_plain_os_error():
     assert exc.errors == [refused, unreachable]
 
 
+def test_happy_eyeballs_mixed_failures_list_each_address_with_its_own_error():
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+    unreachable = OSError(errno.ENETUNREACH, "unreachable")
+    exc, _, _ = run_eyeballs({"a": (0.1, refused), "b": (0.2, unreachable)})
+    assert exc.errno is None
+    assert str(exc) == (f"connection failed (2 addresses tried): "
+                        f"'a': {os.strerror(errno.ECONNREFUSED)}; "
+                        f"'b': {os.strerror(errno.ENETUNREACH)}")
+
+
 def test_happy_eyeballs_delay_none_tries_one_at_a_time():
     refused = ConnectionRefusedError(errno.ECONNREFUSED, "refused")
     winner, log, _ = run_eyeballs({"a": (5, refused), "b": (1, "ok")}, delay=None)
@@ -339,6 +358,24 @@ def test_real_happy_eyeballs_all_refused():
 
     yieldio.run(main, network=Resolver([("127.0.0.1", closed_port()),
                                         ("127.0.0.1", closed_port())]))
+
+
+def test_a_refused_host_name_names_the_host_the_count_and_each_address_once():
+    port = closed_port()
+
+    async def main():
+        with pytest.raises(ConnectionRefusedError) as info:
+            await yieldio.open_tcp_stream("multi.test", port)
+        assert info.value.errno == errno.ECONNREFUSED
+        message = str(info.value)
+        refused = os.strerror(errno.ECONNREFUSED)
+        assert message == (f"[Errno {errno.ECONNREFUSED}] cannot connect to multi.test:{port} "
+                           f"(2 addresses tried): 127.0.0.1:{port}: {refused}; "
+                           f"127.0.0.2:{port}: {refused}")
+        # each attempt's own exception (with its own wording) is kept in .errors
+        assert [type(e) for e in info.value.errors] == [ConnectionRefusedError] * 2
+
+    yieldio.run(main, network=Resolver([("127.0.0.1", port), ("127.0.0.2", port)]))
 
 
 # -- the server ----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunspli
 import h11
 
 from .. import __version__
+from .._time import checkpoint
 from ._cookies import CookiesLike, make_jar, request_cookie_header, store_cookies
 from ._decoding import DEFAULT_MAX_DECODED_SIZE, ContentDecoder
 from ._errors import DecodingError, HTTPStatusError, ProtocolError, Timeout, TooManyRedirects
@@ -197,7 +198,15 @@ class ClientResponse:
                 if decoder is None:
                     yield chunk
                 else:
+                    # One received chunk (up to 64 KiB compressed) can decode to
+                    # megabytes: the decoder makes it in pieces of at most 64 KiB,
+                    # and each piece after the first waits for a checkpoint, so a
+                    # compression bomb up to max_decoded_size cannot hold the loop.
+                    first = True
                     for piece in decoder.feed(chunk):  # DecodingError: not pooled either
+                        if not first:
+                            await checkpoint()
+                        first = False
                         yield piece
         finally:
             # aclose() may have released it already (the loop was abandoned):

@@ -57,6 +57,30 @@ class ConnectError(HTTPError, ConnectionError):
     """
 
 
+def connect_error(host: str, port: int, exc: BaseException) -> ConnectError:
+    """The :class:`ConnectError` for ``exc``, a failure to connect to ``host:port``.
+
+    Says the target and the cause once: the error of ``open_tcp_stream``
+    already names ``host:port`` and each address tried, so it is not
+    prefixed again. A plain ``OSError``'s ``errno`` is kept (``ECONNREFUSED``
+    when every address refused); the codes of TLS and resolver errors are not
+    errnos, so those leave it ``None``.
+    """
+    import socket
+    import ssl
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        text = exc.strerror  # without the "[Errno N] " prefix
+    if not text.startswith(f"cannot connect to {where}"):
+        text = f"cannot connect to {where}: {text}"
+    err = ConnectError(text)
+    if isinstance(exc, OSError) and not isinstance(exc, (ssl.SSLError, socket.gaierror)):
+        err.errno = exc.errno
+    return err
+
+
 class Timeout(HTTPError, TimeoutError):
     """Connecting, sending or receiving took longer than the ``timeout`` allowed.
 

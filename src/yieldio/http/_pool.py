@@ -29,7 +29,7 @@ from ..net._stream import BrokenStreamError, Stream
 from ..net._tcp import open_tcp_stream
 from ..net._tls import TLSStream
 from ..sync import Semaphore
-from ._errors import ConnectError, ProtocolError, Timeout
+from ._errors import ProtocolError, Timeout, connect_error
 from ._limits import Limits
 
 __all__ = ["ClientConnection", "ConnectionPool", "Origin", "StaleConnection"]
@@ -309,7 +309,7 @@ class ConnectionPool:
         except TimeoutError as exc:
             raise Timeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, _ssl.SSLError) as exc:
-            raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise connect_error(host, port, exc) from exc
         self.open += 1
         return ClientConnection(stream, origin, self.limits.max_header_size)
 

@@ -53,7 +53,7 @@ from .._taskgroup import TaskGroup
 from ..net._stream import BrokenStreamError, Stream
 from ..queue import Queue
 from ..sync import Event, Lock
-from ._errors import ConnectError, ProtocolError, Timeout, WebSocketClosed, WebSocketRejected
+from ._errors import ProtocolError, Timeout, WebSocketClosed, WebSocketRejected, connect_error
 from ._headers import Headers
 
 __all__ = ["WebSocket", "connect_websocket"]
@@ -543,7 +543,7 @@ async def _handshake_in_time(host: str, port: int, secure: bool, ssl: _ssl.SSLCo
         stream = await open_tcp_stream(
             host, port, ssl=(ssl or _ssl.create_default_context()) if secure else None)
     except (OSError, _ssl.SSLError) as exc:
-        raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        raise connect_error(host, port, exc) from exc
     try:
         wsconn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
         extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os as _os
 import socket as _stdsocket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,7 +63,8 @@ def interleave_families(targets: Sequence[T], family_of: Callable[[T], int]) -> 
 async def happy_eyeballs(targets: Sequence[T], connect: Callable[[T], Awaitable[Any]],
                          delay: float | None = 0.25,
                          close: Callable[[Any], Awaitable[None]] | None = None,
-                         describe: Callable[[T], str] = repr) -> Any:
+                         describe: Callable[[T], str] = repr,
+                         peer: str | None = None) -> Any:
     """Race connection attempts to ``targets``, staggered; return the first that succeeds.
 
     ::
@@ -75,8 +77,16 @@ async def happy_eyeballs(targets: Sequence[T], connect: Callable[[T], Awaitable[
     that arrives too late is closed with ``close`` (default: its
     ``aclose()``, else ``close()``). If all fail with ``OSError``, raise one
     ``OSError`` that carries them all (``.errors``, and an ``ExceptionGroup``
-    as ``__cause__``); it is a ``ConnectionRefusedError`` if every attempt
-    was refused. Reused by the in-memory network of :mod:`yieldio.testing`.
+    as ``__cause__``); if every attempt failed with the same ``errno`` it has
+    that ``errno`` (a ``ConnectionRefusedError`` if every attempt was
+    refused). Its message names ``peer`` (what was being connected to,
+    e.g. ``"example.com:443"``), how many addresses were tried, and each
+    target (``describe(target)``) with its error, once::
+
+        [Errno 111] cannot connect to localhost:8080 (2 addresses tried):
+        [::1]:8080: Connection refused; 127.0.0.1:8080: Connection refused
+
+    Reused by the in-memory network of :mod:`yieldio.testing`.
     """
     if not targets:
         raise OSError("no address to connect to")
@@ -110,7 +120,7 @@ async def happy_eyeballs(targets: Sequence[T], connect: Callable[[T], Awaitable[
         raise
     if winner:
         return winner[0]
-    raise _combined_error(errors, describe)
+    raise _combined_error(errors, describe, peer)
 
 
 async def _close_quietly(conn: Any, close: Callable[[Any], Awaitable[None]] | None) -> None:
@@ -125,19 +135,51 @@ async def _close_quietly(conn: Any, close: Callable[[Any], Awaitable[None]] | No
         logger.debug("closing a losing connection attempt failed", exc_info=True)
 
 
-def _combined_error(errors: list[tuple[Any, OSError]], describe: Callable[[Any], str]) -> OSError:
-    detail = "; ".join(f"{describe(t)}: {e}" for t, e in errors)
+def _combined_error(errors: list[tuple[Any, OSError]], describe: Callable[[Any], str],
+                    peer: str | None) -> OSError:
+    """One ``OSError`` for every failed attempt, each named and explained once.
+
+    Each attempt's own message usually repeats its errno and address (the
+    socket's "[Errno 111] error connecting to ('127.0.0.1', 80): Connection
+    refused"), so only the reason is quoted; the exceptions themselves stay
+    in ``.errors`` and the ``__cause__`` group.
+    """
     excs = [e for _, e in errors]
+    places = [describe(t) for t, _ in errors]
+    reasons = [_reason(e) for e in excs]
+    where = f"cannot connect to {peer}" if peer else "connection failed"
+    if len(errors) == 1 and places[0] == peer:  # an IP literal: its one address is the peer
+        message = f"{where}: {reasons[0]}"
+    else:
+        tried = f"{len(errors)} address{'es' if len(errors) > 1 else ''} tried"
+        message = f"{where} ({tried}): " + "; ".join(
+            f"{place}: {reason}" for place, reason in zip(places, reasons, strict=True))
     codes = {e.errno for e in excs}
     if len(codes) == 1 and None not in codes:
-        code = codes.pop()
         # OSError(errno, msg) picks the subclass: ConnectionRefusedError, ...
-        err = OSError(code, f"all {len(excs)} connection attempts failed: {detail}")
+        err = OSError(codes.pop(), message)
     else:
-        err = OSError(f"all {len(excs)} connection attempts failed: {detail}")
+        err = OSError(message)
     err.errors = excs  # type: ignore[attr-defined]
     err.__cause__ = ExceptionGroup("connection attempts", excs)
     return err
+
+
+def _reason(exc: OSError) -> str:
+    """Why one attempt failed, without the errno prefix or the address it names."""
+    if exc.errno is not None:
+        try:
+            return _os.strerror(exc.errno)
+        except ValueError:  # not an errno the platform knows
+            pass
+    return str(exc) or type(exc).__name__
+
+
+def format_target(host: str | bytes, port: int) -> str:
+    """``host:port`` for messages, with an IPv6 literal in brackets: ``[::1]:80``."""
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _os_connect_tcp(network: Any, host: Any, port: Any, *, local_address: str | None,
@@ -172,7 +214,8 @@ async def _os_connect_tcp(network: Any, host: Any, port: Any, *, local_address: 
         sock.close()
 
     sock = await happy_eyeballs(targets, connect_one, happy_eyeballs_delay, close,
-                                describe=lambda info: _format_sockaddr(info[4]))
+                                describe=lambda info: _format_sockaddr(info[4]),
+                                peer=format_target(host, port))
     return SocketStream(sock)
 
 
@@ -188,8 +231,7 @@ def _family_of_ip(address: str) -> int:
 
 def _format_sockaddr(sockaddr: Any) -> str:
     if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
-        host = sockaddr[0]
-        return f"[{host}]:{sockaddr[1]}" if ":" in str(host) else f"{host}:{sockaddr[1]}"
+        return format_target(str(sockaddr[0]), sockaddr[1])
     return repr(sockaddr)
 
 
