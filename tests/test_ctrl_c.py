@@ -76,6 +76,27 @@ def test_ctrl_c_while_main_waits_for_children():
 
 
 @pytest.mark.timeout(30)
+def test_ctrl_c_while_main_waits_in_start_cancels_the_starting_child():
+    # start() waits for its child to leave the caller's scopes; Ctrl-C is
+    # passed on to the child as a cancellation, then raised in main.
+    body = """
+        async def starting(*, task_status):
+            print("ready", flush=True)
+            try:
+                await yieldio.sleep_forever()
+            except yieldio.Cancelled:
+                print("starting child cancelled", flush=True)
+                raise
+        await tg.start(starting)"""
+    rc, out, err = _run_and_interrupt(body)
+    assert rc == 3, (out, err)
+    assert "starting child cancelled" in out
+    assert out.count("cancelled") == 4
+    assert "run raised KeyboardInterrupt" in out
+    assert "Traceback" not in err
+
+
+@pytest.mark.timeout(30)
 def test_ctrl_c_restores_the_default_handler():
     code = textwrap.dedent(
         """

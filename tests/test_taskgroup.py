@@ -616,41 +616,52 @@ def test_deferral_cache_stays_bounded_for_functions_compiled_at_run_time():
     assert yieldio.run(main) <= _task._DEFERRABLE_MAX
 
 
-def test_start_caller_cancelled_then_child_fails_error_reaches_the_group():
-    # The caller of start() gave up waiting (its timeout fired); the child
-    # keeps running in the group. When it later fails without having called
-    # started(), nobody waits in start() any more: the error must go to the
-    # group, not vanish.
-    async def fails_before_started(*, task_status):
-        await yieldio.sleep(2)
+def test_start_caller_timing_out_cancels_the_child_still_starting():
+    # As in trio: until started() the child runs under the caller's cancel
+    # scopes, so a timeout around start() covers the start-up, and start()
+    # returns only once the child has left those scopes.
+    log = []
+
+    async def slow_to_bind(*, task_status):
+        try:
+            await yieldio.sleep(2)
+        except yieldio.Cancelled:
+            log.append(("child cancelled", yieldio.current_time()))
+            raise
         raise ValueError("bind failed")
 
     async def main():
         async with yieldio.TaskGroup() as tg:
             with yieldio.move_on_after(1) as scope:
-                await tg.start(fails_before_started)
-            assert scope.cancelled_caught
+                await tg.start(slow_to_bind)
+            log.append(("start gave up", scope.cancelled_caught, yieldio.current_time()))
+            assert tg.tasks == []
             await yieldio.sleep(10)
+        return log
 
-    with pytest.raises(ExceptionGroup) as info:
-        vrun(main)
-    assert [str(e) for e in info.value.exceptions] == ["bind failed"]
+    assert vrun(main) == [("child cancelled", 1.0), ("start gave up", True, 1.0)]
 
 
-def test_start_caller_cancelled_then_child_calls_started_late():
-    async def late(*, task_status):
-        await yieldio.sleep(2)
+def test_start_returns_the_value_of_a_child_that_started_while_its_caller_was_cancelled():
+    async def shielded_start_up(*, task_status):
+        with yieldio.CancelScope(shield=True):
+            await yieldio.sleep(2)  # the caller's timeout cannot cut this short
         task_status.started("late")
+        await yieldio.sleep(1)  # now in the group, which is not cancelled
         return "finished"
 
     async def main():
+        got = []
         async with yieldio.TaskGroup() as tg:
-            with yieldio.move_on_after(1):
-                await tg.start(late)
+            with yieldio.move_on_after(1) as scope:
+                got.append(await tg.start(shielded_start_up))
+                got.append(yieldio.current_time())
+                await yieldio.checkpoint()  # the caller is still cancelled
+                got.append("not reached")
             t = tg.tasks[0]
-        return t.result(), yieldio.current_time()
+        return got, scope.cancelled_caught, t.result(), yieldio.current_time()
 
-    assert vrun(main) == ("finished", 2.0)
+    assert vrun(main) == (["late", 2.0], True, "finished", 3.0)
 
 
 def test_start_with_wrong_arguments_gives_clear_errors(recwarn):
@@ -712,33 +723,95 @@ def test_start_is_a_checkpoint_and_spawns_nothing_when_cancelled():
     vrun(main)
 
 
-def test_start_caller_sees_and_describes_a_child_cancelled_before_started():
+def test_a_cancelled_group_reaches_a_child_only_once_it_has_started():
+    # The caller of start() runs outside tg: tg.cancel() does not reach a
+    # child still starting (it runs under the caller's scopes), only the
+    # started child, which has moved into the group.
     from yieldio.debug import describe_wait
     from yieldio.testing import wait_all_tasks_blocked
 
+    log = []
+
     async def slow(task_status):
         await yieldio.sleep(10)
-        task_status.started()
-
-    async def caller(tg, errors):
+        task_status.started("ready")
         try:
-            await tg.start(slow, name="slow")
-        except RuntimeError as exc:
-            errors.append(str(exc))
+            await yieldio.sleep(10)
+        except yieldio.Cancelled:
+            log.append(("cancelled in the group", yieldio.current_time()))
+            raise
+
+    async def caller(tg):
+        log.append(await tg.start(slow, name="slow"))
 
     async def main():
-        errors = []
-        # The caller of start() runs outside tg: tg.cancel() reaches only the child.
         async with yieldio.TaskGroup() as callers:
             async with yieldio.TaskGroup() as tg:
-                task = callers.spawn(caller, tg, errors)
+                task = callers.spawn(caller, tg)
                 await wait_all_tasks_blocked()
                 assert describe_wait(task) == "start of task slow"
                 tg.cancel()
-        assert len(errors) == 1 and "was cancelled before it called" in errors[0]
-        assert yieldio.current_time() == 0.0
+        return log, yieldio.current_time()
 
-    vrun(main)
+    # The started child runs on to its next checkpoint (where the group's
+    # cancellation reaches it) before the caller resumes.
+    assert vrun(main) == ([("cancelled in the group", 10.0), "ready"], 10.0)
+
+
+def test_start_into_an_already_cancelled_group_returns_the_started_value():
+    async def ready(*, task_status):
+        task_status.started(yieldio.current_effective_deadline())
+        await yieldio.sleep_forever()  # cancelled here, with the group
+
+    async def main():
+        async with yieldio.TaskGroup() as callers:
+            async with yieldio.TaskGroup() as tg:
+                tg.cancel()
+                t = callers.spawn(tg.start, ready)
+                with yieldio.CancelScope(shield=True):
+                    await t.join()  # tg's body is cancelled: shield the wait
+        return t.result(), tg.cancel_scope.cancelled_caught
+
+    # Before started() the child saw the caller's deadline (none), not the
+    # group's cancellation.
+    import math
+    assert vrun(main) == (math.inf, True)
+
+
+def test_a_starting_child_sees_the_caller_deadline_then_the_group_one():
+    async def child(*, task_status):
+        before = yieldio.current_effective_deadline()
+        task_status.started(before)
+        await yieldio.checkpoint()
+        return yieldio.current_effective_deadline()
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.move_on_after(5):
+                before = await tg.start(child)
+            t = tg.tasks[0] if tg.tasks else None
+        return before, t.result() if t else None
+
+    import math
+    assert vrun(main) == (5.0, math.inf)
+
+
+def test_task_cancel_of_a_starting_child_makes_start_raise():
+    async def slow(*, task_status):
+        await yieldio.sleep(10)
+        task_status.started()
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            async def cancel_it():
+                await yieldio.sleep(1)
+                tg.tasks[-1].cancel()
+            tg.spawn(cancel_it)
+            with pytest.raises(RuntimeError, match="was cancelled before it called"):
+                await tg.start(slow)
+        return yieldio.current_time()
+
+    assert vrun(main) == 1.0
 
 
 def test_misnested_cancel_scope_in_a_group_block_is_a_clear_error():

@@ -43,7 +43,7 @@ class TaskStatus:
             await serve(listener)
     """
 
-    __slots__ = ("_value", "_started", "_error", "_waiter", "_task")
+    __slots__ = ("_value", "_started", "_error", "_waiter", "_task", "_group")
 
     def __init__(self) -> None:
         self._value: Any = None
@@ -51,15 +51,27 @@ class TaskStatus:
         self._error: BaseException | None = None
         self._waiter: Task | None = None
         self._task: Task | None = None
+        self._group: TaskGroup | None = None
 
     def started(self, value: Any = None) -> None:
-        """Report that the task is ready; ``start()`` returns ``value``."""
+        """Report that the task is ready; ``start()`` returns ``value``.
+
+        From here on the task runs under the group's cancel scope instead of
+        the caller's.
+        """
         if self._started:
             raise RuntimeError("task_status.started() called twice")
+        task = self._task
+        if task is not None and task._state is not RUNNING:
+            raise RuntimeError(f"task_status.started() for {task!r}, which has ended")
         self._started = True
         self._value = value
-        if self._task is not None and self._task._extra is not None:
-            self._task._extra.start_status = None
+        if task is not None:
+            extra = task._extras()
+            extra.start_status = None
+            group = self._group
+            assert group is not None and extra.own_scope is not None
+            _move_root(extra.own_scope, group._scope)
         self._wake()
 
     def _wake(self) -> None:
@@ -69,19 +81,61 @@ class TaskStatus:
             waiter._kernel.reschedule(waiter)
 
     def _abort_wait(self, task: Task) -> bool:
-        # The caller of start() stops waiting (it was cancelled); the child
-        # keeps running as an ordinary child of the group. Detach this status
-        # from it, so that an error it raises before started() goes to the
-        # group instead of to a start() call nobody is waiting in any more.
-        self._waiter = None
+        # The caller of start() is cancelled (or hit by Ctrl-C). The child
+        # runs under the caller's scopes until started(), so a cancellation
+        # of the caller has reached it too; as trio's start() does, keep
+        # waiting until the child either calls started() or ends, so that
+        # no task is left running under scopes its caller is about to leave.
+        # Ctrl-C is not a scope's: pass it on to the child as a cancellation.
         child = self._task
-        if child is not None and child._extra is not None:
-            child._extra.start_status = None
-        return True
+        if child is not None and child._state is RUNNING and not task._scope._eff:
+            child.cancel()
+        return False
 
     def _describe_wait(self, task: Task) -> str:
         name = self._task.name if self._task is not None else "?"
         return f"start of task {name}"
+
+
+def _start_root(caller: Task) -> CancelScope:
+    """A root scope for a task being started, hung below ``caller``'s innermost scope.
+
+    Until ``started()`` the task runs under the caller's cancel scopes (as in
+    trio): a timeout around ``await tg.start(...)`` covers the start-up, and
+    a group that is already cancelled does not cancel a task still starting.
+    The root is the task's own scope (``Task.cancel`` uses it), so moving the
+    task later is moving this one scope.
+    """
+    parent = caller._scope
+    root = CancelScope()
+    root._kernel = caller._kernel
+    root._entered = True
+    root._is_task_root = True
+    root._parent = parent
+    children = parent._children
+    if children is None:
+        children = parent._children = {}
+    children[root] = None
+    root._eff = parent._eff
+    return root
+
+
+def _move_root(root: CancelScope, parent: CancelScope) -> None:
+    """Hang a started task's root scope below ``parent`` (the group's scope).
+
+    If that changes whether the task is cancelled -- the group is already
+    cancelled, or the caller was and the group is not -- the task sees it at
+    its next checkpoint.
+    """
+    old = root._parent
+    if old is not None and old._children:
+        old._children.pop(root, None)
+    root._parent = parent
+    children = parent._children
+    if children is None:
+        children = parent._children = {}
+    children[root] = None
+    root._recompute()
 
 
 class _TaskStatusIgnored(TaskStatus):
@@ -322,23 +376,29 @@ class TaskGroup:
             me._raise_cancel()
         status = TaskStatus()
         coro = _start_coroutine(fn, args, status)
-        task = k.spawn(coro, self._scope, me, self, name or getattr(fn, "__qualname__", None))
+        root = _start_root(me)
+        task = k.spawn(coro, root, me, self, name or getattr(fn, "__qualname__", None))
+        root._task = task
         self._live += 1
         status._task = task
-        task._extras().start_status = status
-        if not status._started and status._error is None and task._state is RUNNING:
-            status._waiter = me
-            me._wait = status
-            yield PARK
+        status._group = self
+        extra = task._extras()
+        extra.own_scope = root
+        extra.start_status = status
+        # The child cannot have run yet (spawn only made it ready), so wait;
+        # _abort_wait refuses to stop waiting while the child still runs
+        # under our scopes, so we resume only once it started or ended.
+        status._waiter = me
+        me._wait = status
+        yield PARK
         if status._started:
             return status._value
         if status._error is not None:
             raise status._error
         if task._state is CANCELLED:
+            if me._cancel_pending:
+                me._raise_cancel()  # the child was cancelled with us: Cancelled (or Ctrl-C)
             raise RuntimeError(f"{task!r} was cancelled before it called task_status.started()")
-        if task._state is RUNNING:
-            # We were cancelled while waiting: the child keeps running in the group.
-            me._raise_cancel()
         raise RuntimeError(f"{task!r} returned without calling task_status.started()")
 
     # -- children ending ----------------------------------------------------
