@@ -177,6 +177,83 @@ def test_run_script_sees_its_directory_and_can_be_pickled(tmp_path):
     assert out.stdout == (f"{tmp_path} Point(x=42) {{'x': <class 'int'>}} __yieldio_main__\n")
 
 
+_MP_SCRIPT = """\
+import multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+
+import yieldio
+
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return f"Box({self.value})"
+
+
+def square(box):
+    return Box(box.value * box.value)
+
+
+def in_pool(method):
+    with multiprocessing.get_context(method).Pool(1) as pool:
+        # Bounded: a worker that cannot unpickle its task leaves map() waiting forever.
+        return pool.map_async(square, [Box(2), Box(3)]).get(timeout=30)
+
+
+def in_executor(method):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as ex:
+        return ex.submit(square, Box(5)).result(timeout=30)
+
+
+async def main():
+    print(sys.modules["__main__"].__file__ == __file__)
+    for method in ("spawn", "forkserver"):
+        print(method, in_executor(method), await yieldio.to_thread(in_pool, method))
+
+
+if __name__ == "__main__":
+    yieldio.run(main)
+"""
+
+
+@pytest.mark.timeout(150)
+def test_run_script_can_use_spawn_and_forkserver_processes(tmp_path):
+    # A "spawn" or "forkserver" child re-runs the script from
+    # sys.modules["__main__"].__file__ to find what it must unpickle. Under
+    # 'yieldio run' __main__ was yieldio's own (its __spec__ names
+    # yieldio.__main__): the child ran nothing, and unpickling the script's
+    # function failed with "No module named '__yieldio_main__'" (a
+    # ProcessPoolExecutor broke; a Pool waited forever).
+    script = tmp_path / "app.py"
+    script.write_text(_MP_SCRIPT)
+    expected = ("True\nspawn Box(25) [Box(4), Box(9)]\n"
+                "forkserver Box(25) [Box(4), Box(9)]\n")
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           timeout=60, cwd=str(tmp_path))
+    assert (plain.returncode, plain.stdout) == (0, expected), plain.stderr
+    out = run_cli("run", str(script), cwd=str(tmp_path.parent))
+    assert (out.returncode, out.stdout) == (0, expected), out.stderr
+
+
+def test_run_makes_the_script_main_only_while_it_runs(tmp_path, capsys):
+    # In-process: the script is sys.modules["__main__"] (and "__mp_main__")
+    # while it runs, and the process's own modules and sys.path come back.
+    from yieldio._cli_debug import cmd_run
+
+    script = tmp_path / "app.py"
+    script.write_text("import sys\n\nasync def main():\n"
+                      "    me = sys.modules[__name__]\n"
+                      "    print(sys.modules['__main__'] is me, sys.modules['__mp_main__'] is me)\n")
+    names = ("__main__", "__mp_main__", "__yieldio_main__")
+    before = {name: sys.modules.get(name) for name in names}
+    path = sys.path[:]
+    assert cmd_run([str(script)]) == 0
+    assert capsys.readouterr().out == "True True\n"
+    assert {name: sys.modules.get(name) for name in names} == before and sys.path == path
+
+
 def test_monitor_explains_a_stale_socket_and_a_non_socket(tmp_path):
     import socket
 

@@ -100,9 +100,12 @@ def cmd_run(argv: list[str]) -> int:
         return 2
 
     saved_argv, saved_path = sys.argv[:], sys.path[:]
-    saved_module = sys.modules.get(_RUN_NAME)
+    saved_modules = {name: sys.modules.get(name) for name in _MODULE_NAMES}
     sys.argv = [script, *args.args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    # Last, so it shadows nothing: how a "spawn"/"forkserver" child of the
+    # script finds __yieldio_main__ (see _mp_main/__yieldio_main__.py).
+    sys.path.append(_MP_MAIN_DIR)
     try:
         try:
             namespace = _exec_script(script)
@@ -152,13 +155,19 @@ def cmd_run(argv: list[str]) -> int:
         return _exit_code(result)
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
-        if saved_module is None:
-            sys.modules.pop(_RUN_NAME, None)
-        else:
-            sys.modules[_RUN_NAME] = saved_module
+        for name, module in saved_modules.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 _RUN_NAME = "__yieldio_main__"
+# The script's module goes by all three names while it runs: its own, and
+# "__main__" and "__mp_main__" as for 'python SCRIPT' (multiprocessing
+# aliases these two when first imported, which may have happened already).
+_MODULE_NAMES = (_RUN_NAME, "__main__", "__mp_main__")
+_MP_MAIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mp_main")
 
 
 def _exec_script(path: str) -> dict[str, Any]:
@@ -170,13 +179,21 @@ def _exec_script(path: str) -> dict[str, Any]:
     script's classes by their module ("import of module '__yieldio_main__'
     failed"), which 'python SCRIPT' allows. The module stays registered until
     cmd_run returns.
+
+    It is sys.modules["__main__"] too, with __file__ and no __spec__, as for
+    'python SCRIPT': a multiprocessing child started with "spawn" or
+    "forkserver" re-runs the script from there. Left as yieldio's own
+    __main__ (whose __spec__ names yieldio.__main__), the child ran nothing
+    and failed to unpickle the script's functions and classes ("No module
+    named '__yieldio_main__'").
     """
     with open(path, "rb") as f:  # bytes: compile() honours a coding cookie
         source = f.read()
     module = types.ModuleType(_RUN_NAME)
     module.__file__ = path
     module.__cached__ = None  # type: ignore[attr-defined]
-    sys.modules[_RUN_NAME] = module
+    for name in _MODULE_NAMES:
+        sys.modules[name] = module
     code = compile(source, path, "exec", dont_inherit=True)
     exec(code, module.__dict__)
     return module.__dict__
