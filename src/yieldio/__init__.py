@@ -25,14 +25,7 @@ from typing import ParamSpec as _ParamSpec
 from typing import TypeVar as _TypeVar
 from typing import overload as _overload
 
-from ._cancel import (
-    CancelScope,
-    current_effective_deadline,
-    fail_after,
-    fail_at,
-    move_on_after,
-    move_on_at,
-)
+from ._cancel import CancelScope
 from ._exceptions import (
     BrokenBarrierError,
     BrokenResourceError,
@@ -54,6 +47,13 @@ from ._state import current_task
 from ._task import Task
 from ._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from ._time import Clock, checkpoint, current_time, sleep, sleep_forever, sleep_until
+from ._timeouts import (
+    current_effective_deadline,
+    fail_after,
+    fail_at,
+    move_on_after,
+    move_on_at,
+)
 from ._trampoline import Trampoline, trampoline
 from .files import AsyncFile, Path, open_file, wrap_file
 from .net import (

@@ -16,9 +16,9 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, Self, TypeVar
 
 from . import _state
-from ._cancel import move_on_after
 from ._exceptions import QueueClosed, QueueEmpty, QueueFull
 from ._task import Task
+from ._timeouts import move_on_after
 from ._traps import PARK, SCHEDULE
 from ._typing import Waitable, awaitable
 
