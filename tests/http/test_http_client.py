@@ -487,3 +487,58 @@ def test_request_headers_replace_the_clients_defaults_of_the_same_name(kind) -> 
             assert await r.json() == [expected, ["ua/2"], ["k"]]
 
     yieldio.run(main)
+
+
+def test_params_and_form_values_as_httpx_renders_them() -> None:
+    # httpx: a list is a repeated key (?tag=a&tag=b), None an empty value,
+    # booleans "true"/"false" -- not the list's repr(), "None" or "True".
+    async def app(request: Request) -> Response:
+        return Response.json({"target": request.target, "form": (await request.body()).decode()})
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server, Client() as client:
+            url = f"http://127.0.0.1:{server.port}/p?x=1"
+            values = {"tag": ["a", "é"], "n": 7, "empty": None, "on": True, "off": False}
+            r = await client.post(url, params=values, data=values)
+            assert await r.json() == {
+                "target": "/p?x=1&tag=a&tag=%C3%A9&n=7&empty=&on=true&off=false",
+                "form": "tag=a&tag=%C3%A9&n=7&empty=&on=true&off=false"}
+            r = await client.get(url, params=[("t", "a"), ("t", ("b", "c"))])
+            assert (await r.json())["target"] == "/p?x=1&t=a&t=b&t=c"
+
+    yieldio.run(main)
+
+
+def test_a_streamed_upload_with_a_content_length_is_not_chunked() -> None:
+    # httpx sends a streamed body of a length the caller states with that
+    # Content-Length (a presigned S3 PUT refuses chunked uploads); a body
+    # that does not match the length it was given is the caller's error.
+    async def app(request: Request) -> Response:
+        return Response.json({"te": request.headers.get("transfer-encoding"),
+                              "cl": request.headers.get("content-length"),
+                              "n": len(await request.body())})
+
+    async def gen(*parts: bytes):
+        for part in parts:
+            yield part
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server, Client(timeout=5) as client:
+            url = f"http://127.0.0.1:{server.port}/"
+            r = await client.put(url, content=gen(b"abc", b"defg"),
+                                 headers={"Content-Length": "7"})
+            assert await r.json() == {"te": None, "cl": "7", "n": 7}
+            r = await client.put(url, content=[b"ab", b"c"], headers={"content-length": "3"})
+            assert await r.json() == {"te": None, "cl": "3", "n": 3}
+            for parts in [(b"abc", b"defgh"), (b"abc",)]:
+                with pytest.raises(ValueError, match="Content-Length"):
+                    await client.put(url, content=gen(*parts), headers={"Content-Length": "7"})
+            with pytest.raises(ValueError, match="Content-Length"):
+                await client.put(url, content=gen(b"x"), headers={"Content-Length": "lots"})
+            # Without one it is chunked, as before; a bytes body's is computed.
+            r = await client.put(url, content=gen(b"abc"))
+            assert await r.json() == {"te": "chunked", "cl": None, "n": 3}
+            r = await client.put(url, content=b"abcd", headers={"Content-Length": "4"})
+            assert await r.json() == {"te": None, "cl": "4", "n": 4}
+
+    yieldio.run(main)

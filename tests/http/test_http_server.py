@@ -51,6 +51,24 @@ def test_request_attributes_and_json_response() -> None:
     yieldio.run(main)
 
 
+def test_request_url_without_a_host_header_names_the_server_address(exchange) -> None:
+    # HTTP/1.0 needs no Host, and an HTTP/1.1 Host may be empty: the URL is
+    # then built from the address the request came in on, as Starlette
+    # does with the ASGI "server", never "http:///path" (a URL with no host).
+    async def app(request: Request) -> Response:
+        return Response.text(request.url)
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            expected = f"http://127.0.0.1:{server.port}/a?b=1".encode()
+            for raw in (b"GET /a?b=1 HTTP/1.0\r\n\r\n",
+                        b"GET /a?b=1 HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n"):
+                out = await exchange(server.port, raw)
+                assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\n" + expected)
+
+    yieldio.run(main)
+
+
 def test_an_absolute_form_target_with_a_slash_in_its_query_is_not_routed_by_the_query(
         exchange) -> None:
     # "GET http://host?next=/admin" asks for "/", not for "/admin".

@@ -354,8 +354,11 @@ class Client:
             r = await client.request("PUT", url, json={"a": 1}, headers={"x-id": "7"})
 
         ``content`` is bytes, str or an (async) iterable of bytes (sent
-        chunked); ``json`` an object sent as JSON; ``data`` a dict sent as
-        a URL-encoded form. ``params`` adds to the query string.
+        chunked, or with the ``Content-Length`` you give in ``headers``);
+        ``json`` an object sent as JSON; ``data`` a dict sent as a
+        URL-encoded form. ``params`` adds to the query string. In both, a
+        list value repeats its key, None is empty and booleans are
+        ``true``/``false``, as in httpx.
         """
         response = await self._send(method, url, params, headers, content, json, data,
                                     timeout, follow_redirects)
@@ -391,7 +394,7 @@ class Client:
         if self.base_url is not None:
             url = _merge_url(self.base_url, url)
         if params:
-            query = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+            query = params if isinstance(params, str) else _urlencode(params)
             url = url.split("#", 1)[0]  # the query goes before a fragment (never sent anyway)
             url += ("&" if "?" in url else "?") + query
         h = self.headers.copy()
@@ -415,7 +418,7 @@ class Client:
             if not isinstance(data, Mapping):
                 raise TypeError("data= is a form, a mapping of field names to values, not "
                                 f"{type(data).__name__}; send bytes or str with content=")
-            body = urlencode(list(data.items()), doseq=True).encode("ascii")
+            body = _urlencode(data).encode("ascii")
             h.setdefault("content-type", "application/x-www-form-urlencoded")
         elif content is not None:
             # A dict is iterable (its keys): refuse it rather than send its keys.
@@ -495,7 +498,16 @@ class Client:
             if body or method in ("POST", "PUT", "PATCH"):
                 raw.append((b"content-length", b"%d" % len(body)))
         else:
-            raw.append((b"transfer-encoding", b"chunked"))
+            # A streamed body of a length the caller states goes with that
+            # Content-Length, as httpx sends it (some servers, a presigned S3
+            # PUT say, refuse chunked uploads); otherwise it is chunked.
+            stated = h.get("content-length")
+            if stated is None:
+                raw.append((b"transfer-encoding", b"chunked"))
+            elif stated.strip().isdigit() and stated.strip().isascii():
+                raw.append((b"content-length", stated.strip().encode("ascii")))
+            else:
+                raise ValueError(f"invalid Content-Length header {stated!r}")
         try:
             # Built (and so validated by h11) before taking a connection.
             request = h11.Request(method=method, target=target, headers=raw)
@@ -534,6 +546,27 @@ class Client:
         return ClientResponse(head.status_code, head.reason.decode("latin-1"),
                               Headers.from_raw(head.headers), head.http_version.decode("ascii"),
                               url, method, conn, pool, timeout, self.max_decoded_size)
+
+
+def _form_value(value: Any) -> Any:
+    """A query or form value as httpx renders it: ``true``/``false``, ``""`` for None."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "" if value is None else value
+
+
+def _urlencode(items: Any) -> str:
+    """``params=`` / ``data=`` (a mapping or pairs) URL-encoded; a list or tuple value
+    repeats its key (``{"tag": ["a", "b"]}`` is ``tag=a&tag=b``), as in httpx."""
+    pairs = []
+    for name, value in (items.items() if isinstance(items, Mapping) else items):
+        if isinstance(value, (list, tuple)):
+            pairs += [(name, _form_value(v)) for v in value]
+        else:
+            pairs.append((name, _form_value(value)))
+    return urlencode(pairs)
 
 
 def _location(value: str) -> str:

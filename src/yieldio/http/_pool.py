@@ -130,6 +130,10 @@ class ClientConnection:
                 await self.stream.write(h.send(h11.EndOfMessage()))
         except TimeoutError as exc:
             raise Timeout(f"sending the request body to {self.origin[1]} timed out") from exc
+        except h11.LocalProtocolError as exc:
+            # More or fewer bytes than the Content-Length the caller gave.
+            raise ValueError(f"the streamed request body does not match its "
+                             f"Content-Length: {exc}") from None
         except _IO_ERRORS as exc:
             self.send_error = exc  # as above: perhaps there is an early answer to read
 

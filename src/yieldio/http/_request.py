@@ -130,10 +130,28 @@ class Request:
 
     @property
     def url(self) -> str:
-        """The full URL, rebuilt from the scheme, the ``Host`` header and the target."""
+        """The full URL, rebuilt from the scheme, the ``Host`` header (or, without one, the
+        server address the request came in on) and the target."""
         if "://" in self.target:
             return self.target
-        return f"{self.scheme}://{self.headers.get('host', '')}{self.target}"
+        host = self.headers.get("host")
+        if not host:
+            # HTTP/1.0 needs no Host (and an HTTP/1.1 one may be empty): the
+            # address the request came in on, as Starlette uses the ASGI
+            # "server" -- not "http:///path", a URL without a host.
+            host = self._server_host()
+        return f"{self.scheme}://{host}{self.target}"
+
+    def _server_host(self) -> str:
+        conn = self._conn
+        addr = conn.stream.get_extra_info("sockname") if conn is not None else None
+        if not isinstance(addr, tuple) or len(addr) < 2:
+            return ""
+        ip, port = addr[0], addr[1]
+        if ":" in ip:
+            ip = f"[{ip}]"
+        default = 443 if self.scheme == "https" else 80
+        return ip if port == default else f"{ip}:{port}"
 
     @property
     def is_websocket(self) -> bool:
