@@ -21,9 +21,9 @@ from typing import Any
 
 import h11
 
-from .._cancel import fail_after
 from .._exceptions import ClosedResourceError
 from .._time import current_time
+from .._timeouts import fail_after
 from ..net._socket_stream import SocketStream
 from ..net._stream import BrokenStreamError, Stream
 from ..net._tcp import open_tcp_stream

@@ -40,9 +40,9 @@ from typing import Any
 
 import h11
 
-from .._cancel import move_on_after
 from .._taskgroup import TaskGroup
 from .._time import current_time, sleep
+from .._timeouts import move_on_after
 from ..net._stream import Stream
 from ..net._tcp import Server, serve_tcp
 from ..sync import Event

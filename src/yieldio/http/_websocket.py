@@ -47,9 +47,10 @@ import wsproto.events as wse
 from wsproto.connection import Connection, ConnectionState
 from wsproto.utilities import LocalProtocolError
 
-from .._cancel import CancelScope, fail_after, move_on_after
+from .._cancel import CancelScope
 from .._exceptions import ClosedResourceError, QueueClosed
 from .._taskgroup import TaskGroup
+from .._timeouts import fail_after, move_on_after
 from ..net._stream import BrokenStreamError, Stream
 from ..queue import Queue
 from ..sync import Event, Lock
