@@ -569,3 +569,53 @@ def test_asyncio_auto_mode_with_a_yieldio_test_names_the_auto_mode(pytester):
     out = result.stdout.str() + result.stderr.str()
     assert "asyncio_mode = 'auto' marks every async test asyncio" in out
     assert "marked both yieldio and asyncio" not in out
+
+
+def test_a_deadlocked_test_is_named_in_the_report_without_the_plugin_internals(pytester):
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        @pytest.mark.yieldio
+        async def test_stuck():
+            await yieldio.Event().wait()
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    # The test's task is named after the test (not 'main', a name the user never wrote).
+    result.stdout.fnmatch_lines(["*Deadlock: every task is blocked*",
+                                 "*task 1 'test_stuck' ?waiting? -- waiting on Event.wait",
+                                 "*at test_stuck (*test_a_deadlocked_test*.py:5)"])
+    assert "def pytest_pyfunc_call" not in out and "def run(" not in out
+
+
+def test_task_group_fixture_is_cancelled_when_the_test_ends(pytester):
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        beats = []
+
+        async def heartbeat():
+            while True:
+                beats.append(yieldio.current_time())
+                await yieldio.sleep(1)
+
+        @pytest.mark.yieldio
+        async def test_background(task_group, autojump_clock):
+            assert isinstance(task_group, yieldio.TaskGroup)
+            task_group.spawn(heartbeat)
+            await yieldio.sleep(2.5)
+
+        def test_it_stopped():
+            assert beats == [0.0, 1.0, 2.0]
+
+        @pytest.mark.yieldio
+        async def test_a_crash_in_it_fails_the_test(task_group):
+            async def boom():
+                raise ValueError("background crash")
+            task_group.spawn(boom)
+            await yieldio.sleep_forever()
+    """)
+    result = run(pytester)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*ValueError: background crash*"])

@@ -271,6 +271,24 @@ def test_a_stall_longer_than_connect_timeout_times_the_tcp_connect_out():
     vrun(main, net=net)
 
 
+def test_a_failed_connect_names_the_host_and_port_it_was_connecting_to():
+    net = SimNetwork()
+    net.add_host("db.example", "10.0.0.5")
+    net.add_host("db.example", "fd00::5")
+
+    async def main():
+        with pytest.raises(ConnectionRefusedError) as info:
+            await yieldio.open_tcp_stream("db.example", 5432)
+        assert str(info.value) == (
+            "[Errno 111] cannot connect to db.example:5432 (2 addresses tried): "
+            "10.0.0.5:5432: Connection refused; [fd00::5]:5432: Connection refused")
+        with pytest.raises(ConnectionRefusedError) as info:
+            await net.connect_tcp("fd00::5", 80)
+        assert str(info.value) == "[Errno 111] cannot connect to [fd00::5]:80: Connection refused"
+
+    vrun(main, net=net)
+
+
 # -- SimNetwork: listeners and ports ------------------------------------------------------
 def test_listen_on_a_name_with_two_addresses_is_all_or_nothing():
     net = SimNetwork()

@@ -10,7 +10,7 @@
   bandwidth, resets, stalls and partitions, in virtual time;
 * :func:`check_stream` -- the conformance suite every Stream must pass;
 * a pytest plugin (``@pytest.mark.yieldio``, ``autojump_clock``,
-  ``sim_network``, ``--yieldio-seed``, ``--yieldio-explore``).
+  ``sim_network``, ``task_group``, ``--yieldio-seed``, ``--yieldio-explore``).
 
 See docs/testing.md ("Testing concurrent code").
 """

@@ -22,7 +22,8 @@ yieldio is enough::
 * Fixtures ``autojump_clock`` (the test runs under this
   ``VirtualClock(autojump=True)``) and ``sim_network`` (a ``SimNetwork``
   installed for the test's run). Override either by name in a conftest to
-  configure it (``return SimNetwork(latency=0.05)``).
+  configure it (``return SimNetwork(latency=0.05)``). ``task_group``: a
+  TaskGroup for background tasks, cancelled when the test ends.
 * ``--yieldio-seed N`` (or ``random``) runs tests with a seeded schedule;
   ``--yieldio-explore K`` runs each yieldio test under K seeds (from the
   ``--yieldio-seed`` value, default 0). ``@pytest.mark.yieldio(seed=..,
@@ -35,13 +36,15 @@ from __future__ import annotations
 import functools
 import inspect
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .._exceptions import Cancelled
+from .._exceptions import Cancelled, Deadlock
 from .._run import run
+from .._state import current_task
+from .._taskgroup import TaskGroup
 from ._clock import VirtualClock
 
 if TYPE_CHECKING:
@@ -170,6 +173,18 @@ def sim_network() -> SimNetwork:
     return SimNetwork()
 
 
+@pytest.fixture
+async def task_group() -> AsyncIterator[TaskGroup]:
+    """A :class:`~yieldio.TaskGroup` for background tasks, cancelled when the test ends.
+
+    (pytest-trio's ``nursery``.) A task in it that crashes cancels the test,
+    and the crash is what gets reported.
+    """
+    async with TaskGroup() as tg:
+        yield tg
+        tg.cancel()
+
+
 class _AsyncFixture:
     """What pytest caches for an async fixture of a yieldio test: set up later, in the run."""
 
@@ -284,12 +299,15 @@ class _Fixtures:
 
 
 async def _test_main(testfunction: Any, testargs: dict[str, Any],
-                     setup: list[Any] | None = None) -> None:
+                     setup: list[Any] | None = None, name: str | None = None) -> None:
     """Set up the async fixtures (``setup`` first, in order), run the test, tear down.
 
     ``setup`` holds the fixtures the test uses but does not take as arguments
     (autouse ones, ``@pytest.mark.usefixtures``): they run all the same.
+    ``name`` (the test's) names the task, for deadlock reports and the monitor.
     """
+    if name is not None:
+        current_task().name = name
     fixtures = _Fixtures()
     error: BaseException | None = None
     try:
@@ -319,6 +337,7 @@ def _seeds(item: pytest.Function) -> list[int | None]:
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not _is_yieldio_test(pyfuncitem):
         return None
+    __tracebackhide__ = True  # a failure shows the test's frames, not ours
     funcargs = pyfuncitem.funcargs
     testargs = {arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames}
     # Every async fixture the test uses, in pytest's order: autouse fixtures and
@@ -330,10 +349,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return _hypothesis_call(pyfuncitem, testargs, setup)
     for seed, i, seeds, options in _runs(pyfuncitem):
         try:
-            run(_test_main, pyfuncitem.obj, testargs, setup, **options)
+            run(_test_main, pyfuncitem.obj, testargs, setup, pyfuncitem.name, **options)
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 _report_seed(pyfuncitem, exc, seed, i, seeds)
+            if isinstance(exc, Deadlock):
+                # Raised by run() itself: its traceback is run()'s source and
+                # ours; the report (the task tree, with the test's line) says it all.
+                raise exc.with_traceback(None) from None
             raise
     return True
 

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _state
 from .._cancel import move_on_at
 from .._time import sleep_until
-from ..net._tcp import happy_eyeballs, interleave_families
+from ..net._tcp import format_target, happy_eyeballs, interleave_families
 from ._memory import _cancel_point
 from ._simfaults import SimFaults
 from ._simlink import SimConnection, SimListener, SimStream, _fmt
@@ -450,7 +450,8 @@ class SimNetwork(SimFaults):
 
         stream: SimStream = await happy_eyeballs(
             targets, connect_one, happy_eyeballs_delay,
-            describe=lambda info: _fmt((info[4][0], info[4][1])))
+            describe=lambda info: _fmt((info[4][0], info[4][1])),
+            peer=format_target(host, port))
         return stream
 
     async def _connect_one(self, src: str, src_port: int, dst: tuple[str, int]) -> SimStream:
