@@ -220,7 +220,8 @@ class _GroupExitWait:
         return False
 
     def _describe_wait(self, task: Task) -> str:
-        return f"TaskGroup exit ({self.group._live} children left)"
+        n = self.group._live
+        return f"TaskGroup exit ({n} {'child' if n == 1 else 'children'} left)"
 
 
 class TaskGroup:

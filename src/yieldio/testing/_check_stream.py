@@ -21,9 +21,10 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from .._cancel import CancelScope, fail_after
+from .._cancel import CancelScope
 from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError, IncompleteRead
 from .._taskgroup import TaskGroup
+from .._timeouts import fail_after
 from ._blocked import wait_all_tasks_blocked
 
 __all__ = ["check_stream"]

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._cancel import move_on_at
+from .._timeouts import move_on_at
 from ..sync import Event
 from ._simlink import SimConnection, SimStream, _fmt
 

@@ -49,8 +49,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import _state
-from .._cancel import move_on_at
 from .._time import sleep_until
+from .._timeouts import move_on_at
 from ..net._tcp import format_target, happy_eyeballs, interleave_families
 from ._memory import _cancel_point
 from ._simfaults import SimFaults
