@@ -723,3 +723,56 @@ def test_queue_waking_a_task_from_a_plain_thread_is_a_clear_error_that_changes_n
 
     errors = vrun(main)
     assert len(errors) == 3 and all("UniversalQueue" in e for e in errors)
+
+
+def test_close_immediate_drops_queued_items_stops_getters_and_ends_join():
+    async def main():
+        q = yieldio.Queue(2)
+        got, log = [], []
+
+        async def consumer():
+            try:
+                async for item in q:
+                    got.append(item)
+                    await yieldio.sleep(1)
+                    q.task_done()
+            finally:
+                log.append(("consumer done", yieldio.current_time()))
+
+        async def joiner():
+            await q.join()
+            log.append(("joined", yieldio.current_time()))
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(consumer)
+            tg.spawn(joiner)
+            for i in range(3):
+                await q.put(i)
+            await wait_all_tasks_blocked()
+            assert q.qsize() == 2 and got == [0]
+            q.close(immediate=True)
+            assert q.qsize() == 0 and q.closed
+            with pytest.raises(yieldio.QueueClosed):
+                q.put_nowait(9)
+        return got, log
+
+    # Item 0 was taken before the close and marked done at t=1; items 1, 2
+    # were dropped (counted as done), so join() ends with the consumer.
+    assert vrun(main) == ([0], [("consumer done", 1.0), ("joined", 1.0)])
+
+
+def test_close_immediate_after_a_plain_close_still_drops_what_is_left():
+    async def main():
+        q = yieldio.Queue()
+        for i in range(3):
+            q.put_nowait(i)
+        q.close()
+        assert q.get_nowait() == 0  # a plain close lets getters drain
+        q.close(immediate=True)
+        with pytest.raises(yieldio.QueueClosed):
+            q.get_nowait()
+        q.task_done()  # for item 0; the dropped two count as done already
+        await q.join()
+        return "ok"
+
+    assert vrun(main) == "ok"

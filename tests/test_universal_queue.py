@@ -339,3 +339,49 @@ def test_task_waiting_in_join_for_a_thread_is_not_a_deadlock():
         return q.qsize()
 
     assert yieldio.run(main) == 0
+
+
+@pytest.mark.timeout(10)
+def test_close_immediate_from_a_thread_stops_a_task_getter_and_a_task_join():
+    async def main():
+        q = yieldio.UniversalQueue()
+        for i in range(3):
+            await q.put(i)
+        assert await q.get() == 0
+        log = []
+
+        async def joiner():
+            await q.join()
+            log.append("joined")
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(joiner)
+            await wait_all_tasks_blocked()
+            q.task_done()  # item 0; items 1 and 2 still unfinished
+            th = threading.Thread(target=q.close, kwargs={"immediate": True})
+            th.start()
+            th.join(5)
+        with pytest.raises(yieldio.QueueClosed):
+            await q.get()
+        return log, q.qsize()
+
+    assert yieldio.run(main) == (["joined"], 0)
+
+
+@pytest.mark.timeout(10)
+def test_close_immediate_wakes_a_thread_blocked_in_get():
+    q = yieldio.UniversalQueue()
+    errors = []
+
+    def getter():
+        try:
+            q.get(timeout=5)
+        except yieldio.QueueClosed as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=getter)
+    th.start()
+    time.sleep(0.05)
+    q.close(immediate=True)
+    th.join(5)
+    assert not th.is_alive() and len(errors) == 1

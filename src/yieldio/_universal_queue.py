@@ -133,14 +133,22 @@ class UniversalQueue(_IterateUntilClosed[_T]):
         """True once :meth:`close` was called."""
         return self._closed
 
-    def close(self) -> None:
-        """Like :meth:`Queue.close`, from any thread."""
+    def close(self, *, immediate: bool = False) -> None:
+        """Like :meth:`Queue.close` (``immediate`` too), from any thread."""
+        joiners: list[Task] = []
         with self._mutex:
-            if self._closed:
+            if self._closed and not (immediate and self._items):
                 return
             self._closed = True
             putters = list(self._task_putters)
             self._task_putters.clear()
+            if immediate and self._items:
+                self._unfinished -= len(self._items)
+                self._items.clear()
+                if not self._unfinished:
+                    self._all_done.notify_all()
+                    joiners = list(self._task_joiners)
+                    self._task_joiners.clear()
             getters = list(self._task_getters) if not self._items else []
             for g in getters:
                 del self._task_getters[g]
@@ -148,6 +156,8 @@ class UniversalQueue(_IterateUntilClosed[_T]):
             self._not_full.notify_all()
         for t in putters + getters:
             _wake_from_anywhere(t, _CLOSED)
+        for t in joiners:
+            _wake_from_anywhere(t, None)
 
     # -- put ---------------------------------------------------------------------
     def put(self, item: _T, timeout: float | None = None) -> Any:

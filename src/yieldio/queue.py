@@ -205,19 +205,34 @@ class Queue(_IterateUntilClosed[_T]):
     _next_item = get  # what async iteration (_IterateUntilClosed) waits on
 
     # -- closing and joining ------------------------------------------------------
-    def close(self) -> None:
+    def close(self, *, immediate: bool = False) -> None:
         """No more puts: blocked and later puts raise; getters drain, then stop.
 
-        Synchronous and idempotent.
+        With ``immediate=True`` the items still queued are dropped too, so
+        getters stop at once, and each dropped item counts as done for
+        :meth:`join` (Python 3.13's ``Queue.shutdown(immediate=True)``)::
+
+            queue.close(immediate=True)   # stop the consumers now
+
+        Synchronous and idempotent (a later ``immediate=True`` still drops
+        what is left).
         """
-        if self._closed:
+        if self._closed and not (immediate and self._items):
             return
-        if self._putters or self._getters:  # (waking them: from this thread only)
-            _waker_kernel(next(iter(self._putters or self._getters)))
+        if self._putters or self._getters or (immediate and self._joiners):
+            # (waking them: from this thread only)
+            _waker_kernel(next(iter(self._putters or self._getters or self._joiners)))
         self._closed = True
         for putter in list(self._putters):
             del self._putters[putter]
             putter._kernel.reschedule(putter, _CLOSED)
+        if immediate and self._items:
+            self._unfinished -= len(self._items)
+            self._items.clear()
+            if not self._unfinished and self._joiners:
+                joiners, self._joiners = self._joiners, {}
+                for t in joiners:
+                    t._kernel.reschedule(t)
         if not self._items:
             for getter in list(self._getters):
                 del self._getters[getter]
