@@ -143,8 +143,9 @@ class SocketType:
 
     Synchronous: ``bind``, ``listen``, ``shutdown``, ``close``, ``fileno``,
     ``dup``, ``detach``, ``getsockname``, ``getpeername``, ``setsockopt``,
-    ``getsockopt``. Asynchronous (each a checkpoint): ``connect``, ``accept``, ``recv``,
-    ``recv_into``, ``recvfrom``, ``recvfrom_into``, ``recvmsg``, ``send``,
+    ``getsockopt``, ``get_inheritable``, ``set_inheritable``. Asynchronous (each a
+    checkpoint): ``connect``, ``accept``, ``recv``, ``recv_into``, ``recvfrom``,
+    ``recvfrom_into``, ``recvmsg``, ``recvmsg_into``, ``send``,
     ``sendall``, ``sendto``, ``sendmsg``. At most one task may wait to read
     and one to write at a time (:class:`yieldio.BusyResourceError`);
     closing the socket wakes them with :class:`yieldio.ClosedResourceError`.
@@ -231,6 +232,14 @@ class SocketType:
         if buflen is None:
             return self._sock.getsockopt(level, optname)
         return self._sock.getsockopt(level, optname, buflen)
+
+    def get_inheritable(self) -> bool:
+        """Whether the fd is inherited by child processes (``False`` by default)."""
+        return self._sock.get_inheritable()
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        """Let child processes inherit the fd (or not), as the stdlib does."""
+        self._sock.set_inheritable(inheritable)
 
     def bind(self, address: Any) -> None:
         """Bind to ``address``; the host must be an IP literal, ``""`` or ``"localhost"``.
@@ -492,6 +501,18 @@ class SocketType:
         """Like :meth:`socket.socket.recvmsg` (for example to receive file descriptors)."""
         return self._io(self._sock.recvmsg,  # type: ignore[no-any-return]
                         (bufsize, ancbufsize, flags), wait_readable)
+
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,
+                     flags: int = 0) -> Awaitable[tuple[int, list[Any], int, Any]]:
+        """Like :meth:`socket.socket.recvmsg_into`: scatter the data into ``buffers``.
+
+        ::
+
+            nbytes, ancdata, flags, addr = await sock.recvmsg_into([header, body])
+        """
+        # A list, not an iterator: a retry after a wait must see the buffers again.
+        return self._io(self._sock.recvmsg_into,  # type: ignore[no-any-return]
+                        (list(buffers), ancbufsize, flags), wait_readable)
 
     # -- sending ---------------------------------------------------------------------
     @awaitable

@@ -117,6 +117,31 @@ def test_sendmsg_recvmsg_pass_a_file_descriptor():
     yieldio.run(main)
 
 
+def test_recvmsg_into_waits_and_scatters_into_buffers():
+    # The stdlib socket (and trio's) has recvmsg_into: zero-copy receive of a
+    # datagram into several buffers, with ancillary data.
+    async def main():
+        a, b = ysocket.socketpair(ysocket.AF_UNIX, ysocket.SOCK_DGRAM)
+        with a, b:
+            head, body = bytearray(3), bytearray(10)
+
+            async def send_later():
+                await yieldio.sleep(0.05)  # the receiver is waiting by then
+                await a.send(b"HDRpayload")
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(send_later)
+                with yieldio.fail_after(5):
+                    nbytes, ancdata, _flags, _addr = await b.recvmsg_into([head, body])
+            assert nbytes == 10 and ancdata == []
+            assert head == b"HDR" and body[:7] == b"payload"
+            assert not b.get_inheritable()
+            b.set_inheritable(True)
+            assert b.get_inheritable()
+
+    yieldio.run(main)
+
+
 # -- TCP ----------------------------------------------------------------------------------
 
 

@@ -252,6 +252,26 @@ def test_write_cancelled_part_way_breaks_the_stream_for_writing():
     yieldio.run(main)
 
 
+def test_send_all_cancelled_part_way_refuses_later_send_all_too():
+    # After a send_all cut off part way, the byte stream is corrupt. A later
+    # send_all used to send its bytes right after the unknown prefix (or wait
+    # for room to do so), where write() and send_all on pipes raise
+    # BrokenStreamError.
+    async def main():
+        a, b = unix_pair()
+        async with a, b:
+            with yieldio.move_on_after(0.1) as scope:
+                await a.send_all(b"\0" * (16 << 20))  # nobody reads: it blocks part way
+            assert scope.cancelled_caught
+            with yieldio.fail_after(5):  # (the bug: it waited for room, to send "x")
+                with pytest.raises(BrokenStreamError):
+                    await a.send_all(b"x")
+                with pytest.raises(BrokenStreamError):
+                    await a.write(b"x")
+
+    yieldio.run(main)
+
+
 def test_write_cancelled_before_sending_anything_leaves_the_stream_usable():
     async def main():
         a, b = unix_pair()

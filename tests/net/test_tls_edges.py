@@ -256,3 +256,36 @@ def test_a_huge_max_bytes_reads_what_came_instead_of_allocating_it(server_contex
                 assert await client.read_exactly(len(payload)) == payload
 
     yieldio.run(main)
+
+
+def test_send_all_after_a_cancelled_write_lost_a_record_is_refused(server_context,
+                                                                    client_context):
+    # A write cancelled while its TLS record waited for room on the transport:
+    # the record left the engine but never the socket (the SocketStream under
+    # it is intact). The next record would reach the peer out of sequence (a
+    # bad_record_mac for it), so send_all must refuse, as write does -- it
+    # used to wait for room and send it.
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with client, server:
+            raw = client.transport.socket._sock
+            try:
+                while True:  # fill the transport: the peer is not reading
+                    raw.send(b"\0" * 65536)
+            except BlockingIOError:
+                pass
+            with yieldio.move_on_after(0.05) as scope:
+                await client.write(b"lost record")
+            assert scope.cancelled_caught
+            assert not client.transport._write_broken  # nothing went out there
+            with yieldio.fail_after(5):
+                with pytest.raises(yieldio.BrokenStreamError):
+                    await client.send_all(b"x")
+                with pytest.raises(yieldio.BrokenStreamError):
+                    await client.write(b"x")
+                # close_notify is a record too: the peer would fail on it
+                # (aclose already skips it on a broken stream).
+                with pytest.raises(yieldio.BrokenStreamError):
+                    await client.send_eof()
+
+    yieldio.run(main)

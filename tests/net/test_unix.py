@@ -104,6 +104,30 @@ def test_the_file_is_removed_only_if_it_is_still_ours(tmp_path):
     yieldio.run(main)
 
 
+def test_a_relative_path_is_removed_even_after_a_chdir(tmp_path, monkeypatch):
+    # A daemon binds "app.sock" in its directory, then chdir()s elsewhere:
+    # the file it created must still be the one removed at the end, and a
+    # file of that name in the new directory must not be touched.
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (second / "app.sock").write_text("someone else's")
+    monkeypatch.chdir(first)
+
+    async def main():
+        async with yieldio.serve_unix(echo, "app.sock") as server:
+            assert server.addresses == ["app.sock"]  # as given
+            os.chdir(second)
+            async with await yieldio.open_unix_stream(first / "app.sock") as stream:
+                await stream.write(b"x")
+                assert await stream.read() == b"x"
+
+    yieldio.run(main)
+    assert not (first / "app.sock").exists()
+    assert (second / "app.sock").read_text() == "someone else's"
+
+
 def test_connecting_to_a_missing_or_dead_path(tmp_path):
     missing = str(tmp_path / "missing.sock")
     dead = str(tmp_path / "dead.sock")

@@ -185,9 +185,14 @@ class UnixSocketListener(SocketListener):
         super().__init__(sock)
         self.path = path
         self._file_id: tuple[int, int] | None = None
+        # The file to remove at the end, by absolute path: a relative one
+        # would name another file once the process has chdir()ed (as
+        # daemons do), and the socket file would be left behind.
+        self._file_path: str | bytes | None = None
         if path is not None and not _is_abstract(path):
             st = os.stat(path)
             self._file_id = (st.st_dev, st.st_ino)
+            self._file_path = os.path.abspath(path)
 
     @property
     def port(self) -> int | None:
@@ -197,11 +202,11 @@ class UnixSocketListener(SocketListener):
         if self._closed:
             return
         try:
-            if self._file_id is not None and self.path is not None:
+            if self._file_id is not None and self._file_path is not None:
                 try:
-                    st = os.stat(self.path)
+                    st = os.stat(self._file_path)
                     if (st.st_dev, st.st_ino) == self._file_id:
-                        os.unlink(self.path)
+                        os.unlink(self._file_path)
                 except FileNotFoundError:
                     pass
         finally:

@@ -30,7 +30,7 @@ from .. import _state
 from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError
 from .._io import wait_readable, wait_writable
 from .._outside import _EPOLLIN
-from .._stream import DEFAULT_READ_SIZE, Stream
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from .._traps import PARK, SCHEDULE
 from .._typing import awaitable
 from ..socket import SocketType, from_stdlib
@@ -277,7 +277,12 @@ class SocketStream(Stream):
 
     @awaitable
     def send_all(self, data: bytes | bytearray | memoryview) -> Generator[Any, Any, None]:
-        """The sending primitive (see :meth:`write`, which adds the state checks)."""
+        """The sending primitive (see :meth:`write`).
+
+        Like ``write`` (and ``send_all`` on pipes and TLS), it refuses a
+        stream broken by an earlier write cut off part way
+        (:class:`BrokenStreamError`): its bytes would follow an unknown prefix.
+        """
         try:
             k = _local.kernel
         except AttributeError:
@@ -289,6 +294,8 @@ class SocketStream(Stream):
             raise ClosedResourceError("this stream is closed")
         if self._eof_sent:
             raise ClosedResourceError("cannot send after send_eof()")
+        if self._write_broken:
+            raise BrokenStreamError("a previous write on this stream was interrupted")
         if self._writing:
             raise BusyResourceError("another task is already writing to this stream")
         if type(data) is not bytes and type(data) is not bytearray:

@@ -331,10 +331,16 @@ class TLSStream(Stream):
             self._writing = self._in_send = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Encrypt and send all of ``data`` (in bounded pieces)."""
+        """Encrypt and send all of ``data`` (in bounded pieces).
+
+        Like ``write``, it refuses a stream broken for writing: after a lost
+        or partly sent record, the peer could not decrypt the next one.
+        """
         self._check_usable()
         if self._eof_sent:
             raise ClosedResourceError("cannot send after send_eof()")
+        if self._write_broken:
+            raise BrokenStreamError("a previous write on this TLS stream was interrupted")
         if self._in_send:
             raise BusyResourceError("another task is already writing to this TLS stream")
         self._in_send = True
@@ -365,7 +371,9 @@ class TLSStream(Stream):
         TLS 1.3 defines close_notify as closing only the sender's direction
         (RFC 8446, section 6.1), so the peer reads EOF and may still answer.
         (A TLS 1.2 peer is entitled to close at once instead.) Idempotent;
-        later writes raise ``ClosedResourceError``.
+        later writes raise ``ClosedResourceError``. After a write that was cut
+        off it raises :class:`BrokenStreamError`: the peer could not decrypt
+        the close_notify.
         """
         self._check_usable()
         if self._in_send:
@@ -376,6 +384,10 @@ class TLSStream(Stream):
             await fast_checkpoint()
         if self._eof_sent:
             return
+        if self._write_broken:
+            # close_notify is a record too: after a lost or partial one the
+            # peer could not decrypt it (aclose skips it for the same reason).
+            raise BrokenStreamError("a previous write on this TLS stream was interrupted")
         self._eof_sent = True
         try:
             self._queue_close_notify()
