@@ -510,13 +510,3 @@ def _check_relative(seconds: float) -> float:
         raise ValueError(f"relative_deadline must be >= 0, not {seconds!r}")
     return seconds
 
-
-# TEMPORARY re-export until the importers move to _timeouts (same session).
-from ._timeouts import (  # noqa: E402, F401
-    _FailScope,
-    current_effective_deadline,
-    fail_after,
-    fail_at,
-    move_on_after,
-    move_on_at,
-)

@@ -44,12 +44,13 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, cast
 
 from . import _state
-from ._cancel import CancelScope, move_on_after
+from ._cancel import CancelScope
 from ._fdstream import FdStream, close_fd_soon
 from ._io import wait_readable
 from ._task import Task
 from ._taskgroup import TaskGroup
 from ._time import checkpoint
+from ._timeouts import move_on_after
 from ._traps import PARK
 from ._typing import awaitable
 from .threads import to_thread

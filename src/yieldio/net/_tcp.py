@@ -15,9 +15,9 @@ import ssl as _ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from .._cancel import move_on_after
 from .._stream import Stream
 from .._taskgroup import TaskGroup
+from .._timeouts import move_on_after
 from ..socket import SocketType
 from ..socket import socket as _new_socket
 from ..sync import Event

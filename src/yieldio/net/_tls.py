@@ -20,10 +20,10 @@ import ssl as _ssl
 from typing import Any
 
 from .. import _state
-from .._cancel import move_on_after
 from .._exceptions import BusyResourceError, ClosedResourceError
 from .._io import cancel_check, fast_checkpoint
 from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from .._timeouts import move_on_after
 from ..sync import Lock
 
 __all__ = ["TLSStream", "start_tls"]
