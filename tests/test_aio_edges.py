@@ -144,6 +144,39 @@ def test_an_asyncio_async_generator_stepped_with_anext_is_closed_by_asyncio():
     assert loop_threads() == []
 
 
+def test_an_asyncio_async_generator_stepped_with_anext_and_a_default_is_closed_by_asyncio():
+    # anext(agen, default) calls agen.__anext__() at once too (in the yieldio
+    # thread: yieldio's hooks claimed the generator), but wraps the result in
+    # an anext_awaitable, which the bridge did not look into: the generator
+    # was left to yieldio, whose clean-up of it failed at the first asyncio
+    # await (logged), so its finally block never ran.
+    closed = []
+
+    async def numbers(tag):                      # asyncio code
+        try:
+            for i in range(10):
+                await asyncio.sleep(0)
+                yield i
+        finally:
+            await asyncio.sleep(0)
+            closed.append((tag, threading.current_thread().name))
+
+    async def main():
+        kept = numbers("kept")
+        assert await run_asyncio(anext(kept, None)) == 0
+        dropped = numbers("dropped")
+        assert await run_asyncio(anext(dropped, "end")) == 0
+        del dropped
+        gc.collect()
+        empty = numbers("empty")
+        await run_asyncio(empty.aclose())         # never started: nothing to close
+        assert await run_asyncio(anext(empty, "end")) == "end"
+
+    assert run_logging_warnings(main) == []
+    assert sorted(closed) == [("dropped", "yieldio-asyncio"), ("kept", "yieldio-asyncio")]
+    assert loop_threads() == []
+
+
 def test_an_async_generator_stepped_on_a_loop_of_your_own_is_closed_by_that_loop():
     # With loop=, nothing kept the generator alive: dropped unfinished, its
     # finalizer (yieldio's) ran its asyncio cleanup as a yieldio task, where

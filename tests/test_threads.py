@@ -689,3 +689,28 @@ def test_a_task_in_to_thread_is_described_with_the_function_it_runs():
     assert yieldio.run(main) == (
         "to_thread(test_a_task_in_to_thread_is_described_with_the_function_it_runs.<locals>.fetch)",
     ) * 2
+
+
+def test_from_thread_runs_in_the_context_of_the_thread():
+    # from_thread() ran its function in the kernel's context, not the
+    # thread's: a variable the caller of to_thread() had set (which the thread
+    # saw) read as its default again in the function the thread called back,
+    # and so did one the thread set itself. trio and anyio copy the thread's
+    # context into from_thread calls, sync and async alike.
+    async def read_async():
+        await yieldio.sleep(0)
+        return var.get()
+
+    def in_thread():
+        first = yieldio.from_thread(read_async), yieldio.from_thread(var.get)
+        var.set("thread")
+        then = yieldio.from_thread(read_async), yieldio.from_thread(var.get)
+        yieldio.from_thread(var.set, "changed by the call")  # a copy: it stays there
+        return first, then, var.get()
+
+    async def main():
+        var.set("caller")
+        return await yieldio.to_thread(in_thread), var.get()
+
+    assert yieldio.run(main) == (
+        (("caller", "caller"), ("thread", "thread"), "thread"), "caller")

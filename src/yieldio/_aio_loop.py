@@ -125,6 +125,8 @@ def _loop_thread(k: Kernel) -> _LoopThread:
 
 # The awaitables returned by an async generator's __anext__/asend/athrow/aclose.
 _ASYNCGEN_AWAITABLES = frozenset({"async_generator_asend", "async_generator_athrow"})
+# anext(agen, default): calls agen.__anext__() at once, and wraps what it returns.
+_ANEXT_WITH_DEFAULT = "anext_awaitable"
 
 
 def _adopt_asyncgen(k: Kernel, aw: Awaitable[Any] | None) -> AsyncGenerator[Any, Any] | None:
@@ -144,7 +146,15 @@ def _adopt_asyncgen(k: Kernel, aw: Awaitable[Any] | None) -> AsyncGenerator[Any,
     reference until the generator has finished, so the finalizer never fires
     on an unclosed generator.) Returns the generator adopted, or None.
     """
-    if aw is None or type(aw).__name__ not in _ASYNCGEN_AWAITABLES:
+    if aw is None:
+        return None
+    if type(aw).__name__ == _ANEXT_WITH_DEFAULT:
+        # (CPython: it refers to the __anext__() awaitable, and to the default.)
+        aw = next((ref for ref in gc.get_referents(aw)
+                   if type(ref).__name__ in _ASYNCGEN_AWAITABLES), None)
+        if aw is None:
+            return None
+    elif type(aw).__name__ not in _ASYNCGEN_AWAITABLES:
         return None
     alive = k.asyncgens._alive
     for ref in gc.get_referents(aw):  # (CPython: the awaitable refers to its generator)

@@ -289,7 +289,8 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:  # type: ignore[misc
     """From a ``to_thread`` worker, run ``fn(*args)`` on the kernel thread; block for the result.
 
     ``fn`` may be a plain function (called on the kernel thread) or an async
-    function (run as a new task)::
+    function (run as a new task). It runs in a copy of the thread's context
+    variables (which ``to_thread`` copied from its caller), as in trio::
 
         def blocking_part():
             config = yieldio.from_thread(load_config_async)
@@ -307,6 +308,10 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:  # type: ignore[misc
         raise RuntimeError("the yieldio run that started this thread has ended")
     done = threading.Event()
     box: dict[str, Any] = {}
+    # The thread's context (a copy of the to_thread caller's, plus what the
+    # thread set since), as trio's and anyio's from_thread do: the function
+    # sees the caller's variables; what it sets stays in the copy.
+    ctx = contextvars.copy_context()
 
     def finish(value: Any = None, error: BaseException | None = None) -> None:
         box["value"] = value
@@ -315,12 +320,12 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:  # type: ignore[misc
 
     def start() -> None:
         try:
-            result = fn(*args)
+            result = ctx.run(fn, *args)
         except BaseException as exc:
             finish(error=exc)
             return
         if hasattr(result, "send") and hasattr(result, "throw"):
-            _spawn_system(k, result, finish, job)
+            _spawn_system(k, result, finish, job, ctx)
         else:
             finish(result)
 
@@ -344,8 +349,8 @@ def _call(coro: Any) -> Generator[Any, Any, Any]:
 
 
 def _spawn_system(k: Kernel, coro: Any, finish: Callable[..., None],
-                  job: _ThreadJob | None) -> None:
-    """Run ``coro`` as a system task; report its outcome through ``finish``.
+                  job: _ThreadJob | None, context: contextvars.Context) -> None:
+    """Run ``coro`` as a system task in ``context``; report its outcome through ``finish``.
 
     ``job`` is the to_thread() call whose thread asked: the task is cancelled
     with it (see ``_ThreadJob._abort_wait``).
@@ -378,7 +383,8 @@ def _spawn_system(k: Kernel, coro: Any, finish: Callable[..., None],
                 job.calls.pop(task, None)
         finish(value)
 
-    task = k.spawn(runner(), k.root_scope, None, None, getattr(coro, "__qualname__", None))
+    task = k.spawn(runner(), k.root_scope, None, None, getattr(coro, "__qualname__", None),
+                   context)
     k.system_tasks[task] = None
     if job is not None and not job.abandoned:
         # (An abandoned job's thread runs on unobserved: what it asks for
