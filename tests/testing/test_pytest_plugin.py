@@ -329,6 +329,27 @@ def test_explore_marker_on_one_test(pytester):
     run(pytester).assert_outcomes(passed=2)
 
 
+def test_a_failure_under_an_explore_marker_names_the_marker_that_replays_it(pytester):
+    # The marker's seeds win over --yieldio-seed, so a replay command would
+    # run the marker's seeds again: the report names the marker instead.
+    pytester.makepyfile("""
+        import pytest
+        from yieldio import _state
+
+        @pytest.mark.yieldio(explore=5, seed=10)
+        async def test_many(autojump_clock):
+            assert _state.current_kernel().seed != 12
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["failed with seed 12 (seed 3 of 5 explored)",
+                                 "replay: @pytest.mark.yieldio(seed=12) on the test"])
+    assert "--yieldio-seed" not in result.stdout.str()
+    test = pytester.path / "test_a_failure_under_an_explore_marker_names_the_marker_that_replays_it.py"
+    test.write_text(test.read_text().replace("explore=5, seed=10", "seed=12"))
+    run(pytester).assert_outcomes(failed=1)
+
+
 def test_fifo_failure_says_so(pytester):
     pytester.makepyfile("""
         import pytest

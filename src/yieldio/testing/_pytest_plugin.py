@@ -414,9 +414,18 @@ def _report_seed(item: pytest.Function, exc: BaseException, seed: int | None, in
         note = None
     else:
         where = f" (seed {index + 1} of {len(seeds)} explored)" if len(seeds) > 1 else ""
-        text = (f"failed with seed {seed}{where}\n"
-                f"replay: pytest '{item.nodeid}' --yieldio-seed {seed}")
-        note = f"yieldio: failed with seed {seed}; replay with --yieldio-seed {seed}"
+        marker = item.get_closest_marker("yieldio")
+        mark_kw = marker.kwargs if marker is not None else {}
+        if "seed" in mark_kw or "explore" in mark_kw:
+            # The marker's seeds win over --yieldio-seed (the test's own pin
+            # is the more specific): only the marker can replay this one.
+            how = f"@pytest.mark.yieldio(seed={seed}) on the test"
+            text = f"failed with seed {seed}{where}\nreplay: {how}"
+        else:
+            how = f"--yieldio-seed {seed}"
+            text = (f"failed with seed {seed}{where}\n"
+                    f"replay: pytest '{item.nodeid}' --yieldio-seed {seed}")
+        note = f"yieldio: failed with seed {seed}; replay with {how}"
     if not item.stash.get(_REPORTED, False):  # once, even if hypothesis retries examples
         item.stash[_REPORTED] = True
         item.add_report_section("call", "yieldio", text)
