@@ -128,7 +128,8 @@ class Deadlock(RuntimeError):
 class QueueClosed(Exception):
     """The :class:`Queue` was closed: no more items will arrive.
 
-    ``put`` raises it at once; ``get`` raises it once the queue is drained.
+    ``put`` raises it at once; ``get`` raises it once the queue is drained
+    (at once after ``close(immediate=True)``, which drops the queued items).
 
     ::
 

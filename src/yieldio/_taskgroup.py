@@ -356,7 +356,14 @@ class TaskGroup:
         """Spawn ``fn(*args, task_status=...)`` and wait until it calls ``started()``.
 
         Returns the value passed to ``task_status.started(value)``. If the task
-        fails first, its exception is raised here (and not by the group)::
+        fails first, its exception is raised here (and not by the group); if it
+        returns without calling ``started()``, this raises ``RuntimeError``.
+
+        Until ``started()`` the task runs under the *caller's* cancel scopes,
+        as in trio, and then moves into the group: a timeout around
+        ``await tg.start(...)`` bounds the start-up and cancels a task that is
+        too slow. A cancelled caller waits until its cancelled task has
+        ended::
 
             async def serve(port, *, task_status=yieldio.TASK_STATUS_IGNORED):
                 listener = await open_listener(port)
