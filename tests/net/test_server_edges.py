@@ -225,3 +225,48 @@ def test_serve_tcp_survives_running_out_of_fds_and_accepts_once_they_are_free():
                           text=True, timeout=15)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n"
+
+
+# -- closing, asyncio's and trio's way ---------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("how", ["close_then_wait_closed", "aclose"])
+def test_close_and_wait_closed_or_aclose_end_handlers_and_free_the_port(how):
+    log = []
+
+    async def handler(stream):
+        try:
+            await yieldio.sleep_forever()
+        finally:
+            log.append("handler ended")
+
+    async def main():
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            port = server.port
+            client = await yieldio.open_tcp_stream("127.0.0.1", port)
+            while server.connections == 0:
+                await yieldio.sleep(0.01)
+            if how == "aclose":
+                await server.aclose()
+            else:
+                server.close()
+                await server.wait_closed()
+            assert log == ["handler ended"] and server.connections == 0
+            with pytest.raises(OSError):
+                await yieldio.open_tcp_stream("127.0.0.1", port)
+            await client.aclose()
+        return "ok"
+
+    assert yieldio.run(main) == "ok"
+
+
+def test_wait_closed_before_entering_is_a_clear_error():
+    async def main():
+        server = yieldio.serve_tcp(echo, "127.0.0.1", 0)
+        with pytest.raises(RuntimeError, match="async with serve_tcp"):
+            await server.wait_closed()
+        with pytest.raises(RuntimeError, match="async with serve_tcp"):
+            await server.aclose()
+
+    yieldio.run(main)

@@ -411,6 +411,26 @@ class Server:
             raise RuntimeError("use 'async with serve_tcp(...) as server' before serve_forever()")
         await self._stopped.wait()
 
+    async def wait_closed(self) -> None:
+        """Wait until a :meth:`close` has finished: handlers ended, sockets closed.
+
+        asyncio's name for it (``server.close(); await server.wait_closed()``);
+        the same wait as :meth:`serve_forever`.
+        """
+        if not self._entered:
+            raise RuntimeError("use 'async with serve_tcp(...) as server' before wait_closed()")
+        await self._stopped.wait()
+
+    async def aclose(self) -> None:
+        """:meth:`close` and wait until it has finished (trio's and anyio's name)::
+
+            async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+                ...
+                await server.aclose()   # nothing listens on server.port now
+        """
+        self.close()
+        await self.wait_closed()
+
     # -- the context manager ---------------------------------------------------
     async def __aenter__(self) -> Server:
         if self._entered:
