@@ -52,3 +52,8 @@ def no_leaks(request: pytest.FixtureRequest):
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leaks: skip the fd/thread leak check")
+    # pytester (pytest inside a test) for tests/testing and tests/debug. Loaded
+    # here because pytest refuses a `pytest_plugins = [...]` line in a
+    # conftest below the root directory.
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-import logging
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
@@ -38,7 +38,14 @@ async def careful_worker(tg):
     await coro
 
 
-def test_never_awaited_coroutine_is_reported_with_its_origin(caplog):
+def _line_of(text: str) -> int:
+    """The line of this file that starts with ``text``."""
+    with open(HERE) as f:
+        (lineno,) = [i for i, line in enumerate(f, 1) if line.strip().startswith(text)]
+    return lineno
+
+
+def test_never_awaited_coroutine_is_reported_with_its_origin():
     reporter = NeverAwaitedReporter()
 
     async def main():
@@ -46,7 +53,8 @@ def test_never_awaited_coroutine_is_reported_with_its_origin(caplog):
             tg.spawn(forgetful_worker, name="forgetful")
             tg.spawn(careful_worker, tg, name="careful")
 
-    with caplog.at_level(logging.WARNING, logger="yieldio.debug"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         yieldio.run(main, instruments=[reporter])
     assert len(reporter.reports) == 1
     r = reporter.reports[0]
@@ -55,14 +63,88 @@ def test_never_awaited_coroutine_is_reported_with_its_origin(caplog):
     # at the line that called fetch().
     assert [fn for _, _, fn in r.origin] == ["forgetful_worker"]
     assert r.origin[-1][0] == HERE
-    text = caplog.records[0].getMessage()
-    assert text.startswith("yieldio: coroutine 'fetch' was never awaited (dropped in task ")
-    assert "'forgetful')." in text
+    # One RuntimeWarning (CPython's own is replaced), located at that line,
+    # whose message is the report.
+    (w,) = [w for w in caught if "never awaited" in str(w.message)]
+    assert w.category is RuntimeWarning
+    assert (w.filename, w.lineno) == (HERE, _line_of('fetch("https://example.invalid/")'))
+    text = str(w.message)
+    assert text == r.format()
+    # It starts as CPython's does: filters written for that one match it.
+    assert text.startswith("coroutine 'fetch' was never awaited (dropped in task 'forgetful').")
     assert 'in forgetful_worker\n    fetch("https://example.invalid/")  # BUG: not awaited' in text
 
 
+def test_the_default_action_shows_a_lines_report_once_across_runs():
+    async def main():
+        await forgetful_worker()
+
+    reporters = [NeverAwaitedReporter() for _ in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for reporter in reporters:
+            yieldio.run(main, instruments=[reporter])
+    # Every run has its report; the warning is shown once for its line.
+    assert [len(r.reports) for r in reporters] == [1, 1, 1]
+    assert [w.lineno for w in caught] == [_line_of('fetch("https://example.invalid/")')]
+
+
+def test_warnings_can_be_filtered_by_the_message_cpython_uses():
+    reporter = NeverAwaitedReporter()
+
+    async def main():
+        await forgetful_worker()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+        yieldio.run(main, instruments=[reporter])
+    assert caught == []
+    assert len(reporter.reports) == 1  # recorded all the same
+
+
+def test_an_error_from_warnings_becomes_an_unraisable_exception(monkeypatch):
+    """``-W error``: as CPython does with its own warning, not lost, not a crash."""
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    reporter = NeverAwaitedReporter()
+
+    async def main():
+        await forgetful_worker()
+        return "finished"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("error", RuntimeWarning)
+        assert yieldio.run(main, instruments=[reporter]) == "finished"
+    assert caught == []  # and no second, plain warning from CPython
+    (u,) = unraisable
+    assert type(u.exc_value) is RuntimeWarning
+    assert str(u.exc_value) == reporter.reports[0].format()
+    assert type(u.object).__name__ == "coroutine" and u.object.__qualname__ == "fetch"
+
+
+def test_warn_false_only_collects():
+    reporter = NeverAwaitedReporter(warn=False)
+
+    async def main():
+        await forgetful_worker()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yieldio.run(main, instruments=[reporter])
+    assert caught == []
+    assert [r.qualname for r in reporter.reports] == ["fetch"]
+
+
+def test_log_is_the_old_name_of_warn():
+    with pytest.warns(DeprecationWarning, match="now called warn="):
+        quiet = NeverAwaitedReporter(log=False)
+    assert quiet.warn is False and quiet.log is False
+    assert NeverAwaitedReporter().log is True
+
+
 def test_origin_through_a_helper_function():
-    reporter = NeverAwaitedReporter(log=False)
+    reporter = NeverAwaitedReporter(warn=False)
 
     async def main():
         make_it_in_a_helper()
@@ -74,7 +156,7 @@ def test_origin_through_a_helper_function():
 
 
 def test_a_coroutine_lost_in_a_reference_cycle_is_reported_when_run_ends():
-    reporter = NeverAwaitedReporter(log=False)
+    reporter = NeverAwaitedReporter(warn=False)
 
     async def main():
         holder = {}
@@ -123,14 +205,53 @@ def test_reported_once_not_twice_and_real_programs_show_it_on_stderr(tmp_path):
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
-    assert "yieldio: coroutine 'send_email' was never awaited (dropped in task " in err
+    assert err.startswith(f"{script}:8: RuntimeWarning: coroutine 'send_email' was never "
+                          "awaited (dropped in task 'main').\n")
     assert f'File "{script}", line 8, in main\n    send_email("bob@example.invalid")' in err
-    assert "RuntimeWarning" not in err  # one clear report, not two
+    assert err.count("RuntimeWarning") == 1  # one clear report, not two
+
+
+def test_under_w_error_a_program_goes_on_as_with_cpythons_own_warning(tmp_path):
+    script = tmp_path / "app.py"
+    body = textwrap.dedent("""
+        import gc, sys
+
+        async def send_email(to):
+            pass
+
+        def main():
+            send_email("bob@example.invalid")
+            print("went on")
+
+        if sys.argv[1:] == ["debug"]:
+            import yieldio
+
+            async def amain():
+                main()
+
+            yieldio.run(amain, debug=True)
+        else:
+            main()
+    """)
+    script.write_text(body)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-W", "error::RuntimeWarning", str(script), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    plain, debug = run(), run("debug")
+    # CPython: the warning raised in the finalizer is printed as an unraisable
+    # exception, and the program goes on. The debug report does the same.
+    for proc in (plain, debug):
+        assert proc.returncode == 0 and proc.stdout == "went on\n", proc.stderr
+        assert proc.stderr.startswith("Exception ignored in: <coroutine object send_email at ")
+        assert proc.stderr.count("RuntimeWarning: coroutine 'send_email' was never awaited") == 1
+    assert "It was created at" in debug.stderr and "It was created at" not in plain.stderr
 
 
 def test_a_coroutine_made_before_the_run_says_its_origin_is_unknown():
     early = fetch("made before debug mode")
-    reporter = NeverAwaitedReporter(log=False)
+    reporter = NeverAwaitedReporter(warn=False)
 
     async def main():
         nonlocal early
@@ -140,7 +261,7 @@ def test_a_coroutine_made_before_the_run_says_its_origin_is_unknown():
     yieldio.run(main, instruments=[reporter])
     assert [r.origin for r in reporter.reports] == [[]]
     text = reporter.reports[0].format()
-    assert text == ("yieldio: coroutine 'fetch' was never awaited (dropped in task 1 'main').\n"
+    assert text == ("coroutine 'fetch' was never awaited (dropped in task 'main').\n"
                     "Where it was created is unknown (it was created before debug mode was on, "
                     "or on a thread other than the kernel's).")
 
@@ -149,7 +270,7 @@ def test_two_debug_kernels_in_threads_each_get_their_own_reports():
     import threading
 
     barrier = threading.Barrier(2, timeout=10)
-    reporters = [NeverAwaitedReporter(log=False) for _ in range(2)]
+    reporters = [NeverAwaitedReporter(warn=False) for _ in range(2)]
     errors = []
 
     def run(reporter):
@@ -181,7 +302,7 @@ def test_two_debug_kernels_in_threads_each_get_their_own_reports():
 
 
 def test_a_coroutine_dropped_in_a_worker_thread_is_reported_too():
-    reporter = NeverAwaitedReporter(log=False)
+    reporter = NeverAwaitedReporter(warn=False)
 
     def blocking_helper():
         fetch("from a thread")  # BUG: not awaited, and dropped on the worker thread
@@ -200,7 +321,7 @@ def test_a_coroutine_dropped_in_a_worker_thread_is_reported_too():
 def test_a_drop_in_a_plain_run_on_another_thread_names_no_task_of_that_run():
     import threading
 
-    reporter = NeverAwaitedReporter(log=False)
+    reporter = NeverAwaitedReporter(warn=False)
     in_debug = threading.Event()
     dropped = threading.Event()
 
@@ -229,3 +350,75 @@ def test_a_drop_in_a_plain_run_on_another_thread_names_no_task_of_that_run():
     # its run: task ids are per run, and 'plain-dropper' is not one of them.
     assert [(r.qualname, r.task_id, r.task_name) for r in reporter.reports] == [
         ("fetch", None, None)]
+
+
+# -- under pytest ------------------------------------------------------------------------
+
+def _entry_point_installed() -> bool:
+    return any(ep.value == "yieldio.testing._pytest_plugin"
+               for ep in importlib.metadata.entry_points(group="pytest11"))
+
+
+# As tests/testing/test_pytest_plugin.py: the plugin by hand until its entry
+# point is installed.
+PLUGIN = [] if _entry_point_installed() else ["-p", "yieldio.testing._pytest_plugin"]
+
+_DROPPING_TEST = """
+    import yieldio
+
+    async def fetch(url):
+        await yieldio.sleep(0)
+
+    async def main():
+        fetch("x")  # BUG: not awaited
+        await yieldio.sleep(0)
+
+    def test_forgets_an_await():
+        yieldio.run(main, debug=True)
+"""
+
+
+def _runpytest(pytester, *args):
+    return pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider",
+                                         "-p", "no:hypothesispytest", *args)
+
+
+def test_pytest_shows_the_report_in_its_warnings_summary(pytester):
+    path = pytester.makepyfile(test_drop=_DROPPING_TEST)
+    (line,) = [i for i, text in enumerate(path.read_text().splitlines(), 1) if "BUG" in text]
+    result = _runpytest(pytester)
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines([
+        "*= warnings summary =*",
+        "test_drop.py::test_forgets_an_await",
+        f"  {path}:{line}: RuntimeWarning: coroutine 'fetch' was never awaited "
+        "(dropped in task 'main').",
+        "  It was created at (most recent call last):",
+        f'    File "{path}", line {line}, in main',
+        '      fetch("x")  # BUG: not awaited',
+    ])
+
+
+def test_pytest_w_error_runtimewarning_does_what_it_does_for_cpythons_warning(pytester):
+    # CPython's own warning, raised in the finalizer, becomes an unraisable
+    # exception: pytest passes the test and reports a
+    # PytestUnraisableExceptionWarning. The same happens to the report.
+    pytester.makepyfile(test_drop=_DROPPING_TEST, test_plain="""
+        async def fetch(url):
+            pass
+
+        def test_forgets_an_await():
+            fetch("x")
+    """)
+    result = _runpytest(pytester, "-W", "error::RuntimeWarning")
+    result.assert_outcomes(passed=2, warnings=2)
+    out = result.stdout.str()
+    assert out.count("PytestUnraisableExceptionWarning: Exception ignored in: "
+                     "<coroutine object fetch at ") == 2
+    result.stdout.fnmatch_lines([
+        "*RuntimeWarning: coroutine 'fetch' was never awaited (dropped in task 'main').",
+        "*It was created at (most recent call last):",
+    ])
+    # ... and plain "-W error" fails both tests alike.
+    result = _runpytest(pytester, "-W", "error")
+    result.assert_outcomes(failed=2)

@@ -6,7 +6,7 @@
   await / yield-from / trampolined chain of one task;
 * :class:`SlowStepDetector`: reports steps that block the loop, with the
   line that blocked (on with ``run(main, debug=True)``);
-* :class:`NeverAwaitedReporter`: reports coroutines never awaited, with the
+* :class:`NeverAwaitedReporter`: warns (RuntimeWarning) of coroutines never awaited, with the
   line that created them (on with ``debug=True``);
 * :class:`MonitorServer`: ``run(main, monitor=True)``, then
   ``python -m yieldio monitor PID``;

@@ -7,15 +7,19 @@ it, which is rarely the line with the bug, and only if warnings are shown.
 
 In debug mode yieldio turns on ``sys.set_coroutine_origin_tracking_depth``
 (CPython then records, for every new coroutine, the frames that created
-it) and takes over the hook CPython calls for that warning, so the report
-always appears and shows the line that *called* ``fetch``::
+it) and takes over the hook CPython calls for that warning, so the warning
+points at the line that *called* ``fetch`` and says which task dropped it.
+It is still a ``RuntimeWarning`` issued through :mod:`warnings` -- ``-W``
+options, pytest's warnings summary and ``filterwarnings`` apply to it as to
+CPython's -- only richer::
 
     yieldio.run(main, debug=True)
 
-    # yieldio: coroutine 'fetch' was never awaited (dropped in task 3 'worker').
+    # app.py:9: RuntimeWarning: coroutine 'fetch' was never awaited (dropped in task 'worker').
     # It was created at (most recent call last):
     #   File "app.py", line 9, in worker
     #     fetch(url)
+    #   fetch(url)
 
 Limits: generator-based coroutines (``@yieldio.coroutine``) are plain
 generators to CPython, which does not warn about them; and the report comes
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import gc
 import linecache
-import logging
 import sys
 import threading
 import warnings
@@ -38,8 +41,6 @@ from typing import Any
 from .. import _state
 
 __all__ = ["NeverAwaitedReporter", "NeverAwaited"]
-
-logger = logging.getLogger("yieldio.debug")
 
 #: Frames recorded per coroutine: enough to see past a helper or two.
 ORIGIN_DEPTH = 16
@@ -63,9 +64,17 @@ class NeverAwaited:
     task_name: str | None
 
     def format(self) -> str:
-        """The report text, as logged."""
-        where = f" (dropped in task {self.task_id} {self.task_name!r})" if self.task_id else ""
-        lines = [f"yieldio: coroutine {self.qualname!r} was never awaited{where}."]
+        """The report text: the message of the RuntimeWarning.
+
+        It starts like CPython's own ("coroutine 'fetch' was never awaited"),
+        so filters written for that one (``ignore:coroutine .* was never
+        awaited``) match it too. It names the dropping task by its name, not
+        its id: ids are per run, and a text that depends only on the code
+        keeps the ``"default"`` / ``"once"`` actions showing a line's
+        report once rather than once per run.
+        """
+        where = f" (dropped in task {self.task_name!r})" if self.task_id is not None else ""
+        lines = [f"coroutine {self.qualname!r} was never awaited{where}."]
         if not self.origin:
             lines.append("Where it was created is unknown (it was created before debug mode "
                          "was on, or on a thread other than the kernel's).")
@@ -108,7 +117,47 @@ def _hook(coro: Any) -> None:
                          reversed(getattr(coro, "cr_origin", None) or ())])
     reporter._report(NeverAwaited(getattr(coro, "__qualname__", repr(coro)), origin,
                                   task.id if task is not None else None,
-                                  task.name if task is not None else None))
+                                  task.name if task is not None else None), coro)
+
+
+# Registries for reports whose origin is in no imported module (a script run
+# by runpy, exec'd code): one per file, as warn() keeps one per module.
+_registries: dict[str, dict[Any, Any]] = {}
+
+
+def _module_of(filename: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The name and globals of the imported module whose source is ``filename``."""
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == filename:
+            namespace = getattr(module, "__dict__", None)
+            if isinstance(namespace, dict):
+                return name, namespace
+    return None, None
+
+
+def _warn(report: NeverAwaited, coro: Any) -> None:
+    """Issue ``report`` as a RuntimeWarning located at the line that made the coroutine.
+
+    Runs inside the coroutine's finalization (possibly inside the garbage
+    collector): an exception from ``warnings`` (``-W error``) propagates to
+    CPython, which prints it as an unraisable exception ("Exception ignored
+    in: <coroutine ...>") -- what it does with its own warning.
+    """
+    text = report.format()
+    if not report.origin:
+        # Where it was made is unknown: point where CPython would, at the
+        # code running when the coroutine was destroyed (below _warn,
+        # _report and _hook).
+        warnings.warn(text, RuntimeWarning, stacklevel=4, source=coro)
+        return
+    filename, lineno, _ = report.origin[-1]
+    module, namespace = _module_of(filename)
+    if namespace is not None:
+        registry = namespace.setdefault("__warningregistry__", {})
+    else:
+        registry = _registries.setdefault(filename, {})
+    warnings.warn_explicit(text, RuntimeWarning, filename, lineno, module=module,
+                           registry=registry, module_globals=namespace)
 
 
 def _user_part(origin: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
@@ -165,17 +214,47 @@ class NeverAwaitedReporter:
         for r in reporter.reports:
             print(r.format())
 
-    Reports go to the ``yieldio.debug`` logger (WARNING) and to
-    :attr:`reports`. While the reporter is active it *replaces* CPython's
-    "coroutine ... was never awaited" RuntimeWarning (one clear report, not
-    two); outside a run the warning is back to normal.
+    Each report is appended to :attr:`reports` and, with ``warn=True`` (the
+    default), issued as a ``RuntimeWarning`` through :mod:`warnings`, located
+    at the line that created the coroutine (its message is
+    :meth:`NeverAwaited.format`). Being a real warning, it shows in pytest's
+    warnings summary, obeys ``-W`` / ``filterwarnings`` (``error`` makes it
+    an exception, "default" shows a line's report once), and is captured by
+    ``logging.captureWarnings`` if a program wants it logged. While the
+    reporter is active it *replaces* CPython's plain "coroutine ... was never
+    awaited" warning (one clear report, not two); outside a run the warning
+    is back to normal. ``warn=False`` only collects: no output at all.
+
+    Under ``-W error`` the warning becomes an exception inside the
+    coroutine's finalization, where nothing can catch it: as with CPython's
+    own warning, Python prints it as an unraisable exception ("Exception
+    ignored in: <coroutine ...>"; pytest turns that into a
+    ``PytestUnraisableExceptionWarning``). The report is in :attr:`reports`
+    all the same.
+
+    ``log`` is the old name of ``warn``, kept for compatibility (with a
+    DeprecationWarning): these reports used to go to the ``yieldio.debug``
+    logger, where test runners and ``-W`` never saw them. ``log=False``
+    still means "collect silently" and the default still reports; there is
+    no second, logged copy of the report -- route warnings to logging with
+    ``logging.captureWarnings(True)`` for that.
     """
 
-    def __init__(self, *, log: bool = True) -> None:
-        self.log = log
+    def __init__(self, *, warn: bool = True, log: bool | None = None) -> None:
+        if log is not None:
+            warnings.warn("NeverAwaitedReporter(log=...) is now called warn=...: the report "
+                          "is a RuntimeWarning, not a log record", DeprecationWarning,
+                          stacklevel=2)
+            warn = log
+        self.warn = warn
         self.reports: list[NeverAwaited] = []
         self._thread_id: int | None = None
         self._depth = 0
+
+    @property
+    def log(self) -> bool:
+        """The old name of :attr:`warn`."""
+        return self.warn
 
     def before_run(self) -> None:
         """Instrument hook: start watching for coroutines that are never awaited."""
@@ -193,7 +272,7 @@ class NeverAwaitedReporter:
             self._thread_id = None
             _uninstall(self._depth)
 
-    def _report(self, report: NeverAwaited) -> None:
-        self.reports.append(report)
-        if self.log:
-            logger.warning("%s", report.format())
+    def _report(self, report: NeverAwaited, coro: Any) -> None:
+        self.reports.append(report)  # first: kept even if the warning raises
+        if self.warn:
+            _warn(report, coro)
