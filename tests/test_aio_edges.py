@@ -109,15 +109,9 @@ def test_run_yieldio_closes_the_coroutine_when_its_thread_cannot_start(monkeypat
     assert [str(w.message) for w in caught] == []
 
 
-def test_an_asyncio_async_generator_stepped_with_anext_is_closed_by_asyncio():
-    # run_asyncio(anext(agen)) calls agen.__anext__() in the yieldio thread:
-    # yieldio's async generator hooks claimed the generator, and at the end of
-    # the run (or when it was garbage-collected) yieldio ran its cleanup as a
-    # yieldio task, where the first asyncio await failed -- the cleanup never
-    # ran and "error while closing the abandoned async generator" was logged.
-    # The bridge now hands such a generator to the asyncio loop, which closes it.
-    closed = []
-
+def _asyncio_numbers(closed: list):
+    """An asyncio async generator function whose cleanup awaits asyncio and
+    records ``(tag, thread name)`` in ``closed`` when it has run."""
     async def numbers(tag):                      # asyncio code
         try:
             for i in range(10):
@@ -126,6 +120,18 @@ def test_an_asyncio_async_generator_stepped_with_anext_is_closed_by_asyncio():
         finally:
             await asyncio.sleep(0)               # cleanup that awaits asyncio
             closed.append((tag, threading.current_thread().name))
+    return numbers
+
+
+def test_an_asyncio_async_generator_stepped_with_anext_is_closed_by_asyncio():
+    # run_asyncio(anext(agen)) calls agen.__anext__() in the yieldio thread:
+    # yieldio's async generator hooks claimed the generator, and at the end of
+    # the run (or when it was garbage-collected) yieldio ran its cleanup as a
+    # yieldio task, where the first asyncio await failed -- the cleanup never
+    # ran and "error while closing the abandoned async generator" was logged.
+    # The bridge now hands such a generator to the asyncio loop, which closes it.
+    closed: list = []
+    numbers = _asyncio_numbers(closed)
 
     async def main():
         kept = numbers("kept")
@@ -150,16 +156,8 @@ def test_an_asyncio_async_generator_stepped_with_anext_and_a_default_is_closed_b
     # an anext_awaitable, which the bridge did not look into: the generator
     # was left to yieldio, whose clean-up of it failed at the first asyncio
     # await (logged), so its finally block never ran.
-    closed = []
-
-    async def numbers(tag):                      # asyncio code
-        try:
-            for i in range(10):
-                await asyncio.sleep(0)
-                yield i
-        finally:
-            await asyncio.sleep(0)
-            closed.append((tag, threading.current_thread().name))
+    closed: list = []
+    numbers = _asyncio_numbers(closed)
 
     async def main():
         kept = numbers("kept")
