@@ -562,7 +562,7 @@ def start_real(c: StartCase, seed: int | None) -> dict[str, Any]:
                     if c.group_cancel is not None:
                         tg.spawn(canceller, tg)
                     outer.spawn(caller, tg, opened)
-                    await opened.wait()  # start() has spawned the child: tg waits for it
+                    await opened.wait()  # start() has spawned the child, which is not tg's yet
         rec["tg"] = tg.cancel_scope.cancelled_caught
         return now()
 
@@ -595,6 +595,10 @@ def start_model(c: StartCase) -> dict[str, Any]:
         if c.mode == "raise":
             rec["caller"] = ("ValueError", float(S))
         elif c.mode == "return":
+            rec["caller"] = ("RuntimeError", float(S))
+        elif not c.inside and (G if G != inf else 0) < S:
+            # The group closed (its body and the canceller are done) before
+            # the child outside it started: started() raises, as in trio.
             rec["caller"] = ("RuntimeError", float(S))
         else:
             rec["pre"] = ("started", float(S))

@@ -744,18 +744,61 @@ def test_a_cancelled_group_reaches_a_child_only_once_it_has_started():
     async def caller(tg):
         log.append(await tg.start(slow, name="slow"))
 
+    async def keep_open():
+        # A child that outlives the cancellation keeps tg open for slow to
+        # join (a group with no children left would close: see below).
+        with yieldio.CancelScope(shield=True):
+            await yieldio.sleep(15)
+
     async def main():
         async with yieldio.TaskGroup() as callers:
             async with yieldio.TaskGroup() as tg:
+                keeper = tg.spawn(keep_open)
                 task = callers.spawn(caller, tg)
                 await wait_all_tasks_blocked()
                 assert describe_wait(task) == "start of task slow"
+                assert tg.tasks == [keeper]  # slow is not tg's yet
                 tg.cancel()
         return log, yieldio.current_time()
 
     # The started child runs on to its next checkpoint (where the group's
     # cancellation reaches it) before the caller resumes.
-    assert vrun(main) == ([("cancelled in the group", 10.0), "ready"], 10.0)
+    assert vrun(main) == ([("cancelled in the group", 10.0), "ready"], 15.0)
+
+
+def test_a_group_closes_without_a_child_an_outside_task_is_still_starting():
+    # As in trio: the child is not the group's until started(), so the group
+    # closes when its body and its own children are done; the late started()
+    # raises in the child, and start() raises that error.
+    log = []
+
+    async def slow(task_status):
+        await yieldio.sleep(10)
+        try:
+            task_status.started("ready")
+        except RuntimeError:
+            log.append(("started() refused", yieldio.current_time()))
+            raise
+        log.append("never")
+
+    async def caller(tg):
+        try:
+            await tg.start(slow)
+        except RuntimeError as e:
+            log.append(("start() raised", str(e)))
+
+    async def main():
+        async with yieldio.TaskGroup() as callers:
+            async with yieldio.TaskGroup() as tg:
+                callers.spawn(caller, tg)
+                await yieldio.sleep(1)
+            log.append(("tg closed", yieldio.current_time()))
+        return log
+
+    got = vrun(main)
+    assert got[:2] == [("tg closed", 1.0), ("started() refused", 10.0)]
+    assert got[2][0] == "start() raised" and "closed while" in got[2][1]
+    assert len(got) == 3
 
 
 def test_start_into_an_already_cancelled_group_returns_the_started_value():
@@ -797,7 +840,10 @@ def test_a_starting_child_sees_the_caller_deadline_then_the_group_one():
 
 
 def test_task_cancel_of_a_starting_child_makes_start_raise():
+    starting = []
+
     async def slow(*, task_status):
+        starting.append(yieldio.current_task())
         await yieldio.sleep(10)
         task_status.started()
 
@@ -805,7 +851,7 @@ def test_task_cancel_of_a_starting_child_makes_start_raise():
         async with yieldio.TaskGroup() as tg:
             async def cancel_it():
                 await yieldio.sleep(1)
-                tg.tasks[-1].cancel()
+                starting[0].cancel()
             tg.spawn(cancel_it)
             with pytest.raises(RuntimeError, match="was cancelled before it called"):
                 await tg.start(slow)

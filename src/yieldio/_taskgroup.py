@@ -64,14 +64,22 @@ class TaskStatus:
         task = self._task
         if task is not None and task._state is not RUNNING:
             raise RuntimeError(f"task_status.started() for {task!r}, which has ended")
-        self._started = True
-        self._value = value
         if task is not None:
+            group = self._group
+            assert group is not None
+            if group._closed:
+                # As trio's nursery: the child is not the group's until now,
+                # so the group may have closed meanwhile (its body ended and
+                # its other children too). The child's error goes to start().
+                raise RuntimeError(f"task_status.started(): {group!r} closed while {task!r} "
+                                   "was starting, and takes no new tasks")
             extra = task._extras()
             extra.start_status = None
-            group = self._group
-            assert group is not None and extra.own_scope is not None
+            assert extra.own_scope is not None
+            group._live += 1
             _move_root(extra.own_scope, group._scope)
+        self._started = True
+        self._value = value
         self._wake()
 
     def _wake(self) -> None:
@@ -277,7 +285,8 @@ class TaskGroup:
         pending = [self._scope]
         while pending:  # every child runs in our scope or one nested in it
             scope = pending.pop()
-            found.extend(t for t in scope._tasks if t._group is self)
+            found.extend(t for t in scope._tasks if t._group is self
+                         and (t._extra is None or t._extra.start_status is None))
             pending.extend(scope._children or ())
         found.sort(key=_spawn_order)
         return found
@@ -387,7 +396,8 @@ class TaskGroup:
         root = _start_root(me)
         task = k.spawn(coro, root, me, self, name or getattr(fn, "__qualname__", None))
         root._task = task
-        self._live += 1
+        # Not counted in _live until started(): until then the child is the
+        # caller's, and the group may close without waiting for it (trio).
         status._task = task
         status._group = self
         extra = task._extras()
@@ -413,16 +423,18 @@ class TaskGroup:
     def _child_exited(self, task: Task) -> None:
         # Kernel._task_exited inlines the common case (a clean exit that is
         # not the last child): keep the two in step.
-        self._live -= 1
         extra = task._extra
         status = extra.start_status if extra is not None else None
         if status is not None and not status._started:
+            # Ended before started(): never counted as the group's (see _start).
             extra.start_status = None  # type: ignore[union-attr]
             if task._state is FAILED:
                 # An error before started() belongs to the caller of start().
                 status._error = task._exc
             status._wake()
-        elif task._state is FAILED:
+            return
+        self._live -= 1
+        if task._state is FAILED:
             exc = task._exc
             assert exc is not None
             self._errors.append(exc)
