@@ -69,7 +69,7 @@ from .net import (
 )
 from .queue import Queue, UniversalQueue
 from .signals import open_signal_receiver
-from .sync import Barrier, Condition, Event, Lock, Semaphore
+from .sync import Barrier, CapacityLimiter, Condition, Event, Lock, Semaphore
 from .threads import from_thread, to_thread
 
 _F = _TypeVar("_F", bound=_Callable[..., _Any])
@@ -164,6 +164,7 @@ __all__ = [
     "BusyResourceError",
     "CancelScope",
     "Cancelled",
+    "CapacityLimiter",
     "Clock",
     "ClosedResourceError",
     "Condition",

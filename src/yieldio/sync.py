@@ -1,4 +1,4 @@
-"""Synchronisation primitives: Event, Lock, Semaphore, Condition, Barrier.
+"""Synchronisation primitives: Event, Lock, Semaphore, Condition, Barrier, CapacityLimiter.
 
 All are built on the kernel's one waiting primitive (park + reschedule) and
 keep their waiters in insertion-ordered dicts: FIFO-fair, O(1) removal when
@@ -19,11 +19,13 @@ from . import _state
 from ._barrier import Barrier, BrokenBarrierError
 from ._cancel import CancelScope
 from ._exceptions import BrokenResourceError, WouldBlock
+from ._limiter import CapacityLimiter
 from ._task import RUNNING, Task
 from ._traps import PARK, SCHEDULE
 from ._typing import awaitable
 
-__all__ = ["Event", "Lock", "Semaphore", "Condition", "Barrier", "BrokenBarrierError"]
+__all__ = ["Event", "Lock", "Semaphore", "Condition", "Barrier", "BrokenBarrierError",
+           "CapacityLimiter"]
 
 _T = TypeVar("_T")
 

@@ -20,6 +20,13 @@ as a task that is cancelled if the kernel shuts down; the worker then gets
 started the worker is cancelled (as trio's ``from_thread.run`` is: it runs
 in the caller's cancel status); the worker then gets :class:`Cancelled`,
 which, if it lets it through, the caller's cancel scope catches.
+
+``to_thread(..., limiter=yieldio.CapacityLimiter(n))`` also caps how many
+such calls run at once: each call first waits, cancellably and before any
+thread is involved, for a token borrowed on its own behalf, and the token
+is given back when the thread ends -- even when a ``cancellable=True``
+caller stopped waiting long before (the thread still uses a worker), as
+trio's ``to_thread.run_sync(limiter=...)`` does.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 from . import _state
 from ._exceptions import Cancelled
 from ._kernel import Kernel
+from ._limiter import CapacityLimiter
 from ._task import Task
 from ._traps import PARK
 from ._typing import Waitable, awaitable
@@ -149,7 +157,7 @@ class _ThreadJob:
     """One to_thread call: the waiting task, and the thread's outcome."""
 
     __slots__ = ("kernel", "task", "value", "error", "finished", "abandoned", "cancellable",
-                 "calls", "cancelled", "pool", "work", "fn")
+                 "calls", "cancelled", "pool", "work", "fn", "limiter")
 
     def __init__(self, kernel: Kernel, task: Task, cancellable: bool, pool: WorkerPool) -> None:
         self.kernel = kernel
@@ -167,6 +175,22 @@ class _ThreadJob:
         # from_thread(), and whether the caller's cancellation reached them.
         self.calls: dict[Task, None] = {}
         self.cancelled = False
+        # The limiter this job holds a token of (borrowed on its own behalf),
+        # until the thread ends; None without limiter= or once given back.
+        self.limiter: CapacityLimiter | None = None
+
+    def __repr__(self) -> str:  # as limiter.statistics()["borrowers"] shows it
+        return f"<{self._describe_wait(self.task)} call>"
+
+    def _release_token(self) -> None:  # on the kernel thread
+        limiter = self.limiter
+        if limiter is not None:
+            self.limiter = None
+            # (Unless someone already released it by hand, having found the
+            # job among the limiter's borrowers: an error raised here, in a
+            # kernel callback, would be nobody's to catch.)
+            if self in limiter._borrowers:
+                limiter.release_on_behalf_of(self)
 
     def _abort_wait(self, task: Task) -> bool:
         if task._scope._eff and not self.cancelled:
@@ -179,7 +203,9 @@ class _ThreadJob:
             self.cancelled = True
             for call in list(self.calls):
                 call.cancel()
-        if self.cancellable or (self.work is not None and self.pool._withdraw(self.work)):
+        withdrawn = (not self.cancellable and self.work is not None
+                     and self.pool._withdraw(self.work))
+        if self.cancellable or withdrawn:
             # (The second case: still queued behind a full pool. Waiting for
             # a worker to free up just to run a call nobody wants any more
             # kept the caller's cancellation -- its timeout -- waiting on
@@ -189,7 +215,14 @@ class _ThreadJob:
             # started, as trio's has once it holds a token.)
             self.abandoned = True
             self.work = None
-            self.kernel.thread_jobs -= 1
+            if withdrawn:
+                self._release_token()  # it will never run: its token goes back now
+            if self.limiter is None:
+                self.kernel.thread_jobs -= 1
+            # (Else a thread still holds the token, and a task may be waiting
+            # for it: the job stays counted until _complete gives it back, or
+            # the kernel would call that waiter deadlocked while the thread's
+            # end is still to come.)
             return True
         return False
 
@@ -201,6 +234,11 @@ class _ThreadJob:
         return f"to_thread({name})"
 
     def _complete(self) -> None:  # on the kernel thread
+        if self.limiter is not None:
+            self._release_token()
+            if self.abandoned:
+                self.kernel.thread_jobs -= 1  # counted until now: see _abort_wait
+                return
         if self.abandoned:
             return
         self.finished = True
@@ -210,7 +248,8 @@ class _ThreadJob:
 
 
 def to_thread(fn: Callable[[Unpack[_Ts]], _T], *args: *_Ts, cancellable: bool = False,
-              pool: WorkerPool | None = None) -> Waitable[_T]:
+              pool: WorkerPool | None = None,
+              limiter: CapacityLimiter | None = None) -> Waitable[_T]:
     """Run ``fn(*args)`` in a worker thread; return its result or raise its error.
 
     ::
@@ -220,46 +259,78 @@ def to_thread(fn: Callable[[Unpack[_Ts]], _T], *args: *_Ts, cancellable: bool = 
     The caller's context variables are copied into the thread. An ``async
     def`` function is refused with ``TypeError`` (as trio does): the thread
     would only make a coroutine that nothing ever runs.
+
+    With ``limiter=``, at most ``limiter.total_tokens`` such calls run at
+    once (counting other borrowers of the same limiter)::
+
+        limiter = yieldio.CapacityLimiter(2)
+        await yieldio.to_thread(blocking_io, path, limiter=limiter)
+
+    The call waits for a token before its thread starts (cancelled there, it
+    never runs); the token is given back when the thread ends.
     """
     if not callable(fn):
         raise TypeError(f"to_thread() needs a callable, not {fn!r}")
     if inspect.iscoroutinefunction(fn):
         raise TypeError(f"to_thread() runs plain functions; {fn!r} is an async function: "
                         "await it directly instead")
-    return _to_thread(fn, args, cancellable, pool or default_pool)
+    if limiter is not None and not isinstance(limiter, CapacityLimiter):
+        raise TypeError(f"to_thread(limiter=...) needs a yieldio.CapacityLimiter, not {limiter!r}")
+    return _to_thread(fn, args, cancellable, pool or default_pool, limiter)
 
 
 @awaitable
 def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
-               pool: WorkerPool) -> Generator[Any, Any, Any]:
+               pool: WorkerPool, limiter: CapacityLimiter | None) -> Generator[Any, Any, Any]:
     k = _state.current_kernel()
     task = k.current
     if task._cancel_pending:
         task._raise_cancel()
     job = _ThreadJob(k, task, cancellable, pool)
     job.fn = fn
+    if limiter is not None:
+        # The job, not the task, borrows: the token must outlive the task's
+        # wait when a cancellable=True caller leaves, and one task may have
+        # several calls under way (in a TaskGroup's children, say).
+        yield from limiter.acquire_on_behalf_of(job)
+        job.limiter = limiter
+        if task._cancel_pending:
+            # Cancelled after the token was handed over (or during the fast
+            # path's schedule point): no thread has started, so give it back
+            # and leave, as a cancelled wait for the token would have.
+            try:
+                task._raise_cancel()
+            except BaseException:
+                job._release_token()
+                raise
     ctx = contextvars.copy_context()
 
     def work() -> None:
         job.work = None  # taken by a worker: no withdrawing it now (and no cycle left)
-        if job.abandoned:
+        if not job.abandoned:
+            _worker_local.kernel = k
+            _worker_local.job = job
+            try:
+                job.value = ctx.run(fn, *args)
+            except BaseException as exc:
+                job.error = exc
+            finally:
+                _worker_local.kernel = None
+                _worker_local.job = None
+        elif job.limiter is None:
             # Cancelled (cancellable=True) before a thread took it: nobody
             # wants the result, so do not run it. Stale calls would otherwise
             # pile up behind a slow resolver and delay the fresh ones.
             return
-        _worker_local.kernel = k
-        _worker_local.job = job
-        try:
-            job.value = ctx.run(fn, *args)
-        except BaseException as exc:
-            job.error = exc
-        finally:
-            _worker_local.kernel = None
-            _worker_local.job = None
+        # (Abandoned but holding a limiter token: report back all the same,
+        # so that _complete gives the token back.)
         try:
             k.call_soon_threadsafe(job._complete)
         except RuntimeError:
-            pass  # the kernel is gone; nobody waits for this result
+            # The kernel is gone; nobody waits for this result. A limiter
+            # token is not given back from here (as in trio): the limiter
+            # belongs to the kernel's thread, and its waiters with it.
+            pass
 
     if pool._submit(work):  # first: if no thread can start, nothing is left counted
         job.work = work  # queued for a busy worker: a cancellation may withdraw it
