@@ -41,7 +41,14 @@ if TYPE_CHECKING:
     def awaitable(fn: Callable[_P, Generator[Any, Any, _R]]) -> Callable[_P, Waitable[_R]]:
         ...
 else:
-    awaitable = types.coroutine  # the same object: no run-time cost at all
+    from ._unawaited import ENABLED as _TRACK_UNAWAITED
+
+    if _TRACK_UNAWAITED:
+        # YIELDIO_DEBUG=1 at import: each call is recorded, so that debug
+        # mode can report a wait that was never awaited (see _unawaited).
+        from ._unawaited import tracked as awaitable
+    else:
+        awaitable = types.coroutine  # the same object: no run-time cost at all
     Waitable = Awaitable  # (annotations are never evaluated: a stand-in for importers)
     SendThrow = object  # (likewise)
 

@@ -280,6 +280,41 @@ def test_a_stale_socket_of_a_dead_program_is_replaced(tmp_path):
         assert client.request("stats")["ok"]
 
 
+def test_sockets_of_programs_killed_by_a_signal_are_swept_at_the_next_start(mon_dir):
+    # SIGTERM and SIGKILL skip the removal at exit; the next monitored program
+    # removes what they left, and nothing that may still be alive.
+    import subprocess
+    import sys
+
+    directory = monitor_dir(create=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)  # reaped: that pid runs no more
+    alive = socket.socket(socket.AF_UNIX)  # a live pid (ours), with a listener
+    alive.bind(os.path.join(directory, f"{os.getppid()}.sock"))
+    alive.listen(1)
+    for name in (f"{dead_pid}.sock", f"{dead_pid}-2.sock", f"{os.getppid()}-3.sock"):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(os.path.join(directory, name))
+        s.close()  # the file stays and nobody listens
+    with open(os.path.join(directory, f"{dead_pid}-4.sock"), "w"):
+        pass  # not a socket: not ours to remove
+
+    def main():
+        yield from yieldio.sleep(0)
+        return sorted(os.listdir(directory))
+
+    try:
+        left = yieldio.run(main, monitor=True)
+    finally:
+        alive.close()
+    assert f"{dead_pid}.sock" not in left and f"{dead_pid}-2.sock" not in left
+    assert f"{os.getppid()}.sock" in left       # its pid runs and it listens
+    assert f"{os.getppid()}-3.sock" in left     # its pid runs (another kernel of it may start)
+    assert f"{dead_pid}-4.sock" in left         # not a socket
+    assert f"{os.getpid()}.sock" in left        # this run's own
+
+
 def test_a_socket_in_use_is_not_stolen(tmp_path):
     path = str(tmp_path / "m.sock")
     server = MonitorServer(path, announce=False)

@@ -422,3 +422,67 @@ def test_pytest_w_error_runtimewarning_does_what_it_does_for_cpythons_warning(py
     # ... and plain "-W error" fails both tests alike.
     result = _runpytest(pytester, "-W", "error")
     result.assert_outcomes(failed=2)
+
+
+# -- yieldio's own waits (generator coroutines): tracked under YIELDIO_DEBUG=1 --------------
+FORGETFUL_WAITS = """
+import yieldio
+
+@yieldio.coroutine
+def gen_style(ev):
+    yield from ev.wait()            # a call through yield from: awaited
+
+async def main():
+    q = yieldio.Queue()
+    ev = yieldio.Event()
+    q.put(1)                        # BUG 1
+    yieldio.sleep(1)                # BUG 2
+    later = q.put(2)                # kept, then awaited: fine
+    await yieldio.sleep(0)
+    await later
+    async with yieldio.TaskGroup() as tg:
+        tg.spawn(ev.wait)           # spawned: fine
+        tg.spawn(ev.wait())         # a coroutine object, spawned: fine
+        tg.spawn(gen_style, ev)
+        await yieldio.sleep(0)
+        ev.wait()                   # BUG 3
+        ev.set()
+    print("qsize", q.qsize())
+
+yieldio.run(main)
+"""
+
+
+def test_yieldio_debug_reports_a_forgotten_await_on_yieldios_own_waits(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(FORGETFUL_WAITS)
+    env = {**__import__("os").environ, "YIELDIO_DEBUG": "1"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "qsize 1\n"  # the forgotten put put nothing
+    err = proc.stderr
+    reports = [line for line in err.splitlines() if "RuntimeWarning" in line]
+    assert reports == [
+        f"{script}:11: RuntimeWarning: coroutine 'Queue.put' was never awaited "
+        "(dropped in task 'main').",
+        f"{script}:12: RuntimeWarning: coroutine 'sleep' was never awaited "
+        "(dropped in task 'main').",
+        f"{script}:21: RuntimeWarning: coroutine 'Event.wait' was never awaited "
+        "(dropped in task 'main').",
+    ], err
+    assert f'File "{script}", line 11, in main\n    q.put(1)' in err
+
+
+def test_without_yieldio_debug_the_waits_are_the_plain_generator_functions():
+    # The tracking wrapper is decided at import and costs a call per wait:
+    # the test suite runs without the variable, so these are the plain ones.
+    import inspect
+
+    from yieldio import _unawaited
+
+    if _unawaited.ENABLED:
+        pytest.skip("this process was started with YIELDIO_DEBUG set")
+    assert inspect.isgeneratorfunction(yieldio.sleep)
+    assert inspect.isgeneratorfunction(yieldio.Queue.put)
+    assert _unawaited.sweep() == []

@@ -117,6 +117,58 @@ def monitor_dir(create: bool = False) -> str:
     return path
 
 
+def _remove_stale_sockets(directory: str) -> list[str]:
+    """Remove the sockets in ``directory`` left by monitored programs that are gone.
+
+    The socket is removed when a program ends normally, but SIGTERM (how
+    ``timeout``, docker and systemd stop a program) and SIGKILL skip that;
+    such files used to pile up until someone removed them by hand. A file is
+    removed only when it is named like ours (``<pid>.sock``/``<pid>-<n>.sock``),
+    is a socket, its pid is not running, *and* nothing accepts on it (a
+    refused connect), so a live program in another pid namespace that shares
+    the directory keeps its socket. Returns the paths removed::
+
+        _remove_stale_sockets(monitor_dir())   # ['/tmp/yieldio-0/4242.sock']
+    """
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        stem, dot, ext = name.partition(".")
+        pid = stem.split("-")[0]
+        if dot != "." or ext != "sock" or not pid.isdecimal():
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                continue
+            os.kill(int(pid), 0)
+            continue  # that pid runs (or is someone else's, which we may not signal)
+        except ProcessLookupError:
+            pass
+        except (OSError, OverflowError):
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.setblocking(False)
+            probe.connect(path)
+            continue  # something accepts: not stale
+        except ConnectionRefusedError:
+            pass
+        except OSError:
+            continue  # busy, gone meanwhile, or not ours to judge
+        finally:
+            probe.close()
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
 # -- the server ---------------------------------------------------------------------
 class _Sampler:
     """Which task is running, sampled from a thread; alive only while someone runs ``top``.
@@ -207,6 +259,8 @@ class MonitorServer:
         self._kernel = _state.current_kernel()
         self._kernel_thread = threading.get_ident()
         self._started = time.time()
+        if self.path is None and self._dir is not None:
+            _remove_stale_sockets(self._dir)
         path = self.path or self._free_path()
         self._check_path(path)
         if os.path.lexists(path):

@@ -38,7 +38,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _state
+from .. import _state, _unawaited
 
 __all__ = ["NeverAwaitedReporter", "NeverAwaited"]
 
@@ -250,6 +250,11 @@ class NeverAwaitedReporter:
         self.reports: list[NeverAwaited] = []
         self._thread_id: int | None = None
         self._depth = 0
+        if _unawaited.ENABLED:
+            # yieldio's own waits are tracked (YIELDIO_DEBUG=1 at import):
+            # look for dropped ones after every step. An instance attribute,
+            # so that without tracking no hook runs per step.
+            self.after_task_step = self._sweep_waits
 
     @property
     def log(self) -> bool:
@@ -261,16 +266,28 @@ class NeverAwaitedReporter:
         self._thread_id = threading.get_ident()
         self._depth = _install()
         _reporters[self._thread_id] = self
+        if _unawaited.ENABLED:
+            _unawaited.watch()
 
     def after_run(self) -> None:
         """Instrument hook: stop watching and report what was never awaited."""
         # Coroutines dropped inside reference cycles are only destroyed by
         # the collector: collect now, while the report still has a home.
         gc.collect()
+        if _unawaited.ENABLED:
+            self._sweep_waits(None)
+            _unawaited.unwatch()
         if self._thread_id is not None:
             _reporters.pop(self._thread_id, None)
             self._thread_id = None
             _uninstall(self._depth)
+
+    def _sweep_waits(self, task: Any) -> None:
+        """Report the calls of yieldio's waits that were dropped unawaited (see _unawaited)."""
+        for qualname, origin in _unawaited.sweep():
+            self._report(NeverAwaited(qualname, _user_part(origin),
+                                      task.id if task is not None else None,
+                                      task.name if task is not None else None), None)
 
     def _report(self, report: NeverAwaited, coro: Any) -> None:
         self.reports.append(report)  # first: kept even if the warning raises
