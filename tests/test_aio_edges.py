@@ -413,3 +413,20 @@ def test_run_yieldio_inside_an_aiohttp_handler_and_cancelled_when_the_client_lea
 
     yieldio.run(main)
     assert loop_threads() == []
+
+
+def test_asyncio_code_awaited_directly_says_how_to_call_it():
+    # asyncio.sleep() asks asyncio for its running loop before it yields
+    # anything: the RuntimeError is asyncio's, and a task that lets it out
+    # gets a note naming the bridge.
+    async def main():
+        await asyncio.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="no running event loop") as info:
+        yieldio.run(main)
+    assert any("yieldio.aio.run_asyncio" in note for note in info.value.__notes__)
+
+    async def through_the_bridge():
+        return await run_asyncio(asyncio.sleep(0.01, result="slept"))
+
+    assert yieldio.run(through_the_bridge) == "slept"

@@ -280,7 +280,7 @@ def test_negative_timeout_is_already_expired_and_bad_types_are_rejected():
 
 def test_fail_after_is_a_cancel_scope_that_raises_timeout_error():
     async def main():
-        with pytest.raises(TimeoutError, match="deadline 1.000 exceeded"):
+        with pytest.raises(TimeoutError, match=r"^fail_after\(1\) timed out$"):
             async with yieldio.fail_after(1) as scope:
                 await yieldio.sleep(5)
         assert isinstance(scope, yieldio.CancelScope) and scope.cancelled_caught
@@ -419,7 +419,7 @@ def test_deadline_moved_into_the_past_cancels_at_once():
             await yieldio.sleep(1)
         assert scope.cancelled_caught and yieldio.current_time() == 0.0
 
-        with pytest.raises(TimeoutError, match="exceeded"):
+        with pytest.raises(TimeoutError, match="fail_after"):
             with yieldio.fail_after(10) as scope:
                 scope.deadline = 0.0
                 await yieldio.checkpoint()

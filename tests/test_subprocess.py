@@ -654,6 +654,9 @@ def test_an_abandoned_process_releases_its_pidfd_and_pipes(watcher):
     pid, messages = yieldio.run(main)  # the conftest fixture checks the pipes
     assert _gone(pid)
     assert sum("unclosed FdStream" in m for m in messages) == 2, messages
+    # Each warning says which pipe of which process it was.
+    assert sorted(m.split(", ", 1)[1] for m in messages if "unclosed FdStream" in m) == \
+        [f"stdin of process {pid} (true))", f"stdout of process {pid} (true))"], messages
 
 
 def test_wait_returns_the_status_while_another_thread_holds_the_reaping_lock(watcher):

@@ -235,6 +235,11 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks, StuckRun):
             task._state = FAILED
             task._val = None
             task._exc = exc
+            if type(exc) is RuntimeError and exc.args == ("no running event loop",):
+                # asyncio code awaited from a task: asyncio's own words say
+                # nothing of the fix.
+                exc.add_note("(yieldio runs no asyncio event loop: call asyncio code "
+                             "through yieldio.aio.run_asyncio(...); see docs/asyncio.md)")
         del task._scope._tasks[task]  # a running task is always in its scope's set
         if task._timer is not None:
             self.cancel_timer(task)

@@ -110,12 +110,23 @@ class _FailScope(CancelScope):
     forwarding calls on enter and exit (fail_after guards many requests).
     """
 
-    __slots__ = ()
+    # What the user asked for, for the error message: the seconds given to
+    # fail_after (the absolute deadline alone reads as a clock value nobody
+    # chose), or None for fail_at.
+    # (Unset for fail_at: read with getattr, on the timeout path only, so
+    # that making a scope costs no extra __init__.)
+    __slots__ = ("_seconds",)
+    _seconds: float
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         caught = CancelScope.__exit__(self, etype, exc, tb)
         if caught and self._by_deadline:
-            raise TimeoutError(f"deadline {self._deadline:.3f} exceeded") from exc
+            seconds = getattr(self, "_seconds", None)
+            if seconds is not None:
+                what = f"fail_after({seconds:g}) timed out"
+            else:
+                what = f"fail_at({self._deadline:.3f}) timed out: its deadline passed"
+            raise TimeoutError(what) from exc
         return caught
 
     @property
@@ -150,4 +161,6 @@ def fail_after(seconds: float, *, shield: bool = False) -> _FailScope:
         except TimeoutError:
             print("too slow")
     """
-    return _scope_after(seconds, shield, _FailScope)  # type: ignore[return-value]
+    scope: _FailScope = _scope_after(seconds, shield, _FailScope)  # type: ignore[assignment]
+    scope._seconds = max(seconds, 0.0)
+    return scope

@@ -450,6 +450,14 @@ async def open_process(args: str | bytes | os.PathLike[str] | Sequence[Any], *,
             os.close(fd)
     popen, pidfd = box[0]
     streams = [FdStream(fd) if fd is not None else None for fd in ours]
+    made_with: Any = popen.args
+    command = os.fsdecode(made_with) if isinstance(made_with, (str, bytes, os.PathLike)) \
+        else " ".join(map(os.fsdecode, made_with))
+    if len(command) > 60:
+        command = command[:57] + "..."
+    for which, stream in zip(("stdin", "stdout", "stderr"), streams, strict=True):
+        if stream is not None:
+            stream._what = f"{which} of process {popen.pid} ({command})"
     return Process(popen, streams[0], streams[1], streams[2], pidfd)
 
 

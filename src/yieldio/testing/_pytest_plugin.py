@@ -409,8 +409,9 @@ def _hypothesis_call(item: pytest.Function, testargs: dict[str, Any],
 def _report_seed(item: pytest.Function, exc: BaseException, seed: int | None, index: int,
                  seeds: list[int | None]) -> None:
     if seed is None:
-        text = ("failed in FIFO order (no seed): the failure does not depend on a seeded "
-                "schedule; try --yieldio-explore 100 to look for ones that do")
+        text = ("failed in FIFO order (no seed): it fails without any shuffling, so "
+                "rerunning it reproduces it; --yieldio-explore 100 tries 100 shuffled "
+                "schedules, for failures that only some orders show")
         note = None
     else:
         where = f" (seed {index + 1} of {len(seeds)} explored)" if len(seeds) > 1 else ""
