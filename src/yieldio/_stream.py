@@ -208,6 +208,22 @@ class Stream(ABC):
         except IncompleteRead as e:
             return e.partial
 
+    def lines(self, max_bytes: int = DEFAULT_READ_SIZE) -> _Lines:
+        """Iterate over the lines of the stream, each with its ``b"\\n"``.
+
+        ::
+
+            async for line in stream.lines():
+                print(line.decode().rstrip())
+
+        The last unterminated line comes last; a line longer than
+        ``max_bytes`` raises ``ValueError`` (as :meth:`readline` does).
+        ``async for data in stream`` gives chunks as they arrive instead,
+        as trio's streams do; asyncio's ``StreamReader`` gives lines, so
+        code moved from asyncio wants this method.
+        """
+        return _Lines(self, max_bytes)
+
     def __aiter__(self) -> Stream:
         return self
 
@@ -289,3 +305,26 @@ class Stream(ABC):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Transport details: ``"peername"``, ``"sockname"``, ``"socket"``, ``"ssl_object"``..."""
         return default
+
+
+class _Lines:
+    """What :meth:`Stream.lines` returns: an async iterator over lines.
+
+    A class rather than an async generator, so that leaving the loop early
+    leaves nothing to finalize.
+    """
+
+    __slots__ = ("_stream", "_max_bytes")
+
+    def __init__(self, stream: Stream, max_bytes: int) -> None:
+        self._stream = stream
+        self._max_bytes = max_bytes
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self._stream.readline(self._max_bytes)
+        if not line:
+            raise StopAsyncIteration
+        return line

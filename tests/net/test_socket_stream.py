@@ -72,6 +72,36 @@ def test_read_write_and_the_buffered_readers():
     yieldio.run(main)
 
 
+def test_lines_iterates_lines_where_plain_iteration_gives_chunks():
+    async def main():
+        a, b = tcp_pair()
+        async with a, b:
+            await a.write(b"one\ntwo\n")
+            got = []
+            async for line in b.lines():
+                got.append(line)
+                if line == b"two\n":
+                    break  # leaving early leaves the rest in the buffer
+            await a.write(b"three\nlast, unterminated")
+            await a.send_eof()
+            async for line in b.lines():
+                got.append(line)
+            assert got == [b"one\n", b"two\n", b"three\n", b"last, unterminated"]
+
+            c, d = tcp_pair()
+            async with c, d:
+                await c.write(b"x" * 100 + b"\n")
+                with pytest.raises(ValueError):
+                    async for _line in d.lines(max_bytes=10):
+                        pass
+                assert await d.read_exactly(101) == b"x" * 100 + b"\n"  # nothing lost
+        with pytest.raises(yieldio.ClosedResourceError):
+            async for _line in b.lines():
+                pass
+
+    yieldio.run(main)
+
+
 def test_read_asks_for_at_most_64_kib():
     async def main():
         a, b = unix_pair()

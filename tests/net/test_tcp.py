@@ -589,3 +589,59 @@ def test_listeners_accept_directly():
 def test_current_network_outside_run_is_a_clear_error():
     with pytest.raises(RuntimeError, match="yieldio.run"):
         yieldio.net.current_network()
+
+
+async def _echo_once(stream):
+    async for data in stream:
+        await stream.write(data)
+
+
+def test_trio_idioms_start_and_await_a_server():
+    # server = await nursery.start(serve_tcp, ...) returns once it listens and
+    # serves in the group; await serve_tcp(...) serves until cancelled.
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            server = await tg.start(yieldio.serve_tcp, _echo_once, "127.0.0.1", 0)
+            assert isinstance(server, Server) and server.port
+            async with await yieldio.open_tcp_stream("127.0.0.1", server.port) as c:
+                await c.write(b"ping")
+                assert await c.read_exactly(4) == b"ping"
+            tg.cancel()  # the serving task ends, and the server with it
+        with pytest.raises(ConnectionRefusedError):
+            await yieldio.open_tcp_stream("127.0.0.1", server.port)
+
+        plain = yieldio.serve_tcp(_echo_once, "127.0.0.1", 0)
+        with yieldio.move_on_after(0.05) as scope:
+            await plain
+        assert scope.cancelled_caught and plain.port
+        with pytest.raises(ConnectionRefusedError):
+            await yieldio.open_tcp_stream("127.0.0.1", plain.port)
+        with pytest.raises(RuntimeError, match="already open"):
+            await plain  # a server opens once
+
+        # A bind that fails is start()'s error, before anything serves.
+        with stdsocket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            async with yieldio.TaskGroup() as tg:
+                with pytest.raises(OSError) as info:
+                    await tg.start(yieldio.serve_tcp, _echo_once, "127.0.0.1",
+                                   taken.getsockname()[1])
+                assert info.value.errno == errno.EADDRINUSE
+
+    yieldio.run(main)
+
+
+def test_trio_idioms_for_unix_servers(tmp_path):
+    async def main():
+        path = str(tmp_path / "s.sock")
+        async with yieldio.TaskGroup() as tg:
+            server = await tg.start(yieldio.serve_unix, _echo_once, path)
+            assert server.addresses == [path]
+            async with await yieldio.open_unix_stream(path) as c:
+                await c.write(b"x")
+                assert await c.read_exactly(1) == b"x"
+            tg.cancel()
+        assert not os.path.exists(path)
+
+    yieldio.run(main)

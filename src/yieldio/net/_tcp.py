@@ -12,11 +12,11 @@ import math
 import os as _os
 import socket as _stdsocket
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from typing import Any, TypeVar, overload
 
 from .._stream import Stream
-from .._taskgroup import TaskGroup
+from .._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from .._timeouts import move_on_after
 from ..socket import SocketType
 from ..socket import socket as _new_socket
@@ -431,6 +431,26 @@ class Server:
         self.close()
         await self.wait_closed()
 
+    async def serve(self, *, task_status: TaskStatus = TASK_STATUS_IGNORED) -> None:
+        """Open the server, report it started, and serve until closed or cancelled.
+
+        What ``await server`` and ``tg.start(serve_tcp, ...)`` run: the
+        server lives as long as the task that serves it, as in trio::
+
+            server = await tg.start(yieldio.serve_tcp, handler, "127.0.0.1", 0)
+            print("listening on", server.port)      # serving, in tg
+        """
+        async with self:
+            task_status.started(self)
+            await self.serve_forever()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        """``await serve_tcp(handler, host, port)``: serve until cancelled (trio's idiom)."""
+        if self._entered:
+            raise RuntimeError("this Server is already open ('async with' or await): "
+                               "await server.serve_forever() to wait for it")
+        return self.serve().__await__()
+
     # -- the context manager ---------------------------------------------------
     async def __aenter__(self) -> Server:
         if self._entered:
@@ -535,9 +555,19 @@ class Server:
                 logger.debug("closing a connection failed", exc_info=True)
 
 
+@overload
 def serve_tcp(handler: Handler, host: str | bytes | None, port: int, *,
               ssl: _ssl.SSLContext | None = None, backlog: int = 128, reuse_port: bool = False,
-              handler_nursery: TaskGroup | None = None) -> Server:
+              handler_nursery: TaskGroup | None = None, task_status: None = None) -> Server: ...
+@overload
+def serve_tcp(handler: Handler, host: str | bytes | None, port: int, *,
+              ssl: _ssl.SSLContext | None = None, backlog: int = 128, reuse_port: bool = False,
+              handler_nursery: TaskGroup | None = None,
+              task_status: TaskStatus) -> Coroutine[Any, Any, None]: ...
+def serve_tcp(handler: Handler, host: str | bytes | None, port: int, *,
+              ssl: _ssl.SSLContext | None = None, backlog: int = 128, reuse_port: bool = False,
+              handler_nursery: TaskGroup | None = None,
+              task_status: TaskStatus | None = None) -> Server | Coroutine[Any, Any, None]:
     """Serve TCP on ``host``:``port``: ``async with serve_tcp(...) as server:``.
 
     ::
@@ -549,6 +579,11 @@ def serve_tcp(handler: Handler, host: str | bytes | None, port: int, *,
         async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
             stream = await yieldio.open_tcp_stream("127.0.0.1", server.port)
             ...
+
+    trio's two idioms work too: ``await serve_tcp(handler, host, port)``
+    serves until cancelled, and ``server = await tg.start(serve_tcp,
+    handler, host, port)`` returns once it listens, serving in ``tg``
+    (``task_status`` is for ``start()``; see :meth:`Server.serve`).
 
     Binds every address ``host`` resolves to (``"localhost"``: 127.0.0.1
     and ::1, on one port even when ``port`` is 0); ``None`` or ``""`` means
@@ -570,5 +605,6 @@ def serve_tcp(handler: Handler, host: str | bytes | None, port: int, *,
         return list(await current_network().listen_tcp(host, port, backlog=backlog,
                                                       reuse_port=reuse_port))
 
-    return Server(handler, open_listeners, ssl=ssl, handler_nursery=handler_nursery)
+    server = Server(handler, open_listeners, ssl=ssl, handler_nursery=handler_nursery)
+    return server if task_status is None else server.serve(task_status=task_status)
 

@@ -7,10 +7,11 @@ the same :class:`Server`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, overload
 
 from .._stream import Stream
-from .._taskgroup import TaskGroup
+from .._taskgroup import TaskGroup, TaskStatus
 from ._network import Listener, current_network
 from ._tcp import Handler, Server
 
@@ -33,8 +34,16 @@ async def open_unix_stream(path: str | bytes | os.PathLike[str]) -> Stream:
     return await current_network().connect_unix(os.fspath(path))  # type: ignore[no-any-return]
 
 
+@overload
 def serve_unix(handler: Handler, path: str | bytes | os.PathLike[str], *, backlog: int = 128,
-               handler_nursery: TaskGroup | None = None) -> Server:
+               handler_nursery: TaskGroup | None = None, task_status: None = None) -> Server: ...
+@overload
+def serve_unix(handler: Handler, path: str | bytes | os.PathLike[str], *, backlog: int = 128,
+               handler_nursery: TaskGroup | None = None,
+               task_status: TaskStatus) -> Coroutine[Any, Any, None]: ...
+def serve_unix(handler: Handler, path: str | bytes | os.PathLike[str], *, backlog: int = 128,
+               handler_nursery: TaskGroup | None = None,
+               task_status: TaskStatus | None = None) -> Server | Coroutine[Any, Any, None]:
     """Serve on the Unix socket ``path``: ``async with serve_unix(...) as server:``.
 
     ::
@@ -46,7 +55,8 @@ def serve_unix(handler: Handler, path: str | bytes | os.PathLike[str], *, backlo
     replaced; a live server's raises ``OSError(EADDRINUSE)``; a path that is
     not a socket is never removed (``FileExistsError``). The socket file is
     removed when the server stops. Everything else is as in
-    :func:`serve_tcp` (``server.addresses == [path]``).
+    :func:`serve_tcp` (``server.addresses == [path]``), including ``await
+    serve_unix(...)`` and ``tg.start(serve_unix, handler, path)``.
     """
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str, bytes or os.PathLike, not {type(path).__name__}")
@@ -59,4 +69,5 @@ def serve_unix(handler: Handler, path: str | bytes | os.PathLike[str], *, backlo
         listener: Any = await current_network().listen_unix(fspath, backlog=backlog)
         return [listener]
 
-    return Server(handler, open_listeners, handler_nursery=handler_nursery)
+    server = Server(handler, open_listeners, handler_nursery=handler_nursery)
+    return server if task_status is None else server.serve(task_status=task_status)
