@@ -21,71 +21,42 @@ started yet). HTTPS verifies certificates with
 ``ssl.create_default_context()`` unless you pass ``ssl=``. Redirects are
 followed when ``follow_redirects=True``. ``gzip``/``deflate`` bodies are
 decoded (``iter_raw()`` gives the bytes as sent) and cookies are kept in
-``client.cookies`` (see :class:`Client`). Errors: :class:`ConnectError`,
+``client.cookies`` (see :class:`Client`). A body sent with ``Expect:
+100-continue`` waits for the server's word (see :class:`Client`). The
+request itself (URL, body, head) is built in :mod:`._client_request`, the
+connections are :mod:`._pool`'s. Errors: :class:`ConnectError`,
 :class:`Timeout` (a ``TimeoutError``), :class:`ProtocolError` (and its
 :class:`DecodingError`), :class:`TooManyRedirects`.
 """
 
 from __future__ import annotations
 
-import base64
 import json as _json
 import ssl as _ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
-import h11
-
-from .. import __version__
 from .._time import checkpoint
-from ._cookies import CookiesLike, make_jar, request_cookie_header, store_cookies
+from ._client_request import (  # _merge_url: also imported from here by the tests
+    _UNSET,
+    _location,
+    _merge_url,  # noqa: F401
+    _split_url,
+    build_request,
+    request_head,
+)
+from ._cookies import CookiesLike, make_jar, store_cookies
 from ._decoding import DEFAULT_MAX_DECODED_SIZE, ContentDecoder
 from ._errors import DecodingError, HTTPStatusError, ProtocolError, Timeout, TooManyRedirects
 from ._headers import Headers, HeadersLike
 from ._limits import Limits
-from ._pool import ClientConnection, ConnectionPool, Origin, StaleConnection
+from ._pool import ClientConnection, ConnectionPool, StaleConnection
 
 __all__ = ["Client", "ClientResponse"]
 
-_UNSET: Any = object()
-_USER_AGENT = f"yieldio/{__version__}"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-#: What may stay as it is in a request target: printable ASCII but the space
-#: (``%`` included, so escapes already in the URL are kept as they are).
-_TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
-
-
-def _split_url(url: str) -> tuple[Origin, str, str]:
-    """``(origin, target, host header)`` of an absolute http(s) URL."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError(f"only http:// and https:// URLs are supported, not {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"no host in URL {url!r}")
-    port = parts.port or (443 if scheme == "https" else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    # A space or a non-ASCII character cannot go on the request line: send
-    # it percent-encoded (as UTF-8), as browsers, httpx and requests do.
-    target = quote(target, safe=_TARGET_SAFE)
-    host_header = parts.netloc.rsplit("@", 1)[-1]
-    return (scheme, parts.hostname, port), target, host_header
-
-
-def _basic_auth(url: str) -> list[tuple[bytes, bytes]]:
-    """The ``Authorization: Basic`` header for the credentials in ``url``, if any.
-
-    They are percent-decoded first (``user%40corp:p%3Ass``), then sent as
-    UTF-8, as httpx does; the user part alone means an empty password.
-    """
-    parts = urlsplit(url)
-    if parts.username is None:
-        return []
-    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-    return [(b"authorization", b"Basic " + base64.b64encode(pair.encode("utf-8")))]
-
 
 class ClientResponse:
     """A response received by :class:`Client`.
@@ -283,15 +254,29 @@ class Client:
         async with Client(cookies={"theme": "dark"}) as client:
             await client.post(login_url, data=form)    # Set-Cookie: session=...
             {c.name: c.value for c in client.cookies}  # {"theme": ..., "session": ...}
+
+    A request with an ``Expect: 100-continue`` header sends its body only
+    once the server says ``100 Continue``, or after ``expect_continue_timeout``
+    seconds without an answer (1, as curl); a final response instead (a
+    401, a 417) is returned without the body ever being sent, so the server
+    can refuse a big upload before it is made. 0 sends the body at once::
+
+        await client.put(url, content=big_file, headers={"expect": "100-continue"})
     """
 
     def __init__(self, *, timeout: float | None = 10.0, limits: Limits | None = None,
                  follow_redirects: bool = False, max_redirects: int = 20,
                  ssl: _ssl.SSLContext | None = None, headers: HeadersLike = None,
                  base_url: str | None = None, cookies: CookiesLike = None,
-                 max_decoded_size: int | None = DEFAULT_MAX_DECODED_SIZE) -> None:
+                 max_decoded_size: int | None = DEFAULT_MAX_DECODED_SIZE,
+                 expect_continue_timeout: float = 1.0) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a yieldio.http.Limits, not {limits!r}")
+        if (isinstance(expect_continue_timeout, bool)
+                or not isinstance(expect_continue_timeout, (int, float))
+                or not expect_continue_timeout >= 0):
+            raise ValueError("expect_continue_timeout must be a number of seconds >= 0, "
+                             f"not {expect_continue_timeout!r}")
         self.timeout = timeout
         self.limits = limits or Limits()
         self.follow_redirects = follow_redirects
@@ -299,6 +284,7 @@ class Client:
         self.headers = Headers(headers)
         self.base_url = base_url
         self.max_decoded_size = max_decoded_size
+        self.expect_continue_timeout = expect_continue_timeout
         #: The cookie jar (:class:`http.cookiejar.CookieJar`): cookies set by
         #: responses (redirects included) and sent back where its rules allow.
         self.cookies = make_jar(cookies)
@@ -389,53 +375,11 @@ class Client:
             await response.aclose()
 
     # -- the machinery ----------------------------------------------------------------------------
-    def _build(self, method: str, url: str, params: Any, headers: HeadersLike, content: Any,
-               json: Any, data: Any) -> tuple[str, str, Headers, Any]:
-        if self.base_url is not None:
-            url = _merge_url(self.base_url, url)
-        if params:
-            query = params if isinstance(params, str) else _urlencode(params)
-            url = url.split("#", 1)[0]  # the query goes before a fragment (never sent anyway)
-            url += ("&" if "?" in url else "?") + query
-        h = self.headers.copy()
-        assert isinstance(h, Headers)
-        if headers is not None:
-            # The request's headers replace the client's of the same name
-            # (given as a dict, pairs or a Headers alike); several values of
-            # one name in the request are all kept.
-            extra = Headers(headers)
-            for name in extra.keys():
-                h.pop(name, None)
-            h.update(extra)
-        given = sum(x is not None for x in (content, data)) + (json is not _UNSET)
-        if given > 1:
-            raise TypeError("pass at most one of content=, json= and data=")
-        body: Any = b""
-        if json is not _UNSET:
-            body = _json.dumps(json, separators=(",", ":")).encode("utf-8")
-            h.setdefault("content-type", "application/json")
-        elif data is not None:
-            if not isinstance(data, Mapping):
-                raise TypeError("data= is a form, a mapping of field names to values, not "
-                                f"{type(data).__name__}; send bytes or str with content=")
-            body = _urlencode(data).encode("ascii")
-            h.setdefault("content-type", "application/x-www-form-urlencoded")
-        elif content is not None:
-            # A dict is iterable (its keys): refuse it rather than send its keys.
-            if isinstance(content, Mapping) or not (
-                    isinstance(content, (str, bytes, bytearray, memoryview))
-                    or hasattr(content, "__aiter__") or hasattr(content, "__iter__")):
-                raise TypeError("content= is bytes, str or an (async) iterable of bytes, not "
-                                f"{type(content).__name__}; send objects with json= or data=")
-            body = content.encode("utf-8") if isinstance(content, str) else content
-            if isinstance(body, (bytearray, memoryview)):
-                body = bytes(body)
-        return method.upper(), url, h, body
-
     async def _send(self, method: str, url: str, params: Any, headers: HeadersLike,
                     content: Any, json: Any, data: Any, timeout: Any,
                     follow_redirects: bool | None) -> ClientResponse:
-        method, url, h, body = self._build(method, url, params, headers, content, json, data)
+        method, url, h, body = build_request(self.base_url, self.headers, method, url, params,
+                                             headers, content, json, data)
         timeout = self.timeout if timeout is _UNSET else timeout
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         history: list[ClientResponse] = []
@@ -476,50 +420,17 @@ class Client:
 
     async def _send_one(self, method: str, url: str, h: Headers, body: Any,
                         timeout: float | None) -> ClientResponse:
-        origin, target, host_header = _split_url(url)
-        host = h.get("host")  # the caller's Host header wins (virtual hosts, proxies)
-        raw = [(b"host", host.encode("latin-1") if host is not None else
-                host_header.encode("idna" if not host_header.isascii() else "ascii"))]
-        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in h.items()
-                if k not in ("host", "content-length", "transfer-encoding")]
-        if "@" in url and "authorization" not in h:
-            raw += _basic_auth(url)  # http://user:pass@host/, as httpx and requests send it
-        if "user-agent" not in h:
-            raw.append((b"user-agent", _USER_AGENT.encode()))
-        if "accept" not in h:
-            raw.append((b"accept", b"*/*"))
-        if "accept-encoding" not in h:
-            raw.append((b"accept-encoding", b"gzip, deflate"))
-        if "cookie" not in h:  # a Cookie header set by the caller wins over the jar
-            cookie = request_cookie_header(self.cookies, url, method)
-            if cookie:
-                raw.append((b"cookie", cookie.encode("latin-1")))
-        if isinstance(body, bytes):
-            if body or method in ("POST", "PUT", "PATCH"):
-                raw.append((b"content-length", b"%d" % len(body)))
-        else:
-            # A streamed body of a length the caller states goes with that
-            # Content-Length, as httpx sends it (some servers, a presigned S3
-            # PUT say, refuse chunked uploads); otherwise it is chunked.
-            stated = h.get("content-length")
-            if stated is None:
-                raw.append((b"transfer-encoding", b"chunked"))
-            elif stated.strip().isdigit() and stated.strip().isascii():
-                raw.append((b"content-length", stated.strip().encode("ascii")))
-            else:
-                raise ValueError(f"invalid Content-Length header {stated!r}")
-        try:
-            # Built (and so validated by h11) before taking a connection.
-            request = h11.Request(method=method, target=target, headers=raw)
-        except h11.LocalProtocolError as exc:
-            raise ValueError(f"invalid request {method} {url}: {exc} "
-                             "(a header with a line break, say)") from None
+        origin, request = request_head(method, url, h, body, self.cookies)
+        expect: float | None = None
+        if (h.get("expect", "").strip().lower() == "100-continue" and body != b""
+                and self.expect_continue_timeout > 0):  # (no body: nothing to wait for)
+            expect = self.expect_continue_timeout
         pool = self._pool
         while True:
             conn = await pool.acquire(origin, timeout)
             sent = False
             try:
-                await conn.send_request(request, body, timeout)
+                await conn.send_request(request, body, timeout, expect)
                 sent = True
                 try:
                     head = await conn.receive_head(timeout)
@@ -532,8 +443,10 @@ class Client:
                 # The server closed an idle kept-alive connection: try the
                 # next one (a new connection never raises StaleConnection).
                 # send_request() raises it only when the request head could
-                # not be written, before a streamed body's iterator was
-                # touched: then that body can go on the new connection too.
+                # not be written (or, with Expect: 100-continue, the server
+                # closed while we waited for its word), before a streamed
+                # body's iterator was touched: then that body can go on the
+                # new connection too.
                 await pool.release(conn, False)
                 if isinstance(body, bytes) or not sent:
                     continue
@@ -546,57 +459,3 @@ class Client:
         return ClientResponse(head.status_code, head.reason.decode("latin-1"),
                               Headers.from_raw(head.headers), head.http_version.decode("ascii"),
                               url, method, conn, pool, timeout, self.max_decoded_size)
-
-
-def _form_value(value: Any) -> Any:
-    """A query or form value as httpx renders it: ``true``/``false``, ``""`` for None."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return "" if value is None else value
-
-
-def _urlencode(items: Any) -> str:
-    """``params=`` / ``data=`` (a mapping or pairs) URL-encoded; a list or tuple value
-    repeats its key (``{"tag": ["a", "b"]}`` is ``tag=a&tag=b``), as in httpx."""
-    pairs = []
-    for name, value in (items.items() if isinstance(items, Mapping) else items):
-        if isinstance(value, (list, tuple)):
-            pairs += [(name, _form_value(v)) for v in value]
-        else:
-            pairs.append((name, _form_value(value)))
-    return urlencode(pairs)
-
-
-def _location(value: str) -> str:
-    """A ``Location`` header as the server meant it.
-
-    Headers are decoded as ISO-8859-1, but servers send a non-ASCII
-    ``Location`` as raw UTF-8 (``/café``): read as ISO-8859-1 it would be
-    followed to ``/cafÃ©``. Re-decode it as UTF-8 when it is, as requests
-    and httpx do.
-    """
-    if value.isascii():
-        return value
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        return value
-
-
-def _merge_url(base_url: str, url: str) -> str:
-    """``url`` under ``base_url``: appended to its path when relative, as-is when absolute.
-
-    Not RFC 3986 resolution (``urljoin``), where ``/items`` would replace
-    the base's path and ``items`` its last segment: a base URL names a
-    prefix, which is what httpx users expect it to mean.
-    """
-    rel = urlsplit(url)
-    if rel.scheme:
-        return url
-    base = urlsplit(base_url)
-    if not rel.path:  # "" or "?q=1": the base itself, with the new query if any
-        return urlunsplit(base._replace(query=rel.query or base.query, fragment=""))
-    path = base.path.rstrip("/") + "/" + rel.path.lstrip("/")
-    return urlunsplit(base._replace(path=path, query=rel.query, fragment=""))

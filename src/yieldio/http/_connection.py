@@ -17,6 +17,7 @@ is still there, or the server cancels on disconnect (:mod:`._disconnect`).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import struct
@@ -170,7 +171,7 @@ class ServerConnection:
                         await self.watch.stop()
                         self.watch = None
                     if not keep:
-                        if self.h11.their_state is _SEND_BODY and self.websocket is None:
+                        if self.websocket is None and self._client_still_sending():
                             await self._linger()
                         return
                     self.h11.start_next_cycle()
@@ -254,7 +255,9 @@ class ServerConnection:
                 self.must_close = True
             elif limits.max_body_size is not None and int(length) > limits.max_body_size:
                 self.must_close = True
-                return await self._send(req, _error_response(413))
+                # Through the error handler: the same 413 as request.body()
+                # raises for a chunked body, in the application's format.
+                return await self._send(req, await self._answer_error(req, HTTPException(413)))
         try:
             if server.cancel_on_disconnect:
                 response = await call_app_cancellable(self, req)
@@ -268,8 +271,7 @@ class ServerConnection:
             if req._websocket is not None:
                 await req._websocket._finish(failed=True)
                 return False
-            response = _error_response(exc.status, exc.detail)
-            response.headers.update(exc.headers)
+            response = await self._answer_error(req, exc)
         except Exception as exc:
             ws = req._websocket
             if isinstance(exc, WebSocketClosed) and ws is not None and ws.close_code is not None:
@@ -285,7 +287,7 @@ class ServerConnection:
             if ws is not None:
                 await ws._finish(failed=True)
                 return False
-            response = _error_response(500)
+            response = await self._answer_error(req, exc)
         else:
             if req._websocket is not None:
                 await req._websocket._finish()
@@ -294,7 +296,8 @@ class ServerConnection:
                 server.app_errors += 1
                 logger.error("HTTP application returned %r for %s %s, not a Response",
                              response, req.method, req.target)
-                response = _error_response(500)
+                response = await self._answer_error(req, TypeError(
+                    f"the application returned {response!r}, not a Response"))
         try:
             return await self._send(req, response)
         except h11.LocalProtocolError as exc:
@@ -311,6 +314,41 @@ class ServerConnection:
                 self.must_close = True
                 return await self._send(req, _error_response(500))
             return False
+
+    async def _answer_error(self, req: Request, exc: Exception) -> Response:
+        """The response to ``exc``: an :class:`HTTPException`, or the application's failure.
+
+        The server's ``error_handler``'s, when it has one, with the
+        exception's ``headers`` added unless its response sets them (a 405
+        keeps its ``Allow``); else, or if the handler fails, the plain text
+        default. A failing handler is logged and counted like the application.
+        """
+        if isinstance(exc, HTTPException):
+            default = _error_response(exc.status, exc.detail)
+            default.headers.update(exc.headers)
+        else:
+            default = _error_response(500)
+        handler = self.server.error_handler
+        if handler is None:
+            return default
+        try:
+            response = handler(req, exc)
+            if inspect.isawaitable(response):
+                response = await response
+            if not isinstance(response, Response):
+                raise TypeError(f"the error handler returned {response!r}, not a Response")
+        except Exception:
+            # An error while answering an error: the default is always there,
+            # so the client is answered and the handler's bug is not lost.
+            self.server.app_errors += 1
+            logger.exception("HTTP error handler failed on %s %s (handling %r)", req.method,
+                             req.target, exc)
+            return default
+        if isinstance(exc, HTTPException):
+            for name, value in exc.headers.items():
+                if name not in response.headers:
+                    response.headers[name] = value
+        return response
 
     # -- sending ----------------------------------------------------------------------------
     async def _send(self, req: Request, response: Response) -> bool:
@@ -451,6 +489,23 @@ class ServerConnection:
         if length is None or not length.isdigit():
             return False
         return len(self.h11.trailing_data[0]) >= int(length)
+
+    def _client_still_sending(self) -> bool:
+        """Closing after a response: may the client still be sending (a body, more requests)?
+
+        A request whose end is already buffered (a GET answered with
+        ``Connection: close`` while the server shuts down) leaves nothing to
+        linger for: the close would only wait for the client's, holding up
+        the server's drain (``wait_closed()``) for up to ``LINGER_TIME``.
+        """
+        h = self.h11
+        if h.their_state is not _SEND_BODY:
+            return False
+        try:
+            event = h.next_event()
+        except _RemoteProtocolError:
+            return True
+        return type(event) is not _EOM or bool(h.trailing_data[0])
 
     async def _linger(self) -> None:
         """Closing while the client may still be sending its body (after a 413, say).

@@ -158,11 +158,40 @@ class HTTPException(Exception):
                 raise HTTPException(400, "missing ?id=")
             ...
 
-    ``headers`` are added to the response. The server also raises it for
-    you: :meth:`Request.body` raises ``HTTPException(413)`` when the body
-    is larger than the limit, :meth:`Request.json` ``HTTPException(400)``
-    for invalid JSON.
+    Attributes:
+
+    - ``status`` -- the HTTP status code (``404``).
+    - ``detail`` -- the text of the default response body (``"item 99 not
+      found"``); the status's reason phrase (``"Not Found"``) if none was given.
+    - ``headers`` -- a dict of headers the response must carry (``{}`` if
+      none): a 405 from :class:`Router` has ``{"allow": "GET, HEAD"}``, a 401
+      would have its ``WWW-Authenticate``.
+
+    The server answers it with ``status``, a ``text/plain`` body of
+    ``detail`` and a newline, and ``headers``; ``serve(...,
+    error_handler=fn)`` replaces that body, and ``headers`` are still added
+    unless ``fn``'s response sets them itself (see docs/http.md, "Errors").
+
+    ``str(exc)`` is ``"404 item 99 not found"``: the status first, so a log
+    line or ``print(exc)`` says what was answered, not only why; use
+    ``exc.detail`` for the text alone::
+
+        >>> exc = HTTPException(404, "item 99 not found")
+        >>> (exc.status, exc.detail, exc.headers, str(exc))
+        (404, 'item 99 not found', {}, '404 item 99 not found')
+        >>> HTTPException(405, headers={"allow": "GET"}).detail
+        'Method Not Allowed'
+
+    It is raised for you too: :class:`Router` raises ``HTTPException(404)``
+    for a path no route matches and ``HTTPException(405)`` (with ``Allow``)
+    for another method; :meth:`Request.body` raises ``HTTPException(413)``
+    when the body is larger than the limit, :meth:`Request.json`
+    ``HTTPException(400)`` for invalid JSON.
     """
+
+    status: int
+    detail: str
+    headers: dict[str, str]
 
     def __init__(self, status: int, detail: str | None = None,
                  headers: dict[str, str] | None = None) -> None:

@@ -10,6 +10,10 @@ so when it is reached the oldest idle connection to another origin is
 closed to make room. Idle connections are dropped after
 ``Limits.keep_alive_timeout`` seconds, and a connection the server has
 closed meanwhile is noticed before it is reused (its socket is readable).
+
+A request sent with ``Expect: 100-continue`` waits after its head, as curl
+does, for the server's ``100 Continue`` before sending its body (see
+:meth:`ClientConnection.send_request`).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ def _deadline(timeout: float | None) -> float:
 class ClientConnection:
     """One HTTP/1.1 connection to ``origin`` (used by one request at a time)."""
 
-    __slots__ = ("stream", "h11", "origin", "idle_since", "reused", "closed", "send_error")
+    __slots__ = ("stream", "h11", "origin", "idle_since", "reused", "closed", "send_error",
+                 "early_response")
 
     def __init__(self, stream: Stream, origin: Origin, max_header_size: int) -> None:
         self.stream = stream
@@ -60,6 +65,9 @@ class ClientConnection:
         self.reused = False
         self.closed = False
         self.send_error: BaseException | None = None
+        #: The final response that came instead of a ``100 Continue``: the
+        #: body was never sent (so the connection is not reused).
+        self.early_response: h11.Response | None = None
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.origin[0]}://{self.origin[1]}:{self.origin[2]}>"
@@ -98,17 +106,50 @@ class ClientConnection:
             return True
         return bool(readable)
 
-    async def send_request(self, request: h11.Request, body: Any, timeout: float | None) -> None:
+    async def send_request(self, request: h11.Request, body: Any, timeout: float | None,
+                           expect_continue: float | None = None) -> None:
+        """Send the request head and ``body`` (bytes, or an iterable of chunks).
+
+        With ``expect_continue`` (seconds; the request says ``Expect:
+        100-continue``) the head goes alone, then the body once the server
+        says ``100 Continue`` or that many seconds pass without an answer
+        (servers that ignore Expect are common). A final response instead
+        (a 401, a 413, a 417) means the server does not want the body: it is
+        not sent, and :meth:`receive_head` returns that response.
+        """
         h = self.h11
         try:
             with fail_after(_deadline(timeout)):
                 out = h.send(request)
+                if expect_continue is not None:
+                    await self.stream.write(out)
+                    out = b""
+        except TimeoutError as exc:
+            raise Timeout(f"sending the request to {self.origin[1]} timed out") from exc
+        except _IO_ERRORS as exc:
+            if self.reused:
+                raise StaleConnection(str(exc)) from exc
+            self.send_error = exc  # see below: perhaps there is an early answer to read
+            return
+        if expect_continue is not None:
+            # Raises StaleConnection if a reused connection turns out closed:
+            # nothing of the body was sent, so it can go on a new one.
+            self.early_response = await self._wait_for_continue(expect_continue)
+            if self.early_response is not None:
+                return
+            # It was alive all that time (a close would have been seen): a
+            # failure from now on is no stale keep-alive connection, and the
+            # server may act on the request, so it is not sent again.
+            self.reused = False
+        try:
+            with fail_after(_deadline(timeout)):
                 if isinstance(body, bytes):
                     if body:
                         out += h.send(h11.Data(data=body))
                     await self.stream.write(out + h.send(h11.EndOfMessage()))
                     return
-                await self.stream.write(out)
+                if out:
+                    await self.stream.write(out)
         except TimeoutError as exc:
             raise Timeout(f"sending the request to {self.origin[1]} timed out") from exc
         except _IO_ERRORS as exc:
@@ -136,6 +177,34 @@ class ClientConnection:
                              f"Content-Length: {exc}") from None
         except _IO_ERRORS as exc:
             self.send_error = exc  # as above: perhaps there is an early answer to read
+
+    async def _wait_for_continue(self, wait: float) -> h11.Response | None:
+        """After a head saying ``Expect: 100-continue``: None when the body should
+        go (a ``100 Continue`` came, or ``wait`` seconds passed), or the final
+        response the server sent instead."""
+        deadline = current_time() + wait
+        while True:
+            remaining = deadline - current_time()
+            if remaining <= 0:
+                return None
+            try:
+                # A read cut short by the timeout loses nothing: a partial head
+                # stays in h11's buffer for receive_head().
+                event = await self._receive_event(remaining, "head")
+            except Timeout:
+                return None
+            if isinstance(event, h11.InformationalResponse):
+                self.reused = False  # it has the request (see receive_head)
+                if event.status_code == 100:
+                    return None
+                continue  # a 103 Early Hints, say: still waiting
+            if isinstance(event, h11.Response):
+                return event
+            if isinstance(event, h11.ConnectionClosed):
+                if self.reused:
+                    raise StaleConnection("the server closed the kept-alive connection")
+                raise ProtocolError(f"{self.origin[1]} closed the connection without a response")
+            raise ProtocolError(f"unexpected {event!r} from {self.origin[1]}")
 
     async def _write_chunk(self, chunk: Any, timeout: float | None) -> None:
         if isinstance(chunk, str):
@@ -191,6 +260,8 @@ class ClientConnection:
 
     async def receive_head(self, timeout: float | None) -> h11.Response:
         """The final response head (1xx informational responses are skipped)."""
+        if self.early_response is not None:
+            return self.early_response
         while True:
             event = await self._receive_event(timeout, "head")
             if isinstance(event, h11.Response):

@@ -17,7 +17,9 @@
 
 A path that matches no route gets ``404 Not Found``; a path that matches
 with another method gets ``405 Method Not Allowed`` with an ``Allow``
-header. ``HEAD`` is served by the ``GET`` handler (the server drops the
+header. Both are *raised*, as :class:`HTTPException` (the ``Allow`` value in
+its ``headers``), not returned: the server turns them into responses, through
+``serve(..., error_handler=fn)`` if you gave one. ``HEAD`` is served by the ``GET`` handler (the server drops the
 body). ``{name}`` matches one non-empty segment; ``{name:path}`` matches the
 rest of the path, slashes included. Static routes are found with one dict
 lookup; routes with parameters are tried in the order they were added.
@@ -76,6 +78,10 @@ class Router:
         @router.post("/users/{name}")
         async def create(request):
             return Response.json({"created": request.path_params["name"]}, 201)
+
+    Calling it raises ``HTTPException(404)`` for a path no route or mount
+    matches and ``HTTPException(405, headers={"allow": ...})`` for a method
+    the path does not have; what a handler raises passes through unchanged.
     """
 
     def __init__(self) -> None:

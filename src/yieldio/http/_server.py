@@ -26,8 +26,9 @@ body/write timeouts work without a timer per read.
 Shutdown is graceful: leaving the ``async with`` block (or :meth:`close`)
 stops accepting, closes idle keep-alive connections at once, lets requests
 in flight finish (their responses say ``Connection: close``), sends
-WebSockets a 1001 close, and after ``grace_period`` seconds cancels
-whatever is left.
+WebSockets a 1001 close, and ``grace_period`` seconds after the close
+cancels whatever is left. :meth:`HTTPServer.wait_closed` waits for that
+drain from anywhere (the block's exit waits for it too).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from __future__ import annotations
 import logging
 import math
 import ssl as _ssl
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, overload
 
 import h11
 
-from .._taskgroup import TaskGroup
+from .._cancel import CancelScope
+from .._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from .._time import current_time, sleep
 from .._timeouts import move_on_after
 from ..net._stream import Stream
@@ -51,12 +53,15 @@ from ._limits import Limits
 from ._request import Request
 from ._response import Response
 
-__all__ = ["serve", "HTTPServer", "App"]
+__all__ = ["serve", "HTTPServer", "App", "ErrorHandler"]
 
 logger = logging.getLogger("yieldio.http")
 
 #: ``async def app(request) -> Response`` (None only after ``accept_websocket()``).
 App = Callable[[Request], Awaitable[Response | None]]
+#: ``async def error_handler(request, exc) -> Response`` (a plain ``def`` too), where
+#: ``exc`` is an :class:`HTTPException` or the exception the application failed with.
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 
 class HTTPServer:
@@ -75,18 +80,33 @@ class HTTPServer:
     :attr:`rejected` (connections refused with 503 over ``max_connections``),
     :attr:`tls_errors` (failed or timed-out TLS handshakes).
 
+    :meth:`close` starts the graceful shutdown from anywhere (a handler, a
+    signal watcher); :meth:`wait_closed` waits until it is done::
+
+        server.close()                         # stop accepting, drain
+        await server.wait_closed()             # every connection is done
+
     :attr:`cancel_on_disconnect` (off by default): cancel a handler whose
     client goes away (see :func:`serve`)::
 
         async with serve(app, "127.0.0.1", 0, cancel_on_disconnect=True) as server:
             ...                                # a long poll ends when its client leaves
+
+    :attr:`error_handler` (None by default) makes the error responses (see
+    :func:`serve`). Besides ``async with``, trio's idioms: ``await server``
+    serves until cancelled, ``await tg.start(serve, app, host, port)`` returns
+    it once it listens (see :meth:`serve`).
     """
 
     def __init__(self, app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None,
                  limits: Limits | None, grace_period: float, backlog: int,
-                 reuse_port: bool, cancel_on_disconnect: bool = False) -> None:
+                 reuse_port: bool, cancel_on_disconnect: bool = False,
+                 error_handler: ErrorHandler | None = None) -> None:
         if not callable(app):
             raise TypeError(f"app must be an async function taking a Request, not {app!r}")
+        if error_handler is not None and not callable(error_handler):
+            raise TypeError("error_handler must be a function (request, exc) -> Response, "
+                            f"not {error_handler!r}")
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a yieldio.http.Limits, not {limits!r}")
         self.app = app
@@ -94,13 +114,17 @@ class HTTPServer:
         self.limits = limits or Limits()
         self.grace_period = grace_period
         self.cancel_on_disconnect = bool(cancel_on_disconnect)
+        self.error_handler = error_handler
         self._host, self._port, self._backlog, self._reuse_port = host, port, backlog, reuse_port
         self.requests = 0
         self.app_errors = 0
         self.bad_requests = 0
         self.rejected = 0
         self.tls_errors = 0
-        self._conns: dict[ServerConnection, None] = {}
+        # Each open connection with the scope its task runs in: what the end
+        # of the grace period cancels (not the task group, whose scope also
+        # holds the body of the ``async with`` that may be awaiting wait_closed()).
+        self._conns: dict[ServerConnection, CancelScope] = {}
         self._closing = False
         self._stop = Event()
         self._drained = Event()
@@ -136,23 +160,95 @@ class HTTPServer:
         return len(self._conns)
 
     def close(self) -> None:
-        """Begin the graceful shutdown; :meth:`serve_forever` returns, the block exits."""
+        """Begin the graceful shutdown; :meth:`serve_forever` returns, the block exits.
+
+        ::
+
+            server.close()              # from a handler, another task, a signal watcher
+
+        New connections are refused from now on; requests in flight finish,
+        and what is still running ``grace_period`` seconds from now is
+        cancelled. It does not wait: :meth:`wait_closed` does.
+        """
         if self._closing:
             return
         self._closing = True
         self._stop.set()
         if self._tcp is not None:
             self._tcp.close()
+            # The grace period runs from the close, not from the block's exit:
+            # else wait_closed() inside the block would wait for a stuck
+            # request for ever.
+            self._tg.spawn(self._end_grace_period, name="http shutdown")
         for conn in list(self._conns):
             conn.shutdown()
         if not self._conns:
             self._drained.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until a :meth:`close` has finished: nothing listens, every connection is done.
+
+        ::
+
+            server.close()
+            await server.wait_closed()       # the requests in flight were answered
+
+        asyncio's name and meaning (it also waits for a close still to come);
+        any number of tasks may wait, cancelling one cancels only its wait, and
+        it returns at once once the server is closed. Not from a handler: it
+        would wait for its own request (until ``grace_period`` cancels it).
+        """
+        if self._tcp is None:
+            raise RuntimeError("use 'async with serve(...) as server' before wait_closed()")
+        await self._tcp.wait_closed()
+        await self._drained.wait()
+
+    async def aclose(self) -> None:
+        """:meth:`close` and :meth:`wait_closed` (trio's and anyio's name)::
+
+            async with serve(app, "127.0.0.1", 0) as server:
+                ...
+                await server.aclose()   # drained; nothing listens on server.port now
+        """
+        self.close()
+        await self.wait_closed()
+
+    async def _end_grace_period(self) -> None:
+        """``grace_period`` seconds after :meth:`close`: cancel the connections left."""
+        with move_on_after(self.grace_period):
+            await self._drained.wait()
+            return
+        for scope in list(self._conns.values()):
+            scope.cancel()
 
     async def serve_forever(self) -> None:
         """Wait until :meth:`close` is called."""
         if self._tcp is None:
             raise RuntimeError("use 'async with serve(...) as server' before serve_forever()")
         await self._stop.wait()
+
+    async def serve(self, *, task_status: TaskStatus = TASK_STATUS_IGNORED) -> None:
+        """Open the server, report it started, and serve until closed or cancelled.
+
+        What ``await serve(...)`` and ``tg.start(serve, ...)`` run: the server
+        lives as long as the task that serves it, as in trio::
+
+            server = await tg.start(yieldio.http.serve, app, "127.0.0.1", 0)
+            print("listening on", server.port)      # serving, in tg
+
+        :meth:`close` ends it gracefully (it returns once drained); a cancel
+        ends it at once, cancelling the requests in flight.
+        """
+        async with self:
+            task_status.started(self)
+            await self.serve_forever()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        """``await serve(app, host, port)``: serve until cancelled (trio's idiom)."""
+        if self._tcp is not None:
+            raise RuntimeError("this HTTPServer is already open ('async with' or await): "
+                               "await server.serve_forever() to wait for it")
+        return self.serve().__await__()
 
     async def __aenter__(self) -> HTTPServer:
         if self._tcp is not None:
@@ -180,8 +276,8 @@ class HTTPServer:
         try:
             await self._tcp.__aexit__(None, None, None)
             if exc is None and self._conns:
-                with move_on_after(self.grace_period):
-                    await self._drained.wait()
+                # Bounded: _end_grace_period cancels what outlives the grace period.
+                await self._drained.wait()
         except BaseException as failure:  # e.g. cancelled from outside while draining
             etype, exc, tb = type(failure), failure, failure.__traceback__
         self._tg.cancel()
@@ -192,6 +288,10 @@ class HTTPServer:
             if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
                 raise exc from None
             raise
+        finally:
+            # Every connection task has ended (cancelled, if the block failed
+            # or was cancelled): wait_closed() must not wait any longer.
+            self._drained.set()
         if exc is not None and not swallowed and etype is not None:
             raise exc
         return swallowed
@@ -205,18 +305,19 @@ class HTTPServer:
             await self._refuse(stream)
             return
         conn = ServerConnection(self, stream)
-        self._conns[conn] = None
+        scope = self._conns[conn] = CancelScope()
         try:
-            if self.ssl is not None:
-                tls = await self._start_tls(conn, stream)
-                if tls is None:
-                    return
-                conn.stream = tls
-            try:
-                await conn.run()
-            finally:
-                if conn.stream is not stream:
-                    await conn.stream.aclose()  # close_notify, then the transport
+            with scope:
+                if self.ssl is not None:
+                    tls = await self._start_tls(conn, stream)
+                    if tls is None:
+                        return
+                    conn.stream = tls
+                try:
+                    await conn.run()
+                finally:
+                    if conn.stream is not stream:
+                        await conn.stream.aclose()  # close_notify, then the transport
         finally:
             del self._conns[conn]
             if self._closing and not self._conns:
@@ -272,9 +373,22 @@ class HTTPServer:
                     conn.scope.cancel()
 
 
+@overload
 def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None = None,
           limits: Limits | None = None, grace_period: float = 10.0, backlog: int = 128,
-          reuse_port: bool = False, cancel_on_disconnect: bool = False) -> HTTPServer:
+          reuse_port: bool = False, cancel_on_disconnect: bool = False,
+          error_handler: ErrorHandler | None = None, task_status: None = None) -> HTTPServer: ...
+@overload
+def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None = None,
+          limits: Limits | None = None, grace_period: float = 10.0, backlog: int = 128,
+          reuse_port: bool = False, cancel_on_disconnect: bool = False,
+          error_handler: ErrorHandler | None = None,
+          task_status: TaskStatus) -> Coroutine[Any, Any, None]: ...
+def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None = None,
+          limits: Limits | None = None, grace_period: float = 10.0, backlog: int = 128,
+          reuse_port: bool = False, cancel_on_disconnect: bool = False,
+          error_handler: ErrorHandler | None = None,
+          task_status: TaskStatus | None = None) -> HTTPServer | Coroutine[Any, Any, None]:
     """Serve ``app`` over HTTP/1.1 on ``host``:``port``: ``async with serve(...) as server:``.
 
     ::
@@ -286,13 +400,32 @@ def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None 
             print(f"listening on http://127.0.0.1:{server.port}/")
             await server.serve_forever()
 
+    trio's two idioms work too: ``await serve(app, host, port)`` serves
+    until cancelled, and ``server = await tg.start(serve, app, host, port)``
+    returns once it listens, serving in ``tg`` (``task_status`` is for
+    ``start()``; see :meth:`HTTPServer.serve`).
+
     ``app`` is ``async def app(request) -> Response`` (a :class:`Router` is
     one). An exception in it becomes a ``500 Internal Server Error`` (the
     traceback is logged on ``"yieldio.http"``, never sent); an
-    :class:`HTTPException` becomes its status. ``ssl`` (a server
-    ``SSLContext``) serves HTTPS. ``limits`` bounds what a client may cost
-    (see :class:`Limits`). On shutdown requests in flight get
-    ``grace_period`` seconds to finish.
+    :class:`HTTPException` becomes its status, with its ``headers``.
+    ``error_handler`` (``async def fn(request, exc) -> Response``) makes
+    those responses instead, for every :class:`HTTPException` (a
+    :class:`Router`'s 404 and 405 too) and every failure of ``app`` (after
+    it is logged); its response gets the exception's ``headers`` it does not
+    set itself, and if it fails the plain default is sent (and the failure
+    logged)::
+
+        async def json_errors(request, exc):
+            if isinstance(exc, HTTPException):
+                return Response.json({"error": exc.detail}, exc.status)
+            return Response.json({"error": "internal error"}, 500)
+
+        async with serve(router, "127.0.0.1", 0, error_handler=json_errors): ...
+
+    ``ssl`` (a server ``SSLContext``) serves HTTPS. ``limits`` bounds what a
+    client may cost (see :class:`Limits`). On shutdown requests in flight
+    get ``grace_period`` seconds to finish.
 
     ``cancel_on_disconnect=True`` cancels the application (its cancel
     scope) when its client closes, half-closes or resets the connection
@@ -305,6 +438,7 @@ def serve(app: App, host: str | None, port: int, *, ssl: _ssl.SSLContext | None 
         async with serve(app, "127.0.0.1", 0, cancel_on_disconnect=True):
             ...
     """
-    return HTTPServer(app, host, port, ssl=ssl, limits=limits, grace_period=grace_period,
-                      backlog=backlog, reuse_port=reuse_port,
-                      cancel_on_disconnect=cancel_on_disconnect)
+    server = HTTPServer(app, host, port, ssl=ssl, limits=limits, grace_period=grace_period,
+                        backlog=backlog, reuse_port=reuse_port,
+                        cancel_on_disconnect=cancel_on_disconnect, error_handler=error_handler)
+    return server if task_status is None else server.serve(task_status=task_status)
