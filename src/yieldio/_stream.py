@@ -35,6 +35,9 @@ __all__ = ["Stream", "BrokenStreamError", "DEFAULT_READ_SIZE"]
 
 DEFAULT_READ_SIZE = 65536
 
+#: What using a stream retired by start_tls() raises (see Stream._hand_over).
+UPGRADED_MESSAGE = "this stream was upgraded with start_tls(): use the stream it returned"
+
 
 def _is_sendable(data: Any) -> bool:
     """Bytes-like and C-contiguous: what a write can send (``m[::2]`` is not)."""
@@ -101,11 +104,11 @@ class Stream(ABC):
     # -- shared machinery -------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise ClosedResourceError("this stream is closed")
+            raise self._closed_error()
 
     def _enter_read(self) -> None:
         if self._closed:
-            raise ClosedResourceError("this stream is closed")
+            raise self._closed_error()
         if self._reading:
             raise BusyResourceError("another task is already reading from this stream")
         self._reading = True
@@ -241,7 +244,7 @@ class Stream(ABC):
         instead of buffering without limit.
         """
         if self._closed:
-            raise ClosedResourceError("this stream is closed")
+            raise self._closed_error()
         if self._write_broken:
             raise BrokenStreamError("a previous write on this stream was interrupted")
         if self._writing:
@@ -270,6 +273,11 @@ class Stream(ABC):
         self._write_broken = True
 
     # -- TLS --------------------------------------------------------------------
+    #: The stream that took over this one's connection when start_tls()
+    #: upgraded it (see :meth:`_hand_over`). A class attribute, so streams
+    #: that are never upgraded pay nothing for it.
+    _moved_to: Stream | None = None
+
     async def start_tls(self, context: Any = None, *, server_side: bool = False,
                         server_hostname: str | None = None) -> Stream:
         """Upgrade to TLS; use the returned stream from now on.
@@ -277,12 +285,43 @@ class Stream(ABC):
         ::
 
             stream = await stream.start_tls(server_hostname="mail.example.org")
+
+        After a successful upgrade this stream object is retired (on socket
+        streams): reading or writing it raises :class:`ClosedResourceError`,
+        since raw bytes would corrupt the TLS session, while ``aclose()``
+        still closes the connection. A failed handshake leaves it as it was.
         """
         from .net._tls import start_tls  # lazy: no ssl import for programs without TLS
 
         result: Stream = await start_tls(self, context, server_side=server_side,
                                          server_hostname=server_hostname)
         return result
+
+    def _hand_over(self) -> Stream | None:
+        """Move this stream's connection to a new object and retire this one (private).
+
+        :func:`yieldio.net.start_tls` calls it once the handshake succeeded
+        and gives the new object to TLS; this one then raises
+        :class:`ClosedResourceError` (see :meth:`_closed_error`) and its
+        ``aclose()`` closes ``_moved_to``. Retiring an object this way costs
+        the read and write fast paths nothing: they already leave it for
+        ``_closed``. The default returns None: this kind of stream is not
+        retired and TLS uses it directly, as :meth:`TLSStream.wrap` does.
+        """
+        return None
+
+    def _take_back(self, moved: Stream) -> Stream:
+        """Undo :meth:`_hand_over` (``TLSStream.unwrap``): return the stream to use."""
+        return moved
+
+    def _closed_error(self) -> ClosedResourceError:
+        """The error for using this closed stream; says so if start_tls() retired it.
+
+        Built only on the failure path, so the open path never pays for it.
+        """
+        if self._moved_to is not None:
+            return ClosedResourceError(UPGRADED_MESSAGE)
+        return ClosedResourceError("this stream is closed")
 
     # -- context manager ------------------------------------------------------
     async def __aenter__(self) -> Stream:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket as stdsocket
 import ssl
 
@@ -287,5 +289,174 @@ def test_send_all_after_a_cancelled_write_lost_a_record_is_refused(server_contex
                 # (aclose already skips it on a broken stream).
                 with pytest.raises(yieldio.BrokenStreamError):
                     await client.send_eof()
+
+    yieldio.run(main)
+
+
+# -- start_tls() retires the stream it upgraded ------------------------------------
+UPGRADED = "this stream was upgraded with start_tls(): use the stream it returned"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def starttls_pair(server_context, client_context):
+    """A TCP pair upgraded with start_tls() on both ends: ``(a, b, client, server)``."""
+    a, b = tcp_pair()
+    async with yieldio.TaskGroup() as tg:
+        server = tg.spawn(b.start_tls(server_context, server_side=True))
+        client = await a.start_tls(client_context, server_hostname="localhost")
+    return a, b, client, server.result()
+
+
+def test_the_stream_start_tls_upgraded_refuses_io_and_tls_goes_on(server_context,
+                                                                 client_context):
+    # Raw bytes written on the old stream went into the TLS session (the peer
+    # failed with WRONG_VERSION_NUMBER). As asyncio retires the old transport,
+    # a successful start_tls() retires the old stream object.
+    async def main():
+        before = open_fds()
+        with yieldio.fail_after(5):
+            a, b, client, server = await starttls_pair(server_context, client_context)
+            peer = a.get_extra_info("peername")
+            ops = [lambda: a.write(b"raw"), lambda: a.send_all(b"raw"), lambda: a.read(),
+                   lambda: a.receive_some(), lambda: a.readline(), lambda: a.read_exactly(3),
+                   lambda: a.read_until(b"!"), lambda: a.send_eof(), lambda: b.read(),
+                   lambda: b.write(b"raw"), lambda: a.lines().__anext__(),
+                   lambda: a.start_tls(client_context, server_hostname="localhost")]
+            for op in ops:
+                with pytest.raises(yieldio.ClosedResourceError, match=re.escape(UPGRADED)):
+                    await op()
+            assert a.closed and b.closed
+            assert repr(a) == "<SocketStream upgraded with start_tls()>"
+            assert peer == client.get_extra_info("peername") == ("127.0.0.1", b.get_extra_info(
+                "sockname")[1])
+            assert client.transport is not a and not client.transport.closed
+            # Nothing raw reached the session: TLS goes on both ways.
+            await client.write(b"still encrypted")
+            assert await server.read() == b"still encrypted"
+            await server.write(b"and back")
+            assert await client.read() == b"and back"
+            await client.aclose()
+            await server.aclose()
+            await a.aclose()  # (already closed through TLS: nothing more to do)
+            await b.aclose()
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
+def test_a_server_closing_the_upgraded_stream_closes_the_connection(server_context,
+                                                                     client_context):
+    # serve_tcp closes the stream it handed the handler. After start_tls()
+    # that object is retired, and closing it must still close the connection:
+    # a handler that leaves its TLS stream unclosed would leak the fd. The
+    # peer is the stdlib's ssl module, which is also who saw the corruption.
+    errors: list[str] = []
+
+    async def handler(stream):
+        assert await stream.readline() == b"STARTTLS\n"
+        await stream.write(b"go ahead\n")
+        tls = await stream.start_tls(server_context, server_side=True)
+        try:
+            await stream.write(b"raw bytes into the TLS session")
+        except yieldio.ClosedResourceError as exc:
+            errors.append(str(exc))
+        await tls.write(b"hi " + await tls.readline())
+        # ...and returns without closing tls.
+
+    def stdlib_client(port):
+        with stdsocket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"STARTTLS\n")
+            line = b""
+            while not line.endswith(b"\n"):
+                line += raw.recv(1)
+            assert line == b"go ahead\n"
+            with client_context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"stdlib\n")
+                reply = b""
+                while not reply.endswith(b"\n"):
+                    reply += tls.recv(100)
+                # The server hangs up (no close_notify: a suppressed ragged
+                # EOF); a leaked connection would time out here instead.
+                return reply, tls.recv(100)
+
+    async def main():
+        await yieldio.to_thread(lambda: None)  # (whatever threads need, opened before counting)
+        before = open_fds()
+        with yieldio.fail_after(10):
+            async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+                reply, rest = await yieldio.to_thread(stdlib_client, server.port)
+                while server.connections:
+                    await yieldio.sleep(0.01)
+        assert (reply, rest) == (b"hi stdlib\n", b"")
+        assert errors == [UPGRADED]
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
+def test_a_failed_start_tls_leaves_the_stream_usable_and_the_callers_to_close(server_context,
+                                                                               client_context):
+    async def main():
+        before = open_fds()
+        a, b = tcp_pair()
+        with yieldio.fail_after(5):
+            async def server():
+                with pytest.raises(ssl.SSLError):
+                    await b.start_tls(server_context, server_side=True)
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(server)
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    await a.start_tls(client_context, server_hostname="elsewhere.example")
+            assert not a.closed and not b.closed
+            assert repr(a).startswith("<SocketStream fd=")
+            # The server's TLS read up to the client's alert; what follows is plaintext.
+            await a.write(b"plain again\n")
+            assert await b.readline() == b"plain again\n"
+            await a.aclose()
+            await b.aclose()
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
+def test_unwrap_after_start_tls_gives_back_the_upgraded_stream(server_context, client_context):
+    async def main():
+        before = open_fds()
+        with yieldio.fail_after(5):
+            a, b, client, server = await starttls_pair(server_context, client_context)
+            await client.write(b"secret")
+            assert await server.read() == b"secret"
+            async with yieldio.TaskGroup() as tg:
+                srv = tg.spawn(server.unwrap)
+                plain_a, trailing_a = await client.unwrap()
+            plain_b, trailing_b = srv.result()
+            # The very objects start_tls() was called on, usable again (as after wrap()).
+            assert plain_a is a and plain_b is b and trailing_a == trailing_b == b""
+            assert client.transport is a and not a.closed
+            await a.write(b"plain again")
+            assert await b.read() == b"plain again"
+            await client.aclose()  # unwrap() handed the connection over: still open
+            await server.aclose()
+            assert not a.closed and not b.closed
+            await b.write(b"still plain")
+            assert await a.read() == b"still plain"
+            # ...and they can be upgraded again, which retires them again.
+            async with yieldio.TaskGroup() as tg:
+                srv2 = tg.spawn(b.start_tls(server_context, server_side=True))
+                client2 = await a.start_tls(client_context, server_hostname="localhost")
+            server2 = srv2.result()
+            with pytest.raises(yieldio.ClosedResourceError, match=re.escape(UPGRADED)):
+                await a.write(b"raw")
+            async with client2, server2:
+                await server2.write(b"encrypted again")
+                assert await client2.read() == b"encrypted again"
+            assert a.closed and b.closed
+            await a.aclose()
+            await b.aclose()
+        assert open_fds() == before
 
     yieldio.run(main)

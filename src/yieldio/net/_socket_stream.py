@@ -102,7 +102,10 @@ class SocketStream(Stream):
                 pass
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"fd={self._raw.fileno()}"
+        if self._moved_to is not None:
+            state = "upgraded with start_tls()"
+        else:
+            state = "closed" if self._closed else f"fd={self._raw.fileno()}"
         return f"<SocketStream {state}>"
 
     # -- receiving -----------------------------------------------------------
@@ -199,7 +202,7 @@ class SocketStream(Stream):
         if task._cancel_pending:
             task._raise_cancel()
         if self._closed:
-            raise ClosedResourceError("this stream is closed")
+            raise self._closed_error()  # (says so if start_tls() retired this object)
         if max_bytes < 1:
             # recv(0) returns b"", which every caller would take for EOF.
             raise ValueError("max_bytes must be >= 1")
@@ -291,7 +294,7 @@ class SocketStream(Stream):
         if task._cancel_pending:
             task._raise_cancel()
         if self._closed:
-            raise ClosedResourceError("this stream is closed")
+            raise self._closed_error()  # (says so if start_tls() retired this object)
         if self._eof_sent:
             raise ClosedResourceError("cannot send after send_eof()")
         if self._write_broken:
@@ -355,7 +358,7 @@ class SocketStream(Stream):
         if task._cancel_pending:
             task._raise_cancel()
         if self._closed:
-            raise ClosedResourceError("this stream is closed")
+            raise self._closed_error()  # (says so if start_tls() retired this object)
         if self._writing:
             raise BusyResourceError("another task is writing to this stream")
         if self._eof_sent:
@@ -375,9 +378,56 @@ class SocketStream(Stream):
         It never raises ``Cancelled``: closing always happens at once.
         """
         if self._closed:
+            moved = self._moved_to
+            if moved is not None:
+                # Retired by start_tls(): the connection lives on in the
+                # stream TLS uses. A server closes the stream it handed
+                # its handler, so this must close the connection (else a
+                # handler that drops its TLS stream would leak the fd).
+                await moved.aclose()
             return
         self._closed = True
         self.socket.close()  # notify_closing, then close
+
+    # -- start_tls hand-over (see Stream._hand_over) -----------------------------
+    def _hand_over(self) -> SocketStream | None:
+        """Move the connection to a new SocketStream for TLS; retire this object.
+
+        A retired object has ``_closed`` set, which every fast path already
+        tests on its way to the slow path: old references to it fail there
+        (``ClosedResourceError``) instead of writing raw bytes into the TLS
+        session, and the fast paths gain no check. The socket is shared, not
+        closed: ``aclose()`` here closes the new object.
+        """
+        if self._reading or self._writing:
+            # Another task is inside a read or write of this object (it would
+            # carry on with the socket after we hand it over): leave things
+            # as TLSStream.wrap does.
+            return None
+        # A copy of the state, not SocketStream(sock): no second setsockopt,
+        # and the read buffer, EOF, drained and broken flags, and the peer's
+        # address carry over. The copy takes the buffer; ours is replaced.
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        self._rbuf = bytearray()
+        self._closed = True
+        self._moved_to = new
+        return new
+
+    def _take_back(self, moved: Stream) -> Stream:
+        """``TLSStream.unwrap()``: this object takes the connection back from ``moved``.
+
+        So ``plain, _ = await tls.unwrap()`` gives back the very stream
+        start_tls() was called on, as it does after ``TLSStream.wrap``.
+        """
+        if moved is not self._moved_to or moved._moved_to is not None:
+            return moved  # (not ours, or moved on again: leave it be)
+        self.__dict__.update(moved.__dict__)
+        self._moved_to = None
+        moved._rbuf = bytearray()
+        moved._closed = True
+        moved._moved_to = self
+        return self
 
     # -- details -----------------------------------------------------------------
     def get_extra_info(self, name: str, default: Any = None) -> Any:

@@ -64,6 +64,11 @@ class TLSStream(Stream):
     ``suppress_ragged_eofs=False``, as with the stdlib's ``ssl`` sockets.
     """
 
+    #: The stream start_tls() was called on, when it retired it and gave us a
+    #: new object over the same connection (see Stream._hand_over): unwrap()
+    #: hands the connection back to it. A class attribute: wrap() sets nothing.
+    _origin: Stream | None = None
+
     def __init__(self, transport: Stream, context: _ssl.SSLContext, *, server_side: bool = False,
                  server_hostname: str | None = None, suppress_ragged_eofs: bool = True) -> None:
         super().__init__()
@@ -468,6 +473,10 @@ class TLSStream(Stream):
         except _EOF_ERRORS:
             pass  # the transport ended right after close_notify: fine
         self._tls_closed = True
+        if self._origin is not None:
+            # start_tls() retired the caller's stream: give it its connection
+            # back, so the caller gets the object it upgraded (as after wrap()).
+            self.transport = self._origin._take_back(self.transport)
         return self.transport, self._in.read()
 
     def _unread_bytes(self) -> int:
@@ -583,11 +592,28 @@ async def start_tls(stream: Stream, context: _ssl.SSLContext | None = None, *,
     Data the stream had already buffered is fed to TLS first. ``context``
     defaults to ``ssl.create_default_context()`` on the client side; a
     server must pass one with its certificate. Use the returned stream from
-    now on; closing it closes ``stream``.
+    now on; closing it closes the connection.
+
+    Once the handshake succeeded, ``stream`` itself is retired (socket
+    streams; see ``Stream._hand_over``): TLS goes on over a new object on
+    the same connection, and reading or writing ``stream`` raises
+    ``ClosedResourceError`` -- raw bytes there would corrupt the TLS
+    session. ``stream.aclose()`` still closes the connection (a server
+    closing its handler's stream must not leak it), and ``unwrap()`` hands
+    the connection back to ``stream``. A failed handshake leaves ``stream``
+    as it was: usable, and the caller's to close.
     """
     if context is None:
         if server_side:
             raise ValueError("start_tls(server_side=True) needs an SSLContext with a certificate")
         context = _ssl.create_default_context()
-    return await TLSStream.wrap(stream, context, server_side=server_side,
-                                server_hostname=server_hostname)
+    tls = await TLSStream.wrap(stream, context, server_side=server_side,
+                               server_hostname=server_hostname)
+    # Here, not in wrap(): wrap's callers (open_tcp_stream, servers) keep no
+    # other reference to the transport, so they need no hand-over. No await
+    # between the handshake and the swap: no one can use the old one between.
+    moved = stream._hand_over()
+    if moved is not None:
+        tls.transport = moved
+        tls._origin = stream
+    return tls
