@@ -16,7 +16,7 @@ import types
 import pytest
 
 from yieldio import _cancel, _kernel, _taskgroup
-from yieldio.http import _connection
+from yieldio.http import _respond
 from yieldio.net import _socket_stream
 
 HOT = [
@@ -26,7 +26,7 @@ HOT = [
     (_kernel, _kernel.Kernel._look_outside),
     (_cancel, _cancel.CancelScope.__enter__),
     (_cancel, _cancel.CancelScope.__exit__),
-    (_connection, _connection.ServerConnection._send),
+    (_respond, _respond.send_response),
     (_socket_stream, _socket_stream.SocketStream.read),
     (_socket_stream, _socket_stream.SocketStream.write),
 ]

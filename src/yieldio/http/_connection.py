@@ -2,10 +2,11 @@
 
 :class:`ServerConnection` runs in its own task (see :mod:`._server`): let
 h11 parse a request head from what was read, build the :class:`Request`,
-``await app(request)``, let h11 frame the :class:`Response` (one ``write``
-for a bytes body), read what is left of the request body (a little is
-drained to keep the connection, more closes it), start the next cycle.
-Pipelined requests wait in h11's buffer and are answered in order.
+``await app(request)``, have the :class:`Response` sent (:mod:`._respond`:
+h11 frames it, one ``write`` for a bytes body), read what is left of the
+request body (a little is drained to keep the connection, more closes it),
+start the next cycle. Pipelined requests wait in h11's buffer and are
+answered in order.
 
 Deadlines, not timers: before each wait the connection stores when that
 wait must end (``deadline``); the server's reaper task cancels the
@@ -20,31 +21,30 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import struct
-import time
-from email.utils import formatdate
-from http import HTTPStatus
-from socket import SO_LINGER, SOL_SOCKET
 from typing import TYPE_CHECKING, Any
 
 import h11
 
 from .._cancel import CancelScope
-from .._exceptions import ClosedResourceError
 from .._time import current_time
-from ..net._stream import BrokenStreamError, Stream
+from ..net._stream import Stream
 from ._disconnect import ClientGone, call_app_cancellable, start_cancelling_watch
 from ._errors import HTTPException, WebSocketClosed
 from ._request import Request
-from ._response import Response, _as_bytes, _close_iterator
+
+# The kept response heads (_heads, _HEADS_MAX, _response_head) are re-exported
+# from where they were before the sending side moved out: the tests look here.
+from ._respond import _HEADS_MAX as _HEADS_MAX
+from ._respond import _PEER_GONE, _REASONS, send_continue, send_protocol_error, send_response
+from ._respond import _heads as _heads
+from ._respond import _response_head as _response_head
+from ._response import Response, _close_iterator
 
 if TYPE_CHECKING:
     from ._disconnect import DisconnectWatch
     from ._server import HTTPServer
 
 __all__ = ["ServerConnection"]
-
-_LINGER_0 = struct.pack("ii", 1, 0)  # on, 0 s: close() sends a reset
 
 logger = logging.getLogger("yieldio.http")
 
@@ -57,54 +57,12 @@ LINGER_BYTES = 16 * 1024 * 1024
 _NEED_DATA = h11.NEED_DATA
 _PAUSED = h11.PAUSED
 _H11Request = h11.Request
-_H11Response = h11.Response
 _Data = h11.Data
 _EOM = h11.EndOfMessage
 _DONE = h11.DONE
 _SEND_BODY = h11.SEND_BODY
 _RemoteProtocolError = h11.RemoteProtocolError
-_PEER_GONE = (OSError, ClosedResourceError, BrokenStreamError, EOFError)
 _INF = math.inf
-
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_NO_BODY = frozenset({100, 101, 102, 103, 204, 304})
-_date_cache: list[Any] = [0, (b"date", b"")]
-
-
-def _date_header() -> tuple[bytes, bytes]:
-    """The Date header, formatted once per second."""
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[0] = now
-        _date_cache[1] = (b"date", formatdate(now, usegmt=True).encode())
-    return _date_cache[1]  # type: ignore[no-any-return]
-
-
-# h11's events are frozen dataclasses, so one may be sent many times. The
-# end of a message is always the same event, and a response head repeats as
-# long as its status and headers do (Date changes once a second): building an
-# h11.Response validates every header with a regular expression (~9,000
-# instructions per header, most of the cost of a small response), so heads
-# are kept, keyed by what they are built from. Bounded: emptied when full.
-_END = h11.EndOfMessage()
-_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-_heads: dict[tuple[Any, ...], h11.Response] = {}
-_HEADS_MAX = 256
-_HEAD_CACHE_LIMIT = 1024  # bytes of header names and values; bigger heads are not kept
-
-
-def _response_head(status: int, headers: list[tuple[bytes, bytes]], size: int) -> h11.Response:
-    """The h11 event for this head, validated once per distinct head."""
-    key = (status, *headers) if size <= _HEAD_CACHE_LIMIT else None
-    head = _heads.get(key) if key is not None else None
-    if head is None:
-        # A bad header raises LocalProtocolError here, before anything is kept.
-        head = _H11Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-        if key is not None:
-            if len(_heads) >= _HEADS_MAX:
-                _heads.clear()
-            _heads[key] = head
-    return head
 
 
 def _full_items(headers: Any) -> Any:
@@ -212,7 +170,7 @@ class ServerConnection:
         except _RemoteProtocolError as exc:
             self.idle = False
             self.deadline = _INF
-            await self._send_protocol_error(exc)
+            await send_protocol_error(self, exc)
             return None
         if type(event) is _H11Request:
             return event  # type: ignore[return-value]
@@ -350,146 +308,12 @@ class ServerConnection:
                     response.headers[name] = value
         return response
 
-    # -- sending ----------------------------------------------------------------------------
-    async def _send(self, req: Request, response: Response) -> bool:
-        h = self.h11
-        server = self.server
-        # The pairs as bytes for h11, noting a Content-Length on the way
-        # (cheaper than a second, case-insensitive lookup).
-        headers = []
-        stated_length: str | None = None  # the app's Content-Length, if any
-        size = 0
-        for name, value in response.headers._items:
-            if name == "content-length":
-                stated_length = value
-            size += len(name) + len(value)
-            try:
-                headers.append((name.encode("latin-1"), value.encode("latin-1")))
-            except UnicodeEncodeError:
-                # HTTP/1.1 header text is ISO-8859-1: the app's bug, a logged 500.
-                raise h11.LocalProtocolError(
-                    f"header {name!r}: {value!r} is not ISO-8859-1 text") from None
-        headers.append(_date_header())
-        if server._closing or self.must_close or (h.they_are_waiting_for_100_continue
-                                                  and not self._body_already_here(req)):
-            # Waiting for 100-continue and answered without it: the client may
-            # or may not send the body now, so this connection cannot be reused.
-            headers.append((b"connection", b"close"))
-        status = response.status
-        body = response.body
-        write_timeout = server.limits.write_timeout
-        write = self.stream.write
-        if status in _NO_BODY:
-            # 1xx, 204 and 304 responses have no body (RFC 9110): drop one given.
-            if not isinstance(body, bytes):
-                await _close_iterator(body)
-            body = b""
-        elif isinstance(body, bytes):
-            if stated_length is None:
-                headers.append((b"content-length", b"%d" % len(body)))
-            elif stated_length.strip() != str(len(body)) and req.method != "HEAD":
-                # h11 would notice only after the head is sent, too late for
-                # a 500: the client would get nothing at all.
-                raise h11.LocalProtocolError(
-                    f"Content-Length {stated_length!r} does not match the "
-                    f"{len(body)}-byte body")
-        if isinstance(body, bytes):
-            out = h.send(_response_head(status, headers, size))
-            if body and req.method != "HEAD":
-                out += h.send(_Data(data=body))
-            out += h.send(_END)
-            if write_timeout is not None:
-                self.deadline = current_time() + write_timeout
-            await write(out)
-            self.deadline = _INF
-        else:
-            head = _H11Response(status_code=status, headers=headers,
-                                reason=_REASONS.get(status, b""))
-            if not await self._send_streamed(req, head, body, write_timeout):
-                return False
-        done = self._request_finished()
-        if done is None:
-            return await self._drain_body()
-        return done
+    # -- sending (._respond) ----------------------------------------------------------------
+    # The function itself, bound as a method: self._send(req, response) costs
+    # what it did when the code was written here, no wrapper call per request.
+    _send = send_response
 
-    async def _send_streamed(self, req: Request, head: h11.Response, body: Any,
-                             write_timeout: float | None) -> bool:
-        h = self.h11
-        write = self.stream.write
-        out = h.send(head)
-        if req.method == "HEAD":
-            await _close_iterator(body)
-            if write_timeout is not None:
-                self.deadline = current_time() + write_timeout
-            await write(out + h.send(_END))
-            self.deadline = _INF
-            return True
-        # The write timeout bounds each write, and only the writes: the
-        # deadline is lifted after each one, or the time the application
-        # takes to produce the next chunk (server-sent events, say) would
-        # count against it and a healthy stream would be cut off.
-        timeout = _INF if write_timeout is None else write_timeout
-        # True while a write to the client is under way: only then does an
-        # OSError (or a closed stream) mean the client went away. The same
-        # errors raised by the body itself (a file that cannot be read, a
-        # backend that refused a connection) are the application's failure
-        # and must be logged and counted, not taken for a lost client.
-        writing = True
-        try:
-            self.deadline = current_time() + timeout
-            await write(out)
-            self.deadline = _INF
-            writing = False
-            if hasattr(body, "__aiter__"):
-                async for chunk in body:
-                    if chunk:
-                        self.deadline = current_time() + timeout
-                        writing = True
-                        await write(h.send(_Data(data=_as_bytes(chunk))))
-                        writing = False
-                        self.deadline = _INF
-            else:
-                for chunk in body:
-                    if chunk:
-                        self.deadline = current_time() + timeout
-                        writing = True
-                        await write(h.send(_Data(data=_as_bytes(chunk))))
-                        writing = False
-                        self.deadline = _INF
-            self.deadline = current_time() + timeout
-            writing = True
-            await write(h.send(_END))
-        except Exception as exc:
-            if writing and isinstance(exc, _PEER_GONE):
-                raise
-            # Too late for a 500: end the connection so the client sees a
-            # truncated body (no final chunk) rather than a complete one. An
-            # HTTP/1.0 body ends where the connection does, so a plain close
-            # would read as complete: reset it instead.
-            if req.http_version == "1.0":
-                _reset_now(self.stream)
-            self.server.app_errors += 1
-            logger.exception("streamed response body failed on %s %s (client %s)",
-                             req.method, req.target, self.client)
-            return False
-        finally:
-            self.deadline = _INF
-            await _close_iterator(body)
-        return True
-
-    def _body_already_here(self, req: Request) -> bool:
-        """Expect: 100-continue, yet the whole body is already buffered (``Content-Length: 0``,
-        or a client that did not wait): the connection can be kept all the same.
-
-        h11 clears its waiting flag only when it reaches the body, which the
-        application did not read; the drain after the response reads it.
-        (A chunked body is not measured: such a connection is closed.)
-        """
-        length = req.headers.get("content-length")
-        if length is None or not length.isdigit():
-            return False
-        return len(self.h11.trailing_data[0]) >= int(length)
-
+    # -- after the response: keep, drain or close ------------------------------------------
     def _client_still_sending(self) -> bool:
         """Closing after a response: may the client still be sending (a body, more requests)?
 
@@ -566,26 +390,6 @@ class ServerConnection:
             return False
         return h.their_state is _DONE
 
-    async def _send_protocol_error(self, exc: h11.RemoteProtocolError) -> None:
-        """A malformed request: answer 400 (431 for oversized headers) and close."""
-        h = self.h11
-        self.server.bad_requests += 1
-        logger.debug("bad request from %s: %s", self.client, exc)
-        if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
-        status = exc.error_status_hint
-        body = _REASONS.get(status, b"Bad Request") + b"\n"
-        headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", b"%d" % len(body)), (b"connection", b"close"),
-                   _date_header()]
-        try:
-            out = h.send(_H11Response(status_code=status, headers=headers,
-                                      reason=_REASONS.get(status, b"")))
-            out += h.send(_Data(data=body)) + h.send(_END)
-            self.deadline = current_time() + (self.server.limits.write_timeout or 5.0)
-            await self.stream.write(out)
-        except (h11.LocalProtocolError, *_PEER_GONE):
-            pass
 
     # -- the body, for Request ------------------------------------------------------------------
     async def receive_body_chunk(self) -> bytes:
@@ -602,7 +406,7 @@ class ServerConnection:
                 if h.their_state is not _SEND_BODY:
                     return b""  # its end was taken already (see _disconnect._body_done)
                 if h.they_are_waiting_for_100_continue:
-                    await self._send_continue()
+                    await send_continue(self)
                 if limits.body_timeout is not None:
                     self.deadline = current_time() + limits.body_timeout
                 try:
@@ -630,26 +434,3 @@ class ServerConnection:
             self.must_close = True
             raise HTTPException(400, "the request body ended early")
 
-    async def _send_continue(self) -> None:
-        """``100 Continue``: the client waits for it before sending the body."""
-        write_timeout = self.server.limits.write_timeout
-        if write_timeout is not None:
-            self.deadline = current_time() + write_timeout
-        try:
-            await self.stream.write(self.h11.send(_CONTINUE))
-        except _PEER_GONE as exc:
-            self.must_close = True
-            raise HTTPException(400, "the client disconnected") from exc
-        self.deadline = _INF
-
-
-def _reset_now(stream: Stream) -> None:
-    """Close ``stream``'s socket with a TCP reset now: a FIN or close_notify reads as a clean end."""
-    sock = stream.get_extra_info("socket")
-    if sock is None:  # not a socket (a test's memory stream): the plain close follows
-        return
-    try:
-        sock.setsockopt(SOL_SOCKET, SO_LINGER, _LINGER_0)
-    except OSError:
-        pass
-    sock.close()
