@@ -612,3 +612,50 @@ def test_exiting_a_scope_from_another_task_while_its_owner_is_inside_is_an_error
 
     vrun(main)
     assert seen == [True]
+
+
+def test_the_cancelled_message_names_what_cancelled_the_task():
+    # "task 'main' was cancelled" under a timeout sent readers looking for a
+    # task.cancel() that never happened.
+    got = []
+
+    async def waits():
+        try:
+            await yieldio.sleep(10)
+        except yieldio.Cancelled as e:
+            got.append(str(e))
+            raise
+
+    async def fails():
+        await yieldio.sleep(1)
+        raise ValueError
+
+    async def main():
+        with pytest.raises(TimeoutError) as info:
+            with yieldio.fail_after(0.5):
+                await yieldio.sleep(10)
+        got.append(str(info.value.__cause__))
+        with yieldio.move_on_after(0.5):
+            await waits()
+        with pytest.raises(ExceptionGroup):
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(waits, name="sibling")
+                tg.spawn(fails)
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(waits, name="alone")
+            await yieldio.sleep(1)
+            t.cancel()
+        with yieldio.move_on_after(0.5):
+            with yieldio.CancelScope(shield=True):  # the shield hides the outer one
+                with yieldio.move_on_after(1):
+                    await waits()
+
+    vrun(main)
+    assert got == [
+        "task 'main': the deadline of fail_after(0.5) passed",
+        "task 'main': the deadline of a cancel scope passed",
+        "task 'sibling': a cancel scope around it was cancelled (scope.cancel(), "
+        "tg.cancel(), or a failed task in its group)",
+        "task 'alone' was cancelled by Task.cancel()",
+        "task 'main': the deadline of a cancel scope passed",
+    ]

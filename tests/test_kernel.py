@@ -888,3 +888,23 @@ def test_a_kernel_that_fails_to_start_leaves_no_fd_behind():
         with pytest.raises(RuntimeError, match="broken instrument"):
             Kernel(None, [BrokenInstrument()], None)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_deep_async_def_recursion_fails_with_a_note_naming_the_trampoline():
+    # async def recursion uses Python's stack; the note says where the
+    # unlimited kind of call is.
+    async def down(n):
+        return 0 if n == 0 else 1 + await down(n - 1)
+
+    async def main():
+        return await down(100_000)
+
+    with pytest.raises(RecursionError) as info:
+        yieldio.run(main)
+    assert any("yield sub()" in note for note in info.value.__notes__)
+
+    @yieldio.coroutine
+    def deep(n):
+        return 0 if n == 0 else 1 + (yield deep(n - 1))
+
+    assert yieldio.run(deep, 100_000) == 100_000  # the trampolined form has no limit

@@ -6,6 +6,7 @@ the choices.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Awaitable, Generator
 from typing import Any
 
@@ -23,9 +24,14 @@ _RESET = object()  # sent to waiters by Barrier.reset()
 _ABORTED = object()  # sent to waiters by Barrier.abort()
 
 
-@awaitable
+@types.coroutine
 def _done() -> Generator[Any, Any, None]:
-    """An awaitable that is already finished (what ``reset``/``abort`` return)."""
+    """An awaitable that is already finished (what ``reset``/``abort`` return).
+
+    Plain ``types.coroutine``, not ``awaitable``: dropping it unawaited is
+    the normal use (``barrier.abort()``), which YIELDIO_DEBUG's tracking of
+    yieldio's waits must not report.
+    """
     return
     yield  # pragma: no cover -- makes this a generator
 

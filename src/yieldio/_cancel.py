@@ -439,13 +439,46 @@ def _check_thread(scope: CancelScope, what: str) -> None:
             "from a to_thread worker use yieldio.from_thread(scope.cancel)")
 
 
+def cancelled_for(task: Task) -> Cancelled:
+    """The ``Cancelled`` to raise in ``task``, saying which scope cancelled it.
+
+    "task 'main' was cancelled" under a timeout sent readers looking for a
+    ``task.cancel()`` that never happened. The outermost cancelled scope up
+    to the nearest shield is the one whose cancellation this is (and the one
+    that will catch it)::
+
+        Cancelled("task 'main': the deadline of fail_after(0.01) passed")
+
+    (Only when a Cancelled is raised: a walk over the task's few scopes.)
+    """
+    cause = None
+    scope: CancelScope | None = task._scope
+    while scope is not None:
+        if scope._cancel_called:
+            cause = scope
+        if scope._shield:
+            break
+        scope = scope._parent
+    name = task.name
+    if cause is None:
+        return Cancelled(f"task {name!r} was cancelled")
+    if cause._by_deadline:
+        seconds = getattr(cause, "_seconds", None)  # a fail_after scope's (see _timeouts)
+        what = f"fail_after({seconds:g})" if seconds is not None else "a cancel scope"
+        return Cancelled(f"task {name!r}: the deadline of {what} passed")
+    if cause._is_task_root:
+        return Cancelled(f"task {name!r} was cancelled by Task.cancel()")
+    return Cancelled(f"task {name!r}: a cancel scope around it was cancelled "
+                     "(scope.cancel(), tg.cancel(), or a failed task in its group)")
+
+
 def _deliver(task: Task) -> None:
     """Wake a parked task with Cancelled if its wait can be aborted."""
     wait = task._wait
     if wait is None or task._state != "running":
         return
     if wait._abort_wait(task):
-        task._kernel.reschedule_error(task, Cancelled(f"task {task.name!r} was cancelled"))
+        task._kernel.reschedule_error(task, cancelled_for(task))
 
 
 def insert_task_scope(task: Task) -> CancelScope:

@@ -212,3 +212,27 @@ class BrokenBarrierError(threading.BrokenBarrierError):
     ``asyncio.BrokenBarrierError``: that would mean importing asyncio with
     yieldio, which keeps its asyncio bridge lazy (``yieldio.aio``).
     """
+
+
+#: Exception types whose usual cause in a task is a yieldio habit not yet
+#: learned; a task that fails with one gets a note (see add_hint).
+_HINTED = (RuntimeError, RecursionError)
+
+
+def _add_hint(exc: BaseException) -> None:
+    """Add a note pointing at the yieldio way, when ``exc`` is a known stumbling block.
+
+    Called only when a task fails with an exception of a type in ``_HINTED``::
+
+        RuntimeError: no running event loop
+        (yieldio runs no asyncio event loop: call asyncio code through ...)
+    """
+    if type(exc) is RuntimeError and exc.args == ("no running event loop",):
+        # asyncio code awaited from a task: asyncio's words say nothing of the fix.
+        exc.add_note("(yieldio runs no asyncio event loop: call asyncio code "
+                     "through yieldio.aio.run_asyncio(...); see docs/asyncio.md)")
+    elif type(exc) is RecursionError:
+        exc.add_note("(if this is a chain of coroutine calls: 'async def' and 'yield from' "
+                     "calls use Python's stack; a generator coroutine that calls with "
+                     "'result = yield sub()' runs on yieldio's trampoline, with no depth "
+                     "limit -- docs/tutorial.md, 'The trampoline')")

@@ -38,7 +38,7 @@ from typing import Any
 
 from ._asyncgens import AsyncGenFinalizer
 from ._cancel import CancelScope, remove_task_scope
-from ._exceptions import Cancelled
+from ._exceptions import _HINTED, Cancelled, _add_hint
 from ._instrument import HOOK_NAMES, InstrumentHooks
 from ._outside import OutsideWorld
 from ._stuck import StuckRun
@@ -235,11 +235,8 @@ class Kernel(OutsideWorld, TimerHeap, InstrumentHooks, StuckRun):
             task._state = FAILED
             task._val = None
             task._exc = exc
-            if type(exc) is RuntimeError and exc.args == ("no running event loop",):
-                # asyncio code awaited from a task: asyncio's own words say
-                # nothing of the fix.
-                exc.add_note("(yieldio runs no asyncio event loop: call asyncio code "
-                             "through yieldio.aio.run_asyncio(...); see docs/asyncio.md)")
+            if type(exc) in _HINTED:
+                _add_hint(exc)
         del task._scope._tasks[task]  # a running task is always in its scope's set
         if task._timer is not None:
             self.cancel_timer(task)

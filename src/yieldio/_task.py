@@ -14,7 +14,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _state
-from ._exceptions import Cancelled, TaskCancelled
+from ._exceptions import TaskCancelled
 from ._traps import PARK, SCHEDULE
 from ._typing import Waitable, awaitable
 
@@ -273,7 +273,9 @@ class Task(Generic[_T_co]):
             self._cancel_pending = self._scope._eff
             raise KeyboardInterrupt
         if self._scope._eff:
-            raise Cancelled(f"task {self.name!r} was cancelled")
+            from ._cancel import cancelled_for  # (_cancel imports _task for its types only)
+
+            raise cancelled_for(self)
         self._cancel_pending = False
 
     # -- waiting protocol (for join) -----------------------------------------

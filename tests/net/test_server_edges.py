@@ -270,3 +270,24 @@ def test_wait_closed_before_entering_is_a_clear_error():
             await server.aclose()
 
     yieldio.run(main)
+
+
+def test_a_client_hanging_up_before_the_tls_handshake_is_logged_quietly(server_context, caplog):
+    # Health checks and port scans connect and hang up: counted as failed
+    # handshakes, logged at INFO; a client speaking plain text is a WARNING.
+    async def main():
+        async with yieldio.serve_tcp(echo, "127.0.0.1", 0, ssl=server_context) as server:
+            with stdsocket.create_connection(("127.0.0.1", server.port)):
+                pass  # connect, say nothing, hang up
+            while server.tls_errors < 1:
+                await yieldio.sleep(0.01)
+            with stdsocket.create_connection(("127.0.0.1", server.port)) as plain:
+                plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                while server.tls_errors < 2:
+                    await yieldio.sleep(0.01)
+
+    with caplog.at_level(logging.INFO, logger="yieldio.server"):
+        yieldio.run(main)
+    levels = [(r.levelname, "hung up" in r.getMessage()) for r in caplog.records
+              if "TLS handshake" in r.getMessage()]
+    assert levels == [("INFO", True), ("WARNING", False)], caplog.text

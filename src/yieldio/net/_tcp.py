@@ -312,6 +312,11 @@ async def open_tcp_stream(host: str | bytes, port: int, *, ssl: bool | _ssl.SSLC
 _PEER_WENT_AWAY = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
+# A client gone during the TLS handshake (the ssl module reports an EOF there
+# as SSLEOFError, "UNEXPECTED_EOF_WHILE_READING").
+_HUNG_UP_IN_HANDSHAKE = (_ssl.SSLEOFError, *_PEER_WENT_AWAY)
+
+
 def _peer_went_away(exc: BaseException) -> bool:
     """Whether a handler's exception only says that its client went away.
 
@@ -527,7 +532,13 @@ class Server:
                         stream = await TLSStream.wrap(stream, self._ssl, server_side=True)
                 except Exception as exc:
                     self.tls_errors += 1
-                    logger.warning("TLS handshake with %s failed: %s", peer, exc)
+                    if isinstance(exc, _HUNG_UP_IN_HANDSHAKE):
+                        # A health check or a port scan connects and hangs up:
+                        # routine, so INFO; a failing protocol stays a WARNING.
+                        logger.info("TLS handshake with %s failed: the client hung up (%s)",
+                                    peer, exc)
+                    else:
+                        logger.warning("TLS handshake with %s failed: %s", peer, exc)
                     return
                 if handshake.cancelled_caught:
                     self.tls_errors += 1
