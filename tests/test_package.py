@@ -66,3 +66,14 @@ def test_the_package_says_it_is_typed() -> None:
     import importlib.resources
 
     assert importlib.resources.files("yieldio").joinpath("py.typed").is_file()
+
+
+def test_package_namespaces_hold_no_stray_typing_names():
+    # dir(yieldio) is what a user browses; `annotations` (the __future__
+    # import) and typing helpers there looked like part of the API.
+    import importlib
+
+    for name in ("yieldio", "yieldio.http", "yieldio.net", "yieldio.testing", "yieldio.debug"):
+        module = importlib.import_module(name)
+        stray = {"annotations", "TYPE_CHECKING", "Any"} & set(dir(module))
+        assert not stray, (name, stray)

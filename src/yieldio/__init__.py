@@ -14,12 +14,12 @@ for. Write ``async def`` or generator coroutines and mix them freely::
     print(yieldio.run(main))
 """
 
-from __future__ import annotations
+from __future__ import annotations as _annotations
 
 import types as _types
 from collections.abc import Callable as _Callable
 from collections.abc import Generator as _Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 from typing import ParamSpec as _ParamSpec
 from typing import TypeVar as _TypeVar
@@ -76,7 +76,7 @@ _F = _TypeVar("_F", bound=_Callable[..., _Any])
 _P = _ParamSpec("_P")
 _R = _TypeVar("_R")
 
-if TYPE_CHECKING:  # the submodules bound lazily below, for type checkers and IDEs
+if _TYPE_CHECKING:  # the submodules bound lazily below, for type checkers and IDEs
     from . import aio as aio
     from . import debug as debug
     from . import http as http

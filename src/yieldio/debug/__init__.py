@@ -21,9 +21,9 @@ Example, from inside a task::
 See docs/seeing-inside.md.
 """
 
-from __future__ import annotations
+from __future__ import annotations as _annotations
 
-from typing import Any
+from typing import Any as _Any
 
 from ._stack import (
     Frame,
@@ -92,7 +92,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'yieldio.debug' has no attribute {name!r}")

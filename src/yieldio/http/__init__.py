@@ -38,7 +38,7 @@ over yieldio streams, so it runs on real sockets, TLS and the in-memory
 network of :mod:`yieldio.testing` alike. See docs/http.md.
 """
 
-from __future__ import annotations
+from __future__ import annotations as _annotations
 
 try:
     import h11 as _h11  # noqa: F401

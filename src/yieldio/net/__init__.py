@@ -21,7 +21,7 @@ run installed (``yieldio.run(main, network=...)``). The socket-level API is
 :mod:`yieldio.socket`.
 """
 
-from __future__ import annotations
+from __future__ import annotations as _annotations
 
 from .._stream import BrokenStreamError, Stream
 from ._network import Listener, OSNetwork, SocketListener, UnixSocketListener, current_network

@@ -15,7 +15,7 @@
 See docs/testing.md ("Testing concurrent code").
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._blocked import wait_all_tasks_blocked
 from ._check_stream import check_stream
@@ -23,7 +23,7 @@ from ._clock import VirtualClock
 from ._explore import ExploreFailure, explore
 from ._memory import MemoryStream, memory_stream_pair
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._simlink import SimConnection, SimListener, SimStream
     from ._simnet import SimNetwork, installed_network
 
