@@ -319,6 +319,12 @@ class TaskGroup:
 
             t = tg.spawn(fetch, url, name="fetch " + url)
 
+        Keyword arguments for ``fn`` are not passed through (``name=`` is
+        spawn's own, as in trio): give a coroutine object, or a partial::
+
+            tg.spawn(fetch(url, timeout=5))
+            tg.spawn(functools.partial(yieldio.to_thread, work, limiter=limiter))
+
         (When ``fn(*args)`` can only make a coroutine, the call is made in
         the task's first step; ``t.coro`` still gives the coroutine.)
         """
