@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -63,6 +64,14 @@ _DONE = h11.DONE
 _SEND_BODY = h11.SEND_BODY
 _RemoteProtocolError = h11.RemoteProtocolError
 _INF = math.inf
+# A Host value: uri-host [ ":" port ] (RFC 9110 section 7.2, RFC 3986), or
+# empty. h11 checks that there is exactly one Host, not what it holds; RFC
+# 9112 section 3.2 requires a 400 for an invalid one. It matters because
+# request.url is built from it: a value such as "x Content-Length: 5" (an
+# obs-fold line h11 joined into Host), "evil/x" or "a@evil" would put
+# whatever the client likes into the URLs an application builds from it.
+_VALID_HOST = re.compile(
+    rb"(?:\[[0-9A-Za-z:.%_~-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?").fullmatch
 
 
 def _full_items(headers: Any) -> Any:
@@ -195,15 +204,22 @@ class ServerConnection:
         # value) triples, which is cheaper than its Sequence interface.
         size = len(event.target)
         length = None
+        host = b""
         for _, name, value in _full_items(event.headers):
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 length = value
+            elif name == b"host":
+                host = value
         limits = server.limits
         if size > limits.max_header_size:
             server.bad_requests += 1
             self.must_close = True
             return await self._send(req, _error_response(431))
+        if host and _VALID_HOST(host) is None:
+            server.bad_requests += 1
+            self.must_close = True
+            return await self._send(req, _error_response(400, "invalid Host header"))
         if length is not None:
             if any(n == b"transfer-encoding" for _, n, _ in _full_items(event.headers)):
                 # Both framings: how requests are smuggled past a proxy that

@@ -82,6 +82,8 @@ _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Cont
 _heads: dict[tuple[Any, ...], h11.Response] = {}
 _HEADS_MAX = 256
 _HEAD_CACHE_LIMIT = 1024  # bytes of header names and values; bigger heads are not kept
+#: A bytes response bigger than this is written in slices of it, each under the write timeout.
+_WRITE_SLICE = 256 * 1024
 
 
 def _response_head(status: int, headers: list[tuple[bytes, bytes]], size: int) -> h11.Response:
@@ -124,6 +126,13 @@ async def send_response(conn: ServerConnection, req: Request, response: Response
         # or may not send the body now, so this connection cannot be reused.
         headers.append((b"connection", b"close"))
     status = response.status
+    if 200 <= status < 300 and req.method == "CONNECT":
+        # h11 takes a 2xx to CONNECT for an open tunnel: it would send the
+        # head, then refuse the body, and the client would get nothing at
+        # all. The server has no tunnels, so it is refused here, as a 500.
+        raise h11.LocalProtocolError(
+            f"a {status} response to CONNECT would open a tunnel, which the server "
+            "does not provide")
     body = response.body
     write_timeout = server.limits.write_timeout
     write = conn.stream.write
@@ -146,9 +155,13 @@ async def send_response(conn: ServerConnection, req: Request, response: Response
         if body and req.method != "HEAD":
             out += h.send(_Data(data=body))
         out += h.send(_END)
-        if write_timeout is not None:
+        if write_timeout is None:
+            await write(out)
+        elif len(out) <= _WRITE_SLICE:
             conn.deadline = current_time() + write_timeout
-        await write(out)
+            await write(out)
+        else:
+            await _write_in_slices(conn, out, write_timeout)
         conn.deadline = _INF
     else:
         head = _H11Response(status_code=status, headers=headers,
@@ -226,6 +239,21 @@ async def _send_streamed(conn: ServerConnection, req: Request, head: h11.Respons
         conn.deadline = _INF
         await _close_iterator(body)
     return True
+
+
+async def _write_in_slices(conn: ServerConnection, out: bytes, write_timeout: float) -> None:
+    """Write a big response, the write timeout bounding each slice, not the whole.
+
+    The timeout is for a client that reads *nothing* that long. One
+    deadline for a 10 MB write would instead cut off, mid-body, a client
+    that reads steadily but needs longer than that in all (a slow mobile
+    link): it would get a truncated response.
+    """
+    view = memoryview(out)
+    write = conn.stream.write
+    for start in range(0, len(out), _WRITE_SLICE):
+        conn.deadline = current_time() + write_timeout
+        await write(view[start:start + _WRITE_SLICE])
 
 
 def _body_already_here(conn: ServerConnection, req: Request) -> bool:
