@@ -48,7 +48,7 @@ from wsproto.connection import Connection, ConnectionState
 from wsproto.utilities import LocalProtocolError
 
 from .._cancel import CancelScope
-from .._exceptions import ClosedResourceError, QueueClosed
+from .._exceptions import Cancelled, ClosedResourceError, QueueClosed
 from .._taskgroup import TaskGroup
 from .._timeouts import fail_after, move_on_after
 from ..net._stream import BrokenStreamError, Stream
@@ -131,6 +131,9 @@ class WebSocket:
         """Send a text (``str``) or binary (``bytes``) message.
 
         Raises :class:`WebSocketClosed` if the connection is closing or closed.
+        It waits while the peer reads slowly; cancelled after part of the
+        message went out, it ends the connection (code 1006): nothing can
+        follow half a frame.
         """
         if isinstance(message, str):
             event: wse.Event = wse.TextMessage(data=message)
@@ -203,7 +206,31 @@ class WebSocket:
                 if raise_closed:
                     raise WebSocketClosed(1006, "connection lost") from exc
                 return False
+            except Cancelled:
+                # Cancelled from outside (a timeout around send(), say), not by
+                # the scope above: if part of the frame went out, the byte
+                # stream is mid-frame for good (the Stream refuses more writes).
+                if self._stream._write_broken:
+                    await self._write_cut_off()
+                raise
         return True
+
+    async def _write_cut_off(self) -> None:
+        """A write was cancelled part way: the connection is lost, end it now.
+
+        Why now: until the next write failed, the WebSocket looked open
+        (``closed`` False, ``receive()`` waiting) while the peer waited for
+        the rest of a frame that can never come. No Close frame is possible
+        after half a frame; closing the transport lets the peer see 1006 at
+        once instead of at its own timeout.
+        """
+        logger.info("WebSocket write cancelled part way: aborting (%r)", self)
+        if self.close_code is None:
+            self.close_code, self.close_reason = 1006, "send cancelled part way"
+        self._lost()
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
+        await self._stream.aclose()  # never raises Cancelled: safe in this handler
 
     def _write_timed_out(self) -> None:
         """The peer read nothing for ``write_timeout`` s: abort, as an HTTP write timeout does.
