@@ -194,7 +194,9 @@ class _AsyncioCall:
                 if not inspect.isawaitable(aw):
                     raise TypeError(
                         f"run_asyncio(): {_name_of(self.fn)} returned {aw!r}, which is not "
-                        "awaitable (pass an 'async def' function or an awaitable)")
+                        "awaitable (pass an 'async def' function or an awaitable; the "
+                        "function did run, on the asyncio loop's thread: to call a plain "
+                        "function there, such as writer.close(), wrap it in an 'async def')")
             self.value = await aw
         except BaseException as exc:  # CancelledError too: reported, not re-raised
             self.error = exc
@@ -213,9 +215,7 @@ class _AsyncioCall:
 
     def _close_unstarted(self) -> None:
         if not self.started:
-            close = getattr(self.awaitable, "close", None)
-            if close is not None:
-                close()
+            _close(self.awaitable)
 
     def _post(self) -> None:
         self.fn = self.args = self.awaitable = None  # type: ignore[assignment]
@@ -235,9 +235,16 @@ def _name_of(obj: Any) -> str:
 
 
 def _close(obj: Any) -> None:
+    """Close an awaitable that will never be awaited (a call refused or never started).
+
+    No "coroutine ... was never awaited" warning for it. Not only coroutines:
+    a wrapper around one is awaitable and passes ``close()`` on to it --
+    aiohttp's ``session.get(url)`` returns such a request context manager,
+    whose coroutine warned when only coroutines were closed here.
+    """
     close = getattr(obj, "close", None)
-    if inspect.iscoroutine(obj) and close is not None:
-        close()  # no "coroutine was never awaited" warning for a call we refused
+    if close is not None and inspect.isawaitable(obj):
+        close()
 
 
 def run_asyncio(fn_or_coro: Callable[..., Awaitable[T]] | Awaitable[T], *args: Any,
