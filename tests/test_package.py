@@ -77,3 +77,23 @@ def test_package_namespaces_hold_no_stray_typing_names():
         module = importlib.import_module(name)
         stray = {"annotations", "TYPE_CHECKING", "Any"} & set(dir(module))
         assert not stray, (name, stray)
+
+
+def test_importing_a_private_submodule_first_does_not_run_it_twice() -> None:
+    # importlib.util.LazyLoader ran the package's __init__ while Python was
+    # importing the submodule (it reads __path__ after checking sys.modules),
+    # and the submodule then ran a second time: two HTTPException classes,
+    # and an `except` for one missed the other.
+    out = _run("""
+        import yieldio.http._errors as errors
+        import yieldio.testing._clock as clock
+        import yieldio.debug._tree as tree
+        import yieldio.http._respond as respond
+        import yieldio
+        from yieldio.http import _connection
+        print(errors.HTTPException is yieldio.http.HTTPException,
+              clock.VirtualClock is yieldio.testing.VirtualClock,
+              tree.snapshot is yieldio.debug.snapshot,
+              _connection.ServerConnection._send is respond.send_response)
+    """)
+    assert out == "True True True True"

@@ -16,6 +16,7 @@ for. Write ``async def`` or generator coroutines and mix them freely::
 
 from __future__ import annotations as _annotations
 
+import threading as _threading
 import types as _types
 from collections.abc import Callable as _Callable
 from collections.abc import Generator as _Generator
@@ -91,9 +92,50 @@ __version__ = "0.1.0"
 # reads on a module that has one, and ``yieldio.sleep`` in a loop would pay a
 # generic lookup (~50 ns) every time. The heavy submodules (HTTP, the debug
 # tools, testing, the asyncio bridge, subprocesses) are still reachable as
-# attributes without an import and still load only when first touched: they are
-# bound as lazy modules (importlib.util.LazyLoader), which become ordinary
-# modules on first use.
+# attributes without an import and still load only when first touched: each is
+# bound as a _LazyModule, which runs its code on the first attribute it lacks
+# and then becomes an ordinary module.
+class _LazyModule(_types.ModuleType):
+    """A submodule whose code runs when an attribute it lacks is first read.
+
+    Not ``importlib.util.LazyLoader``: its module runs on *any* attribute
+    read, ``__path__`` included, and Python 3.11's import system reads a
+    package's ``__path__`` *after* checking ``sys.modules`` for the
+    submodule it is importing. So ``import yieldio.http._errors`` as the
+    first import ran ``http/__init__`` (which imports ``_errors``) in the
+    middle of importing ``_errors``, and ``_errors`` then ran a second time:
+    two ``HTTPException`` classes, and ``except`` clauses that missed. Here
+    ``__path__``, ``__spec__`` and the rest are ordinary attributes, set
+    from the start: importing a submodule first leaves the package's code
+    for later, and when it runs it finds that submodule in ``sys.modules``.
+    """
+
+    def __getattr__(self, name: str) -> _Any:
+        _load_lazy(self)
+        return getattr(self, name)  # an AttributeError now is a real one
+
+    def __dir__(self) -> list[str]:
+        _load_lazy(self)
+        return dir(self)
+
+
+# Reentrant: one lazy module's code may touch another (http's uses debug's).
+_lazy_lock = _threading.RLock()
+
+
+def _load_lazy(module: _Any) -> None:
+    with _lazy_lock:
+        if type(module) is not _LazyModule:
+            return  # another thread loaded it meanwhile
+        plain: _Any = module  # (for type checkers: its class is about to change)
+        plain.__class__ = _types.ModuleType  # during its code, misses are plain misses
+        try:
+            plain.__spec__.loader.exec_module(plain)
+        except BaseException:
+            plain.__class__ = _LazyModule  # not loaded: the next touch tries again
+            raise
+
+
 def _bind_lazy_submodules(names: tuple[str, ...]) -> None:
     import importlib.util
     import sys
@@ -104,10 +146,9 @@ def _bind_lazy_submodules(names: tuple[str, ...]) -> None:
         if module is None:
             spec = importlib.util.find_spec(fullname)
             assert spec is not None and spec.loader is not None
-            spec.loader = importlib.util.LazyLoader(spec.loader)
             module = importlib.util.module_from_spec(spec)
+            module.__class__ = _LazyModule
             sys.modules[fullname] = module
-            spec.loader.exec_module(module)
         globals()[name] = module
 
 
