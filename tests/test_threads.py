@@ -714,3 +714,43 @@ def test_from_thread_runs_in_the_context_of_the_thread():
 
     assert yieldio.run(main) == (
         (("caller", "caller"), ("thread", "thread"), "thread"), "caller")
+
+
+@pytest.mark.timeout(30)
+def test_a_call_posted_while_the_kernel_runs_thread_calls_does_not_silence_later_ones():
+    # A call posted from another thread while the kernel drained its queue of
+    # thread calls ran in that same pass, and left the "wake-up byte
+    # pending" flag set with the queue empty: from then on no poster wrote a
+    # wake-up byte, and a loop polling with no timeout slept through them
+    # (a to_thread result waited for the next unrelated event).
+    import time as _time
+
+    from yieldio import _state
+
+    async def main():
+        k = _state.current_kernel()
+        ran = []
+
+        def posted_during_the_drain():
+            ran.append("second")
+
+        def first():
+            ran.append("first")
+            # Run by the drain on the kernel's thread: a post now is one made
+            # while the queue is being drained, as a racing thread's would be.
+            k.call_soon_threadsafe(posted_during_the_drain)
+
+        threading.Thread(target=k.call_soon_threadsafe, args=(first,)).start()
+        start = _time.monotonic()
+        # (The deadline keeps a broken loop from sleeping for ever: it wakes
+        # at the deadline instead, which the time taken shows.)
+        with yieldio.move_on_after(5):
+            while len(ran) < 2:
+                await yieldio.to_thread(_time.sleep, 0.01)
+            for _ in range(3):  # each completes through call_soon_threadsafe
+                await yieldio.to_thread(_time.sleep, 0.05)
+        return ran, _time.monotonic() - start
+
+    ran, took = yieldio.run(main)
+    assert ran == ["first", "second"]
+    assert took < 2, f"the to_thread result waited {took:.1f} s for an unrelated wake-up"

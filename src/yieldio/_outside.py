@@ -248,6 +248,16 @@ class OutsideWorld:
         return self._wake_w.fileno()
 
     def _drain_wakeup(self) -> None:
+        # The byte read here may be one whose call _run_thread_calls already
+        # ran (a call posted while it drained the queue is run in the same
+        # pass, and set the flag again). Clear the flag first, or it would
+        # stay set with the queue empty: _run_thread_calls, which also
+        # clears it, runs only when the queue is not, so no later
+        # call_soon_threadsafe would write a byte, and a loop polling with
+        # no timeout would sleep through it. (A call posted between this and
+        # the recv writes a byte the recv may eat, but it is in the queue
+        # already, and the loop looks at the queue after reading events.)
+        self._wakeup_pending = False
         try:
             while self._wake_r.recv(4096):
                 pass
