@@ -643,8 +643,9 @@ def test_a_to_thread_withdrawn_from_a_full_pool_gives_its_token_back():
 
 
 def test_an_abandoned_call_queued_for_a_worker_gives_its_token_back_when_dropped():
-    # cancellable=True and still queued behind a full pool: the worker later
-    # takes the job, skips the call, and the token comes back then.
+    # cancellable=True and still queued behind a full pool: the job is taken
+    # out of the queue, so the token comes back at once (it used to wait for
+    # a worker to take the job and skip it).
     async def main():
         pool = yieldio.threads.WorkerPool(max_workers=1)
         limiter = yieldio.CapacityLimiter(5)
@@ -668,7 +669,7 @@ def test_an_abandoned_call_queued_for_a_worker_gives_its_token_back_when_dropped
             await wait_all_tasks_blocked()
             scopes[0].cancel()
             await wait_all_tasks_blocked()
-            assert limiter.borrowed_tokens == 1  # queued, not yet skipped by a worker
+            assert limiter.borrowed_tokens == 0  # withdrawn from the queue: given back
             finish.set()
         # The blocker's to_thread has returned; the skipped job reports back
         # through the kernel a moment later, from the worker: poll (real time).
@@ -680,3 +681,52 @@ def test_an_abandoned_call_queued_for_a_worker_gives_its_token_back_when_dropped
         return ran, limiter.statistics()["borrowers"]
 
     assert vrun(main) == ([], ["after"])
+
+
+def test_a_cancelled_call_queued_behind_a_full_pool_gives_its_token_back_at_once():
+    # cancellable=True or not: a call still queued never runs, so its token
+    # must not wait for a worker that unrelated calls keep busy.
+    from yieldio.threads import WorkerPool
+
+    gate = threading.Event()
+
+    async def main():
+        pool = WorkerPool(max_workers=1)
+        limiter = yieldio.CapacityLimiter(1)
+        ran = []
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(functools.partial(yieldio.to_thread, gate.wait, 10, pool=pool))
+            await yieldio.sleep(0.05)  # the pool's only worker is busy now
+            for cancellable in (True, False):
+                with yieldio.move_on_after(0.05):
+                    await yieldio.to_thread(ran.append, cancellable, cancellable=cancellable,
+                                            pool=pool, limiter=limiter)
+                assert limiter.borrowed_tokens == 0, limiter.statistics()
+                with yieldio.fail_after(1):
+                    async with limiter:  # at once: nothing holds the token
+                        pass
+            gate.set()
+        assert ran == []  # neither call ever ran
+
+    yieldio.run(main)
+
+
+def test_a_call_whose_thread_cannot_start_gives_its_token_back(monkeypatch):
+    from yieldio.threads import WorkerPool
+
+    async def main():
+        limiter = yieldio.CapacityLimiter(1)
+        pool = WorkerPool(max_workers=4)
+
+        def cannot_start(self):
+            raise RuntimeError("can't start new thread")
+
+        with monkeypatch.context() as m:
+            m.setattr(threading.Thread, "start", cannot_start)
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                await yieldio.to_thread(lambda: 1, pool=pool, limiter=limiter)
+        assert limiter.borrowed_tokens == 0
+        with yieldio.fail_after(5):
+            assert await yieldio.to_thread(lambda: 2, pool=pool, limiter=limiter) == 2
+
+    yieldio.run(main)

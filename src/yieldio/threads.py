@@ -26,7 +26,8 @@ such calls run at once: each call first waits, cancellably and before any
 thread is involved, for a token borrowed on its own behalf, and the token
 is given back when the thread ends -- even when a ``cancellable=True``
 caller stopped waiting long before (the thread still uses a worker), as
-trio's ``to_thread.run_sync(limiter=...)`` does.
+trio's ``to_thread.run_sync(limiter=...)`` does. A call cancelled while
+still queued for a worker never runs, and gives its token back at once.
 """
 
 from __future__ import annotations
@@ -203,8 +204,10 @@ class _ThreadJob:
             self.cancelled = True
             for call in list(self.calls):
                 call.cancel()
-        withdrawn = (not self.cancellable and self.work is not None
-                     and self.pool._withdraw(self.work))
+        # A call still queued behind a full pool is taken out of the queue,
+        # cancellable or not: it never runs, and a limiter token it holds
+        # goes back now, not when a worker frees up for unrelated calls.
+        withdrawn = self.work is not None and self.pool._withdraw(self.work)
         if self.cancellable or withdrawn:
             # (The second case: still queued behind a full pool. Waiting for
             # a worker to free up just to run a call nobody wants any more
@@ -332,7 +335,12 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
             # belongs to the kernel's thread, and its waiters with it.
             pass
 
-    if pool._submit(work):  # first: if no thread can start, nothing is left counted
+    try:
+        queued = pool._submit(work)  # first: if no thread can start, nothing is left counted
+    except BaseException:
+        job._release_token()  # ("can't start new thread": the call never runs)
+        raise
+    if queued:
         job.work = work  # queued for a busy worker: a cancellation may withdraw it
     k.thread_jobs += 1  # (the job reports back through the kernel thread, after this)
     task._wait = job
