@@ -760,6 +760,10 @@ def test_cancelled_before_the_asyncio_task_took_a_step_never_runs_it():
             await yieldio.sleep(0)
             assert "'caller' [waiting] -- waiting on asyncio" in yieldio.debug.format_task_tree()
             task.cancel()
+            # Cancellations go to asyncio in one batch at the end of the
+            # kernel's step (all those of one scope in one asyncio loop step):
+            # end this step before the loop is let go.
+            await yieldio.sleep(0)
             release.set()
             with pytest.raises(yieldio.TaskCancelled):
                 await task.join()

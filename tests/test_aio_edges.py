@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import threading
@@ -208,6 +209,156 @@ def test_an_async_generator_stepped_on_a_loop_of_your_own_is_closed_by_that_loop
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+# -- one yieldio cancellation, one asyncio loop step -------------------------------------------
+
+
+class LoopSteps:
+    """Which asyncio loop iteration each cancelled call saw its CancelledError in.
+
+    The first handler of an iteration makes a mark and schedules (call_soon)
+    the callback that drops it: that callback runs in the *next* iteration,
+    so all the handlers of one iteration record the same mark.
+    """
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.seen: list[tuple[int, object]] = []  # (call number, iteration mark)
+        self._mark: object | None = None
+
+    def _clear(self) -> None:
+        self._mark = None
+
+    async def wait(self, n: int) -> None:        # asyncio code
+        self.started += 1
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if self._mark is None:
+                self._mark = object()
+                asyncio.get_running_loop().call_soon(self._clear)
+            self.seen.append((n, self._mark))
+            raise
+
+    def iterations(self) -> int:
+        return len({id(mark) for _, mark in self.seen})
+
+
+@pytest.mark.parametrize("how", ["scope.cancel()", "move_on_after", "a failing task"])
+def test_the_calls_one_yieldio_cancellation_reaches_are_cancelled_in_one_asyncio_loop_step(how):
+    # asyncio's own TaskGroup cancels its tasks in one loop step, and some
+    # libraries rely on it (httpx: encode/httpcore#1093 leaks a pool slot
+    # when queued requests are cancelled one loop step apart). The bridge
+    # sends the calls one kernel step cancels as one message: all their
+    # asyncio tasks are cancelled together, in the kernel's order. (It used
+    # to send one message per call: they were spread over several loop
+    # steps, now and then -- 20 rounds make that show.)
+    async def round_(steps: LoopSteps) -> None:
+        async def fail_when_all_started() -> None:
+            while steps.started < 10:
+                await yieldio.sleep(0.001)
+            raise KeyError("boom")
+
+        with yieldio.move_on_after(5 if how != "move_on_after" else 0.05) as scope:
+            try:
+                async with yieldio.TaskGroup() as tg:
+                    for n in range(10):
+                        tg.spawn(run_asyncio, steps.wait, n)
+                    if how == "a failing task":
+                        tg.spawn(fail_when_all_started)
+                    while steps.started < 10:
+                        await yieldio.sleep(0.001)
+                    if how == "scope.cancel()":
+                        scope.cancel()
+                    await yieldio.sleep_forever()
+            except* KeyError:
+                assert how == "a failing task"
+        assert scope.cancelled_caught is (how != "a failing task")
+
+    async def main() -> list[LoopSteps]:
+        rounds = []
+        for _ in range(20):
+            steps = LoopSteps()
+            await round_(steps)
+            rounds.append(steps)
+        return rounds
+
+    for steps in yieldio.run(main):
+        assert steps.started == 10
+        assert sorted(n for n, _ in steps.seen) == list(range(10))
+        assert steps.iterations() == 1
+        assert [n for n, _ in steps.seen] == list(range(10))  # the kernel's order: spawn order
+    assert loop_threads() == []
+
+
+def test_calls_of_one_cancellation_on_two_loops_get_one_message_per_loop():
+    # One call on the run's loop and one on a loop of your own, in one
+    # cancel scope: each loop gets its own message, and the run's 10 calls
+    # are still cancelled in one step of the run's loop.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="my-asyncio", daemon=True)
+    thread.start()
+    mine = LoopSteps()
+    runs = LoopSteps()
+    try:
+        async def main() -> None:
+            with yieldio.CancelScope() as scope:
+                async with yieldio.TaskGroup() as tg:
+                    for n in range(10):
+                        tg.spawn(run_asyncio, runs.wait, n)
+                        tg.spawn(functools.partial(run_asyncio, mine.wait, n, loop=loop))
+                    while runs.started < 10 or mine.started < 10:
+                        await yieldio.sleep(0.001)
+                    scope.cancel()
+            assert scope.cancelled_caught
+
+        yieldio.run(main)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    for steps in (runs, mine):
+        assert [n for n, _ in steps.seen] == list(range(10))
+        assert steps.iterations() == 1
+
+
+def test_a_loop_of_your_own_closed_before_the_cancellations_are_sent_does_not_hang():
+    # The cancellation is sent at the end of the kernel step that asked for
+    # it. If the loop of your own was closed in that very step, the message
+    # cannot be sent and no outcome will ever come: the calls give up
+    # waiting (Cancelled), instead of waiting for ever.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="my-asyncio", daemon=True)
+    thread.start()
+    steps = LoopSteps()
+
+    async def main() -> bool:
+        with yieldio.move_on_after(5) as timeout:
+            with yieldio.CancelScope() as scope:
+                async with yieldio.TaskGroup() as tg:
+                    for n in range(3):
+                        tg.spawn(functools.partial(run_asyncio, steps.wait, n, loop=loop))
+                    while steps.started < 3:
+                        await yieldio.sleep(0.001)
+                    scope.cancel()              # the message waits for the end of this step
+                    loop.call_soon_threadsafe(loop.stop)
+                    thread.join(5)              # (blocking, on purpose: the same step)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # the pending tasks are destroyed
+                        loop.close()
+            assert scope.cancelled_caught
+        return timeout.cancelled_caught
+
+    try:
+        assert yieldio.run(main) is False
+    finally:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()
+    assert steps.seen == []  # never reached the loop
+    assert loop_threads() == []
 
 
 # -- real asyncio libraries against yieldio, in one program -----------------------------------

@@ -136,10 +136,9 @@ class _AsyncioCall:
     def _abort_wait(self, task: Task) -> bool:
         if not self.cancel_requested:
             self.cancel_requested = True
-            try:
-                self.loop.call_soon_threadsafe(self._cancel_in_loop)
-            except RuntimeError:
-                pass  # the loop is closed: the call was answered or never will be
+            _request_cancel(self)
+        if self.abandoned:
+            return False  # given up by _loop_unreachable, which woke the task
         if self.loop.is_closed() and not self.posted:
             # The loop was closed (a loop of the caller's own, closed with our
             # task pending): no asyncio callback can run any more, so no
@@ -209,9 +208,17 @@ class _AsyncioCall:
             self._close_unstarted()
         self._post()
 
-    def _cancel_in_loop(self) -> None:
-        if self.atask is not None:
-            self.atask.cancel()
+    def _loop_unreachable(self) -> None:
+        """(Kernel thread.) The loop closed before our cancellation could reach it."""
+        if self.posted or self.abandoned or self.task._wait is not self:
+            return  # answered (the outcome is on its way), or no longer waited for
+        # As in _abort_wait: no outcome will ever come, stop waiting. The
+        # task is still cancelled (Cancelled is raised); if that was
+        # withdrawn meanwhile, the CancelledError makes it AsyncioCancelled.
+        self.abandoned = True
+        self.kernel.thread_jobs -= 1
+        self.error = asyncio.CancelledError()
+        self.kernel.reschedule(self.task)
 
     def _close_unstarted(self) -> None:
         if not self.started:
@@ -224,6 +231,89 @@ class _AsyncioCall:
             self.kernel.call_soon_threadsafe(self._complete)
         except RuntimeError:
             pass  # the yieldio run is gone; nobody waits for this outcome
+
+
+# -- cancellations, sent to asyncio in batches ----------------------------------------------
+#
+# One yieldio cancellation often reaches many run_asyncio calls at once (a
+# cancel scope or a TaskGroup around them; a deadline). They are sent to each
+# asyncio loop as ONE message, which cancels all their asyncio tasks in the
+# same loop step, as asyncio's own TaskGroup does. Sent one message each, they
+# were cancelled over several loop steps, and some libraries misbehave then:
+# httpcore (httpx) can leak a connection pool slot for good when requests
+# queued on a full pool are cancelled one loop step apart (encode/httpcore#1093).
+#
+# The batch is collected on the kernel side: _abort_wait adds the call to the
+# kernel's current batch, and the first call of a batch sets a kernel timer
+# due at once (the batch is its target). Timers fire when the kernel next
+# looks at them: after the task step or batch of steps that cancelled the
+# calls, or, for cancellations made by firing timers (a deadline), after the
+# other timers due. That flush sends the batch, one message per asyncio loop.
+# (A timer, not a kernel thread call: it needs no wake-up byte, so no system
+# call. And not a list on the asyncio side with a flush scheduled when it goes
+# from empty to non-empty: the loop thread could run that flush between two
+# of the kernel's appends.) A call that is never cancelled costs nothing more.
+
+
+class _CancelBatch:
+    """The run_asyncio calls one kernel has cancelled since its last flush, in order.
+
+    A kernel timer target: ``_timer`` and ``_on_deadline`` (see ``_timers``).
+    """
+
+    __slots__ = ("kernel", "calls", "_timer")
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.calls: list[_AsyncioCall] = []
+        self._timer: float | None = None
+
+    def _on_deadline(self) -> None:
+        """(Kernel thread.) Send the batch: one message per asyncio loop."""
+        if getattr(_batches, "current", None) is self:
+            _batches.current = None
+        by_loop: dict[asyncio.AbstractEventLoop, list[_AsyncioCall]] = {}
+        for call in self.calls:
+            by_loop.setdefault(call.loop, []).append(call)
+        for loop, calls in by_loop.items():
+            _send_cancels(loop, calls)
+
+
+# The batch being collected, per kernel thread (a thread runs one kernel at a
+# time; the kernel check below ignores one left over by an earlier run).
+_batches = threading.local()
+
+
+def _request_cancel(call: _AsyncioCall) -> None:
+    """(Kernel thread.) Cancel ``call``'s asyncio task, with the others of this kernel step."""
+    k = call.kernel
+    batch: _CancelBatch | None = getattr(_batches, "current", None)
+    if batch is None or batch.kernel is not k:
+        if k.closed:  # (no later kernel step to wait for)
+            _send_cancels(call.loop, [call])
+            return
+        batch = _batches.current = _CancelBatch(k)
+        k.add_timer(k.clock_now(), batch)
+    batch.calls.append(call)
+
+
+def _send_cancels(loop: asyncio.AbstractEventLoop, calls: list[_AsyncioCall]) -> None:
+    try:
+        # (After the calls' own _start messages, sent earlier by this same
+        # thread: call_soon_threadsafe keeps the order, so each task exists.)
+        loop.call_soon_threadsafe(_cancel_in_loop, calls)
+    except RuntimeError:
+        # The loop has closed since the calls were cancelled: none of them
+        # can be answered any more. Not a lost cancellation: stop waiting.
+        for call in calls:
+            call._loop_unreachable()
+
+
+def _cancel_in_loop(calls: list[_AsyncioCall]) -> None:
+    """(Loop thread, one callback.) Cancel the asyncio tasks, all in this loop step."""
+    for call in calls:
+        if call.atask is not None:  # (None: its task factory failed; already answered)
+            call.atask.cancel()
 
 
 def _name_of(obj: Any) -> str:
@@ -242,8 +332,11 @@ def _close(obj: Any) -> None:
     aiohttp's ``session.get(url)`` returns such a request context manager,
     whose coroutine warned when only coroutines were closed here.
     """
+    # Only what speaks the coroutine protocol (send/throw/close): a server
+    # object is awaitable and has close() too, and closing that would shut
+    # down a live server that was merely passed by mistake.
     close = getattr(obj, "close", None)
-    if close is not None and inspect.isawaitable(obj):
+    if close is not None and inspect.isawaitable(obj) and hasattr(obj, "send"):
         close()
 
 
