@@ -206,19 +206,15 @@ async def _send_streamed(conn: ServerConnection, req: Request, head: h11.Respons
         if hasattr(body, "__aiter__"):
             async for chunk in body:
                 if chunk:
-                    conn.deadline = current_time() + timeout
                     writing = True
-                    await write(h.send(_Data(data=_as_bytes(chunk))))
+                    await _write_piece(conn, h.send(_Data(data=_as_bytes(chunk))), timeout)
                     writing = False
-                    conn.deadline = _INF
         else:
             for chunk in body:
                 if chunk:
-                    conn.deadline = current_time() + timeout
                     writing = True
-                    await write(h.send(_Data(data=_as_bytes(chunk))))
+                    await _write_piece(conn, h.send(_Data(data=_as_bytes(chunk))), timeout)
                     writing = False
-                    conn.deadline = _INF
         conn.deadline = current_time() + timeout
         writing = True
         await write(h.send(_END))
@@ -239,6 +235,21 @@ async def _send_streamed(conn: ServerConnection, req: Request, head: h11.Respons
         conn.deadline = _INF
         await _close_iterator(body)
     return True
+
+
+async def _write_piece(conn: ServerConnection, data: bytes, timeout: float) -> None:
+    """Write one piece of a streamed body under the write timeout (sliced if big).
+
+    An application may yield one huge chunk (a whole file read at once): as
+    for a bytes body, the timeout bounds each slice, so a client reading
+    steadily is not cut off mid-chunk.
+    """
+    if len(data) <= _WRITE_SLICE:
+        conn.deadline = current_time() + timeout
+        await conn.stream.write(data)
+    else:
+        await _write_in_slices(conn, data, timeout)
+    conn.deadline = _INF
 
 
 async def _write_in_slices(conn: ServerConnection, out: bytes, write_timeout: float) -> None:
