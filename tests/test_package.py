@@ -97,3 +97,26 @@ def test_importing_a_private_submodule_first_does_not_run_it_twice() -> None:
               _connection.ServerConnection._send is respond.send_response)
     """)
     assert out == "True True True True"
+
+
+def test_threads_touching_a_lazy_module_first_all_see_it_whole() -> None:
+    # The loser of the race used to find the module half-built (its code
+    # still running in the winner's thread): AttributeError / ImportError.
+    out = _run("""
+        import threading, yieldio
+        barrier = threading.Barrier(8)
+        out = []
+        def touch():
+            barrier.wait()
+            try:
+                yieldio.http.Client
+                from yieldio.debug import format_task_tree
+                out.append("ok")
+            except BaseException as e:
+                out.append(repr(e))
+        threads = [threading.Thread(target=touch) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(sorted(set(out)))
+    """)
+    assert out == "['ok']"

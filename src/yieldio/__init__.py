@@ -16,6 +16,7 @@ for. Write ``async def`` or generator coroutines and mix them freely::
 
 from __future__ import annotations as _annotations
 
+import os as _os
 import threading as _threading
 import types as _types
 from collections.abc import Callable as _Callable
@@ -112,28 +113,51 @@ class _LazyModule(_types.ModuleType):
 
     def __getattr__(self, name: str) -> _Any:
         _load_lazy(self)
+        if type(self) is _LazyModule:
+            # Still loading, in this very thread (its own code reads a name
+            # it has not set yet): a real miss, as in any module.
+            raise AttributeError(f"partially initialized module {self.__name__!r} "
+                                 f"has no attribute {name!r}")
         return getattr(self, name)  # an AttributeError now is a real one
 
     def __dir__(self) -> list[str]:
         _load_lazy(self)
-        return dir(self)
+        return list(self.__dict__) if type(self) is _LazyModule else dir(self)
 
 
 # Reentrant: one lazy module's code may touch another (http's uses debug's).
 _lazy_lock = _threading.RLock()
+_loading: set[int] = set()  # ids of the modules whose code runs now (under the lock)
+
+
+def _reset_lazy_lock_in_child() -> None:
+    # A fork while another thread runs a lazy module's code: that thread is
+    # not in the child, which would wait for its lock for ever. The child
+    # runs the module's code again on its first touch instead.
+    global _lazy_lock
+    _lazy_lock = _threading.RLock()
+    _loading.clear()
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_reset_lazy_lock_in_child)
 
 
 def _load_lazy(module: _Any) -> None:
+    # The class changes only once the code has run: until then, another
+    # thread's miss comes here too and waits on the lock, instead of finding
+    # a plain module half-built (two runs in two threads reporting deadlocks
+    # at once each imported yieldio.debug, and all but one got ImportError).
     with _lazy_lock:
-        if type(module) is not _LazyModule:
-            return  # another thread loaded it meanwhile
+        if type(module) is not _LazyModule or id(module) in _loading:
+            return  # loaded by another thread meanwhile, or loading in this one
         plain: _Any = module  # (for type checkers: its class is about to change)
-        plain.__class__ = _types.ModuleType  # during its code, misses are plain misses
+        _loading.add(id(plain))
         try:
             plain.__spec__.loader.exec_module(plain)
-        except BaseException:
-            plain.__class__ = _LazyModule  # not loaded: the next touch tries again
-            raise
+        finally:
+            _loading.discard(id(plain))
+        plain.__class__ = _types.ModuleType
 
 
 def _bind_lazy_submodules(names: tuple[str, ...]) -> None:
