@@ -581,3 +581,28 @@ def test_asyncio_code_awaited_directly_says_how_to_call_it():
         return await run_asyncio(asyncio.sleep(0.01, result="slept"))
 
     assert yieldio.run(through_the_bridge) == "slept"
+
+
+def test_a_refused_call_does_not_close_an_awaitable_that_is_no_coroutine():
+    # A refused run_asyncio closes what it was given only if it speaks the
+    # coroutine protocol: a server object is awaitable and has close() too,
+    # and a mistaken argument must not shut it down.
+    closed = []
+
+    class ServerLike:
+        def __await__(self):
+            yield from ()
+
+        def close(self):
+            closed.append(True)
+
+    async def main():
+        with pytest.raises(TypeError):
+            await run_asyncio(ServerLike(), "an extra argument")
+        with yieldio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(yieldio.Cancelled):
+                await run_asyncio(ServerLike())
+
+    yieldio.run(main)
+    assert closed == []

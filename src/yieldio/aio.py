@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
 import sys
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
@@ -287,11 +288,11 @@ _batches = threading.local()
 def _request_cancel(call: _AsyncioCall) -> None:
     """(Kernel thread.) Cancel ``call``'s asyncio task, with the others of this kernel step."""
     k = call.kernel
+    if k.closed:  # (no later kernel step to wait for, nor a timer to fire)
+        _send_cancels(call.loop, [call])
+        return
     batch: _CancelBatch | None = getattr(_batches, "current", None)
     if batch is None or batch.kernel is not k:
-        if k.closed:  # (no later kernel step to wait for)
-            _send_cancels(call.loop, [call])
-            return
         batch = _batches.current = _CancelBatch(k)
         k.add_timer(k.clock_now(), batch)
     batch.calls.append(call)
@@ -313,7 +314,12 @@ def _cancel_in_loop(calls: list[_AsyncioCall]) -> None:
     """(Loop thread, one callback.) Cancel the asyncio tasks, all in this loop step."""
     for call in calls:
         if call.atask is not None:  # (None: its task factory failed; already answered)
-            call.atask.cancel()
+            try:
+                call.atask.cancel()
+            except Exception:
+                # (A task factory's own Task class failing to cancel must not
+                # leave the rest of the batch uncancelled, waited for ever.)
+                logging.getLogger("yieldio.aio").exception("cancelling %r failed", call.atask)
 
 
 def _name_of(obj: Any) -> str:
