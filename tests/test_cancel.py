@@ -659,3 +659,32 @@ def test_the_cancelled_message_names_what_cancelled_the_task():
         "task 'alone' was cancelled by Task.cancel()",
         "task 'main': the deadline of a cancel scope passed",
     ]
+
+
+def test_the_cancelled_message_is_the_same_at_a_checkpoint_that_does_not_wait():
+    # A task that is not parked meets its cancellation at its next
+    # checkpoint (Task._raise_cancel), not through a wake-up (_deliver).
+    async def main():
+        got = []
+        with yieldio.move_on_after(10) as scope:
+            scope.cancel()
+            try:
+                await yieldio.checkpoint()
+            except yieldio.Cancelled as e:
+                got.append(str(e))
+                raise
+        with pytest.raises(TimeoutError):
+            with yieldio.fail_after(10) as failing:
+                failing.deadline = yieldio.current_time()  # due now: cancelled at once
+                try:
+                    await yieldio.checkpoint()
+                except yieldio.Cancelled as e:
+                    got.append(str(e))
+                    raise
+        return got
+
+    assert vrun(main) == [
+        "task 'main': a cancel scope around it was cancelled (scope.cancel(), tg.cancel(), "
+        "or a failed task in its group)",
+        "task 'main': the deadline of fail_after(10) passed",
+    ]

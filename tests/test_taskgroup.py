@@ -1039,3 +1039,27 @@ def test_spawn_from_a_plain_thread_is_refused_with_a_hint():
         return task.done()
 
     assert yieldio.run(main) is True
+
+
+def test_tasks_does_not_list_a_child_still_starting_from_the_groups_own_body():
+    # start() called in the body: the starting child runs under the body's
+    # scopes, inside the group's scope, yet is not the group's until started().
+    seen = []
+
+    async def slow(task_status):
+        await yieldio.sleep(2)
+        task_status.started()
+        await yieldio.sleep(1)
+
+    async def peek(tg):
+        await yieldio.sleep(1)
+        seen.append(sorted(t.name for t in tg.tasks))
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(peek, tg, name="peek")
+            await tg.start(slow, name="slow")
+            seen.append(sorted(t.name for t in tg.tasks))
+
+    vrun(main)
+    assert seen == [["peek"], ["slow"]]

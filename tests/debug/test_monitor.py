@@ -293,6 +293,11 @@ def test_sockets_of_programs_killed_by_a_signal_are_swept_at_the_next_start(mon_
     alive = socket.socket(socket.AF_UNIX)  # a live pid (ours), with a listener
     alive.bind(os.path.join(directory, f"{os.getppid()}.sock"))
     alive.listen(1)
+    # A dead pid whose socket still listens: a program in another pid
+    # namespace sharing the directory. Only the connect probe can tell.
+    elsewhere = socket.socket(socket.AF_UNIX)
+    elsewhere.bind(os.path.join(directory, f"{dead_pid}-5.sock"))
+    elsewhere.listen(1)
     for name in (f"{dead_pid}.sock", f"{dead_pid}-2.sock", f"{os.getppid()}-3.sock"):
         s = socket.socket(socket.AF_UNIX)
         s.bind(os.path.join(directory, name))
@@ -308,10 +313,12 @@ def test_sockets_of_programs_killed_by_a_signal_are_swept_at_the_next_start(mon_
         left = yieldio.run(main, monitor=True)
     finally:
         alive.close()
+        elsewhere.close()
     assert f"{dead_pid}.sock" not in left and f"{dead_pid}-2.sock" not in left
     assert f"{os.getppid()}.sock" in left       # its pid runs and it listens
     assert f"{os.getppid()}-3.sock" in left     # its pid runs (another kernel of it may start)
     assert f"{dead_pid}-4.sock" in left         # not a socket
+    assert f"{dead_pid}-5.sock" in left         # something listens on it
     assert f"{os.getpid()}.sock" in left        # this run's own
 
 

@@ -155,3 +155,44 @@ def test_wait_closed_before_entering_is_an_error() -> None:
             await server.wait_closed()
 
     yieldio.run(main)
+
+
+@pytest.mark.timeout(10)
+def test_wait_closed_after_close_with_no_connections_returns_at_once() -> None:
+    async def app(request: Request) -> Response:
+        return Response(body=b"x")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            server.close()
+            with yieldio.fail_after(2):
+                await server.wait_closed()
+
+    yieldio.run(main)
+
+
+@pytest.mark.timeout(10)
+def test_a_waiter_returns_when_the_block_is_cancelled() -> None:
+    # The block's exit, cancelled from outside, still ends every connection:
+    # a task waiting in wait_closed() elsewhere must not wait for ever.
+    async def app(request: Request) -> Response:
+        return Response(body=b"x")
+
+    async def main() -> bool:
+        returned = []
+
+        async def waiter(server: HTTPServer) -> None:
+            await server.wait_closed()
+            returned.append(True)
+
+        async with yieldio.TaskGroup() as tg:
+            with yieldio.move_on_after(0.1):
+                async with serve(app, "127.0.0.1", 0) as server:
+                    tg.spawn(waiter, server)
+                    await yieldio.sleep_forever()
+            with yieldio.fail_after(2):
+                while not returned:
+                    await yieldio.sleep(0.01)
+        return bool(returned)
+
+    assert yieldio.run(main)
