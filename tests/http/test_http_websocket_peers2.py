@@ -332,6 +332,10 @@ def test_a_send_to_a_peer_that_stops_reading_blocks_and_a_cancelled_one_ends_it(
                 await ws.receive()
             with pytest.raises(WebSocketClosed):
                 await ws.send("more")
+            # Closed now, while the block still runs: our socket is gone
+            # before the `async with` would have closed it (the peer, in
+            # this process, holds its own end until it reads again).
+            await wait_for(lambda: open_fds() <= before + 1, 2)
         # The peer reads again after 3 s, and finds the connection gone.
         await wait_for(lambda: bool(peer_state.get("closes")), 5)
         assert peer_state["closes"] == [(1006, "")]
