@@ -118,20 +118,21 @@ class ClientConnection:
         not sent, and :meth:`receive_head` returns that response.
         """
         h = self.h11
-        try:
-            with fail_after(_deadline(timeout)):
-                out = h.send(request)
-                if expect_continue is not None:
-                    await self.stream.write(out)
-                    out = b""
-        except TimeoutError as exc:
-            raise Timeout(f"sending the request to {self.origin[1]} timed out") from exc
-        except _IO_ERRORS as exc:
-            if self.reused:
-                raise StaleConnection(str(exc)) from exc
-            self.send_error = exc  # see below: perhaps there is an early answer to read
-            return
+        out = h.send(request)
         if expect_continue is not None:
+            # The head goes alone (a request without Expect sends it with
+            # the body below, under one timeout scope).
+            try:
+                with fail_after(_deadline(timeout)):
+                    await self.stream.write(out)
+                out = b""
+            except TimeoutError as exc:
+                raise Timeout(f"sending the request to {self.origin[1]} timed out") from exc
+            except _IO_ERRORS as exc:
+                if self.reused:
+                    raise StaleConnection(str(exc)) from exc
+                self.send_error = exc  # see below: perhaps there is an early answer to read
+                return
             # Raises StaleConnection if a reused connection turns out closed:
             # nothing of the body was sent, so it can go on a new one.
             self.early_response = await self._wait_for_continue(expect_continue)
