@@ -344,7 +344,7 @@ def test_universal_queue_task_putter_waits_for_room_made_by_a_thread():
         async with yieldio.TaskGroup() as tg:
             t = tg.spawn(putter)
             await wait_all_tasks_blocked()
-            assert describe_wait(t) == "UniversalQueue.put" and log == []
+            assert describe_wait(t) == "UniversalQueue.put on q" and log == []
             assert await yieldio.to_thread(q.get, 1) == 1
         assert log == ["put 2"]
         assert await q.get() == 2 and q.empty()
@@ -363,7 +363,7 @@ def test_universal_queue_between_tasks_of_one_run():
         async with yieldio.TaskGroup() as tg:
             t = tg.spawn(getter)
             await wait_all_tasks_blocked()
-            assert describe_wait(t) == "UniversalQueue.get"
+            assert describe_wait(t) == "UniversalQueue.get on q"
             await q.put("handed over")  # straight to the waiting getter
         assert got == ["handed over"] and q.empty()
 

@@ -349,7 +349,7 @@ def test_describe_wait_names_the_primitive():
             await wait_all_tasks_blocked()
             me = yieldio.current_task().id
             assert [describe_wait(t) for t in tasks] == [
-                f"Lock.acquire (held by task {me})", "Semaphore.acquire", "Condition.wait"]
+                f"Lock.acquire (held by task {me})", "Semaphore.acquire", "Condition.wait on cond"]
             tg.cancel()
         assert sem.value == 0  # the cancelled waiter took no permit
         lock.release()  # no cancelled waiter is handed the lock

@@ -52,7 +52,7 @@ def test_async_def_chain_down_to_the_wait():
     assert "await inner(ev)" in stack[1].line
     assert "await ev.wait()" in stack[2].line
     assert stack[3].filename.endswith("yieldio/sync.py")
-    assert text.startswith("Stack of <Task") and "waiting on Event.wait:" in text
+    assert text.startswith("Stack of <Task") and "waiting on Event.wait on ev:" in text
     assert 'in middle\n    await inner(ev)' in text
     assert t.stack() == []  # finished: nothing suspended
 

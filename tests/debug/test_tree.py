@@ -61,7 +61,7 @@ def test_tree_nests_tasks_under_their_parents_with_their_waits():
     branch_info, sleeper = main.children
     assert branch_info.waiting_on == "TaskGroup exit (2 children left)"
     assert [c.task.name for c in branch_info.children] == ["leaf-1", "leaf-2"]
-    assert all(c.waiting_on == "Event.wait" and c.state == "waiting"
+    assert all(c.waiting_on == "Event.wait on ev" and c.state == "waiting"
                for c in branch_info.children)
     assert sleeper.waiting_on == "sleep until +3.00 s"
     assert branch_info.children[0].where.function.endswith("leaf")  # the program's frame
@@ -97,7 +97,7 @@ def test_wait_descriptions_of_the_primitives():
         return got, h.id
 
     got, hid = vrun(main)
-    assert got["holder"] == "Event.wait"
+    assert got["holder"] == "Event.wait on ev"
     assert got["waiter"] == f"Lock.acquire (held by task {hid})"
     assert got["getter"] == "Queue.get"
     assert got["joiner"].startswith(f"join task {hid} (holder)")
@@ -390,3 +390,54 @@ def test_a_task_waiting_for_a_child_process_names_the_child():
     pid, tree = yieldio.run(main)
     assert f"exit of child process {pid}" in tree
     assert "anon_inode" not in tree
+
+
+GLOBAL_LOCK = None
+
+
+def test_a_wait_names_the_object_by_the_waiting_lines_name_for_it():
+    # "Event.wait" alone does not say which Event; the name the waiting code
+    # uses does: a local or closure variable, self.<attr>, a module global.
+    class Account:
+        def __init__(self):
+            self.lock = yieldio.Lock()
+
+        async def update(self):
+            async with self.lock:
+                pass
+
+    async def closure_waiter(done):
+        await done.wait()
+
+    async def global_waiter():
+        async with GLOBAL_LOCK:
+            pass
+
+    async def main():
+        global GLOBAL_LOCK
+        GLOBAL_LOCK = yieldio.Lock()
+        acct, done, jobs = Account(), yieldio.Event(), yieldio.Queue(1)
+        await acct.lock.acquire()
+        await GLOBAL_LOCK.acquire()
+        async with yieldio.TaskGroup() as tg:
+            tasks = [tg.spawn(acct.update), tg.spawn(closure_waiter, done),
+                     tg.spawn(global_waiter),
+                     tg.spawn(jobs.get)]  # the whole stack is yieldio's: no name
+            await settle()
+            got = [describe_wait(t) for t in tasks]
+            rows = {r.id: r.waiting_on for r in snapshot()}
+            untold = snapshot(detail=False)  # the tracer's cheap form names nothing
+            done.set()
+            acct.lock.release()
+            GLOBAL_LOCK.release()
+            await jobs.put(1)
+        return got, [rows[t.id] for t in tasks], [r.waiting_on for r in untold
+                                                  if r.id in {t.id for t in tasks}]
+
+    got, rows, untold = vrun(main)
+    me = 1
+    assert got == [f"Lock.acquire (held by task {me}) on self.lock", "Event.wait on done",
+                   f"Lock.acquire (held by task {me}) on GLOBAL_LOCK", "Queue.get"]
+    assert rows == got
+    assert untold == [f"Lock.acquire (held by task {me})", "Event.wait",
+                      f"Lock.acquire (held by task {me})", "Queue.get"]

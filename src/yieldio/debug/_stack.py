@@ -303,6 +303,17 @@ def where_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame | Non
         f = where_frame(task)
         print(f"{f.function} at {f.filename}:{f.lineno}")
     """
+    raw = _where_raw(task)
+    return _to_frame(raw, cache) if raw is not None else None
+
+
+def _where_raw(task: Any) -> Any:
+    """:func:`where_frame`'s answer before it becomes a :class:`Frame`.
+
+    The live Python frame object (or a :class:`Frame` for a class-based
+    coroutine, which has none), for readers that need its locals: the task
+    tree names the object a task waits on from them.
+    """
     if task._state is not RUNNING:
         return None
     unstarted = _unstarted_frame(task)
@@ -340,8 +351,8 @@ def where_frame(task: Any, cache: dict[Any, Frame] | None = None) -> Frame | Non
         if innermost is None:
             innermost = last_any
         if last_user is not None:
-            return _to_frame(last_user, cache)
-    return _to_frame(innermost, cache) if innermost is not None else None
+            return last_user
+    return innermost
 
 
 def task_stack(task: Any) -> list[Frame]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import _state
 from .._outside import _FdWaits
-from ._stack import Frame, where_frame
+from ._stack import _PACKAGE_DIR, Frame, _to_frame, _where_raw
 
 _NUMBERS = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
@@ -153,6 +153,11 @@ def describe_wait(task: Any, detail: bool = True) -> str:
 
         describe_wait(task)   # 'read fd 7 (127.0.0.1:5000 <- 127.0.0.1:41234)'
     """
+    return _describe(task, detail, None)
+
+
+def _describe(task: Any, detail: bool, raw: Any) -> str:
+    """:func:`describe_wait`, given the task's :func:`_where_raw` when known (None: look)."""
     wait = task._wait
     if wait is None:
         return ""
@@ -163,11 +168,48 @@ def describe_wait(task: Any, detail: bool = True) -> str:
         text = str(describe(task))
     except Exception as exc:  # a debugger must not crash on a half-built object
         return f"{type(wait).__name__} (describe failed: {exc!r})"
-    if detail and type(wait) is _FdWaits:
-        what = describe_fd(wait.fd, writing=wait.writer is task)
-        if what:
-            text += f" ({what})"
+    if detail:
+        if type(wait) is _FdWaits:
+            what = describe_fd(wait.fd, writing=wait.writer is task)
+            if what:
+                text += f" ({what})"
+        else:
+            name = _name_in_frame(wait, raw if raw is not None else _where_raw(task))
+            if name:
+                text += f" on {name}"
     return text
+
+
+def _name_in_frame(obj: Any, frame: Any) -> str:
+    """The name ``frame``'s code knows ``obj`` by: ``done``, ``self.lock``, ``JOBS``.
+
+    "Event.wait" alone does not say *which* Event when two tasks each wait
+    for the other's; the variable at the waiting line does. Looks in the
+    frame's locals (closure variables included), then one attribute deep in
+    ``self``/``cls``, then the module's globals. "" when none holds it.
+    """
+    if frame is None or isinstance(frame, Frame):  # a class-based coroutine: no locals
+        return ""
+    if frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        return ""  # the whole stack is yieldio's: its locals are no name of the program's
+    try:
+        names = frame.f_locals
+        for name, value in names.items():
+            if value is obj:
+                return str(name)
+        for owner_name in ("self", "cls"):
+            owner = names.get(owner_name)
+            attrs = getattr(owner, "__dict__", None) if owner is not None else None
+            if isinstance(attrs, dict):
+                for name, value in attrs.items():
+                    if value is obj:
+                        return f"{owner_name}.{name}"
+        for name, value in frame.f_globals.items():
+            if value is obj:
+                return str(name)
+    except Exception:  # a debugger must not fail on an odd frame or mapping
+        return ""
+    return ""
 
 
 def _by_id(task: Any) -> int:
@@ -185,8 +227,11 @@ def task_tree(kernel: Any = None) -> list[TaskInfo]:
     k = kernel if kernel is not None else _state.current_kernel()
     tasks = sorted(k.all_tasks(), key=_by_id)  # spawn order reads best
     frames: dict[Any, Frame] = {}
-    infos = {t: TaskInfo(t, t.state, describe_wait(t), [], where_frame(t, frames))
-             for t in tasks}
+    infos = {}
+    for t in tasks:
+        raw = _where_raw(t)
+        infos[t] = TaskInfo(t, t.state, _describe(t, True, raw), [],
+                            _to_frame(raw, frames) if raw is not None else None)
     roots: list[TaskInfo] = []
     for t in tasks:
         parent = t.parent
@@ -228,8 +273,10 @@ def snapshot(kernel: Any = None, *, detail: bool = True) -> list[TaskRow]:
     frames: dict[Any, Frame] = {}
     for t in sorted(k.all_tasks(), key=_by_id):
         parent = t.parent
+        raw = _where_raw(t)
         out.append(TaskRow(t.id, parent.id if parent is not None else None, t.name, t.state,
-                           describe_wait(t, detail), where_frame(t, frames)))
+                           _describe(t, detail, raw),
+                           _to_frame(raw, frames) if raw is not None else None))
     return out
 
 
