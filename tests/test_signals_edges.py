@@ -131,3 +131,36 @@ def test_a_worker_thread_of_a_run_is_told_main_thread_only():
             return await yieldio.to_thread(in_worker)
 
     assert yieldio.run(main) == "checked"
+
+
+@pytest.mark.timeout(10)
+def test_an_old_wakeup_fd_closed_during_the_block_does_not_break_its_end():
+    # With a custom SIGINT handler the kernel installs no wakeup fd, and the
+    # receiver remembers the program's own. If that socket was closed during
+    # the block, restoring it raised OSError from the end of the block, which
+    # then skipped closing the receiver and re-delivering its pending signals.
+    import socket
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    old_int = signal.signal(signal.SIGINT, lambda *args: None)
+    old_fd = signal.set_wakeup_fd(a.fileno())
+    delivered = []
+    old_usr1 = signal.signal(USR1, lambda *args: delivered.append(USR1))
+
+    async def main():
+        with yieldio.open_signal_receiver(USR1) as signals:
+            signal.raise_signal(USR1)
+            a.close()  # the program's wakeup socket goes away meanwhile
+        return signals.pending()
+
+    try:
+        assert yieldio.run(main) == []
+        assert delivered == [USR1]  # re-delivered to the restored handler
+        assert signal.set_wakeup_fd(-1) == -1  # and no stale fd left installed
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(USR1, old_usr1)
+        signal.signal(signal.SIGINT, old_int)
+        a.close()
+        b.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import math
 import re
 import sys
 import threading
@@ -170,6 +171,35 @@ def test_to_thread_refuses_an_async_function():
     assert yieldio.run(main) == 3
 
 
+def test_to_thread_refuses_a_callable_that_returns_a_coroutine():
+    # An object with an async __call__ passes the async-function check; its
+    # coroutine was handed back un-run (and warned "never awaited" later).
+    # trio raises TypeError after the call; so do we, closing the coroutine.
+    made = []
+
+    class Fetcher:
+        async def __call__(self):
+            return 1
+
+        def __repr__(self):
+            return "<Fetcher>"
+
+    def call(fetcher):
+        coro = fetcher()
+        made.append(coro)
+        return coro
+
+    async def main():
+        with pytest.raises(TypeError, match="returned a coroutine"):
+            await yieldio.to_thread(Fetcher())
+        with pytest.raises(TypeError, match="returned a coroutine"):
+            await yieldio.to_thread(call, Fetcher())
+        return await yieldio.to_thread(len, "abc")
+
+    assert yieldio.run(main) == 3
+    assert made[0].cr_frame is None  # closed: no "never awaited" warning
+
+
 def test_many_to_thread_calls_are_bounded_by_the_pool():
     async def main():
         pool = yieldio.threads.WorkerPool(max_workers=4)
@@ -284,6 +314,37 @@ def test_worker_pool_needs_at_least_one_worker():
         yieldio.threads.WorkerPool(max_workers=0)
 
 
+@pytest.mark.timeout(5)
+def test_a_pool_whose_workers_never_retire_keeps_working(monkeypatch):
+    # idle_timeout=math.inf overflowed Condition.wait() in the first idle
+    # worker: the thread died still counted as a worker, and as idle, so the
+    # next call was handed to it and waited for ever, even past its timeout.
+    died = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    pool = yieldio.threads.WorkerPool(max_workers=1, idle_timeout=math.inf)
+
+    async def main():
+        first = await yieldio.to_thread(lambda: 1, pool=pool)
+        await yieldio.sleep(0.05)  # the worker is idle now
+        with yieldio.move_on_after(1):
+            return first, await yieldio.to_thread(lambda: 2, pool=pool)
+
+    assert yieldio.run(main) == (1, 2)
+    assert died == []
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"max_workers": None}, TypeError), ({"max_workers": 2.5}, TypeError),
+    ({"max_workers": True}, TypeError), ({"idle_timeout": "10"}, TypeError),
+    ({"idle_timeout": -1}, ValueError), ({"idle_timeout": math.nan}, ValueError),
+])
+def test_worker_pool_arguments_are_checked_when_it_is_made(kwargs, error):
+    # A bad idle_timeout used to be noticed only by an idle worker, which
+    # then died (see above); a bad max_workers gave "'<' not supported".
+    with pytest.raises(error, match=next(iter(kwargs))):
+        yieldio.threads.WorkerPool(**kwargs)
+
+
 def test_a_pool_at_its_limit_queues_jobs_and_idle_workers_exit():
     pool = yieldio.threads.WorkerPool(max_workers=2, idle_timeout=0.05)
     release = threading.Event()
@@ -305,6 +366,28 @@ def test_a_pool_at_its_limit_queues_jobs_and_idle_workers_exit():
     while pool.workers and time.monotonic() < deadline:
         time.sleep(0.01)
     assert pool.workers == 0
+
+
+@pytest.mark.timeout(5)
+def test_a_submitted_job_that_raises_does_not_use_up_the_pool(monkeypatch):
+    # submit() leaves a job's errors to the job. One that raised used to end
+    # its worker thread while the pool still counted it: with max_workers=1,
+    # every later call queued for a worker that no longer existed.
+    reported = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
+    pool = yieldio.threads.WorkerPool(max_workers=1, idle_timeout=0.05)
+    boom = ValueError("boom")
+
+    def bad():
+        raise boom
+
+    async def main():
+        pool.submit(bad)
+        with yieldio.move_on_after(1):
+            return await yieldio.to_thread(lambda: "ran", pool=pool)
+
+    assert yieldio.run(main) == "ran"
+    assert reported == [boom]  # still reported, as an uncaught thread error is
 
 
 def test_a_thread_that_cannot_start_is_no_error_if_a_busy_worker_took_the_job(monkeypatch):

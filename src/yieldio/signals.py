@@ -319,7 +319,14 @@ def open_signal_receiver(*signals: int) -> Iterator[SignalReceiver]:
             # wakes the loop), so keep that; the default would print a warning
             # for every signal of a burst that arrives while the loop is busy.
             before = _wakeup["before"]
-            signal.set_wakeup_fd(before, warn_on_full_buffer=before != k.wakeup_fileno())
+            try:
+                signal.set_wakeup_fd(before, warn_on_full_buffer=before != k.wakeup_fileno())
+            except (ValueError, OSError):
+                # The old wakeup fd was closed during the block (or its number
+                # now names a blocking file): it cannot come back. Raising here
+                # skipped the close and the redelivery below; drop ours instead,
+                # as the kernel does at the end of a run.
+                signal.set_wakeup_fd(-1)
         receiver._close()
         # Pending signals go to whoever handles them now (an older receiver,
         # or the restored handler), as if this receiver had never existed.

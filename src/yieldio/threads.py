@@ -64,8 +64,17 @@ class WorkerPool:
     """
 
     def __init__(self, max_workers: int = 40, idle_timeout: float = 10.0) -> None:
+        # Checked here: a bad idle_timeout used to fail only later, inside an
+        # idle worker's Condition.wait(), killing the thread while the pool
+        # still counted it (as idle, too), so later calls waited for ever.
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise TypeError(f"max_workers must be an int, not {max_workers!r}")
         if max_workers < 1:
             raise ValueError("max_workers must be >= 1")
+        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int | float):
+            raise TypeError(f"idle_timeout must be a number of seconds, not {idle_timeout!r}")
+        if not idle_timeout >= 0:  # (NaN too)
+            raise ValueError(f"idle_timeout must be >= 0, not {idle_timeout!r}")
         self.max_workers = max_workers
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
@@ -123,13 +132,23 @@ class WorkerPool:
             with self._lock:
                 while not self._jobs:
                     self._idle += 1
-                    got = self._cond.wait(self.idle_timeout)
+                    # math.inf (never retire) overflows Condition.wait(): wait unbounded.
+                    timeout = self.idle_timeout
+                    got = self._cond.wait(timeout if timeout < threading.TIMEOUT_MAX else None)
                     self._idle -= 1
                     if not got and not self._jobs:
                         self._workers -= 1
                         return
                 job = self._jobs.popleft()
-            job()
+            try:
+                job()
+            except BaseException as exc:
+                # A job submitted by hand may raise ("its own business"): report
+                # it as a dying thread would, but keep the worker. Letting it
+                # end the thread left it counted in _workers, so a pool at
+                # max_workers queued every later job for a worker that was gone.
+                threading.excepthook(threading.ExceptHookArgs(
+                    (type(exc), exc, exc.__traceback__, threading.current_thread())))
             # An idle worker must not keep its last job's closure alive (the
             # kernel, the task, the arguments): after the run ended, that
             # would hold its sockets and pipes open until the idle timeout.
@@ -315,6 +334,15 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
             _worker_local.job = job
             try:
                 job.value = ctx.run(fn, *args)
+                if inspect.iscoroutine(job.value):
+                    # An async callable the check in to_thread() cannot see
+                    # (an object with an async __call__): as trio does, refuse
+                    # the coroutine it made instead of handing back one that
+                    # nothing will run (and "never awaited" warnings).
+                    job.value.close()
+                    job.value = None
+                    raise TypeError(f"to_thread() runs plain functions; {fn!r} returned a "
+                                    "coroutine: await it directly instead")
             except BaseException as exc:
                 job.error = exc
             finally:
