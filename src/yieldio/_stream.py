@@ -291,7 +291,7 @@ class Stream(ABC):
         since raw bytes would corrupt the TLS session, while ``aclose()``
         still closes the connection. A failed handshake leaves it as it was.
         """
-        from .net._tls import start_tls  # lazy: no ssl import for programs without TLS
+        from .net._start_tls import start_tls  # lazy: no ssl import for programs without TLS
 
         result: Stream = await start_tls(self, context, server_side=server_side,
                                          server_hostname=server_hostname)

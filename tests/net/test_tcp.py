@@ -175,6 +175,42 @@ def test_a_port_out_of_range_is_refused_not_wrapped_around():
     yieldio.run(main)
 
 
+def test_serve_tcp_refuses_a_host_of_the_wrong_type_when_called():
+    # It came only at 'async with', as the resolver's "getaddrinfo() argument
+    # 1 must be string or None", which names neither serve_tcp nor host.
+    async def handler(stream):
+        pass
+
+    async def main():
+        for host in (123, ["127.0.0.1"], ("127.0.0.1", 0)):
+            with pytest.raises(TypeError, match="host must be a str, bytes or None"):
+                yieldio.serve_tcp(handler, host, 0)  # type: ignore[arg-type]
+
+    yieldio.run(main)
+
+
+def test_a_tls_host_that_cannot_be_a_server_name_fails_before_connecting():
+    # server_hostname was derived from a bytes host only after the connection
+    # was made, outside the try that closes it: a non-ASCII name leaked it.
+    connects = []
+
+    class LoopbackNetwork(OSNetwork):
+        async def connect_tcp(self, host, port, **kw):  # every name is 127.0.0.1
+            connects.append(host)
+            return await super().connect_tcp("127.0.0.1", port, **kw)
+
+    async def main():
+        with stdsocket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            before = len(os.listdir("/proc/self/fd"))
+            with pytest.raises(UnicodeDecodeError):
+                await yieldio.open_tcp_stream(b"caf\xc3\xa9.example", port, ssl=True)
+            assert connects == []
+            assert len(os.listdir("/proc/self/fd")) == before
+
+    yieldio.run(main, network=LoopbackNetwork())
+
+
 # -- Happy Eyeballs -------------------------------------------------------------------------
 
 

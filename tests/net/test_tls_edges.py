@@ -460,3 +460,56 @@ def test_unwrap_after_start_tls_gives_back_the_upgraded_stream(server_context, c
         assert open_fds() == before
 
     yieldio.run(main)
+
+
+def test_start_tls_keeps_the_stream_another_task_is_reading(ca, client_context, monkeypatch):
+    # start_tls() retires the stream it upgraded by moving its state to a new
+    # object (SocketStream._hand_over). While another task is inside a read
+    # of it, the move is skipped ("busy guard") and TLS runs over the stream
+    # itself, as after TLSStream.wrap: a copy would take that read's
+    # "reading" flag along for good, so every TLS read would then fail with
+    # BusyResourceError. The reader starts right after the handshake, the one
+    # moment it can (during the handshake, TLS's own reads would be busy).
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    server_context.num_tickets = 0  # nothing after the handshake for the reader to take
+    reader_scope = yieldio.CancelScope()
+    real_handshake = TLSStream.do_handshake
+
+    async def main():
+        before = open_fds()
+        a, b = tcp_pair()
+
+        async def reader():
+            with reader_scope:
+                await a.read()
+                raise AssertionError("the reader got data")
+
+        with yieldio.fail_after(5):
+            async with yieldio.TaskGroup() as tg:
+                async def do_handshake(self):
+                    await real_handshake(self)
+                    if self.transport is a:  # (the client's): a task starts reading `a`
+                        tg.spawn(reader)
+                        await wait_all_tasks_blocked()
+                        assert a._reading
+
+                monkeypatch.setattr(TLSStream, "do_handshake", do_handshake)
+                server_task = tg.spawn(b.start_tls(server_context, server_side=True))
+                client = await a.start_tls(client_context, server_hostname="localhost")
+                server = server_task.result()
+                # Not retired: TLS goes on over `a` itself.
+                assert client.transport is a and not a.closed
+                assert repr(a).startswith("<SocketStream fd=")
+                reader_scope.cancel()
+            assert reader_scope.cancelled_caught and not a._reading
+            await client.write(b"encrypted")
+            assert await server.read() == b"encrypted"
+            await server.write(b"and back")
+            assert await client.read() == b"and back"
+            await client.aclose()
+            await server.aclose()
+            assert a.closed and b.closed
+        assert open_fds() == before
+
+    yieldio.run(main)

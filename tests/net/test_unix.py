@@ -210,3 +210,18 @@ def test_stdlib_client_against_a_yieldio_unix_server(tmp_path):
             assert await yieldio.to_thread(stdlib_client) == b"from a thread\n"
 
     yieldio.run(main)
+
+
+def test_a_server_that_fails_to_start_after_binding_removes_its_socket_file(tmp_path):
+    # bind() creates the file; a failure after it (here listen() refusing the
+    # backlog) closed the socket but left the file, and no listener existed
+    # to remove it on close.
+    path = str(tmp_path / "failed.sock")
+
+    async def main():
+        with pytest.raises(OverflowError):
+            async with yieldio.serve_unix(echo, path, backlog=2**40):
+                pass
+        assert not os.path.exists(path)
+
+    yieldio.run(main)

@@ -26,8 +26,9 @@ from __future__ import annotations as _annotations
 from .._stream import BrokenStreamError, Stream
 from ._network import Listener, OSNetwork, SocketListener, UnixSocketListener, current_network
 from ._socket_stream import SocketStream
+from ._start_tls import start_tls
 from ._tcp import Server, happy_eyeballs, open_tcp_stream, serve_tcp
-from ._tls import TLSStream, start_tls
+from ._tls import TLSStream
 from ._unix import open_unix_stream, serve_unix
 
 __all__ = [

@@ -244,7 +244,7 @@ class OSNetwork:
                           local_address: str | None = None,
                           happy_eyeballs_delay: float | None = 0.25) -> SocketStream:
         """Resolve ``host`` and connect with Happy Eyeballs (see :func:`open_tcp_stream`)."""
-        from ._tcp import _os_connect_tcp
+        from ._happy_eyeballs import _os_connect_tcp
 
         return await _os_connect_tcp(self, host, port, local_address=local_address,
                                      happy_eyeballs_delay=happy_eyeballs_delay)
@@ -301,12 +301,22 @@ class OSNetwork:
         if not _is_abstract(path):
             _remove_stale_socket_file(path)
         sock = _new_socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+        bound = False
         try:
             sock.bind(path)
+            bound = True
             sock.listen(backlog)
             return UnixSocketListener(sock, path)
         except BaseException:
             sock.close()
+            if bound and not _is_abstract(path):
+                # bind() created the socket file; nothing will ever listen on
+                # it now, and no listener exists to remove it on close: a
+                # failed start must not leave it behind.
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
             raise
 
 

@@ -26,7 +26,7 @@ from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
 from .._timeouts import move_on_after
 from ..sync import Lock
 
-__all__ = ["TLSStream", "start_tls"]
+__all__ = ["TLSStream"]
 
 #: Plaintext is handed to the engine in pieces of this size, so the
 #: outgoing BIO (and memory) stays bounded however big a write is.
@@ -577,43 +577,3 @@ def _cancel_pending() -> bool:
     k = getattr(_state.local, "kernel", None)
     task = k.current if k is not None else None
     return bool(task is not None and task._cancel_pending)
-
-
-async def start_tls(stream: Stream, context: _ssl.SSLContext | None = None, *,
-                    server_side: bool = False, server_hostname: str | None = None) -> TLSStream:
-    """Upgrade ``stream`` to TLS (STARTTLS-style protocols) and return the TLS stream.
-
-    ::
-
-        await stream.write(b"STARTTLS\\r\\n")
-        await stream.readline()
-        stream = await yieldio.net.start_tls(stream, server_hostname="mail.example.org")
-
-    Data the stream had already buffered is fed to TLS first. ``context``
-    defaults to ``ssl.create_default_context()`` on the client side; a
-    server must pass one with its certificate. Use the returned stream from
-    now on; closing it closes the connection.
-
-    Once the handshake succeeded, ``stream`` itself is retired (socket
-    streams; see ``Stream._hand_over``): TLS goes on over a new object on
-    the same connection, and reading or writing ``stream`` raises
-    ``ClosedResourceError`` -- raw bytes there would corrupt the TLS
-    session. ``stream.aclose()`` still closes the connection (a server
-    closing its handler's stream must not leak it), and ``unwrap()`` hands
-    the connection back to ``stream``. A failed handshake leaves ``stream``
-    as it was: usable, and the caller's to close.
-    """
-    if context is None:
-        if server_side:
-            raise ValueError("start_tls(server_side=True) needs an SSLContext with a certificate")
-        context = _ssl.create_default_context()
-    tls = await TLSStream.wrap(stream, context, server_side=server_side,
-                               server_hostname=server_hostname)
-    # Here, not in wrap(): wrap's callers (open_tcp_stream, servers) keep no
-    # other reference to the transport, so they need no hand-over. No await
-    # between the handshake and the swap: no one can use the old one between.
-    moved = stream._hand_over()
-    if moved is not None:
-        tls.transport = moved
-        tls._origin = stream
-    return tls
