@@ -17,7 +17,7 @@ from yieldio.debug._monitor import MonitorError, MonitorServer
 from yieldio.debug._never_awaited import NeverAwaitedReporter
 from yieldio.debug._slow import DEFAULT_THRESHOLD, SlowStepDetector
 from yieldio.debug._trace import TraceRecorder
-from yieldio.testing import VirtualClock
+from yieldio.testing import SimNetwork, VirtualClock
 
 
 @pytest.fixture(autouse=True)
@@ -222,13 +222,23 @@ BAD_RUN_ARGS: list[tuple[dict[str, Any], str]] = [
     ({"clock": _NoAutojumpClock()}, r"lacks autojump"),
     ({"instruments": 5}, r"takes a list of instruments, not 5"),
     ({"seed": [1]}, r"takes an int \(or None\), not \[1\]"),
+    # Regression: random.Random takes these, so run() did; a seed is an int
+    # to print and replay, and True or "abc" is a slip.
+    ({"seed": True}, r"takes an int \(or None\), not True"),
+    ({"seed": "abc"}, r"takes an int \(or None\), not 'abc'"),
+    ({"seed": 1.5}, r"takes an int \(or None\), not 1.5"),
+    # Regression: network= was not checked; the class failed at the first
+    # listen with "missing 1 required positional argument", a string with
+    # an AttributeError.
+    ({"network": SimNetwork}, r"not the class SimNetwork; did you mean SimNetwork\(\)"),
+    ({"network": "x"}, r"takes a network \(such as yieldio.testing.SimNetwork\(\).*not 'x'"),
 ]
 
 
 @pytest.mark.parametrize("kwargs, match", BAD_RUN_ARGS)
 def test_run_with_a_bad_argument_fails_clearly_and_leaves_no_coroutine_behind(
         kwargs: dict[str, Any], match: str) -> None:
-    """A bad clock, instruments or seed: TypeError before anything runs.
+    """A bad clock, instruments, seed or network: TypeError before anything runs.
 
     Before, the coroutine was made first and never closed ("coroutine ...
     was never awaited"), and the error was an AttributeError from the
@@ -255,17 +265,23 @@ def test_run_with_a_bad_argument_fails_clearly_and_leaves_no_coroutine_behind(
     assert ran == []
 
 
-def test_run_with_a_good_custom_clock_and_string_seed_still_works() -> None:
-    """The checks refuse only what the kernel would fail on."""
+def test_run_with_a_good_custom_clock_seed_and_partial_network_still_works() -> None:
+    """The checks refuse only slips: a custom clock, an int seed and a network
+    that provides only some of the methods (here a resolver) are fine."""
 
     class Clock(_NoAutojumpClock):
         autojump = False
+
+    class Resolver:
+        async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+            return []
 
     async def main() -> int:
         await yieldio.sleep(0)
         return 7
 
-    assert yieldio.run(main, clock=Clock(), instruments=(), seed="replay") == 7
+    assert yieldio.run(main, clock=Clock(), instruments=(), seed=12345678901234567890,
+                       network=Resolver()) == 7
 
 
 # -- what run() accepts ---------------------------------------------------------

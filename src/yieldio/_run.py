@@ -109,10 +109,36 @@ def _check_instruments(instruments: Any) -> list[Any]:
 
 
 def _check_seed(seed: Any) -> None:
-    """Refuse a seed that ``random.Random`` would refuse inside the kernel's constructor."""
-    if seed is not None and (isinstance(seed, bool)
-                             or not isinstance(seed, (int, float, str, bytes, bytearray))):
+    """Refuse a seed that is not an int (or None).
+
+    ``random.Random`` also takes floats and strings, but a seed is something
+    to print and replay (``--yieldio-seed N``, explore()'s replay line), and
+    ``seed=True`` or ``seed="abc"`` is more likely a slip than a plan.
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"yieldio.run(seed=...) takes an int (or None), not {seed!r}")
+
+
+_NETWORK_METHODS = ("connect_tcp", "listen_tcp", "connect_unix", "listen_unix", "getaddrinfo")
+
+
+def _check_network(network: Any) -> None:
+    """Refuse a ``network`` that would fail only at the first connect, confusingly.
+
+    ``network=SimNetwork`` (the class) failed with "listen_tcp() missing 1
+    required positional argument", ``network="x"`` with an AttributeError. A
+    network may provide only some of the methods (a test's resolver may
+    have just ``getaddrinfo``), so only one with none of them is refused.
+    """
+    if network is None:
+        return
+    if isinstance(network, type):
+        raise TypeError(f"yieldio.run(network=...) takes a network object, not the class "
+                        f"{network.__qualname__}; did you mean {network.__qualname__}()?")
+    if not any(callable(getattr(network, name, None)) for name in _NETWORK_METHODS):
+        raise TypeError(f"yieldio.run(network=...) takes a network (such as "
+                        f"yieldio.testing.SimNetwork(), with {', '.join(_NETWORK_METHODS)}), "
+                        f"not {network!r}")
 
 
 def _options(options: dict[str, Any]) -> tuple[Any, list[Any]]:
@@ -120,6 +146,7 @@ def _options(options: dict[str, Any]) -> tuple[Any, list[Any]]:
     debug_opts: dict[str, Any] = {k: options.pop(k) for k in ("debug", "trace", "monitor", "network")
                   if k in options}
     network = debug_opts.pop("network", None)
+    _check_network(network)
     if network is None:
         # ``with SimNetwork().install():`` -- consulted only if that module was
         # imported at all, so the kernel never imports the testing package.

@@ -105,3 +105,14 @@ def test_skip_and_unknown_checks():
             await check_stream(pair, skip=["nonsense"])
 
     yieldio.run(main)
+
+
+def test_a_sync_factory_is_refused_with_a_hint():
+    # Regression: a factory returning the pair itself (memory_stream_pair, not
+    # an async function) failed with "object tuple can't be used in 'await'
+    # expression", which named neither the factory nor the fix.
+    with pytest.raises(TypeError, match=r"the factory must be an async function .* "
+                                        r"returned tuple .*async def pair\(\): return"):
+        yieldio.run(check_stream, memory_stream_pair)
+    with pytest.raises(TypeError, match=r"check_stream\(\) needs a factory"):
+        yieldio.run(check_stream, memory_stream_pair())

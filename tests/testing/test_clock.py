@@ -140,3 +140,11 @@ def test_jump_to_infinity_is_refused_and_time_still_moves():
 
     clock.autojump = True
     assert yieldio.run(main, clock=clock) == 2.0
+
+
+@pytest.mark.parametrize("bad", ["yes", 0.5, 1, None])
+def test_autojump_takes_a_bool_not_a_threshold(bad) -> None:
+    # Regression: autojump="yes" or 0.5 (trio's MockClock takes a threshold in
+    # seconds) was accepted and, being truthy, meant True.
+    with pytest.raises(TypeError, match=r"takes True or False .*there is no threshold"):
+        VirtualClock(autojump=bad)

@@ -136,6 +136,30 @@ def test_explore_rejects_what_it_cannot_rerun():
         explore(flaky_by_seed, seeds=[0], clock=VirtualClock())  # an instance, not a factory
 
 
+def test_explore_checks_its_arguments_before_running_any_seed():
+    # Regression: a network instance was reported as an ExploreFailure at seed 0
+    # ("'SimNetwork' object is not callable"), as if the code under test had
+    # failed; seeds=5 said "'int' object is not iterable".
+    from yieldio.testing import SimNetwork
+
+    ran = []
+
+    async def main():
+        ran.append(1)
+
+    with pytest.raises(TypeError, match=r"network_factory must be a zero-argument factory "
+                                        r"such as SimNetwork \(the class\)"):
+        explore(main, seeds=range(3), network_factory=SimNetwork())
+    with pytest.raises(TypeError, match=r"seeds must be an iterable of ints, such as "
+                                        r"range\(5\), not 5"):
+        explore(main, seeds=5)
+    with pytest.raises(TypeError, match=r"seeds must be an iterable of ints.*not None"):
+        explore(main, seeds=None)
+    with pytest.raises(TypeError, match=r"seeds must be ints, not 'a'"):
+        explore(main, seeds=["a"])
+    assert ran == []
+
+
 def test_each_seed_gets_a_fresh_clock_and_network():
     from yieldio.testing import SimNetwork
 

@@ -186,6 +186,32 @@ def test_background_crash_in_a_fixture_is_reported(pytester):
     result.stdout.fnmatch_lines(["*ValueError: background crash*"])
 
 
+def test_a_background_crash_is_the_first_error_shown(pytester):
+    # Regression: the first traceback was the test's Cancelled, ending in the
+    # source of yieldio's sleep(); the ValueError came ~100 lines later. Now
+    # the crash is shown alone, with a note saying where the test was.
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        @pytest.mark.yieldio
+        async def test_it(task_group, autojump_clock):
+            async def boom():
+                await yieldio.sleep(5)
+                raise ValueError("background boom")
+            task_group.spawn(boom)
+            await yieldio.sleep(100)
+    """)
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "Cancelled" not in out
+    assert "def sleep(" not in out  # yieldio's source is not shown
+    result.stdout.fnmatch_lines([
+        "*yieldio: this error cancelled the test, at *.py:9 in test_it: "
+        "await yieldio.sleep(100)*",
+        "*ValueError: background boom*"])
+
+
 def test_fixture_errors(pytester):
     pytester.makepyfile("""
         import pytest, yieldio
@@ -520,6 +546,59 @@ def test_explore_zero_is_a_usage_error(pytester):
     result = run(pytester, "--yieldio-explore", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--yieldio-explore needs K >= 1*"])
+
+
+def test_bad_marker_arguments_are_errors_that_name_them(pytester):
+    # Regression: explore=-2 built an empty list of seeds, so the test passed
+    # without running; explore=0 fell back to the command line; a misspelt
+    # keyword was ignored; seed="x" ran and was "replayed" as seed=x.
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.yieldio(explore=-2)
+        async def test_negative():
+            assert False, "body ran"
+
+        @pytest.mark.yieldio(explore=0)
+        async def test_zero():
+            assert False, "body ran"
+
+        @pytest.mark.yieldio(explore=2.5)
+        async def test_float():
+            assert False, "body ran"
+
+        @pytest.mark.yieldio(sed=3)
+        async def test_typo():
+            pass
+
+        @pytest.mark.yieldio(seed="x")
+        async def test_seed_str():
+            assert False, "body ran"
+
+        @pytest.mark.yieldio(seed=True)
+        async def test_seed_bool():
+            assert False, "body ran"
+
+        @pytest.mark.yieldio(3)
+        async def test_positional():
+            pass
+
+        @pytest.mark.yieldio(seed=7, explore=2)
+        async def test_good():
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=7)
+    result.stdout.fnmatch_lines_random([
+        "@pytest.mark.yieldio(explore=-2): explore needs an int K >= 1, as --yieldio-explore does",
+        "@pytest.mark.yieldio(explore=0): explore needs an int K >= 1*",
+        "@pytest.mark.yieldio(explore=2.5): explore needs an int K >= 1*",
+        "@pytest.mark.yieldio: unknown keyword 'sed'; it takes seed=N*",
+        "@pytest.mark.yieldio(seed='x'): seed needs an int (or None)",
+        "@pytest.mark.yieldio(seed=True): seed needs an int (or None)",
+        "@pytest.mark.yieldio(3,): it takes keyword arguments only*",
+    ])
+    assert "body ran" not in result.stdout.str()
 
 
 def test_async_fixture_with_hypothesis_is_a_usage_error(pytester):

@@ -790,3 +790,85 @@ def test_accept_cancelled_after_a_connection_woke_it_leaves_the_connection_queue
             await resource.aclose()
 
     vrun(main, net=net)
+
+
+# -- argument checks (regressions from an audit) -----------------------------------
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    # NaN passed 'latency < 0' and crashed the first connect ("deadline must not be NaN").
+    ({"latency": NAN}, r"latency must be >= 0 seconds, not nan"),
+    ({"bandwidth": NAN}, r"bandwidth must be > 0 bytes/second \(or None\), not nan"),
+    # A NaN connect_timeout made a partitioned connect wait for ever.
+    ({"connect_timeout": NAN}, r"connect_timeout must be >= 0 seconds, not nan"),
+    ({"connect_timeout": -1}, r"connect_timeout must be >= 0 seconds, not -1"),
+])
+def test_simnetwork_refuses_nan_and_negative_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SimNetwork(**kwargs)
+
+
+def test_set_link_checks_latency_and_bandwidth():
+    net = SimNetwork()
+    with pytest.raises(ValueError, match=r"latency must be >= 0 seconds, not -1"):
+        net.set_link("10.0.0.1", "10.0.0.2", latency=-1)
+    with pytest.raises(ValueError, match=r"latency must be >= 0 seconds, not nan"):
+        net.set_link("10.0.0.1", "10.0.0.2", latency=NAN)
+    with pytest.raises(ValueError, match=r"bandwidth must be > 0"):
+        net.set_link("10.0.0.1", "10.0.0.2", bandwidth=0)
+    assert net._links == {}  # nothing half-applied
+    net.set_link("10.0.0.1", "10.0.0.2", latency=0.2)  # a good one still works
+    assert net._link_settings("10.0.0.2", "10.0.0.1") == (0.2, None)
+
+
+def test_reset_of_an_unknown_target_raises_even_with_no_connections():
+    # Regression: reset("nonsense") and reset(42) returned 0 (nothing matched,
+    # because there was nothing to match), while partition("nonsense") raised.
+    net = SimNetwork()
+    net.add_host("db.example", "10.0.0.5")
+
+    async def main():
+        with pytest.raises(ValueError, match="unknown host 'nonsense'"):
+            net.reset("nonsense")
+        with pytest.raises(ValueError, match="unknown host 'nonsense'"):
+            net.reset(("nonsense", 80))
+        with pytest.raises(ValueError, match="unknown host 'nowhere'"):
+            net.reset("10.0.0.1", "nowhere")
+        with pytest.raises(TypeError, match=r"reset\(\) takes a stream .* not 42"):
+            net.reset(42)
+        with pytest.raises(ValueError, match=r"is \(host, port\), not \('10.0.0.1',\)"):
+            net.reset(("10.0.0.1",))
+        # Good targets with nothing to reset: 0, no error.
+        assert net.reset("db.example") == 0
+        assert net.reset(("10.0.0.1", 80)) == 0
+        assert net.reset("10.0.0.1", "db.example") == 0
+        assert net.reset("/tmp/some.sock") == 0
+        assert net.reset(["10.0.0.1", "db.example"]) == 0
+
+    vrun(main, net=net)
+
+
+def test_partition_of_a_non_host_is_a_type_error():
+    net = SimNetwork()
+
+    async def main():
+        with pytest.raises(TypeError, match=r"a host is an IP address or a name .*not 42"):
+            net.partition(42)
+
+    vrun(main, net=net)
+
+
+def test_simnetwork_is_listed_by_dir():
+    # Regression: the lazily imported names were in __all__ but not in dir()
+    # until first used. A fresh interpreter: here SimNetwork is imported already.
+    import subprocess
+    import sys
+
+    code = ("import yieldio.testing as t, sys; "
+            "missing = set(t.__all__) - set(dir(t)); "
+            "assert 'yieldio.testing._simnet' not in sys.modules; "
+            "print(sorted(missing))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -49,6 +49,12 @@ def __getattr__(name: str) -> object:
     return value
 
 
+def __dir__() -> list[str]:
+    # The lazy names are not in globals() until first used: list them anyway,
+    # so that dir() and tab completion show SimNetwork.
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "ExploreFailure",
     "MemoryStream",

@@ -17,6 +17,7 @@ factory, inside the caller's run::
 from __future__ import annotations
 
 import hashlib
+import inspect
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -182,7 +183,8 @@ async def _aclose_idempotent(a: Any, b: Any) -> None:
         tg.spawn(_feed, a, b"last words", True)
         _expect(await _read_all(b) == b"last words", "the peer reads the data, then EOF")
     await a.aclose()
-    _expect(a.closed, "stream.closed must be True after aclose()")
+    _expect(a.closed, "stream.closed must be True after aclose() (an aclose() override "
+                      "must call super().aclose())")
 
 
 @_check
@@ -362,6 +364,9 @@ async def check_stream(factory: Factory, *, timeout: float = 30.0,
         async def main():
             await yieldio.testing.check_stream(tcp_pair)
     """
+    if not callable(factory):
+        raise TypeError(f"check_stream() needs a factory: an async function returning a "
+                        f"fresh connected pair (a, b), not {factory!r}")
     skipped = set(skip)
     unknown = skipped - {name for name, _ in _CHECKS}
     if unknown:
@@ -372,7 +377,15 @@ async def check_stream(factory: Factory, *, timeout: float = 30.0,
         if name in skipped:
             continue
         ran.append(name)
-        a, b = await factory()
+        made = factory()
+        if not inspect.isawaitable(made):
+            # Awaiting it would fail with "object tuple can't be used in 'await'
+            # expression", which names neither the factory nor the fix.
+            raise TypeError(f"check_stream(factory): the factory must be an async function "
+                            f"(or return an awaitable) giving a pair (a, b); {factory!r} "
+                            f"returned {type(made).__name__} {made!r:.80}. Wrap it: "
+                            "async def pair(): return ...")
+        a, b = await made
         try:
             with fail_after(timeout):
                 await check(a, b)

@@ -31,6 +31,12 @@ class VirtualClock:
 
     def __init__(self, start: float = 0.0, *, autojump: bool = False) -> None:
         self._start = self._now = _finite("start", start)
+        if not isinstance(autojump, bool):
+            # Only its truth is read, so autojump=0.5 (trio's MockClock takes a
+            # threshold in seconds) or "no" would silently mean True.
+            raise TypeError(f"VirtualClock(autojump=...) takes True or False (it jumps as "
+                            f"soon as every task is blocked; there is no threshold), "
+                            f"not {autojump!r}")
         self.autojump = autojump
 
     def __repr__(self) -> str:

@@ -118,6 +118,21 @@ def explore(fn: Callable[[], Any], seeds: Iterable[int] = range(1000), *,
     if clock is not None and not callable(clock):
         raise TypeError("clock must be a zero-argument factory such as VirtualClock, "
                         "so that every seed starts from a fresh clock")
+    # Checked here, not at the first seed: an instance was reported as an
+    # ExploreFailure "of the user's code" at seed 0 ("'SimNetwork' object is
+    # not callable"), and seeds=5 as "'int' object is not iterable".
+    if network_factory is not None and not callable(network_factory):
+        raise TypeError("network_factory must be a zero-argument factory such as SimNetwork "
+                        "(the class), so that every seed gets a fresh network; not "
+                        f"{network_factory!r}")
+    if isinstance(seeds, int):
+        raise TypeError(f"seeds must be an iterable of ints, such as range({seeds}), "
+                        f"not {seeds!r}")
+    try:
+        seeds = iter(seeds)
+    except TypeError:
+        raise TypeError(f"seeds must be an iterable of ints, such as range(100), "
+                        f"not {seeds!r}") from None
 
     def one_run(seed: int) -> Any:
         c = VirtualClock(autojump=True) if clock is None else clock()
@@ -130,6 +145,9 @@ def explore(fn: Callable[[], Any], seeds: Iterable[int] = range(1000), *,
     failures: list[tuple[int, BaseException]] = []
     runs = first_at = 0
     for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            # run() would refuse it, and that TypeError would pass for a failure.
+            raise TypeError(f"seeds must be ints, not {seed!r}")
         runs += 1
         try:
             results[seed] = one_run(seed)

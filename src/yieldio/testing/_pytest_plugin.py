@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import random
+import traceback
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -236,6 +238,13 @@ def pytest_fixture_setup(fixturedef: Any, request: Any) -> Any:
     return placeholder
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # A bad marker is an error of the test before any fixture is set up.
+    if _is_yieldio_test(item):
+        _marker_kwargs(item)
+
+
 # -- running a test ---------------------------------------------------------------------------
 class _Fixtures:
     """Set up async fixtures in dependency order inside the run; tear down in reverse."""
@@ -283,6 +292,8 @@ class _Fixtures:
             except BaseException as exc:
                 if exc is error:
                     continue
+                if isinstance(error, Cancelled) and not isinstance(exc, Cancelled):
+                    _blame(exc, error)
                 if isinstance(error, Cancelled) or error is None and isinstance(exc, Cancelled):
                     error = exc
                 else:
@@ -296,6 +307,24 @@ class _Fixtures:
             assert error is not None
             error.add_note(f"also, in an async fixture's teardown: {extra!r}")
         return error
+
+
+def _blame(crash: BaseException, cancelled: Cancelled) -> None:
+    """Report ``crash`` (a fixture's background failure) first, not the test's Cancelled.
+
+    ``crash`` was raised while ``cancelled`` was thrown in, so pytest showed the
+    Cancelled first -- with the source of yieldio's sleep() -- and the real
+    error some hundred lines later. Hide that chain (``__context__`` still holds
+    it) and keep the one useful fact it carried: where the test was.
+    """
+    crash.__suppress_context__ = True
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # yieldio's package
+    frames = [f for f in traceback.extract_tb(cancelled.__traceback__)
+              if not os.path.abspath(f.filename).startswith(ours + os.sep)]
+    if frames:
+        f = frames[-1]
+        crash.add_note(f"yieldio: this error cancelled the test, at {f.filename}:{f.lineno} "
+                       f"in {f.name}" + (f": {f.line}" if f.line else ""))
 
 
 async def _test_main(testfunction: Any, testargs: dict[str, Any],
@@ -322,11 +351,49 @@ async def _test_main(testfunction: Any, testargs: dict[str, Any],
         raise error
 
 
-def _seeds(item: pytest.Function) -> list[int | None]:
+_MARKER_KEYWORDS = ("seed", "explore")
+
+
+def _bad_marker(message: str) -> NoReturn:
+    # The test errors at setup with just the message (pytest names the test;
+    # no traceback into this plugin), as "--yieldio-explore needs K >= 1" does.
+    pytest.fail(message, pytrace=False)
+
+
+def _marker_kwargs(item: pytest.Item) -> dict[str, Any]:
+    """The ``@pytest.mark.yieldio(...)`` keywords of ``item``, checked as the CLI's are.
+
+    Unchecked, ``explore=-2`` built an empty range of seeds (the test passed
+    without running), ``explore=0`` fell back to the command line, a typo such
+    as ``sed=3`` was ignored and ``seed="x"`` was "replayed" as ``seed=x``.
+    """
     marker = item.get_closest_marker("yieldio")
-    mark_kw = marker.kwargs if marker is not None else {}
+    if marker is None:
+        return {}
+    if marker.args:
+        _bad_marker(f"@pytest.mark.yieldio{marker.args!r}: it takes keyword arguments "
+                    "only (seed=N, explore=K)")
+    unknown = sorted(set(marker.kwargs) - set(_MARKER_KEYWORDS))
+    if unknown:
+        _bad_marker(f"@pytest.mark.yieldio: unknown keyword {', '.join(map(repr, unknown))}; "
+                    "it takes seed=N (an int, or None) and explore=K (an int >= 1)")
+    seed = marker.kwargs.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        _bad_marker(f"@pytest.mark.yieldio(seed={seed!r}): seed needs an int (or None)")
+    explore = marker.kwargs.get("explore")
+    if explore is not None and (isinstance(explore, bool) or not isinstance(explore, int)
+                                or explore < 1):
+        _bad_marker(f"@pytest.mark.yieldio(explore={explore!r}): explore needs an int "
+                    "K >= 1, as --yieldio-explore does")
+    return dict(marker.kwargs)
+
+
+def _seeds(item: pytest.Function) -> list[int | None]:
+    mark_kw = _marker_kwargs(item)
     seed = mark_kw.get("seed", item.config.stash.get(_SEED, None))
-    explore = mark_kw.get("explore") or item.config.getoption("yieldio_explore")
+    explore = mark_kw.get("explore")
+    if explore is None:  # not 'or': only an absent K defers to the command line
+        explore = item.config.getoption("yieldio_explore")
     if not explore:
         return [seed]
     base = seed if seed is not None else 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import errno
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._timeouts import move_on_at
@@ -46,7 +46,7 @@ class SimFaults:
     _kernel: Kernel
     _conns: dict[SimConnection, None]
     _bind: Callable[[], Kernel]
-    _hosts: Callable[[str | Sequence[str]], list[str]]
+    _hosts: Callable[[str | Iterable[str]], list[str]]
     _stalls: dict[Any, float]
     _partitions: dict[frozenset[str], None]
     _isolated: dict[str, None]
@@ -75,6 +75,10 @@ class SimFaults:
         if isinstance(target, SimConnection):
             victims = [target] if target in self._conns else []
         else:
+            # Resolve the target before looking at connections: with none to
+            # match, reset("nonsense") or reset(42) returned 0 silently, where
+            # partition("nonsense") raises.
+            self._check_reset_target(target, other)
             victims = [c for c in self._conns if self._matches(c, target, other)]
         for conn in victims:
             conn._reset()
@@ -148,6 +152,21 @@ class SimFaults:
         if isinstance(address, str) and address.startswith("/"):
             return [address]
         return self._hosts(address)
+
+    def _check_reset_target(self, target: Any, other: str | None) -> None:
+        """Raise as ``partition()`` does for a ``reset()`` target that names nothing."""
+        if other is not None:
+            self._hosts(target)
+            self._hosts(other)
+        elif isinstance(target, tuple):
+            if len(target) != 2:
+                raise ValueError(f"an address to reset is (host, port), not {target!r}")
+            self._endpoint_keys(target)
+        elif not (isinstance(target, str) and target.startswith("/")):  # a Unix path is fine
+            if not isinstance(target, (str, list, set, frozenset)):
+                raise TypeError("reset() takes a stream or connection, a host, a (host, port) "
+                                f"address, a Unix path, or two hosts; not {target!r}")
+            self._hosts(target)  # ValueError for an unknown host
 
     def _matches(self, conn: SimConnection, target: Any, other: str | None) -> bool:
         ends = (conn.client_address, conn.server_address)

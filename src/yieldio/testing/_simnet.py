@@ -45,7 +45,7 @@ import ipaddress
 import itertools
 import random
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import _state
@@ -109,12 +109,13 @@ class SimNetwork(SimFaults):
     def __init__(self, seed: int | None = None, latency: float = 0.0,
                  bandwidth: float | None = None, chunking: bool = True, *,
                  connect_timeout: float = 127.0, max_buffer: int = 65536) -> None:
-        if latency < 0:
-            raise ValueError("latency must be >= 0")
-        if bandwidth is not None and bandwidth <= 0:
-            raise ValueError("bandwidth must be > 0 bytes/second (or None)")
+        _check_link_settings(latency, bandwidth)
         if max_buffer < 1:
             raise ValueError("max_buffer must be >= 1")
+        # 'not >= 0' refuses NaN too: a partitioned connect compared its
+        # deadline with NaN and never timed out. (math.inf: never time out.)
+        if not connect_timeout >= 0:
+            raise ValueError(f"connect_timeout must be >= 0 seconds, not {connect_timeout!r}")
         self.seed = seed
         self.latency = float(latency)
         self.bandwidth = bandwidth
@@ -187,6 +188,7 @@ class SimNetwork(SimFaults):
         the network's default). Bandwidth applies to each connection over
         the link, in each direction.
         """
+        _check_link_settings(latency, bandwidth)
         for x in self._hosts(a):
             for y in self._hosts(b):
                 old_latency, old_bandwidth = self._links.get(_pair(x, y), (None, None))
@@ -228,8 +230,12 @@ class SimNetwork(SimFaults):
         finally:
             _installed.remove(self)
 
-    def _hosts(self, spec: str | Sequence[str]) -> list[str]:
+    def _hosts(self, spec: str | Iterable[str]) -> list[str]:
         if not isinstance(spec, str):
+            if not isinstance(spec, Iterable) or isinstance(spec, (bytes, bytearray)):
+                # Not "'int' object is not iterable" from the loop below.
+                raise TypeError(f"a host is an IP address or a name (or a list of them), "
+                                f"not {spec!r}")
             return [h for s in spec for h in self._hosts(s)]
         try:
             ipaddress.ip_address(spec)
@@ -550,6 +556,18 @@ async def _sleep(seconds: float) -> None:
         await _cancel_point()
     else:
         await sleep_until(_now() + seconds)
+
+
+def _check_link_settings(latency: float | None, bandwidth: float | None) -> None:
+    """Refuse a latency or bandwidth that would fail only later, inside a run.
+
+    'not x >= 0' (not 'x < 0'): NaN fails every comparison, so it passed the
+    old check and crashed the first connect ("deadline must not be NaN").
+    """
+    if latency is not None and not latency >= 0:
+        raise ValueError(f"latency must be >= 0 seconds, not {latency!r}")
+    if bandwidth is not None and not bandwidth > 0:
+        raise ValueError(f"bandwidth must be > 0 bytes/second (or None), not {bandwidth!r}")
 
 
 def _pair(a: str, b: str) -> tuple[str, str]:
