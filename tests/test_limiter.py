@@ -427,7 +427,9 @@ def test_repr_statistics_and_describe_wait():
             assert limiter.statistics() == {
                 "borrowed_tokens": 2, "total_tokens": 2, "borrowers": [me, "job"],
                 "tasks_waiting": 1}
-            assert describe_wait(t) == "CapacityLimiter.acquire (2/2 borrowed)"
+            # Like Lock's, the wait names who holds the tokens.
+            assert describe_wait(t) == (
+                f"CapacityLimiter.acquire (2/2 borrowed, by task {me.id}, 'job')")
             assert t.waiting_on is limiter
             limiter.release()
         assert limiter.statistics()["borrowers"] == ["job", t]
@@ -730,3 +732,21 @@ def test_a_call_whose_thread_cannot_start_gives_its_token_back(monkeypatch):
             assert await yieldio.to_thread(lambda: 2, pool=pool, limiter=limiter) == 2
 
     yieldio.run(main)
+
+
+def test_a_wait_on_a_limiter_names_at_most_three_holders():
+    from yieldio.debug import describe_wait
+    from yieldio.testing import wait_all_tasks_blocked
+
+    async def main():
+        limiter = yieldio.CapacityLimiter(5)
+        for name in "abcde":
+            limiter.acquire_on_behalf_of_nowait(name)
+        async with yieldio.TaskGroup() as tg:
+            t = tg.spawn(limiter.acquire)
+            await wait_all_tasks_blocked()
+            text = describe_wait(t)
+            limiter.release_on_behalf_of("a")
+        return text
+
+    assert vrun(main) == "CapacityLimiter.acquire (5/5 borrowed, by 'a', 'b', 'c', ...)"

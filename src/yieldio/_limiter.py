@@ -10,6 +10,7 @@ of a silent over- or under-count. Waiters are served FIFO and tokens are
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Generator
 from typing import Any
@@ -277,7 +278,14 @@ class CapacityLimiter:
         return True
 
     def _describe_wait(self, task: Task) -> str:
-        return f"CapacityLimiter.acquire ({len(self._borrowers)}/{self._total} borrowed)"
+        # Who holds the tokens, as Lock's wait names its owner: the first
+        # question when a limiter is the bottleneck (or half a deadlock).
+        held = [f"task {b.id}" if isinstance(b, Task) else repr(b)
+                for b in itertools.islice(self._borrowers, 3)]
+        if len(self._borrowers) > 3:
+            held.append("...")
+        by = f", by {', '.join(held)}" if held else ""
+        return f"CapacityLimiter.acquire ({len(self._borrowers)}/{self._total} borrowed{by})"
 
     async def __aenter__(self) -> None:
         await self._acquire(_CURRENT_TASK)
