@@ -441,3 +441,36 @@ def test_a_wait_names_the_object_by_the_waiting_lines_name_for_it():
     assert rows == got
     assert untold == [f"Lock.acquire (held by task {me})", "Event.wait",
                       f"Lock.acquire (held by task {me})", "Queue.get"]
+
+
+def test_a_wait_shows_the_deadline_that_will_end_it():
+    # move_on_after / fail_after around the wait -- its own, or its parent's
+    # across a task group -- say when the wait will be cut short; a shield
+    # hides the deadlines outside it, as it hides their cancellation.
+    async def own(ev):
+        with yieldio.move_on_after(2):
+            await ev.wait()
+
+    async def shielded(ev):
+        with yieldio.move_on_after(2):
+            with yieldio.CancelScope(shield=True):
+                await ev.wait()
+
+    async def inherits(ev):
+        await ev.wait()
+
+    async def main():
+        ev = yieldio.Event()
+        with yieldio.fail_after(5):
+            async with yieldio.TaskGroup() as tg:
+                tasks = [tg.spawn(own, ev), tg.spawn(shielded, ev), tg.spawn(inherits, ev)]
+                await yieldio.sleep(0.5)
+                got = [describe_wait(t) for t in tasks]
+                cheap = describe_wait(tasks[0], detail=False)
+                ev.set()
+        return got, cheap
+
+    got, cheap = vrun(main)
+    assert got == ["Event.wait on ev, deadline +1.50 s", "Event.wait on ev",
+                   "Event.wait on ev, deadline +4.50 s"]
+    assert cheap == "Event.wait"
