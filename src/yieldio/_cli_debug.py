@@ -268,7 +268,7 @@ def _exit_code(value: Any) -> int:
 
 # -- monitor -----------------------------------------------------------------------------
 def _monitor_parser() -> argparse.ArgumentParser:
-    from .debug._monitor import COMMANDS
+    from .debug._monitor import COMMANDS, NAME_HELP
 
     p = argparse.ArgumentParser(
         prog="python -m yieldio monitor",
@@ -276,7 +276,8 @@ def _monitor_parser() -> argparse.ArgumentParser:
         description="Attach to a yieldio program started with monitor=True (or\n"
                     "YIELDIO_MONITOR=1, or 'python -m yieldio run --monitor') and look\n"
                     "inside it while it runs. Without -c, an interactive prompt.\n\n"
-                    "commands:\n" + "\n".join("  " + v for v in COMMANDS.values()),
+                    "commands:\n" + "\n".join("  " + v for v in COMMANDS.values())
+                    + "\n" + NAME_HELP,
         epilog="examples:\n  python -m yieldio monitor 12345\n"
                "  python -m yieldio monitor 12345 -c tree -c 'where 7'\n"
                "  python -m yieldio monitor /run/user/1000/yieldio/12345.sock -c stats")

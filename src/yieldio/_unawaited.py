@@ -37,8 +37,38 @@ from typing import Any
 
 __all__ = ["ENABLED", "tracked", "watch", "unwatch", "sweep"]
 
+
+def _started_as_run_debug() -> bool:
+    """Whether this process is ``python -m yieldio run --debug ...``, starting.
+
+    ``run --debug`` cannot set YIELDIO_DEBUG in time: ``python -m yieldio``
+    imports the package -- and so this module, which decides -- before
+    yieldio's __main__ reads its arguments. But while runpy imports it,
+    ``sys.argv`` is ``["-m", ARGS...]`` (it becomes __main__'s path just
+    after), and ``sys.orig_argv`` has the module's name just before ARGS.
+    """
+    argv, orig = getattr(sys, "argv", []), getattr(sys, "orig_argv", [])
+    if argv[:1] != ["-m"] or len(orig) < len(argv) or orig[-len(argv)] not in (
+            "yieldio", "-myieldio") or argv[1:2] != ["run"]:
+        return False
+
+    def is_option(word: str, option: str) -> bool:  # argparse takes "--deb" for "--debug"
+        return len(word) > 2 and option.startswith(word)
+
+    words = iter(argv[2:])
+    for word in words:
+        if is_option(word, "--debug"):
+            return True
+        if is_option(word, "--trace") or is_option(word, "--slow-step"):
+            next(words, None)  # the option's value
+        elif word == "--" or not word.startswith("-"):
+            return False  # SCRIPT: the words after it are the script's own
+    return False
+
+
 #: Whether waits are tracked in this process (decided once, at import).
-ENABLED = os.environ.get("YIELDIO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+ENABLED = (os.environ.get("YIELDIO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+           or _started_as_run_debug())
 
 #: Frames recorded per call, as the coroutine origin depth of debug mode.
 DEPTH = 16

@@ -232,6 +232,38 @@ def test_a_loop_blocked_by_a_step_is_reported_with_the_kernel_threads_stack(tmp_
     assert "_kernel.py" not in stack and "threading.py" not in stack  # from the task's code down
 
 
+def test_a_command_the_blocked_loop_did_not_take_in_time_is_not_done_later(tmp_path):
+    blocking, unblock = threading.Event(), threading.Event()
+    seen = {}
+
+    async def victim():
+        await yieldio.sleep(3600)
+
+    async def main(prog):
+        async with yieldio.TaskGroup() as tg:
+            v = tg.spawn(victim, name="victim")
+            prog.started.set()
+            await yieldio.sleep(0)
+            blocking.set()
+            unblock.wait(30)  # a step that blocks the loop until the test says
+            await idle_until_stopped(prog)
+            for _ in range(3):  # a cancel done late would have ended it by now
+                await yieldio.sleep(0)
+            seen["victim done"] = v.done()
+            tg.cancel()
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False, answer_timeout=0.2)
+    with Program(main, server), MonitorClient(server.path) as client:
+        assert blocking.wait(10)
+        reply = client.request("cancel", "victim")
+        unblock.set()
+        # Answered after the withdrawn call's turn: it had its chance to run.
+        assert client.request("ps")["ok"]
+    assert reply["ok"] is False and "did not answer within 0.2 s" in reply["text"]
+    assert "The command was not done" in reply["text"]
+    assert seen == {"victim done": False}
+
+
 def test_bad_requests_and_unknown_commands_keep_the_connection(tmp_path):
     server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
     with Program(idle_until_stopped, server):
@@ -383,6 +415,21 @@ def test_finding_programs(mon_dir, capsys):
         MonitorClient(str(mon_dir / f"{os.getpid()}.sock"))
 
 
+def test_finding_no_program_names_the_stale_sockets_found(mon_dir, capsys):
+    # A program killed by a signal leaves its socket: "no socket in DIR" was untrue.
+    monitor_dir(create=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, timeout=60)
+    dead = int(gone.stdout)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(mon_dir / f"{dead}.sock"))
+    s.close()
+    code, _, err = monitor(capsys, "-c", "ps")
+    assert code == 1 and "no monitored yieldio program is running" in err
+    assert f"holds only stale sockets of programs no longer running: {dead}.sock" in err
+    assert "no socket in" not in err
+
+
 def test_environment_variable_turns_the_monitor_on(mon_dir, monkeypatch):
     monkeypatch.setenv("YIELDIO_MONITOR", "1")
     seen = []
@@ -497,6 +544,51 @@ def test_where_and_cancel_find_tasks_by_id_or_unique_name(tmp_path):
             time.sleep(0.01)
 
 
+def test_ps_and_tree_filter_by_name_and_refuse_extra_arguments(tmp_path):
+    # 10,000 tasks printed 10,000+ lines, and 'ps extra args' ignored the words.
+    async def nap():
+        await yieldio.sleep(3600)
+
+    async def group(n):
+        async with yieldio.TaskGroup() as tg:
+            for i in range(n):
+                tg.spawn(nap, name=f"fetch-{i}")
+
+    async def main(prog):
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(group, 12, name="pool")
+            tg.spawn(nap, name="http handler")
+            await idle_until_stopped(prog)
+            tg.cancel()
+
+    def names(table):
+        return [line.split()[3] for line in table.splitlines()[1:]]
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(main, server), MonitorClient(server.path) as client:
+        deadline = time.monotonic() + 10
+        while "fetch-11" not in client.request("ps")["text"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        sub = client.request("ps", "fetch-1")  # a part of the name
+        glob = client.request("ps", "fetch-?")  # a glob: the whole name
+        spaced = client.request("ps", "'http handler'")
+        tree = client.request("tree", "--full fetch-11")
+        none = client.request("ps", "nobody")
+        extra = client.request("ps", "extra args")
+        extra_tree = client.request("tree", "--full a b")
+    assert names(sub["text"]) == ["fetch-1", "fetch-10", "fetch-11"], sub
+    assert names(glob["text"]) == [f"fetch-{i}" for i in range(10)], glob
+    assert spaced["text"].splitlines()[1].split()[3:5] == ["http", "handler"], spaced
+    # The matching task and its ancestors, nothing else.
+    assert [line.split("'")[1] for line in tree["text"].splitlines() if "task " in line] == [
+        "main", "pool", "fetch-11"], tree
+    assert none == {"ok": True, "text": "no live task's name matches 'nobody'"}
+    for reply in (extra, extra_tree):
+        assert reply["ok"] is False and "unexpected argument" in reply["text"], reply
+        assert "usage: " in reply["text"]
+
+
 def test_top_lists_the_task_that_keeps_the_loop_busy(tmp_path):
     async def spinner(prog):
         while not prog.stop.is_set():
@@ -516,6 +608,65 @@ def test_top_lists_the_task_that_keeps_the_loop_busy(tmp_path):
     rows = reply["text"].split("WAITING ON\n")[1].splitlines()
     _, cpu, _, name = rows[0].split()[:4]
     assert name == "spinner" and float(cpu) > 50, reply["text"]
+
+
+def test_top_does_not_call_a_loop_idle_when_its_steps_are_too_short_to_sample(tmp_path):
+    # Steps far shorter than the sampling interval are rarely caught: top
+    # said "loop idle 100%" and "no task ran" while stats counted the steps.
+    async def ticker(prog):
+        while not prog.stop.is_set():
+            await yieldio.sleep(0.005)
+
+    async def main(prog):
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(ticker, prog, name="ticker")
+            await idle_until_stopped(prog)
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(main, server), MonitorClient(server.path) as client:
+        reply = client.request("top")
+        client.request("top", "stop")
+    assert reply["ok"] and reply["data"]["steps_per_s"] > 0, reply
+    text = reply["text"]
+    assert "idle" not in text and "no task ran" not in text, text
+    assert "no task running" in text
+    table = text.split("WAITING ON\n")[1]
+    assert "ticker" in table or "task steps/s were each too short to catch" in table, text
+
+
+def test_top_keeps_the_name_of_a_task_that_exited_since_it_was_sampled(tmp_path):
+    go, gone = threading.Event(), threading.Event()
+
+    async def brief(server):
+        me = yieldio.current_task().id
+        while True:  # busy until the top sampler has caught this task once
+            time.sleep(0.003)
+            [sampler] = server._samplers
+            with sampler._lock:
+                if me in sampler._counts:
+                    return
+            await yieldio.sleep(0)
+
+    async def main(prog):
+        async with yieldio.TaskGroup() as tg:
+            prog.started.set()
+            await yieldio.to_thread(go.wait, 30)
+            await tg.spawn(brief, prog.server, name="brief").join()
+            gone.set()
+            await idle_until_stopped(prog)
+
+    server = MonitorServer(str(tmp_path / "m.sock"), announce=False)
+    with Program(main, server), MonitorClient(server.path) as client:
+        assert client.request("top")["ok"]  # starts the sampler
+        go.set()
+        assert gone.wait(10)
+        reply = client.request("top")  # its samples include brief's, taken after it exited
+        client.request("top", "stop")
+    assert reply["ok"], reply
+    rows = reply["text"].split("WAITING ON\n")[1].splitlines()
+    brief_rows = [r for r in rows if "brief" in r]
+    assert len(brief_rows) == 1 and brief_rows[0].split()[2:4] == ["done", "brief"], rows
+    assert "(exited)" not in reply["text"]
 
 
 def test_monitor_ps_and_top_escape_names(tmp_path):
@@ -584,6 +735,50 @@ def test_a_command_pending_when_the_program_ends_is_answered_at_once(tmp_path):
     assert time.monotonic() - started < 10
     assert replies == [{"ok": False, "text": "the program is shutting down"}]
     assert prog.error is None
+
+
+FORKING_PROGRAM = textwrap.dedent("""
+    import os, sys, time, yieldio
+
+    async def main():
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.1)
+            sys.exit(0)  # the child ends normally: the run's after_run hooks run in it
+        await yieldio.to_thread(os.waitpid, pid, 0)
+        print("reaped", flush=True)
+        await yieldio.to_thread(sys.stdin.read)  # until the test closes stdin
+
+    yieldio.run(main, monitor=True)
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_that_exits_leaves_the_parents_monitor_alone(tmp_path, mon_dir):
+    # The child used to remove the parent's socket file and shut its
+    # listener down: the parent could no longer be monitored.
+    script = tmp_path / "forking.py"
+    script.write_text(FORKING_PROGRAM)
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "reaped\n", proc.stderr.read()
+        sock = mon_dir / f"{proc.pid}.sock"
+        assert sock.exists()
+        with MonitorClient(str(sock)) as client:
+            assert client.request("stats")["ok"]
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+    assert proc.returncode == 0
+    assert not sock.exists()  # the parent, which made it, removes it
 
 
 def test_two_kernels_in_one_process_get_two_sockets(mon_dir):

@@ -187,6 +187,43 @@ def test_the_interpreter_is_restored_after_the_run():
         gc.collect()
 
 
+def test_under_w_error_a_dropped_wait_is_unraisable_and_reporting_goes_on(monkeypatch):
+    # A dropped wait is found after a step, in an instrument hook: -W error
+    # used to raise the report into the kernel, which removed the reporter,
+    # so this and every later drop went unreported. Now each is an
+    # unraisable exception, as CPython's own warning is, and the run goes on.
+    from yieldio import _unawaited
+
+    monkeypatch.setattr(_unawaited, "ENABLED", True)
+    def event_wait():
+        yield
+
+    event_wait.__qualname__ = "Event.wait"
+    wait = _unawaited.tracked(event_wait)  # as YIELDIO_DEBUG=1 makes yieldio's waits
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    reporter = NeverAwaitedReporter()
+
+    async def main():
+        wait()  # BUG 1
+        await yieldio.sleep(0)
+        wait()  # BUG 2
+        await yieldio.sleep(0)
+        return "finished"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("error", RuntimeWarning)
+        assert yieldio.run(main, instruments=[reporter]) == "finished"
+    assert caught == []
+    assert [r.origin[-1][1] for r in reporter.reports] == [_line_of("wait()  # BUG 1"),
+                                                           _line_of("wait()  # BUG 2")]
+    assert [type(u.exc_value) for u in unraisable] == [RuntimeWarning, RuntimeWarning]
+    assert [str(u.exc_value) for u in unraisable] == [r.format() for r in reporter.reports]
+    # Printed as "Exception ignored in: <coroutine object Event.wait at ...>".
+    assert all(repr(u.object).startswith("<coroutine object Event.wait at ")
+               for u in unraisable)
+
+
 def test_reported_once_not_twice_and_real_programs_show_it_on_stderr(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent("""
@@ -247,6 +284,55 @@ def test_under_w_error_a_program_goes_on_as_with_cpythons_own_warning(tmp_path):
         assert proc.stderr.startswith("Exception ignored in: <coroutine object send_email at ")
         assert proc.stderr.count("RuntimeWarning: coroutine 'send_email' was never awaited") == 1
     assert "It was created at" in debug.stderr and "It was created at" not in plain.stderr
+
+
+def test_code_with_no_source_file_is_reported_too():
+    # A notebook cell, exec'd code: no module has this file. The report used
+    # to vanish (warn_explicit with module=None drops it) where CPython's own
+    # plain warning is shown.
+    ns = {"yieldio": yieldio, "__name__": "cell"}
+    exec(compile("async def f():\n    pass\n\nasync def main():\n    f()\n",
+                 "<ipython-input-1-abc>", "exec"), ns)
+    reporter = NeverAwaitedReporter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        yieldio.run(ns["main"], instruments=[reporter])
+    (w,) = caught
+    assert (w.filename, w.lineno) == ("<ipython-input-1-abc>", 5)
+    assert str(w.message) == reporter.reports[0].format()
+    assert str(w.message).startswith("coroutine 'f' was never awaited (dropped in task 'main').")
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_python_c_and_stdin_programs_get_the_report(how):
+    # python -c: no module has the file "<string>" (the report was lost).
+    # python - < app.py: __main__'s loader cannot give its source, and the C
+    # warn_explicit let its ImportError out (the report was lost, and for a
+    # dropped wait the reporter removed). Both get it, without a source line.
+    code = textwrap.dedent("""
+        import yieldio
+        async def f(): pass
+        async def main():
+            f()
+            yieldio.sleep(1)
+            await yieldio.sleep(0)
+            yieldio.sleep(2)
+        yieldio.run(main, debug=True)
+    """)
+    env = {**__import__("os").environ, "YIELDIO_DEBUG": "1"}
+    args, stdin, name = ([sys.executable, "-c", code], None, "<string>") if how == "-c" else (
+        [sys.executable, "-"], code, "<stdin>")
+    proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    reports = [line for line in proc.stderr.splitlines() if "RuntimeWarning" in line]
+    assert reports == [
+        f"{name}:5: RuntimeWarning: coroutine 'f' was never awaited (dropped in task 'main').",
+        f"{name}:6: RuntimeWarning: coroutine 'sleep' was never awaited "
+        "(dropped in task 'main').",
+        f"{name}:8: RuntimeWarning: coroutine 'sleep' was never awaited "
+        "(dropped in task 'main').",
+    ], proc.stderr
+    assert "removing it" not in proc.stderr and "Exception ignored" not in proc.stderr
 
 
 def test_a_coroutine_made_before_the_run_says_its_origin_is_unknown():
@@ -379,8 +465,21 @@ _DROPPING_TEST = """
 
 
 def _runpytest(pytester, *args):
+    # No pytest-asyncio: these runs use -W error, which turns its
+    # configuration-time deprecation warnings (asyncio_default_fixture_loop_scope
+    # unset) into an INTERNALERROR. The tests here need no asyncio plugin.
     return pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider",
-                                         "-p", "no:hypothesispytest", *args)
+                                         "-p", "no:hypothesispytest", "-p", "no:asyncio",
+                                         *args)
+
+
+def test_inner_pytest_runs_do_not_load_pytest_asyncio(pytester):
+    pytest.importorskip("pytest_asyncio")
+    pytester.makepyfile(test_plugins="""
+        def test_no_asyncio_plugin(pytestconfig):
+            assert not pytestconfig.pluginmanager.has_plugin("asyncio")
+    """)
+    _runpytest(pytester, "-W", "error").assert_outcomes(passed=1)
 
 
 def test_pytest_shows_the_report_in_its_warnings_summary(pytester):
@@ -422,6 +521,36 @@ def test_pytest_w_error_runtimewarning_does_what_it_does_for_cpythons_warning(py
     # ... and plain "-W error" fails both tests alike.
     result = _runpytest(pytester, "-W", "error")
     result.assert_outcomes(failed=2)
+
+
+def test_pytest_w_error_fails_a_test_that_drops_one_of_yieldios_waits(pytester, monkeypatch):
+    # The drop is found after a step, not in a finalizer; under -W error it
+    # used to remove the reporter and the test passed. It is now an
+    # unraisable exception, as for a dropped coroutine: -W error fails it.
+    monkeypatch.setenv("YIELDIO_DEBUG", "1")
+    pytester.makepyfile(test_waits="""
+        import yieldio
+
+        def test_drops_a_put():
+            async def main():
+                q = yieldio.Queue(1)
+                q.put(1)  # BUG: not awaited
+                await yieldio.sleep(0)
+            yieldio.run(main, debug=True)
+
+        def test_drops_a_wait_later():
+            async def main():
+                yieldio.Event().wait()  # BUG: not awaited
+                await yieldio.sleep(0)
+            yieldio.run(main, debug=True)
+    """)
+    result = _runpytest(pytester, "-W", "error")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*PytestUnraisableExceptionWarning: Exception ignored in: "
+        "<coroutine object Queue.put at *",
+    ])
+    assert "removing it" not in result.stdout.str() + result.stderr.str()
 
 
 # -- yieldio's own waits (generator coroutines): tracked under YIELDIO_DEBUG=1 --------------
@@ -505,3 +634,32 @@ def test_yieldio_debug_does_not_report_calls_whose_result_may_be_dropped(tmp_pat
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=60, env=env)
     assert proc.returncode == 0 and "RuntimeWarning" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("run_args, tracked", [
+    (["--debug"], True),
+    (["--trace", "t.json", "--deb", "--slow-step", "5"], True),  # argparse's abbreviation
+    (["--trace=t.json"], False),
+])
+def test_run_debug_tracks_yieldios_waits_without_the_variable(tmp_path, run_args, tracked):
+    # 'python -m yieldio' imports yieldio, which chooses the waits, before
+    # 'run' reads --debug: the choice looks at the command line itself.
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        import yieldio
+
+        async def main():
+            q = yieldio.Queue(1)
+            q.put(1)  # BUG: not awaited
+            await yieldio.sleep(0)
+            print(yieldio._unawaited.ENABLED)
+    """))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "YIELDIO_DEBUG"}
+    proc = subprocess.run([sys.executable, "-m", "yieldio", "run", *run_args, str(script),
+                           "--debug"],  # the script's own argument: not run's
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{tracked}\n"
+    reported = (f"{script}:6: RuntimeWarning: coroutine 'Queue.put' was never awaited "
+                "(dropped in task 'main').")
+    assert (reported in proc.stderr.splitlines()) is tracked, proc.stderr

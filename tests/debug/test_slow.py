@@ -236,3 +236,29 @@ def _env():
     env = dict(os.environ)
     env.pop("YIELDIO_MONITOR", None)
     return env
+
+
+def _phase_one():
+    time.sleep(0.05)  # where the step is when it crosses the threshold
+
+
+def _phase_two():
+    time.sleep(0.3)  # where it is at the hang report, and where most time goes
+
+
+def test_the_final_report_of_a_long_step_quotes_the_latest_sample():
+    detector = SlowStepDetector(threshold=0.02, hang_after=0.1, log=False)
+
+    async def main():
+        await yieldio.sleep(0)
+        _phase_one()
+        _phase_two()
+
+    yieldio.run(main, instruments=[detector])
+    *hangs, final = detector.reports
+    assert hangs and final.finished
+    latest = hangs[-1]
+    assert latest.stack[-1].name == "_phase_two"
+    # Not the 0.02 s sample in _phase_one: the one the last hang report showed.
+    assert final.stack[-1].name == "_phase_two"
+    assert final.captured_after == latest.captured_after

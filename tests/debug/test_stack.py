@@ -195,6 +195,11 @@ def test_a_stack_deeper_than_the_cut_keeps_the_innermost_frames():
     cut = [i for i, f in enumerate(frames) if f.opaque]
     assert cut == [MAX_FRAMES // 2]
     assert "stack cut" in frames[cut[0]].function and f"{depth + 1:,}" in frames[cut[0]].function
+    # Every frame shown but Event.wait is one whole call: the marker counts
+    # exactly the others (it used to count the head's last call as hidden).
+    shown_calls = sum(f.function == "deep" for f in frames)
+    assert shown_calls == MAX_FRAMES - 1
+    assert f"stack cut: {depth + 1 - shown_calls:,} of {depth + 1:,} " in frames[cut[0]].function
     assert frames[0].function == "deep" and "yield deep(n - 1, ev)" in frames[0].line
     assert [f.function for f in frames[-2:]] == ["deep", "Event.wait"]
     assert "yield from ev.wait()" in frames[-2].line

@@ -340,3 +340,56 @@ def test_a_trace_that_cannot_be_written_at_the_end_is_reported_not_raised(tmp_pa
     assert err.startswith(f"yieldio: could not write the trace to {str(path)!r}: ")
     assert "No such file or directory" in err
     assert not out_dir.exists()  # and no temporary file was left behind (nor a directory)
+
+
+# -- a trace from a program stopped by SIGTERM (docs/seeing-inside.md) ---------------------
+
+def _sigterm_example() -> str:
+    """The page's example that ends its run on SIGTERM (so that the trace is written)."""
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "seeing-inside.md")
+    with open(doc, encoding="utf-8") as f:
+        text = f.read()
+    after = text.split("**Stopped by SIGTERM?**", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def _wait_until_it_handles_sigterm(proc, timeout=20.0):
+    """Until the process has a handler for SIGTERM (before that, SIGTERM kills it)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with open(f"/proc/{proc.pid}/status") as f:
+            caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the program never started handling SIGTERM")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("how", ["python app.py", "yieldio run --trace"])
+def test_the_documented_way_to_get_a_trace_when_stopped_by_sigterm(tmp_path, how):
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "app.py").write_text(_sigterm_example())
+    cmd = [sys.executable, "app.py"] if how == "python app.py" else [
+        sys.executable, "-m", "yieldio", "run", "--trace", "trace.json", "app.py"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _wait_until_it_handles_sigterm(proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0 and err == "", err
+    events = load(tmp_path / "trace.json")["traceEvents"]
+    names = {v.split(" (task")[0]: k for k, v in names_by_tid(events).items()}
+    exits = {e["tid"]: e["args"]["outcome"] for e in events if e["ph"] == "i"}
+    assert exits[names["serve"]] == "cancelled"

@@ -26,8 +26,10 @@ The protocol is JSON lines: a greeting, then one response per request
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import shlex
 import socket
 import stat
 import sys
@@ -49,15 +51,17 @@ PROTOCOL = 1
 ANSWER_TIMEOUT = 2.0
 
 COMMANDS = {
-    "ps": "ps              one line per task: id, parent, state, name, wait, where",
-    "tree": "tree [--full]   the task tree (--full: do not fold identical siblings)",
-    "where": "where TASK      the whole stack of a task (TASK: an id or a unique name)",
-    "cancel": "cancel TASK     cancel a task",
-    "stats": "stats           tasks, ready queue, loop iterations/s, steps/s, fds watched",
-    "top": "top             a refreshing view of the busiest tasks (q quits)",
-    "help": "help            this list",
-    "quit": "quit            leave the monitor (the program keeps running)",
+    "ps": "ps [NAME]               one line per task: id, parent, state, name, wait, where",
+    "tree": "tree [--full] [NAME]    the task tree (--full: do not fold identical siblings)",
+    "where": "where TASK              the whole stack of a task (TASK: an id or a unique name)",
+    "cancel": "cancel TASK             cancel a task",
+    "stats": "stats                   tasks, ready queue, loop iterations/s, steps/s, fds watched",
+    "top": "top                     a refreshing view of the busiest tasks (q quits)",
+    "help": "help                    this list",
+    "quit": "quit                    leave the monitor (the program keeps running)",
 }
+NAME_HELP = ("NAME shows only the tasks whose name contains it (a glob if it has * ? or [;\n"
+             "quote a name with spaces); tree keeps their parents too")
 
 
 class MonitorError(Exception):
@@ -176,7 +180,8 @@ class _Sampler:
     Statistical, like a sampling profiler: no hook runs per step, so watching
     ``top`` costs the program a few GIL hand-offs per millisecond, not a
     slower step. A task runs at most once per loop iteration and the kernel
-    clears ``current`` while it polls, so "no current task" is idle time.
+    clears ``current`` between steps, so "no current task" is the loop's own
+    time: polling, timers -- and steps too short to be caught (see ``top``).
     """
 
     def __init__(self, kernel: Any, interval: float = 0.002) -> None:
@@ -184,6 +189,7 @@ class _Sampler:
         self.interval = interval
         self._lock = threading.Lock()
         self._counts: dict[int, int] = {}
+        self._tasks: dict[int, Any] = {}  # id -> task: an exited task keeps its name
         self._samples = 0
         self._idle = 0
         self._stop = threading.Event()
@@ -202,12 +208,13 @@ class _Sampler:
                 else:
                     tid = cur.id
                     self._counts[tid] = self._counts.get(tid, 0) + 1
+                    self._tasks[tid] = cur
 
-    def take(self) -> tuple[dict[int, int], int, int]:
-        """(samples per task id, all samples, idle samples) since the last take."""
+    def take(self) -> tuple[dict[int, int], dict[int, Any], int, int]:
+        """(samples per task id, the tasks, all samples, idle samples) since the last take."""
         with self._lock:
-            out = (self._counts, self._samples, self._idle)
-            self._counts, self._samples, self._idle = {}, 0, 0
+            out = (self._counts, self._tasks, self._samples, self._idle)
+            self._counts, self._tasks, self._samples, self._idle = {}, {}, 0, 0
         return out
 
     def stop(self) -> None:
@@ -252,6 +259,7 @@ class MonitorServer:
         self._started = time.time()
         self._samplers: set[_Sampler] = set()
         self._pending: set[threading.Event] = set()
+        self._owner_pid = 0  # the process that bound the socket (see after_run)
 
     # -- lifecycle (kernel thread) -----------------------------------------------
     def before_run(self) -> None:
@@ -279,6 +287,7 @@ class MonitorServer:
             raise
         self.path = path
         self._listener = listener
+        self._owner_pid = os.getpid()
         t = threading.Thread(target=self._accept_loop, name="yieldio-monitor", daemon=True)
         self._threads.append(t)
         t.start()
@@ -289,6 +298,9 @@ class MonitorServer:
 
     def after_run(self) -> None:
         """Instrument hook: stop serving and remove the socket file."""
+        if self._owner_pid != os.getpid():
+            self._forget_in_forked_child()
+            return
         with self._lock:
             self._stopping = True
             conns = list(self._conns)
@@ -324,6 +336,26 @@ class MonitorServer:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+        self._kernel = None
+
+    def _forget_in_forked_child(self) -> None:
+        """End of a run in a child forked by the program: leave the parent's monitor alone.
+
+        The child inherits the kernel, this instrument and copies of its
+        sockets, but none of its threads. Removing the socket file or
+        shutting the listener down (which acts on the socket shared with the
+        parent, not on the child's copy) took the parent's monitor away when
+        a forked helper exited normally. Only closing the child's copies is
+        safe.
+        """
+        with self._lock:
+            self._stopping = True
+            conns, self._conns = list(self._conns), set()
+            self._samplers, self._pending, self._threads = set(), set(), []
+        for sock in [self._listener, *conns]:
+            if sock is not None:
+                sock.close()
+        self._listener = None
         self._kernel = None
 
     def _free_path(self) -> str:
@@ -423,8 +455,18 @@ class MonitorServer:
             return False, "the program is shutting down"
         done = threading.Event()
         box: list[tuple[bool, Any]] = []
+        # A call the loop does not take in time is withdrawn, not left queued:
+        # a 'cancel' reported as failed used to cancel the task anyway once
+        # the loop was free. Under ``gate`` exactly one of "it ran" and "it
+        # was withdrawn" happens.
+        gate = threading.Lock()
+        status = ["queued"]
 
         def on_kernel_thread() -> None:
+            with gate:
+                if status[0] == "withdrawn":
+                    return
+                status[0] = "ran"
             try:
                 box.append((True, fn(k)))
             except Exception as exc:  # never let a monitor command break the loop
@@ -442,7 +484,12 @@ class MonitorServer:
             except RuntimeError:
                 return False, "the program is shutting down"
             if not done.wait(self.answer_timeout):
-                return False, self._busy_report(k)
+                with gate:
+                    if status[0] == "queued":
+                        status[0] = "withdrawn"
+                if status[0] == "withdrawn":
+                    return False, self._busy_report(k)
+                done.wait()  # it started just now: a short monitor call, let it finish
         finally:
             with self._lock:
                 self._pending.discard(done)
@@ -452,7 +499,8 @@ class MonitorServer:
 
     def _busy_report(self, k: Any) -> str:
         lines = [f"the event loop did not answer within {self.answer_timeout:g} s: "
-                 "a task step is blocking it (or the program is stuck outside the loop)."]
+                 "a task step is blocking it (or the program is stuck outside the loop).",
+                 "The command was not done (it was withdrawn: it will not run later)."]
         task = k.current  # one attribute read: safe from this thread
         if task is not None:
             lines.append(f"It is running a step of task {task.id} {task.name!r}.")
@@ -474,18 +522,30 @@ class MonitorServer:
     def _command(self, cmd: str, arg: str, state: dict[str, Any]) -> dict[str, Any]:
         if cmd == "help" or cmd == "":
             return {"ok": True, "text": "commands:\n" + "\n".join(
-                "  " + v for v in COMMANDS.values())}
+                "  " + v for v in COMMANDS.values()) + "\n" + NAME_HELP}
         # Only the snapshot runs on the kernel thread; rows are plain data,
         # formatted here while the program runs on.
-        if cmd == "ps":
+        if cmd in ("ps", "tree"):
+            # With 10,000 tasks both printed 10,000+ lines, and words after
+            # them were silently ignored: one NAME filters, more is an error.
+            try:
+                words = shlex.split(arg)
+            except ValueError as exc:
+                return {"ok": False, "text": f"{exc}; usage: {COMMANDS[cmd]}"}
+            full = cmd == "tree" and bool(words) and words[0] in ("--full", "-f", "full")
+            words = words[1:] if full else words
+            if len(words) > 1 or (words and words[0].startswith("-")):
+                return {"ok": False, "text": f"unexpected argument(s) {' '.join(words)!r}; "
+                        f"usage: {COMMANDS[cmd]}\n{NAME_HELP}"}
             ok, rows = self._ask(snapshot)
-            return {"ok": ok, "text": render_table(rows) if ok else rows}
-        if cmd == "tree":
-            full = arg in ("--full", "-f", "full")
-            if arg and not full:
-                return {"ok": False, "text": f"usage: {COMMANDS['tree']}"}
-            ok, rows = self._ask(snapshot)
-            return {"ok": ok, "text": render_tree(rows, collapse=not full) if ok else rows}
+            if not ok:
+                return {"ok": False, "text": rows}
+            if words:
+                rows = _matching(rows, words[0], with_parents=cmd == "tree")
+                if not rows:
+                    return {"ok": True, "text": f"no live task's name matches {words[0]!r}"}
+            text = render_table(rows) if cmd == "ps" else render_tree(rows, collapse=not full)
+            return {"ok": True, "text": text}
         if cmd in ("where", "cancel"):
             if not arg:
                 return {"ok": False, "text": f"usage: {COMMANDS[cmd]}"}
@@ -539,8 +599,9 @@ class MonitorServer:
         ok, stats = self._stats(state)
         if not ok:
             return {"ok": False, "text": stats}
-        counts, samples, idle = sampler.take()
-        ok, table = self._ask(lambda k: _top_table(k, counts, samples, idle))
+        counts, tasks, samples, idle = sampler.take()
+        steps = stats["steps_per_s"]
+        ok, table = self._ask(lambda k: _top_table(counts, tasks, samples, idle, steps))
         if not ok:
             return {"ok": False, "text": table}
         return {"ok": True, "text": _format_stats(stats) + "\n\n" + table, "data": stats}
@@ -574,28 +635,55 @@ def _format_stats(s: dict[str, Any]) -> str:
     ])
 
 
-def _top_table(k: Any, counts: dict[int, int], samples: int, idle: int,
-               rows: int = 20) -> str:
+def _top_table(counts: dict[int, int], tasks: dict[int, Any], samples: int, idle: int,
+               steps_per_s: float, rows: int = 20) -> str:
     """The busiest tasks since the last refresh (on the kernel thread)."""
     if samples == 0:
         return "(collecting samples: refresh again)"
-    live = {t.id: t for t in k.all_tasks()}
     ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:rows]
-    out = [f"loop idle (in epoll_wait) {100 * idle / samples:5.1f}%   "
-           f"({samples} samples; CPU% is sampled)",
+    # "No task running" is not "idle": it is also the loop's own work, and
+    # steps shorter than the sampling interval fall between samples. This
+    # used to say "loop idle 100%" and "no task ran" while stats counted
+    # 100 steps/s; the step counter tells which it is.
+    out = [f"no task running {100 * idle / samples:5.1f}%   ({samples} samples; CPU% is "
+           "sampled: short steps are missed)",
            "",
            f"{'ID':>7}  {'CPU%':>6}  {'STATE':<8} {'NAME':<24} WAITING ON"]
-    if not ranked:
-        out.append("  (no task ran since the last refresh)")
+    if not ranked and steps_per_s > 0:
+        rate = f"{steps_per_s:,.0f}" if steps_per_s >= 1 else "under 1"
+        out.append(f"  (no task seen in {samples} samples: the {rate} task steps/s were "
+                   "each too short to catch)")
+    elif not ranked:
+        out.append(f"  (no task seen in {samples} samples, and no task step ran: "
+                   "the loop is idle)")
     for tid, n in ranked:
-        t = live.get(tid)
+        t = tasks[tid]
         # Escaped like ps: a newline or an escape sequence in a name must
-        # not break the table or reach the viewer's terminal.
-        name = _printable(t.name) if t is not None else "(exited)"
-        state = t.state if t is not None else "-"
-        wait = _printable(describe_wait(t, detail=False)) if t is not None else ""
-        out.append(f"{tid:>7}  {100 * n / samples:>6.1f}  {state:<8} {name[:24]:<24} {wait}")
+        # not break the table or reach the viewer's terminal. A task that
+        # has exited since keeps its name; its state says it is gone.
+        name = _printable(t.name)
+        wait = _printable(describe_wait(t, detail=False))
+        out.append(f"{tid:>7}  {100 * n / samples:>6.1f}  {t.state:<8} {name[:24]:<24} {wait}")
     return "\n".join(out)
+
+
+def _matching(rows: list[Any], name: str, with_parents: bool) -> list[Any]:
+    """The rows whose task name contains ``name`` (a glob if it has ``*?[``), in order.
+
+    ``with_parents`` keeps their ancestors too, so a filtered tree keeps its shape.
+    """
+    if any(c in name for c in "*?["):
+        keep = {r.id for r in rows if fnmatch.fnmatchcase(r.name, name)}
+    else:
+        keep = {r.id for r in rows if name in r.name}
+    if with_parents and keep:
+        parent = {r.id: r.parent for r in rows}
+        for tid in list(keep):
+            up = parent.get(tid)
+            while up is not None and up not in keep and up in parent:
+                keep.add(up)
+                up = parent[up]
+    return [r for r in rows if r.id in keep]
 
 
 def _find_task(k: Any, key: str) -> tuple[Any, str]:

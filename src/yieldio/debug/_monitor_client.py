@@ -50,15 +50,24 @@ def find_monitor_socket(target: str | None = None) -> str:
                    else "no process has that pid")
             raise MonitorError(f"no monitor socket for pid {target} in {directory} ({why})")
         return path
-    found = []
+    found: list[str] = []
+    stale: list[str] = []
     if os.path.isdir(directory):
         for name in sorted(os.listdir(directory)):
             pid = name.split(".")[0].split("-")[0]
-            if name.endswith(".sock") and pid.isdigit() and _pid_alive(int(pid)):
-                found.append(os.path.join(directory, name))
+            if name.endswith(".sock") and pid.isdigit():
+                path = os.path.join(directory, name)
+                (found if _pid_alive(int(pid)) else stale).append(path)
     if not found:
-        raise MonitorError(f"no monitored yieldio program is running (no socket in {directory});"
-                           " start one with yieldio.run(main, monitor=True) or YIELDIO_MONITOR=1")
+        # Say what is there: "no socket in DIR" was untrue when sockets of
+        # programs killed by a signal (which cannot remove theirs) were left.
+        names = ", ".join(os.path.basename(p) for p in stale[:5])
+        more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+        there = (f"{directory} holds only stale sockets of programs no longer running: "
+                 f"{names}{more}; they can be removed" if stale
+                 else f"no socket in {directory}")
+        raise MonitorError(f"no monitored yieldio program is running ({there}); start one "
+                           "with yieldio.run(main, monitor=True) or YIELDIO_MONITOR=1")
     if len(found) > 1:
         listing = "\n  ".join(found)
         raise MonitorError(f"several monitored programs are running; name one by pid or "

@@ -96,8 +96,48 @@ _saved: dict[str, Any] = {}
 _reporters: dict[int, NeverAwaitedReporter] = {}  # by kernel thread id
 
 
+# (reporter, report) that _issue_as_cpython is handing to _hook, on this thread.
+_handing = threading.local()
+
+
+async def _stand_in() -> None:
+    """Made and dropped unawaited on purpose by :func:`_issue_as_cpython`."""
+
+
+def _issue_as_cpython(reporter: NeverAwaitedReporter, report: NeverAwaited) -> None:
+    """Issue a report from outside any finalizer as CPython issues its own: from one.
+
+    A dropped call of one of yieldio's waits is found in an instrument hook
+    (after a task step), not while a coroutine is destroyed. Warning from
+    there, ``-W error`` would raise the report into the kernel, which would
+    remove the reporter ("...; removing it") and so lose every later report,
+    even under pytest. CPython raises its own warning in the coroutine's
+    finalizer, where Python turns the exception into an unraisable one
+    ("Exception ignored in: <coroutine object ...>", a failure under
+    pytest's ``-W error``) and goes on; the docs promise exactly that, so
+    the report is not raised into the dropping task either (which would
+    change what the program does). To get it, destroy a never-awaited
+    stand-in coroutine named like the dropped call: CPython calls _hook from
+    its finalizer, and _hook issues this report.
+    """
+    standin: Any = _stand_in()  # (typeshed has no __qualname__ on Coroutine)
+    standin.__qualname__ = report.qualname  # its repr: <coroutine object Queue.put at ...>
+    _handing.pending = (reporter, report)
+    try:
+        del standin  # the only reference: finalized now, on this thread
+    finally:
+        pending, _handing.pending = _handing.pending, None
+    if pending is not None:  # _hook was not called (replaced by someone else's hook)
+        reporter._report(report, None)
+
+
 def _hook(coro: Any) -> None:
     """Replacement for ``warnings._warn_unawaited_coroutine`` while installed."""
+    pending = getattr(_handing, "pending", None)
+    if pending is not None and getattr(coro, "cr_code", None) is _stand_in.__code__:
+        _handing.pending = None
+        pending[0]._report(pending[1], coro)
+        return
     reporter = _reporters.get(threading.get_ident())
     task = None
     if reporter is not None:
@@ -156,8 +196,27 @@ def _warn(report: NeverAwaited, coro: Any) -> None:
         registry = namespace.setdefault("__warningregistry__", {})
     else:
         registry = _registries.setdefault(filename, {})
-    warnings.warn_explicit(text, RuntimeWarning, filename, lineno, module=module,
-                           registry=registry, module_globals=namespace)
+    where: dict[str, Any] = {"registry": registry}
+    if module is not None:
+        # Only when known: an explicit module=None makes the C warn_explicit
+        # drop the warning without a word (code from ``python -c``, exec'd
+        # code such as a notebook cell). Left out, it is derived from the
+        # filename, as for CPython's own warning ("<string>:4: ...").
+        where["module"] = module
+    try:
+        warnings.warn_explicit(text, RuntimeWarning, filename, lineno,
+                               module_globals=namespace, **where)
+    except Warning:
+        raise  # -W error: the report itself, raised (see the docstring)
+    except Exception:
+        if namespace is None:
+            raise
+        # module_globals is only there for the source line, which the C
+        # warn_explicit asks the module's loader for without catching its
+        # error, as linecache would: for ``python - < app.py`` that is
+        # BuiltinImporter, which raises ImportError for '__main__'. A report
+        # without that line beats a lost one.
+        warnings.warn_explicit(text, RuntimeWarning, filename, lineno, **where)
 
 
 def _user_part(origin: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
@@ -285,9 +344,9 @@ class NeverAwaitedReporter:
     def _sweep_waits(self, task: Any) -> None:
         """Report the calls of yieldio's waits that were dropped unawaited (see _unawaited)."""
         for qualname, origin in _unawaited.sweep():
-            self._report(NeverAwaited(qualname, _user_part(origin),
-                                      task.id if task is not None else None,
-                                      task.name if task is not None else None), None)
+            _issue_as_cpython(self, NeverAwaited(qualname, _user_part(origin),
+                                                 task.id if task is not None else None,
+                                                 task.name if task is not None else None))
 
     def _report(self, report: NeverAwaited, coro: Any) -> None:
         self.reports.append(report)  # first: kept even if the warning raises

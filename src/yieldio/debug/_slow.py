@@ -216,6 +216,11 @@ class SlowStepDetector:
                         self._report(SlowStep(cur.id, cur.name, elapsed, stack, elapsed,
                                               finished=False))
                         next_hang_report = elapsed * 2
+                        # The final report quotes this, the latest sample: in
+                        # a long step it is where most of the time went, and
+                        # the report must not go back to an older place
+                        # than the hang reports already showed.
+                        captured = (stack, elapsed)
             else:
                 if task is not None and captured is not None:
                     # The slow step ended between the last two samples.

@@ -402,14 +402,20 @@ def task_stack(task: Any) -> list[Frame]:
     tail: list[list[Frame]] = []
     shown = 0
     j = len(calls) - 1
+    tail_partial = False
     while j > k and shown < half:
         frames: list[Frame] = []
-        _walk(calls[j], frames, half - shown)
+        tail_partial = not _walk(calls[j], frames, half - shown)
         tail.append(frames)
         shown += len(frames)
         j -= 1
     if tail:
-        hidden = j - k + 1  # calls k..j, of which the head shows some frames
+        # Calls k..j are hidden, or shown only in part at either edge. Call k
+        # is wholly in the head when the head ends exactly where it ends
+        # (counting it said "190,003 of 200,001" where 190,002 were missing);
+        # the tail's outermost call counts if the tail cut it short.
+        first = k + 1 if ends[k] == half else k
+        hidden = j - first + 1 + tail_partial
         note = (f"... stack cut: {hidden:,} of {len(calls):,} trampolined calls "
                 f"not shown (or only in part) ...")
     else:
