@@ -88,7 +88,7 @@ def cmd_run(argv: list[str]) -> int:
     import yieldio
 
     from . import _runopts
-    from .debug._monitor import MonitorError
+    from .debug._monitor_dir import MonitorError
 
     # Build the instruments here, not inside run(): a bad --trace path is a
     # usage error reported before the script is even imported. Options not
@@ -268,7 +268,7 @@ def _exit_code(value: Any) -> int:
 
 # -- monitor -----------------------------------------------------------------------------
 def _monitor_parser() -> argparse.ArgumentParser:
-    from .debug._monitor import COMMANDS, NAME_HELP
+    from .debug._monitor_commands import COMMANDS, NAME_HELP
 
     p = argparse.ArgumentParser(
         prog="python -m yieldio monitor",
@@ -295,8 +295,8 @@ def _monitor_parser() -> argparse.ArgumentParser:
 
 def cmd_monitor(argv: list[str]) -> int:
     """``python -m yieldio monitor [PID | SOCKET] [-c CMD]...``."""
-    from .debug._monitor import MonitorError
     from .debug._monitor_client import MonitorClient, find_monitor_socket
+    from .debug._monitor_dir import MonitorError
 
     args = _monitor_parser().parse_args(argv)
     if args.interval <= 0:

@@ -87,7 +87,7 @@ _LAZY = {
     "MonitorServer": "._monitor",
     "MonitorClient": "._monitor_client",
     "find_monitor_socket": "._monitor_client",
-    "MonitorError": "._monitor",
+    "MonitorError": "._monitor_dir",
     "render_html": "._trace_html",
 }
 

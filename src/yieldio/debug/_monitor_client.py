@@ -14,7 +14,7 @@ import os
 import socket
 from typing import Any
 
-from ._monitor import MonitorError, monitor_dir
+from ._monitor_dir import MonitorError, monitor_dir
 
 __all__ = ["MonitorClient", "find_monitor_socket"]
 
