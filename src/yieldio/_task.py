@@ -386,9 +386,18 @@ def throw_into(task: Task, exc: BaseException) -> Any:
     if type(driver) is NotStarted:
         driver = task.coro  # cancelled before its first step: make it to throw into
     throw = getattr(driver, "throw", None)
-    if throw is None:
-        raise exc
-    return throw(exc)
+    try:
+        if throw is None:
+            raise exc
+        return throw(exc)
+    finally:
+        # Python 3.12+ puts this frame in the traceback of what throw() hands
+        # in, so the frame holding ``exc`` would make a cycle (exc -> its
+        # traceback -> this frame -> exc) keeping every frame of the task's
+        # stack, and their sockets, alive until the cyclic GC -- which then
+        # finalizes them in no particular order (a stdlib socket could close
+        # its fd before yieldio's wrapper tells the loop).
+        del exc
 
 
 @awaitable

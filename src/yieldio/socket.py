@@ -33,6 +33,7 @@ from __future__ import annotations
 import socket as _stdsocket
 import sys
 import warnings
+import weakref
 from collections.abc import Awaitable, Generator
 from socket import (
     AF_INET,
@@ -132,6 +133,15 @@ def socketpair(family: int = AF_UNIX, type: int = SOCK_STREAM,
 
 
 # -- the socket class --------------------------------------------------------------
+def _close_dropped(sock: _stdsocket.socket, kernel: Any) -> None:
+    """A :class:`SocketType` was dropped without ``close()``: warn, and close via the loop."""
+    if sock.fileno() == -1:
+        return
+    warnings.warn(f"unclosed {sock!r}".replace("<socket.socket", "<yieldio.socket.SocketType", 1),
+                  ResourceWarning, stacklevel=2, source=sock)
+    close_fd_soon(kernel or getattr(_local, "kernel", None), sock.detach())
+
+
 class SocketType(MessageMethods):
     """A non-blocking stdlib socket with async methods for everything that can wait.
 
@@ -175,8 +185,20 @@ class SocketType(MessageMethods):
         # short read says nothing about what is queued.
         self._is_stream = sock.type == _stdsocket.SOCK_STREAM
         self._drained = False
-        # The run that may watch this fd: __del__ hands it the close.
-        self._kernel = getattr(_local, "kernel", None)
+        # The run that may watch this fd: a dropped socket's close goes to it.
+        self._kernel = kernel = getattr(_local, "kernel", None)
+        # Dropped without close(), the stdlib socket's own finalizer would
+        # close the fd behind the loop's back, leaving its epoll interest on
+        # the fd number: the next socket or pipe to get that number would
+        # never be registered, and its waiters would hang. So the loop is
+        # told first, as FdStream does. A weakref callback, not __del__: when
+        # the wrapper dies in a reference cycle, the garbage collector runs
+        # the finalizers of the cycle in no set order (the stdlib socket's
+        # could run first), but it runs weakref callbacks before any of
+        # them -- and this one holds the stdlib socket, so that socket is
+        # not garbage until the callback has taken its fd.
+        self._dropped = weakref.finalize(self, _close_dropped, sock, kernel)
+        self._dropped.atexit = False
 
     def __repr__(self) -> str:
         return repr(self._sock).replace("<socket.socket", "<yieldio.socket.SocketType", 1)
@@ -268,19 +290,6 @@ class SocketType(MessageMethods):
             notify_closing(self._sock)
             self._sock.close()
         self._drained = False  # a recv after close fails as the stdlib's does (EBADF)
-
-    def __del__(self) -> None:
-        # Dropped without close(): the stdlib's finalizer would close the fd
-        # behind the kernel's back, leaving its epoll interest on the fd
-        # number, so the next socket or pipe to get that number would never
-        # be registered and its waiters would hang. Let the loop forget the
-        # fd first, as FdStream does.
-        sock = getattr(self, "_sock", None)
-        if sock is None or sock.fileno() == -1:
-            return
-        warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
-        kernel = getattr(self, "_kernel", None) or getattr(_local, "kernel", None)
-        close_fd_soon(kernel, sock.detach())
 
     def detach(self) -> int:
         """Forget the file descriptor without closing it and return it."""

@@ -539,6 +539,81 @@ def test_a_socket_dropped_without_close_does_not_poison_its_fd_number():
     yieldio.run(main)
 
 
+def test_a_socket_dropped_in_a_reference_cycle_does_not_poison_its_fd_number():
+    # The same, when the dropped socket dies in a reference cycle (on 3.12 a
+    # cancelled wait's traceback made one). The garbage collector finalizes a
+    # cycle's objects in no set order: the stdlib socket inside could close
+    # the fd before the wrapper told the loop, and the fd number's next owner
+    # hung. Weakref callbacks run before any finalizer, so the loop is told.
+    import gc
+    import warnings
+
+    async def wait_a_little(sock):
+        with yieldio.move_on_after(0.01):
+            await sock.recv(1)
+
+    async def main():
+        for _ in range(3):  # (the order could happen to be right once)
+            a, b = ysocket.socketpair()
+            number = a.fileno()
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(wait_a_little, a)
+            cycle: list = [a, a._sock]
+            cycle.append(cycle)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                del a, cycle
+                gc.collect()
+            assert any(issubclass(w.category, ResourceWarning) for w in caught)
+            b.close()
+            await yieldio.sleep(0)
+            c, d = ysocket.socketpair()
+            with c, d:
+                reused, other = (c, d) if c.fileno() == number else (d, c)
+                assert reused.fileno() == number
+
+                async def send_later(other=other):
+                    await yieldio.sleep(0.01)
+                    await other.send(b"x")
+
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(send_later)
+                    with yieldio.fail_after(5):
+                        assert await reused.recv(1) == b"x"
+
+    yieldio.run(main)
+
+
+def test_a_cancelled_wait_leaves_no_cycle_holding_the_tasks_frames():
+    # throw_into's frame held the exception it threw; from Python 3.12 that
+    # frame is in the exception's traceback: a cycle that kept every frame of
+    # the cancelled stack (and what they hold) alive until the cyclic GC.
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    async def wait_a_little(payload, ev):
+        with yieldio.move_on_after(0.01):
+            await ev.wait()
+
+    async def main():
+        payload, ev = Payload(), yieldio.Event()
+        alive = weakref.ref(payload)
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(wait_a_little, payload, ev)
+        del payload
+        return alive
+
+    gc.disable()
+    try:
+        alive = yieldio.run(main)
+        assert alive() is None  # freed by reference counting, no collection needed
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("op", ["recv", "recv_into"])  # the inlined recv, and _io()
 def test_a_socket_closed_after_its_waiter_was_woken_gives_closed_resource_error(op):
     # The reader is woken (data came) and, in the same batch, another task
