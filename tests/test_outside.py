@@ -473,4 +473,7 @@ def test_no_ctrl_c_handler_where_the_interpreter_refuses_a_wakeup_fd():
     # -S: no site (it imports threading, in the main thread).
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          env=env, timeout=8)
-    assert out.stdout.strip() == "[True, True]", out
+    # (Python 3.13's threading knows the real main thread: False there. Either
+    # way, the run must go on and leave Ctrl-C alone.)
+    expected = "[True, True]" if sys.version_info < (3, 13) else "[False, True]"
+    assert out.stdout.strip() == expected, out

@@ -73,6 +73,30 @@ _SEND: Any = object()
 _NO_ARG: Any = object()
 
 
+#: From Python 3.12, a StopIteration thrown into a ``yield from`` whose
+#: callee has no ``throw`` ends the ``yield from`` with its value (the
+#: CLEANUP_THROW instruction); before, it was raised in the caller (and,
+#: from a generator, became RuntimeError).
+_THROWN_STOP_IS_A_RETURN = sys.version_info >= (3, 12)
+
+
+def _thrown_stop(exc: Any) -> StopIteration | None:
+    """The StopIteration that throwing ``exc`` raises, if it is one (else None)."""
+    typ = exc[0] if type(exc) is _ThrowArgs else exc
+    if isinstance(typ, StopIteration) or (isinstance(typ, type)
+                                           and issubclass(typ, StopIteration)):
+        made = _throw_args(*(*exc, None, None)[:3]) if type(exc) is _ThrowArgs else (
+            typ if isinstance(typ, StopIteration) else typ())
+        return made if isinstance(made, StopIteration) else None
+    return None
+
+
+#: What _close_frame returns for a frame that yielded instead of exiting.
+_YIELDED: Any = object()
+#: Python 3.13's generator.close() returns what the generator returned
+#: while closing (gh-104770); before, always None.
+_CLOSE_RETURNS_VALUE = sys.version_info >= (3, 13)
+
 class Trampoline(_ChainView):
     """Drives a coroutine with trampolined calls on an explicit stack.
 
@@ -303,11 +327,13 @@ class Trampoline(_ChainView):
             _strip(error)
             raise
 
-    def close(self) -> None:
+    def close(self) -> Any:
         """Close the whole chain, innermost first, like ``generator.close()``.
 
         Each frame gets ``GeneratorExit`` -- or the error that closing its
-        callee raised. Returns ``None``; raises ``RuntimeError`` if the
+        callee raised. Returns ``None`` (from Python 3.13, as a generator's
+        ``close()`` does: what the outermost coroutine returned while
+        closing, if it returned); raises ``RuntimeError`` if the
         outermost coroutine yields instead of exiting, and propagates any
         other error. Closing twice, or closing a finished trampoline, does
         nothing::
@@ -338,8 +364,10 @@ class Trampoline(_ChainView):
                 pending = self._unwind(0)
                 # As in _unwind, except that a yield is reported to the
                 # driver and the frames stay: the driver may resume them.
-                if self._close_frame(0, pending, leaf):
+                value = self._close_frame(0, pending, leaf)
+                if value is _YIELDED:
                     raise RuntimeError(_ignored_message(self._stack[0]))
+                return value if _CLOSE_RETURNS_VALUE else None
             finally:
                 self._running = False
         except BaseException as exc:
@@ -442,6 +470,15 @@ class Trampoline(_ChainView):
                                 refused = _refusal(exc)
                             if refused is None:
                                 self._pop()
+                                if _THROWN_STOP_IS_A_RETURN and (
+                                        tp is GeneratorType or tp is CoroutineType):
+                                    stop = _thrown_stop(exc)
+                                    if stop is not None:
+                                        # 3.12+: the caller's ``yield from``
+                                        # takes a StopIteration raised at it
+                                        # as the callee's return (CLEANUP_THROW).
+                                        value = stop.value
+                                        exc = _SEND
                                 continue
                             if len(stack) - 2 <= base:
                                 raise refused
@@ -495,13 +532,13 @@ class Trampoline(_ChainView):
                 self._send = _resumer(top)
             del top
 
-    def _close_frame(self, k: int, pending: BaseException | None, leaf: bool) -> bool:
+    def _close_frame(self, k: int, pending: BaseException | None, leaf: bool) -> Any:
         """Close frame ``k``, the innermost, as ``gen_close()`` would.
 
         ``pending`` is what closing its callee raised (``None``: nothing, or
-        no callee; ``leaf``: it never had one). Returns ``False`` if the frame
-        exited (by returning or by ``GeneratorExit``), ``True`` if it yielded
-        instead; raises what it raised.
+        no callee; ``leaf``: it never had one). Returns what the frame
+        returned if it exited (``None`` for ``GeneratorExit``), ``_YIELDED``
+        if it yielded instead; raises what it raised.
         """
         frame = self._stack[k]
         tp = type(frame)
@@ -515,19 +552,22 @@ class Trampoline(_ChainView):
                 close()
             if pending is not None:
                 _reraise(pending)
-            return False
+            return None
         if tp is CoroutineType and frame.cr_frame is None:
-            return False  # an exhausted coroutine closes silently
+            return None  # an exhausted coroutine closes silently
         del frame
         # Raise GeneratorExit (a fresh one per frame, as gen_close does) or
         # the pending error at the frame's yield -- through _drive, so that
         # cleanup code may make trampolined calls too.
         try:
             self._drive(k, None, GeneratorExit if pending is None else pending)
-        except (StopIteration, GeneratorExit) as exited:
+        except StopIteration as exited:
             _strip(exited)  # see _drive
-            return False
-        return True
+            return exited.value
+        except GeneratorExit as exited:
+            _strip(exited)
+            return None
+        return _YIELDED
 
     def _unwind(self, base: int) -> BaseException | None:
         """Close the frames above ``base``, innermost first; pop them.
@@ -541,7 +581,7 @@ class Trampoline(_ChainView):
         while len(stack) - 1 > base:
             k = len(stack) - 1
             try:
-                ignored = self._close_frame(k, pending, leaf)
+                ignored = self._close_frame(k, pending, leaf) is _YIELDED
             except BaseException as error:
                 _strip(error)
                 pending = error
