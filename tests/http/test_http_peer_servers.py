@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -227,15 +228,23 @@ class _Peer:
         self.port = _free_port()
         argv = [arg.format(py=sys.executable, port=self.port) for arg in PEERS[self.name][1]]
         with open(self.log, "ab") as log:
+            # A session of its own, killed whole: a server may run its app in
+            # a child process (uvicorn's spawn worker, multiprocessing's
+            # resource tracker) that killing the parent alone would orphan,
+            # still listening after the test run.
             self.proc = subprocess.Popen(argv, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                         start_new_session=True)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, 9)
-        if self.proc is not None:
-            self.proc.wait(5)
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the whole group is gone already
+        self.proc.wait(5)
 
 
 @pytest.fixture(scope="module")
