@@ -192,7 +192,8 @@ def test_a_task_group_always_raises_an_exception_group() -> None:
 
 def test_spawn_returns_a_task_and_join_raises_task_cancelled() -> None:
     says("`tg.spawn()` returns a `Task`** (trio's `start_soon` returns nothing), with "
-         "`result()` and `join()`. `join()` on a task that was cancelled raises "
+         "`result()` and `join()`; `await task` is `await task.join()`, as in asyncio. "
+         "`join()` on a task that was cancelled raises "
          "`TaskCancelled`, an `Exception`")
     assert issubclass(yieldio.TaskCancelled, Exception)
 

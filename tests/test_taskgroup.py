@@ -1063,3 +1063,50 @@ def test_tasks_does_not_list_a_child_still_starting_from_the_groups_own_body():
 
     vrun(main)
     assert seen == [["peek"], ["slow"]]
+
+
+def test_await_task_is_join():
+    # asyncio's spelling: ``await task`` gives the result or raises the error,
+    # exactly as ``await task.join()`` does (TaskCancelled for a cancelled one).
+    async def double(x):
+        await yieldio.sleep(0.01)
+        return x * 2
+
+    async def fails():
+        await yieldio.sleep(0.01)
+        raise KeyError("k")
+
+    async def main():
+        got = []
+        async with yieldio.TaskGroup() as tg:
+            got.append(await tg.spawn(double, 21))
+            slow = tg.spawn(yieldio.sleep, 10)
+            slow.cancel()
+            with pytest.raises(yieldio.TaskCancelled):
+                await slow
+        try:
+            async with yieldio.TaskGroup() as tg:
+                failing = tg.spawn(fails)
+                with pytest.raises(KeyError):
+                    await failing
+        except* KeyError:
+            got.append("group raised it too")
+        got.append(failing.exception())
+        return got
+
+    got = yieldio.run(main)
+    assert got[:2] == [42, "group raised it too"] and isinstance(got[2], KeyError)
+
+
+def test_other_runtimes_spellings_on_a_task_group_point_to_spawn():
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(AttributeError, match=r"create_task'; yieldio spells it tg.spawn"):
+                _ = tg.create_task
+            with pytest.raises(AttributeError, match=r"start_soon'; yieldio spells it tg.spawn"):
+                _ = tg.start_soon
+            with pytest.raises(AttributeError, match=r"^'TaskGroup' object has no attribute 'x'$"):
+                _ = tg.x
+            assert getattr(tg, "nope", None) is None
+
+    yieldio.run(main)

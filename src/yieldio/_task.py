@@ -244,6 +244,18 @@ class Task(Generic[_T_co]):
         """
         return _join(self)
 
+    def __await__(self) -> Generator[Any, Any, _T_co]:
+        """``await task`` is ``await task.join()``: asyncio's spelling works too.
+
+        ::
+
+            t = tg.spawn(fetch, url)
+            page = await t          # its result, or its error raised here
+        """
+        # A plain generator, delegating: CPython refuses a (types.coroutine)
+        # coroutine object as what __await__ returns.
+        return (yield from _join(self))
+
     # -- cancellation -------------------------------------------------------
     def cancel(self) -> None:
         """Cancel the task, as if its whole body ran in a cancelled scope.

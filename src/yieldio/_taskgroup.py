@@ -232,6 +232,13 @@ class _GroupExitWait:
         return f"TaskGroup exit ({n} {'child' if n == 1 else 'children'} left)"
 
 
+#: asyncio's and trio's names for what a TaskGroup does, and yieldio's.
+_OTHER_SPELLINGS = {
+    "create_task": "tg.spawn(fn, *args) (or tg.spawn(coro)), which returns the Task",
+    "start_soon": "tg.spawn(fn, *args)",
+}
+
+
 class TaskGroup:
     """A nursery for tasks: ``async with TaskGroup() as tg: tg.spawn(...)``.
 
@@ -270,6 +277,15 @@ class TaskGroup:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._live} tasks"
         return f"<TaskGroup {state}>"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names a TaskGroup lacks: the other runtimes' spellings get
+        # a pointer to ours instead of a bare AttributeError.
+        ours = _OTHER_SPELLINGS.get(name)
+        if ours is None:
+            raise AttributeError(f"'TaskGroup' object has no attribute {name!r}")
+        raise AttributeError(f"'TaskGroup' object has no attribute {name!r}; yieldio spells "
+                             f"it {ours}", name=name, obj=self)
 
     @property
     def cancel_scope(self) -> CancelScope:
