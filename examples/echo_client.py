@@ -48,11 +48,13 @@ def cli() -> None:
     args = parser.parse_args()
     try:
         code = yieldio.run(main, args.host, args.port, args.messages or None, args.timeout)
-    except OSError as exc:
-        print(f"cannot talk to {args.host}:{args.port}: {exc}", file=sys.stderr)
-        code = 1
+    # TimeoutError is a subclass of OSError, so it must be caught first:
+    # otherwise the OSError clause would swallow the timeout too.
     except TimeoutError:
         print(f"no answer within {args.timeout} s", file=sys.stderr)
+        code = 1
+    except OSError as exc:
+        print(f"cannot talk to {args.host}:{args.port}: {exc}", file=sys.stderr)
         code = 1
     sys.exit(code)
 

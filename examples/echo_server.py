@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import yieldio
 
@@ -28,16 +29,29 @@ async def main(host: str, port: int) -> None:
         await server.serve_forever()
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, so a typo is a usage error (exit 2), not a traceback."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
+    return port
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8007)
+    parser.add_argument("--port", type=port_number, default=8007)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     try:
         yieldio.run(main, args.host, args.port)
     except KeyboardInterrupt:
         print("stopped", flush=True)
+    except OSError as exc:
+        # Most often the port is taken ("Address already in use") or the
+        # host is not an address of this machine: one line, not a traceback.
+        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -100,12 +100,17 @@ def make_app() -> Router:
 
     @router.post("/api/items")
     async def add_item(request: Request) -> Response:
-        data = await request.json()
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        data = await request.json()  # not JSON at all: request.json() answers 400
+        # Valid JSON of the wrong shape is a 422. Check every field: a missing
+        # or mistyped one is the client's error, not a silent default or a 500.
+        # (bool is a subclass of int, so True must be refused explicitly.)
+        name = data.get("name") if isinstance(data, dict) else None
+        price = data.get("price") if isinstance(data, dict) else None
+        if (not isinstance(name, str) or isinstance(price, bool)
+                or not isinstance(price, (int, float))):
             raise HTTPException(422, 'send {"name": "...", "price": 1.0}')
         item_id = max(items, default=0) + 1
-        items[item_id] = {"id": item_id, "name": data["name"],
-                          "price": float(data.get("price", 0))}
+        items[item_id] = {"id": item_id, "name": name, "price": float(price)}
         return Response.json(items[item_id], status=201,
                              headers={"location": f"/api/items/{item_id}"})
 
@@ -129,7 +134,12 @@ def make_app() -> Router:
 
     @router.get("/stream")
     async def stream(request: Request) -> Response:
-        n = min(int(request.query.get("n", "5")), 100)
+        # Query parameters are text from the client: a bad one is a 400, not
+        # a ValueError (which the server would log and answer with a 500).
+        try:
+            n = min(int(request.query.get("n", "5")), 100)
+        except ValueError:
+            raise HTTPException(400, "n must be a whole number") from None
 
         async def lines():
             for i in range(n):
@@ -153,9 +163,23 @@ async def main(host: str, port: int) -> None:
                 break
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, so a typo is a usage error (exit 2), not a traceback."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
+    return port
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
     args = parser.parse_args()
-    yieldio.run(main, args.host, args.port)
+    try:
+        yieldio.run(main, args.host, args.port)
+    except OSError as exc:
+        # Most often the port is taken ("Address already in use") or the
+        # host is not an address of this machine: one line, not a traceback.
+        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        sys.exit(1)

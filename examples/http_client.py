@@ -56,4 +56,7 @@ if __name__ == "__main__":
     parser.add_argument("--limit", type=int, default=4, help="concurrent fetches (default 4)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per step")
     args = parser.parse_args()
+    if args.limit < 1:
+        # Semaphore(0) would let no fetch start: every task would wait forever.
+        parser.error("--limit must be >= 1")
     sys.exit(yieldio.run(main, args.urls, args.limit, args.timeout))

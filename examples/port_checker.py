@@ -4,7 +4,8 @@
     python examples/port_checker.py --ports 1-1024 --concurrency 200 --timeout 0.5
 
 Prints one line per open port (``PORT open``) in port order, then a summary
-line (``N open, M closed, K timed out``). A semaphore bounds how many
+line (``N open, M closed, K timed out``); a host name that cannot be
+resolved is reported on stderr instead. A semaphore bounds how many
 connection attempts run at once; ``fail_after`` bounds each one, so a port
 behind a firewall that drops packets costs ``--timeout`` seconds, not
 minutes. Exit status: 0 if at least one port is open, else 1.
@@ -13,9 +14,11 @@ minutes. Exit status: 0 if at least one port is open, else 1.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 import yieldio
+import yieldio.socket
 
 
 def parse_ports(text: str) -> list[int]:
@@ -45,6 +48,14 @@ async def check(host: str, port: int, timeout: float, limit: yieldio.Semaphore,
 
 
 async def main(host: str, ports: list[int], timeout: float, concurrency: int) -> int:
+    # Look the name up once, first. An unknown host would otherwise make every
+    # connection attempt fail with socket.gaierror -- an OSError, so each port
+    # would be counted as "closed", which says the host answered.
+    try:
+        await yieldio.socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        print(f"cannot resolve {host}: {exc.strerror}", file=sys.stderr)
+        return 1
     limit = yieldio.Semaphore(concurrency)
     results: dict[int, str] = {}
     async with yieldio.TaskGroup() as tg:

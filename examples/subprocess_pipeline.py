@@ -16,6 +16,7 @@ child its end-of-file, so the whole pipeline drains and exits in order.
 
 A deadline covers everything: if it passes, the pumps are cancelled and
 every child is killed and reaped (cancelling a wait kills the child).
+Ctrl-C does the same: see ``OWN_SESSION`` below.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ import sys
 
 import yieldio
 import yieldio.subprocess as ysp
+
+#: Ctrl-C in a terminal sends SIGINT to every process of the foreground group,
+#: children included: each would die on its own, mid-write, and the pumps
+#: would report broken pipes. Started in their own session, the children do
+#: not see the terminal's SIGINT; only this program does, and the
+#: KeyboardInterrupt leaving the ``async with`` kills and reaps them in order.
+OWN_SESSION = {"start_new_session": True}
 
 
 async def pump(src: yieldio.Stream, dst: yieldio.Stream, counts: dict[str, int],
@@ -43,9 +51,11 @@ async def main(n: int) -> int:
     with yieldio.fail_after(120):
         async with (
             await ysp.open_process([sys.executable, "-c", generate_code],
-                                   stdout=ysp.PIPE) as generate,
-            await ysp.open_process(["grep", "7"], stdin=ysp.PIPE, stdout=ysp.PIPE) as transform,
-            await ysp.open_process(["wc", "-l"], stdin=ysp.PIPE, stdout=ysp.PIPE) as count,
+                                   stdout=ysp.PIPE, **OWN_SESSION) as generate,
+            await ysp.open_process(["grep", "7"], stdin=ysp.PIPE, stdout=ysp.PIPE,
+                                   **OWN_SESSION) as transform,
+            await ysp.open_process(["wc", "-l"], stdin=ysp.PIPE, stdout=ysp.PIPE,
+                                   **OWN_SESSION) as count,
         ):
             assert generate.stdout and transform.stdin and transform.stdout
             assert count.stdin and count.stdout
@@ -64,4 +74,10 @@ async def main(n: int) -> int:
 
 
 if __name__ == "__main__":
-    yieldio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    try:
+        yieldio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    except KeyboardInterrupt:
+        # The children are already killed and reaped; 130 is the shell's
+        # convention for "ended by SIGINT".
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

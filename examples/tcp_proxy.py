@@ -58,15 +58,23 @@ async def main(host: str, port: int, target_host: str, target_port: int) -> None
 
 def parse_target(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, so a typo is a usage error (exit 2), not a traceback."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
+    return port
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--port", type=port_number, default=9000)
     parser.add_argument("--target", type=parse_target, required=True, help="HOST:PORT")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
@@ -76,6 +84,11 @@ def cli() -> None:
         yieldio.run(main, args.host, args.port, *args.target)
     except KeyboardInterrupt:
         print("stopped", flush=True)
+    except OSError as exc:
+        # Most often the port is taken ("Address already in use") or the
+        # host is not an address of this machine: one line, not a traceback.
+        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

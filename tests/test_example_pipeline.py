@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,3 +30,51 @@ def test_pipeline_counts_match_python(n):
         f"exit statuses: [0, {grep_status}, 0]",
         f"lines containing 7: {expected_lines}",
     ]
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc: no pgrep on a slim machine)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # it ended meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups, SIGINT")
+def test_pipeline_ctrl_c_ends_it_quietly_and_kills_the_children():
+    # Its own process group, so SIGINT to the group is Ctrl-C in a terminal
+    # (the example and everything it started) and nothing of pytest's.
+    proc = subprocess.Popen([sys.executable, str(EXAMPLE), "1000000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            process_group=0)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(children) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            children = _children(proc.pid)
+        assert len(children) == 3, f"expected 3 children, saw {children}"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert err == "interrupted\n"
+        # Reaped by the example before it exited: gone, not even zombies.
+        for pid in children:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.poll() is None:
+            # Children still listed under a live parent are ours (no pid reuse).
+            for pid in _children(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.communicate()

@@ -135,6 +135,44 @@ def test_echo_client_reports_a_refused_connection():
     assert "cannot talk to" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_echo_client_reports_a_server_that_never_answers():
+    # The kernel completes the handshake into the backlog; nobody ever
+    # accepts, so the client's line is never echoed.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        done = subprocess.run([sys.executable, str(EXAMPLES / "echo_client.py"), "--port",
+                               str(silent.getsockname()[1]), "--timeout", "0.5", "x"],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert done.stderr == "no answer within 0.5 s\n"
+
+
+# -- startup errors -----------------------------------------------------------------------------
+
+SERVERS = [("echo_server.py",), ("chat_server.py",),
+           ("tcp_proxy.py", "--target", "127.0.0.1:1")]
+
+
+@pytest.mark.parametrize("script", SERVERS, ids=lambda s: s[0])
+def test_server_reports_a_port_in_use_in_one_line(script):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, str(EXAMPLES / script[0]), "--port", str(port),
+                               *script[1:]], capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"cannot serve on 127.0.0.1:{port}: ")
+    assert "Address already in use" in done.stderr
+
+
+@pytest.mark.parametrize("script", SERVERS, ids=lambda s: s[0])
+def test_server_rejects_a_port_out_of_range(script):
+    done = subprocess.run([sys.executable, str(EXAMPLES / script[0]), "--port", "70000",
+                           *script[1:]], capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 2
+    assert "port must be 0-65535, not 70000" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # -- chat -------------------------------------------------------------------------------------
 
 
@@ -219,3 +257,14 @@ def test_port_checker_rejects_bad_ranges():
                            "10-5"], capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 2
     assert "bad port range" in done.stderr
+
+
+def test_port_checker_reports_an_unknown_host():
+    # .invalid is reserved (RFC 2606): the lookup fails, offline or not.
+    done = subprocess.run([sys.executable, str(EXAMPLES / "port_checker.py"), "--host",
+                           "no.such.host.invalid", "--ports", "80,443"],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("cannot resolve no.such.host.invalid: ")
+    assert done.stderr.count("\n") == 1, done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,16 @@ def test_http_app_example(app_url: str) -> None:
             assert (await client.delete(app_url + f"api/items/{item['id']}")).status == 204
             assert (await client.get(app_url + f"api/items/{item['id']}")).status == 404
             assert (await client.post(app_url + "api/items", json=[1])).status == 422
+            # Every field is checked: no silent default price, no 500.
+            for bad in ({"name": "pen"}, {"name": "pen", "price": "cheap"},
+                        {"name": "pen", "price": True}, {"price": 1}):
+                refused = await client.post(app_url + "api/items", json=bad)
+                assert refused.status == 422, bad
+            assert (await client.post(app_url + "api/items", content=b"{")).status == 400
+            # A bad query parameter is the client's error too (the fixture
+            # checks the server logged no traceback).
+            bad_n = await client.get(app_url + "stream?n=abc")
+            assert bad_n.status == 400 and b"n must be a whole number" in bad_n.content
             async with client.stream("GET", app_url + "stream?n=3") as r:
                 assert r.headers["transfer-encoding"] == "chunked"
                 lines = [chunk async for chunk in r.iter_bytes()]
@@ -81,3 +92,26 @@ def test_http_client_example(app_url: str) -> None:
     assert f"404  {app_url}nowhere  " in done.stdout
     assert any(line.startswith("ERR  http://127.0.0.1:1/  ConnectError") for line in lines)
     assert lines[-1].startswith("5 URLs, 1 failed, ") and lines[-1].endswith("(limit 2)")
+
+
+def test_http_client_rejects_a_zero_limit() -> None:
+    done = subprocess.run([sys.executable, str(EXAMPLES / "http_client.py"), "--limit", "0",
+                           "http://127.0.0.1:1/"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--limit must be >= 1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_http_app_reports_startup_errors_in_one_line() -> None:
+    app = str(EXAMPLES / "http_app.py")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, app, "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"cannot serve on 127.0.0.1:{port}: ")
+    assert "Address already in use" in done.stderr
+    done = subprocess.run([sys.executable, app, "--port", "70000"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "port must be 0-65535" in done.stderr and "Traceback" not in done.stderr
