@@ -459,8 +459,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="print every run")
     args = p.parse_args(argv)
+    # "is None", not falsiness: "--only ''" (an empty shell variable, say)
+    # ran every benchmark, the opposite of naming none.
     args.benches = (
-        BENCHES if not args.only else [b.strip() for b in args.only.split(",") if b.strip()]
+        BENCHES if args.only is None else [b.strip() for b in args.only.split(",") if b.strip()]
     )
     if not args.benches:  # "--only ," used to run nothing and exit 0
         p.error("--only names no benchmark")

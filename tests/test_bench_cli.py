@@ -80,6 +80,8 @@ def test_echo_splits_server_cpu_into_user_and_system(tmp_path):
     (["--timeout", "0"], "--timeout must be > 0 seconds"),
     (["--timeout", "-1"], "--timeout must be > 0 seconds"),
     (["--only", ","], "--only names no benchmark"),
+    # Empty: it ran every benchmark.
+    (["--only", ""], "--only names no benchmark"),
     (["--only", "nope"], "unknown benchmark(s): nope"),
     (["--peers", "nope"], "unknown peer(s): nope"),
     (["--repeat", "0"], "--repeat must be >= 1"),

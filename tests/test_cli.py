@@ -82,12 +82,41 @@ def test_run_with_an_unsafe_monitor_directory_is_a_usage_error(tmp_path):
     ("import sys\nasync def main():\n    sys.exit(5)\n", 5, ""),
     ("import sys\nasync def main():\n    sys.exit('bad input')\n", 1, "bad input\n"),
     ("async def main():\n    return False\n", 0, ""),
+    ("async def main():\n    return 4\n", 4, ""),
+    # A result, not a status: it gave 1 with the list on stderr.
+    ("async def main():\n    return [1, 2]\n", 0, ""),
 ])
 def test_run_exit_codes_follow_sys_exit(tmp_path, body, code, stderr):
     script = tmp_path / "app.py"
     script.write_text(body)
     out = run_cli_env(tmp_path, "run", str(script))
     assert (out.returncode, out.stderr, out.stdout) == (code, stderr, "")
+
+
+def test_run_readme_examples_run_once(tmp_path):
+    # README's examples call yieldio.run() at top level, unguarded: 'run'
+    # ran main() a second time, then exited 1 with its list on stderr.
+    from _docs import ROOT, python_blocks, read
+
+    blocks = python_blocks(read(ROOT / "README.md"))
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        script = tmp_path / f"readme_{i}.py"
+        script.write_text(block.code)
+        out = run_cli_env(tmp_path, "run", str(script))
+        assert (out.returncode, out.stderr) == (0, ""), out.stderr
+        assert out.stdout.strip() == (block.expected or "").strip()
+
+
+def test_run_a_script_that_runs_itself_says_the_tools_did_not_apply(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text("import yieldio\nasync def main():\n    print('main')\n    return 'x'\n"
+                      "yieldio.run(main)\n")
+    out = run_cli_env(tmp_path, "run", "--trace", str(tmp_path / "t.json"), str(script))
+    assert (out.returncode, out.stdout) == (0, "main\n"), out.stderr
+    assert out.stderr == (f"yieldio run: {script} called yieldio.run() at its top level, so "
+                          "--trace did not apply; put that call under 'if __name__ == "
+                          "\"__main__\":' to run main() with them\n")
 
 
 def test_no_command_is_a_usage_error_on_stderr():

@@ -398,3 +398,17 @@ def test_a_cancelled_timeout_at_the_top_of_the_heap_does_not_wake_the_loop_early
         return yieldio.current_time()
 
     assert yieldio.run(main, clock=VirtualClock(autojump=True)) == 5.0
+
+
+def test_fail_after_negative_names_the_value_given():
+    # A negative timeout counts as 0, but the message said "fail_after(0)",
+    # a call nobody wrote.
+    async def main():
+        with pytest.raises(TimeoutError, match=r"^fail_after\(-1\) timed out$"):
+            with yieldio.fail_after(-1):
+                await yieldio.sleep(1)
+        with pytest.raises(TimeoutError, match=r"^fail_after\(-0\.5\) timed out$"):
+            with yieldio.fail_after(-0.5):
+                await yieldio.sleep(1)
+
+    vrun(main)

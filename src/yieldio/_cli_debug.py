@@ -36,8 +36,12 @@ def _run_parser() -> argparse.ArgumentParser:
                     "[SCRIPT, ARGS...] and sys.path[0] the script's directory, as for "
                     "'python SCRIPT'. main() is called with no arguments: it reads them "
                     "from sys.argv. Everything after SCRIPT goes to the script, options "
-                    "included. main()'s return value is the exit code (None: 0; "
-                    "sys.exit(N) gives N); an uncaught error exits 1, Ctrl-C exits 130. "
+                    "included. If the top level calls yieldio.run() itself (no __name__ "
+                    "guard), that was the program's run: main() is not run again, and the "
+                    "options do not apply to it. main() returning an int exits with it, a "
+                    "str is printed on stderr and exits 1 (as sys.exit() treats them); "
+                    "None or any other value exits 0. sys.exit(N) gives N; an uncaught "
+                    "error exits 1, Ctrl-C exits 130. "
                     "SCRIPT must be a file: 'run -m MODULE' is not supported.",
         epilog="example: python -m yieldio run --trace trace.json --debug server.py --port 8080")
     p.add_argument("--trace", metavar="FILE", help="write a Chrome trace of the run to FILE")
@@ -87,7 +91,7 @@ def cmd_run(argv: list[str]) -> int:
 
     import yieldio
 
-    from . import _runopts
+    from . import _runopts, _state
     from .debug._monitor_dir import MonitorError
 
     # Build the instruments here, not inside run(): a bad --trace path is a
@@ -106,6 +110,7 @@ def cmd_run(argv: list[str]) -> int:
     # Last, so it shadows nothing: how a "spawn"/"forkserver" child of the
     # script finds __yieldio_main__ (see _mp_main/__yieldio_main__.py).
     sys.path.append(_MP_MAIN_DIR)
+    runs_before = getattr(_state.local, "runs", 0)
     try:
         try:
             namespace = _exec_script(script)
@@ -119,6 +124,21 @@ def cmd_run(argv: list[str]) -> int:
         except BaseException as exc:
             _print_user_traceback(exc)
             return 1
+        if getattr(_state.local, "runs", 0) != runs_before:
+            # The top level called yieldio.run() itself, with no __name__
+            # guard (README's examples do): the program has run, as under
+            # 'python SCRIPT'. Running main() again ran it twice and then
+            # took its result (a list, say) for an error exit status.
+            tools = [opt for opt, on in (("--trace", args.trace), ("--monitor", args.monitor),
+                                         ("--debug", args.debug)) if on]
+            if tools:
+                # Only worth saying when it changed something: the tools
+                # were built for a main() run by this command.
+                print(f"yieldio run: {script} called yieldio.run() at its top level, so "
+                      f"{'/'.join(tools)} did not apply; put that call under "
+                      "'if __name__ == \"__main__\":' to run main() with them",
+                      file=sys.stderr)
+            return 0
         main = namespace.get("main")
         if main is None:
             print(f"yieldio run: {script} has no main() function; define 'async def main()' "
@@ -152,7 +172,7 @@ def cmd_run(argv: list[str]) -> int:
         except BaseException as exc:
             _print_user_traceback(exc)
             return 1
-        return _exit_code(result)
+        return _result_code(result)
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
         for name, module in saved_modules.items():
@@ -224,9 +244,17 @@ def _print_user_traceback(exc: BaseException) -> None:
 
     Those frames (this command, ``yieldio.run``, the kernel re-raising the
     main task's error) come before the script's own and say nothing about
-    its bug. If no frame is the script's, the traceback is printed whole.
+    its bug. If no frame is the script's, the traceback is printed whole --
+    except for an error of yieldio's whose message says it all.
     """
+    from ._exceptions import Deadlock
+
     _trim(exc)
+    if isinstance(exc, Deadlock) and _all_ours(exc.__traceback__):
+        # Its message names every blocked task and where it waits; the frames
+        # (this command, yieldio.run re-raising it) only pushed that down.
+        print(f"yieldio.{type(exc).__name__}: {exc}", file=sys.stderr)
+        return
     if isinstance(exc, SyntaxError) and _all_ours(exc.__traceback__):
         # The script does not compile: like 'python SCRIPT', show just the
         # file, line and caret, not the frames of this command that read it.
@@ -255,6 +283,19 @@ def _trim(exc: BaseException) -> None:
     if isinstance(exc, BaseExceptionGroup):  # a child task's error starts in the kernel too
         for inner in exc.exceptions:
             _trim(inner)
+
+
+def _result_code(result: Any) -> int:
+    """The exit code for what main() returned.
+
+    An int or a str is an exit status, as ``sys.exit(yieldio.run(main))``
+    would take it. Any other value is a result, not a status: it gives 0, as
+    'python SCRIPT' ignores what a bare ``yieldio.run(main)`` returns. A
+    main() returning a list of results used to exit 1, the list on stderr.
+    """
+    if isinstance(result, (int, str)):
+        return _exit_code(result)
+    return 0
 
 
 def _exit_code(value: Any) -> int:

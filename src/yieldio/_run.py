@@ -219,6 +219,10 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),  # type: 
         _discard(coro)  # made above (run(main) form) and never run
         raise
     _state.local.kernel = kernel
+    # Counted per thread for 'python -m yieldio run': a script whose top level
+    # calls yieldio.run() itself (README's 'print(yieldio.run(main))', with no
+    # __name__ guard) has had its run, and its main() must not run again.
+    _state.local.runs = getattr(_state.local, "runs", 0) + 1
     try:
         kernel._install_sigint()
         kernel.network = network

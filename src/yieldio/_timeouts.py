@@ -162,5 +162,7 @@ def fail_after(seconds: float, *, shield: bool = False) -> _FailScope:
             print("too slow")
     """
     scope: _FailScope = _scope_after(seconds, shield, _FailScope)  # type: ignore[assignment]
-    scope._seconds = max(seconds, 0.0)
+    # The value as given, not clamped: a negative one times out at once (as
+    # 0 does), but "fail_after(0) timed out" named a call nobody wrote.
+    scope._seconds = seconds
     return scope

@@ -126,6 +126,22 @@ def test_tracebacks_start_at_the_scripts_own_frames(tmp_path, capsys, body, firs
     assert "_kernel.py" not in err and "runpy" not in err and "_cli_debug" not in err
 
 
+def test_a_deadlock_is_its_message_not_yieldios_frames(tmp_path, capsys):
+    # No frame is the script's, so the whole traceback was printed: this
+    # command's and yieldio.run's frames, above the report that says it all.
+    path = script(tmp_path, """
+        import yieldio
+
+        async def main():
+            await yieldio.Event().wait()
+    """)
+    assert cmd_run([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("yieldio.Deadlock: every task is blocked and nothing can wake them:\n")
+    assert "Traceback" not in err and "_cli_debug" not in err and "_run.py" not in err, err
+    assert "app.py:5)" in err, err
+
+
 def test_missing_script_and_bad_options(tmp_path, capsys):
     assert cmd_run([str(tmp_path / "nope.py")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -515,6 +515,8 @@ def test_where_and_cancel_find_tasks_by_id_or_unique_name(tmp_path):
             tg.spawn(twin, name="twin")
             tg.spawn(twin, name="twin")
             tg.spawn(twin, name="solo")
+            for i in range(3):
+                tg.spawn(twin, name=f"worker-{i}")
             await idle_until_stopped(prog)
             tg.cancel()
 
@@ -522,6 +524,14 @@ def test_where_and_cancel_find_tasks_by_id_or_unique_name(tmp_path):
     with Program(main, server), MonitorClient(server.path) as client:
         assert client.request("ps")["text"].splitlines()[0].split()[:4] == [
             "ID", "PARENT", "STATE", "NAME"]
+        # Names that 'ps worker' lists: it said "no live task named 'worker'".
+        for cmd in ("where", "cancel"):
+            assert client.request(cmd, "worker") == {
+                "ok": False, "text": "'worker' is ambiguous: 3 tasks' names match it: "
+                "5 'worker-0', 6 'worker-1', 7 'worker-2'; give an id"}
+        assert client.request("cancel", "ol") == {
+            "ok": False, "text": "no task is named 'ol'; one task's name matches it: "
+            "4 'solo'; give its id"}
         twin = client.request("where", "twin")
         assert twin["ok"] is False and "2 tasks are named 'twin' (ids 2, 3); give an id" \
             in twin["text"]

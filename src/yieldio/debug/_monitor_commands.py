@@ -170,7 +170,19 @@ def _find_task(k: Any, key: str) -> tuple[Any, str]:
     if len(matches) == 1:
         return matches[0], ""
     if not matches:
-        return None, f"no live task named {key!r} (use an id from 'ps')"
+        # Matched as 'ps NAME' does: 'where worker' with tasks worker-0 to
+        # worker-3 said "no live task named 'worker'" though ps listed four.
+        # Listed, not picked: a part of a name is too loose for 'cancel'.
+        similar = _matching(tasks, key, with_parents=False)
+        if not similar:
+            return None, f"no live task named {key!r} (use an id from 'ps')"
+        listed = ", ".join(f"{t.id} {t.name!r}" for t in similar[:20])
+        more = f", and {len(similar) - 20} more" if len(similar) > 20 else ""
+        if len(similar) == 1:
+            return None, (f"no task is named {key!r}; one task's name matches it: "
+                          f"{listed}; give its id")
+        return None, (f"{key!r} is ambiguous: {len(similar)} tasks' names match it: "
+                      f"{listed}{more}; give an id")
     ids = ", ".join(str(t.id) for t in matches[:20])
     return None, f"{len(matches)} tasks are named {key!r} (ids {ids}); give an id"
 

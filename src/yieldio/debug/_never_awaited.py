@@ -18,7 +18,6 @@ CPython's -- only richer::
     # app.py:9: RuntimeWarning: coroutine 'fetch' was never awaited (dropped in task 'worker').
     # It was created at (most recent call last):
     #   File "app.py", line 9, in worker
-    #     fetch(url)
     #   fetch(url)
 
 Limits: generator-based coroutines (``@yieldio.coroutine``) are plain
@@ -63,8 +62,8 @@ class NeverAwaited:
     task_id: int | None
     task_name: str | None
 
-    def format(self) -> str:
-        """The report text: the message of the RuntimeWarning.
+    def format(self, *, last_line: bool = True) -> str:
+        """The report text; with ``last_line=False``, the message of the RuntimeWarning.
 
         It starts like CPython's own ("coroutine 'fetch' was never awaited"),
         so filters written for that one (``ignore:coroutine .* was never
@@ -72,6 +71,10 @@ class NeverAwaited:
         its id: ids are per run, and a text that depends only on the code
         keeps the ``"default"`` / ``"once"`` actions showing a line's
         report once rather than once per run.
+
+        ``last_line=False`` leaves out the source line of the last frame:
+        the warning is located there, and :mod:`warnings` prints that line
+        itself, after the message.
         """
         where = f" (dropped in task {self.task_name!r})" if self.task_id is not None else ""
         lines = [f"coroutine {self.qualname!r} was never awaited{where}."]
@@ -80,10 +83,10 @@ class NeverAwaited:
                          "was on, or on a thread other than the kernel's).")
             return "\n".join(lines)
         lines.append("It was created at (most recent call last):")
-        for filename, lineno, function in self.origin:
+        for i, (filename, lineno, function) in enumerate(self.origin, 1):
             lines.append(f'  File "{filename}", line {lineno}, in {function}')
             source = linecache.getline(filename, lineno).strip()
-            if source:
+            if source and (last_line or i < len(self.origin)):
                 lines.append(f"    {source}")
         return "\n".join(lines)
 
@@ -183,7 +186,9 @@ def _warn(report: NeverAwaited, coro: Any) -> None:
     CPython, which prints it as an unraisable exception ("Exception ignored
     in: <coroutine ...>") -- what it does with its own warning.
     """
-    text = report.format()
+    # Without the last frame's source line: warnings prints the line of the
+    # location after the message, and the report showed it twice.
+    text = report.format(last_line=False)
     if not report.origin:
         # Where it was made is unknown: point where CPython would, at the
         # code running when the coroutine was destroyed (below _warn,
@@ -207,7 +212,10 @@ def _warn(report: NeverAwaited, coro: Any) -> None:
         warnings.warn_explicit(text, RuntimeWarning, filename, lineno,
                                module_globals=namespace, **where)
     except Warning:
-        raise  # -W error: the report itself, raised (see the docstring)
+        # -W error: the report itself, raised (see the docstring). Printed as
+        # an unraisable exception, with no location and no source line: so
+        # with its last line back.
+        raise RuntimeWarning(report.format()) from None
     except Exception:
         if namespace is None:
             raise
@@ -276,7 +284,7 @@ class NeverAwaitedReporter:
     Each report is appended to :attr:`reports` and, with ``warn=True`` (the
     default), issued as a ``RuntimeWarning`` through :mod:`warnings`, located
     at the line that created the coroutine (its message is
-    :meth:`NeverAwaited.format`). Being a real warning, it shows in pytest's
+    ``NeverAwaited.format(last_line=False)``: warnings adds that line). Being a real warning, it shows in pytest's
     warnings summary, obeys ``-W`` / ``filterwarnings`` (``error`` makes it
     an exception, "default" shows a line's report once), and is captured by
     ``logging.captureWarnings`` if a program wants it logged. While the
