@@ -609,6 +609,24 @@ def test_yieldio_debug_reports_a_forgotten_await_on_yieldios_own_waits(tmp_path)
     assert err.count("q.put(1)") == 1, err
 
 
+def test_a_wait_made_through_a_wrapper_is_reported_at_the_programs_call(tmp_path):
+    # to_thread() returns _to_thread(...): the report pointed inside yieldio
+    # (threads.py) and named '_to_thread', a name the program never wrote.
+    script = tmp_path / "app.py"
+    script.write_text("import yieldio\n"
+                      "async def main():\n"
+                      "    yieldio.to_thread(print, 'x')   # BUG\n"
+                      "yieldio.run(main)\n")
+    env = {**__import__("os").environ, "YIELDIO_DEBUG": "1"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    reports = [line for line in proc.stderr.splitlines() if "RuntimeWarning" in line]
+    assert reports == [f"{script}:3: RuntimeWarning: coroutine 'to_thread' was never awaited "
+                       "(dropped in task 'main')."], proc.stderr
+    assert "threads.py" not in proc.stderr
+
+
 def test_without_yieldio_debug_the_waits_are_the_plain_generator_functions():
     # The tracking wrapper is decided at import and costs a call per wait:
     # the test suite runs without the variable, so these are the plain ones.

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import linecache
+import os
 import sys
 import threading
 import warnings
@@ -241,6 +242,25 @@ def _user_part(origin: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]
     return origin[cut:] or origin
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _called_by_the_program(qualname: str, origin: list[tuple[str, int, str]]
+                           ) -> tuple[str, list[tuple[str, int, str]]]:
+    """Report a dropped wait at the program's call, under the name it called.
+
+    A public function may make its generator through a private one
+    (``to_thread`` returns ``_to_thread(...)``): the recorded origin then
+    ends inside yieldio, and the report would point there, at a name the
+    program never wrote. The frames inside yieldio are dropped, and the
+    outermost of them names the call.
+    """
+    while len(origin) > 1 and origin[-1][0].startswith(_PACKAGE_DIR):
+        qualname = origin[-1][2]
+        origin = origin[:-1]
+    return qualname, origin
+
+
 def _install() -> int:
     """Turn reporting on for this thread; returns its origin depth, to restore."""
     global _users
@@ -352,7 +372,8 @@ class NeverAwaitedReporter:
     def _sweep_waits(self, task: Any) -> None:
         """Report the calls of yieldio's waits that were dropped unawaited (see _unawaited)."""
         for qualname, origin in _unawaited.sweep():
-            _issue_as_cpython(self, NeverAwaited(qualname, _user_part(origin),
+            qualname, origin = _called_by_the_program(qualname, _user_part(origin))
+            _issue_as_cpython(self, NeverAwaited(qualname, origin,
                                                  task.id if task is not None else None,
                                                  task.name if task is not None else None))
 
