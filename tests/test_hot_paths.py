@@ -62,3 +62,21 @@ def test_the_guard_sees_the_pattern() -> None:
     module = types.ModuleType("m")
     module.__dict__.update(namespace)
     assert _bound_method_loads(module, namespace["f"]) == ["f: E.get"]  # type: ignore[arg-type]
+
+
+def test_hot_classes_keep_the_generic_attribute_lookup():
+    # A __getattr__ (or __getattribute__) anywhere in a class's MRO gives its
+    # instances a custom tp_getattro, and CPython then specializes none of
+    # their attribute loads: a TaskGroup.__getattr__ that only raised a
+    # friendlier AttributeError cost 15 % of the spawn benchmark.
+    from yieldio import _task, queue, sync
+    from yieldio.net import _tls
+
+    hot = [_taskgroup.TaskGroup, _task.Task, _kernel.Kernel, _cancel.CancelScope,
+           _socket_stream.SocketStream, _tls.TLSStream, sync.Event, sync.Lock, queue.Queue]
+    for cls in hot:
+        for klass in cls.__mro__:
+            assert "__getattr__" not in vars(klass), f"{klass.__qualname__}.__getattr__"
+            if klass is not object:
+                assert "__getattribute__" not in vars(klass), \
+                    f"{klass.__qualname__}.__getattribute__"

@@ -216,23 +216,43 @@ class BrokenBarrierError(threading.BrokenBarrierError):
 
 #: Exception types whose usual cause in a task is a yieldio habit not yet
 #: learned; a task that fails with one gets a note (see add_hint).
-_HINTED = (RuntimeError, RecursionError)
+_HINTED = (RuntimeError, RecursionError, AttributeError)
+
+#: asyncio's and trio's names for what a TaskGroup does, and yieldio's. (A
+#: note on the error, not a TaskGroup.__getattr__: defining that would slow
+#: every attribute access on a group -- CPython specializes attribute loads
+#: only for types with the generic lookup -- 15 % of the spawn benchmark.)
+_OTHER_SPELLINGS = {
+    "create_task": "tg.spawn(fn, *args) (or tg.spawn(coro)), which returns the Task",
+    "start_soon": "tg.spawn(fn, *args)",
+}
+
+
+def _note(exc: BaseException, text: str) -> None:
+    """``exc.add_note(text)``, once: an error can pass several task groups."""
+    if text not in getattr(exc, "__notes__", ()):
+        exc.add_note(text)
 
 
 def _add_hint(exc: BaseException) -> None:
     """Add a note pointing at the yieldio way, when ``exc`` is a known stumbling block.
 
-    Called only when a task fails with an exception of a type in ``_HINTED``::
+    Called only when a task fails with an exception of a type in ``_HINTED``
+    (an asyncio or trio name on a TaskGroup gets yieldio's, too)::
 
         RuntimeError: no running event loop
         (yieldio runs no asyncio event loop: call asyncio code through ...)
     """
     if type(exc) is RuntimeError and exc.args == ("no running event loop",):
         # asyncio code awaited from a task: asyncio's words say nothing of the fix.
-        exc.add_note("(yieldio runs no asyncio event loop: call asyncio code "
-                     "through yieldio.aio.run_asyncio(...); see docs/asyncio.md)")
+        _note(exc, "(yieldio runs no asyncio event loop: call asyncio code "
+                   "through yieldio.aio.run_asyncio(...); see docs/asyncio.md)")
+    elif type(exc) is AttributeError:
+        ours = _OTHER_SPELLINGS.get(exc.name or "")
+        if ours is not None and type(exc.obj).__module__ == "yieldio._taskgroup":
+            _note(exc, f"(yieldio spells {exc.name} {ours})")
     elif type(exc) is RecursionError:
-        exc.add_note("(if this is a chain of coroutine calls: 'async def' and 'yield from' "
-                     "calls use Python's stack; a generator coroutine that calls with "
-                     "'result = yield sub()' runs on yieldio's trampoline, with no depth "
-                     "limit -- docs/tutorial.md, 'The trampoline')")
+        _note(exc, "(if this is a chain of coroutine calls: 'async def' and 'yield from' "
+                   "calls use Python's stack; a generator coroutine that calls with "
+                   "'result = yield sub()' runs on yieldio's trampoline, with no depth "
+                   "limit -- docs/tutorial.md, 'The trampoline')")

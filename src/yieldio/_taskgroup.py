@@ -15,7 +15,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from . import _state
 from ._cancel import CancelScope
-from ._exceptions import Cancelled
+from ._exceptions import _HINTED, Cancelled, _add_hint
 from ._run import _as_coroutine, _call_async_function
 from ._task import _DEFERRABLE, CANCELLED, FAILED, RUNNING, Task, deferrable_arity
 from ._traps import PARK
@@ -232,13 +232,6 @@ class _GroupExitWait:
         return f"TaskGroup exit ({n} {'child' if n == 1 else 'children'} left)"
 
 
-#: asyncio's and trio's names for what a TaskGroup does, and yieldio's.
-_OTHER_SPELLINGS = {
-    "create_task": "tg.spawn(fn, *args) (or tg.spawn(coro)), which returns the Task",
-    "start_soon": "tg.spawn(fn, *args)",
-}
-
-
 class TaskGroup:
     """A nursery for tasks: ``async with TaskGroup() as tg: tg.spawn(...)``.
 
@@ -277,15 +270,6 @@ class TaskGroup:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._live} tasks"
         return f"<TaskGroup {state}>"
-
-    def __getattr__(self, name: str) -> Any:
-        # Only for names a TaskGroup lacks: the other runtimes' spellings get
-        # a pointer to ours instead of a bare AttributeError.
-        ours = _OTHER_SPELLINGS.get(name)
-        if ours is None:
-            raise AttributeError(f"'TaskGroup' object has no attribute {name!r}")
-        raise AttributeError(f"'TaskGroup' object has no attribute {name!r}; yieldio spells "
-                             f"it {ours}", name=name, obj=self)
 
     @property
     def cancel_scope(self) -> CancelScope:
@@ -508,6 +492,8 @@ class TaskGroup:
             exc = err
         if exc is not None and not isinstance(exc, Cancelled):
             self._scope.cancel()
+            if type(exc) in _HINTED:
+                _add_hint(exc)  # as the kernel does for a child: the body is not a task
         if self._live:
             await self._wait_children()
         self._closed = True
