@@ -285,10 +285,13 @@ def test_httpx_requests_queued_on_a_full_pool_and_cancelled_together_leak_no_poo
             client.client = await run_asyncio(new_client)
             try:
                 for round_ in range(8):
-                    with yieldio.move_on_after(0.2) as scope:   # all 10, at once
+                    wanted = seen.slow_started + 2   # this round's 2 on the server
+                    with yieldio.CancelScope() as scope:   # all 10, at once
                         async with yieldio.TaskGroup() as tg:
                             for _ in range(10):           # 2 get a connection, 8 queue
                                 tg.spawn(run_asyncio, client.get_json, f"{base}/slow")
+                            await wait_until(lambda w=wanted: seen.slow_started >= w)
+                            scope.cancel()
                     assert scope.cancelled_caught
                     # The pool still serves requests: one at a time, then as
                     # many as it has connections, at once.

@@ -96,14 +96,21 @@ def test_run_exit_codes_follow_sys_exit(tmp_path, body, code, stderr):
 def test_run_readme_examples_run_once(tmp_path):
     # README's examples call yieldio.run() at top level, unguarded: 'run'
     # ran main() a second time, then exited 1 with its list on stderr.
+    from concurrent.futures import ThreadPoolExecutor
+
     from _docs import ROOT, python_blocks, read
 
     blocks = python_blocks(read(ROOT / "README.md"))
     assert len(blocks) >= 2
+    scripts = []
     for i, block in enumerate(blocks):
         script = tmp_path / f"readme_{i}.py"
         script.write_text(block.code)
-        out = run_cli_env(tmp_path, "run", str(script))
+        scripts.append(script)
+    # Each in its own process, all at once (the first one mostly sleeps).
+    with ThreadPoolExecutor(len(scripts)) as pool:
+        outs = list(pool.map(lambda script: run_cli_env(tmp_path, "run", str(script)), scripts))
+    for block, out in zip(blocks, outs, strict=True):
         assert (out.returncode, out.stderr) == (0, ""), out.stderr
         assert out.stdout.strip() == (block.expected or "").strip()
 

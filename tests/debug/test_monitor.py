@@ -213,21 +213,28 @@ async def idle_until_stopped(prog):
 
 
 def test_a_loop_blocked_by_a_step_is_reported_with_the_kernel_threads_stack(tmp_path):
+    blocking, unblock = threading.Event(), threading.Lock()
+    unblock.acquire()  # (a bare lock: no threading.py frame in the stack)
+
     async def main(prog):
         prog.started.set()
         await yieldio.sleep(0.05)
-        time.sleep(1.5)  # a step that blocks the loop
+        blocking.set()
+        unblock.acquire(timeout=30)  # a step that blocks the loop
         await idle_until_stopped(prog)
 
     server = MonitorServer(str(tmp_path / "m.sock"), announce=False, answer_timeout=0.3)
     with Program(main, server), MonitorClient(server.path) as client:
-        time.sleep(0.3)
-        reply = client.request("tree")
+        try:
+            assert blocking.wait(10)
+            reply = client.request("tree")
+        finally:
+            unblock.release()
     assert reply["ok"] is False
     text = reply["text"]
     assert "did not answer within 0.3 s" in text
     assert "It is running a step of task" in text and "'main'" in text
-    assert "time.sleep(1.5)  # a step that blocks the loop" in text
+    assert "unblock.acquire(timeout=30)  # a step that blocks the loop" in text
     stack = text.split("most recent call last):", 1)[1]
     assert "_kernel.py" not in stack and "threading.py" not in stack  # from the task's code down
 
@@ -701,16 +708,23 @@ def test_monitor_ps_and_top_escape_names(tmp_path):
 
 
 def test_a_blocked_loop_fails_stats_and_top_with_the_reason(tmp_path):
+    blocking, unblock = threading.Event(), threading.Lock()
+    unblock.acquire()
+
     async def main(prog):
         prog.started.set()
         await yieldio.sleep(0.05)
-        time.sleep(1.0)  # a step that blocks the loop
+        blocking.set()
+        unblock.acquire(timeout=30)  # a step that blocks the loop
         await idle_until_stopped(prog)
 
     server = MonitorServer(str(tmp_path / "m.sock"), announce=False, answer_timeout=0.2)
     with Program(main, server), MonitorClient(server.path) as client:
-        time.sleep(0.2)
-        stats, top = client.request("stats"), client.request("top")
+        try:
+            assert blocking.wait(10)
+            stats, top = client.request("stats"), client.request("top")
+        finally:
+            unblock.release()
     for reply in (stats, top):
         assert reply["ok"] is False and "did not answer within 0.2 s" in reply["text"], reply
 

@@ -385,8 +385,11 @@ def test_connect_answered_with_a_2xx_is_a_500_not_a_silent_close(exchange, http_
     async def main() -> tuple[bytes, bytes]:
         async with serve(app, "127.0.0.1", 0) as server:
             ok = await exchange(server.port, b"CONNECT evil:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n")
+            # (Connection: close: the 405 keeps the connection otherwise, and
+            # exchange() would wait out the 5 s keep-alive timeout.)
             refused = await exchange(server.port, b"CONNECT refused:443 HTTP/1.1\r\n"
-                                                  b"Host: refused:443\r\n\r\n")
+                                                  b"Host: refused:443\r\n"
+                                                  b"Connection: close\r\n\r\n")
             assert server.app_errors == 1
             return ok, refused
 

@@ -165,6 +165,9 @@ def test_requests_against_the_server_concurrently() -> None:
 # -- the yieldio client against http.server ---------------------------------------------------------
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
+    # The head and the body go out as two writes: without this, Nagle's
+    # algorithm holds the body for the client's delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:
         pass
@@ -199,11 +202,18 @@ class _Handler(BaseHTTPRequestHandler):
                                     "type": self.headers.get("Content-Type")}).encode())
 
 
+class _Server(ThreadingHTTPServer):
+    # A backlog for the 10 connections the client opens at once (the default
+    # of 5 drops SYNs: those connects then wait a second to retry).
+    request_queue_size = 32
+
+
 @pytest.fixture
 def stdlib_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _Server(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # (A short poll interval: shutdown() waits for serve_forever to notice.)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

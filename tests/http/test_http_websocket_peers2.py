@@ -10,6 +10,7 @@ thread. (test_http_peer_servers.py runs them as subprocesses instead.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import os
 import socket
@@ -104,8 +105,11 @@ async def ws_command(ws: ServerConnection, command: str | bytes) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         ws.transport.abort()
     elif command == "stop-reading":  # neither messages nor pings: a stalled peer
+        resume = peer_state["resume"] = asyncio.Event()
         ws.transport.pause_reading()
-        await asyncio.sleep(3)
+        # Until the test says (resume_reading()), at most 3 s.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(resume.wait(), 3)
         ws.transport.resume_reading()
     elif command == "flood":
         for i in range(1000):
@@ -197,6 +201,11 @@ async def wait_for(predicate: Callable[[], bool], seconds: float = 3) -> None:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def resume_reading(peer: dict[str, Any]) -> None:
+    """End the peer's "stop-reading" stall now (its loop is another thread's)."""
+    peer["loop"].loop.call_soon_threadsafe(peer_state["resume"].set)
 
 
 # -- 1, 2: fragments, sizes, bad frames (the yieldio client) ---------------------------------
@@ -336,7 +345,8 @@ def test_a_send_to_a_peer_that_stops_reading_blocks_and_a_cancelled_one_ends_it(
             # before the `async with` would have closed it (the peer, in
             # this process, holds its own end until it reads again).
             await wait_for(lambda: open_fds() <= before + 1, 2)
-        # The peer reads again after 3 s, and finds the connection gone.
+        # The peer reads again, and finds the connection gone.
+        resume_reading(peer)
         await wait_for(lambda: bool(peer_state.get("closes")), 5)
         assert peer_state["closes"] == [(1006, "")]
         await wait_for(lambda: open_fds() <= before)
@@ -359,7 +369,10 @@ def test_a_server_send_cancelled_part_way_ends_the_connection(peer) -> None:
             async with session.ws_connect(f"http://127.0.0.1:{port}/",
                                           max_msg_size=0) as ws:
                 ws._response.connection.transport.pause_reading()
-                await asyncio.sleep(1)
+                for _ in range(500):  # until the server's send has given up (at most 5 s)
+                    if seen:
+                        break
+                    await asyncio.sleep(0.01)
                 ws._response.connection.transport.resume_reading()
                 return (await ws.receive(timeout=5)).type
 
@@ -400,8 +413,9 @@ def test_client_keepalive_against_a_peer_server_that_stops_reading(peer) -> None
             with yieldio.fail_after(3), pytest.raises(WebSocketClosed) as info:
                 await ws.receive()
             assert (info.value.code, info.value.reason) == (1011, "keepalive ping timeout")
-        # The peer reads again after 3 s and finds the connection gone (and
-        # its socket closed: the fd check after each test counts it too).
+        # The peer reads again and finds the connection gone (and its
+        # socket closed: the fd check after each test counts it too).
+        resume_reading(peer)
         await wait_for(lambda: bool(peer_state.get("closes")), 5)
 
     yieldio.run(main)
