@@ -306,6 +306,46 @@ def test_an_idle_worker_does_not_keep_its_last_job_alive():
     assert ref() is None  # not held by the idle worker's last closure
 
 
+def test_a_worker_lets_go_of_the_call_before_it_reports_back(monkeypatch):
+    # The same, with no race: the worker is held just after it posted the
+    # result, while the run ends and the caller drops the arguments. The
+    # closure it still holds kept them (a flaky failure of the test above on
+    # Python 3.13, where the worker was sometimes that slow).
+    import gc
+    import weakref
+
+    from yieldio._kernel import Kernel
+
+    class Payload:
+        pass
+
+    posted, release = threading.Event(), threading.Event()
+    plain = Kernel.call_soon_threadsafe
+
+    def post_then_stall(self, fn, *args):
+        plain(self, fn, *args)
+        if threading.current_thread().name.startswith("yieldio-worker") and not posted.is_set():
+            posted.set()
+            release.wait(5)  # the worker stops right after reporting back
+
+    monkeypatch.setattr(Kernel, "call_soon_threadsafe", post_then_stall)
+    pool = yieldio.threads.WorkerPool(max_workers=1, idle_timeout=60)
+    payload = Payload()
+    ref = weakref.ref(payload)
+
+    async def main(p):
+        await yieldio.to_thread(lambda p: None, p, pool=pool)
+
+    try:
+        yieldio.run(main, payload)
+        assert posted.is_set()
+        del payload
+        gc.collect()
+        assert ref() is None  # not held by the stalled worker's closure
+    finally:
+        release.set()
+
+
 # -- rarer paths ----------------------------------------------------------------------------
 
 

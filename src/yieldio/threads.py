@@ -328,6 +328,7 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
     ctx = contextvars.copy_context()
 
     def work() -> None:
+        nonlocal fn, args
         job.work = None  # taken by a worker: no withdrawing it now (and no cycle left)
         if not job.abandoned:
             _worker_local.kernel = k
@@ -355,6 +356,10 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
             return
         # (Abandoned but holding a limiter token: report back all the same,
         # so that _complete gives the token back.)
+        # Let go of the call before reporting back: once the result is in,
+        # the run may end and its caller drop the arguments, and this
+        # closure -- still the worker's until it loops -- must not keep them.
+        fn = args = None  # type: ignore[assignment]
         try:
             k.call_soon_threadsafe(job._complete)
         except RuntimeError:
