@@ -33,6 +33,7 @@ lookup, as when they lived in the same module.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from types import CoroutineType, GeneratorType, TracebackType
 from typing import Any, NoReturn
@@ -320,3 +321,27 @@ class _ChainView:
         name = getattr(top, "__qualname__", None) or type(top).__qualname__
         running = " running" if self._running else ""
         return f"<Trampoline depth={len(self._stack)} innermost={name}{running} at {id(self):#x}>"
+
+
+# -- where the Pythons differ (checked once, at import) ---------------------------------
+#: From Python 3.12, a StopIteration thrown into a ``yield from`` whose
+#: callee has no ``throw`` ends the ``yield from`` with its value (the
+#: CLEANUP_THROW instruction); before, it was raised in the caller (and,
+#: from a generator, became RuntimeError).
+_THROWN_STOP_IS_A_RETURN = sys.version_info >= (3, 12)
+
+
+def _thrown_stop(exc: Any) -> StopIteration | None:
+    """The StopIteration that throwing ``exc`` raises, if it is one (else None)."""
+    typ = exc[0] if type(exc) is _ThrowArgs else exc
+    if isinstance(typ, StopIteration) or (isinstance(typ, type)
+                                           and issubclass(typ, StopIteration)):
+        made = _throw_args(*(*exc, None, None)[:3]) if type(exc) is _ThrowArgs else (
+            typ if isinstance(typ, StopIteration) else typ())
+        return made if isinstance(made, StopIteration) else None
+    return None
+
+
+#: Python 3.13's generator.close() returns what the generator returned
+#: while closing (gh-104770); before, always None.
+_CLOSE_RETURNS_VALUE = sys.version_info >= (3, 13)

@@ -46,6 +46,8 @@ from types import CoroutineType, GeneratorType
 from typing import Any
 
 from ._pep380 import (
+    _CLOSE_RETURNS_VALUE,
+    _THROWN_STOP_IS_A_RETURN,
     _ChainView,
     _detach,
     _ignored_message,
@@ -58,6 +60,7 @@ from ._pep380 import (
     _suspended,
     _throw_args,
     _ThrowArgs,
+    _thrown_stop,
     is_subcoroutine,
 )
 
@@ -73,29 +76,9 @@ _SEND: Any = object()
 _NO_ARG: Any = object()
 
 
-#: From Python 3.12, a StopIteration thrown into a ``yield from`` whose
-#: callee has no ``throw`` ends the ``yield from`` with its value (the
-#: CLEANUP_THROW instruction); before, it was raised in the caller (and,
-#: from a generator, became RuntimeError).
-_THROWN_STOP_IS_A_RETURN = sys.version_info >= (3, 12)
-
-
-def _thrown_stop(exc: Any) -> StopIteration | None:
-    """The StopIteration that throwing ``exc`` raises, if it is one (else None)."""
-    typ = exc[0] if type(exc) is _ThrowArgs else exc
-    if isinstance(typ, StopIteration) or (isinstance(typ, type)
-                                           and issubclass(typ, StopIteration)):
-        made = _throw_args(*(*exc, None, None)[:3]) if type(exc) is _ThrowArgs else (
-            typ if isinstance(typ, StopIteration) else typ())
-        return made if isinstance(made, StopIteration) else None
-    return None
-
-
 #: What _close_frame returns for a frame that yielded instead of exiting.
 _YIELDED: Any = object()
-#: Python 3.13's generator.close() returns what the generator returned
-#: while closing (gh-104770); before, always None.
-_CLOSE_RETURNS_VALUE = sys.version_info >= (3, 13)
+
 
 class Trampoline(_ChainView):
     """Drives a coroutine with trampolined calls on an explicit stack.
