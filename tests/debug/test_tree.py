@@ -474,3 +474,56 @@ def test_a_wait_shows_the_deadline_that_will_end_it():
     assert got == ["Event.wait on ev, deadline +1.50 s", "Event.wait on ev",
                    "Event.wait on ev, deadline +4.50 s"]
     assert cheap == "Event.wait"
+
+
+def test_tasks_waiting_on_each_other_are_shown_as_a_cycle():
+    # Two locks taken in opposite orders: neither task can ever move, but a
+    # third task sleeps, so the run is not a Deadlock -- the tree still says
+    # so. A task queued behind the cycle is not part of it.
+    async def take(first, second):
+        async with first:
+            await yieldio.sleep(0.01)
+            async with second:
+                pass
+
+    async def main():
+        a, b = yieldio.Lock(), yieldio.Lock()
+        async with yieldio.TaskGroup() as tg:
+            one, two = tg.spawn(take, a, b), tg.spawn(take, b, a)
+            tg.spawn(yieldio.sleep, 5)
+            await yieldio.sleep(0.1)
+            behind = tg.spawn(a.acquire)
+            await settle()
+            got = {t: describe_wait(t) for t in (one, two, behind)}
+            rows = {r.id: r.waiting_on for r in snapshot()}
+            infos = {i.task: i.waiting_on for i in task_tree()[0].children}
+            tg.cancel()
+        return one, two, behind, got, rows, infos
+
+    one, two, behind, got, rows, infos = vrun(main)
+    cycle = f", in a wait cycle: tasks {one.id} -> {two.id} -> {one.id}"
+    assert rows[one.id] == f"Lock.acquire (held by task {two.id}) on second" + cycle
+    assert rows[two.id] == f"Lock.acquire (held by task {one.id}) on second" + cycle
+    assert rows[behind.id] == f"Lock.acquire (held by task {one.id})"  # waits, not in it
+    assert infos[one] == rows[one.id] and infos[behind] == rows[behind.id]
+    assert "cycle" not in got[one]  # one task alone cannot see a cycle: only the views do
+
+
+def test_tasks_joining_each_other_are_shown_as_a_cycle():
+    async def join_other(box, me):
+        await yieldio.sleep(0.01)
+        await box[1 - me]
+
+    async def main():
+        box: list = []
+        async with yieldio.TaskGroup() as tg:
+            box.extend([tg.spawn(join_other, box, 0), tg.spawn(join_other, box, 1)])
+            tg.spawn(yieldio.sleep, 5)
+            await yieldio.sleep(0.1)
+            rows = {r.id: r.waiting_on for r in snapshot()}
+            tg.cancel()
+        return box, rows
+
+    (a, b), rows = vrun(main)
+    assert rows[a.id].endswith(f", in a wait cycle: tasks {a.id} -> {b.id} -> {a.id}")
+    assert rows[b.id].endswith(f", in a wait cycle: tasks {a.id} -> {b.id} -> {a.id}")

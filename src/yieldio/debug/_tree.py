@@ -26,6 +26,8 @@ from typing import Any
 
 from .. import _state
 from .._outside import _FdWaits
+from .._task import Task
+from ..sync import Lock
 from ._stack import _PACKAGE_DIR, Frame, _to_frame, _where_raw
 
 _NUMBERS = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -256,9 +258,10 @@ def task_tree(kernel: Any = None) -> list[TaskInfo]:
     tasks = sorted(k.all_tasks(), key=_by_id)  # spawn order reads best
     frames: dict[Any, Frame] = {}
     infos = {}
+    cycles = _wait_cycles(tasks)
     for t in tasks:
         raw = _where_raw(t)
-        infos[t] = TaskInfo(t, t.state, _describe(t, True, raw), [],
+        infos[t] = TaskInfo(t, t.state, _describe(t, True, raw) + cycles.get(t, ""), [],
                             _to_frame(raw, frames) if raw is not None else None)
     roots: list[TaskInfo] = []
     for t in tasks:
@@ -299,13 +302,54 @@ def snapshot(kernel: Any = None, *, detail: bool = True) -> list[TaskRow]:
     k = kernel if kernel is not None else _state.current_kernel()
     out = []
     frames: dict[Any, Frame] = {}
-    for t in sorted(k.all_tasks(), key=_by_id):
+    tasks = sorted(k.all_tasks(), key=_by_id)
+    cycles = _wait_cycles(tasks) if detail else {}
+    for t in tasks:
         parent = t.parent
         raw = _where_raw(t)
         out.append(TaskRow(t.id, parent.id if parent is not None else None, t.name, t.state,
-                           _describe(t, detail, raw),
+                           _describe(t, detail, raw) + cycles.get(t, ""),
                            _to_frame(raw, frames) if raw is not None else None))
     return out
+
+
+def _waits_for(task: Any) -> Any:
+    """The one task that ``task``'s wait needs to move: a Lock's owner, a joined task."""
+    wait = task._wait
+    if wait is None:
+        return None
+    if isinstance(wait, Task):
+        return wait  # join: it waits for that task to end
+    owner = getattr(wait, "_owner", None) if type(wait) is Lock else None
+    return owner
+
+
+def _wait_cycles(tasks: list[Any]) -> dict[Any, str]:
+    """``{task: ", in a wait cycle: tasks 4 -> 5 -> 4"}`` for tasks that wait on each other.
+
+    Two tasks each holding the lock the other wants (or joining each other)
+    can never move, whatever else the program does -- but while it still has
+    sockets or timers, the kernel cannot call it a deadlock. The tree can
+    still show the cycle. One pass: each task has at most one such edge.
+    """
+    found: dict[Any, str] = {}
+    state: dict[Any, int] = {}  # 1: on the current path, 2: done
+    for start in tasks:
+        path: list[Any] = []
+        t = start
+        while t is not None and t not in state:
+            state[t] = 1
+            path.append(t)
+            t = _waits_for(t)
+        if t is not None and state.get(t) == 1:
+            loop = path[path.index(t):]
+            text = ", in a wait cycle: tasks " + " -> ".join(
+                str(x.id) for x in [*loop, loop[0]])
+            for x in loop:
+                found[x] = text
+        for x in path:
+            state[x] = 2
+    return found
 
 
 def _where(row: TaskRow) -> str:
