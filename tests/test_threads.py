@@ -322,9 +322,14 @@ def test_a_worker_lets_go_of_the_call_before_it_reports_back(monkeypatch):
     posted, release = threading.Event(), threading.Event()
     plain = Kernel.call_soon_threadsafe
 
+    seen = []
+
     def post_then_stall(self, fn, *args):
         plain(self, fn, *args)
-        if threading.current_thread().name.startswith("yieldio-worker") and not posted.is_set():
+        seen.append((threading.current_thread().name, getattr(fn, "__qualname__", fn)))
+        if (getattr(fn, "__qualname__", "") == "_ThreadJob._complete"
+                and threading.current_thread() is not threading.main_thread()
+                and not posted.is_set()):
             posted.set()
             release.wait(5)  # the worker stops right after reporting back
 
@@ -338,7 +343,7 @@ def test_a_worker_lets_go_of_the_call_before_it_reports_back(monkeypatch):
 
     try:
         yieldio.run(main, payload)
-        assert posted.is_set()
+        assert posted.is_set(), seen
         del payload
         gc.collect()
         assert ref() is None  # not held by the stalled worker's closure
