@@ -62,6 +62,11 @@ def current_effective_deadline() -> float:
         task = _state.local.kernel.current
     except AttributeError:
         _state.outside_run()
+    return effective_deadline_of(task)
+
+
+def effective_deadline_of(task: Any) -> float:
+    """:func:`current_effective_deadline` for any task (the task tree shows it)."""
     if task._cancel_pending:
         return -math.inf
     deadline = math.inf

@@ -27,9 +27,11 @@ from typing import Any
 from .. import _state
 from .._outside import _FdWaits
 from .._task import Task
+from .._timeouts import effective_deadline_of
 from ..sync import Lock
 from ._stack import _PACKAGE_DIR, Frame, _to_frame, _where_raw
 
+_INF = float("inf")
 _NUMBERS = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 __all__ = ["TaskInfo", "TaskRow", "describe_wait", "describe_fd", "task_tree",
@@ -179,35 +181,14 @@ def _describe(task: Any, detail: bool, raw: Any) -> str:
             name = _name_in_frame(wait, raw if raw is not None else _where_raw(task))
             if name:
                 text += f" on {name}"
-        deadline = _deadline_of(task)
-        if deadline != _INF and not text.startswith("sleep until"):
+        # What a move_on_after/fail_after around the wait (its own or a
+        # caller's, across task groups) will end it at; a shield hides the
+        # deadlines outside it. Not for a task already cancelled (-inf).
+        deadline = effective_deadline_of(task)
+        if -_INF < deadline < _INF and not text.startswith("sleep until"):
             left = max(0.0, deadline - task._kernel.clock_now())
             text += f", deadline +{left:.2f} s"
     return text
-
-
-_INF = float("inf")
-
-
-def _deadline_of(task: Any) -> float:
-    """The earliest deadline of the cancel scopes around ``task``'s wait.
-
-    What a ``move_on_after``/``fail_after`` (its own or a caller's, across
-    task groups) will end the wait at; a shield hides the deadlines outside
-    it, as it hides their cancellation. inf when none applies (or the scope
-    is already cancelled: the wait is about to end anyway).
-    """
-    scope = getattr(task, "_scope", None)
-    earliest = _INF
-    while scope is not None:
-        if scope._cancel_called:
-            return _INF
-        if scope._deadline < earliest:
-            earliest = scope._deadline
-        if scope._shield:
-            break
-        scope = scope._parent
-    return earliest
 
 
 def _name_in_frame(obj: Any, frame: Any) -> str:
