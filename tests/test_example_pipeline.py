@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _procs import children_of
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "subprocess_pipeline.py"
 
@@ -33,20 +34,7 @@ def test_pipeline_counts_match_python(n):
 
 
 def _children(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (from /proc: no pgrep on a slim machine)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # it ended meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
-    return found
+    return [child for child, _ in children_of(pid)]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups, SIGINT")

@@ -17,6 +17,7 @@ import time
 import warnings
 
 import pytest
+from _procs import children_of
 
 import yieldio
 import yieldio.subprocess as ysp
@@ -27,21 +28,7 @@ PY = sys.executable
 
 def _children() -> list[tuple[int, str]]:
     """(pid, state) of every live or zombie child of this process, from /proc."""
-    me = os.getpid()
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces; split after ')'.
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == me:
-            out.append((int(name), state))
-    return out
+    return children_of(os.getpid())
 
 
 def _gone(pid: int) -> bool:
