@@ -115,15 +115,59 @@ def test_run_readme_examples_run_once(tmp_path):
         assert out.stdout.strip() == (block.expected or "").strip()
 
 
-def test_run_a_script_that_runs_itself_says_the_tools_did_not_apply(tmp_path):
+def _task_names(trace_path):
+    import json
+
+    events = json.loads(trace_path.read_text())["traceEvents"]
+    # Each task is a thread of the trace, named "NAME (task N)".
+    return {e["args"]["name"].split(" (task")[0] for e in events
+            if e.get("name") == "thread_name"}
+
+
+def test_run_tools_reach_a_script_that_calls_yieldio_run_itself(tmp_path):
+    # README's scripts call yieldio.run(main) at their top level, with no
+    # __name__ guard: --trace used to be dropped there with a note.
     script = tmp_path / "app.py"
-    script.write_text("import yieldio\nasync def main():\n    print('main')\n    return 'x'\n"
+    script.write_text("import yieldio\nasync def worker():\n    await yieldio.sleep(0)\n"
+                      "async def main():\n    async with yieldio.TaskGroup() as tg:\n"
+                      "        tg.spawn(worker)\n    print('main')\n    return 'x'\n"
                       "yieldio.run(main)\n")
-    out = run_cli_env(tmp_path, "run", "--trace", str(tmp_path / "t.json"), str(script))
-    assert (out.returncode, out.stdout) == (0, "main\n"), out.stderr
-    assert out.stderr == (f"yieldio run: {script} called yieldio.run() at its top level, so "
-                          "--trace did not apply; put that call under 'if __name__ == "
-                          "\"__main__\":' to run main() with them\n")
+    trace = tmp_path / "t.json"
+    out = run_cli_env(tmp_path, "run", "--trace", str(trace), str(script))
+    assert (out.returncode, out.stdout, out.stderr) == (0, "main\n", "")
+    assert {"main", "worker"} <= _task_names(trace)
+
+
+def test_run_tools_the_scripts_own_option_wins_and_later_runs_are_named(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text("import time, yieldio\n"
+                      "async def slow():\n    time.sleep(0.05)\n"
+                      "async def in_first():\n    await slow()\n"
+                      "async def in_second():\n    await slow()\n"
+                      "async def first():\n    async with yieldio.TaskGroup() as tg:\n"
+                      "        tg.spawn(in_first)\n"
+                      "async def second():\n    async with yieldio.TaskGroup() as tg:\n"
+                      "        tg.spawn(in_second)\n"
+                      # Its own debug option: no slow-step report, even with --debug.
+                      "yieldio.run(first, debug=False)\n"
+                      "yieldio.run(second)\n")
+    trace = tmp_path / "t.json"
+    out = run_cli_env(tmp_path, "run", "--debug", "--slow-step", "0.01", "--trace", str(trace),
+                      str(script))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == (f"yieldio run: --trace/--debug applied to the first of the 2 "
+                          f"yieldio.run() calls {script} made\n")
+    names = _task_names(trace)
+    assert "in_first" in names and "in_second" not in names
+
+
+def test_run_debug_reaches_a_script_that_calls_yieldio_run_itself(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text("import time, yieldio\nasync def main():\n    time.sleep(0.05)\n"
+                      "yieldio.run(main)\n")
+    out = run_cli_env(tmp_path, "run", "--debug", "--slow-step", "0.01", str(script))
+    assert out.returncode == 0, out.stderr
+    assert "task 1 'main' blocked the event loop" in out.stderr, out.stderr
 
 
 def test_no_command_is_a_usage_error_on_stderr():

@@ -17,6 +17,7 @@ import runpy
 import select
 import stat
 import sys
+import threading
 import time
 import traceback
 import types
@@ -37,8 +38,9 @@ def _run_parser() -> argparse.ArgumentParser:
                     "'python SCRIPT'. main() is called with no arguments: it reads them "
                     "from sys.argv. Everything after SCRIPT goes to the script, options "
                     "included. If the top level calls yieldio.run() itself (no __name__ "
-                    "guard), that was the program's run: main() is not run again, and the "
-                    "options do not apply to it. main() returning an int exits with it, a "
+                    "guard), that was the program's run: the options apply to its first "
+                    "yieldio.run() (where that call does not set them itself), and main() "
+                    "is not run again. main() returning an int exits with it, a "
                     "str is printed on stderr and exits 1 (as sys.exit() treats them); "
                     "None or any other value exits 0. sys.exit(N) gives N; an uncaught "
                     "error exits 1, Ctrl-C exits 130. "
@@ -98,10 +100,12 @@ def cmd_run(argv: list[str]) -> int:
     # usage error reported before the script is even imported. Options not
     # given still come from YIELDIO_DEBUG / YIELDIO_MONITOR.
     try:
-        instruments = _runopts.instruments_for(opts)
+        instruments = _runopts.instruments_by_option(opts)
     except (TypeError, ValueError, OSError, MonitorError) as exc:
         print(f"yieldio run: {exc}", file=sys.stderr)
         return 2
+    tools = [opt for opt, on in (("--trace", args.trace), ("--monitor", args.monitor),
+                                 ("--debug", args.debug)) if on]
 
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     saved_modules = {name: sys.modules.get(name) for name in _MODULE_NAMES}
@@ -111,6 +115,9 @@ def cmd_run(argv: list[str]) -> int:
     # script finds __yieldio_main__ (see _mp_main/__yieldio_main__.py).
     sys.path.append(_MP_MAIN_DIR)
     runs_before = getattr(_state.local, "runs", 0)
+    # For the first yieldio.run() in this thread: the script's own, if its
+    # top level makes one, else main()'s below (see _run._take_cli_handoff).
+    _state.cli_handoff = (threading.get_ident(), instruments)
     try:
         try:
             namespace = _exec_script(script)
@@ -124,20 +131,16 @@ def cmd_run(argv: list[str]) -> int:
         except BaseException as exc:
             _print_user_traceback(exc)
             return 1
-        if getattr(_state.local, "runs", 0) != runs_before:
+        runs = getattr(_state.local, "runs", 0) - runs_before
+        if runs:
             # The top level called yieldio.run() itself, with no __name__
             # guard (README's examples do): the program has run, as under
-            # 'python SCRIPT'. Running main() again ran it twice and then
-            # took its result (a list, say) for an error exit status.
-            tools = [opt for opt, on in (("--trace", args.trace), ("--monitor", args.monitor),
-                                         ("--debug", args.debug)) if on]
-            if tools:
-                # Only worth saying when it changed something: the tools
-                # were built for a main() run by this command.
-                print(f"yieldio run: {script} called yieldio.run() at its top level, so "
-                      f"{'/'.join(tools)} did not apply; put that call under "
-                      "'if __name__ == \"__main__\":' to run main() with them",
-                      file=sys.stderr)
+            # 'python SCRIPT', with the tools. Running main() again ran it
+            # twice and then took its result (a list, say) for an error
+            # exit status.
+            if runs > 1 and tools:
+                print(f"yieldio run: {'/'.join(tools)} applied to the first of the "
+                      f"{runs} yieldio.run() calls {script} made", file=sys.stderr)
             return 0
         main = namespace.get("main")
         if main is None:
@@ -162,8 +165,8 @@ def cmd_run(argv: list[str]) -> int:
         except ValueError:
             pass  # no signature to check (a builtin): let the call say
         try:
-            # debug/monitor=False: the environment was read above already.
-            result = yieldio.run(main, instruments=instruments, debug=False, monitor=False)
+            # The tools (and the environment, read above) come from the handoff.
+            result = yieldio.run(main)
         except SystemExit as exc:
             return _exit_code(exc.code)
         except KeyboardInterrupt:
@@ -174,6 +177,7 @@ def cmd_run(argv: list[str]) -> int:
             return 1
         return _result_code(result)
     finally:
+        _state.cli_handoff = None
         sys.argv, sys.path[:] = saved_argv, saved_path
         for name, module in saved_modules.items():
             if module is None:

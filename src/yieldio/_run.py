@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Generator
 from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack, overload
@@ -163,6 +164,29 @@ def _options(options: dict[str, Any]) -> tuple[Any, list[Any]]:
     return network, extra
 
 
+def _take_cli_handoff(options: dict[str, Any]) -> list[Any]:
+    """``python -m yieldio run``'s instruments, for the first run in its thread.
+
+    ``yieldio run --trace t.json app.py`` must trace the program whether
+    ``app.py`` leaves ``main()`` for the command to run or calls
+    ``yieldio.run(main)`` itself (README's examples do, with no ``__name__``
+    guard). So the command leaves its instruments here, and the first run in
+    its thread takes them. An option the call gives itself wins, one option
+    at a time, as it wins over ``YIELDIO_DEBUG``; the ones it does not give
+    are set to ``False`` here, since the command has read the environment.
+    """
+    handoff = _state.cli_handoff
+    if handoff is None or handoff[0] != threading.get_ident():
+        return []
+    _state.cli_handoff = None
+    taken: list[Any] = []
+    for option, instruments in handoff[1].items():
+        if option not in options:
+            options[option] = False
+            taken += instruments
+    return taken
+
+
 @overload
 def run(fn: Callable[[Unpack[_Ts]], Awaitable[_T]], *args: *_Ts, clock: Any = None,
         instruments: Any = (), seed: int | None = None, **options: Any) -> _T: ...
@@ -208,7 +232,9 @@ def run(fn: Any, *args: Any, clock: Any = None, instruments: Any = (),  # type: 
         _check_clock(clock)
         instruments = _check_instruments(instruments)
         _check_seed(seed)
+        from_cli = _take_cli_handoff(options)
         network, extra = _options(options)
+        extra += from_cli
     except BaseException:
         _discard(fn)
         raise

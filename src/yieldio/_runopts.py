@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["instruments_for"]
+__all__ = ["instruments_for", "instruments_by_option"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -130,6 +130,31 @@ def _monitor_instruments(monitor: Any) -> list[Any]:
                     f"not {monitor!r}")
 
 
+def instruments_by_option(opts: dict[str, Any]) -> dict[str, list[Any]]:
+    """Instruments for ``run``'s debugging options, keyed by the option that made them.
+
+    ::
+
+        >>> sorted(instruments_by_option({"debug": True}))
+        ['debug', 'monitor', 'trace']
+
+    Every key is present (an empty list for an option that is off), so
+    ``python -m yieldio run`` can hand the three over to the script's own
+    ``yieldio.run()`` and let that call's explicit options win, one by one.
+    Raises ``TypeError``/``ValueError`` with a clear message for a bad value,
+    before anything runs.
+    """
+    unknown = set(opts) - {"debug", "trace", "monitor"}
+    if unknown:
+        raise TypeError(f"unknown debugging options {sorted(unknown)}")
+    debug = opts["debug"] if "debug" in opts else (_env_flag("YIELDIO_DEBUG") or None)
+    monitor = opts["monitor"] if "monitor" in opts else (_env_flag("YIELDIO_MONITOR") or None)
+    out = {"debug": _debug_instruments(debug), "trace": _trace_instruments(opts.get("trace"))}
+    # The monitor last: its socket is created only when the rest is valid.
+    out["monitor"] = _monitor_instruments(monitor)
+    return out
+
+
 def instruments_for(opts: dict[str, Any]) -> list[Any]:
     """Instruments for ``run``'s debugging options (keys among debug, trace, monitor).
 
@@ -141,13 +166,5 @@ def instruments_for(opts: dict[str, Any]) -> list[Any]:
     Raises ``TypeError``/``ValueError`` with a clear message for a bad value,
     before anything runs.
     """
-    unknown = set(opts) - {"debug", "trace", "monitor"}
-    if unknown:
-        raise TypeError(f"unknown debugging options {sorted(unknown)}")
-    debug = opts["debug"] if "debug" in opts else (_env_flag("YIELDIO_DEBUG") or None)
-    monitor = opts["monitor"] if "monitor" in opts else (_env_flag("YIELDIO_MONITOR") or None)
-    out = _debug_instruments(debug)
-    out += _trace_instruments(opts.get("trace"))
-    # The monitor last: its socket is created only when the rest is valid.
-    out += _monitor_instruments(monitor)
-    return out
+    by_option = instruments_by_option(opts)
+    return by_option["debug"] + by_option["trace"] + by_option["monitor"]

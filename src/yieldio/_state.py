@@ -8,13 +8,18 @@ make a worker believe it runs inside the kernel.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
     from ._task import Task
 
 local = threading.local()
+
+#: ``python -m yieldio run``'s debugging instruments, waiting for the script's
+#: first ``yieldio.run()``: ``(thread ident, {"debug": [...], "trace": [...],
+#: "monitor": [...]})``, or None. See ``_run._take_cli_handoff``.
+cli_handoff: tuple[int, dict[str, list[Any]]] | None = None
 
 
 def outside_run() -> NoReturn:
