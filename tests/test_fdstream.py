@@ -508,3 +508,40 @@ def test_fdstream_on_stdin_redirected_from_a_file(tmp_path):
                               capture_output=True, timeout=8)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == b"[b'alpha\\n', b'beta\\n']\n"
+
+
+def test_a_pty_master_reads_eof_when_the_child_side_closes():
+    # Linux fails a pty master's read with EIO once the other side is closed;
+    # it surfaced as a raw OSError where a pipe reads b"" (pty.spawn and
+    # pexpect take it for the end too).
+    import pty
+
+    async def main():
+        master, slave = pty.openpty()
+        child = subprocess.Popen([sys.executable, "-c", "print('from the child')"],
+                                 stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)  # the child holds the only copy now
+        stream = FdStream(master)
+        async with stream:
+            with yieldio.fail_after(30):
+                got = b""
+                while chunk := await stream.read():
+                    got += chunk
+            assert got.replace(b"\r\n", b"\n") == b"from the child\n"
+            assert await stream.read() == b""  # and it stays ended
+        assert child.wait(timeout=30) == 0
+
+    yieldio.run(main)
+
+
+def test_other_read_errors_are_still_raised():
+    # EIO is the end of the stream only for a terminal: a directory's fd
+    # fails its read with EISDIR, which is not an end.
+    async def main():
+        fd = os.open(".", os.O_RDONLY)
+        stream = FdStream(fd)
+        async with stream:
+            with pytest.raises(IsADirectoryError):
+                await stream.read()
+
+    yieldio.run(main)

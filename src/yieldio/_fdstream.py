@@ -27,6 +27,7 @@ never matters there.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
@@ -79,6 +80,19 @@ def _notify_and_close(kernel: Any, fd: int) -> None:
 
 # Still queued when the run ends, it runs then (see OutsideWorld._close_outside).
 _notify_and_close.run_at_kernel_close = True  # type: ignore[attr-defined]
+
+
+def _eio_as_eof(fd: int, exc: OSError) -> bytes:
+    """``b""`` for a terminal's ``EIO``, else raise ``exc``.
+
+    A pty master's read fails with ``EIO`` once every process has closed the
+    other side (Linux); for the reader that is the end of the stream, as
+    the stdlib's ``pty.spawn`` and pexpect treat it. Any other error, or
+    ``EIO`` from something that is not a terminal, is a real failure.
+    """
+    if exc.errno == errno.EIO and os.isatty(fd):
+        return b""
+    raise exc
 
 
 class FdStream(Stream):
@@ -163,6 +177,8 @@ class FdStream(Stream):
                     data = os.read(fd, max_bytes)
                 except BlockingIOError:
                     pass
+                except OSError as exc:
+                    return _eio_as_eof(fd, exc)
                 else:
                     self._drained = 0 < len(data) < max_bytes
                     # The counted schedule point after a success that did not wait.
@@ -189,6 +205,8 @@ class FdStream(Stream):
                     data = os.read(fd, max_bytes)
                 except BlockingIOError:
                     continue
+                except OSError as exc:
+                    return _eio_as_eof(fd, exc)
                 self._drained = 0 < len(data) < max_bytes
                 return data
         finally:

@@ -100,6 +100,28 @@ def test_send_eof_and_unwrap_while_the_stream_is_in_use_are_busy(server_context,
     yieldio.run(main)
 
 
+def test_the_stream_is_busy_while_unwrap_waits_for_the_peer(server_context, client_context):
+    # unwrap() checked for readers and writers but did not mark itself busy:
+    # a read in another task took the records the shutdown was waiting for.
+    async def main():
+        client, server = await tls_pair(server_context, client_context)
+        async with client, server:
+            async with yieldio.TaskGroup() as tg:
+                unwrapping = tg.spawn(client.unwrap)
+                await wait_all_tasks_blocked()  # our close_notify sent; waiting for theirs
+                for attempt in (client.read, client.unwrap, lambda: client.write(b"x"),
+                                client.send_eof):
+                    with pytest.raises(yieldio.BusyResourceError):
+                        await attempt()
+                transport, trailing = await server.unwrap()
+                await transport.write(b"plain")
+            client_transport, client_trailing = unwrapping.result()
+            assert client_trailing + await client_transport.read_exactly(
+                5 - len(client_trailing)) == b"plain"
+
+    yieldio.run(main)
+
+
 def test_unwrap_against_a_peer_that_closes_without_close_notify(server_context, client_context):
     async def main():
         client, server = await tls_pair(server_context, client_context)

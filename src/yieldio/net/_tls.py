@@ -468,10 +468,16 @@ class TLSStream(Stream):
         if unread:
             raise RuntimeError(f"unwrap() would discard {unread} bytes of decrypted data "
                                "not read yet: read them first")
+        # Busy both ways while it waits for the peer's close_notify: a read
+        # here would take TLS records (or the trailing plaintext) out from
+        # under the shutdown, a write would send data after our close_notify.
+        self._in_receive = self._in_send = self._writing = True
         try:
             await self._retry(self._ssl.unwrap)
         except _EOF_ERRORS:
             pass  # the transport ended right after close_notify: fine
+        finally:
+            self._in_receive = self._in_send = self._writing = False
         self._tls_closed = True
         if self._origin is not None:
             # start_tls() retired the caller's stream: give it its connection
