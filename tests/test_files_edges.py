@@ -100,6 +100,47 @@ def test_aclose_in_a_cancelled_scope_leaks_no_descriptor(tmp_path):
     yieldio.run(main)
 
 
+def test_ctrl_c_while_aclose_waits_for_a_full_pool_still_closes_and_flushes(tmp_path):
+    # Ctrl-C reaches a shielded wait, and a close still queued behind a busy
+    # pool was withdrawn: the buffered data was lost until the garbage
+    # collector closed the file (or for good, at exit).
+    import subprocess
+    import sys
+
+    path = tmp_path / "out.txt"
+    code = f"""
+import os, signal, threading, yieldio, yieldio.testing
+
+release = threading.Event()
+
+async def main():
+    pool = yieldio.threads.WorkerPool(max_workers=1)
+    yieldio.threads.default_pool = pool
+    f = state["file"] = await yieldio.open_file({str(path)!r}, "w")
+    await f.write("kept")  # buffered in the file object, not yet written
+    async with yieldio.TaskGroup() as tg:
+        tg.spawn(yieldio.to_thread, release.wait)  # the only worker, busy
+        await yieldio.testing.wait_all_tasks_blocked()
+        # The close waits for the busy worker; Ctrl-C then arrives.
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            await f.aclose()
+        finally:
+            release.set()
+
+state = {{}}
+try:
+    yieldio.run(main)
+except KeyboardInterrupt:
+    # Read before exit: the interpreter's exit would close and flush it too.
+    with open({str(path)!r}) as check:
+        print("interrupted:", state["file"].wrapped.closed, repr(check.read()), flush=True)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert out.stdout == "interrupted: True 'kept'\n", out.stderr
+
+
 def test_a_read_that_completed_under_cancellation_moved_the_position(tmp_path):
     # Documented: an operation that started completes and its result is returned;
     # the file position therefore matches what the caller received.

@@ -474,7 +474,20 @@ class AsyncFile:
         self._aclosed = True
         # Shielded: a task that is being cancelled must still close its files.
         with CancelScope(shield=True):
-            await _complete_in_thread(self._file.close)
+            try:
+                await _complete_in_thread(self._file.close)
+            except BaseException as exc:
+                # Ctrl-C reaches a shielded wait too, and a close still queued
+                # behind a busy pool is then withdrawn: close here, blocking
+                # for the flush, rather than leave the data and the fd to the
+                # garbage collector. (A close that ran and failed has closed
+                # the file: then there is nothing left to do.)
+                if not getattr(self._file, "closed", True):
+                    try:
+                        self._file.close()
+                    except Exception as close_exc:
+                        exc.add_note(f"closing {self._file!r} here failed too: {close_exc!r}")
+                raise
 
     async def __aenter__(self) -> AsyncFile:
         return self
