@@ -65,7 +65,8 @@ from ._request import Request
 from ._response import Response
 from ._router import Router
 from ._server import HTTPServer, serve
-from ._websocket import WebSocket, connect_websocket
+from ._websocket import WebSocket
+from ._websocket_client import connect_websocket
 from ._wsgi import wsgi
 
 __all__ = [
