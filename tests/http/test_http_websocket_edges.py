@@ -367,3 +367,89 @@ def test_accepting_a_subprotocol_the_client_did_not_offer_is_a_clear_error() -> 
             "pick one of those, or None"]
 
     yieldio.run(main)
+
+
+# -- big messages go out in fragments ------------------------------------------------------
+def _ws_over_memory(client: bool):
+    from wsproto.connection import Connection, ConnectionType
+
+    from yieldio.http import WebSocket
+    from yieldio.testing import memory_stream_pair
+
+    ours, theirs = memory_stream_pair()
+    kind = ConnectionType.CLIENT if client else ConnectionType.SERVER
+    return WebSocket(ours, Connection(kind), client=client), theirs
+
+
+@pytest.mark.parametrize("client", [True, False])
+def test_a_big_send_takes_little_memory_beyond_the_message(client: bool) -> None:
+    # One wsproto event built the whole frame (and a client's masked copy):
+    # a 50 MiB send needed three to four times its size.
+    import tracemalloc
+
+    message = b"m" * (32 << 20)
+
+    async def main() -> None:
+        ws, theirs = _ws_over_memory(client)
+        frames = wsproto.connection.Connection(
+            wsproto.ConnectionType.SERVER if client else wsproto.ConnectionType.CLIENT)
+        received = 0
+        finished = False
+
+        async def peer() -> None:
+            nonlocal received, finished
+            while not finished:
+                frames.receive_data(await theirs.receive_some(1 << 20))
+                for event in frames.events():
+                    received += len(event.data)
+                    finished = event.message_finished
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(peer)
+            tracemalloc.start()
+            try:
+                await ws.send(message)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert received == len(message) and finished
+        assert peak < 8 << 20, f"{peak / (1 << 20):.1f} MiB to send 32 MiB"
+
+    yieldio.run(main)
+
+
+def test_a_big_message_arrives_whole_and_a_text_one_is_cut_between_characters() -> None:
+    text = "\u00e9\u2713" * (400 * 1024)  # 2.8 MiB of UTF-8 in 3 fragments
+
+    async def app(request: Request):
+        ws = await request.accept_websocket()
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        limits = Limits(max_websocket_message=8 << 20)
+        async with serve(app, "127.0.0.1", 0, limits=limits) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/",
+                                         max_message_size=8 << 20) as ws:
+                with yieldio.fail_after(10):
+                    await ws.send(text)
+                    assert await ws.receive() == text
+                    await ws.send(text.encode())
+                    assert await ws.receive() == text.encode()
+
+    yieldio.run(main)
+
+
+def test_cancelled_between_fragments_ends_the_connection() -> None:
+    # Whole fragments went out, the message did not finish: nothing else can
+    # follow on this connection, so it ends (1006) rather than look open.
+    async def main() -> None:
+        ws, theirs = _ws_over_memory(client=True)
+        with yieldio.move_on_after(0.05):
+            # The peer reads nothing: the send stops at the memory pipe's buffer.
+            await ws.send(b"x" * (4 << 20))
+        assert ws.closed and ws.close_code == 1006
+        with pytest.raises(WebSocketClosed):
+            await ws.send("more")
+
+    yieldio.run(main, clock=yieldio.testing.VirtualClock(autojump=True))

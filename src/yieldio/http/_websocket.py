@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import wsproto.events as wse
@@ -57,6 +58,8 @@ logger = logging.getLogger("yieldio.http")
 
 #: Messages that may wait for the application before the reader pauses.
 QUEUE_SIZE = 16
+#: A longer message is sent in fragments of this many bytes (characters for a str).
+FRAGMENT_SIZE = 256 * 1024
 _OPEN = ConnectionState.OPEN
 _IO_ERRORS = (OSError, ClosedResourceError, BrokenStreamError, EOFError)
 
@@ -127,15 +130,21 @@ class WebSocket:
         Raises :class:`WebSocketClosed` if the connection is closing or closed.
         It waits while the peer reads slowly; cancelled after part of the
         message went out, it ends the connection (code 1006): nothing can
-        follow half a frame.
+        follow half a message. A message longer than ``FRAGMENT_SIZE`` goes
+        out in fragments, so sending it takes little memory beyond the
+        message itself; the peer receives it whole.
         """
         if isinstance(message, str):
-            event: wse.Event = wse.TextMessage(data=message)
+            kind: Any = wse.TextMessage
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            event = wse.BytesMessage(data=bytes(message))
+            kind = wse.BytesMessage
+            message = bytes(message)  # (the caller may reuse a bytearray once we wait)
         else:
             raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
-        await self._send_event(event, raise_closed=True)
+        if len(message) <= FRAGMENT_SIZE:
+            await self._send_event(kind(data=message), raise_closed=True)
+        else:
+            await self._send_event(_fragments(kind, message), raise_closed=True)
 
     async def ping(self, payload: bytes = b"") -> None:
         """Send a ping and wait for its pong (wrap it in ``fail_after`` to time it out).
@@ -167,46 +176,62 @@ class WebSocket:
         if unanswered:
             raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
 
-    async def _send_event(self, event: wse.Event, *, raise_closed: bool) -> bool:
+    async def _send_event(self, event: wse.Event | Iterator[wse.Event], *,
+                          raise_closed: bool) -> bool:
+        """Send one event, or a message's fragments one after another; False if closed."""
         async with self._send_lock:
-            if self._ws.state is not _OPEN and not isinstance(event, wse.CloseConnection):
-                if raise_closed:
-                    raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
-                return False
-            try:
-                data = self._ws.send(event)
-            except LocalProtocolError:
-                if raise_closed:
-                    raise WebSocketClosed(self.close_code or 1006, self.close_reason or "") from None
-                return False
-            try:
-                # In a scope _lost() cancels: once keepalive (or anything) has
-                # given the connection up, a write stuck on a peer that reads
-                # nothing must end too, not hold send() (and the lock) for ever.
-                with move_on_after(self.write_timeout or math.inf) as scope:
-                    self._write_scope = scope
-                    try:
-                        await self._stream.write(data)
-                    finally:
-                        self._write_scope = None
-                if scope.cancelled_caught:
-                    if not self._finished.is_set():
-                        self._write_timed_out()  # the deadline, not _lost()
+            events = (event,) if isinstance(event, wse.Event) else event
+            sent_some = False
+            for one in events:
+                # (close_code: set when the connection was lost or cut off,
+                # which wsproto's state does not know about.)
+                if ((self._ws.state is not _OPEN or self.close_code is not None)
+                        and not isinstance(one, wse.CloseConnection)):
+                    if sent_some:
+                        # The peer's Close came between two fragments: the
+                        # message can never be finished.
+                        await self._write_cut_off()
                     if raise_closed:
                         raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
                     return False
-            except _IO_ERRORS as exc:
-                self._lost()
-                if raise_closed:
-                    raise WebSocketClosed(1006, "connection lost") from exc
-                return False
-            except Cancelled:
-                # Cancelled from outside (a timeout around send(), say), not by
-                # the scope above: if part of the frame went out, the byte
-                # stream is mid-frame for good (the Stream refuses more writes).
-                if self._stream._write_broken:
-                    await self._write_cut_off()
-                raise
+                try:
+                    data = self._ws.send(one)
+                except LocalProtocolError:
+                    if raise_closed:
+                        raise WebSocketClosed(self.close_code or 1006,
+                                              self.close_reason or "") from None
+                    return False
+                try:
+                    # In a scope _lost() cancels: once keepalive (or anything) has
+                    # given the connection up, a write stuck on a peer that reads
+                    # nothing must end too, not hold send() (and the lock) for ever.
+                    with move_on_after(self.write_timeout or math.inf) as scope:
+                        self._write_scope = scope
+                        try:
+                            await self._stream.write(data)
+                        finally:
+                            self._write_scope = None
+                    if scope.cancelled_caught:
+                        if not self._finished.is_set():
+                            self._write_timed_out()  # the deadline, not _lost()
+                        if raise_closed:
+                            raise WebSocketClosed(self.close_code or 1006,
+                                                  self.close_reason or "")
+                        return False
+                except _IO_ERRORS as exc:
+                    self._lost()
+                    if raise_closed:
+                        raise WebSocketClosed(1006, "connection lost") from exc
+                    return False
+                except Cancelled:
+                    # Cancelled from outside (a timeout around send(), say), not
+                    # by the scope above: if part of the frame went out, the
+                    # byte stream is mid-frame for good (the Stream refuses
+                    # more writes); after whole fragments, it is mid-message.
+                    if self._stream._write_broken or sent_some:
+                        await self._write_cut_off()
+                    raise
+                sent_some = True
         return True
 
     async def _write_cut_off(self) -> None:
@@ -460,6 +485,20 @@ class WebSocket:
                 while await self._stream.read(65536):
                     pass
         await self._stream.aclose()
+
+
+def _fragments(kind: Any, message: str | bytes) -> Iterator[wse.Event]:
+    """``message`` as ``kind`` events of at most ``FRAGMENT_SIZE`` items, the last one final.
+
+    One event would have wsproto build the whole frame (and, on a client,
+    its masked copy) at once: a 50 MiB send needed three to four times its
+    size in memory. (A ``str`` is cut between characters, so each fragment
+    encodes on its own.)
+    """
+    end = len(message)
+    for start in range(0, end, FRAGMENT_SIZE):
+        stop = start + FRAGMENT_SIZE
+        yield kind(data=message[start:stop], message_finished=stop >= end)
 
 
 def _sendable_close_code(code: object) -> bool:
