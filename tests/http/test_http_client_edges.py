@@ -366,6 +366,53 @@ def test_a_redirect_that_would_resend_a_streamed_body_is_returned() -> None:
     yieldio.run(main)
 
 
+@pytest.mark.parametrize("redirect_body", ["chunked", "big"])
+def test_a_redirect_returned_for_a_streamed_body_keeps_its_own_body(redirect_body: str) -> None:
+    # A 307 with a chunked (or > 64 KiB) body was closed unread, then handed
+    # back: request() reading it raised "the response body was already consumed".
+    async def app(request: Request) -> Response:
+        await request.body()
+        if redirect_body == "chunked":
+            async def body():
+                yield b"moved, go to /v2\n"
+            return Response(307, {"location": "/v2"}, body())
+        return Response(307, {"location": "/v2"}, b"m" * 100_000)
+
+    async def upload():
+        yield b"once"
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server, Client(follow_redirects=True) as c:
+            r = await c.post(f"http://127.0.0.1:{server.port}/", content=upload())
+            assert r.status == 307 and r.history == []
+            assert r.content == (b"moved, go to /v2\n" if redirect_body == "chunked"
+                                 else b"m" * 100_000)
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("location, why", [("ftp://files.example/x", "only http"),
+                                           ("http://[bad/", "IPv6")])
+def test_a_redirect_to_a_location_that_cannot_be_followed_is_an_http_error(location: str,
+                                                                          why: str) -> None:
+    # A bare ValueError escaped "except HTTPError" and did not name the redirect.
+    async def app(request: Request) -> Response:
+        return Response(302, {"location": location}, b"")
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server, Client(follow_redirects=True) as c:
+            url = f"http://127.0.0.1:{server.port}/from"
+            with pytest.raises(ProtocolError) as info:
+                await c.get(url)
+            assert str(info.value).startswith(f"302 redirect from {url} to {location!r}, "
+                                              "which cannot be followed: ")
+            assert why in str(info.value)
+            # Not followed, the redirect is still there to look at.
+            assert (await c.get(url, follow_redirects=False)).status == 302
+
+    yieldio.run(main)
+
+
 def test_waiting_for_the_total_limit_times_out_and_frees_the_host_permit() -> None:
     async def main() -> None:
         async with serve(make_app(), "127.0.0.1", 0) as a, serve(make_app(), "127.0.0.1", 0) as b:

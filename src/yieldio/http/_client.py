@@ -389,6 +389,13 @@ class Client:
             if not (follow and response.is_redirect):
                 response.history = history
                 return response
+            status = response.status
+            to_get = status == 303 and method != "HEAD" or status in (301, 302) and method == "POST"
+            if not to_get and not isinstance(body, bytes):
+                # A streamed body cannot be sent again: stop here, before the
+                # redirect's own body is read or dropped (the caller reads it).
+                response.history = history
+                return response
             # Read a small redirect body so the connection can be reused. One
             # without a Content-Length (chunked, or up to EOF) may never end:
             # aclose() below drops its connection instead of reading it.
@@ -402,20 +409,24 @@ class Client:
             if len(history) > self.max_redirects:
                 raise TooManyRedirects(f"more than {self.max_redirects} redirects from {url}",
                                        history)
-            new_url = urljoin(url, _location(response.headers["location"]))
-            if _split_url(new_url)[0] != _split_url(url)[0]:
+            location = response.headers["location"]
+            try:
+                new_url = urljoin(url, _location(location))
+                new_origin = _split_url(new_url)[0]
+            except ValueError as exc:
+                # (ValueError alone missed "except HTTPError", and did not say
+                # that a redirect was involved.)
+                raise ProtocolError(f"{status} redirect from {url} to {location!r}, which "
+                                    f"cannot be followed: {exc}") from exc
+            if new_origin != _split_url(url)[0]:
                 h.pop("authorization", None)  # never leak credentials to another origin
                 h.pop("proxy-authorization", None)
                 h.pop("cookie", None)
                 h.pop("host", None)  # a Host set by the caller was for the first origin
-            status = response.status
-            if status == 303 and method != "HEAD" or status in (301, 302) and method == "POST":
+            if to_get:
                 method, body = "GET", b""
                 for name in ("content-type", "content-length", "transfer-encoding"):
                     h.pop(name, None)
-            elif not isinstance(body, bytes):
-                response.history = history[:-1]
-                return response  # a streamed body cannot be sent again: stop here
             url = new_url
 
     async def _send_one(self, method: str, url: str, h: Headers, body: Any,

@@ -92,7 +92,7 @@ class ServerConnection:
 
     __slots__ = ("server", "stream", "h11", "client", "scheme", "deadline", "idle", "scope",
                  "timed_out", "body_received", "must_close", "websocket", "requests",
-                 "current", "watch", "peer_eof", "app_scope")
+                 "current", "watch", "peer_eof", "app_scope", "body_error")
 
     def __init__(self, server: HTTPServer, stream: Stream) -> None:
         self.server = server
@@ -114,6 +114,9 @@ class ServerConnection:
         self.watch: DisconnectWatch | None = None  # its disconnect watch, if one was asked for
         self.peer_eof = False  # the client closed (or reset): answer what is buffered, then close
         self.app_scope: CancelScope | None = None  # cancel_on_disconnect: the app's scope
+        # Why reading this request's body failed (413, malformed, the client
+        # left), if it did: the answer to give, whatever the app made of it.
+        self.body_error: HTTPException | None = None
 
     def shutdown(self) -> None:
         """The server is stopping: end now if idle; WebSockets get a 1001 close."""
@@ -191,6 +194,7 @@ class ServerConnection:
         self.requests += 1
         server.requests += 1
         self.body_received = 0
+        self.body_error = None
         version = "1.1" if event.http_version == b"1.1" else event.http_version.decode("ascii")
         req = self.current = Request(event.method.decode("ascii"),
                                      event.target.decode("latin-1"), event.headers,
@@ -272,6 +276,16 @@ class ServerConnection:
                              response, req.method, req.target)
                 response = await self._answer_error(req, TypeError(
                     f"the application returned {response!r}, not a Response"))
+        body_error = self.body_error
+        if body_error is not None and response.status >= 500:
+            # The app turned the body's failure into a server error: a WSGI
+            # framework (Flask) does, catching what wsgi.input raised. The
+            # client is told what really happened: 413, or 400.
+            logger.debug("HTTP %s %s: answering %d, not the app's %d, for the request body",
+                         req.method, req.target, body_error.status, response.status)
+            if not isinstance(response.body, bytes):
+                await _close_iterator(response.body)
+            response = await self._answer_error(req, body_error)
         try:
             return await self._send(req, response)
         except h11.LocalProtocolError as exc:
@@ -417,7 +431,7 @@ class ServerConnection:
                 event = h.next_event()
             except _RemoteProtocolError as exc:
                 self.must_close = True
-                raise HTTPException(400, f"malformed request body: {exc}") from None
+                raise self._body_failed(400, f"malformed request body: {exc}") from None
             if event is _NEED_DATA:
                 if h.their_state is not _SEND_BODY:
                     return b""  # its end was taken already (see _disconnect._body_done)
@@ -429,7 +443,7 @@ class ServerConnection:
                     data = await self.stream.read(65536)
                 except _PEER_GONE as exc:
                     self.must_close = self.peer_eof = True
-                    raise HTTPException(400, "the client disconnected") from exc
+                    raise self._body_failed(400, "the client disconnected") from exc
                 self.deadline = _INF
                 if not data:
                     self.peer_eof = True
@@ -441,12 +455,17 @@ class ServerConnection:
                 self.body_received += len(data)
                 if limits.max_body_size is not None and self.body_received > limits.max_body_size:
                     self.must_close = True
-                    raise HTTPException(413)
+                    raise self._body_failed(413)
                 return bytes(data)
             if kind is _EOM or event is _PAUSED:
                 if self.app_scope is not None:
                     start_cancelling_watch(self)  # cancel_on_disconnect, now that the body is read
                 return b""
             self.must_close = True
-            raise HTTPException(400, "the request body ended early")
+            raise self._body_failed(400, "the request body ended early")
+
+    def _body_failed(self, status: int, detail: str | None = None) -> HTTPException:
+        """The error for a request body that cannot be read, remembered as ``body_error``."""
+        self.body_error = exc = HTTPException(status, detail)
+        return exc
 

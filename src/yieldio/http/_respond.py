@@ -120,6 +120,19 @@ async def send_response(conn: ServerConnection, req: Request, response: Response
             raise h11.LocalProtocolError(
                 f"header {name!r}: {value!r} is not ISO-8859-1 text") from None
     headers.append(_date_header())
+    if (h.they_are_waiting_for_100_continue and not isinstance(response.body, bytes)
+            and response.status not in _NO_BODY and req.method != "HEAD"):
+        # A streamed answer may read the request body as it goes (an echo,
+        # a transform of an upload): the "100 Continue" its first read would
+        # send cannot follow the final head, and the client would wait for
+        # it while we wait for the body. So the client is asked for its body
+        # now; one the app leaves unread is drained or the connection
+        # closed, as after any response.
+        try:
+            await send_continue(conn)
+        except HTTPException:  # the client is gone
+            await _close_iterator(response.body)
+            return False
     if server._closing or conn.must_close or (h.they_are_waiting_for_100_continue
                                               and not _body_already_here(conn, req)):
         # Waiting for 100-continue and answered without it: the client may
@@ -141,6 +154,10 @@ async def send_response(conn: ServerConnection, req: Request, response: Response
         if not isinstance(body, bytes):
             await _close_iterator(body)
         body = b""
+        if status != 304 and stated_length is not None:
+            # ... and no Content-Length either (RFC 9110 section 8.6); a 304's
+            # may stand, as the length the 200 would have had.
+            headers = [(n, v) for n, v in headers if n != b"content-length"]
     elif isinstance(body, bytes):
         if stated_length is None:
             headers.append((b"content-length", b"%d" % len(body)))
@@ -221,6 +238,13 @@ async def _send_streamed(conn: ServerConnection, req: Request, head: h11.Respons
     except Exception as exc:
         if writing and isinstance(exc, _PEER_GONE):
             raise
+        if exc is conn.body_error:
+            # The body read the request's and that failed (the client left,
+            # or sent too much or garbage): the client's doing, not a bug in
+            # the app. Cut off as below, but neither logged as one nor counted.
+            logger.debug("HTTP %s %s: streamed response cut off: the request body failed (%s)",
+                         req.method, req.target, exc)
+            return False
         # Too late for a 500: end the connection so the client sees a
         # truncated body (no final chunk) rather than a complete one. An
         # HTTP/1.0 body ends where the connection does, so a plain close
