@@ -558,3 +558,65 @@ def test_event_set_from_another_run_raises_and_keeps_its_waiters():
         return t.done()
 
     assert vrun(main) is True
+
+
+@pytest.mark.parametrize("primitive", ["lock", "condition"])
+def test_lock_release_and_notify_refuse_to_wake_a_task_of_another_threads_run(primitive):
+    # Two yieldio.run()s in two threads sharing one Lock (or Condition): the
+    # release (notify) pushed the waiter onto the other kernel's ready queue
+    # from the wrong thread, and that kernel noticed only when something else
+    # woke it. Semaphore, Event and Queue refused with a RuntimeError.
+    import threading
+
+    cond = yieldio.Condition()
+    lock = cond._lock
+    a_holds, b_waits, a_tried, a_released, b_done = (threading.Event() for _ in range(5))
+    seen = {}
+
+    async def run_a():
+        if primitive == "lock":
+            await lock.acquire()
+            a_holds.set()
+        await yieldio.to_thread(b_waits.wait, 10)
+        if primitive == "condition":
+            await lock.acquire()
+        with pytest.raises(RuntimeError, match="another thread use yieldio.UniversalQueue"):
+            if primitive == "lock":
+                lock.release()
+            else:
+                cond.notify()
+        seen["a still owns it"] = lock._owner is yieldio.current_task()
+        a_tried.set()
+        if primitive == "lock":
+            await yieldio.to_thread(b_done.wait, 10)  # B's waiter gone: now it can go
+        lock.release()
+        a_released.set()
+
+    async def run_b():
+        async def waiter():
+            if primitive == "lock":
+                await lock.acquire()
+            else:
+                async with cond:
+                    await cond.wait()
+            seen["b woke"] = True
+
+        if primitive == "lock":
+            await yieldio.to_thread(a_holds.wait, 10)
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(waiter)
+            await wait_all_tasks_blocked()
+            b_waits.set()
+            await yieldio.to_thread(a_tried.wait, 10)
+            if primitive == "condition":
+                # A cancelled cond.wait() takes the lock back before it ends.
+                await yieldio.to_thread(a_released.wait, 10)
+            tg.cancel()  # the waiter is still parked, and still cancellable
+        b_done.set()
+
+    threads = [threading.Thread(target=yieldio.run, args=(fn,)) for fn in (run_a, run_b)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(20)
+    assert seen == {"a still owns it": True}

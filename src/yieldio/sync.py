@@ -243,6 +243,8 @@ class Lock:
                 f"Lock.release() by {task!r}, which does not hold the lock "
                 f"(owner: {self._owner!r})"
             )
+        if self._waiters:
+            _waker_kernel(_first(self._waiters))  # a waiter in another thread's run: refused
         extra = task._extra
         if extra is not None and extra.held:
             # Forget the registration a waiter made (a long-lived task taking
@@ -269,8 +271,18 @@ class Lock:
             return
         waiters = self._waiters
         self._waiters = {}
+        here = getattr(_state.local, "kernel", None)
         for w in waiters:
-            w._kernel.reschedule_error(w, self._broken())
+            if w._kernel is here:
+                w._kernel.reschedule_error(w, self._broken())
+            else:
+                # A waiter in another thread's run (a misuse release() and
+                # notify() refuse): woken by its own kernel, never from here.
+                w._kernel.call_soon_threadsafe(self._wake_broken, w, self._broken())
+
+    def _wake_broken(self, task: Task, error: BrokenResourceError) -> None:
+        if task._wait is self:  # (unless cancelled meanwhile)
+            task._kernel.reschedule_error(task, error)
 
     def _broken(self) -> BrokenResourceError:
         owner = self._owner
@@ -497,6 +509,8 @@ class Condition:
         task = _state.current_task()
         if self._lock._owner is not task:
             raise RuntimeError("Condition.notify() needs the condition's lock held")
+        if n > 0 and self._waiters:
+            _waker_kernel(_first(self._waiters))  # a waiter in another thread's run: refused
         while n > 0 and self._waiters:
             nxt = _first(self._waiters)
             del self._waiters[nxt]
