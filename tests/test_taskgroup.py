@@ -1041,6 +1041,40 @@ def test_spawn_from_a_plain_thread_is_refused_with_a_hint():
     assert yieldio.run(main) is True
 
 
+def test_spawn_from_a_thread_while_the_owner_is_the_running_task_is_refused():
+    # The inlined fast path took "the running task is the owner" to mean
+    # "on the kernel's thread": a thread calling in while the owner's step
+    # (or the rest of its batch) ran got its child queued from the wrong
+    # thread (about 1 time in 100 from a to_thread worker). Here the owner's
+    # step waits for the thread, so the window is certain.
+    import threading
+
+    async def child():
+        await yieldio.sleep(0)
+
+    async def main():
+        errors = []
+        async with yieldio.TaskGroup() as tg:
+            def from_thread():
+                try:
+                    tg.spawn(child)
+                except RuntimeError as exc:
+                    errors.append(str(exc))
+
+            th = threading.Thread(target=from_thread)
+            th.start()
+            th.join()  # (blocks the loop on purpose: the owner is the running task)
+        assert len(tg.tasks) == 0
+        return errors
+
+    import contextvars
+
+    # From an empty context (pytest's holds variables), where the owner's
+    # spawns take the inlined path.
+    (error,) = contextvars.Context().run(yieldio.run, main)
+    assert error.startswith("TaskGroup.spawn() from another thread than its yieldio run's")
+
+
 def test_tasks_does_not_list_a_child_still_starting_from_the_groups_own_body():
     # start() called in the body: the starting child runs under the body's
     # scopes, inside the group's scope, yet is not the group's until started().

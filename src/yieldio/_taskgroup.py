@@ -196,11 +196,14 @@ def _start_coroutine(fn: Any, args: tuple[Any, ...], status: TaskStatus) -> Any:
     return coro
 
 
+_local = _state.local
+
+
 def _check_thread(k: Any, refused: Any = None) -> None:
     """Refuse a spawn from another thread than the run's (see _state.foreign_thread).
 
-    Off the owner's fast path: the owner's own spawns take the inlined path,
-    where the running task is the owner, so on the kernel's thread.
+    The owner's fast path checks the thread inline and calls this only to
+    raise.
     """
     if _state.foreign_thread(k):
         if hasattr(refused, "send") and hasattr(refused, "close"):
@@ -346,6 +349,15 @@ class TaskGroup:
                     # of a spawn): the owner spawns from the empty shared
                     # context, so the child shares it too, and no instrument
                     # wants to hear of it.
+                    try:
+                        # The running task being the owner does not prove this
+                        # is the kernel's thread: 'current' stays set for the
+                        # rest of a batch, and a to_thread worker the owner
+                        # started may call in meanwhile (~25 ns a spawn).
+                        if _local.kernel is not k:
+                            raise AttributeError
+                    except AttributeError:
+                        _check_thread(k)
                     scope = self._scope
                     task: Task[Any] = Task(fn, k, scope, None, self, name)
                     task._driver = k.not_started
