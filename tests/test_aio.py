@@ -607,6 +607,29 @@ def test_run_yieldio_needs_a_running_asyncio_loop():
     yieldio.run(main)
 
 
+def test_run_yieldio_inside_a_yieldio_run_started_from_asyncio_code_is_refused_first():
+    # With an asyncio loop running in the thread too, the loop check passed:
+    # a second run started in a thread (and ran main), then the caller got
+    # "task 'main' yielded <Future pending ...>".
+    import threading
+
+    ran = []
+
+    async def side_effect():
+        ran.append(threading.current_thread().name)
+
+    async def on_yieldio():
+        with pytest.raises(RuntimeError, match="awaited inside a yieldio run"):
+            await run_yieldio(side_effect)
+        return "refused"
+
+    async def asyncio_main():
+        return yieldio.run(on_yieldio)  # (blocks this loop: it is only the setting)
+
+    assert asyncio.run(asyncio_main()) == "refused"
+    assert ran == []
+
+
 def test_run_yieldio_rejects_bad_arguments_at_once():
     async def main():
         with pytest.raises(TypeError, match="expects an async function"):

@@ -535,13 +535,17 @@ async def run_yieldio(main: Any, *args: Any, **run_kwargs: Any) -> Any:  # type:
     ``asyncio.CancelledError`` propagates -- unless the run failed with an
     ordinary exception, which is raised instead so that it is not lost.
     """
+    # The kernel first: a yieldio run started from asyncio code has a running
+    # asyncio loop in its thread too, and got past the loop check to start a
+    # second run in a thread, then failed on the asyncio future it yielded.
+    if getattr(_state.local, "kernel", None) is not None:
+        _discard(main)
+        raise RuntimeError("run_yieldio() was awaited inside a yieldio run; it must be "
+                           "awaited from asyncio code (from yieldio, await the function "
+                           "directly)")
     try:
         aloop = asyncio.get_running_loop()
     except RuntimeError:
-        if getattr(_state.local, "kernel", None) is not None:
-            raise RuntimeError("run_yieldio() was awaited inside a yieldio run; it must be "
-                               "awaited from asyncio code (from yieldio, await the function "
-                               "directly)") from None
         raise RuntimeError("run_yieldio() must be awaited from asyncio code: no asyncio event "
                            "loop is running in this thread") from None
     coro = _as_coroutine(main, args, "run_yieldio()")
