@@ -1156,3 +1156,36 @@ def test_other_runtimes_spellings_on_a_task_group_get_a_note_naming_spawn():
                 "(fn, *args) (or tg.spawn(coro)), which returns the Task)"
                 if name == "create_task" else "(fn, *args))")]
     assert "__getattr__" not in vars(yieldio.TaskGroup)
+
+
+def test_spawning_a_coroutine_object_that_already_ran_or_runs_elsewhere_is_refused():
+    # A yieldio wait is a generator, which does not refuse to run twice as a
+    # native coroutine does: a spent sleep() ended the new task at once with
+    # None, and a lock.acquire() another task was parked in was resumed by
+    # the new task -- which then went on as if it held the lock.
+    async def main():
+        lock = yieldio.Lock()
+        spent = yieldio.sleep(0)
+        await spent
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(RuntimeError, match="cannot reuse .* it has already run"):
+                tg.spawn(spent)
+            await lock.acquire()
+            waiting = lock.acquire()
+            first = tg.spawn(waiting)
+            await yieldio.testing.wait_all_tasks_blocked()
+            with pytest.raises(RuntimeError, match="has already started, in another task"):
+                tg.spawn(waiting)
+            assert lock.owner is yieldio.current_task()
+            lock.release()
+        assert first.done() and lock.owner is first  # (its task took the lock, then ended)
+
+    yieldio.run(main)
+
+    async def native():
+        return 1
+
+    coro = native()
+    assert yieldio.run(coro) == 1
+    with pytest.raises(RuntimeError, match="yieldio.run.*cannot reuse"):
+        yieldio.run(coro)

@@ -59,6 +59,7 @@ def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
         if args:
             _discard(fn)
             raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
+        _check_unstarted(fn, what)
         return fn
     if not callable(fn):
         raise TypeError(f"{what} expects an async function, a generator function or a "
@@ -67,6 +68,30 @@ def _as_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> Any:
     if not hasattr(coro, "send"):
         raise TypeError(_not_a_coroutine(what, fn, coro))
     return coro
+
+
+def _check_unstarted(coro: Any, what: str) -> None:
+    """Refuse a coroutine object that has run already, or is running in another task.
+
+    A native coroutine would fail at its first step anyway ("cannot reuse
+    already awaited coroutine"); a generator -- every yieldio wait, such as
+    ``lock.acquire()``, is one -- would not: a finished one ended the new
+    task at once with None, and a suspended one (another task awaiting it)
+    was resumed by the new task, which then held that task's lock.
+    """
+    kind = type(coro)
+    if kind is GeneratorType:
+        ended, started = coro.gi_frame is None, coro.gi_suspended or coro.gi_running
+    elif kind is CoroutineType:
+        ended, started = coro.cr_frame is None, coro.cr_suspended or coro.cr_running
+    else:
+        return
+    if ended:
+        raise RuntimeError(f"{what}: cannot reuse {coro!r}: it has already run (a coroutine "
+                           "object runs once; pass the function, or call it again)")
+    if started:
+        raise RuntimeError(f"{what}: {coro!r} has already started, in another task: a "
+                           "coroutine object can be run by one task only")
 
 
 def _discard(fn: Any) -> None:
