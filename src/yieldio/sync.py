@@ -273,8 +273,8 @@ class Lock:
         self._waiters = {}
         here = getattr(_state.local, "kernel", None)
         for w in waiters:
-            if w._kernel is here:
-                w._kernel.reschedule_error(w, self._broken())
+            if w._kernel is here and here is not None:
+                here.reschedule_error(w, self._broken())
             else:
                 # A waiter in another thread's run (a misuse release() and
                 # notify() refuse): woken by its own kernel, never from here.
