@@ -36,10 +36,20 @@ class Client:
         self.tasks: yieldio.TaskGroup | None = None
 
     async def writer(self, room: ChatRoom) -> None:
-        """Send what is queued for this client, in order, until the queue closes."""
+        """Send what is queued for this client, in order, until the queue closes.
+
+        Everything queued so far goes out in one write. One line per write
+        is not enough even for a fast client: a paste of a thousand lines
+        reaches the sender's reader in one piece, and it broadcasts line
+        after line while each writer is still on its first, so the queues
+        would fill and healthy clients be dropped as "too slow".
+        """
         try:
             async for message in self.outbox:
-                await self.stream.write(message)
+                batch = [message]
+                while self.outbox.qsize():
+                    batch.append(self.outbox.get_nowait())
+                await self.stream.write(b"".join(batch))
         except OSError:
             room.leave(self, "connection lost")
 

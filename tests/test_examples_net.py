@@ -206,6 +206,26 @@ def test_chat_server_broadcasts_to_the_others():
             assert left == [b"* bob left", b"* guest3 left"]
 
 
+def test_chat_server_keeps_fast_clients_through_a_pasted_burst():
+    # One line per write: a client pasting 1000 lines filled every other
+    # client's 100-message queue before its writer got going, and healthy
+    # readers were dropped as "too slow" after some 80 messages.
+    lines = 1000
+    with running("chat_server.py") as server:
+        with connect(server.port) as one, connect(server.port) as two:
+            assert recv_line(one) == b"* welcome, you are guest1\n"
+            assert recv_line(two) == b"* welcome, you are guest2\n"
+            assert recv_line(one) == b"* guest2 joined\n"
+            with connect(server.port) as sender:
+                assert recv_line(sender) == b"* welcome, you are guest3\n"
+                for s in (one, two):
+                    assert recv_line(s) == b"* guest3 joined\n"
+                sender.sendall(b"".join(b"msg %d\n" % i for i in range(lines)))
+                for s in (one, two):
+                    got = [recv_line(s) for _ in range(lines)]
+                    assert got == [b"guest3: msg %d\n" % i for i in range(lines)]
+
+
 # -- proxy -----------------------------------------------------------------------------------------
 
 
