@@ -37,7 +37,7 @@ from typing import Any
 from . import _state
 from ._exceptions import BusyResourceError, ClosedResourceError
 from ._io import fast_checkpoint, wait_readable, wait_writable
-from ._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from ._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
 from ._traps import schedule
 
 __all__ = ["FdStream"]
@@ -236,7 +236,11 @@ class FdStream(Stream):
             task._raise_cancel()
         # memoryview() first: a TypeError (write("text")) must not leave the
         # stream marked as busy sending.
-        with memoryview(data) as view, view.cast("B") as mv:
+        try:
+            view = memoryview(data)
+        except TypeError:
+            raise not_bytes(data) from None
+        with view, view.cast("B") as mv:
             total = len(mv)
             pos = 0
             waited = False

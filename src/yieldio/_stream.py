@@ -48,6 +48,13 @@ def _is_sendable(data: Any) -> bool:
         return False
 
 
+def not_bytes(data: Any) -> TypeError:
+    """The error for a write of something that is not bytes-like (``write("text")``)."""
+    hint = ": encode it first, as data.encode()" if isinstance(data, str) else ""
+    return TypeError(f"a stream sends bytes, bytearray or memoryview, not "
+                     f"{type(data).__name__}{hint}")
+
+
 class BrokenStreamError(BrokenResourceError):
     """The stream can no longer be written: a previous write was interrupted.
 

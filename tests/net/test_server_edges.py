@@ -81,6 +81,35 @@ def test_a_group_with_a_real_error_beside_a_reset_is_still_a_handler_error(caplo
     assert record.exc_info is not None and "handler bug" in caplog.text
 
 
+@pytest.mark.timeout(10)
+def test_a_plain_function_handler_is_named_in_a_clear_error(caplog):
+    # Each connection logged "object NoneType can't be used in 'await'
+    # expression", naming neither the handler nor the fix.
+    def handler(stream):  # forgot 'async'
+        pass
+
+    @yieldio.coroutine
+    def generator_handler(stream):  # a generator coroutine is awaitable: fine
+        yield from stream.write(b"ok")
+
+    async def main():
+        for fn in (handler, generator_handler):
+            async with yieldio.serve_tcp(fn, "127.0.0.1", 0) as server:
+                async with await yieldio.open_tcp_stream("127.0.0.1", server.port) as s:
+                    assert await s.read() == (b"" if fn is handler else b"ok")
+                with yieldio.fail_after(5):
+                    while server.connections:
+                        await yieldio.sleep(0.005)
+                assert server.handler_errors == (fn is handler)
+
+    with caplog.at_level(logging.ERROR, logger="yieldio.server"):
+        yieldio.run(main)
+    (record,) = [r for r in caplog.records if r.name == "yieldio.server"]
+    assert ("the connection handler 'test_a_plain_function_handler_is_named_in_a_clear_error."
+            "<locals>.handler' returned None, not an awaitable: define it as 'async def "
+            "handler(stream)'") in caplog.text
+
+
 # -- binding -----------------------------------------------------------------------------------
 
 

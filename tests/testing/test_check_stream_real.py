@@ -29,7 +29,7 @@ def test_real_tcp_streams():
             server = await listener.accept()
         return client, server
 
-    assert len(yieldio.run(check_stream, pair)) == 13
+    assert len(yieldio.run(check_stream, pair)) == 14
 
 
 def test_real_unix_streams(tmp_path):
@@ -98,7 +98,7 @@ def test_skip_and_unknown_checks():
 
     ran = yieldio.run(functools.partial(
         check_stream, pair, skip=("busy_send", "large_transfer_both_ways")))
-    assert "busy_send" not in ran and len(ran) == 11
+    assert "busy_send" not in ran and len(ran) == 12
 
     async def main():
         with pytest.raises(ValueError, match="unknown checks"):

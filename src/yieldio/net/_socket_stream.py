@@ -30,7 +30,7 @@ from .. import _state
 from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError
 from .._io import wait_readable, wait_writable
 from .._outside import _EPOLLIN
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
 from .._traps import PARK, SCHEDULE
 from .._typing import awaitable
 from ..socket import SocketType, from_stdlib
@@ -260,7 +260,10 @@ class SocketStream(Stream):
         if task._cancel_pending:
             task._raise_cancel()
         if type(data) is not bytes and type(data) is not bytearray:
-            data = memoryview(data).cast("B")
+            try:
+                data = memoryview(data).cast("B")
+            except TypeError:
+                raise not_bytes(data) from None
         try:
             send = self._send
             sent = send(data)
@@ -302,7 +305,10 @@ class SocketStream(Stream):
         if self._writing:
             raise BusyResourceError("another task is already writing to this stream")
         if type(data) is not bytes and type(data) is not bytearray:
-            data = memoryview(data).cast("B")
+            try:
+                data = memoryview(data).cast("B")
+            except TypeError:
+                raise not_bytes(data) from None
         try:
             send = self._send
             sent = send(data)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from inspect import isawaitable as _isawaitable
 from typing import Any, overload
 
+from .._run import _discard
 from .._stream import Stream
 from .._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from .._timeouts import move_on_after
@@ -344,7 +346,16 @@ class Server:
                                    peer, self.tls_handshake_timeout)
                     return
             try:
-                await self._handler(stream)
+                made = self._handler(stream)
+                if not _isawaitable(made):
+                    # Else "object NoneType can't be used in 'await' expression"
+                    # for each connection, naming neither the handler nor the fix.
+                    _discard(made)
+                    raise TypeError(
+                        f"the connection handler "
+                        f"{getattr(self._handler, '__qualname__', self._handler)!r} returned "
+                        f"{made!r}, not an awaitable: define it as 'async def handler(stream)'")
+                await made
             except Exception as exc:
                 if _peer_went_away(exc):
                     # The peer went away (reset, broken pipe): routine for a

@@ -22,7 +22,7 @@ from typing import Any
 from .. import _state
 from .._exceptions import BusyResourceError, ClosedResourceError
 from .._io import cancel_check, fast_checkpoint
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
 from .._timeouts import move_on_after
 from ..sync import Lock
 
@@ -362,7 +362,11 @@ class TLSStream(Stream):
         if type(data) is bytes and 0 < len(data) <= WRITE_CHUNK:
             await self._retry(self._ssl.write, data)  # the common case: one piece
             return
-        with memoryview(data) as view, view.cast("B") as flat:
+        try:
+            view = memoryview(data)
+        except TypeError:
+            raise not_bytes(data) from None
+        with view, view.cast("B") as flat:
             total = len(flat)
             if total == 0:
                 await fast_checkpoint()

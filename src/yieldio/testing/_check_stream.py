@@ -101,6 +101,22 @@ async def _ordered_delivery(a: Any, b: Any) -> None:
 
 
 @_check
+async def _refuses_what_is_not_bytes(a: Any, b: Any) -> None:
+    # bytes(5) is five NUL bytes, and memoryview("text") names memoryview in
+    # its error: a write must refuse both, clearly, and stay usable.
+    for bad in ("text", 5, None):
+        for method in (a.send_all, a.write):
+            exc = await _raises(TypeError, f"{method.__name__}({bad!r})", method(bad))
+            _expect("bytes" in str(exc),
+                    f"{method.__name__}({bad!r}): the TypeError does not say bytes are "
+                    f"expected: {exc}")
+    async with TaskGroup() as tg:
+        tg.spawn(_feed, a, b"still fine")
+        got = await _read_all(b)
+    _expect(got == b"still fine", f"after refused writes, received {got!r}")
+
+
+@_check
 async def _receive_some_sizes(a: Any, b: Any) -> None:
     total = 0
     async with TaskGroup() as tg:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _state
 from .._exceptions import BusyResourceError, ClosedResourceError
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
 from .._traps import PARK, SCHEDULE
 from .._typing import awaitable
 
@@ -229,11 +229,16 @@ class MemoryStream(Stream):
             raise ClosedResourceError("cannot send after send_eof()")
         if self._sending:
             raise BusyResourceError("another task is already sending on this stream")
-        self._sending = True
         try:
             # Copy once: the caller may reuse its buffer as soon as we return
-            # (or even while we wait for room).
-            await self._send(bytes(data))
+            # (or even while we wait for room). Through a memoryview, which
+            # only bytes-like objects give: bytes(5) is five NUL bytes.
+            data = bytes(memoryview(data))
+        except TypeError:
+            raise not_bytes(data) from None
+        self._sending = True
+        try:
+            await self._send(data)
         finally:
             self._sending = False
 
