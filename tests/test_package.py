@@ -120,3 +120,18 @@ def test_threads_touching_a_lazy_module_first_all_see_it_whole() -> None:
         print(sorted(set(out)))
     """)
     assert out == "['ok']"
+
+
+def test_public_exceptions_are_named_where_users_import_them():
+    # Tracebacks and pytest summaries said "yieldio._exceptions.Deadlock".
+    import pickle
+
+    import yieldio.http
+    import yieldio.testing
+
+    assert f"{yieldio.Deadlock.__module__}.{yieldio.Deadlock.__qualname__}" == "yieldio.Deadlock"
+    assert yieldio.BrokenStreamError.__module__ == "yieldio"
+    assert yieldio.http.ProtocolError.__module__ == "yieldio.http"
+    assert yieldio.testing.ExploreFailure.__module__ == "yieldio.testing"
+    for exc in (yieldio.Deadlock("x"), yieldio.http.HTTPException(404), yieldio.Cancelled()):
+        assert type(pickle.loads(pickle.dumps(exc))) is type(exc)

@@ -268,3 +268,20 @@ __all__ = [
     "to_thread",
     "trampoline",
 ]
+
+
+def _name_public_exceptions(namespace: dict[str, _Any], module: str) -> None:
+    """Show public exceptions as ``yieldio.Deadlock``, not ``yieldio._exceptions.Deadlock``.
+
+    Tracebacks and pytest summaries print ``__module__``; the private module
+    an exception happens to be defined in is not where users import it from.
+    (Pickling still works: ``yieldio.Deadlock`` is the same class.)
+    """
+    for name in namespace["__all__"]:
+        value = namespace.get(name)
+        if (isinstance(value, type) and issubclass(value, BaseException)
+                and value.__module__.startswith(module + ".")):
+            value.__module__ = module
+
+
+_name_public_exceptions(globals(), "yieldio")

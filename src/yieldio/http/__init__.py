@@ -94,3 +94,7 @@ __all__ = [
     "serve",
     "wsgi",
 ]
+
+from .. import _name_public_exceptions  # noqa: E402 (after __all__, which it reads)
+
+_name_public_exceptions(globals(), "yieldio.http")

@@ -69,3 +69,7 @@ __all__ = [
     "memory_stream_pair",
     "wait_all_tasks_blocked",
 ]
+
+from .. import _name_public_exceptions  # noqa: E402 (after __all__, which it reads)
+
+_name_public_exceptions(globals(), "yieldio.testing")
