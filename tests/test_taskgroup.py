@@ -1189,3 +1189,29 @@ def test_spawning_a_coroutine_object_that_already_ran_or_runs_elsewhere_is_refus
     assert yieldio.run(coro) == 1
     with pytest.raises(RuntimeError, match="yieldio.run.*cannot reuse"):
         yieldio.run(coro)
+
+
+def test_keyword_arguments_for_the_spawned_function_get_a_hint():
+    # "TaskGroup.spawn() got an unexpected keyword argument 'y'" said nothing
+    # of the fix, and spawn(worker, name="bob") for worker(name) said that
+    # worker() was missing 'name', which the caller had passed.
+    async def worker(name):
+        pass
+
+    async def greet(x, y=1):
+        pass
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            with pytest.raises(TypeError, match="missing 1 required positional") as info:
+                tg.spawn(worker, name="bob")
+            assert "name= is spawn's own argument" in info.value.__notes__[0]
+            tg.spawn(greet, 1, y=2)
+
+    with pytest.raises(ExceptionGroup) as info:
+        yieldio.run(main)
+    (exc,) = info.value.exceptions
+    assert str(exc) == "TaskGroup.spawn() got an unexpected keyword argument 'y'"
+    assert exc.__notes__ == ["(TaskGroup.spawn() passes only positional arguments on: for y=, "
+                             "use functools.partial(fn, y=...), or a coroutine object "
+                             "(tg.spawn(fn(..., y=...))))"]

@@ -9,6 +9,7 @@ the Stream it describes).
 
 from __future__ import annotations
 
+import re
 import threading
 
 __all__ = [
@@ -216,7 +217,7 @@ class BrokenBarrierError(threading.BrokenBarrierError):
 
 #: Exception types whose usual cause in a task is a yieldio habit not yet
 #: learned; a task that fails with one gets a note (see add_hint).
-_HINTED = (RuntimeError, RecursionError, AttributeError)
+_HINTED = (RuntimeError, RecursionError, AttributeError, TypeError)
 
 #: asyncio's and trio's names for what a TaskGroup does, and yieldio's. (A
 #: note on the error, not a TaskGroup.__getattr__: defining that would slow
@@ -226,6 +227,12 @@ _OTHER_SPELLINGS = {
     "create_task": "tg.spawn(fn, *args) (or tg.spawn(coro)), which returns the Task",
     "start_soon": "tg.spawn(fn, *args)",
 }
+
+
+#: Python's error for a keyword that spawn-like calls do not pass on.
+_NO_KEYWORDS = re.compile(
+    r"(TaskGroup\.spawn|TaskGroup\.start|to_thread|from_thread|run_asyncio)\(\) got an "
+    r"unexpected keyword argument '(\w+)'").match
 
 
 def _note(exc: BaseException, text: str) -> None:
@@ -251,6 +258,15 @@ def _add_hint(exc: BaseException) -> None:
         ours = _OTHER_SPELLINGS.get(exc.name or "")
         if ours is not None and type(exc.obj).__module__ == "yieldio._taskgroup":
             _note(exc, f"(yieldio spells {exc.name} {ours})")
+    elif type(exc) is TypeError:
+        match = _NO_KEYWORDS(str(exc))
+        if match is not None:
+            # trio's spawn takes no keywords for fn either; asyncio's
+            # create_task(coro) never needed them.
+            fn, keyword = match.groups()
+            _note(exc, f"({fn}() passes only positional arguments on: for {keyword}=, use "
+                       f"functools.partial(fn, {keyword}=...), or a coroutine object "
+                       f"(tg.spawn(fn(..., {keyword}=...))))")
     elif type(exc) is RecursionError:
         _note(exc, "(if this is a chain of coroutine calls: 'async def' and 'yield from' "
                    "calls use Python's stack; a generator coroutine that calls with "

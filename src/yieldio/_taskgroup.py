@@ -15,7 +15,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from . import _state
 from ._cancel import CancelScope
-from ._exceptions import _HINTED, Cancelled, _add_hint
+from ._exceptions import _HINTED, Cancelled, _add_hint, _note
 from ._run import _as_coroutine, _call_async_function
 from ._task import _DEFERRABLE, CANCELLED, FAILED, RUNNING, Task, deferrable_arity
 from ._traps import PARK
@@ -370,7 +370,16 @@ class TaskGroup:
                 self._live += 1
                 return task
             _check_thread(k)
-            coro = _call_async_function(fn, args)
+            try:
+                coro = _call_async_function(fn, args)
+            except TypeError as exc:
+                if name is not None and "'name'" in str(exc):
+                    # spawn(worker, name="bob") for worker(name): the name
+                    # went to the task, and worker() "missed" an argument.
+                    _note(exc, "(name= is spawn's own argument, the task's name, as in trio; "
+                               "to pass name= to the function, use functools.partial(fn, "
+                               "name=...) or spawn a coroutine: tg.spawn(fn(..., name=...)))")
+                raise
         else:
             _check_thread(k, fn)
             coro = _as_coroutine(fn, args, "TaskGroup.spawn()")
