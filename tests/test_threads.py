@@ -573,7 +573,8 @@ def test_from_thread_from_a_thread_to_thread_did_not_start():
         return await yieldio.to_thread(in_worker)
 
     assert yieldio.run(main) == [
-        "from_thread() must be called from a thread started by to_thread()"]
+        "from_thread() must be called from a thread started by to_thread(), or be given the "
+        "run's token (yieldio.threads.current_token())"]
 
 
 def abandon_when_started(fn, started):
@@ -882,3 +883,96 @@ def test_a_call_posted_while_the_kernel_runs_thread_calls_does_not_silence_later
     ran, took = yieldio.run(main)
     assert ran == ["first", "second"]
     assert took < 2, f"the to_thread result waited {took:.1f} s for an unrelated wake-up"
+
+
+# -- RunToken: threads the run did not start ---------------------------------------------
+def test_a_thread_of_its_own_calls_in_with_the_runs_token():
+    # from_thread() only worked in to_thread workers: a library's callback
+    # thread had no way in but a UniversalQueue.
+    import threading
+
+    from yieldio.threads import RunToken, current_token
+
+    async def double(x):
+        await yieldio.sleep(0)
+        return 2 * x
+
+    async def main():
+        token = current_token()
+        assert token == current_token() and isinstance(token, RunToken)
+        assert hash(token) == hash(current_token()) and "running" in repr(token)
+        inbox = yieldio.Queue()
+        results = []
+
+        def library_thread():
+            results.append(yieldio.from_thread(double, 21, token=token))  # async fn: a task
+            results.append(yieldio.from_thread(len, "abc", token=token))  # plain fn
+            for i in range(3):
+                token.run_sync_soon(inbox.put_nowait, i)  # returns at once, in order
+            token.run_sync_soon(inbox.close)
+
+        th = threading.Thread(target=library_thread)
+        th.start()
+        got = [item async for item in inbox]
+        await yieldio.to_thread(th.join)
+        return results, got, token
+
+    results, got, token = yieldio.run(main)
+    assert results == [42, 3] and got == [0, 1, 2]
+    assert "ended" in repr(token)
+    with pytest.raises(RuntimeError, match="run of this token has ended"):
+        token.run_sync_soon(print)
+
+
+def test_run_sync_soon_logs_what_its_function_raises_and_the_run_goes_on(caplog):
+    import logging
+
+    from yieldio.threads import current_token
+
+    async def main():
+        token = current_token()
+        done = yieldio.Event()
+
+        def boom():
+            raise ValueError("in a callback")
+
+        await yieldio.to_thread(token.run_sync_soon, boom)
+        await yieldio.to_thread(token.run_sync_soon, done.set)
+        await done.wait()
+
+    with caplog.at_level(logging.ERROR, logger="yieldio"):
+        yieldio.run(main)
+    assert "run_sync_soon(" in caplog.text and "ValueError: in a callback" in caplog.text
+
+
+def test_token_misuse_gets_clear_errors():
+    import threading
+
+    from yieldio.threads import current_token
+
+    with pytest.raises(RuntimeError, match="no yieldio kernel is running"):
+        current_token()
+
+    async def main():
+        token = current_token()
+        with pytest.raises(RuntimeError, match="kernel's own thread"):
+            yieldio.from_thread(len, "x", token=token)
+        with pytest.raises(TypeError, match="takes a RunToken"):
+            await yieldio.to_thread(functools.partial(yieldio.from_thread, len, "x",
+                                                      token="nope"))
+        with pytest.raises(TypeError, match="needs a callable"):
+            token.run_sync_soon(42)
+        errors = []
+
+        def plain_thread():
+            try:
+                yieldio.from_thread(len, "x")
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        th = threading.Thread(target=plain_thread)
+        th.start()
+        await yieldio.to_thread(th.join)
+        assert "current_token()" in errors[0]
+
+    yieldio.run(main)

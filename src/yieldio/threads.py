@@ -28,6 +28,12 @@ is given back when the thread ends -- even when a ``cancellable=True``
 caller stopped waiting long before (the thread still uses a worker), as
 trio's ``to_thread.run_sync(limiter=...)`` does. A call cancelled while
 still queued for a worker never runs, and gives its token back at once.
+
+Threads the run did not start -- a library's callback thread, a
+``threading.Thread`` of your own -- reach it through a :class:`RunToken`
+taken inside the run (trio's ``TrioToken``, asyncio's
+``loop.call_soon_threadsafe``): ``from_thread(fn, *args, token=token)``
+waits for the result, ``token.run_sync_soon(fn, *args)`` does not.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
@@ -48,7 +55,10 @@ from ._task import Task
 from ._traps import PARK
 from ._typing import Waitable, awaitable
 
-__all__ = ["to_thread", "from_thread", "WorkerPool", "default_pool"]
+__all__ = ["to_thread", "from_thread", "WorkerPool", "default_pool", "RunToken",
+           "current_token"]
+
+logger = logging.getLogger("yieldio")
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
@@ -390,14 +400,94 @@ def _to_thread(fn: Callable[..., Any], args: tuple[Any, ...], cancellable: bool,
     return job.value
 
 
+class RunToken:
+    """A handle on a running yieldio run, for threads it did not start.
+
+    Take it inside the run, hand it to the thread::
+
+        token = yieldio.threads.current_token()
+
+        def on_message(msg):            # called by a library's own thread
+            token.run_sync_soon(inbox.put_nowait, msg)     # returns at once
+            # or wait for the answer: from_thread(fn, *args, token=token)
+
+    (trio's ``TrioToken``; asyncio's ``loop.call_soon_threadsafe``.) Two
+    tokens of the same run are equal.
+    """
+
+    __slots__ = ("_kernel",)
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+
+    def __repr__(self) -> str:
+        state = "ended" if self._kernel.closed else "running"
+        return f"<RunToken of a yieldio run, {state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunToken) and other._kernel is self._kernel
+
+    def __hash__(self) -> int:
+        return id(self._kernel)
+
+    def run_sync_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` on the run's thread soon; from any thread, without waiting.
+
+        Calls run in the order they were made. An exception ``fn`` raises
+        is logged (logger ``"yieldio"``), as asyncio's loop reports one from
+        a ``call_soon_threadsafe`` callback: there is nobody to raise it to.
+        Raises ``RuntimeError`` once the run has ended.
+        """
+        if not callable(fn):
+            raise TypeError(f"run_sync_soon() needs a callable, not {fn!r}")
+
+        def call() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("run_sync_soon(%s) failed", getattr(fn, "__qualname__", fn))
+
+        try:
+            self._kernel.call_soon_threadsafe(call)
+        except RuntimeError:
+            raise RuntimeError("the yieldio run of this token has ended") from None
+
+
+def current_token() -> RunToken:
+    """The :class:`RunToken` of the run in this thread (``RuntimeError`` outside one).
+
+    ::
+
+        token = yieldio.threads.current_token()
+        threading.Thread(target=worker, args=(token,)).start()
+
+    Once a token was taken, a thread may call in at any time: from then on
+    the run no longer ends in :class:`yieldio.Deadlock` while its main task
+    runs (every task blocked is then waiting for that thread, perhaps), as
+    with a task waiting on a :class:`yieldio.UniversalQueue`.
+    """
+    k = _state.current_kernel()
+    token: RunToken | None = getattr(k, "_run_token", None)
+    if token is None:
+        token = k._run_token = RunToken(k)  # type: ignore[attr-defined]
+        # For the rest of the run, as a passive park: it holds no virtual
+        # time (autojump goes on), but "nothing can wake them" is not known.
+        k.passive_parks += 1
+    return token
+
+
 @overload
-def from_thread(fn: Callable[[Unpack[_Ts]], Awaitable[_T]], *args: *_Ts) -> _T: ...
+def from_thread(fn: Callable[[Unpack[_Ts]], Awaitable[_T]], *args: *_Ts,
+                token: RunToken | None = None) -> _T: ...
 @overload
-def from_thread(fn: Callable[[Unpack[_Ts]], Generator[Any, Any, _T]], *args: *_Ts) -> _T: ...
+def from_thread(fn: Callable[[Unpack[_Ts]], Generator[Any, Any, _T]], *args: *_Ts,
+                token: RunToken | None = None) -> _T: ...
 @overload
-def from_thread(fn: Callable[[Unpack[_Ts]], _T], *args: *_Ts) -> _T: ...
+def from_thread(fn: Callable[[Unpack[_Ts]], _T], *args: *_Ts,
+                token: RunToken | None = None) -> _T: ...
 # (mypy cannot match a TypeVarTuple overload to an implementation's *args.)
-def from_thread(fn: Callable[..., Any], *args: Any) -> Any:  # type: ignore[misc]
+def from_thread(fn: Callable[..., Any], *args: Any,  # type: ignore[misc]
+                token: RunToken | None = None) -> Any:
     """From a ``to_thread`` worker, run ``fn(*args)`` on the kernel thread; block for the result.
 
     ``fn`` may be a plain function (called on the kernel thread) or an async
@@ -409,13 +499,29 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> Any:  # type: ignore[misc
             ...
 
         await yieldio.to_thread(blocking_part)
+
+    From any other thread, name the run with a :class:`RunToken`
+    (``from_thread(fn, *args, token=token)``). An async function called
+    that way is cancelled only if the run shuts down: there is no
+    ``to_thread`` caller whose cancellation it could share.
     """
-    k: Kernel | None = getattr(_worker_local, "kernel", None)
-    job: _ThreadJob | None = getattr(_worker_local, "job", None)
+    if token is not None and not isinstance(token, RunToken):
+        raise TypeError(f"from_thread(token=...) takes a RunToken (from "
+                        f"yieldio.threads.current_token()), not {token!r}")
     if getattr(_state.local, "kernel", None) is not None:
         raise RuntimeError("from_thread() called on the kernel's own thread; just call or await it")
+    k: Kernel | None
+    job: _ThreadJob | None
+    if token is not None:
+        k, job = token._kernel, None
+        if getattr(_worker_local, "kernel", None) is k:
+            job = getattr(_worker_local, "job", None)  # a worker of that run: as without
+    else:
+        k = getattr(_worker_local, "kernel", None)
+        job = getattr(_worker_local, "job", None)
     if k is None:
-        raise RuntimeError("from_thread() must be called from a thread started by to_thread()")
+        raise RuntimeError("from_thread() must be called from a thread started by to_thread(), "
+                           "or be given the run's token (yieldio.threads.current_token())")
     if k.closed:
         raise RuntimeError("the yieldio run that started this thread has ended")
     done = threading.Event()
