@@ -11,7 +11,7 @@ import pytest
 import yieldio
 from yieldio import socket as ysocket
 from yieldio.net import BrokenStreamError, SocketStream, TLSStream, current_network
-from yieldio.testing import wait_all_tasks_blocked
+from yieldio.testing import memory_stream_pair, wait_all_tasks_blocked
 
 
 def open_fds() -> int:
@@ -83,26 +83,60 @@ def test_dup_gives_an_independent_yieldio_socket():
 
 
 # -- TLS -------------------------------------------------------------------------------
-def test_a_handshake_that_lost_a_message_is_broken_not_hung(client_context):
+def test_a_handshake_cancelled_before_its_hello_went_out_can_be_retried(server_context,
+                                                                       client_context):
     # The ClientHello was taken out of the engine, then its transport write
-    # was cancelled (the peer is not reading): a second do_handshake() (or a
-    # read) waited forever for an answer to a hello the peer never got.
+    # was cancelled (the peer is not reading): it used to be lost, so that a
+    # second do_handshake() waited forever for an answer to a hello the peer
+    # never got. Nothing went out, so now the hello waits to be sent, and a
+    # retry completes once the peer reads.
     async def main():
         a, b = tcp_pair()
         raw = a.socket._sock
         raw.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, 4096)
+        filler = 0
         try:  # fill the send path, so the ClientHello write has to wait
             while True:
-                raw.send(b"\0" * 65536)
+                filler += raw.send(b"\0" * 65536)
         except BlockingIOError:
             pass
         tls = await TLSStream.wrap(a, client_context, server_hostname="localhost",
                                    handshake=False)
-        async with b, tls:
+        async with tls:
             with yieldio.CancelScope() as scope:
                 async with yieldio.TaskGroup() as tg:
                     tg.spawn(tls.do_handshake)
                     await wait_all_tasks_blocked()  # blocked writing the ClientHello
+                    scope.cancel()
+            assert scope.cancelled_caught
+
+            async def server():
+                await b.read_exactly(filler)  # the filler, then TLS
+                return await TLSStream.wrap(b, server_context, server_side=True)
+
+            with yieldio.fail_after(5):  # (the bug: forever)
+                async with yieldio.TaskGroup() as tg:
+                    peer = tg.spawn(server)
+                    await tls.do_handshake()
+                async with peer.result() as srv:
+                    await tls.write(b"after the retry")
+                    assert await srv.read() == b"after the retry"
+
+    yieldio.run(main)
+
+
+def test_a_handshake_that_lost_part_of_a_message_is_broken_not_hung(client_context):
+    # Part of the ClientHello went out before the cancel: that one is lost
+    # for good, and a retry (or a read) must fail, not wait for an answer.
+    async def main():
+        ours, theirs = memory_stream_pair(max_buffer=64)  # the hello is bigger
+        tls = await TLSStream.wrap(ours, client_context, server_hostname="localhost",
+                                   handshake=False)
+        async with theirs, tls:
+            with yieldio.CancelScope() as scope:
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(tls.do_handshake)
+                    await wait_all_tasks_blocked()  # 64 bytes of the hello sent
                     scope.cancel()
             assert scope.cancelled_caught
             with yieldio.fail_after(5):  # (the bug: forever)
@@ -333,5 +367,143 @@ def test_stream_ops_after_its_socket_was_closed_raise_closed_resource_error(op):
         await a.aclose()
         await b.aclose()
         assert open_fds() == before
+
+    yieldio.run(main)
+
+
+# -- a reader and a writer on one TLS stream -----------------------------------------------
+def _socketpair_tls_streams(server_context, client_context):
+    import socket as _socket
+
+    from yieldio.net import SocketStream
+
+    a, b = _socket.socketpair()
+
+    async def wrap():
+        async with yieldio.TaskGroup() as tg:
+            server = tg.spawn(TLSStream.wrap(SocketStream(b), server_context, server_side=True))
+            client = await TLSStream.wrap(SocketStream(a), client_context,
+                                          server_hostname="localhost")
+        return client, server.result()
+
+    return wrap()
+
+
+@pytest.mark.parametrize("seed", [0, 3, 4, 9])
+def test_full_duplex_tls_does_not_deadlock(seed, server_context, client_context):
+    # Each side writes (then send_eof) while its reader reads to the end. A
+    # reader that had to flush what its read queued waited for the send lock
+    # held by its own writer, blocked on a peer whose reader waited the same
+    # way: some schedules (these seeds) hung for ever.
+    import random
+
+    data = random.Random(5).randbytes(600_000)
+
+    async def main():
+        rng = random.Random(seed)
+        client, server = await _socketpair_tls_streams(server_context, client_context)
+        got = {}
+
+        async def side(name, tls, n):
+            async def write():
+                off = 0
+                while off < n:
+                    end = min(n, off + rng.randint(1, 150_000))
+                    await tls.write(data[off:end])
+                    off = end
+                await tls.send_eof()
+
+            async def read():
+                total = 0
+                while chunk := await tls.read(rng.choice([1, 1000, 65536])):
+                    total += len(chunk)
+                got[name] = total
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(write)
+                tg.spawn(read)
+
+        sizes = {"client": rng.randint(0, len(data)), "server": rng.randint(0, len(data))}
+        with yieldio.fail_after(10):
+            async with client, server, yieldio.TaskGroup() as tg:
+                tg.spawn(side, "server", server, sizes["server"])
+                tg.spawn(side, "client", client, sizes["client"])
+        assert got == {"client": sizes["server"], "server": sizes["client"]}
+
+    yieldio.run(main, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_cancelled_tls_read_neither_breaks_nor_corrupts_a_concurrent_write(
+        seed, server_context, client_context):
+    # A read flushed the writer's records, was cancelled before they went
+    # out, and dropped them: the writer (never cancelled) then failed with
+    # BrokenStreamError, and the peer saw "bad record mac".
+    import random
+
+    total, piece = 3_000_000, 250_000
+
+    async def main():
+        rng = random.Random(seed)
+        client, server = await _socketpair_tls_streams(server_context, client_context)
+        result = {}
+
+        async def side(name, tls):
+            async def write():
+                for _ in range(total // piece):
+                    await tls.write(b"w" * piece)
+                await tls.send_eof()
+
+            async def read():
+                got = 0
+                while True:
+                    with yieldio.move_on_after(rng.random() * 0.003):
+                        chunk = await tls.read()
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                result[name] = got
+
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(write)
+                tg.spawn(read)
+
+        with yieldio.fail_after(20):
+            async with client, server, yieldio.TaskGroup() as tg:
+                tg.spawn(side, "server", server)
+                tg.spawn(side, "client", client)
+        assert result == {"client": total, "server": total}
+
+    yieldio.run(main, seed=seed)
+
+
+def test_a_tls_write_broken_by_a_reset_names_it_and_counts_as_a_disconnect(server_context,
+                                                                            client_context):
+    # The writer got a bare "a previous write on this stream was interrupted"
+    # (the reset had met another flush first), and a server counted that as
+    # a handler error, with a traceback, instead of a client gone.
+    import struct
+
+    from yieldio.net._tcp import _peer_went_away
+
+    async def main():
+        client, server = await _tls_pair(server_context, client_context)
+        async with client, server:
+            raw = server.transport.get_extra_info("socket")
+            raw.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+            await server.transport.aclose()  # a reset, under the TLS stream
+            first = None
+            with yieldio.fail_after(5):
+                while first is None:
+                    try:
+                        await client.write(b"x" * 65536)
+                    except (ConnectionResetError, BrokenPipeError) as exc:
+                        first = exc
+            with pytest.raises(BrokenStreamError) as info:
+                await client.write(b"more")
+            assert info.value.__cause__ is first and repr(first) in str(info.value)
+            assert _peer_went_away(info.value)
+            assert _peer_went_away(ExceptionGroup("pumps", [info.value, first]))
+            assert not _peer_went_away(BrokenStreamError("cut off by a cancel"))
 
     yieldio.run(main)

@@ -15,7 +15,7 @@ from inspect import isawaitable as _isawaitable
 from typing import Any, overload
 
 from .._run import _discard
-from .._stream import Stream
+from .._stream import BrokenStreamError, Stream
 from .._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from .._timeouts import move_on_after
 from ..sync import Event
@@ -125,8 +125,15 @@ def _peer_went_away(exc: BaseException) -> bool:
     still a disconnect, as long as every exception in the group is one.
     """
     if isinstance(exc, BaseExceptionGroup):
-        return exc.split(_PEER_WENT_AWAY)[1] is None
-    return isinstance(exc, _PEER_WENT_AWAY)
+        return exc.split(_gone)[1] is None
+    return _gone(exc)
+
+
+def _gone(exc: BaseException) -> bool:
+    # A stream broken for writing by a reset (a TLS stream whose reader's
+    # flush met it first) says so with its cause.
+    return isinstance(exc, _PEER_WENT_AWAY) or (
+        isinstance(exc, BrokenStreamError) and isinstance(exc.__cause__, _PEER_WENT_AWAY))
 
 
 class Server:

@@ -20,7 +20,7 @@ import ssl as _ssl
 from typing import Any
 
 from .. import _state
-from .._exceptions import BusyResourceError, ClosedResourceError
+from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError
 from .._io import cancel_check, fast_checkpoint
 from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
 from .._timeouts import move_on_after
@@ -95,6 +95,10 @@ class TLSStream(Stream):
         self._plain = bytearray()  # plaintext send_eof() took out of the engine, unread
         self._in_receive = False  # a task is in receive_some (one at a time)
         self._in_send = False  # a task is in send_all (one at a time)
+        # Ciphertext a cancelled flush took from the engine but did not send
+        # (not a byte of it): the next flush sends it first, in order.
+        self._unsent = b""
+        self._write_error: BaseException | None = None  # what broke the writing side
 
     def __repr__(self) -> str:
         side = "server" if self.server_side else "client"
@@ -128,12 +132,14 @@ class TLSStream(Stream):
         if self._tls_closed:
             raise ClosedResourceError("TLS was shut down with unwrap()")
 
-    async def _retry(self, fn: Any, *args: Any, feed_first: bool = False) -> Any:
+    async def _retry(self, fn: Any, *args: Any, feed_first: bool = False,
+                     reading: bool = False) -> Any:
         """Run one engine operation to completion, feeding and draining the BIOs.
 
         ``feed_first``: the caller just saw ``fn`` want more ciphertext, so
         read it before the first try (a failed try raises an exception:
-        not free).
+        not free). ``reading``: an application read, which never waits to
+        send (see :meth:`_flush_for_reader`).
         """
         if feed_first:
             await self._feed()
@@ -145,32 +151,58 @@ class TLSStream(Stream):
                 want_read = True
             except _EOF_ERRORS:
                 if self._out.pending:
-                    await self._flush_best_effort()
+                    await self._flush_best_effort(reading)
                 raise
             except _ssl.SSLError as exc:
                 self._broken = exc
-                await self._flush_best_effort()
+                await self._flush_best_effort(reading)
                 raise
-            if self._out.pending:
-                await self._flush()
+            if self._out.pending or self._unsent:
+                if reading:
+                    await self._flush_for_reader()
+                else:
+                    await self._flush()
             if not want_read:
                 return result
             await self._feed()
 
     async def _flush(self) -> None:
+        """Send the ciphertext the engine queued, in order (one flusher at a time).
+
+        It sends until the outgoing BIO is empty: records a read queued
+        meanwhile (a reply the engine owes the peer) go out with ours, since
+        a reader leaves them to an active writer (:meth:`_flush_for_reader`).
+        """
         # (acquire/release rather than "async with": two coroutine frames
         # less on the path of every TLS write)
         lock = self._send_lock
         await lock.acquire()
         try:
-            data = self._out.read()
-            if data:
+            while True:
+                data = self._out.read()
+                if self._unsent:
+                    data, self._unsent = self._unsent + data, b""
+                if not data:
+                    return
+                if self._write_broken:
+                    # A record before these was lost or cut: the peer could
+                    # not decrypt them (nor anything after).
+                    raise self._write_broken_error()
                 try:
                     await self.transport.write(data)
                 except BaseException as exc:
+                    if isinstance(exc, Cancelled) and not getattr(self.transport,
+                                                                  "_write_broken", True):
+                        # Cancelled before a byte went out: nothing is lost.
+                        # The records wait, in order, for the next flush (a
+                        # reader's cancelled read must not break the stream,
+                        # nor drop records a writer queued).
+                        self._unsent = data
+                        raise
                     # Ciphertext was taken from the engine and not (all) sent:
                     # the TLS record stream is corrupt from here on.
                     self._write_broken = True
+                    self._write_error = exc
                     if not self._handshake_done and self._broken is None:
                         # A lost handshake message: the handshake can never
                         # complete, and a retry (or a read) would wait forever
@@ -180,10 +212,33 @@ class TLSStream(Stream):
         finally:
             lock.release()
 
-    async def _flush_best_effort(self) -> None:
+    async def _flush_for_reader(self) -> None:
+        """Send what a read made the engine queue, unless a writer is at work.
+
+        A reader must never wait for the sending side: a writer blocked on a
+        peer that does not read (because its own reader waits the same way)
+        would hold it for ever -- a full-duplex deadlock. And a reader that
+        flushed a writer's records and was then cancelled dropped them. So
+        while a task writes, its own flush (which sends until the BIO is
+        empty) takes the read's records along.
+        """
+        if self._in_send or self._send_lock.locked() or self._write_broken:
+            return
+        await self._flush()
+
+    def _write_broken_error(self) -> BrokenStreamError:
+        exc = BrokenStreamError("a previous write on this TLS stream was interrupted"
+                                + (f" ({self._write_error!r})" if self._write_error else ""))
+        exc.__cause__ = self._write_error
+        return exc
+
+    async def _flush_best_effort(self, reading: bool = False) -> None:
         """Send an alert the engine queued while failing (so the peer learns why)."""
         try:
-            await self._flush()
+            if reading:
+                await self._flush_for_reader()
+            else:
+                await self._flush()
         except Exception:
             pass
 
@@ -268,13 +323,14 @@ class TLSStream(Stream):
                     data = self._ssl.read(max_bytes)
                 except _SSLWantReadError:
                     fed = True
-                    data = await self._retry(self._ssl.read, max_bytes, feed_first=True)
+                    data = await self._retry(self._ssl.read, max_bytes, feed_first=True,
+                                             reading=True)
                 else:
-                    if self._out.pending:
-                        await self._flush()
+                    if self._out.pending or self._unsent:
+                        await self._flush_for_reader()
             except _EOF_ERRORS as exc:
                 if self._out.pending:
-                    await self._flush_best_effort()
+                    await self._flush_best_effort(reading=True)
                 if isinstance(exc, _ssl.SSLEOFError):
                     if not self.suppress_ragged_eofs:
                         raise
@@ -283,7 +339,7 @@ class TLSStream(Stream):
             except _ssl.SSLError as exc:
                 if self._broken is None:  # (_retry has already done this)
                     self._broken = exc
-                    await self._flush_best_effort()
+                    await self._flush_best_effort(reading=True)
                 raise
             if not data:
                 self._tls_eof = True  # (close_notify reads as b"", not as an error)
@@ -295,6 +351,8 @@ class TLSStream(Stream):
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send all of ``data`` (see :meth:`Stream.write`)."""
+        if self._write_broken and not self._closed and self._write_error is not None:
+            raise self._write_broken_error()  # (naming what broke it: a reset, say)
         if self._closed or self._write_broken or self._writing:
             await super().write(data)  # (it raises the right error)
             return
@@ -345,7 +403,7 @@ class TLSStream(Stream):
         if self._eof_sent:
             raise ClosedResourceError("cannot send after send_eof()")
         if self._write_broken:
-            raise BrokenStreamError("a previous write on this TLS stream was interrupted")
+            raise self._write_broken_error()
         if self._in_send:
             raise BusyResourceError("another task is already writing to this TLS stream")
         self._in_send = True
@@ -521,7 +579,7 @@ class TLSStream(Stream):
                     self._queue_close_notify()
                 except (_ssl.SSLError, ValueError):
                     pass  # SSLWantReadError: we do not wait for the peer's reply
-                data = self._out.read()
+                data = self._unsent + self._out.read()
                 if data and not self._send_lock.locked():
                     with move_on_after(CLOSE_NOTIFY_TIMEOUT):
                         await self.transport.write(data)
