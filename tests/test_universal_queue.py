@@ -386,3 +386,36 @@ def test_close_immediate_wakes_a_thread_blocked_in_get():
     q.close(immediate=True)
     th.join(5)
     assert not th.is_alive() and len(errors) == 1
+
+
+@pytest.mark.parametrize("seed", [None, *range(8)])
+def test_threads_blocked_in_put_are_all_woken_while_a_task_gets(seed):
+    # A get's "there is room" woke one blocked thread, which handed its item
+    # straight to a task already waiting in get(): the room stayed, and the
+    # other blocked threads slept on an empty queue while that task waited
+    # (about one run in two hung).
+    import threading
+
+    per_thread, threads = 150, 2
+
+    async def main():
+        q = yieldio.UniversalQueue(1)
+
+        def produce(p):
+            for j in range(per_thread):
+                q.put((p, j))
+
+        workers = [threading.Thread(target=produce, args=(p,)) for p in range(threads)]
+        for w in workers:
+            w.start()
+        got = []
+        with yieldio.move_on_after(10):
+            while len(got) < per_thread * threads:
+                got.append(await q.get())
+        for w in workers:
+            await yieldio.to_thread(w.join, 5)
+        assert len(got) == per_thread * threads
+        for p in range(threads):
+            assert [j for (who, j) in got if who == p] == list(range(per_thread))
+
+    yieldio.run(main, seed=seed)

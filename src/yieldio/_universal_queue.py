@@ -202,11 +202,18 @@ class UniversalQueue(_IterateUntilClosed[_T]):
                 raise QueueClosed("put to a closed UniversalQueue")
             if self._maxsize > 0 and not self._task_getters:
                 if not self._not_full.wait_for(
-                        lambda: self._closed or len(self._items) < self._maxsize, timeout):
+                        lambda: (self._closed or len(self._items) < self._maxsize
+                                 or bool(self._task_getters)), timeout):
                     raise QueueFull("UniversalQueue.put timed out")
                 if self._closed:
                     raise QueueClosed("put to a closed UniversalQueue")
             getter = self._offer_locked(item)
+            if getter is not None and len(self._items) < self._maxsize:
+                # Woken by a get's "there is room", we handed the item to a
+                # task waiting in get() instead: the room is still there, so
+                # pass the word on, or the next blocked putter sleeps on an
+                # empty queue while a task waits to get.
+                self._not_full.notify()
         if getter is not None:
             _wake_from_anywhere(getter, item)
 
