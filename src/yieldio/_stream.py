@@ -37,6 +37,9 @@ DEFAULT_READ_SIZE = 65536
 
 #: What using a stream retired by start_tls() raises (see Stream._hand_over).
 UPGRADED_MESSAGE = "this stream was upgraded with start_tls(): use the stream it returned"
+INTERRUPTED_UPGRADE_MESSAGE = ("start_tls() on this stream was cancelled part way: the "
+                               "connection is mid-handshake, neither plaintext nor TLS; "
+                               "close it")
 
 
 def _is_sendable(data: Any) -> bool:
@@ -284,6 +287,8 @@ class Stream(ABC):
     #: upgraded it (see :meth:`_hand_over`). A class attribute, so streams
     #: that are never upgraded pay nothing for it.
     _moved_to: Stream | None = None
+    #: start_tls() was cancelled part way: retired, mid-handshake (class attribute, as above).
+    _tls_interrupted = False
 
     async def start_tls(self, context: Any = None, *, server_side: bool = False,
                         server_hostname: str | None = None) -> Stream:
@@ -296,7 +301,9 @@ class Stream(ABC):
         After a successful upgrade this stream object is retired (on socket
         streams): reading or writing it raises :class:`ClosedResourceError`,
         since raw bytes would corrupt the TLS session, while ``aclose()``
-        still closes the connection. A failed handshake leaves it as it was.
+        still closes the connection. A failed handshake (``ssl.SSLError``)
+        leaves it as it was; one cancelled part way retires it too, since the
+        connection is then mid-handshake.
         """
         from .net._start_tls import start_tls  # lazy: no ssl import for programs without TLS
 
@@ -326,6 +333,8 @@ class Stream(ABC):
 
         Built only on the failure path, so the open path never pays for it.
         """
+        if self._tls_interrupted:
+            return ClosedResourceError(INTERRUPTED_UPGRADE_MESSAGE)
         if self._moved_to is not None:
             return ClosedResourceError(UPGRADED_MESSAGE)
         return ClosedResourceError("this stream is closed")

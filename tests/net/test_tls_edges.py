@@ -445,6 +445,30 @@ def test_a_failed_start_tls_leaves_the_stream_usable_and_the_callers_to_close(se
     yieldio.run(main)
 
 
+def test_a_start_tls_cancelled_part_way_retires_the_stream(client_context):
+    # The ClientHello had gone out when the upgrade was cancelled: the old
+    # stream looked healthy, sent plaintext after the hello, and read the
+    # server's handshake records as data.
+    async def main():
+        before = open_fds()
+        a, b = tcp_pair()
+        with yieldio.move_on_after(5) as scope:
+            async with yieldio.TaskGroup() as tg:
+                tg.spawn(a.start_tls(client_context, server_hostname="localhost"))
+                hello = await b.receive_some()  # the ClientHello arrived; no answer comes
+                tg.cancel()
+        assert not scope.cancelled_caught and hello[:1] == b"\x16"  # a handshake record
+        for attempt in (lambda: a.write(b"plain?"), a.read):
+            with pytest.raises(yieldio.ClosedResourceError, match="cancelled part way"):
+                await attempt()
+        await a.aclose()  # closes the connection
+        assert await b.read() == b""
+        await b.aclose()
+        assert open_fds() == before
+
+    yieldio.run(main)
+
+
 def test_unwrap_after_start_tls_gives_back_the_upgraded_stream(server_context, client_context):
     async def main():
         before = open_fds()

@@ -38,15 +38,28 @@ async def start_tls(stream: Stream, context: _ssl.SSLContext | None = None, *,
     ``ClosedResourceError`` -- raw bytes there would corrupt the TLS
     session. ``stream.aclose()`` still closes the connection (a server
     closing its handler's stream must not leak it), and ``unwrap()`` hands
-    the connection back to ``stream``. A failed handshake leaves ``stream``
-    as it was: usable, and the caller's to close.
+    the connection back to ``stream``. A handshake that failed (an
+    ``ssl.SSLError``, after the alert, or an ``OSError``) leaves ``stream``
+    as it was: usable, and the caller's to close. One that was cancelled
+    part way leaves the connection mid-handshake: ``stream`` is retired
+    then too (its reads and writes raise ``ClosedResourceError`` saying so),
+    and ``stream.aclose()`` closes the connection.
     """
     if context is None:
         if server_side:
             raise ValueError("start_tls(server_side=True) needs an SSLContext with a certificate")
         context = _ssl.create_default_context()
-    tls = await TLSStream.wrap(stream, context, server_side=server_side,
-                               server_hostname=server_hostname)
+    try:
+        tls = await TLSStream.wrap(stream, context, server_side=server_side,
+                                   server_hostname=server_hostname)
+    except BaseException as exc:
+        if not isinstance(exc, (_ssl.SSLError, OSError)):
+            # Cancelled (or interrupted) part way: handshake bytes may be in
+            # flight either way, so the connection is neither plaintext nor
+            # TLS. Retire the stream, as a successful upgrade does, so that
+            # its next read or write says so instead of mixing the two.
+            _retire_interrupted(stream)
+        raise
     # Here, not in wrap(): wrap's callers (open_tcp_stream, servers) keep no
     # other reference to the transport, so they need no hand-over. No await
     # between the handshake and the swap: no one can use the old one between.
@@ -55,3 +68,14 @@ async def start_tls(stream: Stream, context: _ssl.SSLContext | None = None, *,
         tls.transport = moved
         tls._origin = stream
     return tls
+
+
+def _retire_interrupted(stream: Stream) -> None:
+    moved = stream._hand_over()
+    if moved is None:
+        # (A stream of a kind that is never retired, or one another task is
+        # inside: at least no more bytes go out after the broken handshake.)
+        stream._write_broken = True
+        return
+    stream._tls_interrupted = True
+
