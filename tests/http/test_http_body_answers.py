@@ -146,3 +146,34 @@ def test_a_response_without_a_body_sends_no_content_length_unless_304(status, ke
         assert (b"content-length: 5" in head.lower()) is kept, head
 
     yieldio.run(main)
+
+
+def test_a_body_read_the_app_gave_up_on_leaves_no_deadline_behind():
+    # The body's deadline stayed set after the app's own timeout cancelled
+    # the read: the reaper then cancelled the handler, busy with other work,
+    # once body_timeout had passed, and the client got no answer.
+    import math
+
+    seen = {}
+
+    async def app(request):
+        with yieldio.move_on_after(0.05):
+            await request.body()  # the client is slow: give up on the body
+        seen["deadline"] = request._conn.deadline
+        await yieldio.sleep(0.3)  # longer than body_timeout
+        return Response(body=b"answered")
+
+    async def slow_upload():
+        yield b"a"
+        await yieldio.sleep(1)  # (the client reads the answer once its upload ends)
+        yield b"b"
+
+    async def main():
+        limits = Limits(body_timeout=0.2)
+        async with serve(app, "127.0.0.1", 0, limits=limits) as server, Client(timeout=5) as c:
+            with yieldio.fail_after(5):
+                r = await c.post(f"http://127.0.0.1:{server.port}/", content=slow_upload())
+            assert (r.status, r.content) == (200, b"answered")
+        assert seen["deadline"] == math.inf
+
+    yieldio.run(main)

@@ -453,3 +453,41 @@ def test_cancelled_between_fragments_ends_the_connection() -> None:
             await ws.send("more")
 
     yieldio.run(main, clock=yieldio.testing.VirtualClock(autojump=True))
+
+
+def test_a_server_that_resets_during_the_handshake_is_a_protocol_error() -> None:
+    # A FIN there was a ProtocolError, a reset a bare ConnectionResetError
+    # that "except HTTPError" missed.
+    import socket
+    import struct
+
+    async def handler(stream: yieldio.Stream) -> None:
+        await stream.read(65536)  # the handshake request
+        sock = stream.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            with pytest.raises(ProtocolError, match="failed during the WebSocket handshake"):
+                async with connect_websocket(f"ws://127.0.0.1:{server.port}/"):
+                    pass
+
+    yieldio.run(main)
+
+
+def test_a_close_code_from_a_protocol_error_is_a_plain_int() -> None:
+    # wsproto's CloseReason enum leaked into close_code for a bad frame.
+    async def handler(stream: yieldio.Stream) -> None:
+        await ws_peer(stream)
+        await stream.write(b"\x82\x82\x00\x00\x00\x00ab")  # a masked frame from a server
+        await read_until_closed(stream)
+
+    async def main() -> None:
+        async with yieldio.serve_tcp(handler, "127.0.0.1", 0) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/") as ws:
+                with yieldio.fail_after(5), pytest.raises(WebSocketClosed):
+                    await ws.receive()
+                assert type(ws.close_code) is int and ws.close_code == 1002
+
+    yieldio.run(main)

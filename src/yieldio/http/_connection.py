@@ -444,7 +444,11 @@ class ServerConnection:
                 except _PEER_GONE as exc:
                     self.must_close = self.peer_eof = True
                     raise self._body_failed(400, "the client disconnected") from exc
-                self.deadline = _INF
+                finally:
+                    # Also when the app gave up waiting (a timeout around
+                    # request.body()): a deadline left set would have the
+                    # reaper cancel the handler later, for a body nobody reads.
+                    self.deadline = _INF
                 if not data:
                     self.peer_eof = True
                 h.receive_data(data)

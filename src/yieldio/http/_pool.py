@@ -323,6 +323,7 @@ class ConnectionPool:
         self._per_host: dict[Origin, Semaphore] = {}
         self._total = Semaphore(limits.max_connections) if limits.max_connections else None
         self.open = 0
+        self.connecting = 0  # connections being opened: they count against the limit too
         self.closed = False
 
     def _ssl_context(self) -> _ssl.SSLContext:
@@ -372,12 +373,16 @@ class ConnectionPool:
                 continue
             conn.reused = True
             return conn
-        if self.limits.max_connections and self.open >= self.limits.max_connections:
+        if (self.limits.max_connections
+                and self.open + self.connecting >= self.limits.max_connections):
+            # (Counting those still connecting: two tasks that each saw room
+            # for one more both opened one, and the pool went past its limit.)
             await self._evict_one()
         return await self.connect(origin, timeout)
 
     async def connect(self, origin: Origin, timeout: float | None) -> ClientConnection:
         scheme, host, port = origin
+        self.connecting += 1
         try:
             with fail_after(_deadline(timeout)):
                 stream = await open_tcp_stream(
@@ -386,6 +391,8 @@ class ConnectionPool:
             raise Timeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, _ssl.SSLError) as exc:
             raise connect_error(host, port, exc) from exc
+        finally:
+            self.connecting -= 1
         self.open += 1
         return ClientConnection(stream, origin, self.limits.max_header_size)
 

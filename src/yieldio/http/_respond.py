@@ -315,7 +315,8 @@ async def send_continue(conn: ServerConnection) -> None:
     except _PEER_GONE as exc:
         conn.must_close = True
         raise HTTPException(400, "the client disconnected") from exc
-    conn.deadline = _INF
+    finally:
+        conn.deadline = _INF  # (also if the app's own timeout cancelled the wait)
 
 
 async def send_protocol_error(conn: ServerConnection, exc: h11.RemoteProtocolError) -> None:

@@ -462,7 +462,7 @@ class WebSocket:
                 self.close_code, self.close_reason = int(event.code), event.reason or ""
         else:
             # wsproto reports a malformed frame as a CloseConnection it did not send.
-            await self._abort(event.code, event.reason or "protocol error")
+            await self._abort(int(event.code), event.reason or "protocol error")  # (an enum)
             # _Fail the WebSocket Connection_ (RFC 6455, 7.1.7): after the
             # Close frame, end the connection without waiting for the
             # peer's, which a peer that sends bad frames may never send.

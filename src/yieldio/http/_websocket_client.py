@@ -163,6 +163,12 @@ async def _handshake_in_time(host: str, port: int, secure: bool, ssl: _ssl.SSLCo
             if not data:
                 raise ProtocolError("the server closed the connection during the WebSocket "
                                     "handshake")
+    except OSError as exc:
+        # A reset (or a broken pipe) in the handshake: as a FIN is, an
+        # HTTPError, not a bare OSError that "except HTTPError" would miss.
+        await stream.aclose()
+        raise ProtocolError(f"the connection to {host}:{port} failed during the WebSocket "
+                            f"handshake: {exc!r}") from exc
     except BaseException:
         await stream.aclose()
         raise
