@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Any
 
 import pytest
 import wsproto
@@ -491,3 +492,136 @@ def test_a_close_code_from_a_protocol_error_is_a_plain_int() -> None:
                 assert type(ws.close_code) is int and ws.close_code == 1002
 
     yieldio.run(main)
+
+
+# -- big messages, pings and closes at once (found by seeded stress tests) -------------------
+@pytest.mark.parametrize("seed", [None, 0, 1, 3])
+def test_two_peers_sending_big_messages_under_keepalive_do_not_deadlock(seed) -> None:
+    # A reader answered a ping by waiting for its side's send lock, held for
+    # a whole big message by a send blocked on a peer whose reader waited the
+    # same way: both stalled until keepalive (1011) or write_timeout.
+    size, count = 4_000_000, 10
+    got = {}
+
+    async def exchange(ws: Any, name: str) -> None:
+        async def send() -> None:
+            for _ in range(count):
+                await ws.send(b"x" * size)
+
+        async def receive() -> None:
+            n = 0
+            while n < count:
+                assert len(await ws.receive()) == size
+                n += 1
+            got[name] = n
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(send)
+            tg.spawn(receive)
+
+    async def app(request: Request) -> None:
+        await exchange(await request.accept_websocket(), "server")
+
+    async def main() -> None:
+        limits = Limits(max_websocket_message=size, websocket_ping_interval=0.05,
+                        websocket_ping_timeout=3)
+        with yieldio.fail_after(20):
+            async with serve(app, "127.0.0.1", 0, limits=limits) as server:
+                async with connect_websocket(f"ws://127.0.0.1:{server.port}/",
+                                             max_message_size=size, ping_interval=0.05,
+                                             ping_timeout=3) as ws:
+                    await exchange(ws, "client")
+        assert got == {"client": count, "server": count}
+
+    yieldio.run(main, seed=seed)
+
+
+@pytest.mark.parametrize("closer", ["client", "server"])
+def test_close_during_a_big_send_sends_its_close_frame(closer: str) -> None:
+    # close() set the close code before its turn to send: the send under way
+    # took that for a lost connection between two fragments and aborted it,
+    # so the peer saw 1006 instead of the code, and no Close frame went out.
+    seen = {}
+    peer_ready = yieldio.Event()
+
+    async def closing_side(ws: Any) -> None:
+        await peer_ready.wait()
+        for _ in range(20):  # more than the peer queues unreceived: its reader pauses
+            await ws.send(b"small")
+        async with yieldio.TaskGroup() as tg:
+            async def big_send() -> None:
+                with pytest.raises(WebSocketClosed):
+                    await ws.send(b"m" * (20 << 20))  # the peer does not read: it waits
+
+            tg.spawn(big_send)
+            await yieldio.testing.wait_all_tasks_blocked(0.05)
+            await ws.close(1000, "bye")
+        seen["closer"] = (ws.close_code, ws.close_reason)
+
+    async def passive_side(ws: Any) -> None:
+        peer_ready.set()
+        await yieldio.sleep(0.3)  # not receiving for a while: the big send blocks
+        with pytest.raises(WebSocketClosed):
+            while True:
+                await ws.receive()
+        seen["peer"] = (ws.close_code, ws.close_reason)
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        await (closing_side if closer == "server" else passive_side)(ws)
+
+    async def main() -> None:
+        with yieldio.fail_after(15):
+            limits = Limits(max_websocket_message=64 << 20)
+            async with serve(app, "127.0.0.1", 0, limits=limits) as server:
+                async with connect_websocket(f"ws://127.0.0.1:{server.port}/",
+                                             max_message_size=64 << 20) as ws:
+                    await (closing_side if closer == "client" else passive_side)(ws)
+                    with yieldio.move_on_after(5):
+                        while len(seen) < 2:
+                            await yieldio.sleep(0.01)
+        assert seen == {"closer": (1000, "bye"), "peer": (1000, "bye")}
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("seed", [1, 3, 4, 8])
+@pytest.mark.parametrize("next_message", [b"next", "next"])
+def test_a_big_send_cancelled_before_its_first_byte_leaves_the_connection_usable(
+        seed, next_message) -> None:
+    # wsproto had begun the message (its first fragment made, not a byte
+    # sent) when the cancel came: the next binary message went out as a
+    # continuation (the peer closed with 1002), a text one raised TypeError.
+    got = []
+
+    async def app(request: Request) -> None:
+        ws = await request.accept_websocket()
+        async for message in ws:
+            got.append(message)
+
+    async def main() -> None:
+        async with serve(app, "127.0.0.1", 0) as server:
+            async with connect_websocket(f"ws://127.0.0.1:{server.port}/",
+                                         ping_interval=None) as ws:
+                scope = yieldio.CancelScope()
+
+                async def big_send() -> None:
+                    with scope:
+                        await ws.send(b"B" * 300_000)
+
+                async def cancel() -> None:
+                    scope.cancel()
+
+                async with yieldio.TaskGroup() as tg:
+                    tg.spawn(big_send)
+                    tg.spawn(cancel)
+                if ws.closed:  # cut off part way: 1006, as documented
+                    assert ws.close_code == 1006
+                    return
+                await ws.send(next_message)
+                with yieldio.fail_after(5):
+                    while next_message not in got:
+                        await yieldio.sleep(0.005)
+                assert got[-1] == next_message and all(len(m) == 300_000 for m in got[:-1])
+
+    yieldio.run(main, seed=seed)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +46,7 @@ from wsproto.utilities import LocalProtocolError
 
 from .._cancel import CancelScope
 from .._exceptions import Cancelled, ClosedResourceError, QueueClosed
+from .._taskgroup import TaskGroup
 from .._timeouts import fail_after, move_on_after
 from ..net._stream import BrokenStreamError, Stream
 from ..queue import Queue
@@ -60,6 +62,9 @@ logger = logging.getLogger("yieldio.http")
 QUEUE_SIZE = 16
 #: A longer message is sent in fragments of this many bytes (characters for a str).
 FRAGMENT_SIZE = 256 * 1024
+#: Pongs owed at most: a peer that pings faster than we can answer gets
+#: answers to its latest pings only (RFC 6455, section 5.5.3, allows that).
+PONGS_OWED_MAX = 16
 _OPEN = ConnectionState.OPEN
 _IO_ERRORS = (OSError, ClosedResourceError, BrokenStreamError, EOFError)
 
@@ -107,7 +112,14 @@ class WebSocket:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._messages: Queue = Queue(QUEUE_SIZE)
+        # Two locks: one per frame, and one per data message (all its
+        # fragments). Control frames (pings, pongs, Close) take only the
+        # first, so they go out between the fragments of a big message.
         self._send_lock = Lock()
+        self._message_lock = Lock()
+        # Pongs the reader owes, sent by its helper task (see _pong_writer).
+        self._pongs_owed: deque[bytes] = deque(maxlen=PONGS_OWED_MAX)
+        self._pong_wanted = Event()
         self._finished = Event()  # the reader is done: close seen or connection lost
         # The pings waiting for their pong, by payload (two pings may share one).
         self._pongs: dict[bytes, list[Event]] = {}
@@ -141,10 +153,21 @@ class WebSocket:
             message = bytes(message)  # (the caller may reuse a bytearray once we wait)
         else:
             raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
-        if len(message) <= FRAGMENT_SIZE:
-            await self._send_event(kind(data=message), raise_closed=True)
-        else:
-            await self._send_event(_fragments(kind, message), raise_closed=True)
+        async with self._message_lock:  # (data frames of two messages must not mix)
+            if len(message) <= FRAGMENT_SIZE:
+                await self._send_event(kind(data=message), raise_closed=True)
+                return
+            started = False
+            try:
+                for fragment in _fragments(kind, message):
+                    await self._send_event(fragment, raise_closed=True, started=started)
+                    started = True
+            except Cancelled:
+                if started:
+                    # Between two fragments (waiting for the send lock): the
+                    # message is begun and can never be finished.
+                    await self._write_cut_off()
+                raise
 
     async def ping(self, payload: bytes = b"") -> None:
         """Send a ping and wait for its pong (wrap it in ``fail_after`` to time it out).
@@ -176,62 +199,62 @@ class WebSocket:
         if unanswered:
             raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
 
-    async def _send_event(self, event: wse.Event | Iterator[wse.Event], *,
-                          raise_closed: bool) -> bool:
-        """Send one event, or a message's fragments one after another; False if closed."""
+    async def _send_event(self, event: wse.Event, *, raise_closed: bool,
+                          started: bool = False) -> bool:
+        """Send one frame; False (or :class:`WebSocketClosed`) if the connection is closing.
+
+        ``started``: an earlier fragment of this message went out already.
+        """
         async with self._send_lock:
-            events = (event,) if isinstance(event, wse.Event) else event
-            sent_some = False
-            for one in events:
-                # (close_code: set when the connection was lost or cut off,
-                # which wsproto's state does not know about.)
-                if ((self._ws.state is not _OPEN or self.close_code is not None)
-                        and not isinstance(one, wse.CloseConnection)):
-                    if sent_some:
-                        # The peer's Close came between two fragments: the
-                        # message can never be finished.
-                        await self._write_cut_off()
+            # (close_code: set by close() before its Close frame goes out, and
+            # when the connection is lost, which wsproto's state does not
+            # know.) A message cut short here is abandoned: a Close frame may
+            # follow any whole frame.
+            if ((self._ws.state is not _OPEN or self.close_code is not None)
+                    and not isinstance(event, wse.CloseConnection)):
+                if raise_closed:
+                    raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
+                return False
+            try:
+                data = self._ws.send(event)
+            except LocalProtocolError:
+                if raise_closed:
+                    raise WebSocketClosed(self.close_code or 1006,
+                                          self.close_reason or "") from None
+                return False
+            try:
+                # In a scope _lost() cancels: once keepalive (or anything) has
+                # given the connection up, a write stuck on a peer that reads
+                # nothing must end too, not hold send() (and the lock) for ever.
+                with move_on_after(self.write_timeout or math.inf) as scope:
+                    self._write_scope = scope
+                    try:
+                        await self._stream.write(data)
+                    finally:
+                        self._write_scope = None
+                if scope.cancelled_caught:
+                    if not self._finished.is_set():
+                        self._write_timed_out()  # the deadline, not _lost()
                     if raise_closed:
                         raise WebSocketClosed(self.close_code or 1006, self.close_reason or "")
                     return False
-                try:
-                    data = self._ws.send(one)
-                except LocalProtocolError:
-                    if raise_closed:
-                        raise WebSocketClosed(self.close_code or 1006,
-                                              self.close_reason or "") from None
-                    return False
-                try:
-                    # In a scope _lost() cancels: once keepalive (or anything) has
-                    # given the connection up, a write stuck on a peer that reads
-                    # nothing must end too, not hold send() (and the lock) for ever.
-                    with move_on_after(self.write_timeout or math.inf) as scope:
-                        self._write_scope = scope
-                        try:
-                            await self._stream.write(data)
-                        finally:
-                            self._write_scope = None
-                    if scope.cancelled_caught:
-                        if not self._finished.is_set():
-                            self._write_timed_out()  # the deadline, not _lost()
-                        if raise_closed:
-                            raise WebSocketClosed(self.close_code or 1006,
-                                                  self.close_reason or "")
-                        return False
-                except _IO_ERRORS as exc:
-                    self._lost()
-                    if raise_closed:
-                        raise WebSocketClosed(1006, "connection lost") from exc
-                    return False
-                except Cancelled:
-                    # Cancelled from outside (a timeout around send(), say), not
-                    # by the scope above: if part of the frame went out, the
-                    # byte stream is mid-frame for good (the Stream refuses
-                    # more writes); after whole fragments, it is mid-message.
-                    if self._stream._write_broken or sent_some:
-                        await self._write_cut_off()
-                    raise
-                sent_some = True
+            except _IO_ERRORS as exc:
+                self._lost()
+                if raise_closed:
+                    raise WebSocketClosed(1006, "connection lost") from exc
+                return False
+            except Cancelled:
+                # Cancelled from outside (a timeout around send(), say), not by
+                # the scope above. Part of the frame went out: the byte stream
+                # is mid-frame for good (the Stream refuses more writes). Whole
+                # fragments went out: it is mid-message, and no other message
+                # may follow. Not a byte of a first fragment: wsproto already
+                # counts the message as begun, and would send the next one as
+                # its continuation -- unless told to forget it.
+                if (self._stream._write_broken or started
+                        or (_opens_a_message(event) and not _forget_message(self._ws))):
+                    await self._write_cut_off()
+                raise
         return True
 
     async def _write_cut_off(self) -> None:
@@ -384,7 +407,16 @@ class WebSocket:
         with CancelScope() as scope:
             self._reader_scope = scope
             try:
-                await self._read_loop()
+                async with TaskGroup() as helpers:
+                    helpers.spawn(self._pong_writer, name=f"websocket pongs {self.path}")
+                    try:
+                        await self._read_loop()
+                    finally:
+                        helpers.cancel()
+            except BaseExceptionGroup as group:  # (only the read loop can fail)
+                for exc in group.exceptions:
+                    if not isinstance(exc, _IO_ERRORS):
+                        logger.error("WebSocket reader failed (%r)", self, exc_info=exc)
             except _IO_ERRORS:
                 pass
             except Exception:
@@ -393,6 +425,17 @@ class WebSocket:
                 self._lost()
                 if not self._client:
                     await self._stream.aclose()
+
+    async def _pong_writer(self) -> None:
+        """Send the pongs the reader owes, in order, as the send lock allows."""
+        owed = self._pongs_owed
+        while True:
+            await self._pong_wanted.wait()
+            self._pong_wanted.clear()
+            while owed:
+                if not await self._send_event(wse.Pong(payload=owed.popleft()),
+                                              raise_closed=False):
+                    return  # closing or lost: no more pongs
 
     async def _read_loop(self) -> None:
         ws = self._ws
@@ -429,7 +472,12 @@ class WebSocket:
                     except QueueClosed:
                         pass  # we are closing: nobody will read it
                 elif kind is wse.Ping:
-                    await self._send_event(event.response(), raise_closed=False)  # type: ignore[attr-defined]
+                    # Owed, not sent here: the reader must never wait for the
+                    # sending side. Two peers each in a big send, each reader
+                    # waiting to answer a ping behind its own send, would
+                    # both stop reading: a deadlock (found by a seeded test).
+                    self._pongs_owed.append(bytes(event.payload))  # type: ignore[attr-defined]
+                    self._pong_wanted.set()
                 elif kind is wse.Pong:
                     for waiter in self._pongs.pop(bytes(event.payload), ()):  # type: ignore[attr-defined]
                         waiter.set()
@@ -485,6 +533,25 @@ class WebSocket:
                 while await self._stream.read(65536):
                     pass
         await self._stream.aclose()
+
+
+def _opens_a_message(event: wse.Event) -> bool:
+    """A data frame that leaves its message unfinished (the first of several)."""
+    return isinstance(event, wse.Message) and not event.message_finished
+
+
+def _forget_message(connection: Connection) -> bool:
+    """Have wsproto forget a message whose first fragment never went out; False if it cannot.
+
+    wsproto has no public way to abandon a message: it keeps the opcode of
+    the one in progress (``FrameProtocol._outbound_opcode``) to send the
+    next data frame as its continuation.
+    """
+    proto = getattr(connection, "_proto", None)
+    if proto is None or not hasattr(proto, "_outbound_opcode"):
+        return False
+    proto._outbound_opcode = None
+    return True
 
 
 def _fragments(kind: Any, message: str | bytes) -> Iterator[wse.Event]:
