@@ -325,12 +325,16 @@ def test_a_worker_lets_go_of_the_call_before_it_reports_back(monkeypatch):
     seen = []
 
     def post_then_stall(self, fn, *args):
-        plain(self, fn, *args)
         seen.append((threading.current_thread().name, getattr(fn, "__qualname__", fn)))
-        if (getattr(fn, "__qualname__", "") == "_ThreadJob._complete"
-                and threading.current_thread() is not threading.main_thread()
-                and not posted.is_set()):
+        stall = (getattr(fn, "__qualname__", "") == "_ThreadJob._complete"
+                 and threading.current_thread() is not threading.main_thread()
+                 and not posted.is_set())
+        if stall:
+            # Set before posting: once posted, the run may end (and the test
+            # look) before this thread runs another line.
             posted.set()
+        plain(self, fn, *args)
+        if stall:
             release.wait(5)  # the worker stops right after reporting back
 
     monkeypatch.setattr(Kernel, "call_soon_threadsafe", post_then_stall)

@@ -313,7 +313,9 @@ def test_sleep_of_infinity_sleeps_forever_and_never_jumps_virtual_time_to_infini
                 tg.spawn(sleeper, yieldio.sleep_until, math.inf)
                 # Every task is blocked now, with no finite timer: only an
                 # outside event (this thread, after 0.1 s) ends the run.
-                threading.Timer(0.1, k.call_soon_threadsafe, (scope.cancel,)).start()
+                timer = threading.Timer(0.1, k.call_soon_threadsafe, (scope.cancel,))
+                timer.start()
+        timer.join(5)  # (it may still be ending: the leak check would count it)
         return log, scope.cancelled_caught, yieldio.current_time()
 
     assert vrun(main) == ([], True, 0.0)
