@@ -604,9 +604,11 @@ def test_an_abandoned_to_thread_keeps_its_token_until_the_thread_ends():
         stats = limiter.statistics()
         assert stats["borrowed_tokens"] == 1
         assert repr(stats["borrowers"][0]).endswith(".blocking) call>")
-        threading.Timer(0.05, finish.set).start()
+        timer = threading.Timer(0.05, finish.set)
+        timer.start()
         await limiter.acquire()  # waits for the thread's end, not a Deadlock
         assert finish.is_set()
+        await yieldio.to_thread(timer.join, 5)  # (else the leak check may see it ending)
         return limiter.statistics()["borrowers"] == [yieldio.current_task()]
 
     assert vrun(main)
