@@ -680,3 +680,38 @@ def test_coroutine_frames_of_objects_outside_a_task():
     assert [f.function for f in coroutine_frames(Cyclic(g.gi_frame))] == [
         "test_coroutine_frames_of_objects_outside_a_task.<locals>.gen"]
     assert coroutine_frames(Ticker(1))[0].opaque
+
+
+def test_a_cut_stack_shows_the_innermost_frames_of_a_call_it_cuts_in_two():
+    # Past MAX_FRAMES, a call shown only in part after the marker showed its
+    # *outermost* frames: an 'a_level' sat next to frames two levels further
+    # in, as if it had called them, with no marker between.
+    import yieldio.debug as dbg
+
+    kinds = ["a" if i % 3 == 1 else "g" for i in range(20_001)]
+
+    @yieldio.coroutine
+    def g_level(n):
+        if n == len(kinds) - 1:
+            yield from yieldio.sleep(1)
+            return
+        yield (a_level if kinds[n + 1] == "a" else g_level)(n + 1)  # trampolined
+
+    async def a_level(n):
+        await g_level(n + 1)  # a native await inside the same trampolined call
+
+    real = ["g_level" if k == "g" else "a_level" for k in kinds] + ["sleep"]
+
+    async def main():
+        async with yieldio.TaskGroup() as tg:
+            task = tg.spawn(g_level, 0)
+            await yieldio.testing.wait_all_tasks_blocked()
+            names = [f.function if f.opaque else f.function.rsplit(".", 1)[-1]
+                     for f in dbg.task_stack(task)]
+            tg.cancel()
+        cut = next(i for i, name in enumerate(names) if name.startswith("... stack cut"))
+        head, tail = names[:cut], names[cut + 1:]
+        assert head == real[:len(head)]
+        assert tail == real[-len(tail):]
+
+    yieldio.run(main, clock=yieldio.testing.VirtualClock(autojump=True))

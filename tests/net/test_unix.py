@@ -99,7 +99,8 @@ def test_the_file_is_removed_only_if_it_is_still_ours(tmp_path):
             os.unlink(path)
             with open(path, "w") as f:  # someone else's file now
                 f.write("not ours")
-        assert open(path).read() == "not ours"
+        with open(path) as f:
+            assert f.read() == "not ours"
 
     yieldio.run(main)
 

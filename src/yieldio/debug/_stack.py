@@ -405,7 +405,17 @@ def task_stack(task: Any) -> list[Frame]:
     tail_partial = False
     while j > k and shown < half:
         frames: list[Frame] = []
-        tail_partial = not _walk(calls[j], frames, half - shown)
+        room = half - shown
+        tail_partial = not _walk(calls[j], frames, room)
+        if tail_partial:
+            # A call too long to show whole: its *innermost* frames, the ones
+            # that lead to the calls shown after it. (Its outermost ones sat
+            # next to frames it never called, with no marker between.)
+            frames = []
+            if _walk(calls[j], frames, room + MAX_FRAMES):
+                frames = frames[-room:]
+            else:
+                frames = []  # longer still: left to the marker entirely
         tail.append(frames)
         shown += len(frames)
         j -= 1
