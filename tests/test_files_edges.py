@@ -320,3 +320,42 @@ def test_path_io_outside_a_run_is_a_clear_error():
     with pytest.raises(RuntimeError, match="yieldio.run"):
         coro.send(None)
     coro.close()
+
+
+@pytest.mark.parametrize("buffering", [0, -1])
+def test_aclose_waits_for_other_tasks_calls_on_the_same_file(tmp_path, buffering):
+    # aclose() closed the file under writes still running on worker threads:
+    # a write got EBADF instead of ClosedResourceError, a buffered write that
+    # had returned was dropped, and an unbuffered one could land in another
+    # file that took the fd number meanwhile.
+    import random
+
+    async def writer(f, tag, returned):
+        for j in range(100_000):
+            data = b"[%s:%d]" % (tag, j)
+            try:
+                await f.write(data)
+            except yieldio.ClosedResourceError:
+                return
+            returned.append(data)
+
+    async def trial(path, delay):
+        f = await yieldio.open_file(path, "wb", buffering=buffering)
+        returned = []
+        async with yieldio.TaskGroup() as tg:
+            for tag in (b"a", b"b", b"c"):
+                tg.spawn(writer, f, tag, returned)
+            await yieldio.sleep(delay)
+            await f.aclose()
+            other = await yieldio.open_file(tmp_path / "other.bin", "wb", buffering=0)
+            await other.write(b"OTHER")  # may take the fd number the close freed
+            await other.aclose()
+        return returned
+
+    rng = random.Random(7)
+    for i in range(25):
+        path = tmp_path / f"shared{i}.bin"
+        returned = yieldio.run(trial, path, rng.random() * 0.003)
+        written = path.read_bytes()
+        assert all(chunk in written for chunk in returned)
+        assert (tmp_path / "other.bin").read_bytes() == b"OTHER"

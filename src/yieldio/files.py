@@ -41,6 +41,7 @@ from typing import IO, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, over
 
 from ._cancel import CancelScope
 from ._exceptions import Cancelled, ClosedResourceError
+from .sync import Event
 from .threads import to_thread
 
 __all__ = ["open_file", "wrap_file", "AsyncFile", "Path"]
@@ -139,6 +140,11 @@ class AsyncFile:
     def __init__(self, file: IO[Any]) -> None:
         self._file = file
         self._aclosed = False  # for file-likes without a ``closed`` attribute
+        # Calls running on worker threads now, and what aclose() waits on for
+        # them to end: closing under a write on another thread could free the
+        # fd number for another file to take before the write reached it.
+        self._in_flight = 0
+        self._all_returned: Event | None = None
 
     def __repr__(self) -> str:
         return f"<yieldio AsyncFile {self._file!r}>"
@@ -303,6 +309,7 @@ class AsyncFile:
         """
         self._check_open()
         fn = getattr(self._file, method)
+        self._in_flight += 1
         try:
             return await _complete_in_thread(fn, *args)
         except ValueError:
@@ -310,6 +317,10 @@ class AsyncFile:
             if self.closed:
                 raise ClosedResourceError("the file is closed") from None
             raise
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight and self._all_returned is not None:
+                self._all_returned.set()
 
     # -- reading ---------------------------------------------------------------
     @_forwarded
@@ -471,9 +482,16 @@ class AsyncFile:
         """
         if self.closed:
             return
-        self._aclosed = True
+        self._aclosed = True  # (new calls are refused from here: ClosedResourceError)
         # Shielded: a task that is being cancelled must still close its files.
         with CancelScope(shield=True):
+            if self._in_flight:
+                # Other tasks' calls still run on worker threads: let them end
+                # first. Closed under them, a buffered file could drop what a
+                # returned write() had put in its buffer, and an unbuffered
+                # write could land in whichever file took the fd number next.
+                self._all_returned = Event()
+                await self._all_returned.wait()
             try:
                 await _complete_in_thread(self._file.close)
             except BaseException as exc:
