@@ -141,6 +141,94 @@ except KeyboardInterrupt:
     assert out.stdout == "interrupted: True 'kept'\n", out.stderr
 
 
+def test_ctrl_c_while_aclose_waits_for_a_call_in_flight_still_closes(tmp_path):
+    # The wait for other tasks' calls sat outside the handler that closes
+    # the file on Ctrl-C: the file stayed open and unflushed, and since it
+    # counted as closed, a second aclose() did nothing.
+    import subprocess
+    import sys
+
+    path = tmp_path / "out.txt"
+    code = f"""
+import os, signal, threading, yieldio, yieldio.testing
+
+release = threading.Event()
+
+class Slow:
+    def __init__(self, real): self.real = real
+    def write(self, s):
+        if s == "BLOCK":
+            release.wait()
+            return 0
+        return self.real.write(s)
+    def close(self): self.real.close()
+    @property
+    def closed(self): return self.real.closed
+
+state = {{}}
+
+async def main():
+    f = state["f"] = yieldio.wrap_file(Slow(open({str(path)!r}, "w")))
+    await f.write("kept")  # buffered in the real file object
+    async with yieldio.TaskGroup() as tg:
+        tg.spawn(f.write, "BLOCK")  # a call in flight on a worker thread
+        await yieldio.testing.wait_all_tasks_blocked()
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            await f.aclose()  # waits for that call; Ctrl-C arrives
+        finally:
+            release.set()
+
+try:
+    yieldio.run(main)
+except KeyboardInterrupt:
+    with open({str(path)!r}) as check:
+        print("interrupted:", state["f"].wrapped.real.closed, repr(check.read()), flush=True)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert out.stdout == "interrupted: True 'kept'\n", out.stderr
+
+
+def test_a_second_aclose_returns_once_the_file_is_closed(tmp_path):
+    import threading
+
+    release = threading.Event()
+
+    class Slow:
+        def __init__(self, real):
+            self.real = real
+
+        def write(self, s):
+            release.wait(5)
+            return self.real.write(s)
+
+        def close(self):
+            self.real.close()
+
+        @property
+        def closed(self):
+            return self.real.closed
+
+    async def main():
+        f = yieldio.wrap_file(Slow(open(tmp_path / "f.txt", "w")))  # noqa: SIM115
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(f.write, "data")  # in flight: the first aclose() waits for it
+            await yieldio.testing.wait_all_tasks_blocked()
+            first = tg.spawn(f.aclose)
+            await yieldio.testing.wait_all_tasks_blocked()
+            async def release_soon():
+                await yieldio.sleep(0.05)
+                release.set()
+
+            tg.spawn(release_soon)
+            await f.aclose()  # used to return at once, the file still open
+            assert f.wrapped.real.closed and first.done()
+        assert (tmp_path / "f.txt").read_text() == "data"
+
+    yieldio.run(main)
+
+
 def test_a_read_that_completed_under_cancellation_moved_the_position(tmp_path):
     # Documented: an operation that started completes and its result is returned;
     # the file position therefore matches what the caller received.

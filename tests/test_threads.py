@@ -980,3 +980,29 @@ def test_token_misuse_gets_clear_errors():
         assert "current_token()" in errors[0]
 
     yieldio.run(main)
+
+
+def test_from_thread_with_a_token_from_inside_another_run_is_refused_clearly():
+    # It said "called on the kernel's own thread", which was not the reason:
+    # the calling thread runs a yieldio run of its own, which it would block.
+    import threading
+
+    from yieldio.threads import current_token
+
+    async def main():
+        token = current_token()
+        errors = []
+
+        async def other_run():
+            try:
+                yieldio.from_thread(len, "x", token=token)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        th = threading.Thread(target=yieldio.run, args=(other_run,))
+        th.start()
+        await yieldio.to_thread(th.join)
+        assert errors == ["from_thread() would block this thread's own yieldio run; use "
+                          "token.run_sync_soon(), or a yieldio.UniversalQueue"]
+
+    yieldio.run(main)

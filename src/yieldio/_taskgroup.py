@@ -9,6 +9,7 @@ anyone who joins the task).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Generator
 from types import FunctionType
 from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
@@ -197,6 +198,9 @@ def _start_coroutine(fn: Any, args: tuple[Any, ...], status: TaskStatus) -> Any:
 
 
 _local = _state.local
+#: Python's words for a call that lacked a parameter called "name".
+_MISSING_NAME = re.compile(r"missing \d+ required (?:positional|keyword-only) "
+                           r"arguments?: .*'name'").search
 
 
 def _check_thread(k: Any, refused: Any = None) -> None:
@@ -373,7 +377,7 @@ class TaskGroup:
             try:
                 coro = _call_async_function(fn, args)
             except TypeError as exc:
-                if name is not None and "'name'" in str(exc):
+                if name is not None and _MISSING_NAME(str(exc)):
                     # spawn(worker, name="bob") for worker(name): the name
                     # went to the task, and worker() "missed" an argument.
                     _note(exc, "(name= is spawn's own argument, the task's name, as in trio; "

@@ -145,6 +145,7 @@ class AsyncFile:
         # fd number for another file to take before the write reached it.
         self._in_flight = 0
         self._all_returned: Event | None = None
+        self._closing: Event | None = None  # set once aclose() has closed the file
 
     def __repr__(self) -> str:
         return f"<yieldio AsyncFile {self._file!r}>"
@@ -480,32 +481,43 @@ class AsyncFile:
 
             await f.aclose()
         """
+        closing = self._closing
+        if closing is not None:
+            # Another task's aclose() is under way (waiting for calls still
+            # running): return when the file is really closed, as it will be.
+            with CancelScope(shield=True):
+                await closing.wait()
+            return
         if self.closed:
             return
         self._aclosed = True  # (new calls are refused from here: ClosedResourceError)
+        closing = self._closing = Event()
         # Shielded: a task that is being cancelled must still close its files.
-        with CancelScope(shield=True):
-            if self._in_flight:
-                # Other tasks' calls still run on worker threads: let them end
-                # first. Closed under them, a buffered file could drop what a
-                # returned write() had put in its buffer, and an unbuffered
-                # write could land in whichever file took the fd number next.
-                self._all_returned = Event()
-                await self._all_returned.wait()
-            try:
+        try:
+            with CancelScope(shield=True):
+                if self._in_flight:
+                    # Other tasks' calls still run on worker threads: let them
+                    # end first. Closed under them, a buffered file could drop
+                    # what a returned write() had put in its buffer, and an
+                    # unbuffered write could land in whichever file took the
+                    # fd number next.
+                    self._all_returned = Event()
+                    await self._all_returned.wait()
                 await _complete_in_thread(self._file.close)
-            except BaseException as exc:
-                # Ctrl-C reaches a shielded wait too, and a close still queued
-                # behind a busy pool is then withdrawn: close here, blocking
-                # for the flush, rather than leave the data and the fd to the
-                # garbage collector. (A close that ran and failed has closed
-                # the file: then there is nothing left to do.)
-                if not getattr(self._file, "closed", True):
-                    try:
-                        self._file.close()
-                    except Exception as close_exc:
-                        exc.add_note(f"closing {self._file!r} here failed too: {close_exc!r}")
-                raise
+        except BaseException as exc:
+            # Ctrl-C reaches a shielded wait too (for the calls in flight, or
+            # for a close still queued behind a busy pool, which is then
+            # withdrawn): close here, blocking for the flush, rather than
+            # leave the data and the fd to the garbage collector. (A close
+            # that ran and failed has closed the file: nothing left to do.)
+            if not getattr(self._file, "closed", True):
+                try:
+                    self._file.close()
+                except Exception as close_exc:
+                    exc.add_note(f"closing {self._file!r} here failed too: {close_exc!r}")
+            raise
+        finally:
+            closing.set()
 
     async def __aenter__(self) -> AsyncFile:
         return self

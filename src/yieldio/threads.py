@@ -430,7 +430,13 @@ def from_thread(fn: Callable[..., Any], *args: Any,  # type: ignore[misc]
     if token is not None and not isinstance(token, RunToken):
         raise TypeError(f"from_thread(token=...) takes a RunToken (from "
                         f"yieldio.threads.current_token()), not {token!r}")
-    if getattr(_state.local, "kernel", None) is not None:
+    running = getattr(_state.local, "kernel", None)
+    if running is not None:
+        if token is not None and token._kernel is not running:
+            # A thread that runs a yieldio run of its own: blocking here
+            # would stall every task of that run.
+            raise RuntimeError("from_thread() would block this thread's own yieldio run; "
+                               "use token.run_sync_soon(), or a yieldio.UniversalQueue")
         raise RuntimeError("from_thread() called on the kernel's own thread; just call or await it")
     k: Kernel | None
     job: _ThreadJob | None

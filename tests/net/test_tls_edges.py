@@ -469,6 +469,22 @@ def test_a_start_tls_cancelled_part_way_retires_the_stream(client_context):
     yieldio.run(main)
 
 
+def test_a_start_tls_cancelled_before_a_byte_moved_leaves_the_stream_plain(client_context):
+    # An upgrade under a deadline already passed was retired as if it were
+    # mid-handshake, though not a byte had gone either way.
+    async def main():
+        a, b = tcp_pair()
+        async with a, b:
+            with yieldio.CancelScope() as scope:
+                scope.cancel()
+                await a.start_tls(client_context, server_hostname="localhost")
+            assert scope.cancelled_caught
+            await a.write(b"QUIT\n")  # still a plain connection
+            assert await b.readline() == b"QUIT\n"
+
+    yieldio.run(main)
+
+
 def test_unwrap_after_start_tls_gives_back_the_upgraded_stream(server_context, client_context):
     async def main():
         before = open_fds()

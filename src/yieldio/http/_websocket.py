@@ -120,6 +120,7 @@ class WebSocket:
         # Pongs the reader owes, sent by its helper task (see _pong_writer).
         self._pongs_owed: deque[bytes] = deque(maxlen=PONGS_OWED_MAX)
         self._pong_wanted = Event()
+        self._cut_off = False  # _write_cut_off() ran
         self._finished = Event()  # the reader is done: close seen or connection lost
         # The pings waiting for their pong, by payload (two pings may share one).
         self._pongs: dict[bytes, list[Event]] = {}
@@ -266,6 +267,9 @@ class WebSocket:
         after half a frame; closing the transport lets the peer see 1006 at
         once instead of at its own timeout.
         """
+        if self._cut_off:
+            return  # (a fragment's send and the message's both saw the cancel)
+        self._cut_off = True
         logger.info("WebSocket write cancelled part way: aborting (%r)", self)
         if self.close_code is None:
             self.close_code, self.close_reason = 1006, "send cancelled part way"
@@ -414,7 +418,10 @@ class WebSocket:
                     finally:
                         helpers.cancel()
             except BaseExceptionGroup as group:  # (only the read loop can fail)
-                for exc in group.exceptions:
+                errors, others = group.split(Exception)
+                if others is not None:
+                    raise others from None  # (KeyboardInterrupt, SystemExit: not ours to log)
+                for exc in errors.exceptions if errors is not None else ():
                     if not isinstance(exc, _IO_ERRORS):
                         logger.error("WebSocket reader failed (%r)", self, exc_info=exc)
             except _IO_ERRORS:
@@ -570,5 +577,5 @@ def _fragments(kind: Any, message: str | bytes) -> Iterator[wse.Event]:
 
 def _sendable_close_code(code: object) -> bool:
     """A code a Close frame may carry: 1004-1006 and 1015 are reserved, 1016-2999 unassigned."""
-    return isinstance(code, int) and not isinstance(code, bool) and (1000 <= code <= 1003 or 1007 <= code <= 1014
-                                  or 3000 <= code <= 4999)
+    return (isinstance(code, int) and not isinstance(code, bool)
+            and (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999))

@@ -49,15 +49,17 @@ async def start_tls(stream: Stream, context: _ssl.SSLContext | None = None, *,
         if server_side:
             raise ValueError("start_tls(server_side=True) needs an SSLContext with a certificate")
         context = _ssl.create_default_context()
+    tls = TLSStream(stream, context, server_side=server_side, server_hostname=server_hostname)
     try:
-        tls = await TLSStream.wrap(stream, context, server_side=server_side,
-                                   server_hostname=server_hostname)
+        await tls.do_handshake()
     except BaseException as exc:
-        if not isinstance(exc, (_ssl.SSLError, OSError)):
-            # Cancelled (or interrupted) part way: handshake bytes may be in
-            # flight either way, so the connection is neither plaintext nor
+        if not isinstance(exc, (_ssl.SSLError, OSError)) and (tls._sent_some
+                                                              or tls._recv_count):
+            # Cancelled (or interrupted) part way: handshake bytes went one
+            # way or the other, so the connection is neither plaintext nor
             # TLS. Retire the stream, as a successful upgrade does, so that
             # its next read or write says so instead of mixing the two.
+            # (Cancelled before a byte moved, it is still plain: left as is.)
             _retire_interrupted(stream)
         raise
     # Here, not in wrap(): wrap's callers (open_tcp_stream, servers) keep no
@@ -78,4 +80,3 @@ def _retire_interrupted(stream: Stream) -> None:
         stream._write_broken = True
         return
     stream._tls_interrupted = True
-

@@ -44,6 +44,9 @@ class TLSEngine(Stream):
     _in_send: bool
     _unsent: bytes
     _write_error: BaseException | None
+    #: Whether any ciphertext went to the transport (start_tls: is the
+    #: connection still plaintext after a cancelled handshake?).
+    _sent_some = False
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -112,6 +115,7 @@ class TLSEngine(Stream):
                     raise self._write_broken_error()
                 try:
                     await self.transport.write(data)
+                    self._sent_some = True
                 except BaseException as exc:
                     if isinstance(exc, Cancelled) and not getattr(self.transport,
                                                                   "_write_broken", True):
@@ -123,6 +127,7 @@ class TLSEngine(Stream):
                         raise
                     # Ciphertext was taken from the engine and not (all) sent:
                     # the TLS record stream is corrupt from here on.
+                    self._sent_some = True  # (perhaps part of it)
                     self._write_broken = True
                     self._write_error = exc
                     if not self._handshake_done and self._broken is None:
