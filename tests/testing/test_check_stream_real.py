@@ -116,3 +116,28 @@ def test_a_sync_factory_is_refused_with_a_hint():
         yieldio.run(check_stream, memory_stream_pair)
     with pytest.raises(TypeError, match=r"check_stream\(\) needs a factory"):
         yieldio.run(check_stream, memory_stream_pair())
+
+
+@pytest.mark.parametrize("latency, max_buffer", [(0.01, 4), (0.01, 1), (0.5, 2)])
+def test_check_stream_on_a_slow_link_with_a_tiny_buffer(latency, max_buffer):
+    # The checker itself failed there: it read while its reader task was
+    # still parked on bytes in flight (BusyResourceError), and a sender of
+    # three bytes into a one-byte buffer waited for a reader that came later.
+    from yieldio.testing import SimNetwork, VirtualClock
+
+    net = SimNetwork(latency=latency, max_buffer=max_buffer)
+    ports = iter(range(1000, 2000))
+
+    async def pair():
+        port = next(ports)
+        (listener,) = await net.listen_tcp("127.0.0.1", port)
+        client = await net.connect_tcp("127.0.0.1", port)
+        server = await listener.accept()
+        await listener.aclose()
+        return client, server
+
+    async def main():
+        return await check_stream(pair, timeout=1e6, skip=[
+            "ordered_delivery", "busy_send", "large_transfer_both_ways"])  # (slow here)
+
+    assert len(yieldio.run(main, network=net, clock=VirtualClock(autojump=True))) == 11

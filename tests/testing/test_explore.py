@@ -260,3 +260,21 @@ def test_failure_message_keeps_the_errors_own_trailing_colon():
     with pytest.raises(ExploreFailure) as info:
         explore(fails_silently, seeds=[0], verify=False)
     assert str(info.value).splitlines()[0] == "seed 0 fails (found on run 1): ValueError"
+
+
+def test_the_replay_call_of_a_run_on_an_installed_network_says_where_to_run_it():
+    # explore() under 'with net.install():' printed a replay call without
+    # the network: run as printed, outside the block, it used the real one.
+    from yieldio.testing import ExploreFailure, SimNetwork, explore
+
+    async def scenario():
+        raise ValueError("always")
+
+    with SimNetwork().install():
+        with pytest.raises(ExploreFailure) as info:
+            explore(scenario, seeds=[3], verify=False)
+    assert ("seed=3, clock=yieldio.testing.VirtualClock(autojump=True))  # inside the same "
+            "'with net.install():' block") in str(info.value)
+    with pytest.raises(ExploreFailure) as info:
+        explore(scenario, seeds=[3], verify=False)
+    assert "install" not in str(info.value)

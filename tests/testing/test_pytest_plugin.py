@@ -719,3 +719,54 @@ def test_task_group_fixture_is_cancelled_when_the_test_ends(pytester):
     result = run(pytester)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*ValueError: background crash*"])
+
+
+def test_explore_restores_the_networks_links_for_each_seed(pytester):
+    # A test that degraded a link part way left it degraded for the next
+    # seed: seed 1 failed under --yieldio-explore, and its replay passed.
+    pytester.makepyfile("""
+        import pytest, yieldio
+
+        @pytest.mark.yieldio
+        async def test_link(sim_network, autojump_clock):
+            assert sim_network._links == {}, "a fresh link has no latency"
+            sim_network.set_link("127.0.0.1", "10.0.0.2", latency=0.5)
+            await yieldio.sleep(0)
+    """)
+    run(pytester, "--yieldio-explore", "5").assert_outcomes(passed=1)
+
+
+def test_a_seed_after_the_first_says_that_sync_fixtures_were_shared(pytester):
+    # The replay of a failure that came from state an earlier seed left in a
+    # sync fixture passes: the report now says so.
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.fixture
+        def registry():
+            return {}
+
+        @pytest.mark.yieldio
+        async def test_register_once(registry):
+            assert "alice" not in registry, "alice registered twice"
+            registry["alice"] = 1
+    """)
+    result = run(pytester, "--yieldio-explore", "3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["failed with seed 1 (seed 2 of 3 explored)",
+                                 "replay: pytest *--yieldio-seed 1",
+                                 "(the seeds before it ran with the same sync fixture values*"])
+
+
+def test_the_replay_line_works_from_the_directory_pytest_was_started_in(pytester,
+                                                                        monkeypatch):
+    # The node id is relative to the root directory: started in tests/, the
+    # printed 'tests/test_fail.py::...' was "file or directory not found".
+    pytester.makeini("[pytest]\n")  # the root directory: the node id says tests/...
+    sub = pytester.mkpydir("tests")
+    sub.joinpath("test_fail.py").write_text(
+        "import pytest\n\n\n@pytest.mark.yieldio\nasync def test_fails():\n    assert False\n")
+    monkeypatch.chdir(sub)
+    result = run(pytester, "--yieldio-seed", "4", "test_fail.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["replay: pytest 'test_fail.py::test_fails' --yieldio-seed 4"])

@@ -26,6 +26,7 @@ from .._cancel import CancelScope
 from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError, IncompleteRead
 from .._taskgroup import TaskGroup
 from .._timeouts import fail_after
+from ..sync import Event
 from ._blocked import wait_all_tasks_blocked
 
 __all__ = ["check_stream"]
@@ -312,24 +313,35 @@ async def _cancelled_read_loses_no_data(a: Any, b: Any) -> None:
 
     scope = CancelScope()
     async with TaskGroup() as tg:
-        tg.spawn(reader, scope)
+        reading = tg.spawn(reader, scope)
         await wait_all_tasks_blocked()
         tg.spawn(send_then_cancel, scope)
-        await wait_all_tasks_blocked()  # the reader is done; the sender may wait for room
+        # Until the reader is done (it took some bytes, or the cancel came),
+        # not merely blocked: with latency, it may still wait for bytes in
+        # flight while the sender waits for room. (The sender may still wait.)
+        await reading.join()
         rest = b"".join(got)
         if len(rest) < 5:
             rest += await b.read_exactly(5 - len(rest))
     _expect(rest == b"hello", f"data lost or duplicated around a cancel: {rest!r}")
     # 3. A cancelled read_exactly keeps its partial data in the stream's buffer.
+    # (One sender for both pieces: with a buffer smaller than "abc", its first
+    # send_all ends only once the second read has taken some of it.)
+    go_on = Event()
+
+    async def send_in_two() -> None:
+        await a.send_all(b"abc")
+        await go_on.wait()
+        await a.send_all(b"def")
+
     async with TaskGroup() as outer:
-        outer.spawn(a.send_all, b"abc")
+        outer.spawn(send_in_two)
         with CancelScope() as scope:
             async with TaskGroup() as tg:
                 tg.spawn(b.read_exactly, 6)
                 await wait_all_tasks_blocked()
                 scope.cancel()
-    async with TaskGroup() as tg:
-        tg.spawn(a.send_all, b"def")
+        go_on.set()
         got_data = await b.read_exactly(6)
     _expect(got_data == b"abcdef", "a cancelled read_exactly lost its bytes")
 

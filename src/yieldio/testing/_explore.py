@@ -83,7 +83,16 @@ def _replay_call(fn: Any, seed: int, clock: Any, network_factory: Any) -> str:
     text = f"yieldio.run({_name(fn, 'fn')}, seed={seed}, clock={clock_text}"
     if network_factory is not None:
         text += f", network={_name(network_factory, 'network_factory')}()"
+    elif _installed_network() is not None:
+        # The run took a network installed with 'with net.install():': the
+        # call replays only there (outside, it would use the real network).
+        return text + ")  # inside the same 'with net.install():' block"
     return text + ")"
+
+
+def _installed_network() -> Any:
+    simnet = sys.modules.get("yieldio.testing._simnet")
+    return simnet.installed_network() if simnet is not None else None
 
 
 def _same_failure(a: BaseException, b: BaseException) -> bool:

@@ -432,11 +432,17 @@ def _runs(item: pytest.Function) -> Iterator[tuple[int | None, int, list[int | N
                                                    dict[str, Any]]]:
     """For each seed to run: (seed, index, all seeds, keyword arguments for run())."""
     clock = item.funcargs.get("autojump_clock")
-    network = item.funcargs.get("sim_network")
+    network: Any = item.funcargs.get("sim_network")
     seeds = _seeds(item)
+    # A test may change its network's links or names as it runs (a link
+    # that degrades): each seed starts from the configuration the first
+    # one had, as a replay of that seed alone would.
+    configured = network._configuration() if hasattr(network, "_configuration") else None
     for i, seed in enumerate(seeds):
         if isinstance(clock, VirtualClock):
             clock._rewind()  # every seed starts at the same time, as in a replay
+        if configured is not None and i:
+            network._restore_configuration(configured)  # (a SimNetwork: it has _configuration)
         options: dict[str, Any] = {"seed": seed, "clock": clock}
         if network is not None:
             options["network"] = network
@@ -473,6 +479,21 @@ def _hypothesis_call(item: pytest.Function, testargs: dict[str, Any],
     return True
 
 
+def _node_from_here(item: pytest.Function) -> str:
+    """The test's node id as pytest takes it in the directory pytest was started in.
+
+    Node ids are relative to the root directory; started in a subdirectory,
+    pytest would not find ``tests/test_x.py`` there.
+    """
+    path, sep, rest = item.nodeid.partition("::")
+    invoked = item.config.invocation_params.dir
+    try:
+        relative = os.path.relpath(item.config.rootpath / path, invoked)
+    except ValueError:  # (another drive, on Windows)
+        return item.nodeid
+    return relative + sep + rest
+
+
 def _report_seed(item: pytest.Function, exc: BaseException, seed: int | None, index: int,
                  seeds: list[int | None]) -> None:
     if seed is None:
@@ -492,7 +513,13 @@ def _report_seed(item: pytest.Function, exc: BaseException, seed: int | None, in
         else:
             how = f"--yieldio-seed {seed}"
             text = (f"failed with seed {seed}{where}\n"
-                    f"replay: pytest '{item.nodeid}' --yieldio-seed {seed}")
+                    f"replay: pytest '{_node_from_here(item)}' --yieldio-seed {seed}")
+        if index:
+            # Sync fixtures are made once per test item, not per seed: state a
+            # test leaves in one (a registry it fills) meets the next seed.
+            text += ("\n(the seeds before it ran with the same sync fixture values: if the "
+                     "replay passes, the failure came from state an earlier seed left in one "
+                     "of them)")
         note = f"yieldio: failed with seed {seed}; replay with {how}"
     if not item.stash.get(_REPORTED, False):  # once, even if hypothesis retries examples
         item.stash[_REPORTED] = True

@@ -133,6 +133,19 @@ class SimNetwork(SimFaults):
         return (f"<SimNetwork latency={self.latency} bandwidth={self.bandwidth} "
                 f"{len(self._conns)} connections>")
 
+    # -- configuration, saved and restored (explore: every seed starts alike) --
+    def _configuration(self) -> tuple[Any, ...]:
+        """What a run may change that outlives it: the links, names and defaults."""
+        return (self.latency, self.bandwidth, self.chunking, self.connect_timeout,
+                self.max_buffer, {name: list(addrs) for name, addrs in self._dns.items()},
+                dict(self._links))
+
+    def _restore_configuration(self, saved: tuple[Any, ...]) -> None:
+        (self.latency, self.bandwidth, self.chunking, self.connect_timeout, self.max_buffer,
+         dns, links) = saved
+        self._dns = {name: list(addrs) for name, addrs in dns.items()}
+        self._links = dict(links)
+
     # -- per-run state ---------------------------------------------------------
     def _new_run_state(self) -> None:
         self._listeners: dict[Any, list[SimListener]] = {}
