@@ -125,7 +125,9 @@ class FdStream(Stream):
         # After a short read the pipe is drained: wait for readiness before
         # the next read instead of paying for a read that fails (see DESIGN 4).
         self._drained = False
-        self._kernel = getattr(_state.local, "kernel", None)
+        self._kernel = kernel = getattr(_state.local, "kernel", None)
+        if kernel is not None and fd in kernel.fds:
+            kernel.notify_closing(fd)  # a stale number: see yieldio.socket._forget_stale
         # What the pipe is, for the unclosed warning and repr ("stdout of
         # process 4242 (sort -n)"): with twenty leaked pipes, an fd number
         # alone does not say where to look.

@@ -82,7 +82,10 @@ __all__ = [
     "error", "gaierror", "has_ipv6", "herror", "timeout",
 ]
 _HELPERS = {"htonl", "htons", "ntohl", "ntohs", "inet_aton", "inet_ntoa", "inet_pton",
-            "inet_ntop", "CMSG_LEN", "CMSG_SPACE"}
+            "inet_ntop", "CMSG_LEN", "CMSG_SPACE",
+            # Pure, non-blocking names code ported from the stdlib reaches for.
+            "AddressFamily", "SocketKind", "MsgFlag", "AddressInfo", "gethostname",
+            "has_dualstack_ipv6", "if_nameindex", "if_nametoindex", "if_indextoname"}
 for _name, _value in vars(_stdsocket).items():
     if ((_name.isupper() and not _name.startswith("_")) or _name in _HELPERS) \
             and _name not in globals():
@@ -93,6 +96,21 @@ del _name, _value
 _local = _state.local
 _outside_run = _state.outside_run
 _StdSocket = _stdsocket.socket
+
+
+def _forget_stale(kernel: Any, fd: int) -> None:
+    """A new object owns ``fd``: drop what the loop still knows of that number.
+
+    The loop knows a number only while a yieldio object watches it, until
+    ``notify_closing``. One closed behind its back -- the stdlib socket a
+    ``with`` block closes after ``from_stdlib()`` took it over, an
+    ``os.close()`` -- leaves a registration that epoll itself has dropped:
+    the next socket or pipe to get the number saw its interest "already
+    armed" and was never registered, so its waits never woke. Its waiters
+    (on a file that no longer exists) get ``ClosedResourceError``.
+    """
+    if fd in kernel.fds:
+        kernel.notify_closing(fd)
 
 
 # -- creating sockets -----------------------------------------------------------
@@ -187,6 +205,8 @@ class SocketType(MessageMethods):
         self._drained = False
         # The run that may watch this fd: a dropped socket's close goes to it.
         self._kernel = kernel = getattr(_local, "kernel", None)
+        if kernel is not None:
+            _forget_stale(kernel, sock.fileno())
         # Dropped without close(), the stdlib socket's own finalizer would
         # close the fd behind the loop's back, leaving its epoll interest on
         # the fd number: the next socket or pipe to get that number would
@@ -430,7 +450,7 @@ class SocketType(MessageMethods):
         task = k.current
         if task._cancel_pending:
             task._raise_cancel()
-        if not self._drained:
+        if not self._drained or not bufsize:  # (recv(0) returns b"" at once, as the stdlib's)
             try:
                 data = self._recv(bufsize, flags)
             except BlockingIOError:

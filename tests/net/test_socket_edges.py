@@ -457,3 +457,50 @@ def test_a_stream_read_keeps_waiting_when_a_rival_takes_the_data_first(op):
             assert got == b"kept"
 
     yieldio.run(main)
+
+
+def test_a_fd_number_closed_behind_the_loops_back_is_registered_again_when_reused():
+    # The usual port: 'with raw: s = from_stdlib(raw)' closes the fd without
+    # telling the loop. Its registration stayed, so a later socket given the
+    # same number looked "already armed", was never registered, and its
+    # recv never woke.
+    import socket as stdsocket
+
+    from yieldio import socket as ysocket
+
+    async def main():
+        a_raw, b_raw = stdsocket.socketpair()
+        old_fd = a_raw.fileno()
+        with a_raw:
+            a = ysocket.from_stdlib(a_raw)
+            with yieldio.move_on_after(0.01):
+                await a.recv(1)  # the loop watches old_fd now
+        b_raw.close()
+        x, y = ysocket.socketpair()
+        with x, y:
+            assert old_fd in (x.fileno(), y.fileno())  # (the number came back)
+            reader, writer = (x, y) if x.fileno() == old_fd else (y, x)
+            with yieldio.fail_after(5):  # (the bug: for ever)
+                async with yieldio.TaskGroup() as tg:
+                    got = tg.spawn(reader.recv, 5)
+                    await yieldio.testing.wait_all_tasks_blocked()
+                    await writer.send(b"hi")
+            assert got.result() == b"hi"
+
+    yieldio.run(main)
+
+
+def test_recv_of_zero_bytes_returns_at_once_even_after_a_short_read():
+    # A short read set "drained" (wait before the next recv): recv(0) then
+    # waited for data, where the stdlib's and asyncio's return b"" at once.
+    from yieldio import socket as ysocket
+
+    async def main():
+        a, b = ysocket.socketpair()
+        with a, b:
+            await b.send(b"abc")
+            assert await a.recv(10) == b"abc"  # short: drained
+            with yieldio.fail_after(1):
+                assert await a.recv(0) == b""
+
+    yieldio.run(main)
