@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket as stdsocket
+import ssl
 
 import pytest
 
@@ -505,5 +506,56 @@ def test_a_tls_write_broken_by_a_reset_names_it_and_counts_as_a_disconnect(serve
             assert _peer_went_away(info.value)
             assert _peer_went_away(ExceptionGroup("pumps", [info.value, first]))
             assert not _peer_went_away(BrokenStreamError("cut off by a cancel"))
+
+    yieldio.run(main)
+
+
+@pytest.mark.parametrize("buffer", [2022, 2100, 4096])
+def test_a_tls_read_cancelled_while_it_sends_what_it_owes_keeps_its_data(buffer):
+    # TLS 1.3 post-handshake auth: decrypting the server's request makes the
+    # client owe it records, which the read sends. With the transport full,
+    # a timeout there dropped the plaintext the read had already decrypted:
+    # the next read returned later data (a gap in the stream).
+    import trustme
+
+    from yieldio.testing import memory_stream_pair
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    server_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ca.configure_trust(server_ctx)
+    server_ctx.post_handshake_auth = True
+    server_ctx.verify_mode = ssl.CERT_OPTIONAL
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    ca.issue_cert("client").configure_cert(client_ctx)
+    client_ctx.post_handshake_auth = True
+
+    async def main():
+        a, b = memory_stream_pair(buffer)
+        async with yieldio.TaskGroup() as tg:
+            server_task = tg.spawn(TLSStream.wrap(b, server_ctx, server_side=True))
+            client = await TLSStream.wrap(a, client_ctx, server_hostname="localhost")
+        server = server_task.result()
+        await client.write(b"c" * 2000)  # fills the way to the server, which does not read
+        server.ssl_object.verify_client_post_handshake()
+        await server.write(b"MSG1" * 10)
+        await server.write(b"MSG2" * 10)
+        got = bytearray()
+        with yieldio.move_on_after(0.2):
+            got += await client.receive_some()
+
+        async def server_reads():
+            n = 0
+            while n < 2000:
+                n += len(await server.receive_some())
+
+        async with yieldio.TaskGroup() as tg:
+            tg.spawn(server_reads)
+            with yieldio.fail_after(5):
+                while len(got) < 80:
+                    got += await client.receive_some()
+        assert bytes(got) == b"MSG1" * 10 + b"MSG2" * 10
 
     yieldio.run(main)

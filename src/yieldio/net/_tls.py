@@ -190,7 +190,7 @@ class TLSStream(TLSEngine):
                                              reading=True)
                 else:
                     if self._out.pending or self._unsent:
-                        await self._flush_for_reader()
+                        await self._flush_for_reader(data)
             except _EOF_ERRORS as exc:
                 if self._out.pending:
                     await self._flush_best_effort(reading=True)
@@ -207,7 +207,13 @@ class TLSStream(TLSEngine):
             if not data:
                 self._tls_eof = True  # (close_notify reads as b"", not as an error)
             if not fed:
-                await fast_checkpoint()
+                try:
+                    await fast_checkpoint()
+                except BaseException:
+                    # Cancelled with the data in hand (a cancel that came
+                    # while the read's flush finished): the next read has it.
+                    self._plain[:0] = data
+                    raise
             return data  # type: ignore[no-any-return]
         finally:
             self._in_receive = False

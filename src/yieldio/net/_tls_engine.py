@@ -44,6 +44,7 @@ class TLSEngine(Stream):
     _in_send: bool
     _unsent: bytes
     _write_error: BaseException | None
+    _plain: bytearray
     #: Whether any ciphertext went to the transport (start_tls: is the
     #: connection still plaintext after a cancelled handshake?).
     _sent_some = False
@@ -84,7 +85,7 @@ class TLSEngine(Stream):
                 raise
             if self._out.pending or self._unsent:
                 if reading:
-                    await self._flush_for_reader()
+                    await self._flush_for_reader(None if want_read else result)
                 else:
                     await self._flush()
             if not want_read:
@@ -139,7 +140,7 @@ class TLSEngine(Stream):
         finally:
             lock.release()
 
-    async def _flush_for_reader(self) -> None:
+    async def _flush_for_reader(self, plaintext: bytes | None = None) -> None:
         """Send what a read made the engine queue, unless a writer is at work.
 
         A reader must never wait for the sending side: a writer blocked on a
@@ -151,7 +152,16 @@ class TLSEngine(Stream):
         """
         if self._in_send or self._send_lock.locked() or self._write_broken:
             return
-        await self._flush()
+        try:
+            await self._flush()
+        except BaseException:
+            if plaintext:
+                # The read had its data when the send it owed was cancelled
+                # (the peer not reading): keep it for the next read, which
+                # serves _plain first, instead of dropping decrypted bytes.
+                # (_plain is empty here: a read that found some returned it.)
+                self._plain[:0] = plaintext
+            raise
 
     def _write_broken_error(self) -> BrokenStreamError:
         exc = BrokenStreamError("a previous write on this TLS stream was interrupted"
