@@ -103,9 +103,10 @@ class TLSEngine(Stream):
         # less on the path of every TLS write)
         lock = self._send_lock
         await lock.acquire()
+        out = self._out
         try:
             while True:
-                data = self._out.read()
+                data = out.read()
                 if self._unsent:
                     data, self._unsent = self._unsent + data, b""
                 if not data:
@@ -117,6 +118,8 @@ class TLSEngine(Stream):
                 try:
                     await self.transport.write(data)
                     self._sent_some = True
+                    if not out.pending:
+                        return  # (the common case: nothing queued meanwhile)
                 except BaseException as exc:
                     if isinstance(exc, Cancelled) and not getattr(self.transport,
                                                                   "_write_broken", True):
