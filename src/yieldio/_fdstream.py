@@ -37,7 +37,7 @@ from typing import Any
 from . import _state
 from ._exceptions import BusyResourceError, ClosedResourceError
 from ._io import fast_checkpoint, wait_readable, wait_writable
-from ._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
+from ._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, byte_view
 from ._traps import schedule
 
 __all__ = ["FdStream"]
@@ -126,8 +126,8 @@ class FdStream(Stream):
         # the next read instead of paying for a read that fails (see DESIGN 4).
         self._drained = False
         self._kernel = kernel = getattr(_state.local, "kernel", None)
-        if kernel is not None and fd in kernel.fds:
-            kernel.notify_closing(fd)  # a stale number: see yieldio.socket._forget_stale
+        if kernel is not None:
+            kernel.forget_stale(fd)
         # What the pipe is, for the unclosed warning and repr ("stdout of
         # process 4242 (sort -n)"): with twenty leaked pipes, an fd number
         # alone does not say where to look.
@@ -238,10 +238,7 @@ class FdStream(Stream):
             task._raise_cancel()
         # memoryview() first: a TypeError (write("text")) must not leave the
         # stream marked as busy sending.
-        try:
-            view = memoryview(data)
-        except TypeError:
-            raise not_bytes(data) from None
+        view = byte_view(data)
         with view, view.cast("B") as mv:
             total = len(mv)
             pos = 0

@@ -175,6 +175,20 @@ class OutsideWorld:
                 self.reschedule_error(task, ClosedResourceError("another task closed this resource"))
         w.reader = w.writer = None
 
+    def forget_stale(self, fd: int) -> None:
+        """A new object owns ``fd``: drop what the loop still knows of that number.
+
+        The loop knows a number while a yieldio object watches it, until
+        :meth:`notify_closing`. One closed behind its back -- the stdlib
+        socket a ``with`` block closes after ``from_stdlib()`` took it over,
+        an ``os.close()`` -- leaves a registration epoll itself has dropped:
+        the next socket or pipe given the number saw its interest "already
+        armed", was never registered, and its waits never woke. Its waiters
+        (on a file that no longer exists) get ``ClosedResourceError``.
+        """
+        if fd in self.fds:
+            self.notify_closing(fd)
+
     def _dispatch_io(self, events: list[tuple[int, int]]) -> None:
         fds = self.fds
         # Waking a task is Kernel.reschedule inlined (one Python call less per

@@ -51,11 +51,14 @@ def _is_sendable(data: Any) -> bool:
         return False
 
 
-def not_bytes(data: Any) -> TypeError:
-    """The error for a write of something that is not bytes-like (``write("text")``)."""
-    hint = ": encode it first, as data.encode()" if isinstance(data, str) else ""
-    return TypeError(f"a stream sends bytes, bytearray or memoryview, not "
-                     f"{type(data).__name__}{hint}")
+def byte_view(data: Any) -> memoryview:
+    """``memoryview(data)``, or a ``TypeError`` saying a stream sends bytes (``write("text")``)."""
+    try:
+        return memoryview(data)
+    except TypeError:
+        hint = ": encode it first, as data.encode()" if isinstance(data, str) else ""
+        raise TypeError(f"a stream sends bytes, bytearray or memoryview, not "
+                        f"{type(data).__name__}{hint}") from None
 
 
 class BrokenStreamError(BrokenResourceError):

@@ -98,21 +98,6 @@ _outside_run = _state.outside_run
 _StdSocket = _stdsocket.socket
 
 
-def _forget_stale(kernel: Any, fd: int) -> None:
-    """A new object owns ``fd``: drop what the loop still knows of that number.
-
-    The loop knows a number only while a yieldio object watches it, until
-    ``notify_closing``. One closed behind its back -- the stdlib socket a
-    ``with`` block closes after ``from_stdlib()`` took it over, an
-    ``os.close()`` -- leaves a registration that epoll itself has dropped:
-    the next socket or pipe to get the number saw its interest "already
-    armed" and was never registered, so its waits never woke. Its waiters
-    (on a file that no longer exists) get ``ClosedResourceError``.
-    """
-    if fd in kernel.fds:
-        kernel.notify_closing(fd)
-
-
 # -- creating sockets -----------------------------------------------------------
 def socket(family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
            fileno: int | None = None) -> SocketType:
@@ -206,7 +191,7 @@ class SocketType(MessageMethods):
         # The run that may watch this fd: a dropped socket's close goes to it.
         self._kernel = kernel = getattr(_local, "kernel", None)
         if kernel is not None:
-            _forget_stale(kernel, sock.fileno())
+            kernel.forget_stale(sock.fileno())
         # Dropped without close(), the stdlib socket's own finalizer would
         # close the fd behind the loop's back, leaving its epoll interest on
         # the fd number: the next socket or pipe to get that number would

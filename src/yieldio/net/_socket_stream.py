@@ -30,7 +30,7 @@ from .. import _state
 from .._exceptions import BusyResourceError, Cancelled, ClosedResourceError
 from .._io import wait_readable, wait_writable
 from .._outside import _EPOLLIN
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, byte_view
 from .._traps import PARK, SCHEDULE
 from .._typing import awaitable
 from ..socket import SocketType, from_stdlib
@@ -260,10 +260,7 @@ class SocketStream(Stream):
         if task._cancel_pending:
             task._raise_cancel()
         if type(data) is not bytes and type(data) is not bytearray:
-            try:
-                data = memoryview(data).cast("B")
-            except TypeError:
-                raise not_bytes(data) from None
+            data = byte_view(data).cast("B")
         try:
             send = self._send
             sent = send(data)
@@ -305,10 +302,7 @@ class SocketStream(Stream):
         if self._writing:
             raise BusyResourceError("another task is already writing to this stream")
         if type(data) is not bytes and type(data) is not bytearray:
-            try:
-                data = memoryview(data).cast("B")
-            except TypeError:
-                raise not_bytes(data) from None
+            data = byte_view(data).cast("B")
         try:
             send = self._send
             sent = send(data)

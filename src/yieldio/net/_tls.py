@@ -23,7 +23,7 @@ from typing import Any
 from .. import _state
 from .._exceptions import BusyResourceError, ClosedResourceError
 from .._io import cancel_check, fast_checkpoint
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, byte_view
 from .._timeouts import move_on_after
 from ..sync import Lock
 from ._tls_engine import _EOF_ERRORS, TLSEngine, _SSLWantReadError
@@ -289,10 +289,7 @@ class TLSStream(TLSEngine):
         if type(data) is bytes and 0 < len(data) <= WRITE_CHUNK:
             await self._retry(self._ssl.write, data)  # the common case: one piece
             return
-        try:
-            view = memoryview(data)
-        except TypeError:
-            raise not_bytes(data) from None
+        view = byte_view(data)
         with view, view.cast("B") as flat:
             total = len(flat)
             if total == 0:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _state
 from .._exceptions import BusyResourceError, ClosedResourceError
-from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, not_bytes
+from .._stream import DEFAULT_READ_SIZE, BrokenStreamError, Stream, byte_view
 from .._traps import PARK, SCHEDULE
 from .._typing import awaitable
 
@@ -229,13 +229,10 @@ class MemoryStream(Stream):
             raise ClosedResourceError("cannot send after send_eof()")
         if self._sending:
             raise BusyResourceError("another task is already sending on this stream")
-        try:
-            # Copy once: the caller may reuse its buffer as soon as we return
-            # (or even while we wait for room). Through a memoryview, which
-            # only bytes-like objects give: bytes(5) is five NUL bytes.
-            data = bytes(memoryview(data))
-        except TypeError:
-            raise not_bytes(data) from None
+        # Copy once: the caller may reuse its buffer as soon as we return
+        # (or even while we wait for room). Through a memoryview, which only
+        # bytes-like objects give: bytes(5) is five NUL bytes.
+        data = bytes(byte_view(data))
         self._sending = True
         try:
             await self._send(data)
